@@ -1,0 +1,59 @@
+# Tillbridge — `make test` and `make demo` work on a fresh Debian machine with only python3.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup tools test lint types imports pytest demo bench clean
+
+setup: $(STAMP) tools
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The real parts the tests start themselves: the Mosquitto broker and its C clients.
+tools:
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "Installing mosquitto with apt-get."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+	else \
+		echo "mosquitto is missing; run: sudo apt-get install -y mosquitto mosquitto-clients"; exit 1; \
+	fi
+	@if command -v mosquitto_pub >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null; \
+	else \
+		echo "mosquitto_pub is missing; run: sudo apt-get install -y mosquitto-clients"; exit 1; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
+pytest: setup
+	$(BIN)/pytest
+
+test: setup lint types imports pytest
+
+demo: setup
+	$(BIN)/tillbridge-agent --version
+	$(BIN)/tillbridge-central --version
+	$(BIN)/tillbridge-agent config check --config config.example.toml
+	$(BIN)/tillbridge-central config check --config config.example.toml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+
+bench: setup
+	$(BIN)/python -m tests.bench.run bench-results

@@ -1,0 +1,269 @@
+"""The agent's configuration: the `[agent]` table of a TOML file, overridable from the
+environment (`TILLBRIDGE_AGENT__BROKER__URL`). Unknown keys are errors that name
+the key and the file; secrets are `SecretStr`, read from files, never logged.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import socket
+import sys
+import zoneinfo
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from agent.contract.settings import (
+    ENV_PREFIX,
+    BrokerSettings,
+    ConfigError,
+    LoggingSettings,
+    Section,
+    check_broker_files,
+    describe_errors,
+    read_secret,
+    read_toml,
+)
+
+__all__ = [
+    "AgentConfig",
+    "AgentSettings",
+    "OutboxSettings",
+    "SourceSettings",
+    "UplinkSettings",
+    "load_agent_config",
+]
+
+FORMATS = ("auto", "poslog", "micros", "magestore", "inventory", "oms")
+
+_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "agent_toml_file", default=None
+)
+
+
+def _default_data_dir() -> Path:
+    if sys.platform == "win32":
+        return Path(os.environ.get("PROGRAMDATA", "C:/ProgramData")) / "Tillbridge"
+    return Path("/var/lib/tillbridge")
+
+
+class SourceSettings(Section):
+    """One folder the POS exports into."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="Name used in logs and status."
+    )
+    path: Path = Field(description="Folder to watch (local path or UNC share).")
+    format: Literal["auto", "poslog", "micros", "magestore", "inventory", "oms"] = Field(
+        default="auto", description="Parser for the files; auto detects by content."
+    )
+    include: list[str] = Field(default=["**/*"], description="Full-path globs of files to take.")
+    exclude: list[str] = Field(
+        default=["**/*.tmp", "**/*.part", "**/*.partial", "**/~*", "**/*.ready"],
+        description="Full-path globs of files to leave alone.",
+    )
+    poll: bool | None = Field(
+        default=None, description="Poll instead of native events; unset: poll on UNC paths."
+    )
+    poll_interval: float = Field(default=5.0, gt=0, description="Seconds between polls.")
+    settle_seconds: float = Field(
+        default=2.0, ge=0, description="A file is taken once its size and mtime hold this long."
+    )
+    require_ready_marker: bool = Field(
+        default=False, description="Take a file only once `<name>.ready` exists beside it."
+    )
+    rescan_seconds: float = Field(default=60.0, gt=0, description="Full rescan interval.")
+    encoding: str | None = Field(default=None, description="Text encoding; unset: detect.")
+    delimiter: str | None = Field(default=None, description="CSV delimiter; unset: detect.")
+    columns: dict[str, str] = Field(
+        default_factory=dict, description="CSV column map: canonical name → header in the file."
+    )
+
+    @property
+    def polled(self) -> bool:
+        if self.poll is not None:
+            return self.poll
+        text = str(self.path)
+        return text.startswith(("\\\\", "//"))
+
+
+class OutboxSettings(Section):
+    """Local buffer limits. At a limit the agent stops taking files; nothing is evicted."""
+
+    max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024, description="Largest outbox size.")
+    max_rows: int = Field(default=5_000_000, ge=1000, description="Most unacknowledged records.")
+    max_age_days: float = Field(
+        default=30, gt=0, description="Oldest unacknowledged record before intake pauses."
+    )
+    min_free_disk_mb: int = Field(
+        default=500, ge=0, description="Intake pauses when free disk falls below this."
+    )
+    keep_acked_days: float = Field(
+        default=7, ge=0, description="How long acknowledged records stay for audit."
+    )
+    commit_interval_ms: int = Field(
+        default=50, ge=0, le=1000, description="Longest wait to group records into one commit."
+    )
+    key_file: Path | None = Field(
+        default=None, description="AES key for customer contact at rest; default under data_dir."
+    )
+
+
+class UplinkSettings(Section):
+    """How records travel to central."""
+
+    batch_max_records: int = Field(default=500, ge=1, le=10_000, description="Records per batch.")
+    batch_max_bytes: int = Field(
+        default=128 * 1024, ge=4096, description="Compressed batch size limit (AWS IoT: 128 KB)."
+    )
+    window: int = Field(default=16, ge=1, le=1000, description="Batches in flight at once.")
+    ack_timeout_seconds: float = Field(
+        default=60, gt=0, description="Re-send a batch central has not acknowledged by then."
+    )
+    reconnect_min_seconds: float = Field(default=1, gt=0, description="First reconnect delay.")
+    reconnect_max_seconds: float = Field(default=120, gt=0, description="Longest reconnect delay.")
+    heartbeat_seconds: float = Field(default=30, gt=0, description="Status heartbeat interval.")
+
+
+class AgentConfig(Section):
+    """The `[agent]` table."""
+
+    store: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Store id: MQTT identity and topic segment.",
+    )
+    agent_id: str = Field(
+        default_factory=socket.gethostname, description="This agent's id; default host name."
+    )
+    data_dir: Path = Field(
+        default_factory=_default_data_dir, description="Outbox, archive/, quarantine/, logs/."
+    )
+    timezone: str = Field(
+        default="UTC", description="Store time zone for timestamps without offset and schedules."
+    )
+    currency: str = Field(
+        default="EUR", pattern=r"^[A-Z]{3}$", description="Currency when an export names none."
+    )
+    end_of_day_close: str = Field(
+        default="04:00",
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="Local time after which a business day is closed and summarised.",
+    )
+    status_listen: str = Field(
+        default="127.0.0.1:8471", description="Local status endpoint (loopback only)."
+    )
+    broker: BrokerSettings = Field(default_factory=BrokerSettings)
+    sources: list[SourceSettings] = Field(default_factory=list)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    uplink: UplinkSettings = Field(default_factory=UplinkSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
+        return value
+
+    @field_validator("status_listen")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if host not in ("127.0.0.1", "localhost", "[::1]") or not port.isdigit():
+            raise ValueError("the status endpoint binds to 127.0.0.1:<port> only")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> AgentConfig:
+        names = [s.name for s in self.sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def log_file(self) -> Path:
+        return self.logging.file or self.data_dir / "logs" / "agent.log"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.data_dir / "outbox.db"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / "archive"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+
+class AgentSettings(BaseSettings):
+    """The whole file as the agent reads it: `[agent]`, and `[central]` left to the relay."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    agent: AgentConfig
+    central: dict[str, Any] | None = Field(default=None, description="The relay's table.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then the environment, then the TOML file.
+        toml = _toml_file.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+
+def load_agent_config(file: Path) -> AgentConfig:
+    """Load and validate the agent's config; ConfigError lists every problem."""
+    file = Path(file)
+    data = read_toml(file)  # clear errors for a missing or malformed file
+    if "agent" not in data and not any(k.startswith(ENV_PREFIX + "AGENT") for k in os.environ):
+        raise ConfigError([f"{file}: agent: the [agent] table is missing"])
+    token = _toml_file.set(file)
+    try:
+        settings = AgentSettings()
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, file)) from None
+    finally:
+        _toml_file.reset(token)
+    config = settings.agent
+    # Resolve the broker password now so a missing secret file is named at load.
+    password = read_secret(
+        config.broker.password,
+        config.broker.password_file,
+        key="agent.broker.password_file",
+        config_file=file,
+    )
+    if password is not None:
+        config.broker.password = SecretStr(password.get_secret_value())
+    check_broker_files(config.broker, file, "agent.broker")
+    return config

@@ -1,0 +1,185 @@
+"""The wire contract between agent and central: batches, acks, heartbeats, commands.
+
+Everything that matters is in the payload, not in MQTT 5 properties, so the
+protocol also works on MQTT 3.1.1 brokers. Batches travel gzip-compressed JSON.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from ._records import Record, SourceRef
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Ack",
+    "AgentInfo",
+    "Batch",
+    "Command",
+    "EnvelopeError",
+    "Heartbeat",
+    "Rejection",
+    "WireRecord",
+    "decode_batch",
+    "encode_batch",
+    "parse_topic",
+    "topic",
+]
+
+SCHEMA_VERSION = 1
+DEFAULT_PREFIX = "tillbridge/v1"
+MAX_DECOMPRESSED = 64 * 1024 * 1024  # a batch that inflates past this is refused
+
+StoreId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+
+
+class EnvelopeError(ValueError):
+    """A payload that is not a valid envelope (bad gzip, JSON or shape)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentInfo(_Model):
+    id: str = Field(min_length=1, max_length=128)
+    version: str = Field(min_length=1, max_length=64)
+
+
+class WireRecord(_Model):
+    """One record in a batch: the canonical record plus its place in the store's stream."""
+
+    kind: str
+    seq: int = Field(ge=1, description="Per store, gap-free, assigned by the outbox.")
+    key: str = Field(min_length=1, max_length=512)
+    correlation_id: str = Field(min_length=1, max_length=128)
+    occurred_at: AwareDatetime
+    source: SourceRef
+    body: dict[str, Any] = Field(description="The canonical record as JSON.")
+
+    def record(self) -> Record:
+        """Validate the body as a canonical record (raises pydantic's ValidationError)."""
+        from ._records import record_adapter
+
+        return record_adapter.validate_python(self.body)
+
+
+class Batch(_Model):
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    store: StoreId
+    agent: AgentInfo
+    batch_id: str = Field(min_length=1, max_length=128)
+    sent_at: AwareDatetime
+    records: list[WireRecord]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Rejection(_Model):
+    seq: int
+    key: str
+    reason: str
+
+
+class Ack(_Model):
+    """Central → agent: these seqs are committed (new or duplicate) or were refused for good."""
+
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    store: StoreId
+    batch_id: str
+    committed: list[int] = Field(default_factory=list, description="Seqs now durable centrally.")
+    duplicates: list[int] = Field(default_factory=list, description="Seqs central already had.")
+    rejected: list[Rejection] = Field(
+        default_factory=list, description="Seqs kept in central's exception queue."
+    )
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def settled(self) -> set[int]:
+        """Every seq the agent may now let go of."""
+        return {*self.committed, *self.duplicates, *(r.seq for r in self.rejected)}
+
+
+class Heartbeat(_Model):
+    """Agent → central on `{prefix}/{store}/status`, retained; the last will says offline."""
+
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    store: StoreId
+    state: Literal["online", "offline"]
+    agent: AgentInfo | None = None
+    at: AwareDatetime | None = None
+    connected: bool = True
+    backlog_rows: int = 0
+    backlog_bytes: int = 0
+    oldest_unacked_seconds: float | None = None
+    last_ack_at: datetime | None = None
+    files_pending: int = 0
+    files_quarantined: int = 0
+    budget: str = "ok"
+    free_disk_bytes: int | None = None
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
+class Command(_Model):
+    """Central → agent on `{prefix}/{store}/command`."""
+
+    schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
+    command: Literal["resend", "heartbeat", "diagnostics"]
+    from_seq: int | None = Field(default=None, ge=1)
+    to_seq: int | None = Field(default=None, ge=1)
+    issued_at: AwareDatetime
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def topic(prefix: str, store: str, channel: Literal["records", "ack", "status", "command"]) -> str:
+    """`{prefix}/{store}/{channel}`."""
+    return f"{prefix.rstrip('/')}/{store}/{channel}"
+
+
+def parse_topic(prefix: str, name: str) -> tuple[str, str]:
+    """(store, channel) of a topic under `prefix`; EnvelopeError when it is not one of ours."""
+    base = prefix.rstrip("/") + "/"
+    if not name.startswith(base):
+        raise EnvelopeError(f"topic {name!r} is not under {prefix!r}")
+    rest = name[len(base) :].split("/")
+    if len(rest) != 2 or not rest[0]:
+        raise EnvelopeError(f"topic {name!r} is not {{prefix}}/{{store}}/{{channel}}")
+    return rest[0], rest[1]
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """gzip-compressed JSON of a batch."""
+    raw = batch.model_dump_json(by_alias=True).encode()
+    return gzip.compress(raw, compresslevel=6, mtime=0)
+
+
+def decode_batch(payload: bytes) -> Batch:
+    """Inverse of `encode_batch`; plain JSON is accepted too. Raises EnvelopeError."""
+    data = payload
+    if payload[:2] == b"\x1f\x8b":
+        try:
+            with gzip.GzipFile(fileobj=io.BytesIO(payload)) as gz:
+                data = gz.read(MAX_DECOMPRESSED + 1)
+        except (OSError, EOFError) as exc:
+            raise EnvelopeError(f"batch is not valid gzip: {exc}") from None
+        if len(data) > MAX_DECOMPRESSED:
+            raise EnvelopeError("batch inflates past the size limit")
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EnvelopeError(f"batch is not valid JSON: {exc}") from None
+    try:
+        return Batch.model_validate(obj)
+    except ValidationError as exc:
+        raise EnvelopeError(f"batch envelope is invalid: {_first_error(exc)}") from None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}" if where else str(err["msg"])

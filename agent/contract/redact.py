@@ -1,0 +1,64 @@
+"""What never reaches a log line, a support bundle or a dashboard: card numbers,
+secrets and tokens, customer contact details. Shared by agent and relay.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ._pan import mask_pans
+
+__all__ = ["REDACTED", "is_sensitive_key", "redact_text", "redact_value"]
+
+REDACTED = "[redacted]"
+
+_SENSITIVE_KEYS = re.compile(
+    r"(pass(word|wd)?|secret|token|authori[sz]ation|api[_-]?key|private[_-]?key|credential|"
+    r"cookie|session|email|e[_-]?mail|phone|mobile|first[_-]?name|last[_-]?name|"
+    r"address|street|postcode|zip)",
+    re.IGNORECASE,
+)
+# key=value or "key": "value" where the key names a secret or contact field.
+_KV = re.compile(
+    r"""(?P<k>["']?(?:[A-Za-z_]*(?:password|passwd|secret|token|api[_-]?key|client[_-]?secret|"""
+    r"""email|phone)[A-Za-z_]*)["']?\s*[:=]\s*)(?P<v>"[^"]*"|'[^']*'|[^\s,;&}]+)""",
+    re.IGNORECASE,
+)
+_BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# International or clearly formatted phone numbers: +49 30 1234567, (030) 123-4567.
+_PHONE = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?(?:\(\d+\)[\s.-]?)?\d[\d\s.-]{5,}\d"
+    r"|\(\d{2,5}\)\s?\d[\d\s.-]{4,}\d)"
+)
+_URL_CREDS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
+
+
+def is_sensitive_key(key: str) -> bool:
+    """True when a field or config key names a secret or a customer contact detail."""
+    return bool(_SENSITIVE_KEYS.search(key))
+
+
+def redact_text(text: str) -> str:
+    """Mask card numbers, bearer tokens, key=secret pairs, URL credentials, emails, phones."""
+    text = mask_pans(text)
+    text = _URL_CREDS.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
+    text = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", text)
+    text = _KV.sub(lambda m: f"{m.group('k')}{REDACTED}", text)
+    text = _EMAIL.sub(REDACTED, text)
+    return _PHONE.sub(REDACTED, text)
+
+
+def redact_value(value: Any, key: str = "") -> Any:
+    """Redact a structured value: sensitive keys lose their value, strings are scrubbed."""
+    if key and is_sensitive_key(key) and value not in (None, "", [], {}):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {k: redact_value(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    return value

@@ -1,0 +1,189 @@
+"""Config conventions shared by both programs: how problems are reported and how
+secrets are read. The settings classes themselves live in `agent.config` and
+`central.config`; this module needs only pydantic and the standard library.
+
+A problem is one line naming the file, the key and what is wrong:
+`/etc/tillbridge/agent.toml: agent.broker.pasword_file: unknown key`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+__all__ = [
+    "ENV_PREFIX",
+    "BrokerSettings",
+    "ConfigError",
+    "LoggingSettings",
+    "Section",
+    "check_broker_files",
+    "describe_errors",
+    "env_name",
+    "read_secret",
+    "read_toml",
+]
+
+ENV_PREFIX = "TILLBRIDGE_"
+
+
+class ConfigError(Exception):
+    """An invalid config; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class Section(BaseModel):
+    """Base of every config table: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def env_name(path: tuple[str | int, ...]) -> str:
+    """The environment variable that overrides a config key."""
+    return ENV_PREFIX + "__".join(str(p).upper() for p in path)
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith(("function-", "tagged-union", "literal[")):
+            continue
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def describe_errors(exc: ValidationError, file: Path) -> list[str]:
+    """One `file: key: problem` line per validation error."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        key = _dotted(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            what = "unknown key"
+        elif err["type"] == "missing":
+            what = "required key is missing"
+        else:
+            what = str(err["msg"]).removeprefix("Value error, ")
+            if "input" in err and not isinstance(err["input"], dict | list):
+                shown = "[hidden]" if _secretish(key) else repr(err["input"])
+                what = f"{what} (got {shown})"
+        origin = f" (from {env_name(loc)})" if env_name(loc) in os.environ else ""
+        lines.append(f"{file}: {key}: {what}{origin}")
+    return lines
+
+
+def _secretish(key: str) -> bool:
+    return any(word in key.lower() for word in ("password", "secret", "token", "key"))
+
+
+def read_toml(file: Path) -> dict[str, Any]:
+    """Read a TOML file, turning every failure into a ConfigError naming the file."""
+    try:
+        with file.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError([f"{file}: file not found"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{file}: cannot read: {exc.strerror}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{file}: not valid TOML: {exc}"]) from None
+
+
+def read_secret(
+    value: SecretStr | None, file: Path | None, *, key: str, config_file: Path
+) -> SecretStr | None:
+    """The secret given inline (or by environment), else the first line of its file."""
+    if value is not None and value.get_secret_value():
+        return value
+    if file is None:
+        return None
+    try:
+        text = file.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise ConfigError([f"{config_file}: {key}: file not found: {file}"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{config_file}: {key}: cannot read {file}: {exc.strerror}"]) from None
+    if not text:
+        raise ConfigError([f"{config_file}: {key}: file is empty: {file}"])
+    return SecretStr(text.splitlines()[0])
+
+
+class BrokerSettings(Section):
+    """How to reach the MQTT broker; the same shape on both sides."""
+
+    url: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="mqtt://host:port, or mqtts://host:port for TLS.",
+        pattern=r"^mqtts?://[^/\s:]+(:\d{1,5})?/?$",
+    )
+    username: str | None = Field(default=None, description="MQTT user name.")
+    password: SecretStr | None = Field(
+        default=None, description="MQTT password; prefer password_file or the environment."
+    )
+    password_file: Path | None = Field(
+        default=None, description="File whose first line is the password."
+    )
+    ca_file: Path | None = Field(
+        default=None, description="CA bundle that signed the broker's certificate."
+    )
+    cert_file: Path | None = Field(default=None, description="Client certificate for mutual TLS.")
+    key_file: Path | None = Field(
+        default=None, description="Private key of the client certificate."
+    )
+    protocol: Literal["5", "3.1.1"] = Field(default="5", description="MQTT protocol version.")
+    keepalive: int = Field(default=60, ge=5, le=3600, description="Keep-alive in seconds.")
+    topic_prefix: str = Field(
+        default="tillbridge/v1",
+        pattern=r"^[^#+\s]+[^/#+\s]$",
+        description="Prefix of every topic: {prefix}/{store}/records and so on.",
+    )
+    client_id: str | None = Field(default=None, description="MQTT client id; derived when unset.")
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("mqtts://")
+
+    @property
+    def host(self) -> str:
+        return self.url.split("://", 1)[1].rstrip("/").rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        rest = self.url.split("://", 1)[1].rstrip("/")
+        return int(rest.rsplit(":", 1)[1]) if ":" in rest else (8883 if self.tls else 1883)
+
+
+class LoggingSettings(Section):
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Least severe level written."
+    )
+    file: Path | None = Field(
+        default=None, description="JSON log file; default logs/<program>.log under data_dir."
+    )
+    max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="Size at which the log file rolls over."
+    )
+    backups: int = Field(default=10, ge=1, le=100, description="Rolled-over files kept.")
+
+
+def check_broker_files(broker: BrokerSettings, file: Path, prefix: str) -> None:
+    """TLS files that the config names must exist; a certificate needs its key."""
+    problems = []
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(broker, name)
+        if path is not None and not Path(path).is_file():
+            problems.append(f"{file}: {prefix}.{name}: file not found: {path}")
+    if (broker.cert_file is None) != (broker.key_file is None):
+        problems.append(f"{file}: {prefix}.cert_file: cert_file and key_file go together")
+    if problems:
+        raise ConfigError(problems)

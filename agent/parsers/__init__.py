@@ -1,0 +1,112 @@
+"""POS export parsers, registered by name (the `format` key of a source).
+
+`parse_stream` is the only way records leave a parser: it picks the parser,
+masks card numbers in every record, and turns any stray exception into a
+ParseError so no half-read file is ever forwarded.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import BinaryIO, cast
+
+from agent.contract import scrub_model
+
+from ._base import ParseContext, Parsed, ParseError, Parser, Skipped
+
+__all__ = [
+    "REGISTRY",
+    "ParseContext",
+    "ParseError",
+    "Parsed",
+    "Parser",
+    "Skipped",
+    "detect",
+    "parse_bytes",
+    "parse_stream",
+    "register",
+]
+
+REGISTRY: dict[str, Parser] = {}
+SNIFF_BYTES = 64 * 1024
+
+
+def register(parser: Parser) -> Parser:
+    """Add a parser to the registry under its `name`."""
+    REGISTRY[parser.name] = parser
+    return parser
+
+
+def detect(head: bytes) -> Parser:
+    """The parser whose `sniff` accepts these first bytes; ParseError when none does."""
+    if not head.strip():
+        raise ParseError("the file is empty", "byte 0")
+    for parser in REGISTRY.values():
+        if parser.sniff(head):
+            return parser
+    raise ParseError("not a format this agent reads (POSLog, MICROS, Magestore, inventory)")
+
+
+def parse_stream(stream: BinaryIO, fmt: str, *, context: ParseContext) -> Iterator[Parsed]:
+    """Records (PAN-masked) and skipped transactions of one file, lazily."""
+    if fmt == "auto":
+        head = stream.read(SNIFF_BYTES)
+        parser = detect(head)
+        stream = cast(BinaryIO, io.BufferedReader(_Rewound(head, stream)))
+    else:
+        try:
+            parser = REGISTRY[fmt]
+        except KeyError:
+            raise ParseError(f"unknown format {fmt!r}") from None
+    try:
+        for item in parser.parse(stream, context=context):
+            yield item if isinstance(item, Skipped) else scrub_model(item)
+    except ParseError:
+        raise
+    except RecursionError:
+        raise ParseError("the file nests too deeply to be a POS export") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, LookupError) as exc:
+        # A parser bug or an input shape nobody anticipated: refuse the file, never crash.
+        raise ParseError(f"unreadable input ({type(exc).__name__}: {exc})") from None
+
+
+def parse_bytes(data: bytes, fmt: str, *, context: ParseContext) -> list[Parsed]:
+    """All of `parse_stream` for a file already in memory (tests, the parse command)."""
+    return list(parse_stream(io.BytesIO(data), fmt, context=context))
+
+
+class _Rewound(io.RawIOBase):
+    """A stream that replays the sniffed head before the rest of the underlying stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._head.nbytes:
+            n = min(len(buffer), self._head.nbytes)
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        chunk = self._rest.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def _load_builtin() -> None:
+    # Import order is sniffing order: the most specific formats first.
+    from importlib import import_module
+
+    for name in ("poslog", "oms", "micros", "magestore", "inventory"):
+        try:
+            import_module(f"agent.parsers.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"agent.parsers.{name}":
+                raise
+
+
+_load_builtin()

@@ -1,0 +1,156 @@
+"""`tillbridge-central`: the relay and its operations commands.
+
+Exit codes: 0 success, 1 failure at run time, 2 invalid config or arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from agent.contract.logs import configure_logging
+from agent.contract.settings import ConfigError
+from central._version import __version__
+from central.config import CentralConfig, load_central_config
+
+app = typer.Typer(
+    name="tillbridge-central",
+    help="Tillbridge central relay: stores every record once and delivers it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Configuration commands.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="Path to the TOML config file.", show_default=False)
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tillbridge-central {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Tillbridge central relay."""
+
+
+def load_or_exit(config: Path) -> CentralConfig:
+    """The config, or exit 2 with one line per problem on stderr."""
+    try:
+        return load_central_config(config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            typer.echo(line, err=True)
+        raise typer.Exit(2) from None
+
+
+@config_app.command("check")
+def config_check(config: ConfigOption) -> None:
+    """Validate a config file: exit 0 when valid, 2 naming each wrong key."""
+    cfg = load_or_exit(config)
+    typer.echo(f"{config}: valid (inbox {cfg.inbox_url.split('://', 1)[0]})")
+
+
+@app.command("run")
+def run(config: ConfigOption) -> None:
+    """Run the relay until SIGTERM or SIGINT, then stop after the work in hand."""
+    cfg = load_or_exit(config)
+    configure_logging(
+        level=cfg.logging.level,
+        file=cfg.log_file,
+        max_bytes=cfg.logging.max_bytes,
+        backups=cfg.logging.backups,
+    )
+    try:
+        asyncio.run(_serve(cfg))
+    except Exception as exc:
+        logging.getLogger("tillbridge.central").exception(
+            "Relay stopped by an error.", extra={"error": str(exc)}
+        )
+        raise typer.Exit(1) from None
+
+
+async def _serve(cfg: CentralConfig) -> None:
+    from central.inbox import open_inbox
+    from central.intake import Intake
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        if sys.platform == "win32":
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+        else:
+            loop.add_signal_handler(sig, stop.set)
+    log = logging.getLogger("tillbridge.central")
+    inbox = await open_inbox(cfg.inbox_url, relay_id=cfg.relay_id, pool_size=cfg.inbox.pool_size)
+    log.info(
+        "Relay started.",
+        extra={"relay_id": cfg.relay_id, "inbox": cfg.inbox_url.split("://", 1)[0]},
+    )
+    try:
+        await Intake(cfg, inbox).run(stop)
+    finally:
+        await inbox.close()
+    log.info("Relay stopped.", extra={"relay_id": cfg.relay_id})
+
+
+@app.command("stats")
+def stats(
+    config: ConfigOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Records by state, stores, exceptions, duplicates, refused batches and gaps."""
+    cfg = load_or_exit(config)
+    data = asyncio.run(_stats(cfg))
+    if as_json:
+        typer.echo(json.dumps(data))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Tillbridge relay inbox ({cfg.inbox_url.split('://', 1)[0]})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("records", str(data["records"]))
+    for state, count in data["by_state"].items():
+        table.add_row(f"  {state}", str(count))
+    for name, value in data.items():
+        if name not in ("records", "by_state"):
+            table.add_row(name, str(value))
+    Console().print(table)
+
+
+async def _stats(cfg: CentralConfig) -> dict[str, Any]:
+    from central.inbox import open_inbox
+
+    inbox = await open_inbox(cfg.inbox_url, relay_id=cfg.relay_id, pool_size=1)
+    try:
+        return await inbox.stats()
+    finally:
+        await inbox.close()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

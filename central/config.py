@@ -1,0 +1,205 @@
+"""The relay's configuration: the `[central]` table of a TOML file, overridable from the
+environment (`TILLBRIDGE_CENTRAL__INBOX__URL`). Unknown keys are errors that name
+the key and the file; secrets are `SecretStr`, read from files, never logged.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import sys
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from agent.contract.settings import (
+    ENV_PREFIX,
+    BrokerSettings,
+    ConfigError,
+    LoggingSettings,
+    Section,
+    check_broker_files,
+    describe_errors,
+    read_secret,
+    read_toml,
+)
+
+__all__ = [
+    "CentralBrokerSettings",
+    "CentralConfig",
+    "CentralSettings",
+    "InboxSettings",
+    "IntakeSettings",
+    "WebSettings",
+    "load_central_config",
+]
+
+_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "central_toml_file", default=None
+)
+
+
+def _default_data_dir() -> Path:
+    if sys.platform == "win32":
+        return Path(os.environ.get("PROGRAMDATA", "C:/ProgramData")) / "Tillbridge Central"
+    return Path("/var/lib/tillbridge-central")
+
+
+class CentralBrokerSettings(BrokerSettings):
+    shared_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Shared-subscription group when several relays split the stores' streams.",
+    )
+
+
+class InboxSettings(Section):
+    url: str = Field(
+        default="",
+        description="sqlite:///path/inbox.db or postgresql://user@host/db; "
+        "default: inbox.db under data_dir.",
+    )
+    pool_size: int = Field(default=5, ge=1, le=100, description="PostgreSQL connections.")
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("use sqlite:///path or postgresql://user@host/db")
+        return value
+
+
+class IntakeSettings(Section):
+    gap_grace_seconds: float = Field(
+        default=300, gt=0, description="How long a missing seq range waits before a resend."
+    )
+    park_max_hours: float = Field(
+        default=72, gt=0, description="How long a return waits for its original sale."
+    )
+    workers: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Batches handled at once; batches of one store are always handled in order.",
+    )
+    reconnect_min_seconds: float = Field(
+        default=1, gt=0, description="First delay before reconnecting to the broker."
+    )
+    reconnect_max_seconds: float = Field(
+        default=60, gt=0, description="Longest delay between reconnection attempts."
+    )
+    ack_delay_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="Testing aid: wait this long between commit and ack, to rehearse a crash "
+        "in that window. Keep 0 in production.",
+    )
+
+
+class WebSettings(Section):
+    listen: str = Field(default="127.0.0.1:8470", description="Dashboard and API address.")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("use host:port, e.g. 127.0.0.1:8470")
+        return value
+
+
+class CentralConfig(Section):
+    """The `[central]` table."""
+
+    relay_id: str = Field(
+        default_factory=lambda: f"relay-{os.getpid()}",
+        description="This relay's name in logs and claims.",
+    )
+    data_dir: Path = Field(default_factory=_default_data_dir, description="Inbox, logs/.")
+    timezone: str = Field(default="UTC", description="Time zone of reports and schedules.")
+    broker: CentralBrokerSettings = Field(default_factory=CentralBrokerSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
+    intake: IntakeSettings = Field(default_factory=IntakeSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
+        return value
+
+    @property
+    def inbox_url(self) -> str:
+        return self.inbox.url or f"sqlite:///{self.data_dir / 'inbox.db'}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.logging.file or self.data_dir / "logs" / "central.log"
+
+
+class CentralSettings(BaseSettings):
+    """The whole file as the relay reads it: `[central]`, and `[agent]` left to the agent."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    central: CentralConfig
+    agent: dict[str, Any] | None = Field(default=None, description="The agent's table.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Precedence: explicit arguments, then the environment, then the TOML file.
+        toml = _toml_file.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+
+def load_central_config(file: Path) -> CentralConfig:
+    """Load and validate the relay's config; ConfigError lists every problem."""
+    file = Path(file)
+    data = read_toml(file)
+    if "central" not in data and not any(k.startswith(ENV_PREFIX + "CENTRAL") for k in os.environ):
+        raise ConfigError([f"{file}: central: the [central] table is missing"])
+    token = _toml_file.set(file)
+    try:
+        settings = CentralSettings()
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, file)) from None
+    finally:
+        _toml_file.reset(token)
+    config = settings.central
+    password = read_secret(
+        config.broker.password,
+        config.broker.password_file,
+        key="central.broker.password_file",
+        config_file=file,
+    )
+    if password is not None:
+        config.broker.password = SecretStr(password.get_secret_value())
+    check_broker_files(config.broker, file, "central.broker")
+    return config

@@ -1,0 +1,53 @@
+"""The relay's inbox: every record exactly once, its state and history, each store's
+stream and the fleet registry, on SQLite (one relay) or PostgreSQL (several).
+
+`open_inbox(url)` picks the backend from the URL's scheme.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._model import (
+    CLAIMABLE,
+    ClaimedRecord,
+    ExceptionItem,
+    Gap,
+    Inbox,
+    IncomingRecord,
+    InsertResult,
+    InvalidRecord,
+    RecordState,
+    StoreStatus,
+    link_key,
+)
+
+__all__ = [
+    "CLAIMABLE",
+    "ClaimedRecord",
+    "ExceptionItem",
+    "Gap",
+    "Inbox",
+    "IncomingRecord",
+    "InsertResult",
+    "InvalidRecord",
+    "RecordState",
+    "StoreStatus",
+    "link_key",
+    "open_inbox",
+]
+
+
+async def open_inbox(url: str, *, relay_id: str = "", pool_size: int = 5) -> Inbox:
+    """Open the inbox at `sqlite:///path` or `postgresql://…`, applying pending migrations."""
+    if url.startswith("sqlite:///"):
+        from .sqlite import open_sqlite
+
+        return await open_sqlite(Path(url.removeprefix("sqlite:///")), relay_id=relay_id)
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import open_postgres
+
+        return await open_postgres(url, relay_id=relay_id, pool_size=pool_size)
+    raise ValueError(
+        f"unsupported inbox URL {url.split('://', 1)[0]!r}: use sqlite:/// or postgresql://"
+    )

@@ -1,0 +1,256 @@
+"""What the inbox holds and hands out: record states, the rows going in and coming
+out, and the `Inbox` protocol that the SQLite and PostgreSQL backends both implement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, NamedTuple, Protocol
+
+from agent.contract import Heartbeat, Record, Transaction, make_key
+
+__all__ = [
+    "CLAIMABLE",
+    "ClaimedRecord",
+    "ExceptionItem",
+    "Gap",
+    "Inbox",
+    "IncomingRecord",
+    "InsertResult",
+    "InvalidRecord",
+    "RecordState",
+    "StoreStatus",
+    "link_key",
+    "utcnow",
+]
+
+
+class RecordState(StrEnum):
+    RECEIVED = "received"
+    ROUTED = "routed"
+    POSTED = "posted"
+    PARKED = "parked"
+    RETRYING = "retrying"
+    EXCEPTION = "exception"
+
+
+CLAIMABLE = (RecordState.RECEIVED, RecordState.ROUTED, RecordState.RETRYING)
+"""States that delivery may claim."""
+
+# Which states a record may come from to reach each state.
+ALLOWED_FROM: dict[RecordState, tuple[RecordState, ...]] = {
+    RecordState.RECEIVED: (RecordState.PARKED, RecordState.EXCEPTION, RecordState.RETRYING),
+    RecordState.ROUTED: (RecordState.RECEIVED, RecordState.RETRYING),
+    RecordState.POSTED: (RecordState.RECEIVED, RecordState.ROUTED, RecordState.RETRYING),
+    RecordState.PARKED: (RecordState.RECEIVED, RecordState.ROUTED),
+    RecordState.RETRYING: (RecordState.RECEIVED, RecordState.ROUTED, RecordState.RETRYING),
+    RecordState.EXCEPTION: (
+        RecordState.RECEIVED,
+        RecordState.ROUTED,
+        RecordState.RETRYING,
+        RecordState.PARKED,
+    ),
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class IncomingRecord:
+    """A validated record from a batch, ready to insert."""
+
+    seq: int
+    key: str
+    kind: str
+    correlation_id: str
+    occurred_at: datetime
+    body: dict[str, Any]
+    link_key: str | None = None
+
+
+@dataclass(frozen=True)
+class InvalidRecord:
+    """A record whose body failed validation: kept in the exception queue with the reason."""
+
+    seq: int
+    key: str
+    reason: str
+    payload: dict[str, Any]
+
+
+class InsertResult(NamedTuple):
+    committed: list[int]
+    duplicates: list[int]
+
+
+@dataclass(frozen=True)
+class ClaimedRecord:
+    id: int
+    key: str
+    store: str
+    seq: int
+    kind: str
+    state: RecordState
+    attempts: int
+    correlation_id: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A range of a store's seqs that central has not received."""
+
+    store: str
+    from_seq: int
+    to_seq: int
+    first_seen: datetime
+    last_requested: datetime | None = None
+    requests: int = 0
+
+
+@dataclass(frozen=True)
+class StoreStatus:
+    store: str
+    state: str
+    first_seen: datetime
+    last_seen: datetime
+    agent_id: str | None
+    agent_version: str | None
+    backlog_rows: int | None
+    oldest_unacked_seconds: float | None
+    contiguous_seq: int
+    max_seq: int
+    records: int
+    duplicates: int
+    gaps: list[Gap] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExceptionItem:
+    id: int
+    store: str
+    seq: int | None
+    key: str | None
+    record_id: int | None
+    reason: str
+    payload: dict[str, Any] | None
+    created_at: datetime
+
+
+def link_key(record: Record) -> str | None:
+    """Key of the original transaction a return or void refers to, when it can be known.
+
+    The link's own `key` wins; otherwise the key is rebuilt from the link's POS
+    identifiers the way the agent builds a sale's key. A link without a business
+    date cannot be matched and is not parked.
+    """
+    if not isinstance(record, Transaction) or record.kind not in ("return", "void"):
+        return None
+    for link in record.links:
+        if link.key:
+            return link.key
+        if link.business_date is not None:
+            return make_key(
+                "sale",
+                link.store or record.store,
+                link.register,
+                link.business_date,
+                link.transaction_id,
+            )
+    for line in record.lines:
+        ref = line.link
+        if ref is None:
+            continue
+        if ref.key:
+            return ref.key
+        if ref.business_date is not None and ref.transaction_id:
+            return make_key(
+                "sale",
+                ref.store or record.store,
+                ref.register,
+                ref.business_date,
+                ref.transaction_id,
+            )
+    return None
+
+
+class Inbox(Protocol):
+    """The relay's durable store: every record once, its state, and each store's stream."""
+
+    relay_id: str
+
+    async def close(self) -> None: ...
+
+    async def insert_batch(
+        self,
+        store: str,
+        records: Sequence[IncomingRecord],
+        *,
+        rejected: Sequence[InvalidRecord] = (),
+        batch_id: str = "",
+        agent: tuple[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> InsertResult:
+        """Insert each record if its key is absent, in one transaction with the seq receipts."""
+        ...
+
+    async def claim(
+        self, n: int, relay_id: str, lease: timedelta, *, now: datetime | None = None
+    ) -> list[ClaimedRecord]:
+        """Up to `n` records for delivery that no other relay holds a live lease on."""
+        ...
+
+    async def transition(
+        self,
+        ids: Sequence[int],
+        state: RecordState,
+        *,
+        relay_id: str,
+        detail: str | None = None,
+        retry_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> list[int]:
+        """Move records to `state` (releasing their claim); returns the ids that moved."""
+        ...
+
+    async def expire_parked(
+        self, max_age: timedelta, *, now: datetime | None = None
+    ) -> list[int]: ...
+
+    async def history(self, record_id: int) -> list[tuple[str, datetime, str | None]]: ...
+
+    async def record_by_key(self, key: str) -> ClaimedRecord | None: ...
+
+    async def exceptions(self, limit: int = 100) -> list[ExceptionItem]: ...
+
+    async def record_heartbeat(
+        self, heartbeat: Heartbeat, *, now: datetime | None = None
+    ) -> None: ...
+
+    async def record_refusal(
+        self,
+        kind: str,
+        topic_store: str,
+        envelope_store: str | None,
+        batch_id: str | None,
+        reason: str,
+        *,
+        now: datetime | None = None,
+    ) -> None: ...
+
+    async def gaps(self, store: str | None = None) -> list[Gap]: ...
+
+    async def due_gaps(
+        self, grace: timedelta, *, limit: int = 100, now: datetime | None = None
+    ) -> list[Gap]:
+        """Gaps older than `grace` and not asked for within `grace`, marked as asked now."""
+        ...
+
+    async def stores(self) -> list[StoreStatus]: ...
+
+    async def stats(self) -> dict[str, Any]: ...

@@ -1,0 +1,629 @@
+"""The inbox logic both backends share: one SQL dialect (`?` placeholders, ON CONFLICT,
+RETURNING) over a tiny connection seam that each backend provides with its own
+transactions, timestamp and JSON types, and row locking.
+"""
+
+# ruff: noqa: S608  (SQL here is joined from constant fragments and `?` marks; values are bound)
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from importlib import resources
+from typing import Any, Protocol, TypeVar
+
+from agent.contract import Heartbeat
+
+from ._model import (
+    ALLOWED_FROM,
+    CLAIMABLE,
+    ClaimedRecord,
+    ExceptionItem,
+    Gap,
+    IncomingRecord,
+    InsertResult,
+    InvalidRecord,
+    RecordState,
+    StoreStatus,
+    utcnow,
+)
+
+__all__ = ["Conn", "SqlInbox", "migrations"]
+
+T = TypeVar("T")
+_CHUNK = 200
+_RECORD_COLUMNS = (
+    "key, store, seq, kind, correlation_id, occurred_at, link_key, batch_id, body, state, "
+    "received_at, updated_at"
+)
+_CLAIMED_COLUMNS = "id, key, store, seq, kind, state, attempts, correlation_id, body"
+
+
+class Conn(Protocol):
+    """One connection inside one transaction."""
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    async def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+
+def migrations(dialect: str) -> list[tuple[int, str, list[str]]]:
+    """(version, name, statements) of every shipped migration for `dialect`, in order."""
+    found = []
+    for entry in resources.files("central.inbox").iterdir():
+        name = entry.name
+        if not (name.startswith(f"{dialect}_") and name.endswith(".sql")):
+            continue
+        version = int(name.removeprefix(f"{dialect}_").split("_", 1)[0])
+        text = entry.read_text(encoding="utf-8")
+        statements = [s.strip() for s in text.split(";") if _has_sql(s)]
+        found.append((version, name, statements))
+    return sorted(found)
+
+
+def _has_sql(chunk: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in chunk.splitlines())
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _ranges(missing_from: int, to: int, present: set[int]) -> list[tuple[int, int]]:
+    """Missing ranges in [missing_from, to] given the seqs present there."""
+    out: list[tuple[int, int]] = []
+    start: int | None = None
+    for seq in range(missing_from, to + 1):
+        if seq in present:
+            if start is not None:
+                out.append((start, seq - 1))
+                start = None
+        elif start is None:
+            start = seq
+    if start is not None:
+        out.append((start, to))
+    return out
+
+
+class SqlInbox:
+    """Inbox over SQL; subclasses provide `_run`, `_ts`, `_json` and the locking clauses."""
+
+    dialect = ""
+    for_update = ""
+    skip_locked = ""
+
+    def __init__(self, relay_id: str = "") -> None:
+        self.relay_id = relay_id
+
+    # -- the seam -------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        """Run `fn` in one write transaction, retrying it on transient conflicts."""
+        raise NotImplementedError
+
+    def _ts(self, value: datetime) -> Any:
+        raise NotImplementedError
+
+    def _json(self, value: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _dt(value: Any) -> datetime:
+        return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+    @staticmethod
+    def _obj(value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    async def _migrate(self, c: Conn) -> None:
+        await c.run(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
+        applied = {v for (v,) in await c.fetch("SELECT version FROM schema_migrations")}
+        for version, name, statements in migrations(self.dialect):
+            if version in applied:
+                continue
+            for statement in statements:
+                await c.run(statement)
+            await c.run(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, utcnow().isoformat()),
+            )
+
+    # -- intake ---------------------------------------------------------------------------
+
+    async def insert_batch(
+        self,
+        store: str,
+        records: Sequence[IncomingRecord],
+        *,
+        rejected: Sequence[InvalidRecord] = (),
+        batch_id: str = "",
+        agent: tuple[str, str] | None = None,
+        now: datetime | None = None,
+    ) -> InsertResult:
+        at = self._ts(now or utcnow())
+
+        async def body(c: Conn) -> InsertResult:
+            await c.run(
+                "INSERT INTO stores (store, first_seen, last_seen) VALUES (?, ?, ?) "
+                "ON CONFLICT (store) DO NOTHING",
+                (store, at, at),
+            )
+            # The store row serialises batches of one store across relays.
+            ((contiguous, max_seq),) = await c.fetch(
+                "SELECT contiguous_seq, max_seq FROM stores WHERE store = ?" + self.for_update,
+                (store,),
+            )
+            links = sorted({r.link_key for r in records if r.link_key})
+            posted: set[str] = set()
+            for link_part in _chunks(links):
+                rows = await c.fetch(
+                    "SELECT key FROM records WHERE state = 'posted' "
+                    f"AND key IN ({_marks(len(link_part))})",
+                    link_part,
+                )
+                posted.update(k for (k,) in rows)
+            first_by_key: dict[str, IncomingRecord] = {}
+            for rec in records:
+                first_by_key.setdefault(rec.key, rec)
+            fresh = sorted(first_by_key.values(), key=lambda r: r.key)
+            new_keys: set[str] = set()
+            history: list[tuple[Any, ...]] = []
+            for part in _chunks(fresh):
+                params: list[Any] = []
+                for rec in part:
+                    parked = rec.link_key is not None and rec.link_key not in posted
+                    state = RecordState.PARKED if parked else RecordState.RECEIVED
+                    params += [
+                        rec.key,
+                        store,
+                        rec.seq,
+                        rec.kind,
+                        rec.correlation_id,
+                        self._ts(rec.occurred_at),
+                        rec.link_key,
+                        batch_id,
+                        self._json(rec.body),
+                        state.value,
+                        at,
+                        at,
+                    ]
+                values = ", ".join(["(" + _marks(12) + ")"] * len(part))
+                rows = await c.fetch(
+                    f"INSERT INTO records ({_RECORD_COLUMNS}) VALUES {values} "
+                    "ON CONFLICT (key) DO NOTHING RETURNING id, key, state",
+                    params,
+                )
+                for rid, key, state in rows:
+                    new_keys.add(key)
+                    detail = "original not posted yet" if state == RecordState.PARKED else None
+                    history.append((rid, state, at, self.relay_id, detail))
+            if history:
+                await c.run_many(
+                    "INSERT INTO record_states (record_id, state, at, relay_id, detail) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    history,
+                )
+            committed = sorted(first_by_key[k].seq for k in new_keys)
+            committed_set = set(committed)
+            duplicates = sorted(r.seq for r in records if r.seq not in committed_set)
+            for bad in rejected:
+                await c.run(
+                    "INSERT INTO exceptions (store, seq, key, reason, payload, dedupe, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe) DO NOTHING",
+                    (
+                        store,
+                        bad.seq,
+                        bad.key,
+                        bad.reason,
+                        self._json(bad.payload),
+                        f"invalid:{store}:{bad.seq}:{bad.key}",
+                        at,
+                    ),
+                )
+            seqs = {r.seq for r in records} | {r.seq for r in rejected}
+            contiguous, max_seq = await self._advance(c, store, contiguous, max_seq, seqs, at)
+            assignments = "contiguous_seq = ?, max_seq = ?, records = records + ?, "
+            assignments += "duplicates = duplicates + ?, last_seen = ?"
+            update: list[Any] = [contiguous, max_seq, len(committed), len(duplicates), at]
+            if agent is not None:
+                assignments += ", agent_id = ?, agent_version = ?"
+                update += list(agent)
+            await c.run(f"UPDATE stores SET {assignments} WHERE store = ?", [*update, store])
+            return InsertResult(committed, duplicates)
+
+        return await self._run(body)
+
+    async def _advance(
+        self, c: Conn, store: str, contiguous: int, max_seq: int, seqs: set[int], at: Any
+    ) -> tuple[int, int]:
+        """Move the store's gap-free watermark over `seqs` and bring its gaps up to date."""
+        above = {s for s in seqs if s > contiguous}
+        if not above:
+            return contiguous, max_seq
+        if max_seq > contiguous:
+            await c.run_many(
+                "INSERT INTO receipts (store, seq, received_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (store, seq) DO NOTHING",
+                [(store, s, at) for s in sorted(above)],
+            )
+            rows = await c.fetch(
+                "SELECT seq FROM receipts WHERE store = ? AND seq > ? ORDER BY seq",
+                (store, contiguous),
+            )
+            present = {s for (s,) in rows}
+            had_receipts = True
+        else:
+            present = above
+            had_receipts = False
+        watermark = contiguous
+        while watermark + 1 in present:
+            watermark += 1
+        top = max(max_seq, *present)
+        pending = sorted(s for s in present if s > watermark)
+        if had_receipts:
+            await c.run("DELETE FROM receipts WHERE store = ? AND seq <= ?", (store, watermark))
+        elif pending:
+            await c.run_many(
+                "INSERT INTO receipts (store, seq, received_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (store, seq) DO NOTHING",
+                [(store, s, at) for s in pending],
+            )
+        missing = _ranges(watermark + 1, top, set(pending)) if pending else []
+        old = await c.fetch(
+            "SELECT from_seq, to_seq, first_seen, last_requested, requests FROM gaps "
+            "WHERE store = ?",
+            (store,),
+        )
+        if [(f, t) for f, t, *_ in sorted(old)] != missing:
+            await c.run("DELETE FROM gaps WHERE store = ?", (store,))
+            rows_out = []
+            for lo, hi in missing:
+                overlap = [o for o in old if o[0] <= hi and o[1] >= lo]
+                first_seen = min((o[2] for o in overlap), default=at)
+                asked = [o[3] for o in overlap if o[3] is not None]
+                requests = max((o[4] for o in overlap), default=0)
+                rows_out.append((store, lo, hi, first_seen, max(asked, default=None), requests))
+            if rows_out:
+                await c.run_many(
+                    "INSERT INTO gaps (store, from_seq, to_seq, first_seen, last_requested, "
+                    "requests) VALUES (?, ?, ?, ?, ?, ?)",
+                    rows_out,
+                )
+        return watermark, top
+
+    async def record_heartbeat(self, heartbeat: Heartbeat, *, now: datetime | None = None) -> None:
+        at = self._ts(now or utcnow())
+        agent_id = heartbeat.agent.id if heartbeat.agent else None
+        version = heartbeat.agent.version if heartbeat.agent else None
+
+        async def body(c: Conn) -> None:
+            await c.run(
+                "INSERT INTO stores (store, state, first_seen, last_seen, agent_id, agent_version, "
+                "backlog_rows, oldest_unacked_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (store) DO UPDATE SET state = excluded.state, "
+                "last_seen = CASE WHEN excluded.state = 'online' THEN excluded.last_seen "
+                "ELSE stores.last_seen END, "
+                "agent_id = COALESCE(excluded.agent_id, stores.agent_id), "
+                "agent_version = COALESCE(excluded.agent_version, stores.agent_version), "
+                "backlog_rows = excluded.backlog_rows, "
+                "oldest_unacked_seconds = excluded.oldest_unacked_seconds",
+                (
+                    heartbeat.store,
+                    heartbeat.state,
+                    at,
+                    at,
+                    agent_id,
+                    version,
+                    heartbeat.backlog_rows,
+                    heartbeat.oldest_unacked_seconds,
+                ),
+            )
+
+        await self._run(body)
+
+    async def record_refusal(
+        self,
+        kind: str,
+        topic_store: str,
+        envelope_store: str | None,
+        batch_id: str | None,
+        reason: str,
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        at = self._ts(now or utcnow())
+
+        async def body(c: Conn) -> None:
+            await c.run(
+                "INSERT INTO refusals (kind, topic_store, envelope_store, batch_id, reason, "
+                "relay_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (kind, topic_store, envelope_store, batch_id, reason, self.relay_id, at),
+            )
+
+        await self._run(body)
+
+    # -- delivery -------------------------------------------------------------------------
+
+    def _claimed(self, row: Sequence[Any]) -> ClaimedRecord:
+        rid, key, store, seq, kind, state, attempts, cid, body = row
+        return ClaimedRecord(
+            id=rid,
+            key=key,
+            store=store,
+            seq=seq,
+            kind=kind,
+            state=RecordState(state),
+            attempts=attempts,
+            correlation_id=cid,
+            body=self._obj(body),
+        )
+
+    async def claim(
+        self, n: int, relay_id: str, lease: timedelta, *, now: datetime | None = None
+    ) -> list[ClaimedRecord]:
+        moment = now or utcnow()
+        at, until = self._ts(moment), self._ts(moment + lease)
+        states = [s.value for s in CLAIMABLE]
+
+        async def body(c: Conn) -> list[ClaimedRecord]:
+            rows = await c.fetch(
+                "UPDATE records SET claimed_by = ?, lease_until = ? WHERE id IN ("
+                f"SELECT id FROM records WHERE state IN ({_marks(len(states))}) "
+                "AND (lease_until IS NULL OR lease_until < ?) "
+                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
+                f"ORDER BY id LIMIT ?{self.skip_locked}) RETURNING {_CLAIMED_COLUMNS}",
+                (relay_id, until, *states, at, at, n),
+            )
+            return sorted((self._claimed(r) for r in rows), key=lambda r: r.id)
+
+        return await self._run(body)
+
+    async def transition(
+        self,
+        ids: Sequence[int],
+        state: RecordState,
+        *,
+        relay_id: str,
+        detail: str | None = None,
+        retry_at: datetime | None = None,
+        now: datetime | None = None,
+    ) -> list[int]:
+        state = RecordState(state)
+        at = self._ts(now or utcnow())
+        sources = [s.value for s in ALLOWED_FROM[state]]
+        retry = self._ts(retry_at) if retry_at is not None else None
+        bump = 1 if state is RecordState.RETRYING else 0
+        ids = list(ids)
+
+        async def body(c: Conn) -> list[int]:
+            moved: list[tuple[int, str, str, int]] = []
+            for part in _chunks(ids):
+                rows = await c.fetch(
+                    "UPDATE records SET state = ?, updated_at = ?, claimed_by = NULL, "
+                    "lease_until = NULL, next_attempt_at = ?, attempts = attempts + ? "
+                    f"WHERE id IN ({_marks(len(part))}) AND state IN ({_marks(len(sources))}) "
+                    "AND (claimed_by IS NULL OR claimed_by = ? OR lease_until < ?) "
+                    "RETURNING id, key, store, seq",
+                    (state.value, at, retry, bump, *part, *sources, relay_id, at),
+                )
+                moved.extend(rows)
+            await self._history(c, [(r[0], state.value, detail) for r in moved], at, relay_id)
+            if state is RecordState.EXCEPTION:
+                await c.run_many(
+                    "INSERT INTO exceptions (store, seq, key, record_id, reason, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(st, seq, key, rid, detail or "exception", at) for rid, key, st, seq in moved],
+                )
+            if state is RecordState.POSTED and moved:
+                await self._release(c, [r[1] for r in moved], at, relay_id)
+            return sorted(r[0] for r in moved)
+
+        return await self._run(body)
+
+    async def _history(
+        self, c: Conn, rows: Sequence[tuple[int, str, str | None]], at: Any, relay_id: str
+    ) -> None:
+        if rows:
+            await c.run_many(
+                "INSERT INTO record_states (record_id, state, at, relay_id, detail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(rid, st, at, relay_id, detail) for rid, st, detail in rows],
+            )
+
+    async def _release(self, c: Conn, keys: Sequence[str], at: Any, relay_id: str) -> None:
+        """Parked returns and voids whose original is now posted go back to work."""
+        released: list[tuple[int, str, str | None]] = []
+        for part in _chunks(keys):
+            rows = await c.fetch(
+                "UPDATE records SET state = 'received', updated_at = ? WHERE state = 'parked' "
+                f"AND link_key IN ({_marks(len(part))}) RETURNING id",
+                (at, *part),
+            )
+            released += [(r[0], RecordState.RECEIVED.value, "original posted") for r in rows]
+        await self._history(c, released, at, relay_id)
+
+    async def expire_parked(self, max_age: timedelta, *, now: datetime | None = None) -> list[int]:
+        moment = now or utcnow()
+        at, cutoff = self._ts(moment), self._ts(moment - max_age)
+        hours = max_age.total_seconds() / 3600
+        reason = f"original not posted within {hours:g} hours"
+
+        async def body(c: Conn) -> list[int]:
+            rows = await c.fetch(
+                "UPDATE records SET state = 'exception', updated_at = ? "
+                "WHERE state = 'parked' AND updated_at < ? RETURNING id, key, store, seq, link_key",
+                (at, cutoff),
+            )
+            await self._history(
+                c, [(r[0], RecordState.EXCEPTION.value, reason) for r in rows], at, self.relay_id
+            )
+            await c.run_many(
+                "INSERT INTO exceptions (store, seq, key, record_id, reason, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(st, seq, key, rid, f"{reason}: {link}", at) for rid, key, st, seq, link in rows],
+            )
+            return sorted(r[0] for r in rows)
+
+        return await self._run(body)
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def record_by_key(self, key: str) -> ClaimedRecord | None:
+        async def body(c: Conn) -> ClaimedRecord | None:
+            rows = await c.fetch(f"SELECT {_CLAIMED_COLUMNS} FROM records WHERE key = ?", (key,))
+            return self._claimed(rows[0]) if rows else None
+
+        return await self._run(body)
+
+    async def history(self, record_id: int) -> list[tuple[str, datetime, str | None]]:
+        async def body(c: Conn) -> list[tuple[str, datetime, str | None]]:
+            rows = await c.fetch(
+                "SELECT state, at, detail FROM record_states WHERE record_id = ? ORDER BY id",
+                (record_id,),
+            )
+            return [(s, self._dt(at), d) for s, at, d in rows]
+
+        return await self._run(body)
+
+    async def exceptions(self, limit: int = 100) -> list[ExceptionItem]:
+        async def body(c: Conn) -> list[ExceptionItem]:
+            rows = await c.fetch(
+                "SELECT id, store, seq, key, record_id, reason, payload, created_at "
+                "FROM exceptions WHERE resolved_at IS NULL ORDER BY id LIMIT ?",
+                (limit,),
+            )
+            return [
+                ExceptionItem(
+                    id=r[0],
+                    store=r[1],
+                    seq=r[2],
+                    key=r[3],
+                    record_id=r[4],
+                    reason=r[5],
+                    payload=self._obj(r[6]) if r[6] is not None else None,
+                    created_at=self._dt(r[7]),
+                )
+                for r in rows
+            ]
+
+        return await self._run(body)
+
+    def _gap(self, row: Sequence[Any]) -> Gap:
+        store, lo, hi, first_seen, asked, requests = row
+        return Gap(
+            store=store,
+            from_seq=lo,
+            to_seq=hi,
+            first_seen=self._dt(first_seen),
+            last_requested=self._dt(asked) if asked is not None else None,
+            requests=requests,
+        )
+
+    async def gaps(self, store: str | None = None) -> list[Gap]:
+        where, params = ("WHERE store = ? ", (store,)) if store is not None else ("", ())
+
+        async def body(c: Conn) -> list[Gap]:
+            rows = await c.fetch(
+                "SELECT store, from_seq, to_seq, first_seen, last_requested, requests FROM gaps "
+                f"{where}ORDER BY store, from_seq",
+                params,
+            )
+            return [self._gap(r) for r in rows]
+
+        return await self._run(body)
+
+    async def due_gaps(
+        self, grace: timedelta, *, limit: int = 100, now: datetime | None = None
+    ) -> list[Gap]:
+        moment = now or utcnow()
+        at, cutoff = self._ts(moment), self._ts(moment - grace)
+
+        async def body(c: Conn) -> list[Gap]:
+            rows = await c.fetch(
+                "UPDATE gaps SET last_requested = ?, requests = requests + 1 "
+                "WHERE (store, from_seq) IN (SELECT store, from_seq FROM gaps "
+                "WHERE first_seen <= ? AND (last_requested IS NULL OR last_requested <= ?) "
+                f"ORDER BY first_seen LIMIT ?{self.skip_locked}) "
+                "RETURNING store, from_seq, to_seq, first_seen, last_requested, requests",
+                (at, cutoff, cutoff, limit),
+            )
+            return sorted((self._gap(r) for r in rows), key=lambda g: (g.store, g.from_seq))
+
+        return await self._run(body)
+
+    async def stores(self) -> list[StoreStatus]:
+        gaps = await self.gaps()
+
+        async def body(c: Conn) -> list[tuple[Any, ...]]:
+            return await c.fetch(
+                "SELECT store, state, first_seen, last_seen, agent_id, agent_version, "
+                "backlog_rows, oldest_unacked_seconds, contiguous_seq, max_seq, records, "
+                "duplicates FROM stores ORDER BY store"
+            )
+
+        rows = await self._run(body)
+        return [
+            StoreStatus(
+                store=r[0],
+                state=r[1],
+                first_seen=self._dt(r[2]),
+                last_seen=self._dt(r[3]),
+                agent_id=r[4],
+                agent_version=r[5],
+                backlog_rows=r[6],
+                oldest_unacked_seconds=r[7],
+                contiguous_seq=r[8],
+                max_seq=r[9],
+                records=r[10],
+                duplicates=r[11],
+                gaps=[g for g in gaps if g.store == r[0]],
+            )
+            for r in rows
+        ]
+
+    async def stats(self) -> dict[str, Any]:
+        async def body(c: Conn) -> dict[str, Any]:
+            by_state = {s.value: 0 for s in RecordState}
+            for state, count in await c.fetch("SELECT state, COUNT(*) FROM records GROUP BY state"):
+                by_state[state] = int(count)
+            ((stores, duplicates, online),) = await c.fetch(
+                "SELECT COUNT(*), COALESCE(SUM(duplicates), 0), "
+                "COALESCE(SUM(CASE WHEN state = 'online' THEN 1 ELSE 0 END), 0) FROM stores"
+            )
+            ((exceptions,),) = await c.fetch(
+                "SELECT COUNT(*) FROM exceptions WHERE resolved_at IS NULL"
+            )
+            ((refused, spoofed),) = await c.fetch(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN kind = 'spoofed' THEN 1 ELSE 0 END), 0) "
+                "FROM refusals"
+            )
+            ((gaps, missing),) = await c.fetch(
+                "SELECT COUNT(*), COALESCE(SUM(to_seq - from_seq + 1), 0) FROM gaps"
+            )
+            return {
+                "records": sum(by_state.values()),
+                "by_state": by_state,
+                "stores": int(stores),
+                "exceptions": int(exceptions),
+                "duplicates": int(duplicates),
+                "refused": int(refused),
+                "spoofed": int(spoofed),
+                "gaps": int(gaps),
+                "missing": int(missing),
+                "online": int(online),
+            }
+
+        return await self._run(body)

@@ -1,0 +1,119 @@
+"""The PostgreSQL inbox: several relays on one database.
+
+Each relay keeps a small pool of connections. Batches of one store are serialised
+by locking the store's row; claims use `FOR UPDATE SKIP LOCKED`, so two relays never
+take the same record. Deadlocks and serialisation failures are retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors
+from psycopg.types.json import Jsonb
+
+from ._sql import Conn, SqlInbox
+
+__all__ = ["PostgresInbox", "open_postgres"]
+
+T = TypeVar("T")
+_RETRIES = 5
+# Any constant: the advisory lock that keeps two relays from migrating at once.
+_MIGRATION_LOCK = 7_146_120_501
+
+
+def _pg(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+class _PgConn:
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        cursor = await self._conn.execute(_pg(sql), tuple(params))
+        if cursor.description is None:
+            return []
+        return [tuple(row) for row in await cursor.fetchall()]
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
+        await self._conn.execute(_pg(sql), tuple(params) if params else None)
+
+    async def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            async with self._conn.cursor() as cursor:
+                await cursor.executemany(_pg(sql), [tuple(r) for r in rows])
+
+
+class PostgresInbox(SqlInbox):
+    dialect = "postgres"
+    for_update = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str, *, relay_id: str = "", pool_size: int = 5) -> None:
+        super().__init__(relay_id)
+        self._url = url
+        self._size = pool_size
+        self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
+        self._all: list[psycopg.AsyncConnection[Any]] = []
+
+    async def _open(self) -> None:
+        for _ in range(self._size):
+            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+            self._all.append(conn)
+            self._idle.put_nowait(conn)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        conn = await self._idle.get()
+        try:
+            if conn.closed:
+                self._all.remove(conn)
+                conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                self._all.append(conn)
+            yield conn
+        finally:
+            self._idle.put_nowait(conn)
+
+    async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
+        for attempt in range(_RETRIES):
+            try:
+                async with self._connection() as conn, conn.transaction():
+                    return await fn(_PgConn(conn))
+            except (errors.DeadlockDetected, errors.SerializationFailure):
+                if attempt == _RETRIES - 1:
+                    raise
+                await asyncio.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _migrate_locked(self, c: Conn) -> None:
+        await c.run("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+        await self._migrate(c)
+
+    def _ts(self, value: datetime) -> Any:
+        return value
+
+    def _json(self, value: dict[str, Any]) -> Any:
+        return Jsonb(value)
+
+    async def close(self) -> None:
+        for conn in self._all:
+            await conn.close()
+        self._all.clear()
+
+
+async def open_postgres(url: str, *, relay_id: str = "", pool_size: int = 5) -> PostgresInbox:
+    """Connect a pool to the database and bring its schema up to date."""
+    inbox = PostgresInbox(url, relay_id=relay_id, pool_size=pool_size)
+    try:
+        await inbox._open()
+        await inbox._run(inbox._migrate_locked)
+    except BaseException:
+        await inbox.close()
+        raise
+    return inbox

@@ -1,0 +1,394 @@
+"""Intake: the relay's MQTT side. Takes every store's batches, checks each batch's store
+against its topic, commits the records to the inbox and only then acknowledges them;
+feeds the fleet registry from heartbeats and asks stores to resend the seqs it misses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import ssl
+import zlib
+from collections import Counter
+from datetime import timedelta
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import ValidationError
+
+from agent.contract import (
+    SCHEMA_VERSION,
+    Ack,
+    Batch,
+    Command,
+    EnvelopeError,
+    Heartbeat,
+    Rejection,
+    decode_batch,
+    parse_topic,
+    topic,
+)
+from agent.contract.logs import bind, new_correlation_id
+from central.config import CentralConfig
+from central.inbox import Inbox, IncomingRecord, InvalidRecord, link_key
+from central.inbox._model import utcnow
+
+__all__ = ["Intake", "records_filter", "split_batch"]
+
+log = logging.getLogger("tillbridge.central.intake")
+
+SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+"""How long the broker keeps the relay's session (and queues its messages) while it is away."""
+
+
+def records_filter(prefix: str, shared_group: str | None) -> str:
+    """The records subscription, shared between relays when a group is set."""
+    base = f"{prefix.rstrip('/')}/+/records"
+    return f"$share/{shared_group}/{base}" if shared_group else base
+
+
+def _reason(exc: ValidationError) -> str:
+    """Where and what, never the offending value: it may be customer contact."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:3]:
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+    return "; ".join(parts)
+
+
+def split_batch(batch: Batch) -> tuple[list[IncomingRecord], list[InvalidRecord]]:
+    """Validate each record's body: records to insert, and records for the exception queue."""
+    good: list[IncomingRecord] = []
+    bad: list[InvalidRecord] = []
+    for wire in batch.records:
+        try:
+            record = wire.record()
+        except ValidationError as exc:
+            reason = f"invalid record: {_reason(exc)}"
+        else:
+            if record.key != wire.key:
+                reason = "the body's key differs from the record's key"
+            elif record.store != batch.store:
+                reason = "the body's store differs from the batch's store"
+            elif record.kind != wire.kind:
+                reason = "the body's kind differs from the record's kind"
+            else:
+                good.append(
+                    IncomingRecord(
+                        seq=wire.seq,
+                        key=wire.key,
+                        kind=wire.kind,
+                        correlation_id=wire.correlation_id,
+                        occurred_at=wire.occurred_at,
+                        body=wire.body,
+                        link_key=link_key(record),
+                    )
+                )
+                continue
+        bad.append(
+            InvalidRecord(
+                seq=wire.seq, key=wire.key, reason=reason, payload=wire.model_dump(mode="json")
+            )
+        )
+    return good, bad
+
+
+class Intake:
+    """One relay's subscriber. `run(stop)` returns after `stop` is set and work in hand is done."""
+
+    def __init__(self, config: CentralConfig, inbox: Inbox) -> None:
+        self.config = config
+        self.inbox = inbox
+        self.prefix = config.broker.topic_prefix.rstrip("/")
+        self.client_id = config.broker.client_id or f"tillbridge-central-{config.relay_id}"
+        self.counters: Counter[str] = Counter()
+        self.connected = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._queues: list[asyncio.Queue[tuple[str, str, bytes]]] = [
+            asyncio.Queue() for _ in range(config.intake.workers)
+        ]
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _make_client(self) -> aiomqtt.Client:
+        broker = self.config.broker
+        password = broker.password.get_secret_value() if broker.password else None
+        tls: aiomqtt.TLSParameters | None = None
+        if broker.tls:
+            tls = aiomqtt.TLSParameters(
+                ca_certs=str(broker.ca_file) if broker.ca_file else None,
+                certfile=str(broker.cert_file) if broker.cert_file else None,
+                keyfile=str(broker.key_file) if broker.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        if broker.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
+            return aiomqtt.Client(
+                broker.host,
+                broker.port,
+                identifier=self.client_id,
+                username=broker.username,
+                password=password,
+                keepalive=broker.keepalive,
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=False,
+                properties=properties,
+                tls_params=tls,
+            )
+        return aiomqtt.Client(
+            broker.host,
+            broker.port,
+            identifier=self.client_id,
+            username=broker.username,
+            password=password,
+            keepalive=broker.keepalive,
+            protocol=aiomqtt.ProtocolVersion.V311,
+            clean_session=False,
+            tls_params=tls,
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Subscribe and work until `stop` is set; reconnect with backoff when the broker goes."""
+        settings = self.config.intake
+        workers = [asyncio.create_task(self._worker(q)) for q in self._queues]
+        upkeep = asyncio.create_task(self._upkeep(stop))
+        delay = settings.reconnect_min_seconds
+        try:
+            while not stop.is_set():
+                try:
+                    async with self._make_client() as client:
+                        await client.subscribe(
+                            records_filter(self.prefix, self.config.broker.shared_group), qos=1
+                        )
+                        await client.subscribe(f"{self.prefix}/+/status", qos=1)
+                        self._client = client
+                        self.connected.set()
+                        log.info(
+                            "Connected to the broker.",
+                            extra={"client_id": self.client_id, "broker": self.config.broker.host},
+                        )
+                        delay = settings.reconnect_min_seconds
+                        await self._read(client, stop)
+                except aiomqtt.MqttError as exc:
+                    self._client = None
+                    self.connected.clear()
+                    log.warning(
+                        "Broker connection lost; reconnecting.",
+                        extra={"error": str(exc), "retry_in_seconds": round(delay, 2)},
+                    )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), delay * random.uniform(0.8, 1.2))
+                    delay = min(delay * 2, settings.reconnect_max_seconds)
+                finally:
+                    self._client = None
+                    self.connected.clear()
+        finally:
+            upkeep.cancel()
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(upkeep, *workers, return_exceptions=True)
+            log.info("Intake stopped.", extra=dict(self.counters))
+
+    async def _read(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        reader = asyncio.create_task(self._pump(client))
+        stopper = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stopper.cancel()
+        if reader in done:
+            reader.result()
+            return
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        # Finish what was taken from the broker while the connection can still carry acks.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues)), 10)
+
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            try:
+                store, channel = parse_topic(self.prefix, message.topic.value)
+            except EnvelopeError:
+                continue
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            # Batches of one store always go to the same worker, so they are handled in order.
+            index = zlib.crc32(store.encode()) % len(self._queues)
+            self._queues[index].put_nowait((store, channel, payload))
+
+    async def _worker(self, queue: asyncio.Queue[tuple[str, str, bytes]]) -> None:
+        while True:
+            store, channel, payload = await queue.get()
+            try:
+                if channel == "records":
+                    await self.handle_batch(store, payload)
+                elif channel == "status":
+                    await self.handle_status(store, payload)
+            except Exception:
+                self.counters["errors"] += 1
+                log.exception("Message could not be handled.", extra={"store": store})
+            finally:
+                queue.task_done()
+
+    async def _publish(self, name: str, payload: str) -> None:
+        client = self._client
+        if client is None:
+            raise aiomqtt.MqttError("not connected")
+        await client.publish(name, payload, qos=1)
+
+    # -- batches --------------------------------------------------------------------------
+
+    async def handle_batch(self, store: str, payload: bytes) -> None:
+        """Validate, refuse or commit one batch; acknowledge what was committed."""
+        with bind(correlation_id=new_correlation_id(), store=store):
+            try:
+                batch = decode_batch(payload)
+            except EnvelopeError as exc:
+                await self._refuse("invalid", store, None, None, str(exc))
+                return
+            if batch.store != store:
+                log.warning(
+                    "Security event: batch refused, its envelope names another store.",
+                    extra={
+                        "event": "security",
+                        "topic_store": store,
+                        "envelope_store": batch.store,
+                        "batch_id": batch.batch_id,
+                        "agent_id": batch.agent.id,
+                    },
+                )
+                await self._refuse(
+                    "spoofed", store, batch.store, batch.batch_id, "envelope store differs"
+                )
+                return
+            if batch.schema_version != SCHEMA_VERSION:
+                reason = f"unsupported schema {batch.schema_version}"
+                await self._refuse("invalid", store, batch.store, batch.batch_id, reason)
+                return
+            with bind(batch_id=batch.batch_id):
+                await self._commit_and_ack(batch)
+
+    async def _commit_and_ack(self, batch: Batch) -> None:
+        good, bad = split_batch(batch)
+        for item in bad:
+            log.warning(
+                "Record rejected; kept in the exception queue.",
+                extra={"seq": item.seq, "key": item.key, "reason": item.reason},
+            )
+        result = await self.inbox.insert_batch(
+            batch.store,
+            good,
+            rejected=bad,
+            batch_id=batch.batch_id,
+            agent=(batch.agent.id, batch.agent.version),
+        )
+        self.counters["batches"] += 1
+        self.counters["committed"] += len(result.committed)
+        self.counters["duplicates"] += len(result.duplicates)
+        self.counters["rejected"] += len(bad)
+        if self.config.intake.ack_delay_seconds:
+            await asyncio.sleep(self.config.intake.ack_delay_seconds)
+        ack = Ack(
+            store=batch.store,
+            batch_id=batch.batch_id,
+            committed=result.committed,
+            duplicates=result.duplicates,
+            rejected=[Rejection(seq=b.seq, key=b.key, reason=b.reason) for b in bad],
+        )
+        await self._publish(
+            topic(self.prefix, batch.store, "ack"), ack.model_dump_json(by_alias=True)
+        )
+        self.counters["acks"] += 1
+        log.info(
+            "Batch acknowledged.",
+            extra={
+                "records": len(batch.records),
+                "committed": len(result.committed),
+                "duplicates": len(result.duplicates),
+                "rejected": len(bad),
+            },
+        )
+
+    async def _refuse(
+        self,
+        kind: str,
+        store: str,
+        envelope_store: str | None,
+        batch_id: str | None,
+        reason: str,
+    ) -> None:
+        self.counters["refused"] += 1
+        self.counters[kind] += 1
+        if kind != "spoofed":
+            log.warning("Batch refused.", extra={"reason": reason, "batch_id": batch_id})
+        await self.inbox.record_refusal(kind, store, envelope_store, batch_id, reason)
+
+    # -- fleet ----------------------------------------------------------------------------
+
+    async def handle_status(self, store: str, payload: bytes) -> None:
+        """A heartbeat or last will: update the store's entry in the fleet registry."""
+        if not payload:
+            return
+        try:
+            heartbeat = Heartbeat.model_validate_json(payload)
+        except ValidationError as exc:
+            log.warning("Status refused.", extra={"store": store, "reason": _reason(exc)})
+            return
+        if heartbeat.store != store:
+            log.warning(
+                "Security event: status refused, it names another store.",
+                extra={
+                    "event": "security",
+                    "topic_store": store,
+                    "envelope_store": heartbeat.store,
+                },
+            )
+            await self._refuse("spoofed", store, heartbeat.store, None, "status store differs")
+            return
+        await self.inbox.record_heartbeat(heartbeat)
+        self.counters["heartbeats"] += 1
+
+    # -- completeness and parking ---------------------------------------------------------
+
+    async def _upkeep(self, stop: asyncio.Event) -> None:
+        settings = self.config.intake
+        tick = min(max(settings.gap_grace_seconds / 4, 0.1), 10.0)
+        while not stop.is_set():
+            try:
+                await self.request_missing()
+                expired = await self.inbox.expire_parked(timedelta(hours=settings.park_max_hours))
+                if expired:
+                    log.warning("Parked records became exceptions.", extra={"count": len(expired)})
+            except Exception:
+                log.exception("Upkeep failed; trying again.")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), tick)
+
+    async def request_missing(self) -> int:
+        """Ask stores to resend the seq ranges missing for longer than the grace period."""
+        if self._client is None:
+            return 0
+        grace = timedelta(seconds=self.config.intake.gap_grace_seconds)
+        sent = 0
+        for gap in await self.inbox.due_gaps(grace):
+            command = Command(
+                command="resend", from_seq=gap.from_seq, to_seq=gap.to_seq, issued_at=utcnow()
+            )
+            await self._publish(
+                topic(self.prefix, gap.store, "command"), command.model_dump_json(by_alias=True)
+            )
+            sent += 1
+            self.counters["resends"] += 1
+            log.info(
+                "Resend requested.",
+                extra={
+                    "store": gap.store,
+                    "from_seq": gap.from_seq,
+                    "to_seq": gap.to_seq,
+                    "requests": gap.requests,
+                },
+            )
+        return sent

@@ -1,0 +1,80 @@
+"""Card numbers never survive into a record, whatever field they hide in."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.contract import Customer, card_brand, luhn_valid, mask_pans, scrub_model
+from tests.support.strategies import transactions
+
+
+def _luhn_complete(body: str) -> str:
+    for check in "0123456789":
+        if luhn_valid(body + check):
+            return body + check
+    raise AssertionError("unreachable")
+
+
+pans = st.tuples(
+    st.sampled_from(["4", "51", "37", "6011", "35"]), st.integers(min_value=12, max_value=18)
+).flatmap(
+    lambda p: st.text(
+        alphabet="0123456789", min_size=p[1] - len(p[0]), max_size=p[1] - len(p[0])
+    ).map(lambda rest, prefix=p[0]: _luhn_complete(prefix + rest))
+)
+separators = st.sampled_from(["", " ", "-"])
+# Text around a PAN never ends or starts with a digit (a longer digit run is not a PAN).
+surround = st.text(max_size=20).filter(lambda s: not s[-1:].isdigit() and not s[:1].isdigit())
+
+
+def _formatted(pan: str, sep: str) -> str:
+    return sep.join(pan[i : i + 4] for i in range(0, len(pan), 4))
+
+
+def test_known_numbers() -> None:
+    assert luhn_valid("4111111111111111")
+    assert not luhn_valid("4111111111111112")
+    assert mask_pans("card 4111 1111 1111 1111 ok") == "card ************1111 ok"
+    assert mask_pans("4111-1111-1111-1111") == "************1111"
+    # Not Luhn-valid, too short, too long: left alone.
+    assert mask_pans("order 4111111111111112") == "order 4111111111111112"
+    assert mask_pans("ean 400638133393") == "ean 400638133393"
+    assert mask_pans("x" + "4" * 25) == "x" + "4" * 25
+    assert card_brand("4111111111111111") == "visa"
+    assert card_brand("5500000000000004") == "mastercard"
+    assert card_brand("378282246310005") == "amex"
+
+
+@settings(max_examples=300, deadline=None)
+@given(pans, separators, surround, surround)
+def test_a_luhn_valid_number_never_survives_in_text(
+    pan: str, sep: str, before: str, after: str
+) -> None:
+    text = before + _formatted(pan, sep) + after
+    masked = mask_pans(text)
+    assert pan not in re.sub(r"[ -]", "", masked)
+    assert masked.endswith(pan[-4:] + after)
+
+
+@settings(max_examples=100, deadline=None)
+@given(transactions(), pans, st.sampled_from(["operator", "description", "method", "email"]))
+def test_a_pan_in_any_record_field_is_masked(txn, pan: str, where: str) -> None:  # type: ignore[no-untyped-def]
+    if where == "operator":
+        dirty = txn.model_copy(update={"operator": f"op {pan}"})
+    elif where == "email":
+        dirty = txn.model_copy(update={"customer": Customer(email=f"{pan}@example.com")})
+    elif where == "description" and txn.lines:
+        line = txn.lines[0].model_copy(update={"description": f"gift {pan}"})
+        dirty = txn.model_copy(update={"lines": [line, *txn.lines[1:]]})
+    elif txn.tenders:
+        tender = txn.tenders[0].model_copy(update={"method": f"CARD {pan} "})
+        dirty = txn.model_copy(update={"tenders": [tender, *txn.tenders[1:]]})
+    else:
+        dirty = txn.model_copy(update={"attributes": {"note": pan}})
+    clean = scrub_model(dirty)
+    assert pan not in clean.model_dump_json()
+    assert pan in dirty.model_dump_json()
+    assert type(clean) is type(dirty)

@@ -1,0 +1,55 @@
+"""The scheduler runs jobs inside the loop, in the store's zone, and survives failures."""
+
+from __future__ import annotations
+
+import asyncio
+import zoneinfo
+from datetime import datetime
+
+from agent.scheduler import Scheduler
+
+
+async def test_interval_jobs_run_and_a_failing_job_keeps_running() -> None:
+    sched = Scheduler(zoneinfo.ZoneInfo("Europe/Berlin"))
+    ticks: list[int] = []
+    failures: list[int] = []
+
+    async def tick() -> None:
+        ticks.append(1)
+
+    async def broken() -> None:
+        failures.append(1)
+        raise RuntimeError("boom")
+
+    sched.every("tick", 0.05, tick)
+    sched.every("broken", 0.05, broken)
+    sched.start()
+    try:
+        deadline = asyncio.get_running_loop().time() + 5
+        while (
+            len(ticks) < 3 or len(failures) < 3
+        ) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+    finally:
+        sched.shutdown()
+    assert len(ticks) >= 3
+    assert len(failures) >= 3
+
+
+async def test_daily_job_is_timed_in_the_store_zone() -> None:
+    zone = zoneinfo.ZoneInfo("Asia/Tokyo")
+    sched = Scheduler(zone)
+
+    async def close_day() -> None:
+        return None
+
+    sched.daily("end_of_day", "04:00", close_day)
+    sched.start()
+    try:
+        next_run = sched.next_run("end_of_day")
+    finally:
+        sched.shutdown()
+    assert next_run is not None
+    when = datetime.fromisoformat(next_run)
+    assert (when.hour, when.minute) == (4, 0)
+    assert when.utcoffset() == zone.utcoffset(when.replace(tzinfo=None))

@@ -1,0 +1,288 @@
+"""One contract suite, run against every inbox backend (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from agent.contract import AgentInfo, Heartbeat
+from central.inbox import Inbox, IncomingRecord, InvalidRecord, RecordState, open_inbox
+from tests.support.records import return_body, sale_body
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=5)
+
+
+def incoming(seq: int, body: dict[str, object], link: str | None = None) -> IncomingRecord:
+    return IncomingRecord(
+        seq=seq,
+        key=str(body["key"]),
+        kind=str(body["kind"]),
+        correlation_id=f"c{seq}",
+        occurred_at=T0,
+        body=body,
+        link_key=link,
+    )
+
+
+def sales(store: str, seqs: range) -> list[IncomingRecord]:
+    return [incoming(s, sale_body(store, f"T{s}")) for s in seqs]
+
+
+async def test_a_new_inbox_is_empty_and_stats_have_their_shape(inbox: Inbox) -> None:
+    stats = await inbox.stats()
+    assert list(stats)[:5] == ["records", "by_state", "stores", "exceptions", "duplicates"]
+    assert stats["records"] == 0
+    assert stats["by_state"] == {s.value: 0 for s in RecordState}
+    assert (stats["stores"], stats["exceptions"], stats["duplicates"]) == (0, 0, 0)
+
+
+async def test_reopening_applies_no_migration_twice(inbox_url: str) -> None:
+    first = await open_inbox(inbox_url)
+    await first.insert_batch("0042", sales("0042", range(1, 3)))
+    await first.close()
+    second = await open_inbox(inbox_url)
+    try:
+        assert (await second.stats())["records"] == 2
+    finally:
+        await second.close()
+
+
+async def test_duplicates_never_create_a_second_record(inbox: Inbox) -> None:
+    committed, duplicates = await inbox.insert_batch("0042", sales("0042", range(1, 4)))
+    assert (committed, duplicates) == ([1, 2, 3], [])
+    again = await inbox.insert_batch("0042", sales("0042", range(1, 5)))
+    assert again.committed == [4]
+    assert again.duplicates == [1, 2, 3]
+    # The same POS transaction under a new seq (another file) is still one record.
+    same_txn = incoming(5, sale_body("0042", "T1"))
+    assert await inbox.insert_batch("0042", [same_txn]) == ([], [5])
+    stats = await inbox.stats()
+    assert stats["records"] == 4
+    assert stats["by_state"]["received"] == 4
+    assert stats["duplicates"] == 4
+    assert stats["stores"] == 1
+
+
+async def test_a_batch_repeating_a_key_commits_it_once(inbox: Inbox) -> None:
+    body = sale_body("0042", "T1")
+    result = await inbox.insert_batch("0042", [incoming(1, body), incoming(2, body)])
+    assert result == ([1], [2])
+    assert (await inbox.stats())["records"] == 1
+
+
+async def test_every_record_starts_a_state_history(inbox: Inbox) -> None:
+    await inbox.insert_batch("0042", sales("0042", range(1, 2)), now=T0)
+    record = await inbox.record_by_key(str(sale_body("0042", "T1")["key"]))
+    assert record is not None
+    assert record.state is RecordState.RECEIVED
+    assert record.body["transaction_id"] == "T1"
+    claimed = await inbox.claim(10, "relay-a", LEASE, now=T0)
+    await inbox.transition([claimed[0].id], RecordState.ROUTED, relay_id="relay-a", now=T0)
+    await inbox.transition([claimed[0].id], RecordState.POSTED, relay_id="relay-a", now=T0)
+    history = await inbox.history(record.id)
+    assert [h[0] for h in history] == ["received", "routed", "posted"]
+    assert all(h[1] == T0 for h in history)
+
+
+async def test_claims_hand_each_record_to_one_relay(inbox: Inbox) -> None:
+    await inbox.insert_batch("0042", sales("0042", range(1, 6)), now=T0)
+    first = await inbox.claim(3, "relay-a", LEASE, now=T0)
+    second = await inbox.claim(10, "relay-b", LEASE, now=T0)
+    assert [r.seq for r in first] == [1, 2, 3]
+    assert [r.seq for r in second] == [4, 5]
+    assert await inbox.claim(10, "relay-c", LEASE, now=T0) == []
+    # Another relay's live lease keeps its records from being moved by anyone else.
+    moved = await inbox.transition([first[0].id], RecordState.POSTED, relay_id="relay-b", now=T0)
+    assert moved == []
+    # After the lease runs out, the work can be claimed again.
+    later = T0 + LEASE + timedelta(seconds=1)
+    again = await inbox.claim(10, "relay-c", LEASE, now=later)
+    assert sorted(r.seq for r in again) == [1, 2, 3, 4, 5]
+
+
+async def test_retrying_records_wait_for_their_time(inbox: Inbox) -> None:
+    await inbox.insert_batch("0042", sales("0042", range(1, 2)), now=T0)
+    (claimed,) = await inbox.claim(1, "relay-a", LEASE, now=T0)
+    retry_at = T0 + timedelta(minutes=1)
+    moved = await inbox.transition(
+        [claimed.id], RecordState.RETRYING, relay_id="relay-a", retry_at=retry_at, now=T0
+    )
+    assert moved == [claimed.id]
+    assert await inbox.claim(1, "relay-a", LEASE, now=T0 + timedelta(seconds=30)) == []
+    (again,) = await inbox.claim(1, "relay-a", LEASE, now=retry_at)
+    assert (again.state, again.attempts) == (RecordState.RETRYING, 1)
+
+
+async def test_posted_is_final(inbox: Inbox) -> None:
+    await inbox.insert_batch("0042", sales("0042", range(1, 2)), now=T0)
+    (claimed,) = await inbox.claim(1, "relay-a", LEASE, now=T0)
+    await inbox.transition([claimed.id], RecordState.POSTED, relay_id="relay-a")
+    assert await inbox.transition([claimed.id], RecordState.RETRYING, relay_id="relay-a") == []
+    assert await inbox.claim(1, "relay-a", LEASE) == []
+
+
+async def test_concurrent_claims_from_two_connections_never_overlap(inbox_url: str) -> None:
+    one = await open_inbox(inbox_url, relay_id="relay-a")
+    two = await open_inbox(inbox_url, relay_id="relay-b")
+    try:
+        for start in range(1, 201, 50):
+            await one.insert_batch("0042", sales("0042", range(start, start + 50)))
+
+        async def drain(inbox: Inbox, relay: str) -> list[int]:
+            taken: list[int] = []
+            while batch := await inbox.claim(7, relay, LEASE):
+                taken += [r.id for r in batch]
+                await asyncio.sleep(0)
+            return taken
+
+        a, b = await asyncio.gather(drain(one, "relay-a"), drain(two, "relay-b"))
+        assert not set(a) & set(b)
+        assert len(a) + len(b) == 200
+        assert len(set(a) | set(b)) == 200
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_a_return_is_parked_until_its_sale_is_posted(inbox: Inbox) -> None:
+    sale = sale_body("0042", "T1")
+    ret = return_body("0042", "R1", original="T1")
+    link = str(sale["key"])
+    result = await inbox.insert_batch(
+        "0042", [incoming(1, ret, link=link), incoming(2, sale)], now=T0
+    )
+    assert result.committed == [1, 2]
+    parked = await inbox.record_by_key(str(ret["key"]))
+    assert parked is not None
+    assert parked.state is RecordState.PARKED
+    claimed = await inbox.claim(10, "relay-a", LEASE, now=T0)
+    assert [r.key for r in claimed] == [link]  # a parked record is not handed out
+    await inbox.transition([claimed[0].id], RecordState.POSTED, relay_id="relay-a", now=T0)
+    released = await inbox.record_by_key(str(ret["key"]))
+    assert released is not None
+    assert released.state is RecordState.RECEIVED
+    assert [h[0] for h in await inbox.history(released.id)] == ["parked", "received"]
+    (work,) = await inbox.claim(10, "relay-a", LEASE, now=T0)
+    assert work.key == ret["key"]
+
+
+async def test_a_return_whose_sale_is_posted_is_not_parked(inbox: Inbox) -> None:
+    sale = sale_body("0042", "T1")
+    await inbox.insert_batch("0042", [incoming(1, sale)], now=T0)
+    (claimed,) = await inbox.claim(1, "relay-a", LEASE, now=T0)
+    await inbox.transition([claimed.id], RecordState.POSTED, relay_id="relay-a", now=T0)
+    ret = return_body("0042", "R1", original="T1")
+    await inbox.insert_batch("0042", [incoming(2, ret, link=str(sale["key"]))], now=T0)
+    record = await inbox.record_by_key(str(ret["key"]))
+    assert record is not None
+    assert record.state is RecordState.RECEIVED
+
+
+async def test_a_parked_record_becomes_an_exception_after_the_wait(inbox: Inbox) -> None:
+    ret = return_body("0042", "R1", original="T9")
+    await inbox.insert_batch("0042", [incoming(1, ret, link="sale:0042:1:2024-05-01:T9")], now=T0)
+    assert await inbox.expire_parked(timedelta(hours=72), now=T0 + timedelta(hours=71)) == []
+    expired = await inbox.expire_parked(timedelta(hours=72), now=T0 + timedelta(hours=73))
+    assert len(expired) == 1
+    record = await inbox.record_by_key(str(ret["key"]))
+    assert record is not None
+    assert record.state is RecordState.EXCEPTION
+    (item,) = await inbox.exceptions()
+    assert item.record_id == record.id
+    assert "72 hours" in item.reason
+    stats = await inbox.stats()
+    assert (stats["exceptions"], stats["by_state"]["exception"]) == (1, 1)
+
+
+async def test_invalid_records_land_in_the_exception_queue_once(inbox: Inbox) -> None:
+    bad = InvalidRecord(
+        seq=2, key="sale:0042:1:2024-05-01:T2", reason="total: bad", payload={"x": 1}
+    )
+    result = await inbox.insert_batch("0042", sales("0042", range(1, 2)), rejected=[bad], now=T0)
+    assert result == ([1], [])
+    await inbox.insert_batch("0042", sales("0042", range(1, 2)), rejected=[bad], now=T0)
+    (item,) = await inbox.exceptions()
+    assert (item.store, item.seq, item.key, item.reason) == ("0042", 2, bad.key, "total: bad")
+    assert item.payload == {"x": 1}
+    assert item.record_id is None
+    stats = await inbox.stats()
+    assert stats["exceptions"] == 1
+    assert stats["records"] == 1
+    # A rejected seq was received: it leaves no gap.
+    assert await inbox.gaps() == []
+
+
+async def test_delivery_can_send_a_record_to_the_exception_queue(inbox: Inbox) -> None:
+    await inbox.insert_batch("0042", sales("0042", range(1, 2)), now=T0)
+    (claimed,) = await inbox.claim(1, "relay-a", LEASE, now=T0)
+    reason = "unmapped SKU SKU-1"
+    moved = await inbox.transition([claimed.id], RecordState.EXCEPTION, relay_id="a", detail=reason)
+    assert moved == [claimed.id]
+    (item,) = await inbox.exceptions()
+    assert (item.record_id, item.reason) == (claimed.id, reason)
+
+
+async def test_gap_ranges_and_the_gap_free_watermark(inbox: Inbox) -> None:
+    await inbox.insert_batch("0042", sales("0042", range(1, 4)), now=T0)
+    await inbox.insert_batch("0042", sales("0042", range(6, 8)), now=T0)
+    await inbox.insert_batch("0042", sales("0042", range(10, 11)), now=T0 + timedelta(seconds=5))
+    gaps = await inbox.gaps("0042")
+    assert [(g.from_seq, g.to_seq) for g in gaps] == [(4, 5), (8, 9)]
+    assert gaps[0].first_seen == T0
+    assert gaps[1].first_seen == T0 + timedelta(seconds=5)
+    (store,) = await inbox.stores()
+    assert (store.contiguous_seq, store.max_seq) == (3, 10)
+    stats = await inbox.stats()
+    assert (stats["gaps"], stats["missing"]) == (2, 4)
+    # Filling part of a gap splits it and keeps its first-seen time.
+    await inbox.insert_batch("0042", sales("0042", range(8, 9)), now=T0 + timedelta(seconds=9))
+    gaps = await inbox.gaps("0042")
+    assert [(g.from_seq, g.to_seq, g.first_seen) for g in gaps] == [
+        (4, 5, T0),
+        (9, 9, T0 + timedelta(seconds=5)),
+    ]
+    await inbox.insert_batch("0042", sales("0042", [4, 5, 9]), now=T0)
+    assert await inbox.gaps() == []
+    (store,) = await inbox.stores()
+    assert (store.contiguous_seq, store.max_seq) == (10, 10)
+
+
+async def test_due_gaps_are_asked_for_once_per_grace_period(inbox: Inbox) -> None:
+    await inbox.insert_batch("0042", sales("0042", [1, 5]), now=T0)
+    grace = timedelta(seconds=60)
+    assert await inbox.due_gaps(grace, now=T0 + timedelta(seconds=30)) == []
+    (gap,) = await inbox.due_gaps(grace, now=T0 + timedelta(seconds=61))
+    assert (gap.store, gap.from_seq, gap.to_seq, gap.requests) == ("0042", 2, 4, 1)
+    assert await inbox.due_gaps(grace, now=T0 + timedelta(seconds=90)) == []
+    (again,) = await inbox.due_gaps(grace, now=T0 + timedelta(seconds=122))
+    assert again.requests == 2
+
+
+async def test_heartbeats_feed_the_store_registry(inbox: Inbox) -> None:
+    online = Heartbeat(
+        store="0042",
+        state="online",
+        agent=AgentInfo(id="bo-pc-1", version="0.1.0"),
+        backlog_rows=17,
+        oldest_unacked_seconds=4.5,
+    )
+    await inbox.record_heartbeat(online, now=T0)
+    await inbox.record_heartbeat(
+        Heartbeat(store="0042", state="offline"), now=T0 + timedelta(minutes=1)
+    )
+    (store,) = await inbox.stores()
+    assert store.state == "offline"
+    assert store.last_seen == T0
+    assert (store.agent_id, store.agent_version) == ("bo-pc-1", "0.1.0")
+    assert store.oldest_unacked_seconds is None
+    await inbox.record_heartbeat(online, now=T0 + timedelta(minutes=2))
+    stats = await inbox.stats()
+    assert (stats["stores"], stats["online"]) == (1, 1)
+
+
+async def test_refusals_are_counted(inbox: Inbox) -> None:
+    await inbox.record_refusal("spoofed", "0042", "0043", "b1", "envelope store differs")
+    await inbox.record_refusal("invalid", "0042", None, None, "not gzip")
+    stats = await inbox.stats()
+    assert (stats["refused"], stats["spoofed"], stats["records"]) == (2, 1, 0)
