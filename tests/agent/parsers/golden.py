@@ -1,0 +1,89 @@
+"""The golden-case runner every parser's tests share.
+
+A case is a folder `tests/agent/parsers/testdata/<case>/` holding `input.*`, an optional
+`context.json` (file_name, store, timezone, currency, encoding, delimiter, columns,
+format — default auto) and either `expected.json` (the records, skipped transactions
+left out, or under `"skipped"` when the case lists them) or `expected.err` (a fragment
+of the refusal). Regenerate an expected file only after reading the diff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zoneinfo
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.parsers import ParseContext, ParseError, Skipped, parse_bytes
+
+TESTDATA = Path(__file__).parent / "testdata"
+
+__all__ = ["TESTDATA", "cases", "check_case", "context_for", "input_file", "run_case"]
+
+
+def cases(*prefixes: str) -> list[Path]:
+    """The case folders whose names start with one of `prefixes`."""
+    return sorted(p for p in TESTDATA.iterdir() if p.is_dir() and p.name.startswith(prefixes))
+
+
+def input_file(case: Path) -> Path:
+    return next(case.glob("input.*"))
+
+
+def context_for(case: Path, data: bytes) -> tuple[ParseContext, str]:
+    """The context a source would give: file name, content hash and the case's settings."""
+    file = case / "context.json"
+    settings: dict[str, Any] = json.loads(file.read_text()) if file.exists() else {}
+    context = ParseContext(
+        file_name=settings.get("file_name", input_file(case).name),
+        sha256=hashlib.sha256(data).hexdigest(),
+        store=settings.get("store"),
+        timezone=zoneinfo.ZoneInfo(settings.get("timezone", "UTC")),
+        currency=settings.get("currency", "EUR"),
+        encoding=settings.get("encoding"),
+        delimiter=settings.get("delimiter"),
+        columns=settings.get("columns", {}),
+    )
+    return context, settings.get("format", "auto")
+
+
+def run_case(case: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(records, skipped) of a case's input, as JSON-ready dicts."""
+    data = input_file(case).read_bytes()
+    context, fmt = context_for(case, data)
+    records: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    for item in parse_bytes(data, fmt, context=context):
+        if isinstance(item, Skipped):
+            skipped.append(
+                {
+                    "reason": item.reason,
+                    "store": item.store,
+                    "business_date": item.business_date and item.business_date.isoformat(),
+                    "transaction_id": item.transaction_id,
+                    "register": item.register,
+                }
+            )
+        else:
+            records.append(item.model_dump(mode="json"))
+    return records, skipped
+
+
+def check_case(case: Path) -> None:
+    """Assert a case's input gives exactly its expected records (or its refusal)."""
+    err = case / "expected.err"
+    if err.exists():
+        with pytest.raises(ParseError) as caught:
+            run_case(case)
+        assert err.read_text().strip() in str(caught.value)
+        return
+    expected = json.loads((case / "expected.json").read_text())
+    records, skipped = run_case(case)
+    if isinstance(expected, dict):
+        assert records == expected["records"]
+        assert skipped == expected["skipped"]
+    else:
+        assert records == expected
