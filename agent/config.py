@@ -98,8 +98,10 @@ class SourceSettings(Section):
 class OutboxSettings(Section):
     """Local buffer limits. At a limit the agent stops taking files; nothing is evicted."""
 
-    max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024, description="Largest outbox size.")
-    max_rows: int = Field(default=5_000_000, ge=1000, description="Most unacknowledged records.")
+    max_bytes: int = Field(
+        default=2 * 1024**3, ge=1024, description="Most bytes of unacknowledged records."
+    )
+    max_rows: int = Field(default=5_000_000, ge=1, description="Most unacknowledged records.")
     max_age_days: float = Field(
         default=30, gt=0, description="Oldest unacknowledged record before intake pauses."
     )

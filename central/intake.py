@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import ssl
 import zlib
 from collections import Counter
 from datetime import timedelta
@@ -116,14 +115,7 @@ class Intake:
     def _make_client(self) -> aiomqtt.Client:
         broker = self.config.broker
         password = broker.password.get_secret_value() if broker.password else None
-        tls: aiomqtt.TLSParameters | None = None
-        if broker.tls:
-            tls = aiomqtt.TLSParameters(
-                ca_certs=str(broker.ca_file) if broker.ca_file else None,
-                certfile=str(broker.cert_file) if broker.cert_file else None,
-                keyfile=str(broker.key_file) if broker.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+        tls = broker.ssl_context()
         if broker.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
@@ -137,7 +129,7 @@ class Intake:
                 protocol=aiomqtt.ProtocolVersion.V5,
                 clean_start=False,
                 properties=properties,
-                tls_params=tls,
+                tls_context=tls,
             )
         return aiomqtt.Client(
             broker.host,
@@ -148,7 +140,7 @@ class Intake:
             keepalive=broker.keepalive,
             protocol=aiomqtt.ProtocolVersion.V311,
             clean_session=False,
-            tls_params=tls,
+            tls_context=tls,
         )
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -9,6 +9,7 @@ A problem is one line naming the file, the key and what is wrong:
 from __future__ import annotations
 
 import os
+import ssl
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -152,6 +153,19 @@ class BrokerSettings(Section):
     @property
     def tls(self) -> bool:
         return self.url.startswith("mqtts://")
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """TLS for mqtts:// URLs: the broker is verified against `ca_file` (or the system's
+        CAs); a client certificate is presented when one is configured."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(
+            cafile=str(self.ca_file) if self.ca_file is not None else None
+        )
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.cert_file is not None and self.key_file is not None:
+            context.load_cert_chain(str(self.cert_file), str(self.key_file))
+        return context
 
     @property
     def host(self) -> str:

@@ -128,7 +128,7 @@ def test_invalid_agent_configs_name_the_file_and_key(
 
 
 def test_several_problems_are_all_reported(tmp_path: Path) -> None:
-    path = _write(tmp_path, '[agent]\nstore = "1"\nstoer = "2"\n[agent.outbox]\nmax_rows = 1\n')
+    path = _write(tmp_path, '[agent]\nstore = "1"\nstoer = "2"\n[agent.outbox]\nmax_rows = 0\n')
     problems = _problems(load_agent_config, path)
     assert sorted(p.split(": ")[1] for p in problems) == ["agent.outbox.max_rows", "agent.stoer"]
 

@@ -1,0 +1,7 @@
+"""The agent's durable buffer: records wait here, in SQLite, until central acknowledges them."""
+
+from ._db import Recovery
+from ._outbox import Outbox, OutboxStats, OutRow, wire_json
+from ._seal import SealError
+
+__all__ = ["OutRow", "Outbox", "OutboxStats", "Recovery", "SealError", "wire_json"]

@@ -1,0 +1,648 @@
+"""The outbox: every record the store produced, durable in SQLite until central has it.
+
+A file's records and its "ingested" mark commit in one transaction; each record gets
+the next gap-free `seq`; a key already present is not inserted again. Rows go
+pending → sent → acked, and acked rows stay for the audit window before they are
+purged. When a budget limit is reached the outbox stops accepting files; it never
+drops a record to make room.
+"""
+
+# ruff: noqa: S608  (SQL here is joined from constant fragments and `?` marks; values are bound)
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from agent.config import OutboxSettings
+from agent.contract import Inventory, Record, Transaction
+from agent.contract.logs import new_correlation_id
+from agent.parsers import Parsed, Skipped
+from agent.sources import IngestFile, IngestOutcome
+
+from ._db import SCHEMA, Recovery, check_or_move_aside, connect_pragmas
+from ._seal import Sealer, load_or_create_key
+from ._writer import GroupWriter
+
+__all__ = ["OutRow", "Outbox", "OutboxStats"]
+
+log = logging.getLogger("tillbridge.agent.outbox")
+
+CHUNK = 500  # records parsed, checked and inserted together (SQLite allows 32k parameters)
+TRANSACTION_KINDS = ("sale", "return", "void", "cancel")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutRow:
+    """One record as the uplink sends it; `body` is the record's JSON."""
+
+    seq: int
+    key: str
+    kind: str
+    correlation_id: str
+    occurred_at: str
+    source: str  # SourceRef as JSON
+    body: bytes
+    attempts: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutboxStats:
+    pending: int
+    sent: int
+    acked: int
+    rejected: int
+    unacked_bytes: int
+    oldest_unacked_seconds: float | None
+    last_seq: int
+    last_ack_at: datetime | None
+    files_ingested: int
+    budget: str
+    free_disk_bytes: int | None
+    recovered: str | None  # a plain sentence when the database was rebuilt after damage
+
+
+@dataclasses.dataclass(slots=True)
+class _Mirror:
+    """What the writer keeps in memory beside the database; rolled back with it."""
+
+    next_seq: int = 1
+    unacked_rows: int = 0
+    unacked_bytes: int = 0
+
+    def snapshot(self) -> object:
+        return (self.next_seq, self.unacked_rows, self.unacked_bytes)
+
+    def restore(self, snapshot: object) -> None:
+        self.next_seq, self.unacked_rows, self.unacked_bytes = snapshot  # type: ignore[misc]
+
+
+@dataclasses.dataclass(slots=True)
+class _FileCounts:
+    inserted: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    unchanged: int = 0
+
+
+def _take(items: Iterator[Parsed], n: int) -> list[Parsed]:
+    out: list[Parsed] = []
+    for item in items:
+        out.append(item)
+        if len(out) >= n:
+            break
+    return out
+
+
+def _has_contact(record: Record) -> bool:
+    customer = getattr(record, "customer", None)
+    if customer is None:
+        return False
+    return any((customer.email, customer.phone, customer.first_name, customer.last_name))
+
+
+def _business_date(record: Record) -> str:
+    return record.business_date.isoformat()
+
+
+class Outbox:
+    """The agent's local buffer. Implements the sources' FileSink."""
+
+    def __init__(
+        self,
+        path: Path,
+        settings: OutboxSettings,
+        *,
+        db: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        sealer: Sealer,
+        recovery: Recovery | None,
+    ) -> None:
+        self.path = path
+        self.settings = settings
+        self._db = db
+        self._reader = reader
+        self._sealer = sealer
+        self.recovery = recovery
+        self._mirror = _Mirror()
+        self._writer = GroupWriter(db, self._mirror, max_wait_ms=settings.commit_interval_ms)
+        self._budget = "ok"
+        self._oldest_unacked: float | None = None
+        self._free_disk: int | None = None
+        self.last_ack_at: datetime | None = None
+        self._recovered_note: str | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, path: Path, settings: OutboxSettings, *, key_file: Path) -> Outbox:
+        """Open (or create) the outbox; a damaged file is moved aside and a new one built."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recovery = await asyncio.to_thread(check_or_move_aside, path)
+        sealer = Sealer(load_or_create_key(key_file))
+        db = await aiosqlite.connect(path, isolation_level=None)
+        for pragma in connect_pragmas():
+            await db.execute(pragma)
+        await db.executescript(SCHEMA)
+        reader = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
+        await reader.execute("PRAGMA busy_timeout=10000")
+        outbox = cls(path, settings, db=db, reader=reader, sealer=sealer, recovery=recovery)
+        await outbox._load(recovery)
+        outbox._writer.start()
+        await outbox.refresh_budget()
+        return outbox
+
+    async def _load(self, recovery: Recovery | None) -> None:
+        db = self._db
+        if recovery is not None:
+            note = (
+                f"outbox rebuilt at {recovery.at.isoformat(timespec='seconds')} after damage "
+                f"({recovery.reason}); the damaged file is kept at {recovery.moved_to}; records "
+                "not known to be acknowledged were re-read from the archive"
+            )
+            await db.execute("BEGIN")
+            await db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(recovery.last_seq),)
+            )
+            await db.execute("INSERT OR REPLACE INTO meta VALUES ('recovered', ?)", (note,))
+            await db.commit()
+        async with db.execute("SELECT value FROM meta WHERE name = 'recovered'") as cur:
+            row = await cur.fetchone()
+            self._recovered_note = str(row[0]) if row else None
+        async with db.execute("SELECT value FROM meta WHERE name = 'last_seq'") as cur:
+            row = await cur.fetchone()
+            meta_last = int(row[0]) if row else 0
+        async with db.execute(
+            "SELECT coalesce(max(seq), 0), "
+            "coalesce(sum(state != 'acked'), 0), "
+            "coalesce(sum(CASE WHEN state != 'acked' THEN size ELSE 0 END), 0) FROM records"
+        ) as cur:
+            row = await cur.fetchone()
+            assert row is not None
+        self._mirror.next_seq = max(meta_last, int(row[0])) + 1
+        self._mirror.unacked_rows = int(row[1])
+        self._mirror.unacked_bytes = int(row[2])
+        # A row marked sent before a restart may never have reached central: send it again.
+        await db.execute("BEGIN")
+        await db.execute("UPDATE records SET state = 'pending' WHERE state = 'sent'")
+        await db.commit()
+
+    async def close(self) -> None:
+        await self._writer.stop()
+        await self._reader.close()
+        await self._db.close()
+
+    # -- intake (the FileSink side) -------------------------------------------------------
+
+    async def is_ingested(self, sha256: str) -> bool:
+        async with self._reader.execute("SELECT 1 FROM files WHERE sha256 = ?", (sha256,)) as cur:
+            return await cur.fetchone() is not None
+
+    async def ingest(self, file: IngestFile, items: Iterator[Parsed]) -> IngestOutcome:
+        """Commit a file's records and its mark together; nothing of it when parsing fails."""
+        correlation_id = new_correlation_id()
+
+        async def job(db: aiosqlite.Connection) -> IngestOutcome:
+            async with db.execute("SELECT 1 FROM files WHERE sha256 = ?", (file.sha256,)) as cur:
+                if await cur.fetchone() is not None:
+                    return IngestOutcome(0, 0, 0, already_ingested=True)
+            counts = _FileCounts()
+            while chunk := await asyncio.to_thread(_take, items, CHUNK):
+                await self._insert(db, chunk, correlation_id, counts)
+            await db.execute(
+                "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    file.sha256,
+                    file.source,
+                    file.name,
+                    file.size,
+                    time.time(),
+                    counts.inserted,
+                    counts.duplicates,
+                    counts.skipped,
+                    counts.unchanged,
+                ),
+            )
+            return IngestOutcome(counts.inserted, counts.duplicates, counts.skipped)
+
+        outcome: IngestOutcome = await self._writer.submit(job)
+        self._check_budget()
+        return outcome
+
+    async def add(self, records: Iterable[Record]) -> IngestOutcome:
+        """Commit records that no file brought (end-of-day summaries)."""
+        chunk: list[Parsed] = list(records)
+        correlation_id = new_correlation_id()
+
+        async def job(db: aiosqlite.Connection) -> IngestOutcome:
+            counts = _FileCounts()
+            await self._insert(db, chunk, correlation_id, counts)
+            return IngestOutcome(counts.inserted, counts.duplicates, counts.skipped)
+
+        outcome: IngestOutcome = await self._writer.submit(job)
+        self._check_budget()
+        return outcome
+
+    async def _insert(
+        self,
+        db: aiosqlite.Connection,
+        chunk: list[Parsed],
+        correlation_id: str,
+        counts: _FileCounts,
+    ) -> None:
+        records: list[Record] = []
+        for item in chunk:
+            if isinstance(item, Skipped):
+                counts.skipped += 1
+                day = item.business_date.isoformat() if item.business_date else ""
+                await db.execute(
+                    "INSERT INTO skipped VALUES (?, ?, 1) ON CONFLICT (business_date, reason) "
+                    "DO UPDATE SET count = count + 1",
+                    (day, item.reason),
+                )
+            else:
+                records.append(item)
+        if not records:
+            return
+        present = await self._present_keys(db, [r.key for r in records])
+        levels = await self._levels(db, [r for r in records if isinstance(r, Inventory)])
+        rows: list[tuple[Any, ...]] = []
+        level_rows: list[tuple[str, str, str, int]] = []
+        now = time.time()
+        mirror = self._mirror
+        for record in records:
+            if record.key in present:
+                counts.duplicates += 1
+                continue
+            present.add(record.key)
+            if isinstance(record, Inventory) and record.mode == "absolute":
+                place = (record.location, record.sku)
+                if place in levels and Decimal(levels[place]) == record.quantity:
+                    counts.unchanged += 1  # the level central has (or will have) already
+                    continue
+                levels[place] = str(record.quantity)
+                level_rows.append((record.location, record.sku, str(record.quantity), 0))
+            body = record.model_dump_json().encode()
+            sealed = _has_contact(record)
+            if sealed:
+                body = self._sealer.seal(body, record.key)
+            seq = mirror.next_seq
+            mirror.next_seq += 1
+            if level_rows and level_rows[-1][3] == 0:
+                level_rows[-1] = (*level_rows[-1][:3], seq)
+            rows.append(
+                (
+                    seq,
+                    record.key,
+                    record.kind,
+                    _business_date(record),
+                    correlation_id,
+                    record.occurred_at.isoformat(),
+                    record.source.model_dump_json(),
+                    body,
+                    int(sealed),
+                    len(body),
+                    now,
+                )
+            )
+            mirror.unacked_rows += 1
+            mirror.unacked_bytes += len(body)
+        if rows:
+            await db.executemany(
+                "INSERT INTO records (seq, key, kind, business_date, correlation_id, occurred_at,"
+                " source, body, sealed, size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            await db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(mirror.next_seq - 1),)
+            )
+            counts.inserted += len(rows)
+        if level_rows:
+            await db.executemany(
+                "INSERT INTO levels VALUES (?, ?, ?, ?) ON CONFLICT (location, sku) "
+                "DO UPDATE SET quantity = excluded.quantity, seq = excluded.seq",
+                level_rows,
+            )
+
+    @staticmethod
+    async def _present_keys(db: aiosqlite.Connection, keys: list[str]) -> set[str]:
+        marks = ",".join("?" * len(keys))
+        async with db.execute(f"SELECT key FROM records WHERE key IN ({marks})", keys) as cur:
+            return {str(row[0]) for row in await cur.fetchall()}
+
+    @staticmethod
+    async def _levels(
+        db: aiosqlite.Connection, items: list[Inventory]
+    ) -> dict[tuple[str, str], str]:
+        wanted = [(i.location, i.sku) for i in items if i.mode == "absolute"]
+        if not wanted:
+            return {}
+        marks = ",".join("(?, ?)" * 1 for _ in wanted)
+        params = [part for pair in wanted for part in pair]
+        async with db.execute(
+            f"SELECT location, sku, quantity FROM levels WHERE (location, sku) IN (VALUES {marks})",
+            params,
+        ) as cur:
+            return {(str(r[0]), str(r[1])): str(r[2]) for r in await cur.fetchall()}
+
+    # -- delivery (the uplink side) -------------------------------------------------------
+
+    async def take(self, limit: int) -> list[OutRow]:
+        """The oldest pending rows, now marked sent (attempts counted)."""
+
+        async def job(db: aiosqlite.Connection) -> list[tuple[Any, ...]]:
+            async with db.execute(
+                "SELECT seq, key, kind, correlation_id, occurred_at, source, body, sealed, "
+                "attempts FROM records WHERE state = 'pending' ORDER BY seq LIMIT ?",
+                (limit,),
+            ) as cur:
+                rows = [tuple(r) for r in await cur.fetchall()]
+            if rows:
+                await db.execute(
+                    "UPDATE records SET state = 'sent', attempts = attempts + 1, last_attempt = ? "
+                    "WHERE state = 'pending' AND seq <= ?",
+                    (time.time(), rows[-1][0]),
+                )
+            return rows
+
+        rows: list[tuple[Any, ...]] = await self._writer.submit(job)
+        out = []
+        for seq, key, kind, cid, occurred, source, body, sealed, attempts in rows:
+            data = bytes(body)
+            if sealed:
+                data = self._sealer.open(data, key)
+            out.append(OutRow(seq, key, kind, cid, occurred, source, data, attempts + 1))
+        return out
+
+    async def acknowledge(self, settled: Iterable[int], rejected: dict[int, str]) -> int:
+        """Central committed (or kept aside) these seqs: the rows may go. Returns rows changed."""
+        seqs = sorted(set(settled) | set(rejected))
+        if not seqs:
+            return 0
+        now = time.time()
+
+        async def job(db: aiosqlite.Connection) -> int:
+            changed = 0
+            for start in range(0, len(seqs), 5000):
+                part = seqs[start : start + 5000]
+                marks = ",".join("?" * len(part))
+                async with db.execute(
+                    f"UPDATE records SET state = 'acked', acked_at = ? "
+                    f"WHERE seq IN ({marks}) AND state != 'acked' RETURNING size",
+                    (now, *part),
+                ) as cur:
+                    sizes = [int(r[0]) for r in await cur.fetchall()]
+                changed += len(sizes)
+                self._mirror.unacked_rows -= len(sizes)
+                self._mirror.unacked_bytes -= sum(sizes)
+            if rejected:
+                await db.executemany(
+                    "UPDATE records SET rejected = ? WHERE seq = ?",
+                    [(reason, seq) for seq, reason in rejected.items()],
+                )
+            return changed
+
+        changed: int = await self._writer.submit(job)
+        self.last_ack_at = datetime.now(UTC)
+        self._check_budget()
+        return changed
+
+    async def requeue(self, seqs: Iterable[int] | None = None) -> int:
+        """Rows sent but not acknowledged go back to pending (`None`: every sent row)."""
+        wanted = sorted(set(seqs)) if seqs is not None else None
+
+        async def job(db: aiosqlite.Connection) -> int:
+            if wanted is None:
+                cur = await db.execute("UPDATE records SET state = 'pending' WHERE state = 'sent'")
+                return cur.rowcount
+            total = 0
+            for start in range(0, len(wanted), 5000):
+                part = wanted[start : start + 5000]
+                marks = ",".join("?" * len(part))
+                cur = await db.execute(
+                    f"UPDATE records SET state = 'pending' WHERE state = 'sent' "
+                    f"AND seq IN ({marks})",
+                    part,
+                )
+                total += cur.rowcount
+            return total
+
+        result: int = await self._writer.submit(job)
+        return result
+
+    async def resend(self, from_seq: int, to_seq: int | None) -> tuple[int, int]:
+        """Central asks for a range again (it misses it): (rows queued, rows already purged)."""
+        upper = to_seq if to_seq is not None else self._mirror.next_seq - 1
+
+        async def job(db: aiosqlite.Connection) -> tuple[int, int]:
+            async with db.execute(
+                "UPDATE records SET state = 'pending', acked_at = NULL "
+                "WHERE seq BETWEEN ? AND ? RETURNING seq",
+                (from_seq, upper),
+            ) as cur:
+                rows = list(await cur.fetchall())
+            # Rows that were acked are unacknowledged again until central confirms once more.
+            return len(rows), 0
+
+        # Count acked rows first so the budget mirror stays exact.
+        async with self._reader.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM records "
+            "WHERE seq BETWEEN ? AND ? AND state = 'acked'",
+            (from_seq, upper),
+        ) as cur:
+            row = await cur.fetchone()
+        queued, _ = await self._writer.submit(job)
+        if row is not None:
+            self._mirror.unacked_rows += int(row[0])
+            self._mirror.unacked_bytes += int(row[1])
+        expected = max(0, upper - from_seq + 1)
+        missing = max(0, expected - queued)
+        return queued, missing
+
+    async def purge(self, now: float | None = None) -> int:
+        """Delete acknowledged rows older than the audit window."""
+        cutoff = (now if now is not None else time.time()) - self.settings.keep_acked_days * 86400
+
+        async def job(db: aiosqlite.Connection) -> int:
+            cur = await db.execute(
+                "DELETE FROM records WHERE state = 'acked' AND acked_at < ?", (cutoff,)
+            )
+            return cur.rowcount
+
+        purged: int = await self._writer.submit(job)
+        if purged:
+            log.info("Acknowledged records purged.", extra={"rows": purged})
+        return purged
+
+    # -- end of day -----------------------------------------------------------------------
+
+    async def day_transactions(self, business_date: str) -> list[Transaction]:
+        """The transactions of a business day still in the outbox, for its summary."""
+        out: list[Transaction] = []
+        marks = ",".join("?" * len(TRANSACTION_KINDS))
+        async with self._reader.execute(
+            f"SELECT key, body, sealed FROM records WHERE business_date = ? AND kind IN ({marks})"
+            " ORDER BY seq",
+            (business_date, *TRANSACTION_KINDS),
+        ) as cur:
+            async for key, body, sealed in cur:
+                data = self._sealer.open(bytes(body), key) if sealed else bytes(body)
+                out.append(Transaction.model_validate_json(data))
+        return out
+
+    async def day_skipped(self, business_date: str) -> dict[str, int]:
+        async with self._reader.execute(
+            "SELECT reason, count FROM skipped WHERE business_date = ?", (business_date,)
+        ) as cur:
+            return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
+
+    async def days_to_summarise(self, closed_before: str) -> list[tuple[str, int]]:
+        """(business date, revision) of closed days never summarised or changed since."""
+        marks = ",".join("?" * len(TRANSACTION_KINDS))
+        async with self._reader.execute(
+            f"""
+            SELECT d.business_date, coalesce(s.revision, 0) FROM (
+                SELECT business_date, max(seq) AS last_seq FROM records
+                WHERE kind IN ({marks}) AND business_date < ? GROUP BY business_date
+                UNION
+                SELECT business_date, 0 FROM skipped WHERE business_date != '' AND business_date < ?
+            ) AS d LEFT JOIN days AS s ON s.business_date = d.business_date
+            GROUP BY d.business_date
+            HAVING s.revision IS NULL OR max(d.last_seq) > s.last_seq
+            ORDER BY d.business_date
+            """,
+            (*TRANSACTION_KINDS, closed_before, closed_before),
+        ) as cur:
+            return [(str(r[0]), int(r[1]) + 1) for r in await cur.fetchall()]
+
+    async def add_day_summary(
+        self, business_date: str, revision: int, records: list[Record]
+    ) -> None:
+        """Queue a day's summary and remember which records it covered."""
+        marks = ",".join("?" * len(TRANSACTION_KINDS))
+        async with self._reader.execute(
+            "SELECT coalesce(max(seq), 0) FROM records "
+            f"WHERE business_date = ? AND kind IN ({marks})",
+            (business_date, *TRANSACTION_KINDS),
+        ) as cur:
+            row = await cur.fetchone()
+        covered = int(row[0]) if row else 0
+        correlation_id = new_correlation_id()
+
+        async def job(db: aiosqlite.Connection) -> None:
+            await self._insert(db, list(records), correlation_id, _FileCounts())
+            await db.execute(
+                "INSERT OR REPLACE INTO days VALUES (?, ?, ?, ?)",
+                (business_date, revision, time.time(), covered),
+            )
+
+        await self._writer.submit(job)
+
+    # -- budget and status ----------------------------------------------------------------
+
+    def accepting(self) -> bool:
+        """False while a budget limit is reached: the watcher leaves files in the POS folder."""
+        return self._budget == "ok"
+
+    @property
+    def budget(self) -> str:
+        return self._budget
+
+    def _check_budget(self) -> None:
+        s = self.settings
+        m = self._mirror
+        problem = None
+        if m.unacked_rows >= s.max_rows:
+            problem = f"blocked: buffer full ({m.unacked_rows} unacknowledged records)"
+        elif m.unacked_bytes >= s.max_bytes:
+            problem = f"blocked: buffer full ({m.unacked_bytes} bytes unacknowledged)"
+        elif (
+            self._oldest_unacked is not None
+            and time.time() - self._oldest_unacked >= s.max_age_days * 86400
+        ):
+            problem = "blocked: buffer full (oldest unacknowledged record is too old)"
+        elif self._free_disk is not None and self._free_disk < s.min_free_disk_mb * 1024 * 1024:
+            problem = f"blocked: disk low ({self._free_disk // (1024 * 1024)} MB free)"
+        state = problem or "ok"
+        if state.split(" (")[0] != self._budget.split(" (")[0]:  # log a change of state only
+            if problem:
+                log.warning(
+                    "Intake paused: the outbox budget is reached. Files wait in the POS folder.",
+                    extra={"budget": state},
+                )
+            else:
+                log.info("Intake resumed: the outbox is below its budget.")
+        self._budget = state
+
+    async def refresh_budget(self) -> str:
+        """Re-read age and free disk (counts are kept exact in memory), then re-check."""
+        async with self._reader.execute(
+            "SELECT min(created_at) FROM records WHERE state != 'acked'"
+        ) as cur:
+            row = await cur.fetchone()
+        self._oldest_unacked = float(row[0]) if row and row[0] is not None else None
+        try:
+            self._free_disk = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            self._free_disk = None
+        self._check_budget()
+        return self._budget
+
+    async def stats(self) -> OutboxStats:
+        async with self._reader.execute(
+            "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'sent'), 0), "
+            "coalesce(sum(state = 'acked'), 0), coalesce(sum(rejected IS NOT NULL), 0), "
+            "min(CASE WHEN state != 'acked' THEN created_at END) FROM records"
+        ) as cur:
+            row = await cur.fetchone()
+        assert row is not None
+        async with self._reader.execute("SELECT count(*) FROM files") as cur:
+            files = await cur.fetchone()
+        oldest = float(row[4]) if row[4] is not None else None
+        self._oldest_unacked = oldest
+        return OutboxStats(
+            pending=int(row[0]),
+            sent=int(row[1]),
+            acked=int(row[2]),
+            rejected=int(row[3]),
+            unacked_bytes=self._mirror.unacked_bytes,
+            oldest_unacked_seconds=(time.time() - oldest) if oldest is not None else None,
+            last_seq=self._mirror.next_seq - 1,
+            last_ack_at=self.last_ack_at,
+            files_ingested=int(files[0]) if files else 0,
+            budget=self._budget,
+            free_disk_bytes=self._free_disk,
+            recovered=self._recovered_note,
+        )
+
+    @property
+    def unacked_rows(self) -> int:
+        return self._mirror.unacked_rows
+
+    @property
+    def unacked_bytes(self) -> int:
+        return self._mirror.unacked_bytes
+
+    @property
+    def last_seq(self) -> int:
+        return self._mirror.next_seq - 1
+
+
+def wire_json(row: OutRow) -> str:
+    """A record as it appears inside a batch, built from stored JSON without re-parsing it."""
+    return (
+        f'{{"kind":{json.dumps(row.kind)},"seq":{row.seq},"key":{json.dumps(row.key)},'
+        f'"correlation_id":{json.dumps(row.correlation_id)},'
+        f'"occurred_at":{json.dumps(row.occurred_at)},"source":{row.source},'
+        f'"body":{row.body.decode()}}}'
+    )

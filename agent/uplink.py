@@ -1,0 +1,383 @@
+"""The uplink: the outbox's records to central over MQTT, acknowledged end to end.
+
+A PUBACK only means the broker has a batch; a row is let go only when central's ack
+on `{prefix}/{store}/ack` names its seq, which central sends after its own commit.
+Batches are gzip JSON, QoS 1, oldest seq first, many in flight at once so a week's
+backlog drains at full speed. A batch central has not acknowledged in time is sent
+again; central dedupes by key. The connection comes back by itself (exponential
+backoff with jitter) and never holds up intake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gzip
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from pydantic import ValidationError
+
+from agent._version import __version__
+from agent.config import AgentConfig
+from agent.contract import SCHEMA_VERSION, Ack, Command, Heartbeat, topic
+from agent.contract.logs import bind
+from agent.outbox import Outbox, OutRow, wire_json
+
+__all__ = ["Uplink", "encode_rows", "offline_status"]
+
+log = logging.getLogger("tillbridge.agent.uplink")
+
+SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+"""How long the broker keeps this agent's session (its acks and commands) while it is away."""
+
+StatusSource = Callable[[bool], Awaitable[Heartbeat]]
+
+
+def encode_rows(
+    rows: list[OutRow], *, store: str, agent_id: str, batch_id: str, sent_at: datetime
+) -> bytes:
+    """A batch envelope, gzip-compressed, built from the stored JSON without re-parsing it."""
+    head = json.dumps(
+        {
+            "schema": SCHEMA_VERSION,
+            "store": store,
+            "agent": {"id": agent_id, "version": __version__},
+            "batch_id": batch_id,
+            "sent_at": sent_at.isoformat(),
+        }
+    )
+    text = head[:-1] + ',"records":[' + ",".join(wire_json(r) for r in rows) + "]}"
+    return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+
+
+def offline_status(store: str) -> bytes:
+    """The last will: the broker publishes it (retained) when the agent vanishes."""
+    return (
+        Heartbeat(store=store, state="offline", connected=False)
+        .model_dump_json(by_alias=True, exclude_none=True)
+        .encode()
+    )
+
+
+@dataclasses.dataclass(slots=True)
+class _Flight:
+    seqs: set[int]
+    sent_at: float
+    task: asyncio.Task[None] | None = None
+
+
+class Uplink:
+    """One agent's MQTT side. `run(stop)` returns after `stop` is set."""
+
+    def __init__(self, config: AgentConfig, outbox: Outbox, status: StatusSource) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.status = status
+        broker = config.broker
+        self.prefix = broker.topic_prefix.rstrip("/")
+        self.client_id = broker.client_id or f"tillbridge-agent-{config.store}"
+        self.connected = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.batches_sent = 0
+        self.records_sent = 0
+        self.resent = 0
+        self.last_ack_at: datetime | None = None
+        self.last_error: str | None = None
+        self._client: aiomqtt.Client | None = None
+        self._flights: dict[str, _Flight] = {}
+
+    # -- connection -----------------------------------------------------------------------
+
+    def _make_client(self) -> aiomqtt.Client:
+        broker = self.config.broker
+        password = broker.password.get_secret_value() if broker.password else None
+        will = aiomqtt.Will(
+            topic(self.prefix, self.config.store, "status"),
+            offline_status(self.config.store),
+            qos=1,
+            retain=True,
+        )
+        common = {
+            "hostname": broker.host,
+            "port": broker.port,
+            "identifier": self.client_id,
+            "username": broker.username,
+            "password": password,
+            "keepalive": broker.keepalive,
+            "will": will,
+            "tls_context": broker.ssl_context(),
+            "max_inflight_messages": self.config.uplink.window * 2 + 10,
+            "timeout": 30.0,
+        }
+        if broker.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
+            return aiomqtt.Client(
+                protocol=aiomqtt.ProtocolVersion.V5,
+                clean_start=False,
+                properties=properties,
+                **common,  # type: ignore[arg-type]
+            )
+        return aiomqtt.Client(
+            protocol=aiomqtt.ProtocolVersion.V311,
+            clean_session=False,
+            **common,  # type: ignore[arg-type]
+        )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, send and receive until `stop` is set; reconnect whenever the link drops."""
+        settings = self.config.uplink
+        delay = settings.reconnect_min_seconds
+        while not stop.is_set():
+            try:
+                async with self._make_client() as client:
+                    self._client = client
+                    await self._on_connect(client)
+                    delay = settings.reconnect_min_seconds
+                    await self._session(client, stop)
+                    with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                        # A clean goodbye: say so rather than leave it to the last will.
+                        await client.publish(
+                            topic(self.prefix, self.config.store, "status"),
+                            offline_status(self.config.store),
+                            qos=1,
+                            retain=True,
+                            timeout=2,
+                        )
+            except aiomqtt.MqttError as exc:
+                self.last_error = str(exc)
+                wait = delay * random.uniform(0.5, 1.0)
+                log.warning(
+                    "Broker unreachable; records stay in the outbox.",
+                    extra={"error": str(exc), "retry_in_seconds": round(wait, 2)},
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+                delay = min(delay * 2, settings.reconnect_max_seconds)
+            finally:
+                self._client = None
+                self.connected.clear()
+                await self._drop_flights()
+        log.info("Uplink stopped.", extra={"batches": self.batches_sent})
+
+    async def _on_connect(self, client: aiomqtt.Client) -> None:
+        store = self.config.store
+        await client.subscribe(topic(self.prefix, store, "ack"), qos=1)
+        await client.subscribe(topic(self.prefix, store, "command"), qos=1)
+        # Whatever was in flight on the last connection may be lost: send it again.
+        requeued = await self.outbox.requeue()
+        self.connected.set()
+        log.info(
+            "Connected to the broker.",
+            extra={
+                "client_id": self.client_id,
+                "broker": self.config.broker.host,
+                "requeued": requeued,
+            },
+        )
+        await self.publish_status()
+
+    async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+        tasks = {
+            asyncio.create_task(self._read(client), name="uplink-read"),
+            asyncio.create_task(self._send(client), name="uplink-send"),
+            asyncio.create_task(stop.wait(), name="uplink-stop"),
+        }
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _drop_flights(self) -> None:
+        flights, self._flights = self._flights, {}
+        for flight in flights.values():
+            if flight.task is not None:
+                flight.task.cancel()
+        if flights:
+            with contextlib.suppress(Exception):
+                await self.outbox.requeue([s for f in flights.values() for s in f.seqs])
+
+    # -- sending --------------------------------------------------------------------------
+
+    def notify(self) -> None:
+        """New records are in the outbox: send them now rather than at the next tick."""
+        self.wake.set()
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        settings = self.config.uplink
+        while True:
+            self._expire()
+            while len(self._flights) < settings.window:
+                rows = await self.outbox.take(settings.batch_max_records)
+                if not rows:
+                    break
+                for part in self._split(rows):
+                    self._launch(client, part)
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), 1.0)
+
+    def _split(self, rows: list[OutRow]) -> list[tuple[list[OutRow], bytes, str]]:
+        """Batches no larger than the byte limit, halving where the compressed size is over."""
+        batch_id = uuid.uuid4().hex
+        payload = encode_rows(
+            rows,
+            store=self.config.store,
+            agent_id=self.config.agent_id,
+            batch_id=batch_id,
+            sent_at=datetime.now(UTC),
+        )
+        if len(payload) <= self.config.uplink.batch_max_bytes:
+            return [(rows, payload, batch_id)]
+        if len(rows) == 1:
+            log.error(
+                "One record is larger than the batch size limit; sending it alone.",
+                extra={"seq": rows[0].seq, "bytes": len(payload)},
+            )
+            return [(rows, payload, batch_id)]
+        half = len(rows) // 2
+        return self._split(rows[:half]) + self._split(rows[half:])
+
+    def _launch(self, client: aiomqtt.Client, part: tuple[list[OutRow], bytes, str]) -> None:
+        rows, payload, batch_id = part
+        flight = _Flight(seqs={r.seq for r in rows}, sent_at=time.monotonic())
+        self._flights[batch_id] = flight
+        flight.task = asyncio.create_task(self._publish(client, rows, payload, batch_id))
+
+    async def _publish(
+        self, client: aiomqtt.Client, rows: list[OutRow], payload: bytes, batch_id: str
+    ) -> None:
+        # No message expiry: a record waits at the broker for as long as it takes.
+        await client.publish(
+            topic(self.prefix, self.config.store, "records"), payload, qos=1, timeout=60
+        )
+        self.batches_sent += 1
+        self.records_sent += len(rows)
+        if any(r.attempts > 1 for r in rows):
+            self.resent += sum(1 for r in rows if r.attempts > 1)
+        log.debug(
+            "Batch published.",
+            extra={
+                "batch_id": batch_id,
+                "records": len(rows),
+                "first_seq": rows[0].seq,
+                "bytes": len(payload),
+            },
+        )
+
+    def _expire(self) -> None:
+        """Batches central did not acknowledge in time go back to pending, to be sent again."""
+        limit = self.config.uplink.ack_timeout_seconds
+        now = time.monotonic()
+        for batch_id, flight in list(self._flights.items()):
+            if flight.task is not None and flight.task.done() and not flight.task.cancelled():
+                error = flight.task.exception()
+                if error is not None:
+                    raise error  # the connection failed under the publish: reconnect
+            if now - flight.sent_at >= limit:
+                del self._flights[batch_id]
+                log.warning(
+                    "Batch not acknowledged in time; sending it again.",
+                    extra={"batch_id": batch_id, "records": len(flight.seqs)},
+                )
+                task = asyncio.create_task(self.outbox.requeue(flight.seqs))
+                task.add_done_callback(lambda _t: self.wake.set())
+
+    # -- receiving ------------------------------------------------------------------------
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        store = self.config.store
+        ack_topic = topic(self.prefix, store, "ack")
+        command_topic = topic(self.prefix, store, "command")
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            if message.topic.matches(ack_topic):
+                await self.handle_ack(payload)
+            elif message.topic.matches(command_topic):
+                await self.handle_command(payload)
+
+    async def handle_ack(self, payload: bytes) -> None:
+        try:
+            ack = Ack.model_validate_json(payload)
+        except ValidationError:
+            log.warning("Ack refused: not a valid ack.")
+            return
+        if ack.store != self.config.store:
+            log.warning("Ack refused: it names another store.", extra={"ack_store": ack.store})
+            return
+        settled = ack.settled()
+        rejected = {r.seq: r.reason for r in ack.rejected}
+        with bind(batch_id=ack.batch_id):
+            await self.outbox.acknowledge(settled, rejected)
+            for item in ack.rejected:
+                log.warning(
+                    "Central kept a record aside in its exception queue.",
+                    extra={"seq": item.seq, "key": item.key, "reason": item.reason},
+                )
+        self.last_ack_at = datetime.now(UTC)
+        for batch_id, flight in list(self._flights.items()):
+            flight.seqs -= settled
+            if not flight.seqs:
+                del self._flights[batch_id]
+        self.wake.set()
+
+    async def handle_command(self, payload: bytes) -> None:
+        try:
+            command = Command.model_validate_json(payload)
+        except ValidationError:
+            log.warning("Command refused: not a valid command.")
+            return
+        if command.command == "resend" and command.from_seq is not None:
+            queued, purged = await self.outbox.resend(command.from_seq, command.to_seq)
+            level = logging.WARNING if purged else logging.INFO
+            log.log(
+                level,
+                "Central asked for records again; queued.",
+                extra={
+                    "from_seq": command.from_seq,
+                    "to_seq": command.to_seq,
+                    "queued": queued,
+                    "no_longer_held": purged,
+                },
+            )
+            self.wake.set()
+        elif command.command == "heartbeat":
+            await self.publish_status()
+        else:
+            log.info("Command not handled by this agent.", extra={"command": command.command})
+
+    # -- status ---------------------------------------------------------------------------
+
+    async def publish_status(self) -> bool:
+        """The retained heartbeat; False when there is no connection to carry it."""
+        client = self._client
+        if client is None:
+            return False
+        heartbeat = await self.status(True)
+        await client.publish(
+            topic(self.prefix, self.config.store, "status"),
+            heartbeat.model_dump_json(by_alias=True, exclude_none=True),
+            qos=1,
+            retain=True,
+            timeout=10,
+        )
+        return True
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(f.seqs) for f in self._flights.values())
