@@ -126,6 +126,9 @@ class UplinkSettings(Section):
     batch_max_bytes: int = Field(
         default=128 * 1024, ge=4096, description="Compressed batch size limit (AWS IoT: 128 KB)."
     )
+    compression_level: int = Field(
+        default=1, ge=1, le=9, description="gzip level of batches: 1 fastest, 9 smallest."
+    )
     window: int = Field(default=16, ge=1, le=1000, description="Batches in flight at once.")
     ack_timeout_seconds: float = Field(
         default=60, gt=0, description="Re-send a batch central has not acknowledged by then."

@@ -31,7 +31,7 @@ from agent._version import __version__
 from agent.config import AgentConfig
 from agent.contract import SCHEMA_VERSION, Ack, Command, Heartbeat, topic
 from agent.contract.logs import bind
-from agent.outbox import Outbox, OutRow, wire_json
+from agent.outbox import Outbox, OutRow
 
 __all__ = ["Uplink", "encode_rows", "offline_status"]
 
@@ -44,7 +44,13 @@ StatusSource = Callable[[bool], Awaitable[Heartbeat]]
 
 
 def encode_rows(
-    rows: list[OutRow], *, store: str, agent_id: str, batch_id: str, sent_at: datetime
+    rows: list[OutRow],
+    *,
+    store: str,
+    agent_id: str,
+    batch_id: str,
+    sent_at: datetime,
+    level: int = 1,
 ) -> bytes:
     """A batch envelope, gzip-compressed, built from the stored JSON without re-parsing it."""
     head = json.dumps(
@@ -56,8 +62,8 @@ def encode_rows(
             "sent_at": sent_at.isoformat(),
         }
     )
-    text = head[:-1] + ',"records":[' + ",".join(wire_json(r) for r in rows) + "]}"
-    return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+    data = b"".join([head[:-1].encode(), b',"records":[', b",".join(r.wire for r in rows), b"]}"])
+    return gzip.compress(data, compresslevel=level, mtime=0)
 
 
 def offline_status(store: str) -> bytes:
@@ -226,21 +232,24 @@ class Uplink:
                 rows = await self.outbox.take(settings.batch_max_records)
                 if not rows:
                     break
-                for part in self._split(rows):
+                for part in await self._split(rows):
                     self._launch(client, part)
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), 1.0)
 
-    def _split(self, rows: list[OutRow]) -> list[tuple[list[OutRow], bytes, str]]:
+    async def _split(self, rows: list[OutRow]) -> list[tuple[list[OutRow], bytes, str]]:
         """Batches no larger than the byte limit, halving where the compressed size is over."""
         batch_id = uuid.uuid4().hex
-        payload = encode_rows(
+        # Compression runs beside the loop (zlib lets go of the GIL while it works).
+        payload = await asyncio.to_thread(
+            encode_rows,
             rows,
             store=self.config.store,
             agent_id=self.config.agent_id,
             batch_id=batch_id,
             sent_at=datetime.now(UTC),
+            level=self.config.uplink.compression_level,
         )
         if len(payload) <= self.config.uplink.batch_max_bytes:
             return [(rows, payload, batch_id)]
@@ -251,7 +260,7 @@ class Uplink:
             )
             return [(rows, payload, batch_id)]
         half = len(rows) // 2
-        return self._split(rows[:half]) + self._split(rows[half:])
+        return await self._split(rows[:half]) + await self._split(rows[half:])
 
     def _launch(self, client: aiomqtt.Client, part: tuple[list[OutRow], bytes, str]) -> None:
         rows, payload, batch_id = part

@@ -8,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from agent.contract.logs import configure_logging
+from agent.contract.runtime import stop_on_signals
 from agent.contract.settings import ConfigError
 from central._version import __version__
 from central.config import CentralConfig, load_central_config
@@ -92,12 +91,7 @@ async def _serve(cfg: CentralConfig) -> None:
     from central.intake import Intake
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        if sys.platform == "win32":
-            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
-        else:
-            loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(stop)
     log = logging.getLogger("tillbridge.central")
     inbox = await open_inbox(cfg.inbox_url, relay_id=cfg.relay_id, pool_size=cfg.inbox.pool_size)
     log.info(

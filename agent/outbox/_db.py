@@ -21,15 +21,13 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 -- One row per record. seq is the per-store, gap-free sequence number on the wire.
+-- The row is narrow because its state changes; the record itself is in `bodies`.
 CREATE TABLE IF NOT EXISTS records (
     seq            INTEGER PRIMARY KEY,
     key            TEXT NOT NULL UNIQUE,
     kind           TEXT NOT NULL,
     business_date  TEXT NOT NULL,
     correlation_id TEXT NOT NULL,
-    occurred_at    TEXT NOT NULL,
-    source         TEXT NOT NULL,           -- SourceRef as JSON
-    body           BLOB NOT NULL,           -- the record as JSON, or sealed when it holds contact
     sealed         INTEGER NOT NULL DEFAULT 0,
     size           INTEGER NOT NULL,
     state          TEXT NOT NULL DEFAULT 'pending',   -- pending | sent | acked
@@ -39,7 +37,14 @@ CREATE TABLE IF NOT EXISTS records (
     acked_at       REAL,
     rejected       TEXT                     -- central's reason when it kept the record aside
 );
-CREATE INDEX IF NOT EXISTS records_state ON records (state, seq);
+-- The record as it travels (the contract's WireRecord JSON), sealed when it holds contact.
+CREATE TABLE IF NOT EXISTS bodies (
+    seq  INTEGER PRIMARY KEY,
+    wire BLOB NOT NULL
+);
+-- Only rows central has not acknowledged are indexed: a row sent leaves the index alone,
+-- a row acknowledged leaves it, so the index stays as small as the backlog.
+CREATE INDEX IF NOT EXISTS records_unacked ON records (seq) WHERE state != 'acked';
 CREATE INDEX IF NOT EXISTS records_day ON records (business_date, kind);
 -- Files whose records are committed: the content hash keeps a file from being taken twice.
 CREATE TABLE IF NOT EXISTS files (

@@ -16,7 +16,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -44,15 +44,13 @@ TRANSACTION_KINDS = ("sale", "return", "void", "cancel")
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class OutRow:
-    """One record as the uplink sends it; `body` is the record's JSON."""
+    """One record as the uplink sends it: `wire` is its JSON inside a batch, built once when
+    the record was committed so a backlog drains without re-encoding anything."""
 
     seq: int
     key: str
     kind: str
-    correlation_id: str
-    occurred_at: str
-    source: str  # SourceRef as JSON
-    body: bytes
+    wire: bytes
     attempts: int
 
 
@@ -141,6 +139,8 @@ class Outbox:
         self._free_disk: int | None = None
         self.last_ack_at: datetime | None = None
         self._recovered_note: str | None = None
+        self.on_new_records: Callable[[], None] | None = None
+        """Called after a commit that added records (the uplink sends them at once)."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -194,7 +194,9 @@ class Outbox:
         self._mirror.unacked_bytes = int(row[2])
         # A row marked sent before a restart may never have reached central: send it again.
         await db.execute("BEGIN")
-        await db.execute("UPDATE records SET state = 'pending' WHERE state = 'sent'")
+        await db.execute(
+            "UPDATE records SET state = 'pending' WHERE state != 'acked' AND state = 'sent'"
+        )
         await db.commit()
 
     async def close(self) -> None:
@@ -236,7 +238,7 @@ class Outbox:
             return IngestOutcome(counts.inserted, counts.duplicates, counts.skipped)
 
         outcome: IngestOutcome = await self._writer.submit(job)
-        self._check_budget()
+        self._committed(outcome.inserted)
         return outcome
 
     async def add(self, records: Iterable[Record]) -> IngestOutcome:
@@ -250,7 +252,7 @@ class Outbox:
             return IngestOutcome(counts.inserted, counts.duplicates, counts.skipped)
 
         outcome: IngestOutcome = await self._writer.submit(job)
-        self._check_budget()
+        self._committed(outcome.inserted)
         return outcome
 
     async def _insert(
@@ -277,6 +279,7 @@ class Outbox:
         present = await self._present_keys(db, [r.key for r in records])
         levels = await self._levels(db, [r for r in records if isinstance(r, Inventory)])
         rows: list[tuple[Any, ...]] = []
+        bodies: list[tuple[int, bytes]] = []
         level_rows: list[tuple[str, str, str, int]] = []
         now = time.time()
         mirror = self._mirror
@@ -292,12 +295,22 @@ class Outbox:
                     continue
                 levels[place] = str(record.quantity)
                 level_rows.append((record.location, record.sku, str(record.quantity), 0))
-            body = record.model_dump_json().encode()
+            seq = mirror.next_seq
+            mirror.next_seq += 1
+            occurred_at = record.occurred_at.isoformat()
+            source = record.source.model_dump_json()
+            body = wire_json(
+                seq,
+                record.key,
+                record.kind,
+                correlation_id,
+                occurred_at,
+                source,
+                record.model_dump_json(),
+            ).encode()
             sealed = _has_contact(record)
             if sealed:
                 body = self._sealer.seal(body, record.key)
-            seq = mirror.next_seq
-            mirror.next_seq += 1
             if level_rows and level_rows[-1][3] == 0:
                 level_rows[-1] = (*level_rows[-1][:3], seq)
             rows.append(
@@ -307,22 +320,21 @@ class Outbox:
                     record.kind,
                     _business_date(record),
                     correlation_id,
-                    record.occurred_at.isoformat(),
-                    record.source.model_dump_json(),
-                    body,
                     int(sealed),
                     len(body),
                     now,
                 )
             )
+            bodies.append((seq, body))
             mirror.unacked_rows += 1
             mirror.unacked_bytes += len(body)
         if rows:
             await db.executemany(
-                "INSERT INTO records (seq, key, kind, business_date, correlation_id, occurred_at,"
-                " source, body, sealed, size, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO records (seq, key, kind, business_date, correlation_id, sealed, size,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+            await db.executemany("INSERT INTO bodies VALUES (?, ?)", bodies)
             await db.execute(
                 "INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(mirror.next_seq - 1),)
             )
@@ -362,26 +374,25 @@ class Outbox:
 
         async def job(db: aiosqlite.Connection) -> list[tuple[Any, ...]]:
             async with db.execute(
-                "SELECT seq, key, kind, correlation_id, occurred_at, source, body, sealed, "
-                "attempts FROM records WHERE state = 'pending' ORDER BY seq LIMIT ?",
+                "SELECT r.seq, r.key, r.kind, b.wire, r.sealed, r.attempts FROM records AS r "
+                "JOIN bodies AS b ON b.seq = r.seq "
+                "WHERE r.state != 'acked' AND r.state = 'pending' ORDER BY r.seq LIMIT ?",
                 (limit,),
             ) as cur:
                 rows = [tuple(r) for r in await cur.fetchall()]
             if rows:
                 await db.execute(
                     "UPDATE records SET state = 'sent', attempts = attempts + 1, last_attempt = ? "
-                    "WHERE state = 'pending' AND seq <= ?",
+                    "WHERE state != 'acked' AND state = 'pending' AND seq <= ?",
                     (time.time(), rows[-1][0]),
                 )
             return rows
 
-        rows: list[tuple[Any, ...]] = await self._writer.submit(job)
+        rows: list[tuple[Any, ...]] = await self._writer.submit(job, durable=False)
         out = []
-        for seq, key, kind, cid, occurred, source, body, sealed, attempts in rows:
-            data = bytes(body)
-            if sealed:
-                data = self._sealer.open(data, key)
-            out.append(OutRow(seq, key, kind, cid, occurred, source, data, attempts + 1))
+        for seq, key, kind, body, sealed, attempts in rows:
+            data = self._sealer.open(bytes(body), key) if sealed else bytes(body)
+            out.append(OutRow(seq, key, kind, data, attempts + 1))
         return out
 
     async def acknowledge(self, settled: Iterable[int], rejected: dict[int, str]) -> int:
@@ -412,7 +423,7 @@ class Outbox:
                 )
             return changed
 
-        changed: int = await self._writer.submit(job)
+        changed: int = await self._writer.submit(job, durable=False)
         self.last_ack_at = datetime.now(UTC)
         self._check_budget()
         return changed
@@ -423,21 +434,23 @@ class Outbox:
 
         async def job(db: aiosqlite.Connection) -> int:
             if wanted is None:
-                cur = await db.execute("UPDATE records SET state = 'pending' WHERE state = 'sent'")
+                cur = await db.execute(
+                    "UPDATE records SET state = 'pending' WHERE state != 'acked' AND state = 'sent'"
+                )
                 return cur.rowcount
             total = 0
             for start in range(0, len(wanted), 5000):
                 part = wanted[start : start + 5000]
                 marks = ",".join("?" * len(part))
                 cur = await db.execute(
-                    f"UPDATE records SET state = 'pending' WHERE state = 'sent' "
-                    f"AND seq IN ({marks})",
+                    "UPDATE records SET state = 'pending' "
+                    f"WHERE state != 'acked' AND state = 'sent' AND seq IN ({marks})",
                     part,
                 )
                 total += cur.rowcount
             return total
 
-        result: int = await self._writer.submit(job)
+        result: int = await self._writer.submit(job, durable=False)
         return result
 
     async def resend(self, from_seq: int, to_seq: int | None) -> tuple[int, int]:
@@ -474,12 +487,17 @@ class Outbox:
         cutoff = (now if now is not None else time.time()) - self.settings.keep_acked_days * 86400
 
         async def job(db: aiosqlite.Connection) -> int:
+            await db.execute(
+                "DELETE FROM bodies WHERE seq IN "
+                "(SELECT seq FROM records WHERE state = 'acked' AND acked_at < ?)",
+                (cutoff,),
+            )
             cur = await db.execute(
                 "DELETE FROM records WHERE state = 'acked' AND acked_at < ?", (cutoff,)
             )
             return cur.rowcount
 
-        purged: int = await self._writer.submit(job)
+        purged: int = await self._writer.submit(job, durable=False)
         if purged:
             log.info("Acknowledged records purged.", extra={"rows": purged})
         return purged
@@ -491,13 +509,13 @@ class Outbox:
         out: list[Transaction] = []
         marks = ",".join("?" * len(TRANSACTION_KINDS))
         async with self._reader.execute(
-            f"SELECT key, body, sealed FROM records WHERE business_date = ? AND kind IN ({marks})"
-            " ORDER BY seq",
+            "SELECT r.key, b.wire, r.sealed FROM records AS r JOIN bodies AS b ON b.seq = r.seq "
+            f"WHERE r.business_date = ? AND r.kind IN ({marks}) ORDER BY r.seq",
             (business_date, *TRANSACTION_KINDS),
         ) as cur:
             async for key, body, sealed in cur:
                 data = self._sealer.open(bytes(body), key) if sealed else bytes(body)
-                out.append(Transaction.model_validate_json(data))
+                out.append(Transaction.model_validate(json.loads(data)["body"]))
         return out
 
     async def day_skipped(self, business_date: str) -> dict[str, int]:
@@ -547,6 +565,12 @@ class Outbox:
             )
 
         await self._writer.submit(job)
+        self._committed(len(records))
+
+    def _committed(self, inserted: int) -> None:
+        self._check_budget()
+        if inserted and self.on_new_records is not None:
+            self.on_new_records()
 
     # -- budget and status ----------------------------------------------------------------
 
@@ -638,11 +662,18 @@ class Outbox:
         return self._mirror.next_seq - 1
 
 
-def wire_json(row: OutRow) -> str:
-    """A record as it appears inside a batch, built from stored JSON without re-parsing it."""
+def wire_json(
+    seq: int,
+    key: str,
+    kind: str,
+    correlation_id: str,
+    occurred_at: str,
+    source: str,
+    body: str,
+) -> str:
+    """A record as it appears inside a batch (the contract's WireRecord), from JSON parts."""
     return (
-        f'{{"kind":{json.dumps(row.kind)},"seq":{row.seq},"key":{json.dumps(row.key)},'
-        f'"correlation_id":{json.dumps(row.correlation_id)},'
-        f'"occurred_at":{json.dumps(row.occurred_at)},"source":{row.source},'
-        f'"body":{row.body.decode()}}}'
+        f'{{"kind":{json.dumps(kind)},"seq":{seq},"key":{json.dumps(key)},'
+        f'"correlation_id":{json.dumps(correlation_id)},'
+        f'"occurred_at":{json.dumps(occurred_at)},"source":{source},"body":{body}}}'
     )

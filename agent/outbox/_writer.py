@@ -36,10 +36,11 @@ MAX_JOBS_PER_COMMIT = 256
 
 
 class _Pending:
-    __slots__ = ("future", "job")
+    __slots__ = ("durable", "future", "job")
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, durable: bool) -> None:
         self.job = job
+        self.durable = durable
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
 
@@ -54,6 +55,7 @@ class GroupWriter:
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
         self.jobs = 0
+        self._synced = True  # the connection opens with synchronous=FULL
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-writer")
@@ -67,11 +69,17 @@ class GroupWriter:
             await self._task
         self._task = None
 
-    async def submit(self, job: Job) -> Any:
-        """Run `job` in the next transaction; returns its result once that transaction committed."""
+    async def submit(self, job: Job, *, durable: bool = True) -> Any:
+        """Run `job` in the next transaction; returns its result once that transaction committed.
+
+        A durable job's commit is on disk (fsync) before this returns. Bookkeeping that may be
+        lost harmlessly on power failure (sent and acked marks: the rows would only be sent
+        again, and central drops duplicates) passes `durable=False` and skips the fsync; the
+        next durable commit carries it to disk, since the WAL is written in order.
+        """
         if self._task is None or self._task.done():
             raise RuntimeError("the outbox is closed")
-        pending = _Pending(job)
+        pending = _Pending(job, durable)
         self._queue.put_nowait(pending)
         return await pending.future
 
@@ -108,7 +116,11 @@ class GroupWriter:
             done: list[tuple[_Pending, Any]] = []
             failed: list[tuple[_Pending, BaseException]] = []
             at_begin = self._state.snapshot()
+            durable = any(item.durable for item in batch)
             try:
+                if durable != self._synced:
+                    await db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+                    self._synced = durable
                 await db.execute("BEGIN IMMEDIATE")
                 for item in batch:
                     before = self._state.snapshot()

@@ -236,7 +236,7 @@ async def test_customer_contact_is_sealed_at_rest(tmp_path: Path) -> None:
     try:
         await box.ingest(file("a"), iter([record, sale("1")]))
         rows = await box.take(10)
-        assert b"ann@example.com" in rows[0].body  # the uplink gets it back
+        assert b"ann@example.com" in rows[0].wire  # the uplink gets it back
     finally:
         await box.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("outbox.db*"))

@@ -239,7 +239,7 @@ async def test_batches_stay_under_the_byte_limit_and_decode(tmp_path: Path, outb
     config = agent_config(tmp_path, "mqtt://127.0.0.1:1", batch_max_bytes=8192)
     uplink = Uplink(config, outbox, status=None)  # type: ignore[arg-type]
     rows = await outbox.take(500)
-    parts = uplink._split(rows)
+    parts = await uplink._split(rows)
     assert len(parts) > 1
     seen = []
     for part_rows, payload, batch_id in parts:
@@ -253,19 +253,19 @@ async def test_batches_stay_under_the_byte_limit_and_decode(tmp_path: Path, outb
 
 
 def test_encoded_batch_matches_the_contract() -> None:
-    from agent.outbox import OutRow
+    from agent.outbox import OutRow, wire_json
 
     record = sale(7)
-    row = OutRow(
+    wire = wire_json(
         1,
         record.key,
         "sale",
         "c0ffee",
         record.occurred_at.isoformat(),
         record.source.model_dump_json(),
-        record.model_dump_json().encode(),
-        1,
+        record.model_dump_json(),
     )
+    row = OutRow(1, record.key, "sale", wire.encode(), 1)
     payload = encode_rows(
         [row], store=STORE, agent_id="till-pc", batch_id="b1", sent_at=datetime.now(UTC)
     )
