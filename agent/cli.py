@@ -132,6 +132,79 @@ def parse(
         raise typer.Exit(2)
 
 
+@app.command("run")
+def run(config: ConfigOption) -> None:
+    """Run the store daemon until SIGTERM or SIGINT."""
+    import asyncio
+    import logging
+
+    from agent.contract.logs import configure_logging
+
+    cfg = load_or_exit(config)
+    configure_logging(
+        level=cfg.logging.level,
+        file=cfg.log_file,
+        max_bytes=cfg.logging.max_bytes,
+        backups=cfg.logging.backups,
+    )
+    try:
+        asyncio.run(_serve(cfg))
+    except Exception as exc:
+        logging.getLogger("tillbridge.agent").exception(
+            "Agent stopped by an error.", extra={"error": str(exc)}
+        )
+        raise typer.Exit(1) from None
+
+
+async def _serve(cfg: AgentConfig) -> None:
+    import asyncio
+
+    from agent.contract.runtime import stop_on_signals
+    from agent.daemon import Agent
+
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    await Agent(cfg).run(stop)
+
+
+@app.command()
+def status(
+    config: ConfigOption,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw status.")] = False,
+) -> None:
+    """What the daemon last reported: connection, backlog, budget, files, recovery."""
+    from agent.daemon import read_status
+
+    cfg = load_or_exit(config)
+    data = read_status(cfg.data_dir)
+    if data is None:
+        typer.echo(f"no status in {cfg.data_dir}: the agent has not run here yet", err=True)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    outbox = data.get("outbox") or {}
+    lines = [
+        f"store        {data['store']} (agent {data['agent_id']}, version {data['version']})",
+        f"written at   {data['written_at']}",
+        f"broker       {data['broker']}: {'connected' if data['connected'] else 'NOT connected'}"
+        + (f" (last error: {data['last_error']})" if data.get("last_error") else ""),
+        f"backlog      {outbox.get('pending', 0)} pending, {outbox.get('sent', 0)} awaiting ack,"
+        f" oldest {outbox.get('oldest_unacked_seconds') or 0:.0f} s",
+        f"intake       {outbox.get('budget', 'unknown')}",
+    ]
+    if outbox.get("recovered"):
+        lines.append(f"RECOVERED    {outbox['recovered']}")
+    if data.get("recovery"):
+        lines.append(f"             {data['recovery']}")
+    for name, source in (data.get("sources") or {}).items():
+        lines.append(
+            f"source {name:<6} {source.get('pending', 0)} waiting, "
+            f"{source.get('ingested', 0)} ingested, {source.get('quarantined', 0)} quarantined"
+        )
+    typer.echo("\n".join(lines))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -1,0 +1,288 @@
+"""The store daemon: folders → parsers → outbox → uplink, with the scheduled work around
+them (heartbeat, budget, purge, end of day) and a status file field support can read.
+
+Each part runs on its own: a broker that is away never stops files being taken, and
+a full outbox never stops records being sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agent._version import __version__
+from agent.config import AgentConfig
+from agent.contract import AgentInfo, Heartbeat
+from agent.eod import DayCounts, summarise_day
+from agent.notify import Notifier
+from agent.outbox import Outbox
+from agent.parsers import ParseContext, ParseError, parse_stream
+from agent.scheduler import Scheduler
+from agent.sources import IngestFile, Watchers
+from agent.uplink import Uplink
+
+__all__ = ["Agent", "closed_before", "read_status"]
+
+log = logging.getLogger("tillbridge.agent")
+
+STATUS_FILE = "status.json"
+
+
+def closed_before(now: datetime, close: str) -> date:
+    """Business days before this date are closed: day D closes at `close` on D + 1."""
+    hour, minute = (int(p) for p in close.split(":"))
+    today = now.date()
+    return today if (now.hour, now.minute) >= (hour, minute) else today - timedelta(days=1)
+
+
+def read_status(data_dir: Path) -> dict[str, Any] | None:
+    """The status the daemon last wrote, or None when it has never run here."""
+    try:
+        data: dict[str, Any] = json.loads((data_dir / STATUS_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data
+
+
+class Agent:
+    """One store's daemon. `run(stop)` returns once `stop` is set and the parts have stopped."""
+
+    def __init__(self, config: AgentConfig, *, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.outbox: Outbox | None = None
+        self.uplink: Uplink | None = None
+        self.watchers: Watchers | None = None
+        self.scheduler = Scheduler(config.zone)
+        self.started_at = datetime.now(UTC)
+        self.recovery_note: str | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        config = self.config
+        for folder in (config.data_dir, config.archive_dir, config.quarantine_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        key_file = config.outbox.key_file or config.data_dir / "outbox.key"
+        outbox = await Outbox.open(config.outbox_path, config.outbox, key_file=key_file)
+        self.outbox = outbox
+        try:
+            if outbox.recovery is not None:
+                await self.reread_archive()
+            uplink = Uplink(config, outbox, self.heartbeat)
+            self.uplink = uplink
+            outbox.on_new_records = uplink.notify
+            watchers = Watchers(config, outbox)
+            self.watchers = watchers
+            self._schedule()
+            uplink_task = asyncio.create_task(uplink.run(stop), name="uplink")
+            await watchers.start()
+            self.scheduler.start()
+            await self.end_of_day()  # catch up on days that closed while the agent was off
+            self.notifier.ready(f"store {config.store}: taking files")
+            log.info(
+                "Agent started.",
+                extra={
+                    "store": config.store,
+                    "version": __version__,
+                    "sources": [s.name for s in config.sources],
+                },
+            )
+            await self.write_status()
+            await stop.wait()
+            log.info("Agent stopping.")
+            self.notifier.stopping()
+            self.scheduler.shutdown()
+            await watchers.stop()
+            await asyncio.wait_for(uplink_task, 30)
+            await self.write_status()
+        finally:
+            self.scheduler.shutdown()
+            await outbox.close()
+        log.info("Agent stopped.", extra={"store": config.store})
+
+    def _schedule(self) -> None:
+        config = self.config
+        s = self.scheduler
+        s.every("heartbeat", config.uplink.heartbeat_seconds, self.tick)
+        s.every("budget", 5, self._refresh_budget)
+        s.every("purge", 3600, self._purge)
+        if config.sources:
+            rescan = min(src.rescan_seconds for src in config.sources)
+            s.every("rescan", rescan, self._rescan)
+        s.daily("end_of_day", config.end_of_day_close, self._end_of_day)
+
+    # -- scheduled work -------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Heartbeat to central, status file for field support, watchdog for systemd."""
+        if self.uplink is not None:
+            with contextlib.suppress(Exception):
+                await self.uplink.publish_status()
+        await self.write_status()
+        self.notifier.watchdog()
+
+    async def _refresh_budget(self) -> None:
+        if self.outbox is not None:
+            await self.outbox.refresh_budget()
+
+    async def _purge(self) -> None:
+        if self.outbox is not None:
+            await self.outbox.purge()
+
+    async def _rescan(self) -> None:
+        if self.watchers is not None:
+            await self.watchers.rescan()
+
+    async def _end_of_day(self) -> None:
+        await self.end_of_day()
+
+    async def end_of_day(self, now: datetime | None = None) -> int:
+        """Queue an end_of_day record for every closed business day not yet summarised (or
+        changed since); returns how many were queued."""
+        outbox = self.outbox
+        if outbox is None:
+            return 0
+        config = self.config
+        now = now or datetime.now(config.zone)
+        cutoff = closed_before(now.astimezone(config.zone), config.end_of_day_close)
+        queued = 0
+        for day, revision in await outbox.days_to_summarise(cutoff.isoformat()):
+            skipped = await outbox.day_skipped(day)
+            records = summarise_day(
+                store=config.store,
+                business_date=date.fromisoformat(day),
+                transactions=await outbox.day_transactions(day),
+                counts=DayCounts(
+                    training=skipped.get("training", 0),
+                    control=skipped.get("control", 0),
+                    suspended=skipped.get("suspended", 0),
+                ),
+                default_currency=config.currency,
+                closed_at=now,
+                revision=revision,
+            )
+            await outbox.add_day_summary(day, revision, list(records))
+            queued += len(records)
+            log.info("End of day queued.", extra={"business_date": day, "revision": revision})
+        return queued
+
+    # -- recovery -------------------------------------------------------------------------
+
+    async def reread_archive(self) -> tuple[int, int]:
+        """After the outbox was rebuilt, take every archived file again; central drops what
+        it already has. Returns (files re-read, files that could not be)."""
+        outbox = self.outbox
+        assert outbox is not None
+        config = self.config
+        source = config.sources[0] if len(config.sources) == 1 else None
+        files = sorted(p for p in config.archive_dir.rglob("*") if p.is_file())
+        done = failed = 0
+        for path in files:
+            data = await asyncio.to_thread(path.read_bytes)
+            sha = hashlib.sha256(data).hexdigest()
+            context = ParseContext(
+                file_name=path.name,
+                sha256=sha,
+                store=config.store,
+                timezone=config.zone,
+                currency=config.currency,
+                encoding=source.encoding if source else None,
+                delimiter=source.delimiter if source else None,
+                columns=dict(source.columns) if source else {},
+            )
+            fmt = source.format if source else "auto"
+            item = IngestFile("archive", str(path), path.name, sha, len(data))
+            try:
+                await outbox.ingest(item, parse_stream(io.BytesIO(data), fmt, context=context))
+                done += 1
+            except ParseError as exc:
+                failed += 1
+                log.error(
+                    "Archived file could not be re-read after the outbox was rebuilt.",
+                    extra={"file": str(path), "reason": str(exc)},
+                )
+        self.recovery_note = f"re-read {done} archived file(s) after the outbox was rebuilt" + (
+            f"; {failed} could not be read (see the log)" if failed else ""
+        )
+        log.warning("Outbox rebuilt from the archive.", extra={"files": done, "failed": failed})
+        return done, failed
+
+    # -- status ---------------------------------------------------------------------------
+
+    async def heartbeat(self, connected: bool) -> Heartbeat:
+        outbox = self.outbox
+        assert outbox is not None
+        stats = await outbox.stats()
+        sources = self.watchers.stats() if self.watchers is not None else {}
+        return Heartbeat(
+            store=self.config.store,
+            state="online",
+            agent=AgentInfo(id=self.config.agent_id, version=__version__),
+            at=datetime.now(UTC),
+            connected=connected,
+            backlog_rows=outbox.unacked_rows,
+            backlog_bytes=outbox.unacked_bytes,
+            oldest_unacked_seconds=stats.oldest_unacked_seconds,
+            last_ack_at=stats.last_ack_at,
+            files_pending=sum(s.pending for s in sources.values()),
+            files_quarantined=sum(s.quarantined for s in sources.values()),
+            budget=stats.budget,
+            free_disk_bytes=stats.free_disk_bytes,
+        )
+
+    async def status(self) -> dict[str, Any]:
+        """Everything field support needs at a glance, as JSON-ready data."""
+        outbox = self.outbox
+        uplink = self.uplink
+        stats = await outbox.stats() if outbox is not None else None
+        sources = self.watchers.stats() if self.watchers is not None else {}
+        return {
+            "store": self.config.store,
+            "agent_id": self.config.agent_id,
+            "version": __version__,
+            "pid": os.getpid(),
+            "started_at": self.started_at.isoformat(),
+            "written_at": datetime.now(UTC).isoformat(),
+            "connected": bool(uplink and uplink.connected.is_set()),
+            "broker": self.config.broker.host,
+            "last_error": uplink.last_error if uplink else None,
+            "outbox": dataclasses.asdict(stats) if stats is not None else None,
+            "recovery": self.recovery_note,
+            "sources": {name: dataclasses.asdict(s) for name, s in sources.items()},
+            "sent": {
+                "batches": uplink.batches_sent if uplink else 0,
+                "records": uplink.records_sent if uplink else 0,
+                "resent": uplink.resent if uplink else 0,
+                "in_flight": uplink.in_flight if uplink else 0,
+            },
+            "next_end_of_day": self.scheduler.next_run("end_of_day"),
+        }
+
+    async def write_status(self) -> None:
+        """Write status.json atomically (the `status` command and support bundles read it)."""
+        data = await self.status()
+        target = self.config.data_dir / STATUS_FILE
+        tmp = target.with_suffix(".tmp")
+        text = json.dumps(data, indent=2, default=str)
+
+        def write() -> None:
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, target)
+
+        try:
+            await asyncio.to_thread(write)
+        except OSError as exc:
+            log.warning("Status file could not be written.", extra={"error": str(exc)})
+
+    @property
+    def uptime_seconds(self) -> float:
+        return time.time() - self.started_at.timestamp()

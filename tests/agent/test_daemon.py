@@ -1,0 +1,258 @@
+"""The store daemon as a real process against a real Mosquitto and the real relay: files
+dropped into a POS folder arrive at central once; SIGKILL mid-stream then restart loses
+and doubles nothing; SIGTERM stops cleanly; a damaged outbox is rebuilt from the archive;
+end-of-day records are queued once per closed day."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agent.config import AgentConfig, OutboxSettings, SourceSettings
+from agent.contract import Transaction, make_key
+from agent.daemon import Agent, closed_before, read_status
+from agent.outbox import Outbox
+from agent.parsers import Skipped
+from agent.sources import IngestFile
+from tests.support.mosquitto import Mosquitto
+from tests.support.records import wait_for
+from tests.support.relay import central_config, running_relay
+
+BIN = Path(sys.executable).parent / "tillbridge-agent"
+STORE = "0042"
+
+
+def write_config(tmp_path: Path, broker_url: str, **agent: str) -> Path:
+    extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in agent.items())
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        "[agent]\n"
+        f'store = "{STORE}"\n'
+        'agent_id = "till-pc-1"\n'
+        f'data_dir = "{tmp_path / "data"}"\n'
+        'timezone = "Europe/Berlin"\n'
+        f"{extra}"
+        "[agent.broker]\n"
+        f'url = "{broker_url}"\n'
+        "[agent.uplink]\n"
+        "ack_timeout_seconds = 3\n"
+        "reconnect_min_seconds = 0.1\n"
+        "reconnect_max_seconds = 0.5\n"
+        "heartbeat_seconds = 1\n"
+        "[[agent.sources]]\n"
+        'name = "counts"\n'
+        f'path = "{tmp_path / "pos"}"\n'
+        'format = "inventory"\n'
+        'include = ["**/*.csv"]\n'
+        "settle_seconds = 0.1\n"
+        "rescan_seconds = 1\n"
+    )
+    (tmp_path / "pos").mkdir(exist_ok=True)
+    return config
+
+
+def drop_counts(folder: Path, first: int, files: int, rows: int) -> int:
+    """Count files (unique SKUs) written the safe way: .tmp, then rename. Returns records."""
+    for n in range(first, first + files):
+        lines = ["sku,location,qty,counted_at"]
+        lines += [f"{n * 1000 + j},FLOOR,{j + 1},2024-03-15T21:30:00" for j in range(rows)]
+        tmp = folder / f"counts_{n:05d}.csv.tmp"
+        tmp.write_text("\n".join(lines) + "\n")
+        tmp.rename(folder / f"counts_{n:05d}.csv")
+    return files * rows
+
+
+def start_agent(config: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(BIN), "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+@pytest.fixture
+def agents() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def outbox_seqs(data_dir: Path) -> list[int]:
+    with sqlite3.connect(data_dir / "outbox.db") as db:
+        return [int(r[0]) for r in db.execute("SELECT seq FROM records ORDER BY seq")]
+
+
+async def test_files_reach_central_once_and_sigterm_stops_cleanly(
+    tmp_path: Path, mosquitto: Mosquitto, agents: list[subprocess.Popen[bytes]]
+) -> None:
+    config = write_config(tmp_path, mosquitto.url)
+    relay = central_config(mosquitto.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path / "c")
+    async with running_relay(relay) as (_, inbox):
+        expected = drop_counts(tmp_path / "pos", 1, 5, 20)
+        agents.append(start_agent(config))
+
+        async def arrived() -> bool:
+            return (await inbox.stats())["records"] >= expected
+
+        await wait_for(arrived, timeout=30)
+        archived = sorted(p.name for p in (tmp_path / "data" / "archive").rglob("*.csv"))
+        assert archived == [f"counts_{n:05d}.csv" for n in range(1, 6)]
+        assert not list((tmp_path / "pos").glob("*.csv"))
+
+        async def reported() -> bool:
+            status = read_status(tmp_path / "data")
+            return bool(status and status["connected"] and status["outbox"]["pending"] == 0)
+
+        await wait_for(reported, timeout=15)
+        agents[0].send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(agents[0].wait, 30) == 0
+        stats = await inbox.stats()
+        assert stats["records"] == expected
+
+        async def offline() -> bool:
+            return any(s.state == "offline" for s in await inbox.stores())
+
+        await wait_for(offline, timeout=10)
+
+
+async def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
+    tmp_path: Path, mosquitto: Mosquitto, agents: list[subprocess.Popen[bytes]]
+) -> None:
+    config = write_config(tmp_path, mosquitto.url)
+    relay = central_config(mosquitto.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path / "c")
+    async with running_relay(relay) as (_, inbox):
+        expected = drop_counts(tmp_path / "pos", 1, 40, 200)
+        agents.append(start_agent(config))
+
+        async def some_arrived() -> bool:
+            return (await inbox.stats())["records"] > 500
+
+        await wait_for(some_arrived, timeout=30)
+        agents[0].send_signal(signal.SIGKILL)
+        agents[0].wait(10)
+        assert (await inbox.stats())["records"] < expected  # it really was cut off mid-stream
+        expected += drop_counts(tmp_path / "pos", 100, 5, 200)  # the POS goes on meanwhile
+        agents.append(start_agent(config))
+
+        async def all_arrived() -> bool:
+            return (await inbox.stats())["records"] >= expected
+
+        await wait_for(all_arrived, timeout=60)
+        await asyncio.sleep(1)  # anything doubled would land now
+        assert (await inbox.stats())["records"] == expected
+        seqs = outbox_seqs(tmp_path / "data")
+        assert seqs == list(range(1, len(seqs) + 1))  # gap-free across the crash
+        assert len(seqs) == expected
+        assert (await inbox.gaps(STORE)) == []
+
+
+async def test_a_damaged_outbox_is_rebuilt_from_the_archive(tmp_path: Path) -> None:
+    config = AgentConfig(
+        store=STORE,
+        data_dir=tmp_path / "data",
+        broker={"url": "mqtt://127.0.0.1:1"},  # type: ignore[arg-type]
+        sources=[SourceSettings(name="counts", path=tmp_path / "pos", format="inventory")],
+        outbox=OutboxSettings(),
+    )
+    archive = config.archive_dir / "2024-03-16"
+    archive.mkdir(parents=True)
+    drop_counts(archive, 1, 3, 10)
+    config.data_dir.mkdir(exist_ok=True)
+    config.outbox_path.write_bytes(b"this is not a database" * 100)
+    (tmp_path / "pos").mkdir()
+
+    agent = Agent(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+
+    async def rebuilt() -> bool:
+        return agent.recovery_note is not None and agent.watchers is not None
+
+    await wait_for(rebuilt, timeout=15)
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert agent.recovery_note == "re-read 3 archived file(s) after the outbox was rebuilt"
+    assert len(outbox_seqs(config.data_dir)) == 30
+    assert list(config.data_dir.glob("outbox.db.damaged-*"))  # kept for inspection
+    status = read_status(config.data_dir)
+    assert status is not None
+    assert "rebuilt" in status["outbox"]["recovered"]
+
+
+def sale(txn: str, day: date, total: str) -> Transaction:
+    return Transaction.model_validate(
+        {
+            "kind": "sale",
+            "key": make_key("sale", STORE, "1", day, txn),
+            "store": STORE,
+            "business_date": day.isoformat(),
+            "occurred_at": f"{day.isoformat()}T23:50:00+01:00",
+            "source": {"file": "pos.xml"},
+            "transaction_id": txn,
+            "currency": "EUR",
+            "total": total,
+            "tenders": [{"type": "cash", "amount": total}],
+        }
+    )
+
+
+async def test_end_of_day_is_queued_once_per_closed_day(tmp_path: Path) -> None:
+    config = AgentConfig(store=STORE, data_dir=tmp_path, timezone="Europe/Berlin")
+    outbox = await Outbox.open(config.outbox_path, config.outbox, key_file=tmp_path / "k")
+    try:
+        day = date(2024, 3, 15)
+        items = [
+            sale("1", day, "10.00"),
+            sale("2", day, "5.50"),
+            Skipped("training", STORE, day, "3"),
+            sale("4", date(2024, 3, 16), "1.00"),  # the next day is still open
+        ]
+        await outbox.ingest(IngestFile("pos", "a", "a", "a", 1), iter(items))
+        agent = Agent(config)
+        agent.outbox = outbox
+        zone = ZoneInfo("Europe/Berlin")
+        before_close = datetime(2024, 3, 16, 3, 59, tzinfo=zone)
+        assert await agent.end_of_day(before_close) == 0  # 04:00 closes the 15th
+        after_close = datetime(2024, 3, 16, 4, 0, tzinfo=zone)
+        assert await agent.end_of_day(after_close) == 1
+        assert await agent.end_of_day(after_close) == 0  # once
+        await outbox.ingest(IngestFile("pos", "b", "b", "b", 1), iter([sale("9", day, "2.00")]))
+        assert await agent.end_of_day(after_close) == 1  # a late record raises the revision
+        rows = [r for r in await outbox.take(100) if r.kind == "end_of_day"]
+        bodies = [json.loads(r.wire)["body"] for r in rows]
+        assert [b["revision"] for b in bodies] == [1, 2]
+        assert bodies[0]["by_kind"]["sale"] == {"count": 2, "amount": "15.50"}
+        assert bodies[0]["training"] == 1
+        assert bodies[1]["by_kind"]["sale"] == {"count": 3, "amount": "17.50"}
+    finally:
+        await outbox.close()
+
+
+def test_a_day_closes_at_the_configured_local_time() -> None:
+    zone = ZoneInfo("Europe/Berlin")
+    assert closed_before(datetime(2024, 3, 16, 3, 59, tzinfo=zone), "04:00") == date(2024, 3, 15)
+    assert closed_before(datetime(2024, 3, 16, 4, 0, tzinfo=zone), "04:00") == date(2024, 3, 16)
+
+
+def test_status_without_a_daemon_says_so(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "mqtt://127.0.0.1:1")
+    result = subprocess.run(
+        [str(BIN), "status", "--config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "has not run here yet" in result.stderr
+    assert os.environ.get("TILLBRIDGE_AGENT__STORE") is None
