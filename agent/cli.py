@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Configuration commands.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+quarantine_app = typer.Typer(help="Files the agent refused.", no_args_is_help=True)
+app.add_typer(quarantine_app, name="quarantine")
 
 ConfigOption = Annotated[
     Path, typer.Option("--config", "-c", help="Path to the TOML config file.", show_default=False)
@@ -148,7 +150,7 @@ def run(config: ConfigOption) -> None:
         backups=cfg.logging.backups,
     )
     try:
-        asyncio.run(_serve(cfg))
+        asyncio.run(_serve(cfg, config.resolve()))
     except Exception as exc:
         logging.getLogger("tillbridge.agent").exception(
             "Agent stopped by an error.", extra={"error": str(exc)}
@@ -156,7 +158,7 @@ def run(config: ConfigOption) -> None:
         raise typer.Exit(1) from None
 
 
-async def _serve(cfg: AgentConfig) -> None:
+async def _serve(cfg: AgentConfig, config_file: Path) -> None:
     import asyncio
 
     from agent.contract.runtime import stop_on_signals
@@ -164,7 +166,7 @@ async def _serve(cfg: AgentConfig) -> None:
 
     stop = asyncio.Event()
     stop_on_signals(stop)
-    await Agent(cfg).run(stop)
+    await Agent(cfg, config_file=config_file).run(stop)
 
 
 @app.command()
@@ -203,6 +205,43 @@ def status(
             f"{source.get('ingested', 0)} ingested, {source.get('quarantined', 0)} quarantined"
         )
     typer.echo("\n".join(lines))
+
+
+@quarantine_app.command("list")
+def quarantine_list(config: ConfigOption) -> None:
+    """Quarantined files, oldest first, with the reason and place of each refusal."""
+    from agent.sources import list_quarantined
+
+    cfg = load_or_exit(config)
+    items = list_quarantined(cfg.quarantine_dir)
+    if not items:
+        typer.echo(f"no quarantined files in {cfg.quarantine_dir}")
+        return
+    for item in items:
+        typer.echo(f"{item.name}  [{item.source}]  {item.at}")
+        typer.echo(f"    {item.place}: {item.reason}")
+
+
+@quarantine_app.command("retry")
+def quarantine_retry(
+    names: Annotated[list[str], typer.Argument(help="Quarantined file names.", show_default=False)],
+    config: ConfigOption,
+) -> None:
+    """Move quarantined files back into their source folder; the agent takes them again."""
+    from agent.sources import retry_quarantined
+
+    cfg = load_or_exit(config)
+    failed = False
+    for name in names:
+        try:
+            target = retry_quarantined(cfg.quarantine_dir, name)
+        except (KeyError, FileNotFoundError) as exc:
+            typer.echo(f"{name}: {exc.args[0]}", err=True)
+            failed = True
+            continue
+        typer.echo(f"{name}: moved back to {target}")
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

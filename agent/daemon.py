@@ -57,8 +57,15 @@ def read_status(data_dir: Path) -> dict[str, Any] | None:
 class Agent:
     """One store's daemon. `run(stop)` returns once `stop` is set and the parts have stopped."""
 
-    def __init__(self, config: AgentConfig, *, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        notifier: Notifier | None = None,
+        config_file: Path | None = None,
+    ) -> None:
         self.config = config
+        self.config_file = config_file
         self.notifier = notifier or Notifier()
         self.outbox: Outbox | None = None
         self.uplink: Uplink | None = None
@@ -80,7 +87,9 @@ class Agent:
             uplink = Uplink(config, outbox, self.heartbeat)
             self.uplink = uplink
             outbox.on_new_records = uplink.notify
-            watchers = Watchers(config, outbox)
+            watchers = Watchers(
+                config, outbox, config_file=str(self.config_file) if self.config_file else ""
+            )
             self.watchers = watchers
             self._schedule()
             uplink_task = asyncio.create_task(uplink.run(stop), name="uplink")

@@ -106,6 +106,7 @@ class SourceWatcher:
         self._observer: BaseObserver | None = None
         self._task: asyncio.Task[None] | None = None
         self._own = {config.data_dir.resolve()}  # never take our own archive or quarantine
+        self.config_file = "<config file>"  # named in quarantine notes when the daemon knows it
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -355,6 +356,7 @@ class SourceWatcher:
             reason=error.reason,
             place=error.place,
             when=datetime.now(self.config.zone),
+            config_file=self.config_file,
         )
         self._done(path)
         self.stats.quarantined += 1
@@ -367,8 +369,10 @@ class SourceWatcher:
 class Watchers:
     """Every configured source, each on its own task."""
 
-    def __init__(self, config: AgentConfig, sink: FileSink) -> None:
+    def __init__(self, config: AgentConfig, sink: FileSink, *, config_file: str = "") -> None:
         self.sources = [SourceWatcher(s, config, sink) for s in config.sources]
+        for watcher in self.sources:
+            watcher.config_file = config_file or watcher.config_file
 
     async def start(self) -> None:
         for watcher in self.sources:

@@ -256,3 +256,96 @@ def test_status_without_a_daemon_says_so(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "has not run here yet" in result.stderr
     assert os.environ.get("TILLBRIDGE_AGENT__STORE") is None
+
+
+async def test_hostile_files_are_quarantined_and_can_be_retried(tmp_path: Path) -> None:
+    config_file = write_config(tmp_path, "mqtt://127.0.0.1:1")
+    pos = tmp_path / "pos"
+    hostile = {
+        "empty.csv": b"",
+        "binary.csv": bytes(range(256)) * 64,
+        "missing_column.csv": b"sku,location\n1,FLOOR\n",
+        "bad_number.csv": b"sku,location,qty,counted_at\n1,FLOOR,lots,2024-03-15T21:30:00\n",
+        "long_line.csv": b"sku,location,qty,counted_at\n" + b"9" * 5_000_000 + b"\n",
+    }
+    for name, data in hostile.items():
+        (pos / name).write_bytes(data)
+    good = drop_counts(pos, 1, 1, 5)
+    from agent.config import load_agent_config
+
+    config = load_agent_config(config_file)
+    agent = Agent(config, config_file=config_file)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    quarantine = config.quarantine_dir
+
+    async def settled() -> bool:
+        return len(list(quarantine.glob("*.error.txt"))) == len(hostile) and not list(
+            pos.glob("*.csv")
+        )
+
+    await wait_for(settled, timeout=20)
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert len(outbox_seqs(config.data_dir)) == good  # the daemon lived on and took the good one
+    note = (quarantine / "bad_number.csv.error.txt").read_text()
+    assert "Reason:" in note
+    assert "line 2" in note
+    assert f"tillbridge-agent quarantine retry bad_number.csv --config {config_file}" in note
+
+    listed = subprocess.run(
+        [str(BIN), "quarantine", "list", "--config", str(config_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert all(name in listed for name in hostile)
+    subprocess.run(
+        [str(BIN), "quarantine", "retry", "bad_number.csv", "--config", str(config_file)],
+        check=True,
+        capture_output=True,
+    )
+    assert (pos / "bad_number.csv").exists()
+    assert not (quarantine / "bad_number.csv.error.txt").exists()
+
+
+async def test_a_full_outbox_leaves_files_in_the_folder_until_it_drains(tmp_path: Path) -> None:
+    config = AgentConfig(
+        store=STORE,
+        data_dir=tmp_path / "data",
+        broker={"url": "mqtt://127.0.0.1:1"},  # type: ignore[arg-type]
+        sources=[
+            SourceSettings(
+                name="counts", path=tmp_path / "pos", format="inventory", settle_seconds=0.05
+            )
+        ],
+        outbox=OutboxSettings(max_rows=10),
+    )
+    (tmp_path / "pos").mkdir()
+    drop_counts(tmp_path / "pos", 1, 3, 10)
+    agent = Agent(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+
+        async def blocked() -> bool:
+            return agent.outbox is not None and not agent.outbox.accepting()
+
+        await wait_for(blocked, timeout=15)
+        await asyncio.sleep(0.5)
+        assert len(list((tmp_path / "pos").glob("*.csv"))) == 2  # waiting, not dropped
+        await agent.write_status()
+        status = read_status(config.data_dir)
+        assert status is not None
+        assert status["outbox"]["budget"].startswith("blocked: buffer full")
+        outbox = agent.outbox
+        assert outbox is not None
+
+        async def resumed() -> bool:
+            await outbox.acknowledge(range(1, outbox.last_seq + 1), {})  # central catches up
+            return not list((tmp_path / "pos").glob("*.csv"))
+
+        await wait_for(resumed, timeout=15)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
