@@ -3,6 +3,10 @@
 Any run of 13–19 digits (spaces or dashes allowed between them) that passes the
 Luhn check is masked to its last four digits before a record is buffered or a
 line is logged.
+
+One exception keeps product data intact: a `sku` that is exactly a GTIN (EAN-13,
+GTIN-14, …) with a valid GS1 check digit is a barcode, not a card, and is left as it
+is (about one EAN in ten would otherwise pass Luhn and be masked).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["card_brand", "luhn_valid", "mask_pans", "scrub_model"]
+__all__ = ["card_brand", "gtin_valid", "luhn_valid", "mask_pans", "scrub_model"]
 
 # A digit, then 12–18 more digits each optionally preceded by one space or dash.
 _CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
@@ -74,7 +78,7 @@ def _scrub_value(value: object) -> object:
     if isinstance(value, str):
         return mask_pans(value)
     if isinstance(value, BaseModel):
-        return scrub_model(value)
+        return _scrub(value)
     if isinstance(value, list):
         return [_scrub_value(v) for v in value]
     if isinstance(value, tuple):
@@ -84,11 +88,28 @@ def _scrub_value(value: object) -> object:
     return value
 
 
+def gtin_valid(text: str) -> bool:
+    """True for an 8, 12, 13 or 14 digit GTIN whose GS1 check digit is right."""
+    if len(text) not in (8, 12, 13, 14) or not text.isdigit():
+        return False
+    body = [ord(c) - 48 for c in reversed(text[:-1])]
+    total = sum(d * (3 if i % 2 == 0 else 1) for i, d in enumerate(body))
+    return (10 - total % 10) % 10 == ord(text[-1]) - 48
+
+
 def scrub_model(model: M) -> M:
     """A copy of `model` with every string field, at any depth, passed through `mask_pans`."""
+    if _CANDIDATE.search(model.model_dump_json()) is None:
+        return model  # nothing that could be a card number: the common case, kept cheap
+    return _scrub(model)
+
+
+def _scrub(model: M) -> M:
     changes: dict[str, object] = {}
     for name in type(model).model_fields:
         value = getattr(model, name)
+        if name == "sku" and isinstance(value, str) and gtin_valid(value):
+            continue
         scrubbed = _scrub_value(value)
         if scrubbed != value:
             changes[name] = scrubbed

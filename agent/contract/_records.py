@@ -44,9 +44,8 @@ __all__ = [
 # the model class, which nothing here uses. Silence only that warning.
 warnings.filterwarnings("ignore", message=r'Field name "register"', category=UserWarning)
 
-# Fields holding money amounts that take the currency's exponent ("12.3" -> "12.30").
-# unit_price and rates may be more precise and are left as the POS gives them.
-_AMOUNT_FIELDS = frozenset({"amount", "total", "change", "cashback", "taxable", "imbalance"})
+# Money amounts take the currency's exponent ("12.3" -> "12.30"); unit_price and rates may
+# be more precise and are left as the POS gives them.
 
 _ID = Annotated[str, Field(min_length=1, max_length=128)]
 _CURRENCY = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
@@ -208,8 +207,22 @@ class Transaction(_Base):
 
     @model_validator(mode="after")
     def _exact_money(self) -> Transaction:
-        for name, value in _with_exponent(self, self.currency).items():
-            object.__setattr__(self, name, value)
+        # Explicit paths rather than reflection: this runs for every record of every file.
+        # The models are frozen and their values only change notation ("12.3" -> "12.30").
+        fix = _Exponent(self.currency)
+        fix(self, "total", "imbalance")
+        for line in self.lines:
+            fix(line, "amount")
+            for discount in line.discounts:
+                fix(discount, "amount")
+            for tax in line.taxes:
+                fix(tax, "amount", "taxable")
+        for tender in self.tenders:
+            fix(tender, "amount", "change", "cashback")
+        for tax in self.taxes:
+            fix(tax, "amount", "taxable")
+        for discount in self.discounts:
+            fix(discount, "amount")
         return self
 
     @staticmethod
@@ -238,24 +251,20 @@ class Transaction(_Base):
         return (total - expected).quantize(exp)
 
 
-def _with_exponent(model: BaseModel, currency: str) -> dict[str, object]:
-    """Field updates giving every amount in `model` (at any depth) the currency's exponent."""
-    updates: dict[str, object] = {}
-    for name in type(model).model_fields:
-        value = getattr(model, name)
-        if name in _AMOUNT_FIELDS and isinstance(value, Decimal):
-            fixed = quantize_amount(value, currency)
-            if str(fixed) != str(value):
-                updates[name] = fixed
-        elif isinstance(value, BaseModel):
-            inner = _with_exponent(value, currency)
-            if inner:
-                updates[name] = value.model_copy(update=inner)
-        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
-            items = [(v, _with_exponent(v, currency)) for v in value]
-            if any(u for _, u in items):
-                updates[name] = [v.model_copy(update=u) if u else v for v, u in items]
-    return updates
+class _Exponent:
+    """Gives amount fields the currency's exponent in place ("12.3" -> "12.30")."""
+
+    __slots__ = ("currency", "exponent")
+
+    def __init__(self, currency: str) -> None:
+        self.currency = currency
+        self.exponent = -currency_exponent(currency)
+
+    def __call__(self, model: BaseModel, *names: str) -> None:
+        for name in names:
+            value = getattr(model, name)
+            if value is not None and value.as_tuple().exponent != self.exponent:
+                object.__setattr__(model, name, quantize_amount(value, self.currency))
 
 
 class Inventory(_Base):

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import BinaryIO, cast
+from typing import BinaryIO
 
 from agent.contract import scrub_model
 
-from ._base import ParseContext, Parsed, ParseError, Parser, Skipped
+from ._base import ParseContext, Parsed, ParseError, Parser, Skipped, rewound
 
 __all__ = [
     "REGISTRY",
@@ -53,7 +53,7 @@ def parse_stream(stream: BinaryIO, fmt: str, *, context: ParseContext) -> Iterat
     if fmt == "auto":
         head = stream.read(SNIFF_BYTES)
         parser = detect(head)
-        stream = cast(BinaryIO, io.BufferedReader(_Rewound(head, stream)))
+        stream = rewound(head, stream)
     else:
         try:
             parser = REGISTRY[fmt]
@@ -74,27 +74,6 @@ def parse_stream(stream: BinaryIO, fmt: str, *, context: ParseContext) -> Iterat
 def parse_bytes(data: bytes, fmt: str, *, context: ParseContext) -> list[Parsed]:
     """All of `parse_stream` for a file already in memory (tests, the parse command)."""
     return list(parse_stream(io.BytesIO(data), fmt, context=context))
-
-
-class _Rewound(io.RawIOBase):
-    """A stream that replays the sniffed head before the rest of the underlying stream."""
-
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
-        self._head = memoryview(head)
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self._head.nbytes:
-            n = min(len(buffer), self._head.nbytes)
-            buffer[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        chunk = self._rest.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
 
 
 def _load_builtin() -> None:

@@ -7,14 +7,15 @@ clock, no files, no globals), so golden files pin their behaviour exactly.
 from __future__ import annotations
 
 import dataclasses
+import io
 import zoneinfo
 from collections.abc import Iterator
 from datetime import date
-from typing import BinaryIO, ClassVar, Literal, Protocol
+from typing import BinaryIO, ClassVar, Literal, Protocol, cast
 
 from agent.contract import Record
 
-__all__ = ["ParseContext", "ParseError", "Parsed", "Parser", "Skipped"]
+__all__ = ["Chain", "ParseContext", "ParseError", "Parsed", "Parser", "Skipped", "rewound"]
 
 
 class ParseError(Exception):
@@ -68,3 +69,29 @@ class Parser(Protocol):
         ...
 
     def parse(self, stream: BinaryIO, *, context: ParseContext) -> Iterator[Parsed]: ...
+
+
+class Chain(io.RawIOBase):
+    """The bytes already read (to sniff or check a file), then the rest of the stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._head.nbytes:
+            n = min(len(buffer), self._head.nbytes)
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        chunk = self._rest.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def rewound(head: bytes, rest: BinaryIO) -> BinaryIO:
+    """A buffered stream that reads `head` again before the rest."""
+    return cast(BinaryIO, io.BufferedReader(Chain(head, rest)))

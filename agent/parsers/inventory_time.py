@@ -7,13 +7,13 @@ Importing this module registers no parser, so it does not disturb the sniffing o
 
 from __future__ import annotations
 
-import io
 import re
 import zoneinfo
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import BinaryIO
+
+from ._base import Chain
 
 __all__ = ["Chain", "Moment", "moment_from_name", "parse_moment", "parse_quantity", "stamp"]
 
@@ -119,24 +119,3 @@ def stamp(moment: Moment) -> str:
     if utc.microsecond:
         text += f".{utc.microsecond:06d}"
     return text + "Z"
-
-
-class Chain(io.RawIOBase):
-    """The bytes already read for detection, then the rest of the stream."""
-
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
-        self._head = memoryview(head)
-        self._rest = rest
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self._head.nbytes:
-            n = min(len(buffer), self._head.nbytes)
-            buffer[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        chunk = self._rest.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)

@@ -59,9 +59,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import BinaryIO, ClassVar, Literal, cast
 from xml.etree.ElementTree import Element
-from xml.etree.ElementTree import ParseError as XmlError
 
-from defusedxml import DefusedXmlException, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import iterparse
 from pydantic import ValidationError
 
@@ -69,6 +67,7 @@ from agent.contract import Inventory, SourceRef, inventory_key
 
 from . import register
 from ._base import ParseContext, Parsed, ParseError
+from ._xml import refusing_unsafe_xml
 from .inventory_time import Chain, Moment, moment_from_name, parse_quantity
 
 __all__ = ["OmsParser"]
@@ -112,24 +111,7 @@ class OmsParser:
         moment = moment_from_name(context.file_name, context.timezone)
         reader = _Reader(context, context.store, moment)
         source = cast(BinaryIO, io.BufferedReader(Chain(head, stream)))
-        try:
-            yield from reader.records(source)
-        except EntitiesForbidden:
-            raise ParseError(
-                "the XML declares entities; refused (entities and external references are "
-                "never expanded)",
-                "DOCTYPE",
-            ) from None
-        except ExternalReferenceForbidden:
-            raise ParseError("the XML references an external resource; refused") from None
-        except DefusedXmlException as exc:
-            raise ParseError(f"the XML uses a refused feature ({type(exc).__name__})") from None
-        except (LookupError, UnicodeError) as exc:
-            raise ParseError(f"the XML's text encoding cannot be read: {exc}") from None
-        except XmlError as exc:
-            line, column = exc.position
-            what = str(exc).rsplit(": line ", 1)[0]
-            raise ParseError(f"malformed XML: {what}", f"line {line}, column {column}") from None
+        yield from refusing_unsafe_xml(reader.records(source))
 
 
 class _Reader:

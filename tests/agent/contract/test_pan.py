@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,3 +79,16 @@ def test_a_pan_in_any_record_field_is_masked(txn, pan: str, where: str) -> None:
     assert pan not in clean.model_dump_json()
     assert pan in dirty.model_dump_json()
     assert type(clean) is type(dirty)
+
+
+def test_a_barcode_sku_is_not_taken_for_a_card_number() -> None:
+    from agent.contract import TransactionLine
+    from agent.contract._pan import gtin_valid
+
+    ean = "4006381333924"  # a valid EAN-13 that also passes the Luhn check
+    assert gtin_valid(ean)
+    assert luhn_valid(ean)
+    line = TransactionLine(number="1", sku=ean, description=f"card {ean}", amount=Decimal("1"))
+    scrubbed = scrub_model(line)
+    assert scrubbed.sku == ean
+    assert ean not in scrubbed.description
