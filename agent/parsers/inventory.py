@@ -32,7 +32,6 @@ belongs to, so re-reading a file gives the same keys and a later snapshot new on
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import itertools
@@ -48,11 +47,28 @@ from agent.contract import Inventory, SourceRef, inventory_key
 
 from . import register
 from ._base import ParseContext, Parsed, ParseError
+from ._text import (
+    HEAD_BYTES,
+)
+from ._text import (
+    choose_encoding as _choose_encoding,
+)
+from ._text import (
+    decode_head as _decode_head,
+)
+from ._text import (
+    delimiter_setting as _delimiter_setting,
+)
+from ._text import (
+    first_error as _first_error,
+)
+from ._text import (
+    guess_delimiter as _guess_delimiter,
+)
 from .inventory_time import Chain, Moment, moment_from_name, parse_moment, parse_quantity, stamp
 
 __all__ = ["InventoryParser"]
 
-HEAD_BYTES = 64 * 1024
 
 _ALIASES: dict[str, tuple[str, ...]] = {
     "sku": (
@@ -158,9 +174,6 @@ _SHOWN = {
 }
 _NON_WORD = re.compile(r"[^0-9a-z]")
 _SEP_LINE = re.compile(r"\s*sep=(.)\s*", re.IGNORECASE)
-_DELIMITERS = (",", ";", "\t", "|")
-_QUOTED = re.compile(r'"[^"]*"')
-_MULTIBYTE = ("utf-16", "utf-32")
 
 
 def _norm(header: str) -> str:
@@ -395,91 +408,6 @@ def _resolve(header: list[str], mapping: dict[str, str], line: int) -> _Columns:
                 f"line {line}",
             )
     return _Columns(index, {role: plain[i] for role, i in index.items()}, len(header))
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}" if where else str(err["msg"])
-
-
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-
-
-def _choose_encoding(head: bytes, configured: str | None) -> str:
-    for bom, name in _BOMS:
-        if head.startswith(bom):
-            return name
-    if configured:
-        try:
-            name = codecs.lookup(configured).name
-            "".encode(name)
-        except LookupError:
-            raise ParseError(
-                f"unknown text encoding {configured!r} (the source's encoding setting)"
-            ) from None
-        if b"\0" in head and not name.startswith(_MULTIBYTE):
-            raise ParseError("the file is binary, not a CSV text export", _nul_place(head))
-        return name
-    if b"\0" in head:
-        guessed = _guess_utf16(head)
-        if guessed is None:
-            raise ParseError("the file is binary, not a CSV text export", _nul_place(head))
-        return guessed
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < HEAD_BYTES)
-    except UnicodeDecodeError:
-        return "cp1252"
-    return "utf-8"
-
-
-def _nul_place(head: bytes) -> str:
-    return f"byte {head.index(0)}"
-
-
-def _guess_utf16(head: bytes) -> str | None:
-    """UTF-16 without a BOM: ASCII-range text has a zero in every other byte."""
-    sample = head[:4096]
-    even, odd = sample[0::2], sample[1::2]
-    if not even or not odd:
-        return None
-    if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
-        return "utf-16-le"
-    if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
-        return "utf-16-be"
-    return None
-
-
-def _decode_head(head: bytes) -> str:
-    for bom, name in _BOMS:
-        if head.startswith(bom):
-            return head.decode(name, errors="replace")
-    if b"\0" in head:
-        guessed = _guess_utf16(head)
-        return head.decode(guessed, errors="replace") if guessed else ""
-    return head.decode("utf-8", errors="replace")
-
-
-def _guess_delimiter(line: str) -> str:
-    bare = _QUOTED.sub("", line)
-    best = max(_DELIMITERS, key=bare.count)
-    return best if bare.count(best) else ","
-
-
-def _delimiter_setting(value: str | None) -> str | None:
-    if value is None or value == "":
-        return None
-    if value.lower() in ("tab", "\\t"):
-        return "\t"
-    if len(value) != 1 or value in '"\r\n':
-        raise ParseError(f"the delimiter setting {value!r} is not a single character", "delimiter")
-    return value
 
 
 register(InventoryParser())

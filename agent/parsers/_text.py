@@ -1,0 +1,112 @@
+"""Reading text exports (CSV and friends) the same way in every parser: the encoding from a
+BOM, the source's setting or a UTF-8/cp1252 guess; the delimiter from the setting or the
+header line; one wording for refusals.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+from pydantic import ValidationError
+
+from ._base import ParseError
+
+__all__ = [
+    "HEAD_BYTES",
+    "choose_encoding",
+    "decode_head",
+    "delimiter_setting",
+    "first_error",
+    "guess_delimiter",
+]
+
+HEAD_BYTES = 64 * 1024
+_DELIMITERS = (",", ";", "\t", "|")
+_QUOTED = re.compile(r'"[^"]*"')
+_MULTIBYTE = ("utf-16", "utf-32")
+
+
+def first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}" if where else str(err["msg"])
+
+
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def choose_encoding(head: bytes, configured: str | None) -> str:
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    if configured:
+        try:
+            name = codecs.lookup(configured).name
+            "".encode(name)
+        except LookupError:
+            raise ParseError(
+                f"unknown text encoding {configured!r} (the source's encoding setting)"
+            ) from None
+        if b"\0" in head and not name.startswith(_MULTIBYTE):
+            raise ParseError("the file is binary, not a CSV text export", _nul_place(head))
+        return name
+    if b"\0" in head:
+        guessed = _guess_utf16(head)
+        if guessed is None:
+            raise ParseError("the file is binary, not a CSV text export", _nul_place(head))
+        return guessed
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < HEAD_BYTES)
+    except UnicodeDecodeError:
+        return "cp1252"
+    return "utf-8"
+
+
+def _nul_place(head: bytes) -> str:
+    return f"byte {head.index(0)}"
+
+
+def _guess_utf16(head: bytes) -> str | None:
+    """UTF-16 without a BOM: ASCII-range text has a zero in every other byte."""
+    sample = head[:4096]
+    even, odd = sample[0::2], sample[1::2]
+    if not even or not odd:
+        return None
+    if odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be"
+    return None
+
+
+def decode_head(head: bytes) -> str:
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return head.decode(name, errors="replace")
+    if b"\0" in head:
+        guessed = _guess_utf16(head)
+        return head.decode(guessed, errors="replace") if guessed else ""
+    return head.decode("utf-8", errors="replace")
+
+
+def guess_delimiter(line: str) -> str:
+    bare = _QUOTED.sub("", line)
+    best = max(_DELIMITERS, key=bare.count)
+    return best if bare.count(best) else ","
+
+
+def delimiter_setting(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if value.lower() in ("tab", "\\t"):
+        return "\t"
+    if len(value) != 1 or value in '"\r\n':
+        raise ParseError(f"the delimiter setting {value!r} is not a single character", "delimiter")
+    return value
