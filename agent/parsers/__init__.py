@@ -81,11 +81,7 @@ def _load_builtin() -> None:
     from importlib import import_module
 
     for name in ("poslog", "oms", "micros", "magestore", "inventory"):
-        try:
-            import_module(f"agent.parsers.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"agent.parsers.{name}":
-                raise
+        import_module(f"agent.parsers.{name}")
 
 
 _load_builtin()

@@ -6,7 +6,10 @@ header line; one wording for refusals.
 from __future__ import annotations
 
 import codecs
+import json
 import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -17,8 +20,10 @@ __all__ = [
     "choose_encoding",
     "decode_head",
     "delimiter_setting",
+    "exact_decimal",
     "first_error",
     "guess_delimiter",
+    "load_json",
 ]
 
 HEAD_BYTES = 64 * 1024
@@ -110,3 +115,31 @@ def delimiter_setting(value: str | None) -> str | None:
     if len(value) != 1 or value in '"\r\n':
         raise ParseError(f"the delimiter setting {value!r} is not a single character", "delimiter")
     return value
+
+
+def exact_decimal(value: Any, place: str) -> Decimal | None:
+    """A money or quantity value from JSON or text; None when blank. Floats are refused:
+    JSON is parsed with `parse_float=Decimal`, so a float here is a programming error."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool | float):
+        raise ParseError(f"not an exact number: {value!r}", place)
+    try:
+        result = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ParseError(f"not a number: {str(value)[:40]!r}", place) from None
+    if not result.is_finite():
+        raise ParseError(f"not a finite number: {str(value)[:40]!r}", place)
+    return result
+
+
+def load_json(data: bytes) -> Any:
+    """JSON with every number that has a fraction read as an exact Decimal."""
+    try:
+        return json.loads(data, parse_float=Decimal)
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"the JSON is not UTF-8 text: {exc.reason}", f"byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise ParseError(
+            f"not valid JSON: {exc.msg}", f"line {exc.lineno}, column {exc.colno}"
+        ) from None

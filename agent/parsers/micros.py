@@ -34,10 +34,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, BinaryIO, ClassVar
 
 from pydantic import ValidationError
@@ -56,7 +55,14 @@ from agent.contract import (
 
 from . import register
 from ._base import ParseContext, Parsed, ParseError, Skipped
-from ._text import HEAD_BYTES, choose_encoding, delimiter_setting, first_error
+from ._text import (
+    HEAD_BYTES,
+    choose_encoding,
+    delimiter_setting,
+    exact_decimal,
+    first_error,
+    load_json,
+)
 
 __all__ = ["MicrosParser"]
 
@@ -91,20 +97,6 @@ class _Check:
         self.taxes: list[dict[str, Any]] = []
         self.included_tax = False
         self.returns = 0
-
-
-def _money(value: Any, place: str) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool | float):
-        raise ParseError(f"not an exact number: {value!r}", place)
-    try:
-        result = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ParseError(f"not a number: {str(value)[:40]!r}", place) from None
-    if not result.is_finite():
-        raise ParseError(f"not a finite number: {str(value)[:40]!r}", place)
-    return result
 
 
 def _moment(value: str, utc: bool, context: ParseContext, place: str) -> datetime:
@@ -253,21 +245,21 @@ def _simphony_check(raw: Any, index: int, loc: str | None, context: ParseContext
         check.closed_at = _moment(str(raw["clsdLcl"]), False, context, place + ".clsdLcl")
     elif raw.get("clsdUTC"):
         check.closed_at = _moment(str(raw["clsdUTC"]), True, context, place + ".clsdUTC")
-    check.total = _money(raw.get("chkTtl"), place + ".chkTtl")
+    check.total = exact_decimal(raw.get("chkTtl"), place + ".chkTtl")
     check.training = bool(raw.get("trngFlag"))
     check.cancelled = bool(raw.get("cancelFlag"))
     reopened = raw.get("reopnFrmChk") or (raw.get("reopnClsdChkFlag") and check.number)
     check.reopened_from = str(reopened) if reopened else None
     for t_index, tax in enumerate(raw.get("taxes") or []):
         where = f"{place}.taxes[{t_index}]"
-        amount = _money(tax.get("taxCollTtl"), where + ".taxCollTtl")
+        amount = exact_decimal(tax.get("taxCollTtl"), where + ".taxCollTtl")
         if amount is None:
             continue
         check.taxes.append(
             {
                 "code": str(tax.get("taxNum", "tax")),
-                "rate": _money(tax.get("taxRate"), where + ".taxRate"),
-                "taxable": _money(tax.get("txblSlsTtl"), where + ".txblSlsTtl"),
+                "rate": exact_decimal(tax.get("taxRate"), where + ".taxRate"),
+                "taxable": exact_decimal(tax.get("txblSlsTtl"), where + ".txblSlsTtl"),
                 "amount": amount,
             }
         )
@@ -282,18 +274,18 @@ def _simphony_check(raw: Any, index: int, loc: str | None, context: ParseContext
 def _simphony_line(check: _Check, line: Any, where: str, context: ParseContext) -> None:
     if not isinstance(line, dict):
         raise ParseError("a detail line must be an object", where)
-    amount = _money(line.get("dspTtl"), where + ".dspTtl")
+    amount = exact_decimal(line.get("dspTtl"), where + ".dspTtl")
     if amount is None:
         amount = Decimal(0)
     voided = bool(line.get("vdFlag") or line.get("errCorFlag"))
     number = str(line.get("lineNum") or line.get("guestCheckLineItemId") or "")
     if isinstance(line.get("menuItem"), dict):
         item = line["menuItem"]
-        quantity = _money(line.get("dspQty"), where + ".dspQty") or Decimal(1)
+        quantity = exact_decimal(line.get("dspQty"), where + ".dspQty") or Decimal(1)
         if line.get("rtnFlag"):
             quantity, amount = -abs(quantity), -abs(amount)
             check.returns += 1
-        if (_money(item.get("inclTax"), where + ".menuItem.inclTax") or 0) > 0:
+        if (exact_decimal(item.get("inclTax"), where + ".menuItem.inclTax") or 0) > 0:
             check.included_tax = True
         check.lines.append(
             {
@@ -325,14 +317,7 @@ def _simphony_line(check: _Check, line: Any, where: str, context: ParseContext) 
 
 
 def _simphony(data: bytes, context: ParseContext) -> Iterator[Parsed]:
-    try:
-        doc = json.loads(data, parse_float=Decimal)
-    except UnicodeDecodeError as exc:
-        raise ParseError(f"the JSON is not UTF-8 text: {exc.reason}", f"byte {exc.start}") from None
-    except json.JSONDecodeError as exc:
-        raise ParseError(
-            f"not valid JSON: {exc.msg}", f"line {exc.lineno}, column {exc.colno}"
-        ) from None
+    doc = load_json(data)
     loc = None
     if isinstance(doc, dict):
         loc = str(doc["locRef"]) if doc.get("locRef") is not None else None
@@ -398,7 +383,7 @@ def _res(data: bytes, context: ParseContext) -> Iterator[Parsed]:
             check.closed_at = _moment(closed, False, context, place) if closed else None
             check.register = get("workstation") or None
             check.operator = get("employee") or None
-            check.total = _money(get("total"), place)
+            check.total = exact_decimal(get("total"), place)
             flags = get("flags").upper()
             check.training, check.cancelled = "T" in flags, "C" in flags
             continue
@@ -406,9 +391,9 @@ def _res(data: bytes, context: ParseContext) -> Iterator[Parsed]:
         if found is None:
             raise ParseError(f"a {kind} row for check {check_no} before its H row", place)
         check = found
-        amount = _money(get("amount"), place) or Decimal(0)
+        amount = exact_decimal(get("amount"), place) or Decimal(0)
         if kind == "T":
-            _add_tender(check, get("tender"), amount, _money(get("change"), place), context)
+            _add_tender(check, get("tender"), amount, exact_decimal(get("change"), place), context)
             continue
         flags = get("flags").upper()
         voided = "V" in flags or "E" in flags
@@ -417,7 +402,7 @@ def _res(data: bytes, context: ParseContext) -> Iterator[Parsed]:
             if not voided:
                 check.discounts.append({"code": get("item"), "amount": abs(amount)})
             continue
-        quantity = _money(get("quantity"), place) or Decimal(1)
+        quantity = exact_decimal(get("quantity"), place) or Decimal(1)
         if "R" in flags:
             quantity, amount = -abs(quantity), -abs(amount)
             check.returns += 1

@@ -15,6 +15,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -26,7 +27,7 @@ from watchdog.observers.polling import PollingObserver
 
 from agent.config import AgentConfig, SourceSettings
 from agent.contract.logs import bind
-from agent.parsers import ParseContext, ParseError, parse_stream
+from agent.parsers import ParseContext, Parsed, ParseError, parse_stream
 
 from ._files import archive_file, hash_file, matches, quarantine_file
 from ._sink import FileSink, IngestFile
@@ -312,7 +313,9 @@ class SourceWatcher:
                 self._later(path, f"cannot open {path.name}: {exc.strerror or exc}")
                 return
             try:
-                items = parse_stream(handle, self.source.format, context=context)
+                items = _own_store(
+                    parse_stream(handle, self.source.format, context=context), self.config.store
+                )
                 outcome = await self.sink.ingest(file, items)
             except ParseError as exc:
                 handle.close()
@@ -364,6 +367,20 @@ class SourceWatcher:
         log.warning(
             "File refused and quarantined.", extra={"reason": error.reason, "place": error.place}
         )
+
+
+def _own_store(items: Iterator[Parsed], store: str) -> Iterator[Parsed]:
+    """Refuse a file that speaks for another store: central would refuse its records, and
+    this agent must never send as another store."""
+    for item in items:
+        if item.store != store:
+            raise ParseError(
+                f"the file is for store {item.store!r}, this agent sends for store {store!r}; "
+                "put it in that store's folder, or correct agent.store",
+                getattr(item, "place", "")
+                or getattr(getattr(item, "source", None), "position", ""),
+            )
+        yield item
 
 
 class Watchers:

@@ -349,3 +349,25 @@ async def test_a_full_outbox_leaves_files_in_the_folder_until_it_drains(tmp_path
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+async def test_a_file_for_another_store_is_refused(tmp_path: Path) -> None:
+    from agent.config import load_agent_config
+
+    config_file = write_config(tmp_path, "mqtt://127.0.0.1:1")
+    other = "store,sku,location,qty,counted_at\n0099,1,FLOOR,3,2024-03-15T21:30:00\n"
+    (tmp_path / "pos" / "other.csv").write_text(other)
+    config = load_agent_config(config_file)
+    agent = Agent(config, config_file=config_file)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    note = config.quarantine_dir / "other.csv.error.txt"
+
+    async def refused() -> bool:
+        return note.exists()
+
+    await wait_for(refused, timeout=15)
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert "the file is for store '0099', this agent sends for store '0042'" in note.read_text()
+    assert outbox_seqs(config.data_dir) == []
