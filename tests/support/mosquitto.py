@@ -70,6 +70,9 @@ class Mosquitto:
             "log_type error",
             "log_type warning",
             f"log_dest file {self.workdir / 'mosquitto.log'}",
+            # Started as root, mosquitto would switch to its own user, which cannot write
+            # this test's folder (persistence, log) or read its keys: stay the same user.
+            "user root" if hasattr(os, "geteuid") and os.geteuid() == 0 else "",
             self.extra_config,
         ]
         conf.write_text("\n".join(line for line in lines if line) + "\n")
