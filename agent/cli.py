@@ -137,36 +137,19 @@ def parse(
 @app.command("run")
 def run(config: ConfigOption) -> None:
     """Run the store daemon until SIGTERM or SIGINT."""
-    import asyncio
-    import logging
-
-    from agent.contract.logs import configure_logging
-
-    cfg = load_or_exit(config)
-    configure_logging(
-        level=cfg.logging.level,
-        file=cfg.log_file,
-        max_bytes=cfg.logging.max_bytes,
-        backups=cfg.logging.backups,
-    )
-    try:
-        asyncio.run(_serve(cfg, config.resolve()))
-    except Exception as exc:
-        logging.getLogger("tillbridge.agent").exception(
-            "Agent stopped by an error.", extra={"error": str(exc)}
-        )
-        raise typer.Exit(1) from None
-
-
-async def _serve(cfg: AgentConfig, config_file: Path) -> None:
-    import asyncio
-
-    from agent.contract.runtime import stop_on_signals
+    from agent.contract.runtime import run_daemon
     from agent.daemon import Agent
 
-    stop = asyncio.Event()
-    stop_on_signals(stop)
-    await Agent(cfg, config_file=config_file).run(stop)
+    cfg = load_or_exit(config)
+    code = run_daemon(
+        Agent(cfg, config_file=config.resolve()).run,
+        settings=cfg.logging,
+        log_file=cfg.log_file,
+        logger="tillbridge.agent",
+        failure="Agent stopped by an error.",
+    )
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -13,8 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from agent.contract.logs import configure_logging
-from agent.contract.runtime import stop_on_signals
+from agent.contract.runtime import run_daemon
 from agent.contract.settings import ConfigError
 from central._version import __version__
 from central.config import CentralConfig, load_central_config
@@ -71,27 +70,21 @@ def config_check(config: ConfigOption) -> None:
 def run(config: ConfigOption) -> None:
     """Run the relay until SIGTERM or SIGINT, then stop after the work in hand."""
     cfg = load_or_exit(config)
-    configure_logging(
-        level=cfg.logging.level,
-        file=cfg.log_file,
-        max_bytes=cfg.logging.max_bytes,
-        backups=cfg.logging.backups,
+    code = run_daemon(
+        lambda stop: _serve(cfg, stop),
+        settings=cfg.logging,
+        log_file=cfg.log_file,
+        logger="tillbridge.central",
+        failure="Relay stopped by an error.",
     )
-    try:
-        asyncio.run(_serve(cfg))
-    except Exception as exc:
-        logging.getLogger("tillbridge.central").exception(
-            "Relay stopped by an error.", extra={"error": str(exc)}
-        )
-        raise typer.Exit(1) from None
+    if code:
+        raise typer.Exit(code)
 
 
-async def _serve(cfg: CentralConfig) -> None:
+async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
     from central.inbox import open_inbox
     from central.intake import Intake
 
-    stop = asyncio.Event()
-    stop_on_signals(stop)
     log = logging.getLogger("tillbridge.central")
     inbox = await open_inbox(cfg.inbox_url, relay_id=cfg.relay_id, pool_size=cfg.inbox.pool_size)
     log.info(

@@ -1,13 +1,20 @@
-"""Process plumbing both daemons share: stopping cleanly on SIGTERM / SIGINT (and on
-Windows, where the loop cannot take signal handlers, through `signal.signal`)."""
+"""Process plumbing both daemons share: logging set up from the config, stopping cleanly
+on SIGTERM / SIGINT (on Windows, where the loop cannot take signal handlers, through
+`signal.signal`), and an exit code that says whether the daemon failed."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
-__all__ = ["stop_on_signals"]
+from .logs import configure_logging
+from .settings import LoggingSettings
+
+__all__ = ["run_daemon", "stop_on_signals"]
 
 
 def stop_on_signals(stop: asyncio.Event) -> None:
@@ -18,3 +25,33 @@ def stop_on_signals(stop: asyncio.Event) -> None:
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
         else:
             loop.add_signal_handler(sig, stop.set)
+
+
+def run_daemon(
+    main: Callable[[asyncio.Event], Awaitable[None]],
+    *,
+    settings: LoggingSettings,
+    log_file: Path,
+    logger: str,
+    failure: str,
+) -> int:
+    """Run `main(stop)` until a signal sets `stop`: 0 when it returned, 1 when it failed
+    (logged as `failure` with the error)."""
+    configure_logging(
+        level=settings.level,
+        file=log_file,
+        max_bytes=settings.max_bytes,
+        backups=settings.backups,
+    )
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        await main(stop)
+
+    try:
+        asyncio.run(serve())
+    except Exception as exc:
+        logging.getLogger(logger).exception(failure, extra={"error": str(exc)})
+        return 1
+    return 0
