@@ -122,7 +122,9 @@ class OutboxSettings(Section):
 class UplinkSettings(Section):
     """How records travel to central."""
 
-    batch_max_records: int = Field(default=500, ge=1, le=10_000, description="Records per batch.")
+    batch_max_records: int = Field(
+        default=1000, ge=1, le=10_000, description="Most records per batch (bytes decide first)."
+    )
     batch_max_bytes: int = Field(
         default=128 * 1024, ge=4096, description="Compressed batch size limit (AWS IoT: 128 KB)."
     )

@@ -101,6 +101,7 @@ class Uplink:
         self.last_error: str | None = None
         self._client: aiomqtt.Client | None = None
         self._flights: dict[str, _Flight] = {}
+        self._bytes_per_record: float | None = None
 
     # -- connection -----------------------------------------------------------------------
 
@@ -229,7 +230,7 @@ class Uplink:
         while True:
             self._expire()
             while len(self._flights) < settings.window:
-                rows = await self.outbox.take(settings.batch_max_records)
+                rows = await self.outbox.take(self._batch_size())
                 if not rows:
                     break
                 for part in await self._split(rows):
@@ -237,6 +238,15 @@ class Uplink:
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), 1.0)
+
+    def _batch_size(self) -> int:
+        """Records per batch: as many as fit the byte limit by the compression seen so far,
+        so batches are filled once rather than encoded and halved."""
+        settings = self.config.uplink
+        if self._bytes_per_record is None:
+            return settings.batch_max_records
+        fits = int(0.9 * settings.batch_max_bytes / self._bytes_per_record)
+        return max(1, min(settings.batch_max_records, fits))
 
     async def _split(self, rows: list[OutRow]) -> list[tuple[list[OutRow], bytes, str]]:
         """Batches no larger than the byte limit, halving where the compressed size is over."""
@@ -251,6 +261,9 @@ class Uplink:
             sent_at=datetime.now(UTC),
             level=self.config.uplink.compression_level,
         )
+        per_record = len(payload) / len(rows)
+        seen = self._bytes_per_record
+        self._bytes_per_record = per_record if seen is None else 0.8 * seen + 0.2 * per_record
         if len(payload) <= self.config.uplink.batch_max_bytes:
             return [(rows, payload, batch_id)]
         if len(rows) == 1:

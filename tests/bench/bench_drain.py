@@ -98,6 +98,10 @@ async def _agent(data_dir: Path, port: int, idle_seconds: float) -> None:
         data_dir=data_dir,
         broker=BrokerSettings(url=f"mqtt://127.0.0.1:{port}"),
     )
+    if os.environ.get("TILLBRIDGE_BENCH_WINDOW"):  # to explore; the table uses the default
+        config.uplink.window = int(os.environ["TILLBRIDGE_BENCH_WINDOW"])
+    if os.environ.get("TILLBRIDGE_BENCH_BATCH"):
+        config.uplink.batch_max_records = int(os.environ["TILLBRIDGE_BENCH_BATCH"])
     box = await Outbox.open(data_dir / "outbox.db", config.outbox, key_file=data_dir / "k")
 
     async def status(connected: bool) -> Heartbeat:
