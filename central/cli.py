@@ -134,6 +134,99 @@ async def _stats(cfg: CentralConfig) -> dict[str, Any]:
         await inbox.close()
 
 
+@app.command("provision-store")
+def provision_store(
+    store: Annotated[str, typer.Argument(help="Store id: its broker user name and topic segment.")],
+    config: ConfigOption,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder for <STORE>/agent.toml and <STORE>/mqtt_password; "
+            "default stores/ under data_dir.",
+            show_default=False,
+        ),
+    ] = None,
+    broker_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The broker as the store reaches it, mqtts://host:8883; "
+            "default the relay's broker host on port 8883.",
+            show_default=False,
+        ),
+    ] = None,
+    prefix: Annotated[
+        str | None,
+        typer.Option(help="Topic prefix; default central.broker.topic_prefix.", show_default=False),
+    ] = None,
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Mosquitto password_file; default mosquitto/passwd under data_dir.",
+            show_default=False,
+        ),
+    ] = None,
+    acl_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Mosquitto acl_file; default mosquitto/acl under data_dir.", show_default=False
+        ),
+    ] = None,
+    agent_dir: Annotated[
+        str,
+        typer.Option(
+            help="Folder of mqtt_password and ca.pem on the store PC, as agent.toml names them."
+        ),
+    ] = "/etc/tillbridge",
+) -> None:
+    """Give a store its own broker user and password (a new one each time: re-running
+    rotates it), make sure the ACL confines it to its own topics, and write its agent
+    config. The password goes only into <STORE>/mqtt_password, mode 0600."""
+    from central.provision import ProvisionError
+    from central.provision import provision_store as provision
+
+    cfg = load_or_exit(config)
+    relay_user = cfg.broker.username or "relay"
+    if broker_url is None:
+        if cfg.broker.host in ("127.0.0.1", "localhost", "::1", "[::1]"):
+            typer.echo(
+                f"--broker-url is needed: the relay reaches its broker at {cfg.broker.host}, "
+                "which a store cannot; give mqtts://HOST:8883 as the stores reach it.",
+                err=True,
+            )
+            raise typer.Exit(2)
+        broker_url = cfg.broker.url if cfg.broker.tls else f"mqtts://{cfg.broker.host}:8883"
+    broker_dir = cfg.data_dir / "mosquitto"
+    try:
+        done = provision(
+            store,
+            broker_url=broker_url,
+            prefix=prefix or cfg.broker.topic_prefix,
+            relay_user=relay_user,
+            password_file=password_file or broker_dir / "passwd",
+            acl_file=acl_file or broker_dir / "acl",
+            out=out or cfg.data_dir / "stores",
+            agent_dir=agent_dir,
+        )
+    except ProvisionError as exc:
+        typer.echo(f"{store}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        typer.echo(f"{store}: cannot write {exc.filename}: {exc.strerror}", err=True)
+        raise typer.Exit(1) from None
+    if done.rotated:
+        typer.echo(
+            f"Store {store}: password rotated in {done.password_file}; "
+            "the old password stops working when the broker reloads."
+        )
+    else:
+        typer.echo(f"Store {store}: broker user added to {done.password_file}.")
+    state = "updated" if done.acl_changed else "already in place"
+    typer.echo(f"ACL {done.acl_file}: the stores' topic patterns are {state}.")
+    typer.echo(f"Password written to {done.agent_password} (mode 0600, shown nowhere else).")
+    typer.echo(f"Agent config written to {done.agent_config}; copy both to the store PC.")
+    typer.echo("Reload the broker to apply: systemctl reload mosquitto (or send it SIGHUP).")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -97,9 +97,23 @@ def gtin_valid(text: str) -> bool:
     return (10 - total % 10) % 10 == ord(text[-1]) - 48
 
 
+def _suspect(value: object) -> bool:
+    """True when a string at any depth could hold a card number (13+ characters that the
+    candidate pattern finds). Reads field values directly: this runs for every record."""
+    if isinstance(value, str):
+        return len(value) >= 13 and _CANDIDATE.search(value) is not None
+    if isinstance(value, BaseModel):
+        return any(_suspect(v) for v in value.__dict__.values())
+    if isinstance(value, list | tuple):
+        return any(_suspect(v) for v in value)
+    if isinstance(value, dict):
+        return any(_suspect(v) for v in value.values())
+    return False
+
+
 def scrub_model(model: M) -> M:
     """A copy of `model` with every string field, at any depth, passed through `mask_pans`."""
-    if _CANDIDATE.search(model.model_dump_json()) is None:
+    if not _suspect(model):
         return model  # nothing that could be a card number: the common case, kept cheap
     return _scrub(model)
 

@@ -34,7 +34,8 @@ class Mosquitto:
     """One broker process on 127.0.0.1:`port`, with files under `workdir`.
 
     `persistence=False` makes a restart lose every queued message, which is how the
-    fault tests model a broker that silently drops what it held.
+    fault tests model a broker that silently drops what it held. `config` replaces the
+    generated mosquitto.conf as a whole; it must listen on 127.0.0.1:`port`.
     """
 
     def __init__(
@@ -44,11 +45,13 @@ class Mosquitto:
         port: int | None = None,
         persistence: bool = True,
         extra_config: str = "",
+        config: str | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = port or free_port()
         self.persistence = persistence
         self.extra_config = extra_config
+        self.config = config
         self.process: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
 
@@ -58,6 +61,9 @@ class Mosquitto:
 
     def _write_config(self) -> Path:
         conf = self.workdir / "mosquitto.conf"
+        if self.config is not None:
+            conf.write_text(self.config)
+            return conf
         lines = [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true" if "allow_anonymous" not in self.extra_config else "",
