@@ -66,7 +66,15 @@ def parse_stream(stream: BinaryIO, fmt: str, *, context: ParseContext) -> Iterat
         raise
     except RecursionError:
         raise ParseError("the file nests too deeply to be a POS export") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, LookupError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        LookupError,
+        ArithmeticError,
+    ) as exc:
         # A parser bug or an input shape nobody anticipated: refuse the file, never crash.
         raise ParseError(f"unreadable input ({type(exc).__name__}: {exc})") from None
 
