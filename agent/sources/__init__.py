@@ -1,6 +1,8 @@
-"""Watching the POS export folders: find complete files, parse them, hand them to the sink."""
+"""Watching the POS export folders: find complete files, parse them, hand them to the sink;
+archive what was taken and quarantine what was refused."""
 
-from ._files import QuarantinedFile, list_quarantined, matches, retry_quarantined
+from ._glob import matches
+from ._quarantine import QuarantinedFile, list_quarantined, retry_quarantined
 from ._sink import FileSink, IngestFile, IngestOutcome
 from ._watch import SourceStats, SourceWatcher, Watchers
 

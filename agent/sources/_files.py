@@ -1,211 +1,126 @@
-"""File chores of the watcher: full-path glob matching, hashing, and moving a file to the
-archive or to quarantine with a note that says why, where and how to retry."""
+"""File chores of the watcher: looking at a file without holding it, hashing it, and
+moving it into the archive under a name that never overwrites another file."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import os
-import re
 import shutil
-import sys
-from datetime import datetime
-from functools import lru_cache
-from pathlib import Path, PurePath
+import threading
+from pathlib import Path
 
 __all__ = [
-    "QuarantinedFile",
+    "MOVE_LOCK",
+    "READY_SUFFIX",
+    "ChangedError",
+    "Look",
     "archive_file",
+    "drop_marker",
+    "free_name",
     "hash_file",
-    "list_quarantined",
-    "matches",
-    "quarantine_file",
-    "retry_quarantined",
+    "look",
+    "look_all",
+    "move_to",
 ]
 
-ERROR_SUFFIX = ".error.txt"
-_CASELESS = sys.platform == "win32"
+READY_SUFFIX = ".ready"
+BLOCK = 1024 * 1024
+
+# Several sources archive at once (each on its own thread hop); choosing a free name and
+# moving there must be one step, or two files of the same name could land on one target.
+MOVE_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=256)
-def _pattern(glob: str) -> re.Pattern[str]:
-    """A full-path glob as a regex: `**/` is any number of folders (none too), `*` and `?`
-    stay inside one path segment, `[...]` is a character class."""
-    out = []
-    i = 0
-    text = glob.replace("\\", "/")
-    while i < len(text):
-        if text.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif text.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif text[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif text[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif text[i] == "[" and "]" in text[i + 1 :]:
-            end = text.index("]", i + 1)
-            body = text[i + 1 : end].replace("\\", "\\\\")
-            out.append(f"[^{body[1:]}]" if body.startswith("!") else f"[{body}]")
-            i = end + 1
-        else:
-            out.append(re.escape(text[i]))
-            i += 1
-    return re.compile("".join(out) + r"\Z", re.IGNORECASE if _CASELESS else 0)
+@dataclasses.dataclass(frozen=True, slots=True)
+class Look:
+    """What a `stat` says about a file, and whether its `.ready` marker is there."""
+
+    size: int
+    mtime_ns: int
+    marker: bool
 
 
-def matches(path: Path, root: Path, include: list[str], exclude: list[str]) -> bool:
-    """True when `path` matches an include glob and no exclude glob. A glob is matched
-    against the path below `root` and against the full path, so both `**/*.xml` and
-    `C:/pos/out/*.xml` work."""
-    full = PurePath(path).as_posix()
+def look(path: Path) -> Look | None:
+    """The file's size, mtime and marker; None when it is gone. Other OSErrors propagate."""
     try:
-        relative = PurePath(path).relative_to(root).as_posix()
-    except ValueError:
-        relative = full
-
-    def hit(globs: list[str]) -> bool:
-        return any(
-            _pattern(g).match(relative) is not None or _pattern(g).match(full) is not None
-            for g in globs
-        )
-
-    return hit(include) and not hit(exclude)
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    marker = os.path.exists(str(path) + READY_SUFFIX)
+    return Look(stat.st_size, stat.st_mtime_ns, marker)
 
 
-def hash_file(path: Path) -> tuple[str, int]:
-    """(sha256 hex, size) read in blocks; raises OSError when the file is locked or gone."""
+class ChangedError(OSError):
+    """The file changed between two looks: the POS is still writing it."""
+
+
+def look_all(paths: list[Path]) -> dict[Path, Look | OSError | None]:
+    """`look` at each file; an OSError in place of a file that could not be looked at."""
+    out: dict[Path, Look | OSError | None] = {}
+    for path in paths:
+        try:
+            out[path] = look(path)
+        except OSError as exc:
+            out[path] = exc
+    return out
+
+
+def hash_file(path: Path) -> tuple[str, int, int]:
+    """(sha256 hex, size, mtime_ns) read in blocks.
+
+    Raises OSError when the file is locked, gone, or changed while it was read (the size
+    and mtime after reading differ from before): then it is not complete yet.
+    """
     digest = hashlib.sha256()
     size = 0
     with path.open("rb") as handle:
-        while block := handle.read(1024 * 1024):
+        before = os.fstat(handle.fileno())
+        while block := handle.read(BLOCK):
             digest.update(block)
             size += len(block)
-    return digest.hexdigest(), size
+        after = os.fstat(handle.fileno())
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns) or (
+        size != after.st_size
+    ):
+        raise ChangedError(f"{path.name} changed while it was read")
+    return digest.hexdigest(), size, after.st_mtime_ns
 
 
-def _free_name(folder: Path, name: str) -> Path:
-    """`folder/name`, or `name-2.ext`, `name-3.ext`, … when taken: never overwrite."""
-    target = folder / name
-    stem, dot, ext = name.partition(".")
+def _numbered(name: str, n: int) -> str:
+    """`name` with `-n` before its extensions: `a.csv.gz` → `a-2.csv.gz`, `.x` → `.x-2`."""
+    stem, dot, ext = name.lstrip(".").partition(".")
+    lead = name[: len(name) - len(name.lstrip("."))]
+    return f"{lead}{stem}-{n}{dot}{ext}"
+
+
+def free_name(folder: Path, name: str, *, beside: tuple[str, ...] = ()) -> Path:
+    """`folder/name`, or `name-2`, `name-3`, … when that (or a companion file with one of
+    the `beside` suffixes) exists: never overwrite."""
     n = 1
-    while target.exists() or Path(str(target) + ERROR_SUFFIX).exists():
+    target = folder / name
+    while target.exists() or any(Path(str(target) + s).exists() for s in beside):
         n += 1
-        target = folder / f"{stem}-{n}{dot}{ext}"
+        target = folder / _numbered(name, n)
     return target
 
 
-def _move(path: Path, folder: Path) -> Path:
+def move_to(path: Path, folder: Path, *, name: str | None = None) -> Path:
+    """Move `path` into `folder` under a free name (a copy and delete across volumes)."""
     folder.mkdir(parents=True, exist_ok=True)
-    target = _free_name(folder, path.name)
-    shutil.move(str(path), str(target))  # a copy and delete when the POS folder is elsewhere
+    with MOVE_LOCK:
+        target = free_name(folder, name or path.name)
+        shutil.move(str(path), str(target))
     return target
+
+
+def drop_marker(path: Path) -> None:
+    """Remove the `.ready` marker of a file that has been taken, if there is one."""
+    Path(str(path) + READY_SUFFIX).unlink(missing_ok=True)
 
 
 def archive_file(path: Path, archive_dir: Path, day: str) -> Path:
     """Move an ingested file to `archive/<day>/` and drop its `.ready` marker."""
-    target = _move(path, archive_dir / day)
-    marker = Path(str(path) + ".ready")
-    if marker.exists():
-        marker.unlink(missing_ok=True)
+    target = move_to(path, archive_dir / day)
+    drop_marker(path)
     return target
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class QuarantinedFile:
-    name: str
-    path: Path
-    source: str
-    folder: str
-    reason: str
-    place: str
-    at: str
-
-
-def quarantine_file(
-    path: Path,
-    quarantine_dir: Path,
-    *,
-    source: str,
-    folder: Path,
-    sha256: str,
-    reason: str,
-    place: str,
-    when: datetime,
-    config_file: str = "<config file>",
-) -> Path:
-    """Move a refused file aside with `<name>.error.txt` beside it."""
-    target = _move(path, quarantine_dir)
-    marker = Path(str(path) + ".ready")
-    if marker.exists():
-        marker.unlink(missing_ok=True)
-    note = "\n".join(
-        [
-            f"File:       {path.name}",
-            f"Source:     {source}",
-            f"Folder:     {folder}",
-            f"Quarantined: {when.isoformat(timespec='seconds')}",
-            f"SHA-256:    {sha256 or '(unread)'}",
-            f"Reason:     {reason}",
-            f"Place:      {place or '(whole file)'}",
-            "",
-            "Nothing from this file was forwarded. To retry, fix or replace the file and move",
-            f"it back into {folder}, or run:",
-            f"    tillbridge-agent quarantine retry {target.name} --config {config_file}",
-            "",
-        ]
-    )
-    error = Path(str(target) + ERROR_SUFFIX)
-    error.write_text(note, encoding="utf-8")
-    return target
-
-
-def _fields(note: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for line in note.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key and not key.startswith(" "):
-            out.setdefault(key.strip().lower(), value.strip())
-    return out
-
-
-def list_quarantined(quarantine_dir: Path) -> list[QuarantinedFile]:
-    """Quarantined files with the reason recorded beside each, oldest first."""
-    found = []
-    if not quarantine_dir.is_dir():
-        return []
-    for error in sorted(quarantine_dir.glob("*" + ERROR_SUFFIX), key=os.path.getmtime):
-        path = error.with_name(error.name[: -len(ERROR_SUFFIX)])
-        fields = _fields(error.read_text(encoding="utf-8", errors="replace"))
-        found.append(
-            QuarantinedFile(
-                name=path.name,
-                path=path,
-                source=fields.get("source", ""),
-                folder=fields.get("folder", ""),
-                reason=fields.get("reason", ""),
-                place=fields.get("place", ""),
-                at=fields.get("quarantined", ""),
-            )
-        )
-    return found
-
-
-def retry_quarantined(quarantine_dir: Path, name: str) -> Path:
-    """Move a quarantined file back into its source folder (the watcher takes it again)."""
-    for item in list_quarantined(quarantine_dir):
-        if item.name == name:
-            if not item.path.exists():
-                raise FileNotFoundError(f"{item.path} is gone; only its note is left")
-            folder = Path(item.folder)
-            if not folder.is_dir():
-                raise FileNotFoundError(f"the source folder {folder} does not exist")
-            target = _free_name(folder, item.name)
-            shutil.move(str(item.path), str(target))
-            Path(str(item.path) + ERROR_SUFFIX).unlink(missing_ok=True)
-            return target
-    raise KeyError(f"no quarantined file named {name!r}")

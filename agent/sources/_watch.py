@@ -1,10 +1,16 @@
-"""Watching the POS export folders: find complete files, parse them into the sink, then
-archive them; refuse bad ones into quarantine with a note.
+"""Watching the POS export folders: take each complete file, parse it into the sink, then
+archive it; refuse a bad one into quarantine with a note.
 
-Events come from watchdog (native on local disks, polling on network shares) and from a
-periodic full rescan that catches what events missed. A file is taken once complete:
-at once when it arrived by rename (`.tmp` → final name) or has its `.ready` marker,
-otherwise once its size and modification time have held for the settle window.
+Files are found by watchdog events (native on local disks, polling on network shares)
+and by a full rescan every `rescan_seconds`, which also finds the files present at
+start. A file is complete at once when it arrived by rename (`.tmp` → final name) or has
+its `.ready` marker, otherwise once its size and mtime held for `settle_seconds`. Each
+source takes its files one at a time, oldest first; sources run side by side.
+
+What goes wrong with one file never stops the watcher:
+
+    ParseError (or any failure inside the parser)   the file's fault: quarantined
+    a locked or unreadable file, a failing sink      passing: the file stays, tried again
 """
 
 from __future__ import annotations
@@ -15,392 +21,476 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
-from typing import BinaryIO
+from pathlib import Path, PurePath
+from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
 
 from agent.config import AgentConfig, SourceSettings
 from agent.contract.logs import bind
-from agent.parsers import ParseContext, Parsed, ParseError, parse_stream
+from agent.parsers import ParseContext, ParseError, parse_stream
 
-from ._files import archive_file, hash_file, matches, quarantine_file
+from ._events import alive, start_observer, stop_observer
+from ._files import READY_SUFFIX, ChangedError, archive_file, hash_file, look_all
+from ._glob import matches, relative_parts
+from ._intake import Records, ingest, open_unchanged
+from ._pending import Candidate, Pending
+from ._quarantine import quarantine_file
 from ._sink import FileSink, IngestFile
 
 __all__ = ["SourceStats", "SourceWatcher", "Watchers"]
 
 log = logging.getLogger("tillbridge.agent.sources")
 
-RETRY_SECONDS = 5.0  # a locked file, or a sink that failed for a passing reason
+RETRY_SECONDS = 5.0  # first wait after a passing failure; doubles up to RETRY_MAX_SECONDS
+RETRY_MAX_SECONDS = 60.0
+IDLE_SECONDS = 1.0  # longest wait while paused by the sink (its budget has no event)
+MARKER_SECONDS = 5.0  # safety look for `.ready` markers whose event was missed
 
 
 @dataclasses.dataclass(slots=True)
 class SourceStats:
     """What one source has done, for status and heartbeats."""
 
-    pending: int = 0  # seen and waiting (settling, or held back by the budget)
+    pending: int = 0  # seen, not yet taken (settling, waiting for a marker, held back)
     ingested: int = 0
-    duplicates: int = 0  # files whose content was ingested before
+    duplicates: int = 0  # files whose content was ingested before: archived, not sent
     quarantined: int = 0
-    records: int = 0
-    paused: bool = False  # the outbox budget holds new files back
-    watching: bool = False
+    records: int = 0  # records newly committed from this source's files
+    retrying: int = 0  # files left in place after a passing failure, to be tried again
+    paused: bool = False  # the sink's budget holds new files back
+    watching: bool = False  # folder events arrive (else only the rescan finds files)
+    mode: str = ""  # "events" or "polling" while watching
     last_file: str | None = None
     last_error: str | None = None
+    last_error_at: str | None = None
 
 
-@dataclasses.dataclass(slots=True)
-class _Candidate:
-    size: int = -1
-    mtime_ns: int = -1
-    stable_since: float = 0.0
-    at_once: bool = False  # arrived by rename: complete now
-    not_before: float = 0.0  # retry later after a passing failure
-
-
-class _Handler(FileSystemEventHandler):
-    """Hands watchdog's events (on its own thread) to the loop, thread-safely."""
-
-    def __init__(self, watcher: SourceWatcher, loop: asyncio.AbstractEventLoop) -> None:
-        self._watcher = watcher
-        self._loop = loop
-
-    def _hand(self, path: str | bytes, renamed: bool) -> None:
-        text = os.fsdecode(path)
-        with contextlib.suppress(RuntimeError):  # the loop is closing
-            self._loop.call_soon_threadsafe(self._watcher.seen, Path(text), renamed)
-
-    def on_created(self, event: FileSystemEvent) -> None:
-        if not event.is_directory:
-            self._hand(event.src_path, False)
-
-    def on_modified(self, event: FileSystemEvent) -> None:
-        if not event.is_directory:
-            self._hand(event.src_path, False)
-
-    def on_closed(self, event: FileSystemEvent) -> None:
-        if not event.is_directory:
-            self._hand(event.src_path, False)
-
-    def on_moved(self, event: FileSystemEvent) -> None:
-        if not event.is_directory and event.dest_path:
-            self._hand(event.dest_path, True)
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 class SourceWatcher:
-    """One configured folder: files are taken one at a time, oldest first."""
+    """One configured folder: complete files are taken one at a time, oldest first."""
 
-    def __init__(self, source: SourceSettings, config: AgentConfig, sink: FileSink) -> None:
+    def __init__(
+        self,
+        source: SourceSettings,
+        config: AgentConfig,
+        sink: FileSink,
+        *,
+        config_file: str = "",
+    ) -> None:
         self.source = source
         self.config = config
         self.sink = sink
-        self.folder = Path(source.path)
+        self.folder = Path(os.path.abspath(source.path))
         self.stats = SourceStats()
-        self._candidates: dict[Path, _Candidate] = {}
+        self.config_file = config_file or "<config file>"  # named in quarantine notes
+        self._pending = Pending(
+            settle_seconds=source.settle_seconds, require_marker=source.require_ready_marker
+        )
         self._wake = asyncio.Event()
         self._stopping = False
         self._observer: BaseObserver | None = None
         self._task: asyncio.Task[None] | None = None
-        self._own = {config.data_dir.resolve()}  # never take our own archive or quarantine
-        self.config_file = "<config file>"  # named in quarantine notes when the daemon knows it
+        self._scanning = asyncio.Lock()
+        self._rescan_due = True
+        self._next_rescan = 0.0
+        self._unwatched_logged = False
+        self._real_folder: Path | None = None  # the folder with links resolved, for events
+        # Never take our own archive or quarantine when data_dir sits inside the folder.
+        own = relative_parts(PurePath(os.path.abspath(config.data_dir)), PurePath(self.folder))
+        self._own = PurePath(*own) if own else None
+
+    def _log(self, **fields: Any) -> dict[str, Any]:
+        return {"source": self.source.name, **fields}
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Watch the folder, look at every file in it, and start taking files."""
+        if self._task is not None:
+            return
+        self._stopping = False
+        await self.rescan()  # starts folder events, then finds the files already there
         self._task = asyncio.create_task(self._work(), name=f"source-{self.source.name}")
-        await self._observe()
-        await self.rescan()
-
-    async def _observe(self) -> None:
-        if self._observer is not None:
-            return
-        if not self.folder.is_dir():
-            self.stats.watching = False
-            self.stats.last_error = f"folder not found: {self.folder}"
-            log.error(
-                "Source folder not found; looking again at every rescan.",
-                extra={"source": self.source.name, "folder": str(self.folder)},
-            )
-            return
-        observer: BaseObserver = (
-            PollingObserver(timeout=self.source.poll_interval) if self.source.polled else Observer()
-        )
-        observer.schedule(
-            _Handler(self, asyncio.get_running_loop()), str(self.folder), recursive=True
-        )
-        try:
-            await asyncio.to_thread(observer.start)
-        except OSError as exc:  # e.g. inotify watch limit; the rescan still finds files
-            log.warning(
-                "Folder events unavailable; relying on rescans.",
-                extra={"source": self.source.name, "error": str(exc)},
-            )
-            return
-        self._observer = observer
-        self.stats.watching = True
-        log.info(
-            "Watching source folder.",
-            extra={
-                "source": self.source.name,
-                "folder": str(self.folder),
-                "mode": "polling" if self.source.polled else "events",
-            },
-        )
 
     async def stop(self) -> None:
         """Stop watching; the file in hand is finished first."""
         self._stopping = True
         self._wake.set()
-        if self._observer is not None:
+        async with self._scanning:  # a rescan under way ends first; none starts events later
             observer, self._observer = self._observer, None
-            observer.stop()
-            await asyncio.to_thread(observer.join, 10)
-        if self._task is not None:
-            await self._task
-            self._task = None
+        if observer is not None:
+            await asyncio.to_thread(stop_observer, observer)
+        task, self._task = self._task, None
+        if task is not None:
+            await task
+        self.stats.watching = False
+        self.stats.mode = ""
+
+    def snapshot(self) -> SourceStats:
+        """A copy of the stats, safe to keep."""
+        return dataclasses.replace(self.stats)
+
+    async def _observe(self) -> None:
+        """Start folder events, or start them again when they died (share gone and back)."""
+        if self._observer is not None:
+            if alive(self._observer):
+                return
+            observer, self._observer = self._observer, None
+            await asyncio.to_thread(stop_observer, observer, 1.0)
+            log.warning("Folder events stopped; watching again.", extra=self._log())
+        self.stats.watching = False
+        self.stats.mode = ""
+        mode = "polling" if self.source.polled else "events"
+        try:
+            self._observer = await asyncio.to_thread(
+                start_observer,
+                self.folder,
+                polled=self.source.polled,
+                poll_interval=self.source.poll_interval,
+                loop=asyncio.get_running_loop(),
+                on_file=self.seen,
+                on_folder=self._folder_changed,
+            )
+        except OSError as exc:  # gone, unreachable, or out of inotify watches
+            self._error(f"cannot watch {self.folder}: {_why(exc)}")
+            log.log(
+                logging.DEBUG if self._unwatched_logged else logging.ERROR,
+                "Source folder cannot be watched; looking again at every rescan.",
+                extra=self._log(folder=str(self.folder), error=_why(exc)),
+            )
+            self._unwatched_logged = True
+            return
+        self._unwatched_logged = False
+        self._real_folder = Path(await asyncio.to_thread(os.path.realpath, self.folder))
+        self.stats.watching = True
+        self.stats.mode = mode
+        log.info("Watching source folder.", extra=self._log(folder=str(self.folder), mode=mode))
 
     # -- finding files --------------------------------------------------------------------
 
-    def _wanted(self, path: Path) -> bool:
-        if not matches(path, self.folder, self.source.include, self.source.exclude):
+    def _below(self, path: Path) -> tuple[str, ...] | None:
+        """The folders and name of `path` below the source folder. An event may name the
+        folder by another spelling (a resolved link, as FSEvents does); then it is
+        resolved too."""
+        parts = relative_parts(path, self.folder)
+        if parts is None and self._real_folder is not None:
+            parts = relative_parts(Path(os.path.realpath(path)), self._real_folder)
+        return parts or None
+
+    def _wanted(self, path: Path, parts: tuple[str, ...]) -> bool:
+        if any(part.startswith(".") for part in parts[:-1]):
+            return False  # hidden folders (sync tools, trash) are skipped by the scan too
+        if self._own is not None and PurePath(*parts[: len(self._own.parts)]) == self._own:
             return False
-        with contextlib.suppress(OSError):
-            resolved = path.resolve()
-            if any(resolved.is_relative_to(own) for own in self._own):
-                return False
-        return True
+        return matches(path, self.folder, self.source.include, self.source.exclude)
 
     def seen(self, path: Path, renamed: bool = False) -> None:
-        """A file appeared or changed (called on the loop)."""
-        if path.name.endswith(".ready"):
-            path = path.with_name(path.name[: -len(".ready")])  # its marker came
-        if not self._wanted(path):
+        """A file appeared or changed (called on the loop: events and rescans)."""
+        if path.name.lower().endswith(READY_SUFFIX):
+            path = path.with_name(path.name[: -len(READY_SUFFIX)])  # its marker came
+            renamed = False
+        candidate = self._pending.get(path) or self._admit(path)
+        if candidate is None:
             return
-        candidate = self._candidates.setdefault(path, _Candidate(stable_since=time.monotonic()))
-        candidate.at_once = candidate.at_once or renamed
-        self.stats.pending = len(self._candidates)
+        candidate.renamed = candidate.renamed or renamed
+        self._wake.set()
+
+    def _admit(self, path: Path) -> Candidate | None:
+        """A new candidate for a wanted file (or the one it already has under that name)."""
+        parts = self._below(path)
+        if parts is None:
+            return None
+        path = self.folder.joinpath(*parts)
+        candidate = self._pending.get(path)
+        if candidate is None and self._wanted(path, parts):
+            candidate = self._pending.add(path, time.monotonic())
+            self.stats.pending = len(self._pending)
+        return candidate
+
+    def _folder_changed(self) -> None:
+        self._rescan_due = True
         self._wake.set()
 
     async def rescan(self) -> None:
-        """Look at every file in the folder: catches what events missed."""
-        if self._observer is None:
+        """Look at every file in the folder: what events missed, and files present at start."""
+        async with self._scanning:
+            if self._stopping:
+                return
+            self._rescan_due = False
+            self._next_rescan = time.monotonic() + self.source.rescan_seconds
             await self._observe()
-        if not self.folder.is_dir():
-            return
+            own = self.folder / self._own if self._own is not None else None
 
-        def walk() -> list[Path]:
-            found: list[Path] = []
-            for root, dirs, files in os.walk(self.folder):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                found.extend(Path(root) / name for name in files)
-            return found
+            def walk() -> list[Path]:
+                found: list[Path] = []
+                for root, dirs, files in os.walk(self.folder):
+                    here = Path(root)
+                    dirs[:] = [d for d in dirs if not d.startswith(".") and here / d != own]
+                    found.extend(here / name for name in files)
+                return found
 
-        for path in await asyncio.to_thread(walk):
-            self.seen(path)
+            for path in await asyncio.to_thread(walk):
+                self.seen(path)
 
-    # -- taking files ---------------------------------------------------------------------
-
-    def _ready(self, path: Path, candidate: _Candidate, now: float) -> bool:
-        """Complete: renamed into place, marked ready, or unchanged for the settle window."""
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            del self._candidates[path]
-            return False
-        except OSError:
-            return False
-        marker = Path(str(path) + ".ready").exists()
-        if self.source.require_ready_marker and not marker:
-            return False
-        if (stat.st_size, stat.st_mtime_ns) != (candidate.size, candidate.mtime_ns):
-            candidate.size, candidate.mtime_ns = stat.st_size, stat.st_mtime_ns
-            candidate.stable_since = now
-            if not (candidate.at_once or marker):
-                return False
-        if candidate.at_once or marker:
-            return True
-        return now - candidate.stable_since >= self.source.settle_seconds
-
-    def _next(self) -> Path | None:
-        now = time.monotonic()
-        ready = [
-            (c.mtime_ns, p.name, p)
-            for p, c in list(self._candidates.items())
-            if c.not_before <= now and self._ready(p, c, now)
-        ]
-        self.stats.pending = len(self._candidates)
-        return min(ready)[2] if ready else None
+    # -- the loop -------------------------------------------------------------------------
 
     async def _work(self) -> None:
         while not self._stopping:
-            if not self.sink.accepting():
-                if not self.stats.paused:
-                    self.stats.paused = True
-                    log.info(
-                        "Intake paused by the outbox budget; files wait in the folder.",
-                        extra={"source": self.source.name},
-                    )
-                await self._sleep(1.0)
-                continue
-            if self.stats.paused:
-                self.stats.paused = False
-                log.info("Intake resumed.", extra={"source": self.source.name})
-            path = self._next()
-            if path is None:
-                wait = self.source.settle_seconds if self._candidates else 60.0
-                await self._sleep(max(min(wait / 2, 1.0), 0.02))
-                continue
             try:
-                await self._take(path)
-            except Exception as exc:
-                self._later(path, f"unexpected error: {exc}")
-                log.exception(
-                    "File could not be processed; trying again later.",
-                    extra={"source": self.source.name, "file": path.name},
+                wait = await self._round()
+            except Exception as exc:  # a bug or a failing sink must not end the watcher
+                self._error(f"watcher round failed: {_why(exc)}")
+                log.exception("Source watcher round failed; going on.", extra=self._log())
+                wait = RETRY_SECONDS
+            if self._stopping:
+                break
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _round(self) -> float:
+        """Rescan when due, take every ready file; seconds until there is more to do."""
+        self._wake.clear()  # events from here on wake the next round
+        if self._rescan_due or time.monotonic() >= self._next_rescan:
+            await self.rescan()
+        until_rescan = max(self._next_rescan - time.monotonic(), 0.0)
+        if not self._accepting():
+            return min(IDLE_SECONDS, until_rescan)
+        ready, wait = await self._ready()
+        for path in ready:
+            if self._stopping or not self._accepting():
+                break
+            await self._take(path)
+        return 0.0 if ready else min(wait, until_rescan)
+
+    def _accepting(self) -> bool:
+        accepting = self.sink.accepting()
+        if accepting == self.stats.paused:
+            self.stats.paused = not accepting
+            if accepting:
+                log.info("Intake resumed.", extra=self._log(pending=len(self._pending)))
+            else:
+                log.info(
+                    "Intake paused by the outbox budget; files wait in the folder.",
+                    extra=self._log(pending=len(self._pending)),
                 )
+        return accepting
 
-    async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+    async def _ready(self) -> tuple[list[Path], float]:
+        """The complete files, oldest first, and how long until another may be complete."""
+        due, wait = self._pending.due(time.monotonic())
+        looks = await asyncio.to_thread(look_all, due) if due else {}
+        ready, later = self._pending.judge(
+            looks, time.monotonic(), marker_wait=MARKER_SECONDS, error_wait=IDLE_SECONDS
+        )
+        self._count()
+        return ready, min(wait, later)
 
-    def _later(self, path: Path, reason: str) -> None:
-        candidate = self._candidates.get(path)
-        if candidate is not None:
-            candidate.not_before = time.monotonic() + RETRY_SECONDS
-        self.stats.last_error = reason
+    # -- one file -------------------------------------------------------------------------
+
+    def _count(self) -> None:
+        self.stats.pending = len(self._pending)
+        self.stats.retrying = self._pending.retrying
+
+    def _forget(self, path: Path) -> None:
+        self._pending.forget(path)
+        self._count()
 
     def _done(self, path: Path) -> None:
-        self._candidates.pop(path, None)
-        self.stats.pending = len(self._candidates)
+        self._forget(path)
         self.stats.last_file = path.name
 
+    def _unsettle(self, path: Path) -> None:
+        """It changed while we looked: the POS is still writing. Settle it by time again."""
+        self._pending.unsettle(path, time.monotonic())
+        log.debug("File changed while being read; waiting for it to settle.", extra=self._log())
+
+    def _error(self, text: str) -> None:
+        self.stats.last_error = text
+        self.stats.last_error_at = datetime.now(self.config.zone).isoformat(timespec="seconds")
+
+    def _later(self, path: Path, reason: str, *, level: int = logging.WARNING) -> None:
+        """Leave the file where it is and try again after a growing pause."""
+        attempt, delay = self._pending.later(
+            path, time.monotonic(), first=RETRY_SECONDS, most=RETRY_MAX_SECONDS
+        )
+        self._count()
+        self._error(f"{path.name}: {reason}")
+        log.log(
+            level,
+            "File left in place; trying again later.",
+            extra=self._log(
+                file=path.name,
+                error=reason,
+                attempt=attempt,
+                retry_in=round(delay, 2),
+            ),
+        )
+
     async def _take(self, path: Path) -> None:
-        source = self.source.name
+        """Take one file; never raises (but for cancellation)."""
+        with bind(source=self.source.name, file=path.name):
+            try:
+                await self._take_file(path)
+            except Exception as exc:
+                log.exception("Unexpected failure while taking a file.", extra=self._log())
+                self._later(path, f"unexpected error: {_why(exc)}", level=logging.ERROR)
+
+    async def _take_file(self, path: Path) -> None:
+        candidate = self._pending.get(path)
+        if candidate is None:
+            return
         try:
-            sha256, size = await asyncio.to_thread(hash_file, path)
+            sha256, size, mtime_ns = await asyncio.to_thread(hash_file, path)
         except FileNotFoundError:
-            self._done(path)
+            self._forget(path)
+            return
+        except ChangedError:
+            self._unsettle(path)
             return
         except OSError as exc:  # still locked by the POS (Windows), or a share hiccup
-            self._later(path, f"cannot read {path.name}: {exc.strerror or exc}")
+            self._later(path, f"cannot read the file: {_why(exc)}", level=logging.INFO)
             return
-        with bind(source=source, file=path.name, sha256=sha256[:16]):
-            if await self.sink.is_ingested(sha256):
-                await self._archive(path)
-                self.stats.duplicates += 1
-                log.info("File already ingested; archived without sending again.")
-                return
-            file = IngestFile(source, str(path), path.name, sha256, size)
-            context = ParseContext(
-                file_name=path.name,
-                sha256=sha256,
-                store=self.config.store,
-                timezone=self.config.zone,
-                currency=self.config.currency,
-                encoding=self.source.encoding,
-                delimiter=self.source.delimiter,
-                columns=dict(self.source.columns),
-            )
-            try:
-                handle: BinaryIO = await asyncio.to_thread(path.open, "rb")
-            except OSError as exc:
-                self._later(path, f"cannot open {path.name}: {exc.strerror or exc}")
-                return
-            try:
-                items = _own_store(
-                    parse_stream(handle, self.source.format, context=context), self.config.store
-                )
-                outcome = await self.sink.ingest(file, items)
-            except ParseError as exc:
-                handle.close()
-                await self._quarantine(path, sha256, exc)
-                return
-            except OSError as exc:  # the outbox could not commit (disk full, I/O error)
-                handle.close()
-                self._later(path, f"outbox could not commit {path.name}: {exc}")
-                log.error(
-                    "File could not be committed; it stays and is taken again.",
-                    extra={"error": str(exc)},
-                )
-                return
-            finally:
-                handle.close()
+        settled_on = (candidate.size, candidate.mtime_ns)
+        if not (candidate.renamed or candidate.marker) and (size, mtime_ns) != settled_on:
+            self._unsettle(path)  # it changed after it settled
+            return
+        where = self._log(file=path.name, sha256=sha256)
+        if candidate.ingested == sha256 or await self.sink.is_ingested(sha256):
             await self._archive(path)
+            if candidate.ingested != sha256:
+                self.stats.duplicates += 1
+                log.info("File already ingested; archived without sending again.", extra=where)
+            return
+        try:
+            handle = await asyncio.to_thread(open_unchanged, path, size, mtime_ns)
+        except FileNotFoundError:
+            self._forget(path)
+            return
+        except ChangedError:
+            self._unsettle(path)
+            return
+        except OSError as exc:
+            self._later(path, f"cannot open the file: {_why(exc)}", level=logging.INFO)
+            return
+        file = IngestFile(self.source.name, str(path), path.name, sha256, size)
+        records = Records(
+            parse_stream(handle, self.source.format, context=self._context(path, sha256)),
+            self.config.store,
+        )
+        result = await ingest(self.sink, handle, file, records)
+        if isinstance(result, ParseError):
+            await self._quarantine(path, sha256, result)
+            return
+        if isinstance(result, Exception):  # a passing failure: the file stays
+            if records.read_error is not None:
+                self._later(path, f"reading the file failed: {_why(records.read_error)}")
+            else:
+                reason = f"the outbox could not commit the file: {_why(result)}"
+                self._later(path, reason, level=logging.ERROR)
+            return
+        outcome = result
+        candidate.ingested = sha256  # should archiving fail, the retry only archives
+        if outcome.already_ingested:
+            self.stats.duplicates += 1
+        else:
             self.stats.ingested += 1
             self.stats.records += outcome.inserted
-            log.info(
-                "File ingested.",
-                extra={
-                    "records": outcome.inserted,
-                    "duplicates": outcome.duplicates,
-                    "skipped": outcome.skipped,
-                },
-            )
+        log.info(
+            "File ingested.",
+            extra={
+                **where,
+                "records": outcome.inserted,
+                "duplicates": outcome.duplicates,
+                "skipped": outcome.skipped,
+            },
+        )
+        await self._archive(path)
+
+    def _context(self, path: Path, sha256: str) -> ParseContext:
+        return ParseContext(
+            file_name=path.name,
+            sha256=sha256,
+            store=self.config.store,
+            timezone=self.config.zone,
+            currency=self.config.currency,
+            encoding=self.source.encoding,
+            delimiter=self.source.delimiter,
+            columns=dict(self.source.columns),
+        )
 
     async def _archive(self, path: Path) -> None:
         day = datetime.now(self.config.zone).date().isoformat()
-        await asyncio.to_thread(archive_file, path, self.config.archive_dir, day)
+        try:
+            target = await asyncio.to_thread(archive_file, path, self.config.archive_dir, day)
+        except FileNotFoundError:
+            # Someone moved it first; the records are committed all the same.
+            self._done(path)
+            return
+        except OSError as exc:  # locked by a scanner (Windows), or the archive disk is full
+            self._later(path, f"cannot archive the file: {_why(exc)}")
+            return
         self._done(path)
+        log.debug("File archived.", extra=self._log(file=path.name, archived_as=str(target)))
 
     async def _quarantine(self, path: Path, sha256: str, error: ParseError) -> None:
-        await asyncio.to_thread(
-            quarantine_file,
-            path,
-            self.config.quarantine_dir,
-            source=self.source.name,
-            folder=self.folder,
-            sha256=sha256,
-            reason=error.reason,
-            place=error.place,
-            when=datetime.now(self.config.zone),
-            config_file=self.config_file,
-        )
+        try:
+            target = await asyncio.to_thread(
+                quarantine_file,
+                path,
+                self.config.quarantine_dir,
+                source=self.source.name,
+                folder=self.folder,
+                sha256=sha256,
+                reason=error.reason,
+                place=error.place,
+                when=datetime.now(self.config.zone),
+                config_file=self.config_file,
+            )
+        except FileNotFoundError:
+            self._forget(path)
+            return
+        except OSError as exc:
+            self._later(path, f"refused ({error}), but cannot quarantine: {_why(exc)}")
+            return
         self._done(path)
         self.stats.quarantined += 1
-        self.stats.last_error = f"{path.name}: {error}"
+        self._error(f"{path.name}: {error}")
         log.warning(
-            "File refused and quarantined.", extra={"reason": error.reason, "place": error.place}
+            "File refused and quarantined.",
+            extra=self._log(
+                file=path.name,
+                sha256=sha256,
+                reason=error.reason,
+                place=error.place,
+                quarantined_as=target.name,
+            ),
         )
-
-
-def _own_store(items: Iterator[Parsed], store: str) -> Iterator[Parsed]:
-    """Refuse a file that speaks for another store: central would refuse its records, and
-    this agent must never send as another store."""
-    for item in items:
-        if item.store != store:
-            raise ParseError(
-                f"the file is for store {item.store!r}, this agent sends for store {store!r}; "
-                "put it in that store's folder, or correct agent.store",
-                getattr(item, "place", "")
-                or getattr(getattr(item, "source", None), "position", ""),
-            )
-        yield item
 
 
 class Watchers:
     """Every configured source, each on its own task."""
 
     def __init__(self, config: AgentConfig, sink: FileSink, *, config_file: str = "") -> None:
-        self.sources = [SourceWatcher(s, config, sink) for s in config.sources]
-        for watcher in self.sources:
-            watcher.config_file = config_file or watcher.config_file
+        self.sources = [
+            SourceWatcher(s, config, sink, config_file=config_file) for s in config.sources
+        ]
 
     async def start(self) -> None:
-        for watcher in self.sources:
-            await watcher.start()
+        await asyncio.gather(*(w.start() for w in self.sources))
 
     async def stop(self) -> None:
         await asyncio.gather(*(w.stop() for w in self.sources))
 
     async def rescan(self) -> None:
-        for watcher in self.sources:
-            await watcher.rescan()
+        await asyncio.gather(*(w.rescan() for w in self.sources))
 
     def stats(self) -> dict[str, SourceStats]:
-        return {w.source.name: dataclasses.replace(w.stats) for w in self.sources}
+        return {w.source.name: w.snapshot() for w in self.sources}
