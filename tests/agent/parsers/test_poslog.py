@@ -14,7 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.contract import Transaction
-from agent.parsers import REGISTRY, ParseContext, ParseError, detect, parse_bytes, parse_stream
+from agent.parsers import (
+    REGISTRY,
+    ParseContext,
+    ParseError,
+    Skipped,
+    detect,
+    parse_bytes,
+    parse_stream,
+)
 
 from .golden import TESTDATA, cases, check_case, input_file
 
@@ -30,15 +38,94 @@ def _context(name: str, data: bytes) -> ParseContext:
     return ParseContext(file_name=name, sha256=hashlib.sha256(data).hexdigest())
 
 
+def _sales(data: bytes, name: str = "x.xml") -> list[Transaction]:
+    """The transactions of a file (there are no skipped ones in the files used)."""
+    items = parse_bytes(data, "poslog", context=_context(name, data))
+    records = [item for item in items if isinstance(item, Transaction)]
+    assert len(records) == len(items)
+    return records
+
+
 def test_the_same_transaction_has_the_same_key_in_any_file() -> None:
     multi = input_file(TESTDATA / "poslog_multi_txn").read_bytes()
     alone = multi.replace(
         b"<SequenceNumber>2001</SequenceNumber>", b"<SequenceNumber>x</SequenceNumber>"
     )
-    first = parse_bytes(multi, "poslog", context=_context("a.xml", multi))
-    second = parse_bytes(alone, "poslog", context=_context("b.xml", alone))
+    first = _sales(multi, "a.xml")
+    second = _sales(alone, "b.xml")
     assert [r.key for r in first][1:] == [r.key for r in second][1:]
     assert first[0].key != second[0].key
+
+
+def _transactions(data: bytes) -> list[bytes]:
+    _head, _, rest = data.partition(b"<Transaction")
+    return [b"<Transaction" + part for part in rest.split(b"<Transaction")]
+
+
+def test_a_transaction_alone_in_another_file_keeps_its_key() -> None:
+    multi = input_file(TESTDATA / "poslog_multi_txn").read_bytes()
+    head = multi.partition(b"<Transaction")[0]
+    third = _transactions(multi)[2].partition(b"</POSLog>")[0]
+    alone = head + third + b"</POSLog>\n"
+    in_multi = _sales(multi, "day.xml")[2]
+    by_itself = _sales(alone, "resend.xml")
+    assert len(by_itself) == 1
+    assert by_itself[0].key == in_multi.key == "sale:0042:3:2024-05-01:2003"
+    assert by_itself[0].source.position == "/POSLog/Transaction[1]"
+    assert in_multi.source.position == "/POSLog/Transaction[3]"
+
+
+def test_registers_that_reuse_a_sequence_number_get_distinct_keys() -> None:
+    data = input_file(TESTDATA / "poslog_repeat_seq_two_workstations").read_bytes()
+    keys = [r.key for r in _sales(data)]
+    assert len(set(keys)) == 2
+    assert all(k.endswith(":55") for k in keys)
+
+
+def test_utf16_and_utf8_exports_read_the_same() -> None:
+    utf8 = input_file(TESTDATA / "poslog_tax_included").read_bytes()
+    utf16 = input_file(TESTDATA / "poslog_utf16").read_bytes()
+    a = [r.model_dump(exclude={"source"}) for r in _sales(utf8)]
+    b = [r.model_dump(exclude={"source"}) for r in _sales(utf16)]
+    assert a == b
+
+
+def test_a_compensating_void_pair_nets_out_of_the_total() -> None:
+    data = input_file(TESTDATA / "poslog_void_compensating").read_bytes()
+    (record,) = _sales(data)
+    live = [ln for ln in record.lines if not ln.voided]
+    assert [ln.sku for ln in live] == ["4712"]
+    assert sum(ln.amount for ln in live) == record.total
+    assert record.imbalance == 0
+
+
+def test_a_full_card_number_never_reaches_the_record() -> None:
+    data = input_file(TESTDATA / "poslog_card_pan").read_bytes()
+    (record,) = _sales(data)
+    assert record.tenders[0].card is not None
+    assert (record.tenders[0].card.brand, record.tenders[0].card.last4) == ("visa", "1111")
+    dump = record.model_dump_json()
+    assert "4111111111111111" not in dump
+    assert "4111 1111" not in dump
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        (b"<POSLog><Transaction><RetailStoreID>1</RetailStoreID>", "malformed XML"),
+        (b"\x00\x01binary\xff", "malformed XML"),
+        (b"<Inventory/>", "not POSLog"),
+        (
+            b'<?xml version="1.0"?><!DOCTYPE POSLog SYSTEM "http://example.com/x.dtd"><POSLog/>',
+            "DTD",
+        ),
+        (b"<POSLog>&undefined;</POSLog>", "malformed XML"),
+    ],
+)
+def test_unreadable_input_is_refused_with_a_reason(data: bytes, fragment: str) -> None:
+    with pytest.raises(ParseError) as caught:
+        parse_bytes(data, "poslog", context=_context("bad.xml", data))
+    assert fragment in str(caught.value)
 
 
 def test_auto_detection_picks_poslog_and_nothing_else_claims_it() -> None:
@@ -79,13 +166,25 @@ def test_mutated_input_is_parsed_or_refused_never_crashes(
             assert item.key.split(":")[0] == item.kind
 
 
-def _big_file(transactions: int) -> Iterator[bytes]:
+_NO_SALE = (
+    b"<Transaction><RetailStoreID>0042</RetailStoreID><WorkstationID>3</WorkstationID>"
+    b"<SequenceNumber>%d</SequenceNumber><BusinessDayDate>2024-05-01</BusinessDayDate>"
+    b"<EndDateTime>2024-05-01T10:16:05+02:00</EndDateTime>"
+    b"<ControlTransaction><NoSale/></ControlTransaction></Transaction>\n"
+)
+
+
+def _big_file(transactions: int, sale_every: int = 1) -> Iterator[bytes]:
+    """A POSLog file of `transactions`, one in `sale_every` a sale, the rest till control."""
     template = input_file(TESTDATA / "poslog_2x_sale_basic").read_bytes()
     head, _, rest = template.partition(b"<Transaction")
     body, _, tail = rest.rpartition(b"</Transaction>")
     txn = b"<Transaction" + body + b"</Transaction>\n"
     yield head
     for n in range(transactions):
+        if n % sale_every:
+            yield _NO_SALE % n
+            continue
         yield txn.replace(
             b"<SequenceNumber>1001</SequenceNumber>", b"<SequenceNumber>%d</SequenceNumber>" % n
         )
@@ -113,15 +212,29 @@ class _Chunks(io.RawIOBase):
 
 
 def test_a_large_file_is_streamed_in_bounded_memory() -> None:
-    count = 8_000  # about 12 MB of XML
-    stream = io.BufferedReader(_Chunks(_big_file(count)))
+    # 50,000 transactions (about 30 MB of XML, generated while it is read): every tenth a
+    # sale turned into a record, the rest till control that is only walked and counted.
+    count, sale_every = 50_000, 10
+    stream = io.BufferedReader(_Chunks(_big_file(count, sale_every)))
     tracemalloc.start()
     try:
-        seen = 0
-        for _ in parse_stream(stream, "poslog", context=ParseContext(file_name="big.xml")):
-            seen += 1
+        sales = skipped = 0
+        for item in parse_stream(stream, "poslog", context=ParseContext(file_name="big.xml")):
+            if isinstance(item, Skipped):
+                skipped += 1
+            else:
+                sales += 1
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert seen == count
+    assert (sales, skipped) == (count // sale_every, count - count // sale_every)
     assert peak < 4 * 1024 * 1024  # a fraction of the file: one transaction at a time
+
+
+def test_an_absurd_amount_is_refused_not_rounded() -> None:
+    data = input_file(TESTDATA / "poslog_2x_sale_basic").read_bytes()
+    data = data.replace(b"<ExtendedAmount>5.00<", b"<ExtendedAmount>5E+40<")
+    with pytest.raises(ParseError) as caught:
+        parse_bytes(data, "poslog", context=_context("big.xml", data))
+    assert "out of range" in caught.value.reason
+    assert caught.value.place.endswith("/LineItem[1]/Sale/ExtendedAmount")
