@@ -23,8 +23,8 @@ from typing import Any
 from agent._version import __version__
 from agent.config import AgentConfig
 from agent.contract import AgentInfo, Heartbeat
+from agent.contract.notify import Notifier
 from agent.eod import DayCounts, summarise_day
-from agent.notify import Notifier
 from agent.outbox import Outbox
 from agent.parsers import ParseContext, ParseError, parse_stream
 from agent.scheduler import Scheduler

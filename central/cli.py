@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from agent.contract.notify import Notifier
 from agent.contract.runtime import run_daemon
 from agent.contract.settings import ConfigError
 from central._version import __version__
@@ -91,9 +92,21 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
         "Relay started.",
         extra={"relay_id": cfg.relay_id, "inbox": cfg.inbox_url.split("://", 1)[0]},
     )
+    intake = Intake(cfg, inbox)
+    notifier = Notifier()
+
+    async def announce() -> None:
+        await intake.connected.wait()
+        notifier.ready(f"relay {cfg.relay_id}: taking batches")
+
+    helpers = [asyncio.create_task(announce()), asyncio.create_task(notifier.keep_alive(stop))]
     try:
-        await Intake(cfg, inbox).run(stop)
+        await intake.run(stop)
     finally:
+        notifier.stopping()
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
         await inbox.close()
     log.info("Relay stopped.", extra={"relay_id": cfg.relay_id})
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.notify import Notifier
+from agent.contract.notify import Notifier
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ the environment, or on Windows) every call is a no-op.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -55,3 +57,13 @@ class Notifier:
 
     def stopping(self) -> bool:
         return self.send(stopping="1")
+
+    async def keep_alive(self, stop: asyncio.Event) -> None:
+        """WATCHDOG=1 at half the service manager's watchdog interval until `stop` is set."""
+        if not self.enabled or self.watchdog_seconds is None:
+            await stop.wait()
+            return
+        while not stop.is_set():
+            self.watchdog()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.watchdog_seconds / 2)
