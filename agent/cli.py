@@ -227,6 +227,64 @@ def quarantine_retry(
         raise typer.Exit(1)
 
 
+@app.command()
+def doctor(
+    config: ConfigOption,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the broker.")] = 5.0,
+) -> None:
+    """Self-check: config, folders, database, disk, clock, broker; the fix for each failure."""
+    from agent.support import doctor as run_checks
+
+    cfg = load_or_exit(config)
+    failed = False
+    for check in run_checks(cfg, broker_timeout=timeout):
+        mark = "✓" if check.ok else "✗"
+        typer.echo(f"{mark} {check.name}: {check.detail}")
+        if not check.ok:
+            failed = True
+            typer.echo(f"    fix: {check.fix}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    config: ConfigOption,
+    since: Annotated[str | None, typer.Option(help="Only the last 30m, 2h, 1d, …")] = None,
+    correlation: Annotated[
+        str | None, typer.Option("--correlation", help="One correlation id.")
+    ] = None,
+    level: Annotated[
+        str | None, typer.Option(help="Least level: debug|info|warning|error.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON lines.")] = False,
+) -> None:
+    """Filter the agent's JSON log files (the rolled-over ones too)."""
+    from agent.support import format_entry, parse_since, read_logs
+
+    cfg = load_or_exit(config)
+    try:
+        window = parse_since(since) if since else None
+    except ValueError as exc:
+        typer.echo(f"--since: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for entry in read_logs(cfg.log_file, since=window, correlation=correlation, level=level):
+        typer.echo(json.dumps(entry, ensure_ascii=False) if as_json else format_entry(entry))
+
+
+@app.command()
+def bundle(
+    config: ConfigOption,
+    output: Annotated[Path, typer.Option("-o", "--output", help="The zip file to write.")],
+) -> None:
+    """A redacted support bundle: effective config, recent logs, status, database, versions."""
+    from agent.support import bundle as make_bundle
+
+    cfg = load_or_exit(config)
+    path = make_bundle(cfg, output)
+    typer.echo(f"wrote {path} (secrets, card numbers and customer contact removed)")
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

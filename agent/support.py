@@ -1,0 +1,325 @@
+"""Field support on a store PC: `doctor` (self-check with the fix for each failure),
+`logs` (filter the JSON log files) and `bundle` (a redacted zip to send to support).
+
+Nothing here needs the daemon to be running, and nothing here writes to the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import io
+import json
+import platform
+import re
+import shutil
+import sqlite3
+import ssl
+import sys
+import zipfile
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from agent._version import __version__
+from agent.config import AgentConfig
+from agent.contract.redact import redact_text, redact_value
+
+__all__ = ["Check", "bundle", "doctor", "parse_since", "read_logs"]
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+# -- doctor ----------------------------------------------------------------------------------
+
+
+def _writable(folder: Path) -> str | None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".tillbridge-doctor"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def _folder_checks(config: AgentConfig) -> Iterator[Check]:
+    problem = _writable(config.data_dir)
+    yield Check(
+        "data folder",
+        problem is None,
+        f"{config.data_dir}" + (f": {problem}" if problem else " is writable"),
+        "Give the service user write access to data_dir, or point data_dir elsewhere.",
+    )
+    for source in config.sources:
+        folder = Path(source.path)
+        if not folder.is_dir():
+            yield Check(
+                f"source {source.name}",
+                False,
+                f"{folder} does not exist or is not reachable",
+                "Create the export folder or correct the source's path (UNC shares: check "
+                "the service user can reach the share).",
+            )
+            continue
+        problem = _writable(folder)
+        yield Check(
+            f"source {source.name}",
+            problem is None,
+            f"{folder}" + (f": {problem}" if problem else " is readable and writable"),
+            "Give the service user read and write access (files are moved to the archive).",
+        )
+
+
+def _database_check(config: AgentConfig) -> Check:
+    path = config.outbox_path
+    if not path.exists():
+        return Check("outbox database", True, f"{path} not created yet (the daemon makes it)")
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            verdict = str(conn.execute("PRAGMA quick_check").fetchone()[0])
+            pending = conn.execute("SELECT count(*) FROM records WHERE state != 'acked'").fetchone()
+    except sqlite3.DatabaseError as exc:
+        verdict, pending = str(exc), None
+    ok = verdict == "ok"
+    detail = f"{path}: {verdict}" + (
+        f", {pending[0]} records not yet acknowledged" if pending else ""
+    )
+    return Check(
+        "outbox database",
+        ok,
+        detail,
+        "Stop the agent and start it again: a damaged outbox is moved aside and rebuilt from "
+        "the archive.",
+    )
+
+
+def _disk_check(config: AgentConfig) -> Check:
+    try:
+        free = shutil.disk_usage(config.data_dir).free
+    except OSError as exc:
+        return Check("free disk", False, str(exc), "Check that data_dir exists.")
+    floor = config.outbox.min_free_disk_mb * 1024 * 1024
+    return Check(
+        "free disk",
+        free >= floor,
+        f"{free // (1024 * 1024)} MB free "
+        f"(intake pauses below {config.outbox.min_free_disk_mb} MB)",
+        "Free disk space on the data_dir drive; nothing is lost meanwhile, files wait.",
+    )
+
+
+async def _broker_check(config: AgentConfig, wait: float) -> Check:
+    import aiomqtt
+
+    broker = config.broker
+    password = broker.password.get_secret_value() if broker.password else None
+    try:
+        tls = broker.ssl_context()
+    except (OSError, ssl.SSLError) as exc:
+        return Check(
+            "broker", False, f"TLS files unusable: {exc}", "Check ca_file, cert_file and key_file."
+        )
+    client = aiomqtt.Client(
+        broker.host,
+        broker.port,
+        username=broker.username,
+        password=password,
+        identifier=f"{broker.client_id or 'tillbridge-agent-' + config.store}-doctor",
+        tls_context=tls,
+        timeout=wait,
+        protocol=aiomqtt.ProtocolVersion.V5
+        if broker.protocol == "5"
+        else aiomqtt.ProtocolVersion.V311,
+    )
+    try:
+        async with asyncio.timeout(wait):
+            async with client:
+                pass
+    except TimeoutError:
+        return Check(
+            "broker",
+            False,
+            f"{broker.url}: no answer within {wait:.0f} s",
+            "Check the network path and firewall to the broker (port "
+            f"{broker.port}); the agent keeps buffering meanwhile.",
+        )
+    except aiomqtt.MqttError as exc:
+        text = str(exc)
+        if "authori" in text.lower() or "password" in text.lower() or "code:5" in text:
+            fix = "Check agent.broker.username and the password file (provision-store rotates it)."
+        elif "certificate" in text.lower() or "ssl" in text.lower():
+            fix = "Check agent.broker.ca_file names the CA that signed the broker's certificate."
+        else:
+            fix = "Check agent.broker.url and that the broker is running."
+        return Check("broker", False, f"{broker.url}: {redact_text(text)}", fix)
+    detail = f"{broker.url}: connected" + (" over TLS" if broker.tls else "")
+    return Check("broker", True, detail + (" with credentials" if broker.username else ""))
+
+
+def _clock_check(config: AgentConfig) -> Check:
+    now = datetime.now(config.zone)
+    offset = now.utcoffset() or timedelta(0)
+    return Check(
+        "clock",
+        now.year >= 2024,
+        f"{now.isoformat(timespec='seconds')} "
+        f"({config.timezone}, UTC{offset.total_seconds() / 3600:+.1f})",
+        "Set the PC's clock (and keep Windows Time or NTP running): business days depend on it.",
+    )
+
+
+def doctor(config: AgentConfig, *, broker_timeout: float = 5.0) -> list[Check]:
+    """Every check, in the order a technician would look."""
+    checks = [Check("config", True, "valid"), *_folder_checks(config), _database_check(config)]
+    checks.append(_disk_check(config))
+    checks.append(_clock_check(config))
+    checks.append(asyncio.run(_broker_check(config, broker_timeout)))
+    return checks
+
+
+# -- logs ------------------------------------------------------------------------------------
+
+
+def parse_since(text: str) -> timedelta:
+    """`30m`, `2h`, `1d` (s, m, h, d)."""
+    match = _DURATION.match(text.strip().lower())
+    if match is None:
+        raise ValueError(f"not a duration: {text!r} (use 30m, 2h or 1d)")
+    amount, unit = int(match.group(1)), match.group(2)
+    names = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    return timedelta(**{names[unit]: amount})
+
+
+def _log_files(log_file: Path) -> list[Path]:
+    """The rolled-over files oldest first, then the current one."""
+    rolled = sorted(
+        log_file.parent.glob(log_file.name + ".*"),
+        key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0,
+        reverse=True,
+    )
+    return [*rolled, log_file] if log_file.exists() else rolled
+
+
+def read_logs(
+    log_file: Path,
+    *,
+    since: timedelta | None = None,
+    correlation: str | None = None,
+    level: str | None = None,
+    now: datetime | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Log entries matching every filter given, oldest first."""
+    cutoff = (now or datetime.now(UTC)) - since if since else None
+    least = _LEVELS.get((level or "debug").lower(), 10)
+    for path in _log_files(log_file):
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if not isinstance(entry, dict):
+                    continue
+                if _LEVELS.get(str(entry.get("level", "info")), 20) < least:
+                    continue
+                if correlation and entry.get("correlation_id") != correlation:
+                    continue
+                if cutoff is not None:
+                    try:
+                        when = datetime.fromisoformat(str(entry.get("ts")))
+                    except ValueError:
+                        continue
+                    if when < cutoff:
+                        continue
+                yield entry
+
+
+def format_entry(entry: dict[str, Any]) -> str:
+    fields = {k: v for k, v in entry.items() if k not in ("ts", "level", "logger", "msg")}
+    tail = " ".join(f"{k}={v}" for k, v in fields.items())
+    level = str(entry.get("level", "")).upper()
+    return f"{entry.get('ts', '')} {level:<7} {entry.get('msg', '')} {tail}".rstrip()
+
+
+# -- bundle ----------------------------------------------------------------------------------
+
+
+def _effective_config(config: AgentConfig) -> dict[str, Any]:
+    data = config.model_dump(mode="json")
+    redacted = redact_value(data)
+    return redacted if isinstance(redacted, dict) else {}
+
+
+def _database_stats(config: AgentConfig) -> dict[str, Any]:
+    path = config.outbox_path
+    if not path.exists():
+        return {"exists": False}
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            states = dict(
+                conn.execute("SELECT state, count(*) FROM records GROUP BY state").fetchall()
+            )
+            files = conn.execute("SELECT count(*) FROM files").fetchone()[0]
+            last = conn.execute("SELECT max(seq) FROM records").fetchone()[0]
+            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        return {"exists": True, "error": str(exc)}
+    return {
+        "exists": True,
+        "bytes": path.stat().st_size,
+        "records_by_state": states,
+        "files_ingested": files,
+        "last_seq": last,
+        "quick_check": verdict,
+    }
+
+
+def _versions() -> dict[str, str]:
+    out = {
+        "tillbridge": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
+    for name in ("aiomqtt", "paho-mqtt", "pydantic", "watchdog", "apscheduler", "aiosqlite"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def bundle(config: AgentConfig, target: Path, *, log_bytes: int = 5 * 1024 * 1024) -> Path:
+    """A zip with the redacted effective config, recent logs, status, database statistics and
+    versions. Every text in it passes through the redaction that guards the logs."""
+    from agent.daemon import read_status
+
+    status = read_status(config.data_dir)
+    logs = io.StringIO()
+    for path in _log_files(config.log_file):
+        logs.write(path.read_text(encoding="utf-8", errors="replace"))
+    recent = logs.getvalue()[-log_bytes:]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", json.dumps(_effective_config(config), indent=2))
+        archive.writestr("status.json", json.dumps(redact_value(status or {}), indent=2))
+        archive.writestr("outbox.json", json.dumps(_database_stats(config), indent=2))
+        archive.writestr("versions.json", json.dumps(_versions(), indent=2))
+        archive.writestr("agent.log", redact_text(recent))
+        quarantine = sorted(p.name for p in config.quarantine_dir.glob("*.error.txt"))
+        for name in quarantine[-50:]:
+            note = (config.quarantine_dir / name).read_text(encoding="utf-8", errors="replace")
+            archive.writestr(f"quarantine/{name}", redact_text(note))
+    return target
