@@ -9,6 +9,7 @@ import hashlib
 import json
 import sys
 import zoneinfo
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -283,6 +284,67 @@ def bundle(
     cfg = load_or_exit(config)
     path = make_bundle(cfg, output)
     typer.echo(f"wrote {path} (secrets, card numbers and customer contact removed)")
+
+
+@app.command()
+def replay(
+    config: ConfigOption,
+    since: Annotated[
+        str, typer.Option(help="First business day of the archive to send again (YYYY-MM-DD).")
+    ],
+) -> None:
+    """Send archived files again (central drops what it has). The agent must be stopped."""
+    import asyncio
+
+    from agent.lock import AlreadyRunning, data_dir_lock
+
+    cfg = load_or_exit(config)
+    try:
+        first = date.fromisoformat(since)
+    except ValueError:
+        typer.echo(f"--since: not a date: {since!r} (YYYY-MM-DD)", err=True)
+        raise typer.Exit(2) from None
+    try:
+        with data_dir_lock(cfg.data_dir):
+            again, inserted, failed = asyncio.run(_replay(cfg, first))
+    except AlreadyRunning as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"queued {again + inserted} records ({again} sent again, {inserted} re-read); "
+        f"{failed} file(s) could not be read"
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+async def _replay(cfg: AgentConfig, first: date) -> tuple[int, int, int]:
+    from rich.progress import Progress
+
+    from agent.daemon import archived_files, read_archived
+    from agent.outbox import Outbox
+    from agent.parsers import ParseError
+
+    key_file = cfg.outbox.key_file or cfg.data_dir / "outbox.key"
+    outbox = await Outbox.open(cfg.outbox_path, cfg.outbox, key_file=key_file)
+    again = inserted = failed = 0
+    files = archived_files(cfg.archive_dir, first)
+    try:
+        with Progress(transient=True) as progress:
+            task = progress.add_task("Re-queuing archived files", total=len(files))
+            for path in files:
+                _, items = await read_archived(cfg, path)
+                try:
+                    sent, fresh = await outbox.replay(items)
+                except ParseError as exc:
+                    failed += 1
+                    typer.echo(f"{path}: {exc}", err=True)
+                else:
+                    again, inserted = again + sent, inserted + fresh
+                progress.advance(task)
+    finally:
+        await outbox.close()
+    return again, inserted, failed
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,9 @@ from agent.config import AgentConfig
 from agent.contract import AgentInfo, Heartbeat
 from agent.contract.notify import Notifier
 from agent.eod import DayCounts, summarise_day
+from agent.lock import data_dir_lock
 from agent.outbox import Outbox
-from agent.parsers import ParseContext, ParseError, parse_stream
+from agent.parsers import ParseContext, Parsed, ParseError, parse_stream
 from agent.scheduler import Scheduler
 from agent.sources import IngestFile, Watchers
 from agent.uplink import Uplink
@@ -54,6 +56,42 @@ def read_status(data_dir: Path) -> dict[str, Any] | None:
     return data
 
 
+def archived_files(archive_dir: Path, since: date | None = None) -> list[Path]:
+    """Archived files, oldest day first; only days from `since` on when given."""
+    found = []
+    for day in (
+        sorted(p for p in archive_dir.iterdir() if p.is_dir()) if archive_dir.is_dir() else []
+    ):
+        try:
+            when = date.fromisoformat(day.name)
+        except ValueError:
+            continue
+        if since is None or when >= since:
+            found.extend(sorted(p for p in day.rglob("*") if p.is_file()))
+    return found
+
+
+async def read_archived(config: AgentConfig, path: Path) -> tuple[IngestFile, Iterator[Parsed]]:
+    """An archived file as the watcher would have read it. The archive does not say which
+    source a file came from: with one source its settings apply, otherwise detection."""
+    source = config.sources[0] if len(config.sources) == 1 else None
+    data = await asyncio.to_thread(path.read_bytes)
+    sha = hashlib.sha256(data).hexdigest()
+    context = ParseContext(
+        file_name=path.name,
+        sha256=sha,
+        store=config.store,
+        timezone=config.zone,
+        currency=config.currency,
+        encoding=source.encoding if source else None,
+        delimiter=source.delimiter if source else None,
+        columns=dict(source.columns) if source else {},
+    )
+    fmt = source.format if source else "auto"
+    item = IngestFile("archive", str(path), path.name, sha, len(data))
+    return item, parse_stream(io.BytesIO(data), fmt, context=context)
+
+
 class Agent:
     """One store's daemon. `run(stop)` returns once `stop` is set and the parts have stopped."""
 
@@ -78,6 +116,11 @@ class Agent:
         config = self.config
         for folder in (config.data_dir, config.archive_dir, config.quarantine_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        with data_dir_lock(config.data_dir):
+            await self._run_locked(stop)
+
+    async def _run_locked(self, stop: asyncio.Event) -> None:
+        config = self.config
         key_file = config.outbox.key_file or config.data_dir / "outbox.key"
         outbox = await Outbox.open(config.outbox_path, config.outbox, key_file=key_file)
         self.outbox = outbox
@@ -191,27 +234,11 @@ class Agent:
         it already has. Returns (files re-read, files that could not be)."""
         outbox = self.outbox
         assert outbox is not None
-        config = self.config
-        source = config.sources[0] if len(config.sources) == 1 else None
-        files = sorted(p for p in config.archive_dir.rglob("*") if p.is_file())
         done = failed = 0
-        for path in files:
-            data = await asyncio.to_thread(path.read_bytes)
-            sha = hashlib.sha256(data).hexdigest()
-            context = ParseContext(
-                file_name=path.name,
-                sha256=sha,
-                store=config.store,
-                timezone=config.zone,
-                currency=config.currency,
-                encoding=source.encoding if source else None,
-                delimiter=source.delimiter if source else None,
-                columns=dict(source.columns) if source else {},
-            )
-            fmt = source.format if source else "auto"
-            item = IngestFile("archive", str(path), path.name, sha, len(data))
+        for path in archived_files(self.config.archive_dir):
+            item, items = await read_archived(self.config, path)
             try:
-                await outbox.ingest(item, parse_stream(io.BytesIO(data), fmt, context=context))
+                await outbox.ingest(item, items)
                 done += 1
             except ParseError as exc:
                 failed += 1

@@ -457,30 +457,60 @@ class Outbox:
         """Central asks for a range again (it misses it): (rows queued, rows already purged)."""
         upper = to_seq if to_seq is not None else self._mirror.next_seq - 1
 
-        async def job(db: aiosqlite.Connection) -> tuple[int, int]:
+        async def job(db: aiosqlite.Connection) -> int:
+            await self._count_back(db, "seq BETWEEN ? AND ?", (from_seq, upper))
             async with db.execute(
                 "UPDATE records SET state = 'pending', acked_at = NULL "
                 "WHERE seq BETWEEN ? AND ? RETURNING seq",
                 (from_seq, upper),
             ) as cur:
-                rows = list(await cur.fetchall())
-            # Rows that were acked are unacknowledged again until central confirms once more.
-            return len(rows), 0
+                return len(list(await cur.fetchall()))
 
-        # Count acked rows first so the budget mirror stays exact.
-        async with self._reader.execute(
-            "SELECT count(*), coalesce(sum(size), 0) FROM records "
-            "WHERE seq BETWEEN ? AND ? AND state = 'acked'",
-            (from_seq, upper),
+        queued: int = await self._writer.submit(job)
+        expected = max(0, upper - from_seq + 1)
+        return queued, max(0, expected - queued)
+
+    async def _count_back(self, db: aiosqlite.Connection, where: str, params: Any) -> None:
+        """Acked rows about to be sent again count as unacknowledged once more."""
+        async with db.execute(
+            f"SELECT count(*), coalesce(sum(size), 0) FROM records "
+            f"WHERE state = 'acked' AND {where}",
+            params,
         ) as cur:
             row = await cur.fetchone()
-        queued, _ = await self._writer.submit(job)
         if row is not None:
             self._mirror.unacked_rows += int(row[0])
             self._mirror.unacked_bytes += int(row[1])
-        expected = max(0, upper - from_seq + 1)
-        missing = max(0, expected - queued)
-        return queued, missing
+
+    async def replay(self, items: Iterator[Parsed]) -> tuple[int, int]:
+        """Send an archived file's records again: rows still held go back to pending, rows
+        already purged are inserted anew. Returns (sent again, inserted)."""
+        correlation_id = new_correlation_id()
+
+        async def job(db: aiosqlite.Connection) -> tuple[int, int]:
+            again = inserted = 0
+            while chunk := await asyncio.to_thread(_take, items, CHUNK):
+                records = [r for r in chunk if not isinstance(r, Skipped)]
+                keys = [r.key for r in records]
+                marks = ",".join("?" * len(keys))
+                held = await self._present_keys(db, keys) if keys else set()
+                if held:
+                    await self._count_back(db, f"key IN ({marks})", keys)
+                    cur = await db.execute(
+                        f"UPDATE records SET state = 'pending', acked_at = NULL "
+                        f"WHERE key IN ({marks})",
+                        keys,
+                    )
+                    again += cur.rowcount
+                counts = _FileCounts()
+                fresh: list[Parsed] = [r for r in records if r.key not in held]
+                await self._insert(db, fresh, correlation_id, counts)
+                inserted += counts.inserted
+            return again, inserted
+
+        result: tuple[int, int] = await self._writer.submit(job)
+        self._committed(result[0] + result[1])
+        return result
 
     async def purge(self, now: float | None = None) -> int:
         """Delete acknowledged rows older than the audit window."""

@@ -371,3 +371,43 @@ async def test_a_file_for_another_store_is_refused(tmp_path: Path) -> None:
     await asyncio.wait_for(task, 30)
     assert "the file is for store '0099', this agent sends for store '0042'" in note.read_text()
     assert outbox_seqs(config.data_dir) == []
+
+
+async def test_replay_sends_archived_files_again_and_needs_the_agent_stopped(
+    tmp_path: Path, mosquitto: Mosquitto, agents: list[subprocess.Popen[bytes]]
+) -> None:
+    config = write_config(tmp_path, mosquitto.url)
+    relay = central_config(mosquitto.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path / "c")
+    async with running_relay(relay) as (intake, inbox):
+        expected = drop_counts(tmp_path / "pos", 1, 3, 10)
+        agents.append(start_agent(config))
+
+        async def arrived() -> bool:
+            return (await inbox.stats())["records"] >= expected
+
+        await wait_for(arrived, timeout=30)
+        day = next((tmp_path / "data" / "archive").iterdir()).name
+        busy = subprocess.run(
+            [str(BIN), "replay", "--config", str(config), "--since", day],
+            capture_output=True,
+            text=True,
+        )
+        assert busy.returncode == 1
+        assert "stop that agent first" in busy.stderr
+        agents[0].send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(agents[0].wait, 30) == 0
+
+        done = subprocess.run(
+            [str(BIN), "replay", "--config", str(config), "--since", day],
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"queued {expected} records ({expected} sent again, 0 re-read)" in done.stdout
+        agents.append(start_agent(config))
+
+        async def resent() -> bool:
+            return intake.counters["duplicates"] >= expected
+
+        await wait_for(resent, timeout=30)
+        assert (await inbox.stats())["records"] == expected  # central kept one of each
