@@ -158,21 +158,34 @@ def status(
     config: ConfigOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw status.")] = False,
 ) -> None:
-    """What the daemon last reported: connection, backlog, budget, files, recovery."""
+    """Connection, backlog, budget, files, recovery: from the running daemon's loopback
+    endpoint, else from what it last wrote and the outbox database."""
+    import httpx
+
     from agent.daemon import read_status
+    from agent.support import outbox_stats
 
     cfg = load_or_exit(config)
-    data = read_status(cfg.data_dir)
-    if data is None:
-        typer.echo(f"no status in {cfg.data_dir}: the agent has not run here yet", err=True)
-        raise typer.Exit(1)
+    try:
+        reply = httpx.get(f"http://{cfg.status_listen}/status", timeout=2)
+        reply.raise_for_status()
+        data = reply.json()
+        data["answered_by"] = "running agent"
+    except (httpx.HTTPError, ValueError):
+        data = read_status(cfg.data_dir)
+        if data is None:
+            typer.echo(f"no status in {cfg.data_dir}: the agent has not run here yet", err=True)
+            raise typer.Exit(1) from None
+        data["answered_by"] = "status file and database (the agent is not answering)"
+        data["connected"] = False
+        data["database"] = outbox_stats(cfg)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
     outbox = data.get("outbox") or {}
     lines = [
         f"store        {data['store']} (agent {data['agent_id']}, version {data['version']})",
-        f"written at   {data['written_at']}",
+        f"source       {data['answered_by']}, written at {data['written_at']}",
         f"broker       {data['broker']}: {'connected' if data['connected'] else 'NOT connected'}"
         + (f" (last error: {data['last_error']})" if data.get("last_error") else ""),
         f"backlog      {outbox.get('pending', 0)} pending, {outbox.get('sent', 0)} awaiting ack,"

@@ -137,6 +137,7 @@ class Agent:
             self._schedule()
             uplink_task = asyncio.create_task(uplink.run(stop), name="uplink")
             await watchers.start()
+            server = await self._status_server()
             self.scheduler.start()
             await self.end_of_day()  # catch up on days that closed while the agent was off
             self.notifier.ready(f"store {config.store}: taking files")
@@ -153,6 +154,8 @@ class Agent:
             log.info("Agent stopping.")
             self.notifier.stopping()
             self.scheduler.shutdown()
+            if server is not None:
+                server.close()
             await watchers.stop()
             await asyncio.wait_for(uplink_task, 30)
             await self.write_status()
@@ -253,6 +256,36 @@ class Agent:
         return done, failed
 
     # -- status ---------------------------------------------------------------------------
+
+    async def _status_server(self) -> asyncio.Server | None:
+        """`GET /status` on the loopback address (config: status_listen) for field support."""
+        host, _, port = self.config.status_listen.rpartition(":")
+        try:
+            return await asyncio.start_server(self._answer, host.strip("[]"), int(port))
+        except OSError as exc:
+            log.warning(
+                "Status endpoint unavailable; status is still written to status.json.",
+                extra={"listen": self.config.status_listen, "error": str(exc)},
+            )
+            return None
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            first = request.split(b"\r\n", 1)[0].split()
+            if len(first) >= 2 and first[0] == b"GET" and first[1] in (b"/status", b"/"):
+                body = json.dumps(await self.status(), default=str).encode()
+                head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            else:
+                body, head = b'{"error": "not found"}', "HTTP/1.1 404 Not Found\r\n"
+            writer.write(
+                f"{head}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
+            )
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+            pass
+        finally:
+            writer.close()
 
     async def heartbeat(self, connected: bool) -> Heartbeat:
         outbox = self.outbox

@@ -27,7 +27,7 @@ from agent._version import __version__
 from agent.config import AgentConfig
 from agent.contract.redact import redact_text, redact_value
 
-__all__ = ["Check", "bundle", "doctor", "parse_since", "read_logs"]
+__all__ = ["Check", "bundle", "doctor", "outbox_stats", "parse_since", "read_logs"]
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
@@ -263,7 +263,7 @@ def _effective_config(config: AgentConfig) -> dict[str, Any]:
     return redacted if isinstance(redacted, dict) else {}
 
 
-def _database_stats(config: AgentConfig) -> dict[str, Any]:
+def outbox_stats(config: AgentConfig) -> dict[str, Any]:
     path = config.outbox_path
     if not path.exists():
         return {"exists": False}
@@ -315,7 +315,7 @@ def bundle(config: AgentConfig, target: Path, *, log_bytes: int = 5 * 1024 * 102
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("config.json", json.dumps(_effective_config(config), indent=2))
         archive.writestr("status.json", json.dumps(redact_value(status or {}), indent=2))
-        archive.writestr("outbox.json", json.dumps(_database_stats(config), indent=2))
+        archive.writestr("outbox.json", json.dumps(outbox_stats(config), indent=2))
         archive.writestr("versions.json", json.dumps(_versions(), indent=2))
         archive.writestr("agent.log", redact_text(recent))
         quarantine = sorted(p.name for p in config.quarantine_dir.glob("*.error.txt"))

@@ -411,3 +411,40 @@ async def test_replay_sends_archived_files_again_and_needs_the_agent_stopped(
 
         await wait_for(resent, timeout=30)
         assert (await inbox.stats())["records"] == expected  # central kept one of each
+
+
+def agent_status(config: Path) -> dict[str, object]:
+    result = subprocess.run(
+        [str(BIN), "status", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+async def test_status_comes_from_the_running_agent_else_from_file_and_database(
+    tmp_path: Path, agents: list[subprocess.Popen[bytes]]
+) -> None:
+    from tests.support.mosquitto import free_port
+
+    config = write_config(tmp_path, "mqtt://127.0.0.1:1", status_listen=f"127.0.0.1:{free_port()}")
+    drop_counts(tmp_path / "pos", 1, 1, 4)
+    agents.append(start_agent(config))
+
+    async def live() -> bool:
+        try:
+            status = await asyncio.to_thread(agent_status, config)
+        except subprocess.CalledProcessError:
+            return False
+        outbox = status["outbox"]
+        return status["answered_by"] == "running agent" and outbox["pending"] == 4  # type: ignore[index]
+
+    await wait_for(live, timeout=20)
+    agents[0].send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(agents[0].wait, 30) == 0
+    after = await asyncio.to_thread(agent_status, config)
+    assert str(after["answered_by"]).startswith("status file and database")
+    assert after["connected"] is False
+    assert after["database"]["records_by_state"] == {"pending": 4}  # type: ignore[index]
