@@ -12,6 +12,8 @@ import pytest
 from agent.config import AgentConfig
 from agent.service import ServiceRunner, default_config_path
 
+pytestmark = pytest.mark.usefixtures("restore_logging")  # the runner sets up logging
+
 
 def write_config(tmp_path: Path) -> Path:
     (tmp_path / "pos").mkdir(exist_ok=True)

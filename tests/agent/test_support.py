@@ -12,6 +12,8 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from agent.config import load_agent_config
 from agent.contract.logs import bind, configure_logging
 from agent.support import doctor, parse_since, read_logs
@@ -66,6 +68,7 @@ def test_doctor_names_each_problem_with_its_fix(tmp_path: Path) -> None:
     assert PASSWORD not in result.stdout + result.stderr
 
 
+@pytest.mark.usefixtures("restore_logging")
 def test_logs_filter_by_time_level_and_correlation(tmp_path: Path) -> None:
     log_file = tmp_path / "logs" / "agent.log"
     configure_logging(level="debug", file=log_file, console=False)
@@ -88,7 +91,6 @@ def test_logs_filter_by_time_level_and_correlation(tmp_path: Path) -> None:
     later = datetime.now(UTC) + timedelta(hours=2)
     assert list(read_logs(log_file, since=parse_since("1h"), now=later)) == []
     assert len(list(read_logs(log_file, since=parse_since("1h")))) == 3
-    logging.getLogger().handlers.clear()
 
 
 def test_a_support_bundle_carries_no_secret_card_number_or_contact(tmp_path: Path) -> None:
