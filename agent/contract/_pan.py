@@ -4,9 +4,9 @@ Any run of 13–19 digits (spaces or dashes allowed between them) that passes th
 Luhn check is masked to its last four digits before a record is buffered or a
 line is logged.
 
-One exception keeps product data intact: a `sku` that is exactly a GTIN (EAN-13,
-GTIN-14, …) with a valid GS1 check digit is a barcode, not a card, and is left as it
-is (about one EAN in ten would otherwise pass Luhn and be masked).
+Two exceptions keep data intact: a `sku` that is exactly a GTIN (EAN-13, GTIN-14, …)
+with a valid GS1 check digit is a barcode, not a card (about one EAN in ten would
+otherwise pass Luhn and be masked); a `sha256` that is a hex digest is a content hash.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ __all__ = ["card_brand", "gtin_valid", "luhn_valid", "mask_pans", "scrub_model"]
 _CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
 
 M = TypeVar("M", bound=BaseModel)
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -59,12 +60,27 @@ def card_brand(digits: str) -> str:
     return "other"
 
 
+def _masked(digits: str) -> str:
+    return "*" * (len(digits) - 4) + digits[-4:]
+
+
 def _mask(match: re.Match[str]) -> str:
     text = match.group()
     digits = text.replace(" ", "").replace("-", "")
-    if not 13 <= len(digits) <= 19 or not luhn_valid(digits):
-        return text
-    return "*" * (len(digits) - 4) + digits[-4:]
+    if 13 <= len(digits) <= 19 and luhn_valid(digits):
+        return _masked(digits)
+    # A card number next to other digit groups ("4000…0006-0"): try the runs of whole
+    # groups between separators; a plain digit string is never cut into windows.
+    parts = re.split(r"([ -])", text)  # groups at even indexes, separators between
+    groups = parts[0::2]
+    for first in range(len(groups)):
+        for last in range(len(groups), first, -1):
+            window = "".join(groups[first:last])
+            if 13 <= len(window) <= 19 and luhn_valid(window):
+                head = "".join(parts[: 2 * first])
+                tail = "".join(parts[2 * last - 1 :]) if last < len(groups) else ""
+                return head + _masked(window) + tail
+    return text
 
 
 def mask_pans(text: str) -> str:
@@ -124,6 +140,8 @@ def _scrub(model: M) -> M:
         value = getattr(model, name)
         if name == "sku" and isinstance(value, str) and gtin_valid(value):
             continue
+        if name == "sha256" and isinstance(value, str) and _HEX_DIGEST.fullmatch(value):
+            continue  # a content hash, whose hex digits may happen to pass Luhn
         scrubbed = _scrub_value(value)
         if scrubbed != value:
             changes[name] = scrubbed

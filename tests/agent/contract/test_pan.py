@@ -92,3 +92,14 @@ def test_a_barcode_sku_is_not_taken_for_a_card_number() -> None:
     scrubbed = scrub_model(line)
     assert scrubbed.sku == ean
     assert ean not in scrubbed.description
+
+
+def test_a_content_hash_is_not_taken_for_a_card_number() -> None:
+    from agent.contract import SourceRef
+
+    digest = "ab" + "4111111111111111" + "c" * 46  # hex digits that hold a Luhn-valid run
+    assert len(digest) == 64
+    source = SourceRef(file=f"export {'4111111111111111'}.xml", sha256=digest)
+    scrubbed = scrub_model(source)
+    assert scrubbed.sha256 == digest
+    assert "4111111111111111" not in scrubbed.file
