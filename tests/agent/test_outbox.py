@@ -294,3 +294,38 @@ async def test_day_summaries_are_due_once_and_again_after_late_records(outbox: O
     await outbox.ingest(file("b"), iter([sale("3")]))  # late record of a closed day
     assert await outbox.days_to_summarise(closed_before="2024-05-02") == [("2024-05-01", 2)]
     assert len(await outbox.day_transactions("2024-05-01")) == 2
+
+
+async def test_the_byte_budget_pauses_intake(tmp_path: Path) -> None:
+    box = await open_outbox(tmp_path, max_bytes=1024)
+    try:
+        await box.ingest(file("a"), iter([sale("1")]))
+        assert box.accepting()
+        await box.ingest(file("b"), iter([sale("2")]))
+        assert box.unacked_bytes >= 1024
+        assert not box.accepting()
+        assert box.budget.startswith("blocked: buffer full")
+        assert "bytes unacknowledged" in box.budget
+        await box.acknowledge([1, 2], {})
+        assert box.accepting()
+    finally:
+        await box.close()
+
+
+async def test_the_age_budget_pauses_intake_until_the_old_record_is_acknowledged(
+    tmp_path: Path,
+) -> None:
+    box = await open_outbox(tmp_path, max_age_days=0.2 / 86400)  # 0.2 s
+    try:
+        await box.ingest(file("a"), iter([sale("1")]))
+        await box.refresh_budget()
+        assert box.accepting()
+        await asyncio.sleep(0.4)
+        assert await box.refresh_budget() == (
+            "blocked: buffer full (oldest unacknowledged record is too old)"
+        )
+        assert not box.accepting()
+        await box.acknowledge([1], {})
+        assert await box.refresh_budget() == "ok"
+    finally:
+        await box.close()

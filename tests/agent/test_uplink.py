@@ -14,9 +14,10 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from pydantic import SecretStr
 
 from agent.config import AgentConfig, OutboxSettings, UplinkSettings
-from agent.contract import Command, Heartbeat, Transaction, decode_batch, make_key, topic
+from agent.contract import Ack, Command, Heartbeat, Transaction, decode_batch, make_key, topic
 from agent.contract.settings import BrokerSettings
 from agent.outbox import Outbox
 from agent.sources import IngestFile
@@ -273,3 +274,67 @@ def test_encoded_batch_matches_the_contract() -> None:
     assert batch.store == STORE
     assert batch.agent.id == "till-pc"
     assert batch.records[0].record() == record
+
+
+async def test_acks_sent_while_the_agent_is_away_wait_in_its_session(
+    tmp_path: Path, mosquitto: Mosquitto, outbox: Outbox
+) -> None:
+    await fill(outbox, 10)
+    config = agent_config(tmp_path, mosquitto.url, ack_timeout_seconds=600)
+    async with running_uplink(config, outbox) as uplink:  # no relay: nothing acknowledges
+
+        async def all_sent() -> bool:
+            return uplink.records_sent == 10
+
+        await wait_for(all_sent, timeout=15)
+    # Central acknowledges while the agent is away; only its persistent session can keep it.
+    ack = Ack(store=STORE, batch_id="b-while-away", committed=list(range(1, 11)))
+    async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="central-test") as client:
+        await client.publish(topic("tillbridge/v1", STORE, "ack"), ack.model_dump_json(), qos=1)
+    assert outbox.unacked_rows == 10
+    async with running_uplink(config, outbox):
+
+        async def acked() -> bool:
+            return outbox.unacked_rows == 0
+
+        await wait_for(acked, timeout=15)
+
+
+async def test_credentials_come_from_the_secret_file(tmp_path: Path, outbox: Outbox) -> None:
+    from agent.config import load_agent_config
+    from central.provision import set_password
+    from tests.support.mosquitto import Mosquitto as Broker
+
+    passwords = tmp_path / "passwd"
+    set_password(passwords, STORE, "right-password")
+    broker = Broker(
+        tmp_path / "mosquitto", extra_config=f"allow_anonymous false\npassword_file {passwords}"
+    )
+    broker.start()
+    try:
+        relay = central_config(broker.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path / "c")
+        set_password(passwords, "relay", "relay-password")
+        relay.broker.username = "relay"
+        relay.broker.password = SecretStr("relay-password")
+        broker.restart()  # read the relay's entry too
+        await fill(outbox, 20)
+        for secret, arrives in (("wrong-password", False), ("right-password", True)):
+            (tmp_path / "mqtt_password").write_text(secret + "\n")
+            (tmp_path / "agent.toml").write_text(
+                f'[agent]\nstore = "{STORE}"\ndata_dir = "{tmp_path}"\n'
+                f'[agent.broker]\nurl = "{broker.url}"\nusername = "{STORE}"\n'
+                f'password_file = "{tmp_path / "mqtt_password"}"\n'
+                "[agent.uplink]\nreconnect_min_seconds = 0.1\nreconnect_max_seconds = 0.5\n"
+            )
+            config = load_agent_config(tmp_path / "agent.toml")
+            async with running_relay(relay) as (_, inbox), running_uplink(config, outbox) as up:
+                if arrives:
+                    await drained(outbox, inbox, 20)
+                else:
+                    await asyncio.sleep(1.5)
+                    assert not up.connected.is_set()
+                    assert up.last_error is not None
+                    assert "wrong-password" not in up.last_error
+                    assert outbox.unacked_rows == 20
+    finally:
+        broker.stop()
