@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import os
-import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -170,9 +169,7 @@ class Agent:
         s.every("heartbeat", config.uplink.heartbeat_seconds, self.tick)
         s.every("budget", 5, self._refresh_budget)
         s.every("purge", 3600, self._purge)
-        if config.sources:
-            rescan = min(src.rescan_seconds for src in config.sources)
-            s.every("rescan", rescan, self._rescan)
+        # Folder rescans are the watcher's own, each source on its own rescan_seconds.
         s.daily("end_of_day", config.end_of_day_close, self._end_of_day)
 
     # -- scheduled work -------------------------------------------------------------------
@@ -193,10 +190,6 @@ class Agent:
         if self.outbox is not None:
             await self.outbox.purge()
 
-    async def _rescan(self) -> None:
-        if self.watchers is not None:
-            await self.watchers.rescan()
-
     async def _end_of_day(self) -> None:
         await self.end_of_day()
 
@@ -212,10 +205,11 @@ class Agent:
         queued = 0
         for day, revision in await outbox.days_to_summarise(cutoff.isoformat()):
             skipped = await outbox.day_skipped(day)
+            transactions, covered = await outbox.day_transactions(day)
             records = summarise_day(
                 store=config.store,
                 business_date=date.fromisoformat(day),
-                transactions=await outbox.day_transactions(day),
+                transactions=transactions,
                 counts=DayCounts(
                     training=skipped.get("training", 0),
                     control=skipped.get("control", 0),
@@ -225,7 +219,7 @@ class Agent:
                 closed_at=now,
                 revision=revision,
             )
-            await outbox.add_day_summary(day, revision, list(records))
+            await outbox.add_day_summary(day, revision, list(records), covered)
             queued += len(records)
             log.info("End of day queued.", extra={"business_date": day, "revision": revision})
         return queued
@@ -351,7 +345,3 @@ class Agent:
             await asyncio.to_thread(write)
         except OSError as exc:
             log.warning("Status file could not be written.", extra={"error": str(exc)})
-
-    @property
-    def uptime_seconds(self) -> float:
-        return time.time() - self.started_at.timestamp()

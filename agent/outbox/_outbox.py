@@ -40,6 +40,7 @@ log = logging.getLogger("tillbridge.agent.outbox")
 
 CHUNK = 500  # records parsed, checked and inserted together (SQLite allows 32k parameters)
 TRANSACTION_KINDS = ("sale", "return", "void", "cancel")
+_KIND_MARKS = ",".join("?" * len(TRANSACTION_KINDS))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -359,7 +360,7 @@ class Outbox:
         wanted = [(i.location, i.sku) for i in items if i.mode == "absolute"]
         if not wanted:
             return {}
-        marks = ",".join("(?, ?)" * 1 for _ in wanted)
+        marks = ",".join("(?, ?)" for _ in wanted)
         params = [part for pair in wanted for part in pair]
         async with db.execute(
             f"SELECT location, sku, quantity FROM levels WHERE (location, sku) IN (VALUES {marks})",
@@ -534,19 +535,22 @@ class Outbox:
 
     # -- end of day -----------------------------------------------------------------------
 
-    async def day_transactions(self, business_date: str) -> list[Transaction]:
-        """The transactions of a business day still in the outbox, for its summary."""
+    async def day_transactions(self, business_date: str) -> tuple[list[Transaction], int]:
+        """The transactions of a business day still in the outbox, for its summary, and the
+        highest seq among them (what the summary covers)."""
         out: list[Transaction] = []
-        marks = ",".join("?" * len(TRANSACTION_KINDS))
+        last_seq = 0
         async with self._reader.execute(
-            "SELECT r.key, b.wire, r.sealed FROM records AS r JOIN bodies AS b ON b.seq = r.seq "
-            f"WHERE r.business_date = ? AND r.kind IN ({marks}) ORDER BY r.seq",
+            "SELECT r.seq, r.key, b.wire, r.sealed FROM records AS r "
+            "JOIN bodies AS b ON b.seq = r.seq "
+            f"WHERE r.business_date = ? AND r.kind IN ({_KIND_MARKS}) ORDER BY r.seq",
             (business_date, *TRANSACTION_KINDS),
         ) as cur:
-            async for key, body, sealed in cur:
+            async for seq, key, body, sealed in cur:
                 data = self._sealer.open(bytes(body), key) if sealed else bytes(body)
                 out.append(Transaction.model_validate(json.loads(data)["body"]))
-        return out
+                last_seq = int(seq)
+        return out, last_seq
 
     async def day_skipped(self, business_date: str) -> dict[str, int]:
         async with self._reader.execute(
@@ -556,12 +560,11 @@ class Outbox:
 
     async def days_to_summarise(self, closed_before: str) -> list[tuple[str, int]]:
         """(business date, revision) of closed days never summarised or changed since."""
-        marks = ",".join("?" * len(TRANSACTION_KINDS))
         async with self._reader.execute(
             f"""
             SELECT d.business_date, coalesce(s.revision, 0) FROM (
                 SELECT business_date, max(seq) AS last_seq FROM records
-                WHERE kind IN ({marks}) AND business_date < ? GROUP BY business_date
+                WHERE kind IN ({_KIND_MARKS}) AND business_date < ? GROUP BY business_date
                 UNION
                 SELECT business_date, 0 FROM skipped WHERE business_date != '' AND business_date < ?
             ) AS d LEFT JOIN days AS s ON s.business_date = d.business_date
@@ -574,17 +577,10 @@ class Outbox:
             return [(str(r[0]), int(r[1]) + 1) for r in await cur.fetchall()]
 
     async def add_day_summary(
-        self, business_date: str, revision: int, records: list[Record]
+        self, business_date: str, revision: int, records: list[Record], covered: int
     ) -> None:
-        """Queue a day's summary and remember which records it covered."""
-        marks = ",".join("?" * len(TRANSACTION_KINDS))
-        async with self._reader.execute(
-            "SELECT coalesce(max(seq), 0) FROM records "
-            f"WHERE business_date = ? AND kind IN ({marks})",
-            (business_date, *TRANSACTION_KINDS),
-        ) as cur:
-            row = await cur.fetchone()
-        covered = int(row[0]) if row else 0
+        """Queue a day's summary and remember the last seq it covered: records of that day
+        committed later raise the next revision."""
         correlation_id = new_correlation_id()
 
         async def job(db: aiosqlite.Connection) -> None:

@@ -289,11 +289,14 @@ async def test_day_summaries_are_due_once_and_again_after_late_records(outbox: O
     await outbox.ingest(file("a"), iter([sale("1"), sale("2", day=date(2024, 5, 2))]))
     due = await outbox.days_to_summarise(closed_before="2024-05-02")
     assert due == [("2024-05-01", 1)]
-    await outbox.add_day_summary("2024-05-01", 1, [])
+    transactions, covered = await outbox.day_transactions("2024-05-01")
+    assert (len(transactions), covered) == (1, 1)
+    await outbox.add_day_summary("2024-05-01", 1, [], covered)
     assert await outbox.days_to_summarise(closed_before="2024-05-02") == []
     await outbox.ingest(file("b"), iter([sale("3")]))  # late record of a closed day
     assert await outbox.days_to_summarise(closed_before="2024-05-02") == [("2024-05-01", 2)]
-    assert len(await outbox.day_transactions("2024-05-01")) == 2
+    transactions, covered = await outbox.day_transactions("2024-05-01")
+    assert (len(transactions), covered) == (2, 3)
 
 
 async def test_the_byte_budget_pauses_intake(tmp_path: Path) -> None:
