@@ -7,6 +7,7 @@ Nothing here needs the daemon to be running, and nothing here writes to the outb
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import io
 import json
@@ -84,22 +85,18 @@ def _folder_checks(config: AgentConfig) -> Iterator[Check]:
 
 
 def _database_check(config: AgentConfig) -> Check:
+    stats = outbox_stats(config)
     path = config.outbox_path
-    if not path.exists():
+    if not stats["exists"]:
         return Check("outbox database", True, f"{path} not created yet (the daemon makes it)")
-    try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            verdict = str(conn.execute("PRAGMA quick_check").fetchone()[0])
-            pending = conn.execute("SELECT count(*) FROM records WHERE state != 'acked'").fetchone()
-    except sqlite3.DatabaseError as exc:
-        verdict, pending = str(exc), None
-    ok = verdict == "ok"
-    detail = f"{path}: {verdict}" + (
-        f", {pending[0]} records not yet acknowledged" if pending else ""
-    )
+    verdict = str(stats.get("quick_check", stats.get("error")))
+    detail = f"{path}: {verdict}"
+    if "records_by_state" in stats:
+        waiting = sum(n for state, n in stats["records_by_state"].items() if state != "acked")
+        detail += f", {waiting} records not yet acknowledged"
     return Check(
         "outbox database",
-        ok,
+        verdict == "ok",
         detail,
         "Stop the agent and start it again: a damaged outbox is moved aside and rebuilt from "
         "the archive.",
@@ -264,11 +261,12 @@ def _effective_config(config: AgentConfig) -> dict[str, Any]:
 
 
 def outbox_stats(config: AgentConfig) -> dict[str, Any]:
+    """Counts and integrity of the outbox, read-only (the daemon may be running)."""
     path = config.outbox_path
     if not path.exists():
         return {"exists": False}
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
             states = dict(
                 conn.execute("SELECT state, count(*) FROM records GROUP BY state").fetchall()
             )

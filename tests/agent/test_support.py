@@ -4,6 +4,7 @@ card number or customer contact."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_agent_config
+from agent.config import AgentConfig, load_agent_config
 from agent.contract.logs import bind, configure_logging
 from agent.support import doctor, parse_since, read_logs
 from tests.support.mosquitto import Mosquitto
@@ -40,8 +41,12 @@ def write_config(tmp_path: Path, broker_url: str) -> Path:
 
 
 def test_doctor_passes_on_a_healthy_store(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    checks = doctor(load_agent_config(write_config(tmp_path, mosquitto.url)))
+    config = load_agent_config(write_config(tmp_path, mosquitto.url))
+    asyncio.run(_one_pending_record(config))
+    checks = doctor(config)
     assert [c.name for c in checks if not c.ok] == []
+    (database,) = [c for c in checks if c.name == "outbox database"]
+    assert database.detail.endswith(": ok, 1 records not yet acknowledged")
     assert {c.name for c in checks} >= {
         "config",
         "data folder",
@@ -49,6 +54,20 @@ def test_doctor_passes_on_a_healthy_store(tmp_path: Path, mosquitto: Mosquitto) 
         "broker",
         "free disk",
     }
+
+
+async def _one_pending_record(config: AgentConfig) -> None:
+    from agent.outbox import Outbox
+    from agent.sources import IngestFile
+    from tests.agent.test_outbox import sale
+
+    box = await Outbox.open(
+        config.outbox_path, config.outbox, key_file=config.data_dir / "outbox.key"
+    )
+    try:
+        await box.ingest(IngestFile("pos", "a", "a", "a", 1), iter([sale("1")]))
+    finally:
+        await box.close()
 
 
 def test_doctor_names_each_problem_with_its_fix(tmp_path: Path) -> None:
