@@ -13,15 +13,25 @@ import hashlib
 import json
 import zoneinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
+from hypothesis import strategies as st
 
 from agent.parsers import ParseContext, ParseError, Skipped, parse_bytes
 
 TESTDATA = Path(__file__).parent / "testdata"
+T = TypeVar("T")
 
-__all__ = ["TESTDATA", "cases", "check_case", "context_for", "input_file", "run_case"]
+__all__ = [
+    "TESTDATA",
+    "cases",
+    "check_case",
+    "context_for",
+    "input_file",
+    "mutations",
+    "run_case",
+]
 
 
 def cases(*prefixes: str) -> list[Path]:
@@ -87,3 +97,31 @@ def check_case(case: Path) -> None:
         assert skipped == expected["skipped"]
     else:
         assert records == expected
+
+
+def mutations(
+    seeds: list[tuple[T, bytes]], noise: list[bytes]
+) -> st.SearchStrategy[tuple[T, bytes]]:
+    """A seed input (with what came with it) flipped, cut, spliced and salted with `noise`:
+    the shapes of damage real exports show, for fuzzing a parser."""
+
+    @st.composite
+    def mutated(draw: st.DrawFn) -> tuple[T, bytes]:
+        tag, seed = draw(st.sampled_from(seeds))
+        data = bytearray(seed)
+        for _ in range(draw(st.integers(min_value=1, max_value=8))):
+            op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "splice"]))
+            at = draw(st.integers(min_value=0, max_value=max(len(data) - 1, 0)))
+            if op == "flip" and data:
+                data[at] = draw(st.integers(min_value=0, max_value=255))
+            elif op == "insert":
+                data[at:at] = draw(st.sampled_from(noise) | st.binary(max_size=8))
+            elif op == "delete":
+                del data[at : at + draw(st.integers(min_value=1, max_value=16))]
+            elif op == "truncate":
+                del data[at:]
+            elif op == "splice":
+                data[at:at] = draw(st.sampled_from(seeds))[1][: draw(st.integers(0, 64))]
+        return tag, bytes(data)
+
+    return mutated()

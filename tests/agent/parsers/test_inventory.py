@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from agent.parsers import REGISTRY, ParseContext, ParseError, Skipped, parse_bytes
 
-from .golden import TESTDATA, cases, check_case, input_file
+from .golden import TESTDATA, cases, check_case, input_file, mutations
 
 CASES = cases("inventory_", "oms_")
 ZONE = zoneinfo.ZoneInfo("Europe/Berlin")
@@ -180,24 +180,11 @@ SEEDS = {
 }
 
 
-@st.composite
-def mutated(draw: st.DrawFn, fmt: str) -> bytes:
-    data = bytearray(draw(st.sampled_from(SEEDS[fmt])))
-    for _ in range(draw(st.integers(min_value=1, max_value=8))):
-        op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "splice"]))
-        at = draw(st.integers(min_value=0, max_value=max(len(data) - 1, 0)))
-        if op == "flip" and data:
-            data[at] = draw(st.integers(min_value=0, max_value=255))
-        elif op == "insert":
-            noise = [b",", b";", b'"', b"\n", b"\r", b"\x00", b"<", b"&", b"-", b"\xff"]
-            data[at:at] = draw(st.sampled_from(noise) | st.binary(max_size=8))
-        elif op == "delete":
-            del data[at : at + draw(st.integers(min_value=1, max_value=16))]
-        elif op == "truncate":
-            del data[at:]
-        elif op == "splice":
-            data[at:at] = draw(st.sampled_from(SEEDS[fmt]))[: draw(st.integers(0, 64))]
-    return bytes(data)
+NOISE = [b",", b";", b'"', b"\n", b"\r", b"\x00", b"<", b"&", b"-", b"\xff"]
+
+
+def mutated(fmt: str) -> st.SearchStrategy[bytes]:
+    return mutations([(fmt, seed) for seed in SEEDS[fmt]], NOISE).map(lambda pair: pair[1])
 
 
 def _parse_raw(fmt: str, data: bytes, context: ParseContext) -> None:

@@ -16,7 +16,7 @@ from agent.contract import Transaction
 from agent.parsers import REGISTRY, ParseContext, ParseError, parse_bytes
 
 from .golden import TESTDATA, cases, check_case, input_file
-from .test_micros import FUZZ, mutations, parse_or_refuse
+from .test_micros import FUZZ, micros_mutations, parse_or_refuse
 
 CASES = cases("magestore_")
 GOOD = [c for c in CASES if (c / "expected.json").exists()]
@@ -174,6 +174,6 @@ def test_sniff_leaves_other_formats_alone(case: Path) -> None:
 
 
 @FUZZ
-@given(mutations([(c, input_file(c).read_bytes()) for c in GOOD]))
+@given(micros_mutations([(c, input_file(c).read_bytes()) for c in GOOD]))
 def test_fuzz_only_parse_errors_escape(sample: tuple[Path, bytes]) -> None:
     parse_or_refuse("magestore", *sample)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from agent.contract import Transaction
 from agent.parsers import REGISTRY, ParseContext, ParseError, Skipped, parse_bytes
 
-from .golden import TESTDATA, cases, check_case, context_for, input_file
+from .golden import TESTDATA, cases, check_case, context_for, input_file, mutations
 
 CASES = cases("micros_")
 GOOD = [c for c in CASES if (c / "expected.json").exists()]
@@ -168,29 +168,8 @@ def test_sniff_leaves_other_formats_alone(case: Path) -> None:
 NOISE = [b"|", b",", b";", b'"', b"\n", b"{", b"[", b"null", b"1e999", b"\x00", b"\xff"]
 
 
-def mutations(seeds: list[tuple[Path, bytes]]) -> st.SearchStrategy[tuple[Path, bytes]]:
-    """A golden input (and its case) flipped, cut, spliced and salted with delimiters."""
-
-    @st.composite
-    def mutated(draw: st.DrawFn) -> tuple[Path, bytes]:
-        case, seed = draw(st.sampled_from(seeds))
-        data = bytearray(seed)
-        for _ in range(draw(st.integers(min_value=1, max_value=8))):
-            op = draw(st.sampled_from(["flip", "insert", "delete", "truncate", "splice"]))
-            at = draw(st.integers(min_value=0, max_value=max(len(data) - 1, 0)))
-            if op == "flip" and data:
-                data[at] = draw(st.integers(min_value=0, max_value=255))
-            elif op == "insert":
-                data[at:at] = draw(st.sampled_from(NOISE) | st.binary(max_size=8))
-            elif op == "delete":
-                del data[at : at + draw(st.integers(min_value=1, max_value=16))]
-            elif op == "truncate":
-                del data[at:]
-            elif op == "splice":
-                data[at:at] = draw(st.sampled_from(seeds))[1][: draw(st.integers(0, 64))]
-        return case, bytes(data)
-
-    return mutated()
+def micros_mutations(seeds: list[tuple[Path, bytes]]) -> st.SearchStrategy[tuple[Path, bytes]]:
+    return mutations(seeds, NOISE)
 
 
 def parse_or_refuse(fmt: str, case: Path, data: bytes) -> None:
@@ -207,6 +186,6 @@ FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 
 
 @FUZZ
-@given(mutations([(c, input_file(c).read_bytes()) for c in GOOD]))
+@given(micros_mutations([(c, input_file(c).read_bytes()) for c in GOOD]))
 def test_fuzz_only_parse_errors_escape(sample: tuple[Path, bytes]) -> None:
     parse_or_refuse("micros", *sample)
