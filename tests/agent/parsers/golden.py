@@ -9,7 +9,9 @@ of the refusal). Regenerate an expected file only after reading the diff.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import zoneinfo
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import strategies as st
 
-from agent.parsers import ParseContext, ParseError, Skipped, parse_bytes
+from agent.parsers import REGISTRY, ParseContext, ParseError, Skipped, parse_bytes
 
 TESTDATA = Path(__file__).parent / "testdata"
 T = TypeVar("T")
@@ -30,6 +32,7 @@ __all__ = [
     "context_for",
     "input_file",
     "mutations",
+    "parse_raw",
     "run_case",
 ]
 
@@ -125,3 +128,10 @@ def mutations(
         return tag, bytes(data)
 
     return mutated()
+
+
+def parse_raw(fmt: str, data: bytes, context: ParseContext) -> None:
+    """Run one parser itself over `data`: a refusal is fine, anything else fails the test."""
+    with contextlib.suppress(ParseError):
+        for _ in REGISTRY[fmt].parse(io.BytesIO(data), context=context):
+            pass
