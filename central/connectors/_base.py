@@ -1,0 +1,319 @@
+"""The seam between the relay and a target system: what a connector is given (routed
+records), what it answers (accepted, retry, rejected, with every HTTP exchange for the
+audit trail), and the settings every target shares.
+
+Connectors never sleep, retry or buffer: `central.delivery` owns the schedule.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import httpx
+from pydantic import Field
+
+from agent.contract import Record
+from agent.contract.redact import redact_text
+from agent.contract.settings import Section
+
+__all__ = [
+    "Connector",
+    "ConnectorFactory",
+    "DeliveryResult",
+    "DryRunResponder",
+    "DryRunTransport",
+    "Exchange",
+    "Outcome",
+    "Routed",
+    "TargetSettings",
+    "Traced",
+    "classify",
+    "excerpt",
+    "outcome_for",
+    "retry_after_seconds",
+    "transport_failure",
+]
+
+EXCERPT_CHARS = 600
+
+
+def excerpt(text: str | bytes | None, limit: int = EXCERPT_CHARS) -> str:
+    """A redacted, bounded piece of a request or response body for the audit trail."""
+    if text is None:
+        return ""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    text = redact_text(text)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+class TargetSettings(Section):
+    """Keys every `[[central.targets]]` entry has; each connector adds its own."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="This target's name.")
+    kinds: list[str] = Field(
+        default_factory=lambda: ["sale", "return", "void", "inventory"],
+        description="Record kinds sent to this target.",
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Record the exact requests in the audit trail instead of sending them.",
+    )
+    concurrency: int = Field(default=4, ge=1, le=64, description="Requests in flight at once.")
+    batch_size: int = Field(
+        default=20, ge=1, le=200, description="Records handed to the connector at once."
+    )
+    timeout_seconds: float = Field(default=30, gt=0, description="Per-request timeout.")
+    max_attempts: int = Field(
+        default=12, ge=1, le=1000, description="Attempts before a record becomes an exception."
+    )
+    retry_min_seconds: float = Field(default=2, gt=0, description="First retry delay.")
+    retry_max_seconds: float = Field(default=900, gt=0, description="Longest retry delay.")
+    breaker_failures: int = Field(
+        default=5, ge=1, description="Consecutive failed calls that open the circuit."
+    )
+    breaker_reset_seconds: float = Field(
+        default=30, gt=0, description="How long an open circuit waits before one trial call."
+    )
+    route_fields: list[str] = Field(
+        default_factory=list,
+        description="Extra per-store routing keys this target requires (beyond the connector's).",
+    )
+
+
+@dataclass(frozen=True)
+class Routed:
+    """One inbox record, resolved for one target by `central.routing`.
+
+    `route` is the store's table for this target type (e.g. commercetools `store`,
+    `supply_channel`) plus the store-wide `country`, `currency` and `tax_mode`. Every
+    SKU, tender and tax code of the record has an entry in `skus`, `payments` and
+    `tax_codes` (routing refused the record otherwise). `original_ref` is what this
+    target answered for the sale a return or void links to.
+    """
+
+    id: int
+    key: str
+    correlation_id: str
+    record: Record
+    route: Mapping[str, str]
+    skus: Mapping[str, str] = field(default_factory=dict)
+    payments: Mapping[str, str] = field(default_factory=dict)
+    tax_codes: Mapping[str, str] = field(default_factory=dict)
+    attempts: int = 0
+    original_ref: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.record.kind
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One HTTP request and its answer (or the transport error), as the audit keeps it."""
+
+    method: str
+    url: str
+    status: int | None
+    request: str = ""
+    response: str = ""
+    error: str = ""
+    elapsed_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "url": self.url,
+            "status": self.status,
+            "request": self.request,
+            "response": self.response,
+            "error": self.error,
+            "elapsed_ms": round(self.elapsed_ms, 1),
+        }
+
+
+@dataclass
+class Outcome:
+    """What happened to one record. `ref` is the target's own id for it (order id, …)."""
+
+    id: int
+    reason: str = ""
+    status: int | None = None
+    ref: str | None = None
+    retry_after: float | None = None
+    exchanges: list[Exchange] = field(default_factory=list)
+
+
+@dataclass
+class DeliveryResult:
+    accepted: list[Outcome] = field(default_factory=list)
+    retry: list[Outcome] = field(default_factory=list)
+    rejected: list[Outcome] = field(default_factory=list)
+
+    def extend(self, other: DeliveryResult) -> None:
+        self.accepted += other.accepted
+        self.retry += other.retry
+        self.rejected += other.rejected
+
+    def add(self, verdict: Literal["accepted", "retry", "rejected"], outcome: Outcome) -> None:
+        getattr(self, verdict).append(outcome)
+
+
+class Connector(Protocol):
+    """A target system. `deliver` says what happened to each record, exactly once each."""
+
+    name: str
+    required_route: tuple[str, ...]
+    """Per-store routing keys the connector cannot work without."""
+
+    async def deliver(self, records: Sequence[Routed]) -> DeliveryResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+ConnectorFactory = Callable[[Any, httpx.AsyncClient], Connector]
+DryRunResponder = Callable[[httpx.Request], httpx.Response]
+
+
+class Traced:
+    """An `httpx.AsyncClient` wrapper that notes each exchange in the list given per call.
+
+    Request bodies and responses are kept as redacted excerpts (whole request bodies
+    with `keep_full`, which dry-run targets use); headers are never kept (they carry
+    tokens). Transport errors are noted and re-raised.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        keep_full: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.client = client
+        self._limit = 1_000_000 if keep_full else EXCERPT_CHARS
+        self._clock = clock
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        trace: list[Exchange] | None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        request = self.client.build_request(method, url, **kwargs)
+        started = self._clock()
+        body = request.content if request.content else b""
+        try:
+            response = await self.client.send(request)
+        except httpx.HTTPError as exc:
+            if trace is not None:
+                trace.append(
+                    Exchange(
+                        method,
+                        _public_url(request.url),
+                        None,
+                        request=excerpt(body, self._limit),
+                        error=f"{type(exc).__name__}: {exc}"[:200],
+                        elapsed_ms=(self._clock() - started) * 1000,
+                    )
+                )
+            raise
+        if trace is not None:
+            trace.append(
+                Exchange(
+                    method,
+                    _public_url(request.url),
+                    response.status_code,
+                    request=excerpt(body, self._limit),
+                    response=excerpt(response.content),
+                    elapsed_ms=(self._clock() - started) * 1000,
+                )
+            )
+        return response
+
+
+def _public_url(url: httpx.URL) -> str:
+    """The URL without credentials or secret-looking query values."""
+    return redact_text(str(url.copy_with(username=None, password=None)))
+
+
+def retry_after_seconds(response: httpx.Response, *, cap: float = 3600) -> float | None:
+    """`Retry-After` as seconds (delta or HTTP date), or None."""
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return min(max(float(value), 0.0), cap)
+    except ValueError:
+        pass
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return min(max(when.timestamp() - time.time(), 0.0), cap)
+
+
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+def classify(response: httpx.Response) -> Literal["accepted", "retry", "rejected"]:
+    """The one place that decides retryable versus permanent for an HTTP answer.
+
+    2xx is accepted. 408, 425, 429 and 5xx other than 501 are retried, as is 401/403
+    (credentials are fixed by a person, and records must not pile into the exception
+    queue meanwhile: the breaker opens and the retry cap still ends in an exception).
+    Every other 4xx is a rejection for good: sending the same body again cannot help.
+    """
+    status = response.status_code
+    if 200 <= status < 300:
+        return "accepted"
+    if status in RETRYABLE_STATUS or (status >= 500 and status != 501) or status in (401, 403):
+        return "retry"
+    return "rejected"
+
+
+def outcome_for(
+    record: Routed, response: httpx.Response, trace: list[Exchange], reason: str = ""
+) -> tuple[Literal["accepted", "retry", "rejected"], Outcome]:
+    """The verdict and outcome for a record whose last answer was `response`."""
+    verdict = classify(response)
+    if not reason and verdict != "accepted":
+        request = response.request
+        reason = (
+            f"{request.method} {request.url.path} answered {response.status_code}: "
+            f"{excerpt(response.text, 300)}"
+        )
+    return verdict, Outcome(
+        record.id,
+        reason=reason,
+        status=response.status_code,
+        retry_after=retry_after_seconds(response) if verdict == "retry" else None,
+        exchanges=trace,
+    )
+
+
+def transport_failure(record: Routed, exc: httpx.HTTPError, trace: list[Exchange]) -> Outcome:
+    """A retry outcome for a request that got no answer (it may have been applied)."""
+    reason = f"no answer: {type(exc).__name__}: {exc}"[:300]
+    return Outcome(record.id, reason=reason, exchanges=trace)
+
+
+class DryRunTransport(httpx.AsyncBaseTransport):
+    """Answers every request with the connector's plausible reply; nothing leaves."""
+
+    def __init__(self, responder: DryRunResponder):
+        self._responder = responder
+        self.requests: list[httpx.Request] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        self.requests.append(request)
+        response = self._responder(request)
+        response.request = request
+        return response

@@ -1,0 +1,192 @@
+"""Canonical records and routed records that every connector test sends."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from agent.contract import Inventory, Transaction, inventory_key, make_key
+from central.connectors import Routed
+
+STORE = "0042"
+DAY = date(2026, 11, 20)
+WHEN = datetime(2026, 11, 20, 14, 5, 9, tzinfo=UTC)
+
+ROUTE = {
+    "store": "berlin-mitte",
+    "supply_channel": "berlin-mitte-supply",
+    "distribution_channel": "berlin-mitte-dist",
+    "source_code": "berlin_mitte",
+    "website": "base",
+    "store_view": "de",
+    "location": "131000000000001AAA",
+    "price_book": "01s000000000001AAA",
+    "country": "DE",
+    "currency": "EUR",
+    "tax_mode": "included",
+}
+SKUS = {"4006381333931": "SKU-PEN-BLUE", "4006381333948": "SKU-PEN-RED"}
+PAYMENTS = {"card": "adyen-pos", "cash": "cash"}
+TAX_CODES = {"A": "de-standard"}
+
+
+def _source() -> dict[str, str]:
+    return {"file": "poslog-0001.xml", "position": "/POSLog/Transaction[1]"}
+
+
+def sale(number: str = "1001", *, customer: bool = False) -> Transaction:
+    body: dict[str, Any] = {
+        "kind": "sale",
+        "key": make_key("sale", STORE, "3", DAY, number),
+        "store": STORE,
+        "register": "3",
+        "operator": "77",
+        "business_date": DAY,
+        "occurred_at": WHEN,
+        "source": _source(),
+        "transaction_id": number,
+        "currency": "EUR",
+        "total": Decimal("29.97"),
+        "lines": [
+            {
+                "number": "1",
+                "sku": "4006381333931",
+                "description": "Pen blue",
+                "quantity": Decimal(2),
+                "unit_price": Decimal("9.99"),
+                "amount": Decimal("19.98"),
+                "taxes": [
+                    {"code": "A", "rate": Decimal(19), "amount": Decimal("3.19"), "included": True}
+                ],
+            },
+            {
+                "number": "2",
+                "sku": "4006381333948",
+                "description": "Pen red",
+                "quantity": Decimal(1),
+                "unit_price": Decimal("9.99"),
+                "amount": Decimal("9.99"),
+                "taxes": [
+                    {"code": "A", "rate": Decimal(19), "amount": Decimal("1.60"), "included": True}
+                ],
+            },
+        ],
+        "tenders": [
+            {
+                "type": "card",
+                "method": "VISA",
+                "amount": Decimal("20.00"),
+                "card": {"brand": "visa", "last4": "1111"},
+                "auth_code": "A1B2C3",
+            },
+            {
+                "type": "cash",
+                "method": "CASH",
+                "amount": Decimal("10.00"),
+                "change": Decimal("0.03"),
+            },
+        ],
+        "taxes": [{"code": "A", "rate": Decimal(19), "amount": Decimal("4.79"), "included": True}],
+    }
+    if customer:
+        body["customer"] = {
+            "loyalty_id": "L-778899",
+            "pos_customer_id": "C-1",
+            "email": "jana.example@example.org",
+            "phone": "+49 30 1234567",
+            "first_name": "Jana",
+            "last_name": "Beispiel",
+        }
+    return Transaction.model_validate(body)
+
+
+def refund(of: Transaction, number: str = "1002") -> Transaction:
+    line = of.lines[0]
+    return Transaction.model_validate(
+        {
+            "kind": "return",
+            "key": make_key("return", STORE, "3", DAY, number),
+            "store": STORE,
+            "register": "3",
+            "business_date": DAY,
+            "occurred_at": WHEN,
+            "source": _source(),
+            "transaction_id": number,
+            "currency": "EUR",
+            "total": Decimal("-9.99"),
+            "lines": [
+                {
+                    "number": "1",
+                    "sku": line.sku,
+                    "quantity": Decimal(-1),
+                    "unit_price": Decimal("9.99"),
+                    "amount": Decimal("-9.99"),
+                    "link": {"transaction_id": of.transaction_id, "line": "1", "key": of.key},
+                }
+            ],
+            "tenders": [{"type": "card", "method": "VISA", "amount": Decimal("-9.99")}],
+            "links": [{"transaction_id": of.transaction_id, "key": of.key}],
+        }
+    )
+
+
+def void(of: Transaction, number: str = "1003") -> Transaction:
+    return Transaction.model_validate(
+        {
+            "kind": "void",
+            "key": make_key("void", STORE, "3", DAY, number),
+            "store": STORE,
+            "register": "3",
+            "business_date": DAY,
+            "occurred_at": WHEN,
+            "source": _source(),
+            "transaction_id": number,
+            "currency": "EUR",
+            "total": -of.total,
+            "links": [{"transaction_id": of.transaction_id, "key": of.key, "reason": "post-void"}],
+        }
+    )
+
+
+def inventory(
+    sku: str = "4006381333931", quantity: int = 17, reference: str = "count-1"
+) -> Inventory:
+    return Inventory.model_validate(
+        {
+            "kind": "inventory",
+            "key": inventory_key(STORE, "MAIN", sku, reference),
+            "store": STORE,
+            "business_date": DAY,
+            "occurred_at": WHEN,
+            "source": {"file": "stock.csv", "position": "line 2"},
+            "location": "MAIN",
+            "sku": sku,
+            "quantity": Decimal(quantity),
+            "reference": reference,
+        }
+    )
+
+
+_ids = iter(range(1, 1_000_000))
+
+
+def routed(
+    record: Transaction | Inventory,
+    *,
+    attempts: int = 0,
+    original_ref: str | None = None,
+    record_id: int | None = None,
+) -> Routed:
+    return Routed(
+        id=record_id if record_id is not None else next(_ids),
+        key=record.key,
+        correlation_id=f"corr-{record.key}",
+        record=record,
+        route=ROUTE,
+        skus=SKUS,
+        payments=PAYMENTS,
+        tax_codes=TAX_CODES,
+        attempts=attempts,
+        original_ref=original_ref,
+    )
