@@ -10,7 +10,11 @@ from pathlib import Path
 
 from ._model import (
     CLAIMABLE,
+    AuditEntry,
     ClaimedRecord,
+    DeliveryItem,
+    DeliveryState,
+    DeliveryUpdate,
     ExceptionItem,
     Gap,
     Inbox,
@@ -18,13 +22,18 @@ from ._model import (
     InsertResult,
     InvalidRecord,
     RecordState,
+    RouteDecision,
     StoreStatus,
     link_key,
 )
 
 __all__ = [
     "CLAIMABLE",
+    "AuditEntry",
     "ClaimedRecord",
+    "DeliveryItem",
+    "DeliveryState",
+    "DeliveryUpdate",
     "ExceptionItem",
     "Gap",
     "Inbox",
@@ -32,6 +41,7 @@ __all__ = [
     "InsertResult",
     "InvalidRecord",
     "RecordState",
+    "RouteDecision",
     "StoreStatus",
     "link_key",
     "open_inbox",

@@ -14,7 +14,11 @@ from agent.contract import Heartbeat, Record, Transaction, make_key
 
 __all__ = [
     "CLAIMABLE",
+    "AuditEntry",
     "ClaimedRecord",
+    "DeliveryItem",
+    "DeliveryState",
+    "DeliveryUpdate",
     "ExceptionItem",
     "Gap",
     "Inbox",
@@ -22,6 +26,7 @@ __all__ = [
     "InsertResult",
     "InvalidRecord",
     "RecordState",
+    "RouteDecision",
     "StoreStatus",
     "link_key",
     "utcnow",
@@ -35,6 +40,7 @@ class RecordState(StrEnum):
     PARKED = "parked"
     RETRYING = "retrying"
     EXCEPTION = "exception"
+    RESOLVED = "resolved"
 
 
 CLAIMABLE = (RecordState.RECEIVED, RecordState.ROUTED, RecordState.RETRYING)
@@ -43,7 +49,7 @@ CLAIMABLE = (RecordState.RECEIVED, RecordState.ROUTED, RecordState.RETRYING)
 # Which states a record may come from to reach each state.
 ALLOWED_FROM: dict[RecordState, tuple[RecordState, ...]] = {
     RecordState.RECEIVED: (RecordState.PARKED, RecordState.EXCEPTION, RecordState.RETRYING),
-    RecordState.ROUTED: (RecordState.RECEIVED, RecordState.RETRYING),
+    RecordState.ROUTED: (RecordState.RECEIVED, RecordState.RETRYING, RecordState.EXCEPTION),
     RecordState.POSTED: (RecordState.RECEIVED, RecordState.ROUTED, RecordState.RETRYING),
     RecordState.PARKED: (RecordState.RECEIVED, RecordState.ROUTED),
     RecordState.RETRYING: (RecordState.RECEIVED, RecordState.ROUTED, RecordState.RETRYING),
@@ -53,6 +59,7 @@ ALLOWED_FROM: dict[RecordState, tuple[RecordState, ...]] = {
         RecordState.RETRYING,
         RecordState.PARKED,
     ),
+    RecordState.RESOLVED: (RecordState.EXCEPTION,),
 }
 
 
@@ -140,6 +147,80 @@ class ExceptionItem:
     reason: str
     payload: dict[str, Any] | None
     created_at: datetime
+    target: str | None = None
+    status: int | None = None
+    response: Any = None
+    attempts: int = 0
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+    resolved_by: str | None = None
+    kind: str | None = None
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    RETRYING = "retrying"
+    POSTED = "posted"
+    EXCEPTION = "exception"
+    SUPERSEDED = "superseded"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """What routing decided for one record: a route per target, or why it cannot go."""
+
+    record_id: int
+    routes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+    snapshot: dict[str, Any] | None = None
+    subject: str | None = None
+    """Inventory: `store|location|sku`, so updates of one level are applied in order."""
+
+
+@dataclass(frozen=True)
+class DeliveryItem:
+    """One record claimed for one target."""
+
+    record_id: int
+    target: str
+    key: str
+    store: str
+    seq: int
+    kind: str
+    correlation_id: str
+    body: dict[str, Any]
+    attempts: int
+    route: dict[str, Any]
+    subject: str | None
+    original_ref: str | None
+    superseded: bool
+
+
+@dataclass(frozen=True)
+class DeliveryUpdate:
+    """The verdict on one claimed delivery, as the delivery worker records it."""
+
+    record_id: int
+    verdict: str
+    """posted | retry | exception | superseded | deferred"""
+    reason: str = ""
+    status: int | None = None
+    ref: str | None = None
+    retry_at: datetime | None = None
+    exchanges: list[dict[str, Any]] = field(default_factory=list)
+    dry_run: bool = False
+    count_attempt: bool = True
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    step: str
+    target: str | None
+    status: int | None
+    detail: Any
+    relay_id: str | None
 
 
 def link_key(record: Record) -> str | None:
@@ -200,7 +281,13 @@ class Inbox(Protocol):
         ...
 
     async def claim(
-        self, n: int, relay_id: str, lease: timedelta, *, now: datetime | None = None
+        self,
+        n: int,
+        relay_id: str,
+        lease: timedelta,
+        *,
+        now: datetime | None = None,
+        states: Sequence[RecordState] = CLAIMABLE,
     ) -> list[ClaimedRecord]:
         """Up to `n` records for delivery that no other relay holds a live lease on."""
         ...
@@ -226,7 +313,55 @@ class Inbox(Protocol):
 
     async def record_by_key(self, key: str) -> ClaimedRecord | None: ...
 
-    async def exceptions(self, limit: int = 100) -> list[ExceptionItem]: ...
+    async def exceptions(
+        self,
+        limit: int = 100,
+        *,
+        include_closed: bool = False,
+        store: str | None = None,
+        target: str | None = None,
+    ) -> list[ExceptionItem]: ...
+
+    async def exception(self, exception_id: int) -> ExceptionItem | None: ...
+
+    async def retry_exception(
+        self, exception_id: int, *, by: str, now: datetime | None = None
+    ) -> str: ...
+
+    async def resolve_exception(
+        self, exception_id: int, note: str, *, by: str, now: datetime | None = None
+    ) -> None: ...
+
+    async def route_records(
+        self, decisions: Sequence[RouteDecision], *, now: datetime | None = None
+    ) -> None: ...
+
+    async def claim_deliveries(
+        self,
+        target: str,
+        n: int,
+        relay_id: str,
+        lease: timedelta,
+        *,
+        now: datetime | None = None,
+    ) -> list[DeliveryItem]: ...
+
+    async def finish_deliveries(
+        self,
+        target: str,
+        updates: Sequence[DeliveryUpdate],
+        *,
+        relay_id: str,
+        now: datetime | None = None,
+    ) -> None: ...
+
+    async def audit_trail(self, record_id: int) -> list[AuditEntry]: ...
+
+    async def deliveries_of(self, record_id: int) -> list[dict[str, Any]]: ...
+
+    async def purge_audit(self, older_than: timedelta, *, now: datetime | None = None) -> int: ...
+
+    async def delivery_stats(self) -> dict[str, dict[str, int]]: ...
 
     async def record_heartbeat(
         self, heartbeat: Heartbeat, *, now: datetime | None = None

@@ -372,20 +372,26 @@ class SqlInbox:
         )
 
     async def claim(
-        self, n: int, relay_id: str, lease: timedelta, *, now: datetime | None = None
+        self,
+        n: int,
+        relay_id: str,
+        lease: timedelta,
+        *,
+        now: datetime | None = None,
+        states: Sequence[RecordState] = CLAIMABLE,
     ) -> list[ClaimedRecord]:
         moment = now or utcnow()
         at, until = self._ts(moment), self._ts(moment + lease)
-        states = [s.value for s in CLAIMABLE]
+        wanted = [RecordState(s).value for s in states]
 
         async def body(c: Conn) -> list[ClaimedRecord]:
             rows = await c.fetch(
                 "UPDATE records SET claimed_by = ?, lease_until = ? WHERE id IN ("
-                f"SELECT id FROM records WHERE state IN ({_marks(len(states))}) "
+                f"SELECT id FROM records WHERE state IN ({_marks(len(wanted))}) "
                 "AND (lease_until IS NULL OR lease_until < ?) "
                 "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) "
                 f"ORDER BY id LIMIT ?{self.skip_locked}) RETURNING {_CLAIMED_COLUMNS}",
-                (relay_id, until, *states, at, at, n),
+                (relay_id, until, *wanted, at, at, n),
             )
             return sorted((self._claimed(r) for r in rows), key=lambda r: r.id)
 

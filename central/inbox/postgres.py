@@ -17,7 +17,8 @@ import psycopg
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from ._sql import Conn, SqlInbox
+from ._deliveries import DeliverySql
+from ._sql import Conn
 
 __all__ = ["PostgresInbox", "open_postgres"]
 
@@ -50,7 +51,7 @@ class _PgConn:
                 await cursor.executemany(_pg(sql), [tuple(r) for r in rows])
 
 
-class PostgresInbox(SqlInbox):
+class PostgresInbox(DeliverySql):
     dialect = "postgres"
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from ._sql import Conn, SqlInbox
+from ._deliveries import DeliverySql
+from ._sql import Conn
 
 __all__ = ["SqliteInbox", "open_sqlite"]
 
@@ -39,7 +40,7 @@ class _SqliteConn:
             await self._db.executemany(sql, [tuple(r) for r in rows])
 
 
-class SqliteInbox(SqlInbox):
+class SqliteInbox(DeliverySql):
     dialect = "sqlite"
 
     def __init__(self, db: aiosqlite.Connection, relay_id: str = "") -> None:
