@@ -12,7 +12,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -32,10 +32,15 @@ from agent.contract.settings import (
     read_toml,
 )
 
+from .connectors import CONNECTORS, TargetConfig
+from .routing import RoutingSettings, StoreRoute
+
 __all__ = [
+    "AuditSettings",
     "CentralBrokerSettings",
     "CentralConfig",
     "CentralSettings",
+    "DeliverySettings",
     "InboxSettings",
     "IntakeSettings",
     "WebSettings",
@@ -116,6 +121,25 @@ class WebSettings(Section):
         return value
 
 
+class DeliverySettings(Section):
+    """`[central.delivery]`: how the relay works through its inbox."""
+
+    enabled: bool = Field(default=True, description="Route and deliver records to the targets.")
+    poll_seconds: float = Field(
+        default=0.5, gt=0, description="How often idle workers look for due work."
+    )
+    lease_seconds: float = Field(
+        default=120, gt=0, description="How long a claim holds before another relay may take it."
+    )
+    route_batch: int = Field(default=200, ge=1, le=5000, description="Records routed at once.")
+
+
+class AuditSettings(Section):
+    retention_days: float = Field(
+        default=90, gt=0, description="Audit entries of finished records are kept this long."
+    )
+
+
 class CentralConfig(Section):
     """The `[central]` table."""
 
@@ -130,6 +154,36 @@ class CentralConfig(Section):
     intake: IntakeSettings = Field(default_factory=IntakeSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    targets: list[TargetConfig] = Field(
+        default_factory=list, description="The commerce and CRM systems records go to."
+    )
+    stores: dict[str, StoreRoute] = Field(
+        default_factory=dict,
+        description='Routing per store id ("default" for stores without their own table).',
+    )
+
+    @model_validator(mode="after")
+    def _known_targets(self) -> CentralConfig:
+        names = [t.name for t in self.targets]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"targets: the name {twice[0]!r} is used twice")
+        known = set(names) | set(CONNECTORS)
+        for store, route in self.stores.items():
+            for key in route.model_extra or {}:
+                if key not in known:
+                    raise ValueError(
+                        f"stores.{store}.{key}: not a target name or type "
+                        f"(known: {', '.join(sorted(known))})"
+                    )
+        for table_name in ("payments", "tax_codes"):
+            for key in getattr(self.routing, table_name):
+                if key not in known:
+                    raise ValueError(f"routing.{table_name}.{key}: not a target name or type")
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -202,4 +256,25 @@ def load_central_config(file: Path) -> CentralConfig:
     if password is not None:
         config.broker.password = SecretStr(password.get_secret_value())
     check_broker_files(config.broker, file, "central.broker")
+    for index, target in enumerate(config.targets):
+        _read_target_secrets(target, index, file)
     return config
+
+
+def _read_target_secrets(target: Any, index: int, file: Path) -> None:
+    """Each `X_file` of a target fills its secret `X` (`client_secret_file` → `client_secret`)."""
+    fields = type(target).model_fields
+    for name in fields:
+        base = name.removesuffix("_file")
+        if base == name or base not in fields or getattr(target, name) in (None, ""):
+            continue
+        current = getattr(target, base)
+        if not isinstance(current, SecretStr | None):
+            continue
+        secret = read_secret(
+            current,
+            Path(getattr(target, name)),
+            key=f"central.targets[{index}].{name}",
+            config_file=file,
+        )
+        setattr(target, base, secret)

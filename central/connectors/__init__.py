@@ -7,9 +7,7 @@ around an injected `httpx.AsyncClient`, and the reply a dry run pretends to get.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
-
-from pydantic import Field
+from typing import Any
 
 from ._base import (
     Connector,
@@ -50,12 +48,16 @@ class Registration:
     factory: ConnectorFactory
     dry_run: DryRunResponder
 
+    @property
+    def required_route(self) -> tuple[str, ...]:
+        return tuple(getattr(self.factory, "required_route", ()))
+
 
 CONNECTORS: dict[str, Registration] = {
     "http": Registration(HttpSettings, HttpConnector, _http_dry_run),
 }
 
-TargetConfig = Annotated[HttpSettings, Field(discriminator="type")]
+TargetConfig = HttpSettings
 """One `[[central.targets]]` entry: the union of every registered settings model."""
 
 

@@ -54,6 +54,7 @@ class TargetSettings(Section):
     """Keys every `[[central.targets]]` entry has; each connector adds its own."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="This target's name.")
+    type: str = Field(description="The connector: commercetools, adobe_commerce, salesforce, http.")
     kinds: list[str] = Field(
         default_factory=lambda: ["sale", "return", "void", "inventory"],
         description="Record kinds sent to this target.",
@@ -77,6 +78,11 @@ class TargetSettings(Section):
     )
     breaker_reset_seconds: float = Field(
         default=30, gt=0, description="How long an open circuit waits before one trial call."
+    )
+    maps_required: bool = Field(
+        default=True,
+        description="Tender types must be mapped to payment methods in [central.routing]; "
+        "nothing is guessed.",
     )
     route_fields: list[str] = Field(
         default_factory=list,

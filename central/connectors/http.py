@@ -30,6 +30,9 @@ __all__ = ["HttpConnector", "HttpSettings", "dry_run_response"]
 
 class HttpSettings(TargetSettings):
     type: Literal["http"] = "http"
+    maps_required: bool = Field(
+        default=False, description="The POS tender types go as they are unless mapped."
+    )
     url: str = Field(
         pattern=r"^https?://", description="Base URL; records go to {url}/records/{key}."
     )

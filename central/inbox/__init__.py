@@ -25,6 +25,7 @@ from ._model import (
     RouteDecision,
     StoreStatus,
     link_key,
+    utcnow,
 )
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "StoreStatus",
     "link_key",
     "open_inbox",
+    "utcnow",
 ]
 
 

@@ -1,0 +1,461 @@
+"""Delivery: route received records, then a worker per target posts them.
+
+The relay owns everything connectors must not do: the retry schedule (exponential
+backoff with jitter, `Retry-After` honoured, a cap, then the exception queue), a
+circuit breaker per target, bounded concurrency, and one-at-a-time updates of each
+inventory level. An inbox record is marked posted only after the target said so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from agent.contract import record_adapter
+
+from .config import CentralConfig
+from .connectors import (
+    CONNECTORS,
+    Connector,
+    DeliveryResult,
+    DryRunTransport,
+    Outcome,
+    Routed,
+    TargetSettings,
+)
+from .inbox import DeliveryItem, DeliveryUpdate, Inbox, RecordState, RouteDecision, utcnow
+from .routing import Router, load_sku_table
+
+__all__ = ["Breaker", "Delivery", "TargetWorker", "retry_delay"]
+
+log = logging.getLogger("tillbridge.central.delivery")
+
+TransportFactory = Callable[[TargetSettings], httpx.AsyncBaseTransport | None]
+RETRY_AFTER_CAP = 24 * 3600.0
+
+
+def retry_delay(
+    attempt: int, settings: TargetSettings, retry_after: float | None, rng: random.Random
+) -> float:
+    """Seconds before attempt `attempt + 1`: capped exponential backoff with full jitter
+    in its upper half, never sooner than the target's own `Retry-After`."""
+    growth = 2.0 ** max(attempt - 1, 0)
+    base = min(settings.retry_max_seconds, settings.retry_min_seconds * growth)
+    delay = base * (0.5 + rng.random() / 2)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, RETRY_AFTER_CAP))
+    return delay
+
+
+class Breaker:
+    """Opens after `failures` consecutive failed calls; after `reset` seconds lets one
+    trial call through (half-open); a success closes it, a failure opens it again."""
+
+    def __init__(self, failures: int, reset: float, clock: Callable[[], float] = time.monotonic):
+        self._threshold = failures
+        self._reset = reset
+        self._clock = clock
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._trial = False
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if self._clock() - self.opened_at >= self._reset else "open"
+
+    def allow(self) -> bool:
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half-open" and not self._trial:
+            self._trial = True
+            return True
+        return False
+
+    def reopens_in(self) -> float:
+        if self.opened_at is None:
+            return 0.0
+        return max(self._reset - (self._clock() - self.opened_at), 0.0)
+
+    def success(self) -> None:
+        self.failures = 0
+        self.opened_at = None
+        self._trial = False
+
+    def failure(self) -> None:
+        self.failures += 1
+        self._trial = False
+        if self.opened_at is not None or self.failures >= self._threshold:
+            self.opened_at = self._clock()
+
+
+def _target_failure(result: DeliveryResult) -> bool:
+    """A call that says nothing about the records, only that the target is unwell."""
+    if result.accepted or result.rejected or not result.retry:
+        return False
+    return all(o.status is None or o.status >= 500 or o.status == 429 for o in result.retry)
+
+
+@dataclass
+class _Claimed:
+    item: DeliveryItem
+    routed: Routed | None
+    problem: str = ""
+
+
+class TargetWorker:
+    """Posts one target's due deliveries."""
+
+    def __init__(
+        self,
+        settings: TargetSettings,
+        connector: Connector,
+        inbox: Inbox,
+        *,
+        relay_id: str,
+        lease: timedelta,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.connector = connector
+        self.inbox = inbox
+        self.relay_id = relay_id
+        self.lease = lease
+        self.breaker = Breaker(settings.breaker_failures, settings.breaker_reset_seconds, clock)
+        self._rng = rng or random.Random()
+        self._gate = asyncio.Semaphore(settings.concurrency)
+        self.counters = {"posted": 0, "retry": 0, "exception": 0, "superseded": 0, "deferred": 0}
+
+    async def run_once(self, *, now: datetime | None = None) -> int:
+        """Claim what is due, deliver it, record the verdicts; returns how many were claimed."""
+        if not self.breaker.allow():
+            return 0
+        half_open = self.breaker.state == "half-open"
+        size = 1 if half_open else self.settings.batch_size * self.settings.concurrency
+        items = await self.inbox.claim_deliveries(
+            self.settings.name, size, self.relay_id, self.lease, now=now
+        )
+        if not items:
+            if half_open:
+                self.breaker.success()
+            return 0
+        claimed = [self._prepare(item) for item in items]
+        updates = [self._without_call(c) for c in claimed if c.routed is None or c.item.superseded]
+        ready = [c for c in claimed if c.routed is not None and not c.item.superseded]
+        batches = [
+            ready[i : i + self.settings.batch_size]
+            for i in range(0, len(ready), self.settings.batch_size)
+        ]
+        results = await asyncio.gather(*(self._call(batch) for batch in batches))
+        for updates_of_batch in results:
+            updates += updates_of_batch
+        await self.inbox.finish_deliveries(
+            self.settings.name, updates, relay_id=self.relay_id, now=now
+        )
+        for u in updates:
+            self.counters[u.verdict] = self.counters.get(u.verdict, 0) + 1
+        return len(items)
+
+    def _prepare(self, item: DeliveryItem) -> _Claimed:
+        try:
+            record = record_adapter.validate_python(item.body)
+        except ValueError as exc:  # pragma: no cover - the inbox holds validated bodies
+            return _Claimed(item, None, f"stored record no longer validates: {exc}")
+        route = item.route
+        return _Claimed(
+            item,
+            Routed(
+                id=item.record_id,
+                key=item.key,
+                correlation_id=item.correlation_id,
+                record=record,
+                route=route.get("route", {}),
+                skus=route.get("skus", {}),
+                payments=route.get("payments", {}),
+                tax_codes=route.get("tax_codes", {}),
+                attempts=item.attempts,
+                original_ref=item.original_ref,
+            ),
+        )
+
+    def _without_call(self, c: _Claimed) -> DeliveryUpdate:
+        if c.item.superseded:
+            return DeliveryUpdate(
+                c.item.record_id,
+                "superseded",
+                reason="a newer level of this item was already posted",
+                count_attempt=False,
+            )
+        return DeliveryUpdate(c.item.record_id, "exception", reason=c.problem)
+
+    async def _call(self, batch: Sequence[_Claimed]) -> list[DeliveryUpdate]:
+        routed = [c.routed for c in batch if c.routed is not None]
+        async with self._gate:
+            if not self.breaker.allow() and self.breaker.state == "open":
+                wait = self.breaker.reopens_in()
+                return [self._deferred(c, wait, "circuit open") for c in batch]
+            try:
+                result = await self.connector.deliver(routed)
+            except Exception as exc:  # a connector bug must not lose the claim silently
+                log.exception(
+                    "Connector failed.", extra={"target": self.settings.name, "error": str(exc)}
+                )
+                result = DeliveryResult(
+                    retry=[Outcome(r.id, reason=f"connector error: {exc}"[:300]) for r in routed]
+                )
+        if _target_failure(result):
+            self.breaker.failure()
+            if self.breaker.state != "closed":
+                log.warning(
+                    "Circuit opened.",
+                    extra={"target": self.settings.name, "failures": self.breaker.failures},
+                )
+        elif result.accepted or result.rejected:
+            self.breaker.success()
+        return self._updates(batch, result)
+
+    def _deferred(self, c: _Claimed, wait: float, reason: str) -> DeliveryUpdate:
+        return DeliveryUpdate(
+            c.item.record_id,
+            "deferred",
+            reason=reason,
+            retry_at=utcnow() + timedelta(seconds=max(wait, 0.1)),
+            count_attempt=False,
+        )
+
+    def _updates(self, batch: Sequence[_Claimed], result: DeliveryResult) -> list[DeliveryUpdate]:
+        by_id = {c.item.record_id: c for c in batch}
+        updates: list[DeliveryUpdate] = []
+        dry = self.settings.dry_run
+        seen: set[int] = set()
+        for outcome in result.accepted:
+            seen.add(outcome.id)
+            updates.append(
+                DeliveryUpdate(
+                    outcome.id,
+                    "posted",
+                    status=outcome.status,
+                    ref=outcome.ref,
+                    exchanges=[e.as_dict() for e in outcome.exchanges],
+                    dry_run=dry,
+                )
+            )
+        for outcome in result.rejected:
+            seen.add(outcome.id)
+            updates.append(
+                DeliveryUpdate(
+                    outcome.id,
+                    "exception",
+                    reason=outcome.reason or "rejected by the target",
+                    status=outcome.status,
+                    exchanges=[e.as_dict() for e in outcome.exchanges],
+                    dry_run=dry,
+                )
+            )
+            self._log_exception(by_id.get(outcome.id), outcome.reason, outcome.status)
+        for outcome in result.retry:
+            seen.add(outcome.id)
+            updates.append(self._retry(by_id.get(outcome.id), outcome))
+        for record_id, c in by_id.items():
+            if record_id not in seen:
+                reason = "the connector gave no verdict for this record"
+                updates.append(self._retry(c, Outcome(record_id, reason=reason)))
+        return updates
+
+    def _retry(self, c: _Claimed | None, outcome: Outcome) -> DeliveryUpdate:
+        attempts = (c.item.attempts if c else 0) + 1
+        exchanges = [e.as_dict() for e in outcome.exchanges]
+        if attempts >= self.settings.max_attempts:
+            reason = f"gave up after {attempts} attempts: {outcome.reason}"
+            self._log_exception(c, reason, outcome.status)
+            return DeliveryUpdate(
+                outcome.id,
+                "exception",
+                reason=reason,
+                status=outcome.status,
+                exchanges=exchanges,
+            )
+        delay = retry_delay(attempts, self.settings, outcome.retry_after, self._rng)
+        log.info(
+            "Delivery will be retried.",
+            extra={
+                "target": self.settings.name,
+                "key": c.item.key if c else None,
+                "correlation_id": c.item.correlation_id if c else None,
+                "status": outcome.status,
+                "attempt": attempts,
+                "retry_in_seconds": round(delay, 1),
+                "reason": outcome.reason[:200],
+            },
+        )
+        return DeliveryUpdate(
+            outcome.id,
+            "retry",
+            reason=outcome.reason,
+            status=outcome.status,
+            retry_at=utcnow() + timedelta(seconds=delay),
+            exchanges=exchanges,
+        )
+
+    def _log_exception(self, c: _Claimed | None, reason: str, status: int | None) -> None:
+        log.warning(
+            "Record needs a person.",
+            extra={
+                "target": self.settings.name,
+                "key": c.item.key if c else None,
+                "correlation_id": c.item.correlation_id if c else None,
+                "status": status,
+                "reason": reason[:300],
+            },
+        )
+
+
+class Delivery:
+    """The router and one worker per configured target, over one inbox."""
+
+    def __init__(
+        self,
+        config: CentralConfig,
+        inbox: Inbox,
+        *,
+        transport_for: TransportFactory | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.inbox = inbox
+        self.relay_id = config.relay_id
+        self.lease = timedelta(seconds=config.delivery.lease_seconds)
+        skus = load_sku_table(config.routing.sku_table) if config.routing.sku_table else None
+        self.router = Router(config.targets, config.stores, config.routing, skus)
+        self._clients: list[httpx.AsyncClient] = []
+        self.workers: list[TargetWorker] = []
+        for settings in config.targets:
+            registration = CONNECTORS[settings.type]
+            transport: httpx.AsyncBaseTransport | None
+            if settings.dry_run:
+                transport = DryRunTransport(registration.dry_run)
+            else:
+                transport = transport_for(settings) if transport_for else None
+            client = httpx.AsyncClient(
+                transport=transport,
+                timeout=settings.timeout_seconds,
+                limits=httpx.Limits(max_connections=settings.concurrency * 2),
+                headers={"User-Agent": "tillbridge-central"},
+            )
+            self._clients.append(client)
+            self.workers.append(
+                TargetWorker(
+                    settings,
+                    registration.factory(settings, client),
+                    inbox,
+                    relay_id=self.relay_id,
+                    lease=self.lease,
+                    rng=rng,
+                )
+            )
+
+    async def route_once(self, *, now: datetime | None = None) -> int:
+        """Route a batch of received records; returns how many."""
+        claimed = await self.inbox.claim(
+            self.config.delivery.route_batch,
+            self.relay_id,
+            self.lease,
+            now=now,
+            states=(RecordState.RECEIVED,),
+        )
+        if not claimed:
+            return 0
+        decisions = []
+        for record in claimed:
+            try:
+                decision = self.router.decide(record.id, record.body)
+            except ValueError as exc:
+                decision = RouteDecision(record.id, error=f"stored record is invalid: {exc}")
+            if decision.error:
+                log.warning(
+                    "Record cannot be routed.",
+                    extra={
+                        "key": record.key,
+                        "correlation_id": record.correlation_id,
+                        "reason": decision.error,
+                    },
+                )
+            decisions.append(decision)
+        await self.inbox.route_records(decisions, now=now)
+        return len(claimed)
+
+    async def run_once(self, *, now: datetime | None = None) -> int:
+        """One pass: route, then every target once. Returns the work done."""
+        done = await self.route_once(now=now)
+        counts = await asyncio.gather(*(w.run_once(now=now) for w in self.workers))
+        return done + sum(counts)
+
+    async def drain(self, *, rounds: int = 1000) -> None:
+        """Run passes until nothing is due (tests and one-shot runs)."""
+        for _ in range(rounds):
+            if not await self.run_once():
+                return
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [asyncio.create_task(self._route_loop(stop), name="route")]
+        tasks += [
+            asyncio.create_task(self._worker_loop(w, stop), name=f"deliver-{w.settings.name}")
+            for w in self.workers
+        ]
+        tasks.append(asyncio.create_task(self._purge_loop(stop), name="audit-purge"))
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.aclose()
+
+    async def _route_loop(self, stop: asyncio.Event) -> None:
+        await self._loop(stop, self.route_once, "routing")
+
+    async def _worker_loop(self, worker: TargetWorker, stop: asyncio.Event) -> None:
+        await self._loop(stop, worker.run_once, f"delivery to {worker.settings.name}")
+
+    async def _loop(self, stop: asyncio.Event, step: Callable[[], Any], what: str) -> None:
+        while not stop.is_set():
+            try:
+                busy = await step()
+            except Exception as exc:  # the database may be briefly away; keep going
+                log.exception("Work pass failed.", extra={"work": what, "error": str(exc)})
+                busy = 0
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.config.delivery.poll_seconds)
+
+    async def _purge_loop(self, stop: asyncio.Event) -> None:
+        keep = timedelta(days=self.config.audit.retention_days)
+        while not stop.is_set():
+            try:
+                purged = await self.inbox.purge_audit(keep)
+                if purged:
+                    log.info("Audit entries purged.", extra={"entries": purged})
+            except Exception as exc:
+                log.exception("Audit purge failed.", extra={"error": str(exc)})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 3600)
+
+    async def aclose(self) -> None:
+        for worker in self.workers:
+            await worker.connector.aclose()
+        for client in self._clients:
+            await client.aclose()

@@ -1,0 +1,262 @@
+"""Routing: which targets take a record, and everything a target needs to know about it
+that the POS does not say — the store's channel, source or location, the commerce SKU
+of each POS item, the payment method of each tender type, the tax code.
+
+Nothing is guessed: a record that cannot be routed completely gets one exact reason
+and goes to the exception queue; it is sent again once the mapping is fixed.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
+from agent.contract import Inventory, Record, Transaction, record_adapter
+from agent.contract.redact import redact_value
+from agent.contract.settings import ConfigError, Section
+
+from .connectors import CONNECTORS, TargetSettings
+from .inbox import RouteDecision
+
+__all__ = [
+    "Router",
+    "RoutingSettings",
+    "SkuTable",
+    "StoreRoute",
+    "load_sku_table",
+]
+
+
+class StoreRoute(Section):
+    """One `[central.stores."ID"]` table: store-wide facts, then one table per target.
+
+    A target's table is looked up by the target's name first, then by its type, so
+    two commercetools projects can route the same store differently.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    country: str = Field(default="", pattern=r"^([A-Z]{2})?$", description="ISO country code.")
+    currency: str = Field(default="", pattern=r"^([A-Z]{3})?$", description="ISO currency.")
+    tax_mode: Literal["included", "excluded"] = Field(
+        default="included", description="Whether the store's prices include tax."
+    )
+
+    @property
+    def tables(self) -> dict[str, dict[str, str]]:
+        return {k: v for k, v in (self.model_extra or {}).items() if isinstance(v, dict)}
+
+
+class RoutingSettings(Section):
+    """`[central.routing]`: SKU, tender and tax mappings."""
+
+    sku_mode: Literal["direct", "table"] = Field(
+        default="direct",
+        description="direct: the POS item id is the commerce SKU unless the table says "
+        "otherwise; table: every SKU must be in the table.",
+    )
+    sku_table: Path | None = Field(
+        default=None,
+        description="CSV with columns pos_sku,sku and optionally target (a target name or "
+        "type) for per-target SKUs.",
+    )
+    payments: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Per target name or type: POS tender type (cash, card, gift_card, "
+        "voucher, loyalty, other) → the target's payment method.",
+    )
+    tax_codes: dict[str, dict[str, str]] = Field(
+        default_factory=dict,
+        description="Per target name or type: POS tax code → the target's tax code or "
+        "category. Without a table a target gets the POS codes unchanged.",
+    )
+
+    @field_validator("payments", "tax_codes")
+    @classmethod
+    def _non_empty(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for target, table in value.items():
+            for pos, mapped in table.items():
+                if not str(mapped).strip():
+                    raise ValueError(f"{target}.{pos} maps to an empty value")
+        return value
+
+
+@dataclass
+class SkuTable:
+    """POS item id → commerce SKU, shared or per target."""
+
+    shared: dict[str, str] = field(default_factory=dict)
+    by_target: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def lookup(self, pos_sku: str, target: TargetSettings) -> str | None:
+        for scope in (target.name, target.type):
+            found = self.by_target.get(scope, {}).get(pos_sku)
+            if found:
+                return found
+        return self.shared.get(pos_sku)
+
+
+def load_sku_table(path: Path, config_file: Path | None = None) -> SkuTable:
+    """Read the SKU CSV; a bad file is a ConfigError naming the file and row."""
+    where = f"{config_file}: central.routing.sku_table" if config_file else str(path)
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError([f"{where}: cannot read {path}: {exc.strerror}"]) from None
+    table = SkuTable()
+    with handle:
+        reader = csv.DictReader(handle)
+        columns = set(reader.fieldnames or ())
+        if not {"pos_sku", "sku"} <= columns:
+            raise ConfigError(
+                [f"{where}: {path} needs the columns pos_sku,sku (has {sorted(columns)})"]
+            )
+        for number, row in enumerate(reader, start=2):
+            pos, sku = (row.get("pos_sku") or "").strip(), (row.get("sku") or "").strip()
+            if not pos or not sku:
+                raise ConfigError([f"{where}: {path} row {number}: pos_sku and sku are required"])
+            scope = (row.get("target") or "").strip()
+            bucket = table.by_target.setdefault(scope, {}) if scope else table.shared
+            if bucket.get(pos, sku) != sku:
+                raise ConfigError([f"{where}: {path} row {number}: {pos} is mapped twice"])
+            bucket[pos] = sku
+    return table
+
+
+class Unroutable(Exception):
+    """The exact reason a record cannot go to a target."""
+
+
+class Router:
+    """Decides, per record, the targets and each target's resolved route."""
+
+    def __init__(
+        self,
+        targets: Sequence[TargetSettings],
+        stores: Mapping[str, StoreRoute],
+        routing: RoutingSettings,
+        skus: SkuTable | None = None,
+    ) -> None:
+        self._targets = list(targets)
+        self._stores = stores
+        self._routing = routing
+        self._skus = skus or SkuTable()
+
+    def decide(self, record_id: int, body: dict[str, Any]) -> RouteDecision:
+        record: Record = record_adapter.validate_python(body)
+        subject = None
+        if isinstance(record, Inventory):
+            subject = f"{record.store}|{record.location}|{record.sku}"
+        snapshot = {"record": redact_value(body)}
+        targets = [t for t in self._targets if record.kind in t.kinds]
+        if not targets:
+            return RouteDecision(record_id, snapshot=snapshot | {"targets": []}, subject=subject)
+        store = self._stores.get(record.store) or self._stores.get("default")
+        if store is None:
+            return RouteDecision(
+                record_id,
+                error=f'store {record.store} has no routing: add [central.stores."{record.store}"]',
+                snapshot=snapshot,
+            )
+        routes: dict[str, dict[str, Any]] = {}
+        for target in targets:
+            try:
+                routes[target.name] = self._route(record, store, target)
+            except Unroutable as exc:
+                return RouteDecision(record_id, error=f"{target.name}: {exc}", snapshot=snapshot)
+        return RouteDecision(
+            record_id,
+            routes=routes,
+            snapshot=snapshot | {"routes": routes},
+            subject=subject,
+        )
+
+    def _route(self, record: Record, store: StoreRoute, target: TargetSettings) -> dict[str, Any]:
+        kind = target.type
+        tables = store.tables
+        table = tables.get(target.name) or tables.get(kind) or {}
+        required = (*CONNECTORS[kind].required_route, *target.route_fields)
+        missing = [k for k in required if not str(table.get(k, "")).strip()]
+        if missing:
+            keys = ", ".join(f"{kind}.{k}" for k in missing)
+            raise Unroutable(f"store {record.store} has no {keys} in [central.stores]")
+        currency = getattr(record, "currency", None)
+        if store.currency and currency and currency != store.currency:
+            raise Unroutable(
+                f"record is in {currency} but store {record.store} is routed in {store.currency}"
+            )
+        route = {
+            **{k: str(v) for k, v in table.items()},
+            "country": store.country,
+            "currency": store.currency or (currency or ""),
+            "tax_mode": store.tax_mode,
+        }
+        return {
+            "route": route,
+            "skus": self._skus_for(record, target),
+            "payments": self._payments_for(record, target),
+            "tax_codes": self._taxes_for(record, target),
+        }
+
+    def _skus_for(self, record: Record, target: TargetSettings) -> dict[str, str]:
+        wanted: list[tuple[str, str]] = []
+        if isinstance(record, Inventory):
+            wanted.append((record.sku, "the inventory level"))
+        elif isinstance(record, Transaction):
+            wanted += [(line.sku, f"line {line.number}") for line in record.lines if line.sku]
+        out: dict[str, str] = {}
+        for pos_sku, where in wanted:
+            mapped = self._skus.lookup(pos_sku, target)
+            if mapped is None and self._routing.sku_mode == "direct":
+                mapped = pos_sku
+            if mapped is None:
+                raise Unroutable(f"SKU {pos_sku} ({where}) has no mapping in the SKU table")
+            out[pos_sku] = mapped
+        return out
+
+    def _mapping(
+        self, table: dict[str, dict[str, str]], target: TargetSettings
+    ) -> dict[str, str] | None:
+        return table.get(target.name) or table.get(target.type)
+
+    def _payments_for(self, record: Record, target: TargetSettings) -> dict[str, str]:
+        if not isinstance(record, Transaction) or not record.tenders:
+            return {}
+        table = self._mapping(self._routing.payments, target)
+        out: dict[str, str] = {}
+        for tender in record.tenders:
+            kind = tender.type.value
+            if table is None:
+                if not target.maps_required:
+                    out[kind] = kind
+                    continue
+                raise Unroutable(
+                    f"tender type {kind} has no payment method: add "
+                    f"[central.routing.payments.{target.name}]"
+                )
+            if kind not in table:
+                raise Unroutable(
+                    f"tender type {kind} has no payment method in "
+                    f"central.routing.payments for {target.name}"
+                )
+            out[kind] = table[kind]
+        return out
+
+    def _taxes_for(self, record: Record, target: TargetSettings) -> dict[str, str]:
+        if not isinstance(record, Transaction):
+            return {}
+        codes = {t.code for t in record.taxes} | {
+            t.code for line in record.lines for t in line.taxes
+        }
+        table = self._mapping(self._routing.tax_codes, target)
+        if table is None:
+            return {code: code for code in codes}
+        unmapped = sorted(codes - table.keys())
+        if unmapped:
+            raise Unroutable(f"tax code {', '.join(unmapped)} has no mapping for {target.name}")
+        return {code: table[code] for code in codes}
