@@ -505,7 +505,8 @@ class DeliverySql(SqlInbox):
     # -- the audit trail ------------------------------------------------------------------
 
     async def audit_trail(self, record_id: int) -> list[AuditEntry]:
-        """Every step of one record: its states and each target's attempts, in time order."""
+        """Every step of one record: its states and each target's attempts, in time order
+        (at one instant, a target's steps come before the record state they led to)."""
 
         async def body(c: Conn) -> list[AuditEntry]:
             states = await c.fetch(
@@ -518,13 +519,13 @@ class DeliverySql(SqlInbox):
                 (record_id,),
             )
             out = [
-                (self._dt(at), 0, i, AuditEntry(self._dt(at), state, None, None, detail, relay))
+                (self._dt(at), 1, i, AuditEntry(self._dt(at), state, None, None, detail, relay))
                 for at, state, detail, relay, i in states
             ]
             out += [
                 (
                     self._dt(at),
-                    1,
+                    0,
                     i,
                     AuditEntry(
                         self._dt(at),

@@ -1,0 +1,391 @@
+"""Routing and delivery over a real inbox (SQLite and PostgreSQL) to a recording target:
+the retry schedule, the breaker, the exception queue, the audit trail, dry runs."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from agent.contract import Inventory, Transaction
+from central.config import CentralConfig
+from central.connectors import TargetSettings
+from central.connectors.http import HttpSettings
+from central.delivery import Breaker, Delivery, retry_delay
+from central.inbox import Inbox, IncomingRecord, RecordState, link_key, utcnow
+from central.routing import RoutingSettings, StoreRoute
+
+from .connectors import samples
+from .connectors.recording import RecordingServer
+
+TOKEN = "static-token-123"
+
+
+def target(name: str = "sandbox", **extra: Any) -> HttpSettings:
+    values: dict[str, Any] = {
+        "kinds": ["sale", "return", "void", "inventory"],
+        "retry_min_seconds": 1,
+        **extra,
+    }
+    return HttpSettings(name=name, url=f"http://{name}.test", token=TOKEN, **values)
+
+
+def config(
+    *targets: TargetSettings, stores: dict[str, StoreRoute] | None = None, **routing: Any
+) -> CentralConfig:
+    return CentralConfig(
+        relay_id="relay-test",
+        targets=list(targets),
+        stores=stores if stores is not None else {"0042": StoreRoute(currency="EUR")},
+        routing=RoutingSettings(**routing),
+    )
+
+
+class Servers:
+    def __init__(self) -> None:
+        self.by_host: dict[str, RecordingServer] = {}
+
+    def __call__(self, settings: TargetSettings) -> httpx.AsyncBaseTransport:
+        server = self.by_host.setdefault(settings.name, RecordingServer())
+        return httpx.MockTransport(server.handler)
+
+    def __getitem__(self, name: str) -> RecordingServer:
+        return self.by_host.setdefault(name, RecordingServer())
+
+
+_seq = iter(range(1, 10_000))
+
+
+async def put(
+    inbox: Inbox, *records: Transaction | Inventory, seqs: list[int] | None = None
+) -> None:
+    numbers = seqs or [next(_seq) for _ in records]
+    rows = [
+        IncomingRecord(
+            seq=seq,
+            key=r.key,
+            kind=r.kind,
+            correlation_id=f"corr-{r.key}",
+            occurred_at=r.occurred_at,
+            body=r.model_dump(mode="json"),
+            link_key=link_key(r),
+        )
+        for r, seq in zip(records, numbers, strict=True)
+    ]
+    await inbox.insert_batch(samples.STORE, rows)
+
+
+async def state_of(inbox: Inbox, key: str) -> RecordState:
+    record = await inbox.record_by_key(key)
+    assert record is not None
+    return record.state
+
+
+def make(inbox: Inbox, cfg: CentralConfig, servers: Servers) -> Delivery:
+    return Delivery(cfg, inbox, transport_for=servers, rng=random.Random(7))
+
+
+async def test_a_sale_is_posted_once_with_its_audit_trail(inbox: Inbox) -> None:
+    servers = Servers()
+    delivery = make(inbox, config(target()), servers)
+    sale = samples.sale(customer=True)
+    await put(inbox, sale)
+    await delivery.drain()
+    await delivery.aclose()
+    assert await state_of(inbox, sale.key) is RecordState.POSTED
+    assert servers["sandbox"].puts == 1
+    record = await inbox.record_by_key(sale.key)
+    assert record is not None
+    trail = await inbox.audit_trail(record.id)
+    steps = [e.step for e in trail]
+    assert steps[:2] == ["received", "routed"]
+    assert steps[-3:] == ["attempt", "posted", "posted"]  # the target's, then the record's
+    routed = next(e for e in trail if e.step == "routed" and e.detail)
+    snapshot = json.dumps(routed.detail)
+    assert "jana.example@example.org" not in snapshot, "the snapshot is redacted"
+    assert '"total": "29.97"' in snapshot
+    attempt = next(e for e in trail if e.step == "attempt")
+    assert attempt.target == "sandbox"
+    assert attempt.status == 200
+    assert attempt.detail["exchanges"][0]["method"] == "PUT"
+    (delivered,) = await inbox.deliveries_of(record.id)
+    assert (delivered["state"], delivered["ref"]) == ("posted", sale.key)
+
+
+async def test_an_unknown_store_waits_in_the_exception_queue_until_routed(inbox: Inbox) -> None:
+    servers = Servers()
+    sale = samples.sale()
+    await put(inbox, sale)
+    first = make(inbox, config(target(), stores={}), servers)
+    await first.drain()
+    await first.aclose()
+    assert await state_of(inbox, sale.key) is RecordState.EXCEPTION
+    (item,) = await inbox.exceptions()
+    assert item.reason == 'store 0042 has no routing: add [central.stores."0042"]'
+    assert item.target is None
+    assert servers["sandbox"].calls == 0
+    # The mapping is fixed; an operator retries.
+    said = await inbox.retry_exception(item.id, by="operator")
+    assert "routing again" in said
+    fixed = make(inbox, config(target()), servers)
+    await fixed.drain()
+    await fixed.aclose()
+    assert await state_of(inbox, sale.key) is RecordState.POSTED
+    assert await inbox.exceptions() == []
+    closed = await inbox.exception(item.id)
+    assert closed is not None
+    assert closed.resolution == "retried"
+
+
+@pytest.mark.parametrize(
+    ("routing", "reason"),
+    [
+        (
+            {"payments": {"strict": {"card": "psp"}}},
+            "strict: tender type cash has no payment method in central.routing.payments for strict",
+        ),
+        (
+            {"sku_mode": "table"},
+            "strict: SKU 4006381333931 (line 1) has no mapping in the SKU table",
+        ),
+        (
+            {
+                "payments": {"strict": {"card": "psp", "cash": "cash"}},
+                "tax_codes": {"strict": {"B": "x"}},
+            },
+            "strict: tax code A has no mapping for strict",
+        ),
+    ],
+)
+async def test_nothing_is_guessed(inbox: Inbox, routing: dict[str, Any], reason: str) -> None:
+    strict = target("strict", maps_required=True)
+    delivery = make(inbox, config(strict, **routing), Servers())
+    await put(inbox, samples.sale())
+    await delivery.drain()
+    await delivery.aclose()
+    (item,) = await inbox.exceptions()
+    assert item.reason == reason
+
+
+async def test_a_store_without_its_target_keys_is_refused_by_name(inbox: Inbox) -> None:
+    needs = target("needs", route_fields=["channel"])
+    delivery = make(inbox, config(needs), Servers())
+    await put(inbox, samples.sale())
+    await delivery.drain()
+    await delivery.aclose()
+    (item,) = await inbox.exceptions()
+    assert item.reason == "needs: store 0042 has no http.channel in [central.stores]"
+
+
+async def test_retry_after_is_honoured(inbox: Inbox) -> None:
+    servers = Servers()
+    delivery = make(inbox, config(target()), servers)
+    sale = samples.sale()
+    await put(inbox, sale)
+    servers["sandbox"].fail_next_write(429, headers={"Retry-After": "30"}, message="slow")
+    now = utcnow()
+    await delivery.run_once(now=now)
+    assert await state_of(inbox, sale.key) is RecordState.RETRYING
+    record = await inbox.record_by_key(sale.key)
+    assert record is not None
+    (d,) = await inbox.deliveries_of(record.id)
+    wait = (utcnow().fromisoformat(d["next_attempt_at"]) - now).total_seconds()
+    assert 30 <= wait < 32
+    assert await delivery.run_once(now=now + timedelta(seconds=20)) == 0
+    await delivery.run_once(now=now + timedelta(seconds=31))
+    await delivery.aclose()
+    assert await state_of(inbox, sale.key) is RecordState.POSTED
+    assert servers["sandbox"].puts == 1
+
+
+async def test_the_retry_cap_ends_in_an_exception_that_a_retry_clears(inbox: Inbox) -> None:
+    servers = Servers()
+    delivery = make(inbox, config(target(max_attempts=3, breaker_failures=100)), servers)
+    sale = samples.sale()
+    await put(inbox, sale)
+    servers["sandbox"].down = True
+    now = utcnow()
+    for step in range(6):
+        await delivery.run_once(now=now + timedelta(hours=step))
+    assert servers["sandbox"].calls == 3
+    (item,) = await inbox.exceptions()
+    assert item.target == "sandbox"
+    assert item.status == 503
+    assert item.attempts == 3
+    assert item.reason.startswith("gave up after 3 attempts: PUT /records/")
+    assert item.response["exchanges"][0]["status"] == 503
+    assert await state_of(inbox, sale.key) is RecordState.EXCEPTION
+    servers["sandbox"].down = False
+    await inbox.retry_exception(item.id, by="operator")
+    await delivery.drain()
+    await delivery.aclose()
+    assert await state_of(inbox, sale.key) is RecordState.POSTED
+    assert servers["sandbox"].puts == 1
+
+
+async def test_a_rejection_goes_straight_to_a_person_who_may_resolve_it(inbox: Inbox) -> None:
+    servers = Servers()
+    delivery = make(inbox, config(target()), servers)
+    sale = samples.sale()
+    await put(inbox, sale)
+    servers["sandbox"].fail_next_write(400, message="price list missing")
+    await delivery.drain()
+    await delivery.aclose()
+    (item,) = await inbox.exceptions()
+    assert "price list missing" in item.reason
+    assert item.attempts == 1
+    with pytest.raises(ValueError, match="needs a note"):
+        await inbox.resolve_exception(item.id, " ", by="operator")
+    await inbox.resolve_exception(item.id, "Entered by hand in the back office.", by="operator")
+    assert await state_of(inbox, sale.key) is RecordState.RESOLVED
+    assert await inbox.exceptions() == []
+    with pytest.raises(ValueError, match="already closed"):
+        await inbox.retry_exception(item.id, by="operator")
+
+
+async def test_an_open_breaker_stops_calls_until_its_trial_succeeds(inbox: Inbox) -> None:
+    servers = Servers()
+    sandbox = target(breaker_failures=2, breaker_reset_seconds=3600, batch_size=1, concurrency=1)
+    delivery = make(inbox, config(sandbox), servers)
+    await put(inbox, *(samples.sale(str(n)) for n in range(1, 5)))
+    servers["sandbox"].down = True
+    now = utcnow()
+    await delivery.run_once(now=now)
+    await delivery.run_once(now=now + timedelta(seconds=10))
+    (worker,) = delivery.workers
+    assert worker.breaker.state == "open"
+    calls = servers["sandbox"].calls
+    assert await worker.run_once(now=now + timedelta(minutes=5)) == 0
+    assert servers["sandbox"].calls == calls
+    await delivery.aclose()
+
+
+def test_the_breaker_half_opens_for_one_trial() -> None:
+    clock = [0.0]
+    breaker = Breaker(2, 30, clock=lambda: clock[0])
+    breaker.failure()
+    assert breaker.allow()
+    breaker.failure()
+    assert not breaker.allow()
+    clock[0] = 31
+    assert breaker.state == "half-open"
+    assert breaker.allow()
+    assert not breaker.allow(), "one trial at a time"
+    breaker.failure()
+    assert breaker.state == "open"
+    clock[0] = 62
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state == "closed"
+
+
+def test_backoff_grows_to_its_cap_with_jitter_and_respects_retry_after() -> None:
+    settings = target(retry_min_seconds=2, retry_max_seconds=60)
+    rng = random.Random(1)
+    delays = [retry_delay(n, settings, None, rng) for n in range(1, 10)]
+    assert 1 <= delays[0] <= 2
+    assert all(30 <= d <= 60 for d in delays[6:])
+    assert retry_delay(1, settings, 120, rng) == 120
+
+
+async def test_a_return_waits_for_its_sale_and_names_it(inbox: Inbox) -> None:
+    servers = Servers()
+    delivery = make(inbox, config(target()), servers)
+    sale = samples.sale("7001")
+    back = samples.refund(sale, "7002")
+    await put(inbox, back)
+    await delivery.drain()
+    assert await state_of(inbox, back.key) is RecordState.PARKED
+    await put(inbox, sale)
+    await delivery.drain()
+    await delivery.aclose()
+    assert await state_of(inbox, back.key) is RecordState.POSTED
+    assert servers["sandbox"].records[back.key]["original_ref"] == sale.key
+
+
+async def test_an_older_inventory_level_never_overwrites_a_newer_one(inbox: Inbox) -> None:
+    servers = Servers()
+    delivery = make(inbox, config(target()), servers)
+    newer = samples.inventory(quantity=12, reference="count-2")
+    older = samples.inventory(quantity=17, reference="count-1")
+    await put(inbox, newer, seqs=[20_001])
+    await delivery.drain()
+    await put(inbox, older, seqs=[20_000])  # resent after a gap: the store counted it first
+    await delivery.drain()
+    await delivery.aclose()
+    assert list(servers["sandbox"].records) == [newer.key]
+    record = await inbox.record_by_key(older.key)
+    assert record is not None
+    assert record.state is RecordState.POSTED
+    (d,) = await inbox.deliveries_of(record.id)
+    assert d["state"] == "superseded"
+
+
+async def test_updates_of_one_level_are_handed_out_one_at_a_time(inbox: Inbox) -> None:
+    await put(
+        inbox,
+        samples.inventory(quantity=1, reference="a"),
+        samples.inventory(quantity=2, reference="b"),
+        samples.inventory(sku="4006381333948", quantity=3, reference="a"),
+    )
+    delivery = make(inbox, config(target()), Servers())
+    await delivery.route_once()
+    lease = timedelta(minutes=1)
+    first = await inbox.claim_deliveries("sandbox", 10, "relay-a", lease)
+    assert sorted(i.body["quantity"] for i in first) == ["1", "3"]
+    assert await inbox.claim_deliveries("sandbox", 10, "relay-b", lease) == []
+    await delivery.aclose()
+
+
+async def test_a_dry_run_records_the_request_and_sends_nothing(inbox: Inbox) -> None:
+    servers = Servers()
+    delivery = make(inbox, config(target(dry_run=True)), servers)
+    sale = samples.sale()
+    await put(inbox, sale)
+    await delivery.drain()
+    await delivery.aclose()
+    assert servers["sandbox"].calls == 0
+    record = await inbox.record_by_key(sale.key)
+    assert record is not None
+    trail = await inbox.audit_trail(record.id)
+    attempt = next(e for e in trail if e.step == "attempt")
+    assert attempt.detail["dry_run"] is True
+    (exchange,) = attempt.detail["exchanges"]
+    assert exchange["method"] == "PUT"
+    assert exchange["url"].startswith("http://sandbox.test/records/")
+    sent = json.loads(exchange["request"])
+    assert sent["record"]["key"] == sale.key
+
+
+async def test_one_target_failing_holds_only_its_own_delivery(inbox: Inbox) -> None:
+    servers = Servers()
+    delivery = make(inbox, config(target("crm"), target("shop")), servers)
+    sale = samples.sale()
+    await put(inbox, sale)
+    servers["crm"].fail_next_write(422, message="account locked")
+    await delivery.drain()
+    assert await state_of(inbox, sale.key) is RecordState.EXCEPTION
+    (item,) = await inbox.exceptions()
+    assert item.target == "crm"
+    await inbox.retry_exception(item.id, by="operator")
+    await delivery.drain()
+    await delivery.aclose()
+    assert await state_of(inbox, sale.key) is RecordState.POSTED
+    assert (servers["crm"].puts, servers["shop"].puts) == (1, 1)
+
+
+async def test_kinds_no_target_takes_are_done_without_a_call(inbox: Inbox) -> None:
+    servers = Servers()
+    delivery = make(inbox, config(target(kinds=["inventory"])), servers)
+    sale = samples.sale()
+    await put(inbox, sale)
+    await delivery.drain()
+    await delivery.aclose()
+    assert await state_of(inbox, sale.key) is RecordState.POSTED
+    assert servers["sandbox"].calls == 0
+    stats = await inbox.stats()
+    assert stats["deliveries"] == {}
