@@ -18,6 +18,7 @@ from agent.contract.runtime import run_daemon
 from agent.contract.settings import ConfigError
 from central._version import __version__
 from central.config import CentralConfig, load_central_config
+from central.exceptions import app as exceptions_app
 
 app = typer.Typer(
     name="tillbridge-central",
@@ -94,15 +95,36 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
     )
     intake = Intake(cfg, inbox)
     notifier = Notifier()
+    if cfg.delivery.enabled:
+        from central.delivery import Delivery
+
+        delivery = Delivery(cfg, inbox)
+        log.info(
+            "Delivery started.",
+            extra={
+                "targets": [t.name for t in cfg.targets],
+                "dry_run": [t.name for t in cfg.targets if t.dry_run],
+            },
+        )
 
     async def announce() -> None:
         await intake.connected.wait()
         notifier.ready(f"relay {cfg.relay_id}: taking batches")
 
     helpers = [asyncio.create_task(announce()), asyncio.create_task(notifier.keep_alive(stop))]
+    delivering = (
+        asyncio.create_task(delivery.run(stop), name="delivery") if cfg.delivery.enabled else None
+    )
     try:
         await intake.run(stop)
+        if delivering is not None:
+            # A delivery in flight finishes and is recorded before the relay exits.
+            stop.set()
+            await delivering
     finally:
+        if delivering is not None and not delivering.done():
+            delivering.cancel()
+            await asyncio.gather(delivering, return_exceptions=True)
         notifier.stopping()
         for task in helpers:
             task.cancel()
@@ -238,6 +260,18 @@ def provision_store(
     typer.echo(f"Password written to {done.agent_password} (mode 0600, shown nowhere else).")
     typer.echo(f"Agent config written to {done.agent_config}; copy both to the store PC.")
     typer.echo("Reload the broker to apply: systemctl reload mosquitto (or send it SIGHUP).")
+
+
+def _exceptions_config(
+    ctx: typer.Context,
+    config: ConfigOption,
+) -> None:
+    """The exception queue: records that need a person."""
+    ctx.obj = load_or_exit(config)
+
+
+exceptions_app.callback()(_exceptions_config)
+app.add_typer(exceptions_app, name="exceptions")
 
 
 def main() -> None:

@@ -408,19 +408,22 @@ class Delivery:
             if not await self.run_once():
                 return
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, *, grace: float = 30) -> None:
+        """Work until `stop`; calls in flight then finish and are recorded (up to `grace`
+        seconds; a call cut off after that is re-sent as a possible repeat)."""
         tasks = [asyncio.create_task(self._route_loop(stop), name="route")]
         tasks += [
             asyncio.create_task(self._worker_loop(w, stop), name=f"deliver-{w.settings.name}")
             for w in self.workers
         ]
-        tasks.append(asyncio.create_task(self._purge_loop(stop), name="audit-purge"))
+        purge = asyncio.create_task(self._purge_loop(stop), name="audit-purge")
         try:
             await stop.wait()
+            await asyncio.wait(tasks, timeout=grace)
         finally:
-            for task in tasks:
+            for task in [*tasks, purge]:
                 task.cancel()
-            for task in tasks:
+            for task in [*tasks, purge]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.aclose()

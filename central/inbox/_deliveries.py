@@ -119,14 +119,16 @@ class DeliverySql(SqlInbox):
                     break
             if not chosen:
                 return []
+            # The attempt counts from the claim: if this relay dies mid-call, whoever takes
+            # the record over knows the target may already have applied it.
             await c.run(
-                "UPDATE deliveries SET claimed_by = ?, lease_until = ? "
+                "UPDATE deliveries SET claimed_by = ?, lease_until = ?, attempts = attempts + 1 "
                 f"WHERE target = ? AND record_id IN ({_marks(len(chosen))})",
                 (relay_id, until, target, *chosen),
             )
             found = await c.fetch(
                 "SELECT d.record_id, r.key, r.store, r.seq, r.kind, r.correlation_id, r.body, "
-                "d.attempts, d.route, d.subject, r.link_key FROM deliveries d "
+                "d.attempts - 1, d.route, d.subject, r.link_key FROM deliveries d "
                 "JOIN records r ON r.id = d.record_id "
                 f"WHERE d.target = ? AND d.record_id IN ({_marks(len(chosen))}) ORDER BY d.seq",
                 (target, *chosen),
@@ -199,7 +201,7 @@ class DeliverySql(SqlInbox):
                 )
                 if not rows:
                     continue  # another relay took it over after our lease ran out
-                attempts = rows[0][0] + (1 if u.count_attempt else 0)
+                attempts = rows[0][0] - (0 if u.count_attempt else 1)
                 state, step = _STEP[u.verdict]
                 retry = self._ts(u.retry_at) if u.retry_at is not None else at
                 await c.run(

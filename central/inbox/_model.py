@@ -191,6 +191,7 @@ class DeliveryItem:
     correlation_id: str
     body: dict[str, Any]
     attempts: int
+    """Earlier attempts, including any a relay began and never recorded."""
     route: dict[str, Any]
     subject: str | None
     original_ref: str | None

@@ -389,3 +389,24 @@ async def test_kinds_no_target_takes_are_done_without_a_call(inbox: Inbox) -> No
     assert servers["sandbox"].calls == 0
     stats = await inbox.stats()
     assert stats["deliveries"] == {}
+
+
+async def test_a_claim_cut_off_midway_is_sent_again_as_a_possible_repeat(inbox: Inbox) -> None:
+    delivery = make(inbox, config(target()), Servers())
+    sale = samples.sale()
+    await put(inbox, sale)
+    await delivery.route_once()
+    now = utcnow()
+    (lost,) = await inbox.claim_deliveries(
+        "sandbox", 5, "relay-dead", timedelta(seconds=30), now=now
+    )
+    assert lost.attempts == 0
+    assert (
+        await inbox.claim_deliveries("sandbox", 5, "relay-b", timedelta(seconds=30), now=now) == []
+    )
+    later = now + timedelta(seconds=31)
+    (again,) = await inbox.claim_deliveries(
+        "sandbox", 5, "relay-b", timedelta(seconds=30), now=later
+    )
+    assert again.attempts == 1, "the connector must look before it creates"
+    await delivery.aclose()

@@ -1,0 +1,206 @@
+"""The exception queue as people work it: `tillbridge-central exceptions list|show|retry|resolve`.
+
+An exception is a record that needs a person — unroutable, refused by a target, or past
+its retry cap — with the reason, the target's response, attempts and age. Retry sends
+it through again (after a mapping is fixed); resolve closes it with a note.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from .config import CentralConfig
+from .inbox import ExceptionItem, Inbox, open_inbox, utcnow
+
+__all__ = ["app", "describe", "with_inbox"]
+
+T = TypeVar("T")
+
+app = typer.Typer(help="The exception queue: records that need a person.", no_args_is_help=True)
+
+
+def describe(item: ExceptionItem, *, now: datetime | None = None) -> dict[str, Any]:
+    """One exception as the CLI, the API and the dashboard show it."""
+    age = ((now or utcnow()) - item.created_at).total_seconds()
+    return {
+        "id": item.id,
+        "store": item.store,
+        "seq": item.seq,
+        "key": item.key,
+        "kind": item.kind,
+        "record_id": item.record_id,
+        "target": item.target,
+        "reason": item.reason,
+        "status": item.status,
+        "attempts": item.attempts,
+        "created_at": item.created_at.isoformat(),
+        "age_seconds": round(age, 1),
+        "resolved_at": item.resolved_at.isoformat() if item.resolved_at else None,
+        "resolution": item.resolution,
+        "resolved_by": item.resolved_by,
+    }
+
+
+def with_inbox(cfg: CentralConfig, work: Callable[[Inbox], Awaitable[T]]) -> T:
+    async def go() -> T:
+        inbox = await open_inbox(cfg.inbox_url, relay_id=cfg.relay_id, pool_size=1)
+        try:
+            return await work(inbox)
+        finally:
+            await inbox.close()
+
+    return asyncio.run(go())
+
+
+def _config(ctx: typer.Context) -> CentralConfig:
+    cfg: CentralConfig = ctx.obj
+    return cfg
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+ByOption = Annotated[
+    str | None, typer.Option("--by", help="Who acts (default: the login name).", show_default=False)
+]
+
+
+@app.command("list")
+def list_exceptions(
+    ctx: typer.Context,
+    store: Annotated[str | None, typer.Option(help="Only this store.")] = None,
+    target: Annotated[str | None, typer.Option(help="Only this target.")] = None,
+    closed: Annotated[bool, typer.Option("--all", help="Include closed ones.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Open exceptions, oldest first."""
+    items = with_inbox(
+        _config(ctx),
+        lambda inbox: inbox.exceptions(limit, include_closed=closed, store=store, target=target),
+    )
+    rows = [describe(i) for i in items]
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    if not rows:
+        typer.echo("No open exceptions.")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Exceptions")
+    for column in ("id", "store", "kind", "target", "attempts", "age", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r["id"]),
+            r["store"],
+            r["kind"] or "",
+            r["target"] or "(routing)",
+            str(r["attempts"]),
+            _age(r["age_seconds"]),
+            r["reason"],
+        )
+    Console(width=160).print(table)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    exception_id: Annotated[int, typer.Argument(help="The exception's id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """One exception with its record's deliveries and audit trail."""
+
+    async def work(inbox: Inbox) -> dict[str, Any] | None:
+        item = await inbox.exception(exception_id)
+        if item is None:
+            return None
+        out = describe(item) | {"response": item.response, "payload": item.payload}
+        if item.record_id is not None:
+            out["deliveries"] = await inbox.deliveries_of(item.record_id)
+            out["audit"] = [
+                {
+                    "at": e.at.isoformat(),
+                    "step": e.step,
+                    "target": e.target,
+                    "status": e.status,
+                    "detail": e.detail,
+                }
+                for e in await inbox.audit_trail(item.record_id)
+            ]
+        return out
+
+    found = with_inbox(_config(ctx), work)
+    if found is None:
+        typer.echo(f"No exception {exception_id}.", err=True)
+        raise typer.Exit(1)
+    if as_json:
+        typer.echo(json.dumps(found, default=str))
+        return
+    for name in ("id", "store", "kind", "key", "target", "status", "attempts", "reason"):
+        typer.echo(f"{name:>9}: {found[name]}")
+    typer.echo(f"{'age':>9}: {_age(found['age_seconds'])}")
+    for step in found.get("audit", []):
+        where = f" {step['target']}" if step["target"] else ""
+        status = f" {step['status']}" if step["status"] else ""
+        typer.echo(f"  {step['at']} {step['step']}{where}{status}")
+
+
+def _act(ctx: typer.Context, ids: list[int], act: Callable[[Inbox, int], Awaitable[str]]) -> None:
+    async def work(inbox: Inbox) -> list[tuple[int, str, bool]]:
+        done = []
+        for exception_id in ids:
+            try:
+                done.append((exception_id, await act(inbox, exception_id), True))
+            except ValueError as exc:
+                done.append((exception_id, str(exc), False))
+        return done
+
+    failed = False
+    for exception_id, said, ok in with_inbox(_config(ctx), work):
+        typer.echo(f"{exception_id}: {said}", err=not ok)
+        failed |= not ok
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("retry")
+def retry(
+    ctx: typer.Context,
+    ids: Annotated[list[int], typer.Argument(help="Exception ids.")],
+    by: ByOption = None,
+) -> None:
+    """Send the records through again (after the mapping or the target is fixed)."""
+    who = by or getpass.getuser()
+    _act(ctx, ids, lambda inbox, i: inbox.retry_exception(i, by=who))
+
+
+@app.command("resolve")
+def resolve(
+    ctx: typer.Context,
+    ids: Annotated[list[int], typer.Argument(help="Exception ids.")],
+    note: Annotated[str, typer.Option("--note", help="What was done about it.")],
+    by: ByOption = None,
+) -> None:
+    """Close exceptions without sending again, with a note saying what was done."""
+    who = by or getpass.getuser()
+
+    async def act(inbox: Inbox, exception_id: int) -> str:
+        await inbox.resolve_exception(exception_id, note, by=who)
+        return "resolved"
+
+    _act(ctx, ids, act)

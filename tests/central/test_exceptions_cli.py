@@ -1,0 +1,124 @@
+"""`tillbridge-central exceptions list|show|retry|resolve` on a real inbox file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from central.cli import app
+from central.config import load_central_config
+from central.delivery import Delivery
+from central.inbox import open_inbox
+
+from .connectors import samples
+from .test_delivery import Servers, put
+
+runner = CliRunner()
+
+
+def write_config(tmp_path: Path, *, routed: bool) -> Path:
+    store = '[central.stores."0042"]\ncurrency = "EUR"\n' if routed else ""
+    file = tmp_path / "central.toml"
+    file.write_text(
+        f"""
+[central]
+relay_id = "relay-cli"
+data_dir = "{tmp_path}"
+[[central.targets]]
+name = "sandbox"
+type = "http"
+url = "http://sandbox.test"
+token_file = "{tmp_path / "token"}"
+{store}""",
+        encoding="utf-8",
+    )
+    (tmp_path / "token").write_text("static-token-123\n", encoding="utf-8")
+    return file
+
+
+def deliver(file: Path, servers: Servers) -> None:
+    async def go() -> None:
+        cfg = load_central_config(file)
+        inbox = await open_inbox(cfg.inbox_url, relay_id=cfg.relay_id)
+        try:
+            delivery = Delivery(cfg, inbox, transport_for=servers)
+            await delivery.drain()
+            await delivery.aclose()
+        finally:
+            await inbox.close()
+
+    asyncio.run(go())
+
+
+def seed(file: Path) -> None:
+    async def go() -> None:
+        cfg = load_central_config(file)
+        inbox = await open_inbox(cfg.inbox_url)
+        try:
+            await put(inbox, samples.sale("9001"), samples.sale("9002"))
+        finally:
+            await inbox.close()
+
+    asyncio.run(go())
+
+
+def test_an_operator_lists_shows_retries_and_resolves(tmp_path: Path) -> None:
+    servers = Servers()
+    unrouted = write_config(tmp_path, routed=False)
+    seed(unrouted)
+    deliver(unrouted, servers)
+
+    listed = runner.invoke(app, ["exceptions", "--config", str(unrouted), "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert [r["reason"] for r in rows] == [
+        'store 0042 has no routing: add [central.stores."0042"]'
+    ] * 2
+    first, second = (r["id"] for r in rows)
+
+    table = runner.invoke(app, ["exceptions", "--config", str(unrouted), "list"])
+    assert "(routing)" in table.stdout
+
+    shown = runner.invoke(app, ["exceptions", "--config", str(unrouted), "show", str(first)])
+    assert shown.exit_code == 0
+    assert "unroutable" in shown.stdout
+
+    routed = write_config(tmp_path, routed=True)
+    retried = runner.invoke(
+        app, ["exceptions", "--config", str(routed), "retry", str(first), "--by", "ops"]
+    )
+    assert retried.exit_code == 0, retried.output
+    assert "goes through routing again" in retried.stdout
+    resolved = runner.invoke(
+        app,
+        [
+            "exceptions",
+            "--config",
+            str(routed),
+            "resolve",
+            str(second),
+            "--note",
+            "Voided in the shop.",
+        ],
+    )
+    assert resolved.exit_code == 0, resolved.output
+    deliver(routed, servers)
+    assert servers["sandbox"].puts == 1
+
+    left = runner.invoke(app, ["exceptions", "--config", str(routed), "list", "--json"])
+    assert json.loads(left.stdout) == []
+    history = runner.invoke(app, ["exceptions", "--config", str(routed), "list", "--all", "--json"])
+    assert {r["resolution"] for r in json.loads(history.stdout)} == {
+        "retried",
+        "Voided in the shop.",
+    }
+
+
+def test_acting_on_a_missing_exception_fails_clearly(tmp_path: Path) -> None:
+    file = write_config(tmp_path, routed=True)
+    result = runner.invoke(app, ["exceptions", "--config", str(file), "retry", "99"])
+    assert result.exit_code == 1
+    assert "99: no exception 99" in result.output
