@@ -258,6 +258,10 @@ def load_central_config(file: Path) -> CentralConfig:
     check_broker_files(config.broker, file, "central.broker")
     for index, target in enumerate(config.targets):
         _read_target_secrets(target, index, file)
+    if config.routing.sku_table is not None:
+        from .routing import load_sku_table
+
+        load_sku_table(config.routing.sku_table, file)  # a bad table fails here, by name
     return config
 
 
