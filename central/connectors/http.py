@@ -1,4 +1,5 @@
-"""A plain HTTP target: each record `PUT` as JSON to `{url}/records/{key}`.
+"""A plain HTTP target: each record `PUT` as JSON to `{url}/records/{key}`; after an
+attempt that may have arrived, `GET` that address first and send only if it is absent.
 
 The sandbox target for demos and fault runs (a recording server counts what it was
 sent), and a bridge to an in-house integration layer. `PUT` by idempotency key makes
@@ -18,6 +19,7 @@ from pydantic import Field, SecretStr
 from ._base import (
     DeliveryResult,
     Exchange,
+    Outcome,
     Routed,
     TargetSettings,
     Traced,
@@ -67,6 +69,17 @@ class HttpConnector:
             }
             url = f"{self._base}/records/{quote(routed.key, safe='')}"
             try:
+                if routed.attempts:
+                    # An earlier attempt may have arrived: ask before sending again.
+                    found = await self._http.request("GET", url, trace, headers=self._headers)
+                    if found.status_code == 200:
+                        result.accepted.append(
+                            Outcome(routed.id, status=200, ref=routed.key, exchanges=trace)
+                        )
+                        continue
+                    if found.status_code != 404:
+                        result.add(*outcome_for(routed, found, trace))
+                        continue
                 response = await self._http.request(
                     "PUT",
                     url,
@@ -88,4 +101,6 @@ class HttpConnector:
 
 
 def dry_run_response(request: httpx.Request) -> httpx.Response:
+    if request.method == "GET":
+        return httpx.Response(404, json={"error": "no such record"})
     return httpx.Response(200, json={"stored": True})

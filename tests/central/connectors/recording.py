@@ -32,6 +32,9 @@ class RecordingServer:
             return httpx.Response(503, json={"error": "down"})
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return httpx.Response(401, json={"error": "unauthorized"})
+        if request.method == "GET" and request.url.path.startswith("/records/"):
+            found = unquote(request.url.path.removeprefix("/records/")) in self.records
+            return httpx.Response(200 if found else 404, json={"found": found})
         if request.method != "PUT" or not request.url.path.startswith("/records/"):
             return httpx.Response(404, json={"error": "no such route"})
         if self._fail:
