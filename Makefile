@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup tools test lint types imports pytest demo bench clean
+.PHONY: setup tools test lint types imports pytest demo bench chaos clean
 
 setup: $(STAMP) tools
 
@@ -57,3 +57,7 @@ clean:
 
 bench: setup
 	$(BIN)/python -m tests.bench.run bench-results
+
+# The long fault-injection run (a short one runs inside `make test`).
+chaos: setup
+	$(BIN)/python -m lab.chaos --stores 5 --transactions 20000 --faults 30

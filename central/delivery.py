@@ -336,6 +336,9 @@ class Delivery:
         self.config = config
         self.inbox = inbox
         self.relay_id = config.relay_id
+        # Every call is in the audit trail; httpx's own request lines would only repeat
+        # them, URL and all, in the relay's log.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         self.lease = timedelta(seconds=config.delivery.lease_seconds)
         skus = load_sku_table(config.routing.sku_table) if config.routing.sku_table else None
         self.router = Router(config.targets, config.stores, config.routing, skus)

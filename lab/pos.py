@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
 
-__all__ = ["MagestorePos", "MicrosPos", "PoslogPos", "Sale", "expected_keys", "write_atomic"]
+__all__ = ["MagestorePos", "MicrosPos", "PoslogPos", "Sale", "expected_totals", "write_atomic"]
 
 CENT = Decimal("0.01")
 ITEMS = [
@@ -88,6 +88,18 @@ class _Till:
         """A sale (often split tender), now and then a return, a post-void or training."""
         register = str(self.rng.randint(1, self.registers))
         roll = self.rng.random()
+        if 0.95 < roll <= 0.97 and self.sold:
+            # A post-void: the sale was exported earlier; now it comes again, voided.
+            original = self.sold.pop(self.rng.randrange(len(self.sold)))
+            return Sale(
+                original.register,
+                original.number,
+                original.business_date,
+                now,
+                original.lines,
+                original.tenders,
+                voided=True,
+            )
         number = self.next_number(register)
         if roll < 0.1 and self.sold:
             original = self.rng.choice(self.sold)
@@ -114,8 +126,7 @@ class _Till:
             tenders = [(self.rng.choice(["cash", "card"]), total)]
         sale = Sale(register, number, self.business_date, now, lines, tenders)
         sale.training = roll > 0.97
-        sale.voided = 0.95 < roll <= 0.97
-        if not sale.training and not sale.voided:
+        if not sale.training:
             self.sold.append(sale)
         return sale
 
@@ -134,6 +145,7 @@ class PoslogPos:
         self.folder = folder
         self.till = _Till(store, random.Random(seed), day or date.today())
         self.files = 0
+        self.last = b""
 
     def write(self, count: int, *, now: datetime | None = None) -> Path:
         moment = now or datetime.now(UTC)
@@ -142,7 +154,8 @@ class PoslogPos:
         xml = f'<?xml version="1.0" encoding="UTF-8"?>\n<POSLog xmlns="{_NS}">\n{body}</POSLog>\n'
         self.files += 1
         name = f"POSLog_{self.store}_{moment:%Y%m%d%H%M%S}_{self.files:05d}.xml"
-        return write_atomic(self.folder, name, xml.encode())
+        self.last = xml.encode()
+        return write_atomic(self.folder, name, self.last)
 
     def _transaction(self, s: Sale) -> str:
         status = "PostVoided" if s.voided else "Totaled"
@@ -211,6 +224,7 @@ class MicrosPos:
         self.folder = folder
         self.till = _Till(store, random.Random(seed), day or date.today())
         self.files = 0
+        self.last = b""
 
     def write(self, count: int, *, now: datetime | None = None) -> Path:
         moment = now or datetime.now(UTC)
@@ -227,7 +241,8 @@ class MicrosPos:
         }
         self.files += 1
         name = f"guestChecks_{self.store}_{moment:%Y%m%d%H%M%S}_{self.files:05d}.json"
-        return write_atomic(self.folder, name, json.dumps(doc, indent=1).encode())
+        self.last = json.dumps(doc, indent=1).encode()
+        return write_atomic(self.folder, name, self.last)
 
     def _check(self, s: Sale) -> dict[str, object]:
         utc = s.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
@@ -284,6 +299,7 @@ class MagestorePos:
         self.folder = folder
         self.till = _Till(store, random.Random(seed), day or date.today())
         self.files = 0
+        self.last = b""
 
     def write(self, count: int, *, now: datetime | None = None) -> Path:
         moment = now or datetime.now(UTC)
@@ -295,7 +311,8 @@ class MagestorePos:
             orders.append(self._order(s))
         self.files += 1
         name = f"orders_{self.store}_{moment:%Y%m%d%H%M%S}_{self.files:05d}.json"
-        return write_atomic(self.folder, name, json.dumps(orders, indent=1).encode())
+        self.last = json.dumps(orders, indent=1).encode()
+        return write_atomic(self.folder, name, self.last)
 
     def _order(self, s: Sale) -> dict[str, object]:
         items = []
@@ -344,15 +361,14 @@ class MagestorePos:
         }
 
 
-def expected_keys(files: list[Path], format_name: str, store: str) -> set[str]:
-    """Keys of the records the agent must forward from `files`, by its own parsers."""
+def expected_totals(name: str, data: bytes, format_name: str, store: str) -> dict[str, Decimal]:
+    """Key → total of each record the agent must forward from one file, by its own parsers."""
     from agent.contract import Transaction
     from agent.parsers import ParseContext, parse_bytes
 
-    keys: set[str] = set()
-    for file in files:
-        context = ParseContext(file_name=file.name, store=store)
-        for item in parse_bytes(file.read_bytes(), format_name, context=context):
-            if isinstance(item, Transaction):
-                keys.add(item.key)
-    return keys
+    context = ParseContext(file_name=name, store=store)
+    return {
+        item.key: item.total
+        for item in parse_bytes(data, format_name, context=context)
+        if isinstance(item, Transaction)
+    }

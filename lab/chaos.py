@@ -1,0 +1,434 @@
+"""The fault-injection run: stores write POS files while a controller, on a seeded
+schedule, SIGKILLs agents and relays, stops and restarts the broker (with and without
+its persistence), cuts a store off, holds one store at a full buffer, and corrupts an
+agent's database. At the end every POS transaction must be in the inbox exactly once
+and posted exactly once to the recording target.
+
+`python -m lab.chaos --stores 3 --transactions 3000 --seed 7` (`make chaos`);
+prints `chaos: N sent, N received, N posted, 0 lost, 0 duplicated, K faults`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from .broker import Mosquitto, free_port
+from .pos import PoslogPos, expected_totals
+
+__all__ = ["ChaosResult", "run_chaos"]
+
+BIN = Path(sys.executable).parent
+
+
+def _command(name: str) -> list[str]:
+    found = BIN / name
+    return [str(found)] if found.exists() else [sys.executable, "-m", name.replace("-", ".")]
+
+
+@dataclass
+class Process:
+    """A child process that can be killed and started again with the same arguments."""
+
+    args: list[str]
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        handle = self.log.open("ab")
+        self.process = subprocess.Popen(
+            self.args, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "CI": ""}
+        )
+        handle.close()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class ChaosResult:
+    sent: int
+    received: int
+    posted: int
+    lost: int
+    duplicated: int
+    faults: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+    """Stores whose totals in the inbox differ from what their tills wrote."""
+    seconds: float = 0.0
+
+    @property
+    def summary(self) -> str:
+        return (
+            f"chaos: {self.sent} sent, {self.received} received, {self.posted} posted, "
+            f"{self.lost} lost, {self.duplicated} duplicated, {len(self.faults)} faults"
+        )
+
+
+class Stage:
+    """Everything a run starts: broker, recording target, relay, agents, tills."""
+
+    def __init__(self, workdir: Path, stores: int, seed: int) -> None:
+        self.workdir = workdir
+        self.rng = random.Random(seed)
+        self.broker = Mosquitto(workdir / "broker")
+        self.target_port = free_port()
+        self.target = Process(
+            [
+                sys.executable,
+                "-m",
+                "lab.target",
+                "--db",
+                str(workdir / "target.db"),
+                "--port",
+                str(self.target_port),
+            ],
+            workdir / "target.log",
+        )
+        self.inbox = workdir / "relay" / "inbox.db"
+        self.relay = Process(
+            [*_command("tillbridge-central"), "run", "--config", str(workdir / "central.toml")],
+            workdir / "relay.out",
+        )
+        self.stores = [f"{n:04d}" for n in range(101, 101 + stores)]
+        self.tills = {
+            s: PoslogPos(s, workdir / s / "pos", seed=seed + i) for i, s in enumerate(self.stores)
+        }
+        self.agents = {
+            s: Process(
+                [*_command("tillbridge-agent"), "run", "--config", str(workdir / s / "agent.toml")],
+                workdir / s / "agent.out",
+            )
+            for s in self.stores
+        }
+        self.expected: dict[str, Decimal] = {}
+
+    def write(self, store: str, count: int) -> None:
+        """One POS file, and the keys the agent must forward from it."""
+        till = self.tills[store]
+        path = till.write(count)
+        self.expected.update(expected_totals(path.name, till.last, "poslog", store))
+
+    def write_configs(self, *, broker_url: str | None = None, only: str | None = None) -> None:
+        url = broker_url or self.broker.url
+        (self.workdir / "central.toml").write_text(
+            f"""[central]
+relay_id = "chaos-relay"
+data_dir = "{self.workdir / "relay"}"
+[central.broker]
+url = "{self.broker.url}"
+[central.intake]
+gap_grace_seconds = 3
+[central.delivery]
+poll_seconds = 0.2
+lease_seconds = 20
+[[central.targets]]
+name = "recorder"
+type = "http"
+url = "http://127.0.0.1:{self.target_port}"
+retry_min_seconds = 0.5
+retry_max_seconds = 5
+max_attempts = 1000
+breaker_reset_seconds = 2
+[central.stores.default]
+currency = "EUR"
+""",
+            encoding="utf-8",
+        )
+        for index, store in enumerate(self.stores):
+            if only is not None and store != only:
+                continue
+            # The first store runs with a small buffer, so an outage fills it.
+            rows = 40 if index == 0 else 5_000_000
+            folder = self.workdir / store
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "agent.toml").write_text(
+                f"""[agent]
+store = "{store}"
+data_dir = "{folder / "data"}"
+status_listen = "127.0.0.1:{free_port()}"
+[agent.broker]
+url = "{url if only == store or only is None else self.broker.url}"
+[[agent.sources]]
+name = "till"
+path = "{folder / "pos"}"
+format = "poslog"
+include = ["**/*.xml"]
+settle_seconds = 0.3
+rescan_seconds = 1
+[agent.outbox]
+max_rows = {rows}
+min_free_disk_mb = 1
+[agent.uplink]
+ack_timeout_seconds = 4
+reconnect_min_seconds = 0.2
+reconnect_max_seconds = 2
+heartbeat_seconds = 2
+""",
+                encoding="utf-8",
+            )
+
+    def start(self) -> None:
+        self.write_configs()
+        self.broker.start()
+        self.target.start()
+        self.relay.start()
+        for agent in self.agents.values():
+            agent.start()
+
+    def stop(self) -> None:
+        for agent in self.agents.values():
+            agent.stop()
+        self.relay.stop()
+        self.target.stop()
+        self.broker.stop()
+
+    # -- what the run checks -----------------------------------------------------------
+
+    def inbox_totals(self) -> dict[str, Decimal]:
+        """Key → total in the inbox (keys are unique there by construction: a POS
+        transaction counted twice would show up as a key the tills never wrote)."""
+        if not self.inbox.exists():
+            return {}
+        with sqlite3.connect(f"file:{self.inbox}?mode=ro", uri=True, timeout=10) as db:
+            rows = db.execute(
+                "SELECT key, json_extract(body, '$.total') FROM records "
+                "WHERE kind IN ('sale', 'return', 'void', 'cancel')"
+            ).fetchall()
+        return {key: Decimal(str(total)) for key, total in rows}
+
+    def posted_keys(self) -> set[str]:
+        if not self.inbox.exists():
+            return set()
+        with sqlite3.connect(f"file:{self.inbox}?mode=ro", uri=True, timeout=10) as db:
+            rows = db.execute("SELECT key FROM records WHERE state = 'posted'").fetchall()
+        return {key for (key,) in rows}
+
+    def target_puts(self) -> dict[str, int]:
+        db = self.workdir / "target.db"
+        if not db.exists():
+            return {}
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+            return dict(conn.execute("SELECT key, puts FROM records").fetchall())
+
+    def target_stats(self) -> dict[str, int]:
+        url = f"http://127.0.0.1:{self.target_port}/stats"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            stats: dict[str, int] = json.loads(answer.read())
+        return stats
+
+
+def _faults(stage: Stage) -> dict[str, Callable[[], str]]:
+    rng = stage.rng
+
+    def kill_agent() -> str:
+        store = rng.choice(stage.stores)
+        stage.agents[store].kill()
+        time.sleep(rng.uniform(0.2, 1.5))
+        stage.agents[store].start()
+        return f"SIGKILL agent {store}"
+
+    def kill_relay() -> str:
+        stage.relay.kill()
+        time.sleep(rng.uniform(0.2, 2.0))
+        stage.relay.start()
+        return "SIGKILL relay"
+
+    def restart_broker() -> str:
+        stage.broker.stop()
+        time.sleep(rng.uniform(0.5, 2.0))
+        stage.broker.start()
+        return "broker stopped and restarted"
+
+    def broker_loses_everything() -> str:
+        stage.broker.kill()
+        persistence = stage.broker.persistence
+        stage.broker.persistence = False
+        for name in ("mosquitto.db",):
+            (stage.broker.workdir / name).unlink(missing_ok=True)
+        time.sleep(rng.uniform(0.5, 1.5))
+        stage.broker.start()
+        stage.broker.persistence = persistence
+        return "broker killed, restarted without its persistence"
+
+    def cut_store_off() -> str:
+        store = rng.choice(stage.stores)
+        stage.agents[store].stop()
+        stage.write_configs(broker_url=f"mqtt://127.0.0.1:{free_port()}", only=store)
+        stage.agents[store].start()
+        stage.write(store, rng.randint(10, 30))
+        time.sleep(rng.uniform(2, 4))
+        stage.agents[store].stop()
+        stage.write_configs(only=store)
+        stage.agents[store].start()
+        return f"store {store} cut off, then back"
+
+    def corrupt_database() -> str:
+        # The store with the most files behind it, so there is something to lose.
+        store = max(stage.stores, key=lambda s: stage.tills[s].files)
+        stage.agents[store].kill()
+        db = stage.workdir / store / "data" / "outbox.db"
+        # Fold the WAL into the file first, or SQLite would read page 1 back from it.
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with db.open("r+b") as handle:
+            handle.write(os.urandom(100))  # the header: SQLite no longer knows the file
+        stage.agents[store].start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not list(db.parent.glob("outbox.db.damaged-*")):
+            time.sleep(0.1)
+        aside = (
+            "moved aside and rebuilt"
+            if list(db.parent.glob("outbox.db.damaged-*"))
+            else ("NOT detected")
+        )
+        return f"agent {store} database corrupted ({aside})"
+
+    return {
+        "kill_agent": kill_agent,
+        "kill_relay": kill_relay,
+        "restart_broker": restart_broker,
+        "broker_loses_everything": broker_loses_everything,
+        "cut_store_off": cut_store_off,
+        "corrupt_database": corrupt_database,
+    }
+
+
+def run_chaos(
+    workdir: Path,
+    *,
+    stores: int = 3,
+    transactions: int = 600,
+    seed: int = 7,
+    faults: int = 8,
+    settle_timeout: float = 180,
+    say: Callable[[str], None] = lambda line: None,
+) -> ChaosResult:
+    """Run the whole thing in `workdir`; returns the counts (the caller asserts)."""
+    started = time.monotonic()
+    stage = Stage(workdir, stores, seed)
+    kinds = _faults(stage)
+    # Every kind of fault at least once, then a seeded mix.
+    plan = list(kinds)
+    plan += [stage.rng.choice(list(kinds)) for _ in range(max(faults - len(plan), 0))]
+    stage.rng.shuffle(plan)
+    done: list[str] = []
+    try:
+        stage.start()
+        per_file = 20
+        files = max(transactions // per_file // stores, 1)
+        fault_every = max(files * stores // max(len(plan), 1), 1)
+        written = 0
+        for round_ in range(files):
+            for store in stage.stores:
+                stage.write(store, per_file)
+                written += 1
+                if written % fault_every == 0 and plan:
+                    what = kinds[plan.pop()]()
+                    done.append(what)
+                    say(f"fault: {what}")
+            time.sleep(0.2)
+            del round_
+        for left in plan:
+            done.append(kinds[left]())
+            say(f"fault: {done[-1]}")
+        expected = set(stage.expected)
+        say(f"written: {len(expected)} transactions; waiting for them to arrive and post")
+        deadline = time.monotonic() + settle_timeout
+        while time.monotonic() < deadline:
+            for name, process in (("relay", stage.relay), ("target", stage.target)):
+                if not process.alive:
+                    process.start()
+                    say(f"restarted {name}")
+            if expected <= stage.posted_keys():
+                break
+            time.sleep(1)
+        first = stage.stores[0]
+        agent_log = stage.workdir / first / "data" / "logs" / "agent.log"
+        if "buffer full" in agent_log.read_text(encoding="utf-8", errors="replace"):
+            done.append(f"store {first} held at a full buffer (files waited in the POS folder)")
+        totals = stage.inbox_totals()
+        inbox = set(totals)
+        puts = stage.target_puts()
+        differences = sorted(
+            store
+            for store in stage.stores
+            if sum((v for k, v in totals.items() if f":{store}:" in k), Decimal(0))
+            != sum((v for k, v in stage.expected.items() if f":{store}:" in k), Decimal(0))
+        )
+        received = expected & inbox
+        posted_once = {k for k in expected if puts.get(k) == 1}
+        lost = len(expected - inbox) + len(expected - set(puts))
+        duplicated = sum(1 for k in expected if puts.get(k, 0) > 1)
+        duplicated += len(inbox - expected) + len(set(puts) - expected)
+        return ChaosResult(
+            sent=len(expected),
+            received=len(received),
+            posted=len(posted_once),
+            lost=lost,
+            duplicated=duplicated,
+            faults=done,
+            differences=differences,
+            seconds=time.monotonic() - started,
+        )
+    finally:
+        stage.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lab.chaos", description=__doc__)
+    parser.add_argument("--stores", type=int, default=3)
+    parser.add_argument("--transactions", type=int, default=3000)
+    parser.add_argument("--faults", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tillbridge-chaos-"))
+    print(f"Working in {workdir}", flush=True)
+    result = run_chaos(
+        workdir,
+        stores=args.stores,
+        transactions=args.transactions,
+        seed=args.seed,
+        faults=args.faults,
+        settle_timeout=600,
+        say=lambda line: print(line, flush=True),
+    )
+    for fault in result.faults:
+        print(f"  {fault}")
+    print(result.summary + f" in {result.seconds:.0f} s")
+    if result.differences:
+        print(f"totals differ for stores {', '.join(result.differences)}")
+    ok = result.lost == 0 and result.duplicated == 0 and not result.differences
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The short fault-injection run inside `make test` (the long one is `make chaos`):
+real agents, relay, Mosquitto and a recording target as processes, every kind of fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.chaos import run_chaos
+
+KINDS = ("SIGKILL agent", "SIGKILL relay", "broker stopped", "without its persistence")
+
+
+@pytest.mark.timeout(400)
+def test_faults_lose_and_double_nothing(tmp_path: Path) -> None:
+    result = run_chaos(
+        tmp_path,
+        stores=3,
+        transactions=360,
+        seed=11,
+        faults=8,
+        settle_timeout=240,
+        say=print,
+    )
+    print(result.summary, *result.faults, sep="\n")
+    assert result.sent > 300
+    assert (result.received, result.posted) == (result.sent, result.sent)
+    assert (result.lost, result.duplicated) == (0, 0)
+    assert result.differences == []
+    for kind in KINDS:
+        assert any(kind in fault for fault in result.faults), kind
+    assert any("cut off" in fault for fault in result.faults)
+    assert any("(moved aside and rebuilt)" in fault for fault in result.faults)
+    assert any("held at a full buffer" in fault for fault in result.faults)
