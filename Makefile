@@ -46,11 +46,12 @@ pytest: setup
 
 test: setup lint types imports pytest
 
-demo: setup
-	$(BIN)/tillbridge-agent --version
-	$(BIN)/tillbridge-central --version
-	$(BIN)/tillbridge-agent config check --config config.example.toml
-	$(BIN)/tillbridge-central config check --config config.example.toml
+# Broker, relay (dry-run target) and three simulated stores until Ctrl-C. Needs only
+# python3: without Mosquitto on the machine it runs an embedded MQTT 3.1.1 broker.
+demo: $(STAMP)
+	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+		$(BIN)/python -m pip install --quiet '.[demo]'; fi
+	$(BIN)/python -m lab.demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
