@@ -95,8 +95,9 @@ class ChaosResult:
 class Stage:
     """Everything a run starts: broker, recording target, relay, agents, tills."""
 
-    def __init__(self, workdir: Path, stores: int, seed: int) -> None:
+    def __init__(self, workdir: Path, stores: int, seed: int, *, small_buffer: bool = True) -> None:
         self.workdir = workdir
+        self.small_buffer = small_buffer
         self.rng = random.Random(seed)
         self.broker = Mosquitto(workdir / "broker")
         self.target_port = free_port()
@@ -166,7 +167,7 @@ currency = "EUR"
             if only is not None and store != only:
                 continue
             # The first store runs with a small buffer, so an outage fills it.
-            rows = 40 if index == 0 else 5_000_000
+            rows = 40 if index == 0 and self.small_buffer else 5_000_000
             folder = self.workdir / store
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "agent.toml").write_text(

@@ -4,9 +4,10 @@ Any run of 13–19 digits (spaces or dashes allowed between them) that passes th
 Luhn check is masked to its last four digits before a record is buffered or a
 line is logged.
 
-Two exceptions keep data intact: a `sku` that is exactly a GTIN (EAN-13, GTIN-14, …)
+Exceptions keep data intact: a `sku` that is exactly a GTIN (EAN-13, GTIN-14, …)
 with a valid GS1 check digit is a barcode, not a card (about one EAN in ten would
-otherwise pass Luhn and be masked); a `sha256` that is a hex digest is a content hash.
+otherwise pass Luhn and be masked); a `sha256` that is a hex digest is a content hash;
+a bare 14-digit YYYYMMDDhhmmss time stamp (as in export file names) is a time.
 """
 
 from __future__ import annotations
@@ -64,9 +65,21 @@ def _masked(digits: str) -> str:
     return "*" * (len(digits) - 4) + digits[-4:]
 
 
+def _is_timestamp(digits: str) -> bool:
+    """YYYYMMDDhhmmss of 1900–2099, as in export file names: no card number has 14 digits
+    starting 19 or 20 (14-digit cards are Diners, 30/36/38/39), so it is never masked."""
+    if len(digits) != 14 or not digits.startswith(("19", "20")):
+        return False
+    month, day = int(digits[4:6]), int(digits[6:8])
+    hour, minute, second = int(digits[8:10]), int(digits[10:12]), int(digits[12:14])
+    return 1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61
+
+
 def _mask(match: re.Match[str]) -> str:
     text = match.group()
     digits = text.replace(" ", "").replace("-", "")
+    if text == digits and _is_timestamp(digits):
+        return text
     if 13 <= len(digits) <= 19 and luhn_valid(digits):
         return _masked(digits)
     # A card number next to other digit groups ("4000…0006-0"): try the runs of whole

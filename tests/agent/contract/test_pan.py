@@ -103,3 +103,14 @@ def test_a_content_hash_is_not_taken_for_a_card_number() -> None:
     scrubbed = scrub_model(source)
     assert scrubbed.sha256 == digest
     assert "4111111111111111" not in scrubbed.file
+
+
+def test_a_file_name_time_stamp_is_not_a_card_number() -> None:
+    # 20261124124136 passes Luhn; as a time in a file name it must survive logs and records.
+    assert luhn_valid("20261124124136")
+    name = "POSLog_0101_20261124124136_00041.xml"
+    assert mask_pans(name) == name
+    # A real 14-digit card (Diners) and a Luhn-valid run that is no valid time stay masked.
+    assert mask_pans("card 36227206271667") == "card **********1667"
+    assert luhn_valid("20261399124134")  # month 13
+    assert mask_pans("20261399124134") == "**********4134"
