@@ -7,7 +7,20 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: setup tools test lint types imports pytest demo bench chaos clean
 
-setup: $(STAMP) tools
+CTMOCK := tests/support/ctmock
+CTMOCK_STAMP := $(CTMOCK)/node_modules/.installed
+
+setup: $(STAMP) tools $(CTMOCK_STAMP)
+
+# The npm peer of the commercetools integration tests (the third-party mock server).
+$(CTMOCK_STAMP): $(CTMOCK)/package.json $(CTMOCK)/package-lock.json
+	@if ! command -v npm >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+		else echo "npm is missing; run: sudo apt-get install -y nodejs npm"; exit 1; fi; \
+	fi
+	cd $(CTMOCK) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CTMOCK_STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -7,7 +7,9 @@ around an injected `httpx.AsyncClient`, and the reply a dry run pretends to get.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from ._base import (
     Connector,
@@ -22,6 +24,8 @@ from ._base import (
     Traced,
     classify,
 )
+from .commercetools import CommercetoolsConnector, CommercetoolsSettings
+from .commercetools import dry_run_response as _commercetools_dry_run
 from .http import HttpConnector, HttpSettings
 from .http import dry_run_response as _http_dry_run
 
@@ -55,9 +59,12 @@ class Registration:
 
 CONNECTORS: dict[str, Registration] = {
     "http": Registration(HttpSettings, HttpConnector, _http_dry_run),
+    "commercetools": Registration(
+        CommercetoolsSettings, CommercetoolsConnector, _commercetools_dry_run
+    ),
 }
 
-TargetConfig = HttpSettings
+TargetConfig = Annotated[HttpSettings | CommercetoolsSettings, Field(discriminator="type")]
 """One `[[central.targets]]` entry: the union of every registered settings model."""
 
 

@@ -1,0 +1,196 @@
+"""The commercetools connector against the third-party `@labdigital/commercetools-mock`
+server (npm) on 127.0.0.1: a sale, a split-tender payment, a linked return and an
+inventory update under a concurrent change.
+
+The mock deviates from the real API where it matters for idempotency: it accepts a
+second order with the same `orderNumber` and a second payment with the same `key`, and
+answers 200 where the real API answers 201. So "once" is proven by our own count of
+what the mock holds after a re-delivery, never by the mock refusing a duplicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from central.connectors.commercetools import CommercetoolsConnector, CommercetoolsSettings
+from tests.support.ctmock import commercetools_mock
+
+from . import samples
+
+PROJECT = "acme-test"
+
+
+@pytest.fixture(scope="module")
+def mock_url() -> Iterator[str]:
+    with commercetools_mock(PROJECT) as url:
+        yield url
+
+
+class Admin:
+    """Direct calls to the mock: seeding and reading back what the connector wrote."""
+
+    def __init__(self, url: str) -> None:
+        token = httpx.post(
+            f"{url}/oauth/token",
+            data={"grant_type": "client_credentials", "scope": f"manage_project:{PROJECT}"},
+            auth=("admin", "admin"),
+        ).json()["access_token"]
+        self.http = httpx.Client(
+            base_url=f"{url}/{PROJECT}", headers={"Authorization": f"Bearer {token}"}
+        )
+
+    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.http.post(path, json=body)
+        assert response.status_code in (200, 201), response.text
+        result: dict[str, Any] = response.json()
+        return result
+
+    def query(self, path: str, where: str) -> list[dict[str, Any]]:
+        response = self.http.get(path, params={"where": where, "limit": 500})
+        assert response.status_code == 200, response.text
+        results: list[dict[str, Any]] = response.json()["results"]
+        return results
+
+
+@pytest.fixture(scope="module")
+def admin(mock_url: str) -> Admin:
+    admin = Admin(mock_url)
+    kind = admin.post("/product-types", {"key": "pen", "name": "Pen", "description": "Pens"})
+    admin.post(
+        "/products",
+        {
+            "key": "pens",
+            "name": {"en": "Pens"},
+            "slug": {"en": "pens"},
+            "productType": {"typeId": "product-type", "id": kind["id"]},
+            "masterVariant": {"sku": "SKU-PEN-BLUE"},
+            "variants": [{"sku": "SKU-PEN-RED"}],
+            "publish": True,
+        },
+    )
+    for key, role in (
+        ("berlin-mitte-supply", "InventorySupply"),
+        ("berlin-mitte-dist", "ProductDistribution"),
+    ):
+        admin.post("/channels", {"key": key, "roles": [role]})
+    admin.post("/stores", {"key": "berlin-mitte", "name": {"en": "Berlin Mitte"}})
+    return admin
+
+
+def settings(url: str) -> CommercetoolsSettings:
+    return CommercetoolsSettings(
+        name="ct",
+        api_url=url,
+        auth_url=url,
+        project_key=PROJECT,
+        client_id="relay",
+        client_secret="relay-secret",
+    )
+
+
+@pytest.fixture
+async def connector(mock_url: str, admin: Admin) -> AsyncIterator[CommercetoolsConnector]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        yield CommercetoolsConnector(settings(mock_url), client)
+
+
+async def test_a_sale_is_imported_once_in_its_store(
+    connector: CommercetoolsConnector, admin: Admin
+) -> None:
+    sale = samples.sale("9101")
+    first = await connector.deliver([samples.routed(sale)])
+    assert [o.ref for o in first.accepted] == [sale.key]
+    again = await connector.deliver([samples.routed(sale, attempts=1)])
+    assert len(again.accepted) == 1
+    orders = admin.query("/orders", f'orderNumber="{sale.key}"')
+    assert len(orders) == 1, "a re-delivery after a possible success creates nothing"
+    (order,) = orders
+    assert order["store"]["key"] == "berlin-mitte"
+    assert order["totalPrice"]["centAmount"] == 2997
+    assert [li["variant"]["sku"] for li in order["lineItems"]] == ["SKU-PEN-BLUE", "SKU-PEN-RED"]
+
+
+async def test_a_split_tender_gives_two_payments_on_the_order(
+    connector: CommercetoolsConnector, admin: Admin
+) -> None:
+    sale = samples.sale("9201")
+    await connector.deliver([samples.routed(sale)])
+    await connector.deliver([samples.routed(sale, attempts=1)])
+    (order,) = admin.query("/orders", f'orderNumber="{sale.key}"')
+    attached = [p["id"] for p in order["paymentInfo"]["payments"]]
+    assert len(attached) == 2
+    payments = [admin.http.get(f"/payments/{pid}").json() for pid in attached]
+    planned = sorted(p["amountPlanned"]["centAmount"] for p in payments)
+    assert planned == [997, 2000]
+    assert {p["paymentMethodInfo"]["method"] for p in payments} == {"adyen-pos", "cash"}
+    assert all(p["transactions"][0]["type"] == "Charge" for p in payments)
+    keys = [p["key"] for p in payments]
+    assert len(admin.query("/payments", f'key in ("{keys[0]}", "{keys[1]}")')) == 2
+
+
+async def test_a_linked_return_is_refunded_on_the_original_order(
+    connector: CommercetoolsConnector, admin: Admin
+) -> None:
+    sale = samples.sale("9301")
+    await connector.deliver([samples.routed(sale)])
+    back = samples.refund(sale, "9302")
+    result = await connector.deliver([samples.routed(back, original_ref=sale.key)])
+    assert len(result.accepted) == 1, result
+    await connector.deliver([samples.routed(back, attempts=1, original_ref=sale.key)])
+    (order,) = admin.query("/orders", f'orderNumber="{sale.key}"')
+    assert len(order["returnInfo"]) == 1, "the return is recorded once"
+    (item,) = order["returnInfo"][0]["items"]
+    assert item["quantity"] == 1
+    assert item["lineItemId"] == order["lineItems"][0]["id"]
+    attached = order["paymentInfo"]["payments"]
+    payments = [admin.http.get(f"/payments/{p['id']}").json() for p in attached]
+    refunds = [p for p in payments if p["transactions"][0]["type"] == "Refund"]
+    assert [p["amountPlanned"]["centAmount"] for p in refunds] == [999]
+
+
+class Interfering(httpx.AsyncBaseTransport):
+    """Changes the inventory entry out of band just before our first update of it."""
+
+    def __init__(self, admin: Admin) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+        self._admin = admin
+        self.conflicts = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST" and "/inventory/" in path and not self.conflicts:
+            entry = self._admin.http.get(path.removeprefix(f"/{PROJECT}")).json()
+            self._admin.post(
+                f"/inventory/{entry['id']}",
+                {
+                    "version": entry["version"],
+                    "actions": [{"action": "changeQuantity", "quantity": 99}],
+                },
+            )
+        response = await self._inner.handle_async_request(request)
+        if response.status_code == 409:
+            self.conflicts += 1
+        return response
+
+
+async def test_inventory_ends_at_our_level_despite_a_concurrent_change(
+    mock_url: str, admin: Admin
+) -> None:
+    interfering = Interfering(admin)
+    async with httpx.AsyncClient(transport=interfering, timeout=10) as client:
+        connector = CommercetoolsConnector(settings(mock_url), client)
+        created = await connector.deliver([samples.routed(samples.inventory(quantity=17))])
+        assert len(created.accepted) == 1
+        count = samples.inventory(quantity=12, reference="count-2")
+        updated = await connector.deliver([samples.routed(count)])
+    assert len(updated.accepted) == 1, updated
+    assert interfering.conflicts == 1, "our first write met the other change and re-read"
+    channel = admin.http.get("/channels/key=berlin-mitte-supply").json()
+    (entry,) = admin.query(
+        "/inventory", f'sku="SKU-PEN-BLUE" and supplyChannel(id="{channel["id"]}")'
+    )
+    assert entry["quantityOnStock"] == 12
