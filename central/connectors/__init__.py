@@ -24,6 +24,8 @@ from ._base import (
     Traced,
     classify,
 )
+from .adobe_commerce import AdobeCommerceConnector, AdobeCommerceSettings
+from .adobe_commerce import dry_run_response as _adobe_dry_run
 from .commercetools import CommercetoolsConnector, CommercetoolsSettings
 from .commercetools import dry_run_response as _commercetools_dry_run
 from .http import HttpConnector, HttpSettings
@@ -62,9 +64,12 @@ CONNECTORS: dict[str, Registration] = {
     "commercetools": Registration(
         CommercetoolsSettings, CommercetoolsConnector, _commercetools_dry_run
     ),
+    "adobe_commerce": Registration(AdobeCommerceSettings, AdobeCommerceConnector, _adobe_dry_run),
 }
 
-TargetConfig = Annotated[HttpSettings | CommercetoolsSettings, Field(discriminator="type")]
+TargetConfig = Annotated[
+    HttpSettings | CommercetoolsSettings | AdobeCommerceSettings, Field(discriminator="type")
+]
 """One `[[central.targets]]` entry: the union of every registered settings model."""
 
 

@@ -18,6 +18,7 @@ ROUTE = {
     "supply_channel": "berlin-mitte-supply",
     "distribution_channel": "berlin-mitte-dist",
     "source_code": "berlin_mitte",
+    "store_id": "1",
     "website": "base",
     "store_view": "de",
     "location": "131000000000001AAA",

@@ -1,0 +1,447 @@
+"""Adobe Commerce (Magento 2 REST): stock as MSI source items, POS sales as orders,
+returns and voids as offline credit memos.
+
+Why the order repository (`POST /V1/orders`) and not the cart flow: a POS sale is
+already complete — priced, taxed and paid at the till. The cart flow
+(`/V1/carts/…/payment-information`) runs checkout again: Magento re-prices and re-taxes
+the items, needs a configured payment method per tender, and places a stock reservation
+that the next count from the store would then contradict. The repository stores the
+order as the POS states it (totals, tax, split tenders in the payment's additional
+information); an offline invoice (`POST /V1/order/{id}/invoice`, `capture: false`)
+marks it paid, which also makes credit memos possible. Returns and voids are credit
+memos (`POST /V1/order/{id}/refund`, offline); a void refunds everything, because an
+invoiced order can no longer be cancelled.
+
+Idempotency: the order's `increment_id` is derived from the record key (`P` + a digest,
+within Magento's 32 characters) and looked up before creating after a possible earlier
+attempt; a credit memo carries `tillbridge:<digest>` in its comment and is looked for
+among the order's credit memos before refunding. Source items are absolute quantities,
+sent in small batches; a batch Magento refuses is split so each record gets its own
+verdict.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any, Literal
+
+import httpx
+from pydantic import Field, SecretStr
+
+from agent.contract import Inventory, Transaction, key_digest
+
+from ._base import (
+    DeliveryResult,
+    Exchange,
+    Outcome,
+    Routed,
+    TargetSettings,
+    Traced,
+    outcome_for,
+    transport_failure,
+)
+
+__all__ = ["AdobeCommerceConnector", "AdobeCommerceSettings", "dry_run_response", "increment_id"]
+
+ADMIN_TOKEN_SECONDS = 4 * 3600.0
+
+
+class AdobeCommerceSettings(TargetSettings):
+    type: Literal["adobe_commerce"] = "adobe_commerce"
+    base_url: str = Field(
+        pattern=r"^https?://", description="Shop URL; the API is {base_url}/rest."
+    )
+    store_code: str = Field(default="all", description="Store code in /rest/{store_code}/V1.")
+    token: SecretStr | None = Field(default=None, description="Integration access token.")
+    token_file: str | None = Field(default=None, description="File holding the token.")
+    username: str | None = Field(default=None, description="Admin user, when no token is given.")
+    password: SecretStr | None = Field(default=None, description="Admin password.")
+    password_file: str | None = Field(default=None, description="File holding the password.")
+    source_items_batch: int = Field(
+        default=50, ge=1, le=500, description="Source items per request (stores limit input)."
+    )
+    guest_email: str = Field(
+        default="pos-sales@example.invalid",
+        description="customer_email of POS orders without a customer (Magento requires one).",
+    )
+    return_to_stock: bool = Field(
+        default=False, description="Put returned items back to stock with the credit memo."
+    )
+
+
+def increment_id(key: str) -> str:
+    """Magento's increment_id (at most 32 characters) of a POS transaction."""
+    return "P" + key_digest(key, 31)
+
+
+def _marker(key: str) -> str:
+    return f"tillbridge:{key_digest(key, 24)}"
+
+
+class _Refused(Exception):
+    def __init__(self, response: httpx.Response, reason: str = "") -> None:
+        super().__init__(reason)
+        self.response = response
+        self.reason = reason or _reason(response)
+
+
+class _Invalid(Exception):
+    """The record cannot be written as Magento needs it (a rejection)."""
+
+
+class AdobeCommerceConnector:
+    name = "adobe_commerce"
+    required_route: tuple[str, ...] = ("source_code", "store_id")
+
+    def __init__(
+        self,
+        settings: AdobeCommerceSettings,
+        client: httpx.AsyncClient,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._s = settings
+        self._http = Traced(client, keep_full=settings.dry_run)
+        self._clock = clock
+        self._rest = f"{settings.base_url.rstrip('/')}/rest/{settings.store_code}/V1"
+        self._static = settings.token.get_secret_value() if settings.token else None
+        self._admin: str | None = None
+        self._admin_until = 0.0
+
+    async def aclose(self) -> None:
+        return None
+
+    async def _auth(self, *, renew: bool) -> str:
+        if self._static is not None:
+            return self._static
+        if renew or self._admin is None or self._clock() >= self._admin_until:
+            password = self._s.password.get_secret_value() if self._s.password else ""
+            response = await self._http.request(
+                "POST",
+                f"{self._rest}/integration/admin/token",
+                None,  # the answer is the token itself: it never goes into the audit
+                json={"username": self._s.username or "", "password": password},
+            )
+            if response.status_code != 200:
+                raise _Refused(response, f"admin token refused: {response.status_code}")
+            self._admin = str(response.json())
+            self._admin_until = self._clock() + ADMIN_TOKEN_SECONDS - 300
+        return self._admin
+
+    async def _send(
+        self, method: str, path: str, trace: list[Exchange], **kwargs: Any
+    ) -> httpx.Response:
+        for renew in (False, True):
+            headers = {"Authorization": f"Bearer {await self._auth(renew=renew)}"}
+            response = await self._http.request(
+                method, f"{self._rest}{path}", trace, headers=headers, **kwargs
+            )
+            if response.status_code != 401 or self._static is not None:
+                return response
+        return response
+
+    # -- the seam -------------------------------------------------------------------------
+
+    async def deliver(self, records: Sequence[Routed]) -> DeliveryResult:
+        result = DeliveryResult()
+        stock = [r for r in records if isinstance(r.record, Inventory)]
+        for start in range(0, len(stock), self._s.source_items_batch):
+            batch = stock[start : start + self._s.source_items_batch]
+            result.extend(await self._source_items(batch))
+        for routed in records:
+            if isinstance(routed.record, Inventory):
+                continue
+            trace: list[Exchange] = []
+            try:
+                ref = await self._transaction(routed, trace)
+            except _Refused as refused:
+                result.add(*outcome_for(routed, refused.response, trace, refused.reason))
+            except _Invalid as exc:
+                result.rejected.append(Outcome(routed.id, reason=str(exc), exchanges=trace))
+            except httpx.HTTPError as exc:
+                result.retry.append(transport_failure(routed, exc, trace))
+            else:
+                result.accepted.append(Outcome(routed.id, status=200, ref=ref, exchanges=trace))
+        return result
+
+    # -- inventory ------------------------------------------------------------------------
+
+    async def _source_items(self, batch: Sequence[Routed]) -> DeliveryResult:
+        result = DeliveryResult()
+        items: list[dict[str, Any]] = []
+        for routed in batch:
+            record = routed.record
+            assert isinstance(record, Inventory)
+            if record.mode != "absolute":
+                reason = "Adobe Commerce source items take absolute quantities; this is a delta"
+                result.rejected.append(Outcome(routed.id, reason=reason))
+                continue
+            items.append(
+                {
+                    "sku": routed.skus.get(record.sku, record.sku),
+                    "source_code": routed.route["source_code"],
+                    "quantity": float(record.quantity),
+                    "status": 1 if record.quantity > 0 else 0,
+                }
+            )
+        sendable = [r for r in batch if not any(o.id == r.id for o in result.rejected)]
+        if not sendable:
+            return result
+        trace: list[Exchange] = []
+        try:
+            response = await self._send(
+                "POST", "/inventory/source-items", trace, json={"sourceItems": items}
+            )
+        except _Refused as refused:
+            for routed in sendable:
+                result.add(*outcome_for(routed, refused.response, list(trace), refused.reason))
+            return result
+        except httpx.HTTPError as exc:
+            for routed in sendable:
+                result.retry.append(transport_failure(routed, exc, list(trace)))
+            return result
+        if response.status_code == 400 and len(sendable) > 1:
+            # All or nothing: send one by one, so only the bad item is refused.
+            for routed in sendable:
+                result.extend(await self._source_items([routed]))
+            return result
+        for routed in sendable:
+            reason = _reason_or_empty(response)
+            verdict, outcome = outcome_for(routed, response, list(trace), reason)
+            if verdict == "accepted":
+                record = routed.record
+                assert isinstance(record, Inventory)
+                sku = routed.skus.get(record.sku, record.sku)
+                outcome.ref = f"{routed.route['source_code']}/{sku}"
+            result.add(verdict, outcome)
+        return result
+
+    # -- sales, returns, voids ------------------------------------------------------------
+
+    async def _transaction(self, routed: Routed, trace: list[Exchange]) -> str:
+        record = routed.record
+        if not isinstance(record, Transaction):
+            raise _Invalid(f"Adobe Commerce takes no {record.kind} records")
+        if record.kind == "sale" or (record.kind == "return" and not routed.original_ref):
+            return await self._sale(routed, record, trace)
+        if record.kind in ("return", "void"):
+            return await self._credit_memo(routed, record, trace)
+        raise _Invalid(f"Adobe Commerce takes no {record.kind} transactions")
+
+    async def _find_order(self, number: str, trace: list[Exchange]) -> dict[str, Any] | None:
+        params = {
+            "searchCriteria[filter_groups][0][filters][0][field]": "increment_id",
+            "searchCriteria[filter_groups][0][filters][0][value]": number,
+            "searchCriteria[filter_groups][0][filters][0][condition_type]": "eq",
+        }
+        response = await self._send("GET", "/orders", trace, params=params)
+        if response.status_code != 200:
+            raise _Refused(response)
+        items = response.json().get("items") or []
+        return items[0] if items else None
+
+    def _order(self, routed: Routed, record: Transaction) -> dict[str, Any]:
+        route = routed.route
+        items = []
+        tax_total = Decimal(0)
+        for line in record.lines:
+            if line.voided or not line.sku:
+                continue
+            tax = sum((t.amount for t in line.taxes), Decimal(0))
+            tax_total += tax
+            included = any(t.included for t in line.taxes)
+            qty = abs(line.quantity)
+            gross = abs(line.amount)
+            net = gross - tax if included else gross
+            items.append(
+                {
+                    "sku": routed.skus.get(line.sku, line.sku),
+                    "name": line.description or line.sku,
+                    "qty_ordered": float(qty),
+                    "price": float((net / qty).quantize(Decimal("0.0001"))) if qty else 0.0,
+                    "price_incl_tax": float(((net + tax) / qty).quantize(Decimal("0.0001")))
+                    if qty
+                    else 0.0,
+                    "row_total": float(net),
+                    "row_total_incl_tax": float(net + tax),
+                    "tax_amount": float(tax),
+                    "tax_percent": float(line.taxes[0].rate or 0) if line.taxes else 0.0,
+                    "product_type": "simple",
+                }
+            )
+        total = abs(record.total)
+        tenders = [
+            {
+                "method": routed.payments.get(t.type.value, t.type.value),
+                "amount": str(t.amount),
+                "pos_method": t.method,
+            }
+            for t in record.tenders
+        ]
+        first = tenders[0]["method"] if tenders else "checkmo"
+        country = route.get("country") or "DE"
+        address = {
+            "firstname": "POS",
+            "lastname": f"Store {record.store}",
+            "street": [route.get("street", f"Store {record.store}")],
+            "city": route.get("city", "-"),
+            "postcode": route.get("postcode", "-"),
+            "country_id": country,
+            "telephone": "-",
+            "email": self._s.guest_email,
+            "address_type": "billing",
+        }
+        return {
+            "entity": {
+                "increment_id": increment_id(routed.key),
+                "store_id": int(route["store_id"]),
+                "state": "processing",
+                "status": "processing",
+                "base_currency_code": record.currency,
+                "order_currency_code": record.currency,
+                "customer_is_guest": 1,
+                "customer_email": self._s.guest_email,
+                "grand_total": float(total),
+                "base_grand_total": float(total),
+                "subtotal": float(total - tax_total),
+                "tax_amount": float(tax_total),
+                "total_qty_ordered": float(sum(abs(line.quantity) for line in record.lines)),
+                "created_at": record.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "items": items,
+                "billing_address": address,
+                "payment": {
+                    "method": first,
+                    "additional_information": [
+                        f"POS {record.store}/{record.register or '-'}/{record.transaction_id}",
+                        *(f"{t['method']} {t['amount']} ({t['pos_method']})" for t in tenders),
+                    ],
+                },
+                "status_histories": [
+                    {
+                        "comment": f"{_marker(routed.key)} POS key {routed.key}",
+                        "is_customer_notified": 0,
+                    }
+                ],
+            }
+        }
+
+    async def _sale(self, routed: Routed, record: Transaction, trace: list[Exchange]) -> str:
+        number = increment_id(routed.key)
+        order = await self._find_order(number, trace) if routed.attempts else None
+        if order is None:
+            response = await self._send("POST", "/orders", trace, json=self._order(routed, record))
+            if response.status_code != 200:
+                raise _Refused(response)
+            order = response.json()
+        invoiced = Decimal(str(order.get("total_invoiced") or 0))
+        if invoiced < Decimal(str(order.get("grand_total") or 0)):
+            response = await self._send(
+                "POST",
+                f"/order/{order['entity_id']}/invoice",
+                trace,
+                json={"capture": False, "notify": False},
+            )
+            if response.status_code != 200:
+                raise _Refused(response)
+        return number
+
+    async def _credit_memo(self, routed: Routed, record: Transaction, trace: list[Exchange]) -> str:
+        assert routed.original_ref is not None
+        order = await self._find_order(routed.original_ref, trace)
+        if order is None:
+            raise _Invalid(f"original order {routed.original_ref} is not in Adobe Commerce")
+        order_id = order["entity_id"]
+        marker = _marker(routed.key)
+        params = {
+            "searchCriteria[filter_groups][0][filters][0][field]": "order_id",
+            "searchCriteria[filter_groups][0][filters][0][value]": str(order_id),
+        }
+        found = await self._send("GET", "/creditmemos", trace, params=params)
+        if found.status_code != 200:
+            raise _Refused(found)
+        for memo in found.json().get("items") or []:
+            if any(marker in (c.get("comment") or "") for c in memo.get("comments") or []):
+                return f"{routed.original_ref}/creditmemo/{memo['entity_id']}"
+        by_sku = {i.get("sku"): i for i in order.get("items") or []}
+        lines = record.lines if record.kind == "return" else []
+        items = []
+        for line in lines:
+            sku = routed.skus.get(line.sku, line.sku)
+            if sku not in by_sku:
+                where = f"order {routed.original_ref}"
+                raise _Invalid(f"line {line.number}: SKU {sku} is not on {where}")
+            items.append(
+                {"order_item_id": by_sku[sku]["item_id"], "qty": float(abs(line.quantity))}
+            )
+        if record.kind == "void":
+            items = [
+                {"order_item_id": i["item_id"], "qty": float(i.get("qty_ordered") or 0)}
+                for i in order.get("items") or []
+            ]
+        restock = [i["order_item_id"] for i in items] if self._s.return_to_stock else []
+        body = {
+            "items": items,
+            "notify": False,
+            "appendComment": True,
+            "comment": {
+                "comment": f"{marker} POS {record.kind} {record.transaction_id}",
+                "is_visible_on_front": 0,
+            },
+            "arguments": {
+                "shipping_amount": 0,
+                "adjustment_positive": 0,
+                "adjustment_negative": 0,
+                "extension_attributes": {"return_to_stock_items": restock},
+            },
+        }
+        response = await self._send("POST", f"/order/{order_id}/refund", trace, json=body)
+        if response.status_code != 200:
+            raise _Refused(response)
+        return f"{routed.original_ref}/creditmemo/{response.json()}"
+
+
+def _render(message: str, parameters: Any) -> str:
+    """Magento's `%1`/`%name` placeholders filled from `parameters`."""
+    if isinstance(parameters, list):
+        for index, value in enumerate(parameters, start=1):
+            message = message.replace(f"%{index}", str(value))
+    elif isinstance(parameters, dict):
+        for name, value in parameters.items():
+            message = message.replace(f"%{name}", str(value))
+    return message
+
+
+def _reason(response: httpx.Response) -> str:
+    request = response.request
+    status = response.status_code
+    return f"{request.method} {request.url.path} answered {status}: {_message(response)}"
+
+
+def _reason_or_empty(response: httpx.Response) -> str:
+    return "" if 200 <= response.status_code < 300 else _reason(response)
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict) and "message" in body:
+        return _render(str(body["message"]), body.get("parameters"))
+    return response.text[:200]
+
+
+def dry_run_response(request: httpx.Request) -> httpx.Response:
+    """What a dry run pretends Magento answered: nothing exists yet, writes succeed."""
+    path = request.url.path
+    if path.endswith("/integration/admin/token"):
+        return httpx.Response(200, json="dry-run")
+    if request.method == "GET":
+        return httpx.Response(200, json={"items": [], "total_count": 0})
+    if path.endswith("/V1/orders"):
+        return httpx.Response(200, json={"entity_id": 1, "grand_total": 0, "total_invoiced": 0})
+    if path.endswith("/inventory/source-items"):
+        return httpx.Response(200, json=[])
+    return httpx.Response(200, json=1)
