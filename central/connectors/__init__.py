@@ -30,6 +30,8 @@ from .commercetools import CommercetoolsConnector, CommercetoolsSettings
 from .commercetools import dry_run_response as _commercetools_dry_run
 from .http import HttpConnector, HttpSettings
 from .http import dry_run_response as _http_dry_run
+from .salesforce import SalesforceConnector, SalesforceSettings
+from .salesforce import dry_run_response as _salesforce_dry_run
 
 __all__ = [
     "CONNECTORS",
@@ -65,10 +67,12 @@ CONNECTORS: dict[str, Registration] = {
         CommercetoolsSettings, CommercetoolsConnector, _commercetools_dry_run
     ),
     "adobe_commerce": Registration(AdobeCommerceSettings, AdobeCommerceConnector, _adobe_dry_run),
+    "salesforce": Registration(SalesforceSettings, SalesforceConnector, _salesforce_dry_run),
 }
 
 TargetConfig = Annotated[
-    HttpSettings | CommercetoolsSettings | AdobeCommerceSettings, Field(discriminator="type")
+    HttpSettings | CommercetoolsSettings | AdobeCommerceSettings | SalesforceSettings,
+    Field(discriminator="type"),
 ]
 """One `[[central.targets]]` entry: the union of every registered settings model."""
 

@@ -1,0 +1,149 @@
+"""The Salesforce connector against the contract suite (through an in-memory fake of the
+documented REST API) and its own behaviours: customer matching, profile ownership,
+300 Multiple Choices, the JWT bearer flow, collections of at most 200."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from central.connectors.salesforce import SalesforceConnector, SalesforceSettings, soql_quote
+
+from . import samples
+from .contract import Case, ConnectorContract
+from .fake_salesforce import CLIENT_ID, CLIENT_SECRET, FakeSalesforce
+
+
+def settings(dry_run: bool = False, **extra: object) -> SalesforceSettings:
+    values: dict[str, object] = {
+        "name": "crm",
+        "login_url": "https://login.salesforce.test",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "account_id": "001000000000001AAA",
+        "dry_run": dry_run,
+        **extra,
+    }
+    return SalesforceSettings(**values)  # type: ignore[arg-type]
+
+
+class TestSalesforceContract(ConnectorContract):
+    # Inventory stays in commerce; Salesforce takes sales, returns and customers.
+    test_inventory_is_set_absolutely_and_survives_a_concurrent_change = None  # type: ignore[assignment]
+
+    @pytest.fixture
+    def case(self) -> Case:
+        return Case(settings=settings, fake=FakeSalesforce, kinds={"sale", "return"})
+
+
+async def _deliver(fake: FakeSalesforce, *records: samples.Routed, **extra: object) -> object:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
+        return await SalesforceConnector(settings(**extra), client).deliver(list(records))
+
+
+async def test_an_order_and_its_items_are_upserted_with_their_price_book_entries() -> None:
+    fake = FakeSalesforce()
+    sale = samples.routed(samples.sale())
+    await _deliver(fake, sale)
+    (order,) = fake.rows["Order"].values()
+    assert order["POS_Key__c"] == sale.key
+    assert order["Pricebook2Id"] == samples.ROUTE["price_book"]
+    assert order["EffectiveDate"] == "2026-11-20"
+    items = sorted(fake.rows["OrderItem"].values(), key=lambda r: r["POS_Line_Key__c"])
+    assert [i["PricebookEntryId"] for i in items] == ["01u000000000001", "01u000000000002"]
+    assert [i["Quantity"] for i in items] == [2.0, 1.0]
+
+
+async def test_a_customer_is_matched_by_loyalty_id_and_not_overwritten() -> None:
+    fake = FakeSalesforce()
+    fake.rows["Contact"]["003A"] = {"Id": "003A", "Loyalty_Id__c": "L-778899", "LastName": "Kept"}
+    await _deliver(fake, samples.routed(samples.sale(customer=True)))
+    (order,) = fake.rows["Order"].values()
+    assert order["BillToContactId"] == "003A"
+    assert fake.rows["Contact"]["003A"]["LastName"] == "Kept", "Salesforce owns the profile"
+
+
+async def test_when_the_pos_owns_the_profile_the_match_is_updated() -> None:
+    fake = FakeSalesforce()
+    fake.rows["Contact"]["003A"] = {"Id": "003A", "Loyalty_Id__c": "L-778899", "LastName": "Old"}
+    await _deliver(fake, samples.routed(samples.sale(customer=True)), profile_owner="pos")
+    assert fake.rows["Contact"]["003A"]["LastName"] == "Beispiel"
+
+
+async def test_an_unknown_customer_is_created_under_the_first_external_id() -> None:
+    fake = FakeSalesforce()
+    await _deliver(fake, samples.routed(samples.sale(customer=True)))
+    contact = fake.contact(Loyalty_Id__c="L-778899")
+    assert contact is not None
+    assert contact["Email"] == "jana.example@example.org"
+
+
+async def test_email_matching_uses_a_quoted_soql_query() -> None:
+    fake = FakeSalesforce()
+    fake.rows["Contact"]["003B"] = {"Id": "003B", "Email": "jana.example@example.org"}
+    await _deliver(
+        fake, samples.routed(samples.sale(customer=True)), match_rule=["email", "loyalty_id"]
+    )
+    (order,) = fake.rows["Order"].values()
+    assert order["BillToContactId"] == "003B"
+    assert soql_quote("O'Brien\\") == "'O\\'Brien\\\\'"
+
+
+async def test_an_external_id_matching_several_contacts_is_refused_by_name() -> None:
+    fake = FakeSalesforce()
+    for row in ("003A", "003B"):
+        fake.rows["Contact"][row] = {"Id": row, "Loyalty_Id__c": "L-778899"}
+    result = await _deliver(fake, samples.routed(samples.sale(customer=True)))
+    (refused,) = result.rejected  # type: ignore[attr-defined]
+    assert "matches several Contact records: 003A, 003B" in refused.reason
+    assert fake.rows["Order"] == {}
+
+
+async def test_a_request_limit_is_retried() -> None:
+    fake = FakeSalesforce()
+    fake.fail_next_write(503, message="REQUEST_LIMIT_EXCEEDED")
+    result = await _deliver(fake, samples.routed(samples.sale()))
+    assert len(result.retry) == 1  # type: ignore[attr-defined]
+
+
+async def test_a_sku_without_a_price_book_entry_is_refused() -> None:
+    fake = FakeSalesforce()
+    del fake.entries["SKU-PEN-RED"]
+    result = await _deliver(fake, samples.routed(samples.sale()))
+    (refused,) = result.rejected  # type: ignore[attr-defined]
+    assert refused.reason.endswith("for SKU SKU-PEN-RED")
+
+
+async def test_more_than_200_orders_go_in_several_collections() -> None:
+    fake = FakeSalesforce()
+    sales = [samples.routed(samples.sale(str(n))) for n in range(1, 206)]
+    result = await _deliver(fake, *sales)
+    assert len(result.accepted) == 205  # type: ignore[attr-defined]
+    assert len(fake.rows["Order"]) == 205
+
+
+async def test_the_jwt_bearer_flow_signs_its_assertion(tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "sf.key"
+    pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    fake = FakeSalesforce(public_key=key.public_key())
+    result = await _deliver(
+        fake,
+        samples.routed(samples.sale()),
+        auth_flow="jwt",
+        username="integration@acme.test",
+        private_key_file=str(pem),
+        client_secret=None,
+    )
+    assert len(result.accepted) == 1  # type: ignore[attr-defined]
+    assert fake.token_requests == 1
