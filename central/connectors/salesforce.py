@@ -25,7 +25,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from agent.contract import Customer, Transaction
+from agent.contract import Customer, CustomerRecord, Transaction
 
 from ._base import (
     DeliveryResult,
@@ -50,7 +50,8 @@ _DEFAULT_RULE: tuple[MatchKey, ...] = ("loyalty_id", "pos_customer_id", "email",
 class SalesforceSettings(TargetSettings):
     type: Literal["salesforce"] = "salesforce"
     kinds: list[str] = Field(
-        default_factory=lambda: ["sale", "return"], description="Record kinds sent here."
+        default_factory=lambda: ["sale", "return", "customer"],
+        description="Record kinds sent here.",
     )
     login_url: str = Field(
         default="https://login.salesforce.com", pattern=r"^https?://", description="OAuth host."
@@ -204,6 +205,14 @@ class SalesforceConnector:
         for routed in records:
             trace: list[Exchange] = []
             try:
+                if isinstance(routed.record, CustomerRecord):
+                    contact = await self._contact(routed.record.customer, trace)
+                    if contact is None:
+                        raise _Invalid("the customer has nothing the match rule can use")
+                    result.accepted.append(
+                        Outcome(routed.id, status=200, ref=contact, exchanges=trace)
+                    )
+                    continue
                 order, items = await self._prepare(routed, trace)
             except _Refused as refused:
                 result.add(*outcome_for(routed, refused.response, trace, refused.reason))

@@ -147,3 +147,25 @@ async def test_the_jwt_bearer_flow_signs_its_assertion(tmp_path: Path) -> None:
     )
     assert len(result.accepted) == 1  # type: ignore[attr-defined]
     assert fake.token_requests == 1
+
+
+async def test_a_customer_record_upserts_its_contact_only() -> None:
+    from agent.contract import CustomerRecord
+
+    fake = FakeSalesforce()
+    sale = samples.sale(customer=True)
+    record = CustomerRecord.model_validate(
+        {
+            "kind": "customer",
+            "key": "customer:0042:C-1",
+            "store": sale.store,
+            "business_date": sale.business_date,
+            "occurred_at": sale.occurred_at,
+            "source": sale.source,
+            "customer": sale.customer,
+        }
+    )
+    result = await _deliver(fake, samples.routed(record))  # type: ignore[arg-type]
+    (accepted,) = result.accepted  # type: ignore[attr-defined]
+    assert fake.contact(Loyalty_Id__c="L-778899")["Id"] == accepted.ref  # type: ignore[index]
+    assert fake.rows["Order"] == {}
