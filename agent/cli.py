@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 failure at run time, 2 refused input or invalid config.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sys
@@ -358,6 +359,24 @@ async def _replay(cfg: AgentConfig, first: date) -> tuple[int, int, int]:
     finally:
         await outbox.close()
     return again, inserted, failed
+
+
+@app.command("self-test")
+def self_test(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Also load this config.", show_default=False),
+    ] = None,
+) -> None:
+    """Check this installation: dependencies, time zones, parsers, scheduler, outbox and
+    both folder watchers, in a temporary folder. Exit 0 when every check passes."""
+    from agent.selftest import run_self_test
+
+    checks = asyncio.run(run_self_test(config))
+    for check in checks:
+        typer.echo(f"{'✓' if check.ok else '✗'} {check.name}: {check.detail}")
+    if not all(check.ok for check in checks):
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import re
 import sys
 import zoneinfo
 from pathlib import Path
@@ -243,7 +244,7 @@ def load_central_config(file: Path) -> CentralConfig:
     try:
         settings = CentralSettings()
     except ValidationError as exc:
-        raise ConfigError(describe_errors(exc, file)) from None
+        raise ConfigError([_untagged(p) for p in describe_errors(exc, file)]) from None
     finally:
         _toml_file.reset(token)
     config = settings.central
@@ -263,6 +264,13 @@ def load_central_config(file: Path) -> CentralConfig:
 
         load_sku_table(config.routing.sku_table, file)  # a bad table fails here, by name
     return config
+
+
+def _untagged(problem: str) -> str:
+    """`central.targets[0].http.url` → `central.targets[0].url`: the connector type that
+    pydantic puts in the path of a tagged union is not a key of the file."""
+    types = "|".join(re.escape(t) for t in CONNECTORS)
+    return re.sub(rf"(central\.targets\[\d+\])\.(?:{types})\b", r"\1", problem)
 
 
 def _read_target_secrets(target: Any, index: int, file: Path) -> None:

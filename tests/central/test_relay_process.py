@@ -31,6 +31,9 @@ def _write_config(tmp_path: Path, broker_url: str) -> Path:
         f'url = "{broker_url}"\n'
         "[central.inbox]\n"
         f'url = "sqlite:///{tmp_path / "inbox.db"}"\n'
+        # This test is about intake; delivery would route the records on at once.
+        "[central.delivery]\n"
+        "enabled = false\n"
     )
     return config
 
