@@ -8,12 +8,10 @@ Pure: the scheduler hands in the day's records and counts.
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime
-from decimal import Decimal
 
-from agent.contract import EndOfDay, EndOfDayTotals, SourceRef, Transaction, make_key
+from agent.contract import EndOfDay, SourceRef, Transaction, day_totals, make_key
 
 __all__ = ["DayCounts", "summarise_day"]
 
@@ -25,19 +23,6 @@ class DayCounts:
     training: int = 0
     control: int = 0
     suspended: int = 0
-
-
-def _add(table: dict[str, list[Decimal]], name: str, amount: Decimal) -> None:
-    entry = table.setdefault(name, [Decimal(0), Decimal(0)])
-    entry[0] += 1
-    entry[1] += amount
-
-
-def _totals(table: dict[str, list[Decimal]]) -> dict[str, EndOfDayTotals]:
-    return {
-        name: EndOfDayTotals(count=int(count), amount=amount)
-        for name, (count, amount) in sorted(table.items())
-    }
 
 
 def summarise_day(
@@ -55,22 +40,10 @@ def summarise_day(
     Tender amounts are net of change and cash back, which is what the drawer and
     the card settlement hold.
     """
-    per_currency: dict[str, dict[str, dict[str, list[Decimal]]]] = defaultdict(
-        lambda: {"kind": {}, "tender": {}, "tax": {}}
-    )
-    for txn in transactions:
-        tables = per_currency[txn.currency]
-        _add(tables["kind"], txn.kind, txn.total)
-        if txn.kind == "cancel":
-            continue  # abandoned before tender: nothing reached the drawer
-        for tender in txn.tenders:
-            net = tender.amount - (tender.change or Decimal(0)) - (tender.cashback or Decimal(0))
-            _add(tables["tender"], tender.type.value, net)
-        taxes = txn.taxes or [t for line in txn.lines if not line.voided for t in line.taxes]
-        for tax in taxes:
-            _add(tables["tax"], tax.code, tax.amount)
+    per_currency = day_totals(transactions)
     if not per_currency:
-        per_currency[default_currency]  # a day with only skipped transactions still closes
+        # A day with only skipped transactions still closes.
+        per_currency[default_currency] = {"kind": {}, "tender": {}, "tax": {}}
     summaries = []
     for index, (currency, tables) in enumerate(sorted(per_currency.items())):
         reference = "summary" if len(per_currency) == 1 else f"summary-{currency}"
@@ -86,9 +59,9 @@ def summarise_day(
                 occurred_at=closed_at,
                 source=SourceRef(file="", position="end_of_day"),
                 currency=currency,
-                by_kind=_totals(tables["kind"]),
-                by_tender=_totals(tables["tender"]),
-                by_tax=_totals(tables["tax"]),
+                by_kind=tables["kind"],
+                by_tender=tables["tender"],
+                by_tax=tables["tax"],
                 training=counts.training if extra else 0,
                 control=counts.control if extra else 0,
                 suspended=counts.suspended if extra else 0,

@@ -46,6 +46,7 @@ from ._records import (
     TransactionLink,
     record_adapter,
 )
+from ._totals import DayTables, day_totals
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -58,6 +59,7 @@ __all__ = [
     "Command",
     "Customer",
     "CustomerRecord",
+    "DayTables",
     "Discount",
     "EndOfDay",
     "EndOfDayTotals",
@@ -82,6 +84,7 @@ __all__ = [
     "WireRecord",
     "card_brand",
     "currency_exponent",
+    "day_totals",
     "decode_batch",
     "encode_batch",
     "inventory_key",
