@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
@@ -215,6 +215,17 @@ class DeliveryUpdate:
 
 
 @dataclass(frozen=True)
+class DayRecord:
+    """A record of one store's business day, with the targets that confirmed it."""
+
+    id: int
+    kind: str
+    state: str
+    body: dict[str, Any]
+    posted_to: list[str]
+
+
+@dataclass(frozen=True)
 class AuditEntry:
     at: datetime
     step: str
@@ -363,6 +374,10 @@ class Inbox(Protocol):
     async def purge_audit(self, older_than: timedelta, *, now: datetime | None = None) -> int: ...
 
     async def delivery_stats(self) -> dict[str, dict[str, int]]: ...
+
+    async def day_records(self, store: str, business_date: date) -> list[DayRecord]: ...
+
+    async def closed_days(self, limit: int = 200) -> list[tuple[str, date]]: ...
 
     async def record_heartbeat(
         self, heartbeat: Heartbeat, *, now: datetime | None = None

@@ -1,0 +1,154 @@
+"""Reconciliation: per store and business day, what the POS says it did (its end-of-day
+totals, latest revision) beside what the relay received and what each target
+confirmed — by kind, tender type and tax code, in the same rule the agent used
+(`agent.contract.day_totals`). A line differs when a count differs or an amount
+differs by more than the tolerance.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from agent.contract import EndOfDay, EndOfDayTotals, Transaction, day_totals, record_adapter
+
+from .inbox import DayRecord, Inbox
+
+__all__ = ["ReconDay", "ReconLine", "reconcile", "reconcile_day", "to_csv"]
+
+GROUPS = ("kind", "tender", "tax")
+
+
+@dataclass(frozen=True)
+class ReconLine:
+    group: str
+    name: str
+    pos: EndOfDayTotals | None
+    received: EndOfDayTotals
+    targets: dict[str, EndOfDayTotals | None]
+    """Per target: what it confirmed, or None where the target does not take this kind."""
+    differs: bool
+
+
+@dataclass(frozen=True)
+class ReconDay:
+    store: str
+    business_date: date
+    currency: str
+    revision: int | None
+    """The end-of-day revision compared; None when the store has not closed the day."""
+    lines: list[ReconLine] = field(default_factory=list)
+    training: int = 0
+    control: int = 0
+    suspended: int = 0
+
+    @property
+    def differences(self) -> int:
+        return sum(1 for line in self.lines if line.differs)
+
+
+def _off(a: EndOfDayTotals | None, b: EndOfDayTotals | None, tolerance: Decimal) -> bool:
+    a = a or EndOfDayTotals()
+    b = b or EndOfDayTotals()
+    return a.count != b.count or abs(a.amount - b.amount) > tolerance
+
+
+def reconcile(
+    store: str,
+    business_date: date,
+    records: Sequence[DayRecord],
+    target_kinds: dict[str, list[str]],
+    *,
+    tolerance: Decimal = Decimal("0.01"),
+) -> list[ReconDay]:
+    """One ReconDay per currency of the day (normally one)."""
+    transactions: list[tuple[Transaction, list[str]]] = []
+    closing: dict[str, EndOfDay] = {}
+    for row in records:
+        record = record_adapter.validate_python(row.body)
+        if isinstance(record, Transaction):
+            transactions.append((record, row.posted_to))
+        elif isinstance(record, EndOfDay):
+            known = closing.get(record.currency)
+            if known is None or record.revision > known.revision:
+                closing[record.currency] = record
+    received = day_totals(t for t, _ in transactions)
+    confirmed = {
+        target: day_totals(t for t, posted in transactions if target in posted)
+        for target in target_kinds
+    }
+    days = []
+    for currency in sorted(set(received) | set(closing)):
+        eod = closing.get(currency)
+        ours = received.get(currency, {g: {} for g in GROUPS})
+        pos_tables = (
+            {"kind": eod.by_kind, "tender": eod.by_tender, "tax": eod.by_tax} if eod else None
+        )
+        lines = []
+        for group in GROUPS:
+            names = sorted(set(ours[group]) | set(pos_tables[group] if pos_tables else ()))
+            for name in names:
+                got = ours[group].get(name, EndOfDayTotals())
+                pos = pos_tables[group].get(name) if pos_tables else None
+                per_target: dict[str, EndOfDayTotals | None] = {}
+                differs = pos_tables is not None and _off(pos, got, tolerance)
+                for target, kinds in target_kinds.items():
+                    if group == "kind" and name not in kinds:
+                        per_target[target] = None
+                        continue
+                    theirs = confirmed[target].get(currency, {}).get(group, {}).get(name)
+                    per_target[target] = theirs or EndOfDayTotals()
+                    if group == "kind" and _off(theirs, got, tolerance):
+                        differs = True
+                lines.append(ReconLine(group, name, pos, got, per_target, differs))
+        days.append(
+            ReconDay(
+                store=store,
+                business_date=business_date,
+                currency=currency,
+                revision=eod.revision if eod else None,
+                lines=lines,
+                training=eod.training if eod else 0,
+                control=eod.control if eod else 0,
+                suspended=eod.suspended if eod else 0,
+            )
+        )
+    return days
+
+
+async def reconcile_day(
+    inbox: Inbox,
+    store: str,
+    business_date: date,
+    target_kinds: dict[str, list[str]],
+    *,
+    tolerance: Decimal = Decimal("0.01"),
+) -> list[ReconDay]:
+    records = await inbox.day_records(store, business_date)
+    return reconcile(store, business_date, records, target_kinds, tolerance=tolerance)
+
+
+def to_csv(days: Sequence[ReconDay]) -> str:
+    """The days as CSV: one row per line, POS beside received beside each target."""
+    targets = sorted({t for day in days for line in day.lines for t in line.targets})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    header = ["store", "business_date", "currency", "group", "name"]
+    header += ["pos_count", "pos_amount", "received_count", "received_amount"]
+    for target in targets:
+        header += [f"{target}_count", f"{target}_amount"]
+    writer.writerow([*header, "differs"])
+    for day in days:
+        for line in day.lines:
+            row: list[object] = [day.store, day.business_date, day.currency, line.group, line.name]
+            row += [line.pos.count, line.pos.amount] if line.pos else ["", ""]
+            row += [line.received.count, line.received.amount]
+            for target in targets:
+                theirs = line.targets.get(target)
+                row += [theirs.count, theirs.amount] if theirs else ["", ""]
+            writer.writerow([*row, "yes" if line.differs else "no"])
+    return out.getvalue()

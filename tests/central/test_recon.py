@@ -1,0 +1,73 @@
+"""Reconciliation over a real inbox (SQLite and PostgreSQL): the POS's end-of-day totals
+beside what the relay received and what each target confirmed."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from agent.contract import EndOfDay, EndOfDayTotals, Transaction, day_totals, make_key
+from central.inbox import Inbox
+from central.recon import reconcile_day, to_csv
+
+from .connectors import samples
+from .test_delivery import Servers, config, make, put, target
+
+
+def closing(sales: list[Transaction], *, revision: int = 1, **change: object) -> EndOfDay:
+    tables = day_totals(sales)["EUR"]
+    body = {
+        "kind": "end_of_day",
+        "key": make_key("end_of_day", samples.STORE, None, samples.DAY, f"summary-r{revision}"),
+        "store": samples.STORE,
+        "business_date": samples.DAY,
+        "occurred_at": samples.WHEN,
+        "source": {"file": "", "position": "end_of_day"},
+        "currency": "EUR",
+        "by_kind": tables["kind"],
+        "by_tender": tables["tender"],
+        "by_tax": tables["tax"],
+        "revision": revision,
+        **change,
+    }
+    return EndOfDay.model_validate(body)
+
+
+async def test_a_matching_day_shows_no_difference(inbox: Inbox) -> None:
+    sales = [samples.sale("1"), samples.sale("2")]
+    await put(inbox, *sales)
+    await put(inbox, closing(sales))  # type: ignore[arg-type]
+    delivery = make(inbox, config(target()), Servers())
+    await delivery.drain()
+    await delivery.aclose()
+    (day,) = await reconcile_day(inbox, samples.STORE, samples.DAY, {"sandbox": ["sale"]})
+    assert day.differences == 0
+    assert day.revision == 1
+    sale_line = next(line for line in day.lines if (line.group, line.name) == ("kind", "sale"))
+    assert sale_line.received == EndOfDayTotals(count=2, amount=Decimal("59.94"))
+    assert sale_line.pos == sale_line.received
+    assert sale_line.targets["sandbox"] == sale_line.received
+    cash = next(line for line in day.lines if (line.group, line.name) == ("tender", "cash"))
+    assert cash.received.amount == Decimal("19.94"), "net of change"
+
+
+async def test_a_missing_sale_and_an_unposted_one_are_highlighted(inbox: Inbox) -> None:
+    sales = [samples.sale("1"), samples.sale("2"), samples.sale("3")]
+    await put(inbox, *sales[:2])  # the third never reached the relay
+    await put(inbox, closing(sales, revision=1), closing(sales, revision=2))  # type: ignore[arg-type]
+    (day,) = await reconcile_day(
+        inbox, samples.STORE, samples.DAY, {"sandbox": ["sale"]}, tolerance=Decimal("0.05")
+    )
+    assert day.revision == 2, "the latest revision is compared"
+    sale_line = next(line for line in day.lines if (line.group, line.name) == ("kind", "sale"))
+    assert sale_line.differs
+    assert (sale_line.pos.count, sale_line.received.count) == (3, 2)  # type: ignore[union-attr]
+    assert sale_line.targets["sandbox"] == EndOfDayTotals(), "nothing posted yet"
+    text = to_csv([day])
+    assert text.splitlines()[0].endswith("sandbox_count,sandbox_amount,differs")
+    assert "kind,sale,3,89.91,2,59.94,0,0,yes" in text
+
+
+async def test_the_days_a_store_closed_are_listed(inbox: Inbox) -> None:
+    sales = [samples.sale("1")]
+    await put(inbox, *sales, closing(sales))  # type: ignore[arg-type]
+    assert await inbox.closed_days() == [(samples.STORE, samples.DAY)]
