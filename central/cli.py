@@ -115,6 +115,11 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
     delivering = (
         asyncio.create_task(delivery.run(stop), name="delivery") if cfg.delivery.enabled else None
     )
+    if cfg.web.enabled:
+        from central.web import create_app, serve
+
+        helpers.append(asyncio.create_task(serve(create_app(cfg, inbox), cfg.web.listen, stop)))
+        log.info("Dashboard and API listening.", extra={"listen": cfg.web.listen})
     try:
         await intake.run(stop)
         if delivering is not None:
@@ -260,6 +265,54 @@ def provision_store(
     typer.echo(f"Password written to {done.agent_password} (mode 0600, shown nowhere else).")
     typer.echo(f"Agent config written to {done.agent_config}; copy both to the store PC.")
     typer.echo("Reload the broker to apply: systemctl reload mosquitto (or send it SIGHUP).")
+
+
+user_app = typer.Typer(help="Dashboard users (viewer, operator).", no_args_is_help=True)
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="Sign-in name.")],
+    config: ConfigOption,
+    role: Annotated[str, typer.Option(help="viewer or operator (may retry and resolve).")] = (
+        "viewer"
+    ),
+    password_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read the password from this file instead of asking.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Add a dashboard user, or set a new password and role for one; only a hash is kept."""
+    from central.web import add_user
+
+    cfg = load_or_exit(config)
+    if role not in ("viewer", "operator"):
+        typer.echo(f"--role: use viewer or operator, not {role!r}", err=True)
+        raise typer.Exit(2)
+    if password_file is not None:
+        password = password_file.read_text(encoding="utf-8").splitlines()[0]
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        typer.echo("The password needs at least 8 characters.", err=True)
+        raise typer.Exit(2)
+    fresh = add_user(cfg.users_file, name, role, password)  # type: ignore[arg-type]
+    typer.echo(f"User {name} ({role}) {'added to' if fresh else 'updated in'} {cfg.users_file}.")
+
+
+@user_app.command("list")
+def user_list(config: ConfigOption) -> None:
+    """Dashboard users and their roles."""
+    from central.web import load_users
+
+    cfg = load_or_exit(config)
+    for user in load_users(cfg.users_file).values():
+        typer.echo(f"{user.name}\t{user.role}")
+
+
+app.add_typer(user_app, name="user")
 
 
 def _exceptions_config(

@@ -10,6 +10,7 @@ import os
 import re
 import sys
 import zoneinfo
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ __all__ = [
     "DeliverySettings",
     "InboxSettings",
     "IntakeSettings",
+    "ReconSettings",
     "WebSettings",
     "load_central_config",
 ]
@@ -111,7 +113,22 @@ class IntakeSettings(Section):
 
 
 class WebSettings(Section):
+    enabled: bool = Field(default=True, description="Serve the dashboard and the API.")
     listen: str = Field(default="127.0.0.1:8470", description="Dashboard and API address.")
+    users_file: Path | None = Field(
+        default=None,
+        description="Dashboard users with hashed passwords (tillbridge-central user add); "
+        "default web-users.json under data_dir.",
+    )
+    session_secret_file: Path | None = Field(
+        default=None,
+        description="Key that signs session cookies; created on first start; "
+        "default web-session.key under data_dir.",
+    )
+    session_hours: float = Field(default=12, gt=0, description="How long a login lasts.")
+    secure_cookies: bool = Field(
+        default=False, description="Mark the session cookie Secure (behind an HTTPS proxy)."
+    )
 
     @field_validator("listen")
     @classmethod
@@ -133,6 +150,14 @@ class DeliverySettings(Section):
         default=120, gt=0, description="How long a claim holds before another relay may take it."
     )
     route_batch: int = Field(default=200, ge=1, le=5000, description="Records routed at once.")
+
+
+class ReconSettings(Section):
+    tolerance: Decimal = Field(
+        default=Decimal("0.01"),
+        ge=0,
+        description="Amounts closer than this count as equal in reconciliation.",
+    )
 
 
 class AuditSettings(Section):
@@ -157,6 +182,7 @@ class CentralConfig(Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    recon: ReconSettings = Field(default_factory=ReconSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     targets: list[TargetConfig] = Field(
         default_factory=list, description="The commerce and CRM systems records go to."
@@ -198,6 +224,14 @@ class CentralConfig(Section):
     @property
     def inbox_url(self) -> str:
         return self.inbox.url or f"sqlite:///{self.data_dir / 'inbox.db'}"
+
+    @property
+    def users_file(self) -> Path:
+        return self.web.users_file or self.data_dir / "web-users.json"
+
+    @property
+    def session_secret_file(self) -> Path:
+        return self.web.session_secret_file or self.data_dir / "web-session.key"
 
     @property
     def log_file(self) -> Path:

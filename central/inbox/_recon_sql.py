@@ -5,12 +5,13 @@ with the targets that confirmed each, and the days stores have closed."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from ._deliveries import DeliverySql
 from ._model import DayRecord
 from ._sql import Conn, _chunks, _marks
 
-__all__ = ["ReconSql"]
+__all__ = ["ReconSql", "ViewSql"]
 
 
 class ReconSql(DeliverySql):
@@ -61,3 +62,106 @@ class ReconSql(DeliverySql):
             return list(seen)[:limit]
 
         return await self._run(body)
+
+
+class ViewSql(ReconSql):
+    """What the dashboard and the API read beside the contract: searches and counts."""
+
+    json_text = "json_extract(body, '$.{field}')"
+
+    def _field(self, name: str) -> str:
+        return self.json_text.format(field=name)
+
+    async def search_records(
+        self, text: str = "", *, store: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Records whose key, transaction id or correlation id is `text`, newest first."""
+        where, params = ["1 = 1"], []
+        if text:
+            where.append(f"(key = ? OR correlation_id = ? OR {self._field('transaction_id')} = ?)")
+            params += [text, text, text]
+        if store:
+            where.append("store = ?")
+            params.append(store)
+
+        async def body(c: Conn) -> list[dict[str, Any]]:
+            rows = await c.fetch(
+                "SELECT id, key, store, seq, kind, state, correlation_id, received_at, "
+                f"{self._field('transaction_id')}, {self._field('total')} FROM records "
+                f"WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?",
+                (*params, limit),
+            )
+            return [
+                {
+                    "id": r[0],
+                    "key": r[1],
+                    "store": r[2],
+                    "seq": r[3],
+                    "kind": r[4],
+                    "state": r[5],
+                    "correlation_id": r[6],
+                    "received_at": self._dt(r[7]).isoformat(),
+                    "transaction_id": r[8],
+                    "total": None if r[9] is None else str(r[9]),
+                }
+                for r in rows
+            ]
+
+        return await self._run(body)
+
+    async def record(self, record_id: int) -> dict[str, Any] | None:
+        async def body(c: Conn) -> dict[str, Any] | None:
+            rows = await c.fetch(
+                "SELECT id, key, store, seq, kind, state, correlation_id, received_at, body, "
+                "attempts FROM records WHERE id = ?",
+                (record_id,),
+            )
+            if not rows:
+                return None
+            r = rows[0]
+            return {
+                "id": r[0],
+                "key": r[1],
+                "store": r[2],
+                "seq": r[3],
+                "kind": r[4],
+                "state": r[5],
+                "correlation_id": r[6],
+                "received_at": self._dt(r[7]).isoformat(),
+                "body": self._obj(r[8]),
+            }
+
+        return await self._run(body)
+
+    async def throughput(self, minutes: int = 60, *, now: datetime | None = None) -> list[int]:
+        """Records received per minute over the last `minutes`, oldest first."""
+        moment = now or datetime.now(UTC)
+        start = moment - timedelta(minutes=minutes)
+
+        async def body(c: Conn) -> list[tuple[Any, ...]]:
+            return await c.fetch(
+                "SELECT received_at FROM records WHERE received_at >= ?", (self._ts(start),)
+            )
+
+        counts = [0] * minutes
+        for (at,) in await self._run(body):
+            index = int((self._dt(at) - start).total_seconds() // 60)
+            if 0 <= index < minutes:
+                counts[index] += 1
+        return counts
+
+    async def delivery_latencies(self, *, since: timedelta = timedelta(hours=1)) -> list[float]:
+        """Seconds from receipt to the target's confirmation, for recent deliveries."""
+        cutoff = self._ts(datetime.now(UTC) - since)
+
+        async def body(c: Conn) -> list[tuple[Any, ...]]:
+            return await c.fetch(
+                "SELECT r.received_at, d.posted_at FROM deliveries d JOIN records r "
+                "ON r.id = d.record_id WHERE d.state = 'posted' AND d.posted_at >= ?",
+                (cutoff,),
+            )
+
+        return [
+            max((self._dt(posted) - self._dt(received)).total_seconds(), 0.0)
+            for received, posted in await self._run(body)
+        ]

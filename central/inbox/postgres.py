@@ -17,7 +17,7 @@ import psycopg
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from ._recon_sql import ReconSql
+from ._recon_sql import ViewSql
 from ._sql import Conn
 
 __all__ = ["PostgresInbox", "open_postgres"]
@@ -51,10 +51,11 @@ class _PgConn:
                 await cursor.executemany(_pg(sql), [tuple(r) for r in rows])
 
 
-class PostgresInbox(ReconSql):
+class PostgresInbox(ViewSql):
     dialect = "postgres"
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    json_text = "body->>'{field}'"
 
     def __init__(self, url: str, *, relay_id: str = "", pool_size: int = 5) -> None:
         super().__init__(relay_id)

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from ._recon_sql import ReconSql
+from ._recon_sql import ViewSql
 from ._sql import Conn
 
 __all__ = ["SqliteInbox", "open_sqlite"]
@@ -40,7 +40,7 @@ class _SqliteConn:
             await self._db.executemany(sql, [tuple(r) for r in rows])
 
 
-class SqliteInbox(ReconSql):
+class SqliteInbox(ViewSql):
     dialect = "sqlite"
 
     def __init__(self, db: aiosqlite.Connection, relay_id: str = "") -> None:

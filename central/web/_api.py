@@ -1,0 +1,118 @@
+"""The JSON API under /api/v1 (the OpenAPI document is at /openapi.json): fleet,
+records and their audit trail, the exception queue with retry and resolve for
+operators, reconciliation with CSV export, throughput and the inbox's counts."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, Field
+
+from central.exceptions import describe
+from central.recon import to_csv
+
+from . import _views
+from ._deps import Viewer, operator, state, viewer
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+Signed = Annotated[Viewer, Depends(viewer)]
+
+
+class Resolution(BaseModel):
+    note: str = Field(min_length=1, description="What was done about it.")
+
+
+@router.get("/stats", summary="The inbox's counts: records by state, stores, exceptions")
+async def stats(request: Request, _: Signed) -> dict[str, Any]:
+    return await state(request).inbox.stats()
+
+
+@router.get("/fleet", summary="Each store: online or offline, last seen, backlog, lag, version")
+async def fleet(request: Request, _: Signed) -> list[dict[str, Any]]:
+    return await _views.fleet(state(request).inbox)
+
+
+@router.get("/records", summary="Search by key, transaction id or correlation id")
+async def records(
+    request: Request, _: Signed, q: str = "", store: str | None = None, limit: int = 50
+) -> list[dict[str, Any]]:
+    return await state(request).inbox.search_records(q, store=store, limit=min(limit, 500))
+
+
+@router.get("/records/{record_id}", summary="One record (redacted), its deliveries and audit")
+async def record(request: Request, record_id: int, _: Signed) -> dict[str, Any]:
+    found = await _views.record_detail(state(request).inbox, record_id)
+    if found is None:
+        raise HTTPException(404, f"no record {record_id}")
+    return found
+
+
+@router.get("/exceptions", summary="Open exceptions, oldest first (all with closed=true)")
+async def exceptions(request: Request, _: Signed, closed: bool = False) -> list[dict[str, Any]]:
+    return await _views.exceptions(state(request).inbox, closed=closed)
+
+
+@router.get("/exceptions/{exception_id}", summary="One exception with the target's response")
+async def exception(request: Request, exception_id: int, _: Signed) -> dict[str, Any]:
+    item = await state(request).inbox.exception(exception_id)
+    if item is None:
+        raise HTTPException(404, f"no exception {exception_id}")
+    return describe(item) | {"response": item.response}
+
+
+@router.post("/exceptions/{exception_id}/retry", summary="Send the record again (operators)")
+async def retry(request: Request, exception_id: int) -> dict[str, str]:
+    who = operator(request)
+    try:
+        said = await state(request).inbox.retry_exception(exception_id, by=who.name)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return {"result": said}
+
+
+@router.post("/exceptions/{exception_id}/resolve", summary="Close with a note (operators)")
+async def resolve(request: Request, exception_id: int, body: Resolution) -> dict[str, str]:
+    who = operator(request)
+    try:
+        await state(request).inbox.resolve_exception(exception_id, body.note, by=who.name)
+    except ValueError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return {"result": "resolved"}
+
+
+@router.get("/recon", summary="Closed business days with their count of differences")
+async def recon_days(request: Request, _: Signed) -> list[dict[str, Any]]:
+    return await _views.recon_days(state(request))
+
+
+@router.get(
+    "/recon/{store}/{business_date}.csv",
+    response_class=PlainTextResponse,
+    summary="One store's day as CSV",
+)
+async def recon_csv(request: Request, store: str, business_date: date, _: Signed) -> Any:
+    days = await _views.recon_day(state(request), store, business_date)
+    return PlainTextResponse(
+        to_csv(days),
+        media_type="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="recon-{store}-{business_date}.csv"'
+        },
+    )
+
+
+@router.get("/recon/{store}/{business_date}", summary="One store's day: POS, received, targets")
+async def recon_day(
+    request: Request, store: str, business_date: date, _: Signed
+) -> list[dict[str, Any]]:
+    return _views.day_json(await _views.recon_day(state(request), store, business_date))
+
+
+@router.get("/throughput", summary="Records received per minute, last hour, oldest first")
+async def throughput(request: Request, _: Signed, minutes: int = 60) -> list[int]:
+    return await state(request).inbox.throughput(min(max(minutes, 1), 1440))

@@ -1,0 +1,132 @@
+"""The dashboard: server-rendered pages for fleet, records, exceptions (retry and resolve
+for operators, CSRF-protected forms) and reconciliation, behind a login."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from . import _views
+from ._deps import csrf_token, current, login, operator, state
+
+__all__ = ["router", "templates"]
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+def _page(request: Request, name: str, **context: Any) -> Response:
+    who = current(request)
+    if who is None:
+        return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+    return templates.TemplateResponse(
+        request, name, {"who": who, "csrf": csrf_token(request), **context}
+    )
+
+
+@router.get("/")
+async def home() -> Response:
+    return RedirectResponse("/fleet", status_code=303)
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str = "/fleet") -> Response:
+    return templates.TemplateResponse(request, "login.html", {"next": next, "error": ""})
+
+
+@router.post("/login")
+async def login_post(
+    request: Request,
+    username: str = Form(...),
+    password: str = Form(...),
+    next: str = Form("/fleet"),
+) -> Response:
+    if login(request, username, password) is None:
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {"next": next, "error": "Wrong name or password."},
+            status_code=401,
+        )
+    target = next if next.startswith("/") and not next.startswith("//") else "/fleet"
+    return RedirectResponse(target, status_code=303)
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    request.session.clear()
+    return RedirectResponse("/login", status_code=303)
+
+
+@router.get("/fleet")
+async def fleet(request: Request) -> Response:
+    inbox = state(request).inbox
+    return _page(
+        request,
+        "fleet.html",
+        stores=await _views.fleet(inbox),
+        stats=await inbox.stats(),
+        chart=_views.throughput_svg(await inbox.throughput(60)),
+    )
+
+
+@router.get("/records")
+async def records(request: Request, q: str = "", store: str = "") -> Response:
+    found = await state(request).inbox.search_records(q, store=store or None, limit=100)
+    return _page(request, "records.html", records=found, q=q, store=store)
+
+
+@router.get("/records/{record_id}")
+async def record(request: Request, record_id: int) -> Response:
+    found = await _views.record_detail(state(request).inbox, record_id)
+    if found is None:
+        raise HTTPException(404, f"no record {record_id}")
+    return _page(request, "record.html", record=found)
+
+
+@router.get("/exceptions")
+async def exceptions(request: Request, closed: bool = False, said: str = "") -> Response:
+    items = await _views.exceptions(state(request).inbox, closed=closed)
+    return _page(request, "exceptions.html", items=items, closed=closed, said=said)
+
+
+@router.post("/exceptions/{exception_id}/retry")
+async def retry(request: Request, exception_id: int, csrf: str = Form("")) -> Response:
+    who = operator(request, csrf)
+    try:
+        said = await state(request).inbox.retry_exception(exception_id, by=who.name)
+    except ValueError as exc:
+        said = str(exc)
+    return RedirectResponse(f"/exceptions?said={said}", status_code=303)
+
+
+@router.post("/exceptions/{exception_id}/resolve")
+async def resolve(
+    request: Request, exception_id: int, note: str = Form(""), csrf: str = Form("")
+) -> Response:
+    who = operator(request, csrf)
+    try:
+        await state(request).inbox.resolve_exception(exception_id, note, by=who.name)
+        said = f"exception {exception_id} resolved"
+    except ValueError as exc:
+        said = str(exc)
+    return RedirectResponse(f"/exceptions?said={said}", status_code=303)
+
+
+@router.get("/recon")
+async def recon(request: Request) -> Response:
+    return _page(request, "recon.html", days=await _views.recon_days(state(request)))
+
+
+@router.get("/recon/{store}/{business_date}")
+async def recon_day(request: Request, store: str, business_date: date) -> Response:
+    days = await _views.recon_day(state(request), store, business_date)
+    targets = [t.name for t in state(request).config.targets]
+    return _page(
+        request, "recon_day.html", days=days, store=store, day=business_date, targets=targets
+    )

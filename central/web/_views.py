@@ -1,0 +1,128 @@
+"""The data behind each page and API answer, gathered once for both. Record bodies and
+audit details are redacted: no card number, token or customer contact leaves here."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from agent.contract.redact import redact_value
+from central.exceptions import describe
+from central.inbox import Inbox
+from central.recon import ReconDay, reconcile_day
+
+from ._deps import AppState
+
+__all__ = ["fleet", "recon_day", "recon_days", "record_detail", "throughput_svg"]
+
+
+async def fleet(inbox: Inbox) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    return [
+        {
+            "store": s.store,
+            "state": s.state,
+            "last_seen": s.last_seen.isoformat(),
+            "seen_seconds_ago": round((now - s.last_seen).total_seconds()),
+            "backlog_rows": s.backlog_rows,
+            "lag_seconds": s.oldest_unacked_seconds,
+            "agent_version": s.agent_version,
+            "records": s.records,
+            "duplicates": s.duplicates,
+            "missing": sum(g.to_seq - g.from_seq + 1 for g in s.gaps),
+        }
+        for s in await inbox.stores()
+    ]
+
+
+async def record_detail(inbox: Inbox, record_id: int) -> dict[str, Any] | None:
+    found = await inbox.record(record_id)
+    if found is None:
+        return None
+    found["body"] = redact_value(found["body"])
+    found["deliveries"] = await inbox.deliveries_of(record_id)
+    found["audit"] = [
+        {
+            "at": e.at.isoformat(),
+            "step": e.step,
+            "target": e.target,
+            "status": e.status,
+            "detail": redact_value(e.detail),
+        }
+        for e in await inbox.audit_trail(record_id)
+    ]
+    return found
+
+
+async def exceptions(inbox: Inbox, *, closed: bool = False) -> list[dict[str, Any]]:
+    return [describe(i) for i in await inbox.exceptions(500, include_closed=closed)]
+
+
+def _kinds(app: AppState) -> dict[str, list[str]]:
+    return {t.name: list(t.kinds) for t in app.config.targets}
+
+
+async def recon_day(app: AppState, store: str, day: date) -> list[ReconDay]:
+    return await reconcile_day(
+        app.inbox, store, day, _kinds(app), tolerance=app.config.recon.tolerance
+    )
+
+
+async def recon_days(app: AppState, limit: int = 60) -> list[dict[str, Any]]:
+    out = []
+    for store, day in await app.inbox.closed_days(limit):
+        days = await recon_day(app, store, day)
+        out.append(
+            {
+                "store": store,
+                "business_date": day.isoformat(),
+                "differences": sum(d.differences for d in days),
+                "currencies": [d.currency for d in days],
+            }
+        )
+    return out
+
+
+def day_json(days: list[ReconDay]) -> list[dict[str, Any]]:
+    def totals(t: Any) -> dict[str, Any] | None:
+        return None if t is None else {"count": t.count, "amount": str(t.amount)}
+
+    return [
+        {
+            "store": d.store,
+            "business_date": d.business_date.isoformat(),
+            "currency": d.currency,
+            "revision": d.revision,
+            "differences": d.differences,
+            "lines": [
+                {
+                    "group": line.group,
+                    "name": line.name,
+                    "pos": totals(line.pos),
+                    "received": totals(line.received),
+                    "targets": {k: totals(v) for k, v in line.targets.items()},
+                    "differs": line.differs,
+                }
+                for line in d.lines
+            ],
+        }
+        for d in days
+    ]
+
+
+def throughput_svg(counts: list[int], *, width: int = 600, height: int = 120) -> str:
+    """Records received per minute as an inline SVG bar chart (oldest left)."""
+    peak = max([*counts, 1])
+    bar = width / max(len(counts), 1)
+    bars = []
+    for i, n in enumerate(counts):
+        h = round(n / peak * (height - 20), 1)
+        bars.append(
+            f'<rect x="{i * bar:.1f}" y="{height - h:.1f}" width="{max(bar - 1, 1):.1f}" '
+            f'height="{h}"><title>{n} records</title></rect>'
+        )
+    return (
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="records per minute, last {len(counts)} minutes, peak {peak}">'
+        f'<text x="4" y="12">peak {peak}/min</text>{"".join(bars)}</svg>'
+    )

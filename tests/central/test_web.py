@@ -1,0 +1,125 @@
+"""The relay's API and pages over a real SQLite inbox (httpx.ASGITransport): sign-in,
+roles, CSRF, the exception queue, redaction, reconciliation CSV, health and metrics."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from central.config import CentralConfig, InboxSettings
+from central.delivery import Delivery
+from central.inbox import Inbox, open_inbox
+from central.routing import StoreRoute
+from central.web import add_user, create_app
+
+from .connectors import samples
+from .test_delivery import Servers, put, target
+
+PASSWORD = "correct horse battery"
+
+
+def basic(name: str) -> dict[str, str]:
+    token = base64.b64encode(f"{name}:{PASSWORD}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+async def relay(tmp_path: Path) -> AsyncIterator[tuple[CentralConfig, Inbox, httpx.AsyncClient]]:
+    cfg = CentralConfig(
+        relay_id="relay-web",
+        data_dir=tmp_path,
+        inbox=InboxSettings(url=f"sqlite:///{tmp_path / 'inbox.db'}"),
+        targets=[target()],
+        stores={"0042": StoreRoute(currency="EUR")},
+    )
+    add_user(cfg.users_file, "vera", "viewer", PASSWORD)
+    add_user(cfg.users_file, "otto", "operator", PASSWORD)
+    inbox = await open_inbox(cfg.inbox_url, relay_id=cfg.relay_id)
+    transport = httpx.ASGITransport(app=create_app(cfg, inbox))
+    async with httpx.AsyncClient(transport=transport, base_url="http://relay.test") as client:
+        yield cfg, inbox, client
+    await inbox.close()
+
+
+async def _exception(cfg: CentralConfig, inbox: Inbox) -> int:
+    servers = Servers()
+    servers["sandbox"].fail_next_write(400, message="price list missing")
+    await put(inbox, samples.sale(customer=True))
+    delivery = Delivery(cfg, inbox, transport_for=servers)
+    await delivery.drain()
+    await delivery.aclose()
+    (item,) = await inbox.exceptions()
+    return item.id
+
+
+async def test_health_needs_no_sign_in_and_the_api_does(relay) -> None:  # type: ignore[no-untyped-def]
+    _, _, client = relay
+    assert (await client.get("/healthz")).json()["status"] == "ok"
+    refused = await client.get("/api/v1/fleet")
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"].startswith("Basic")
+    assert (await client.get("/api/v1/fleet", headers=basic("vera"))).status_code == 200
+    wrong = {"Authorization": "Basic " + base64.b64encode(b"vera:nope").decode()}
+    assert (await client.get("/api/v1/fleet", headers=wrong)).status_code == 401
+    page = await client.get("/fleet")
+    assert (page.status_code, page.headers["location"]) == (303, "/login?next=/fleet")
+
+
+async def test_only_operators_retry_and_resolve(relay) -> None:  # type: ignore[no-untyped-def]
+    cfg, inbox, client = relay
+    exception_id = await _exception(cfg, inbox)
+    denied = await client.post(f"/api/v1/exceptions/{exception_id}/retry", headers=basic("vera"))
+    assert denied.status_code == 403
+    done = await client.post(f"/api/v1/exceptions/{exception_id}/retry", headers=basic("otto"))
+    assert done.json() == {"result": "record 1 queued again for sandbox"}
+    again = await client.post(f"/api/v1/exceptions/{exception_id}/retry", headers=basic("otto"))
+    assert again.status_code == 409
+
+
+async def test_a_session_form_needs_its_csrf_token(relay) -> None:  # type: ignore[no-untyped-def]
+    cfg, inbox, client = relay
+    exception_id = await _exception(cfg, inbox)
+    bad = await client.post("/login", data={"username": "otto", "password": "nope"})
+    assert bad.status_code == 401
+    signed = await client.post("/login", data={"username": "otto", "password": PASSWORD})
+    assert signed.status_code == 303
+    assert "httponly" in signed.headers["set-cookie"].lower()
+    forged = await client.post(f"/exceptions/{exception_id}/resolve", data={"note": "x"})
+    assert forged.status_code == 403
+    page = await client.get("/exceptions")
+    token = page.text.split('name="csrf" value="')[1].split('"')[0]
+    done = await client.post(
+        f"/exceptions/{exception_id}/resolve", data={"note": "Keyed by hand.", "csrf": token}
+    )
+    assert done.status_code == 303
+    assert await inbox.exceptions() == []
+
+
+async def test_records_are_shown_redacted_with_their_audit(relay) -> None:  # type: ignore[no-untyped-def]
+    cfg, inbox, client = relay
+    await _exception(cfg, inbox)
+    (found,) = (await client.get("/api/v1/records?q=1001", headers=basic("vera"))).json()
+    detail = (await client.get(f"/api/v1/records/{found['id']}", headers=basic("vera"))).json()
+    text = str(detail)
+    assert "jana.example@example.org" not in text
+    assert "+49 30 1234567" not in text
+    assert [e["step"] for e in detail["audit"]][:2] == ["received", "routed"]
+    assert detail["deliveries"][0]["state"] == "exception"
+
+
+async def test_reconciliation_csv_and_metrics(relay) -> None:  # type: ignore[no-untyped-def]
+    _, inbox, client = relay
+    await put(inbox, samples.sale("1"))
+    day = samples.DAY.isoformat()
+    csv = await client.get(f"/api/v1/recon/0042/{day}.csv", headers=basic("vera"))
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert "kind,sale,,,1,29.97,0,0,yes" in csv.text
+    metrics = (await client.get("/metrics")).text
+    assert 'tillbridge_records{state="received"} 1.0' in metrics
+    assert "tillbridge_exceptions_open 0.0" in metrics
+    spec = (await client.get("/openapi.json")).json()
+    assert "/api/v1/exceptions/{exception_id}/retry" in spec["paths"]
