@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The real parts the tests start themselves: the Mosquitto broker and its C clients.
+# The real parts the tests start themselves: the Mosquitto broker and its C clients, and
+# Debian's Chromium for the dashboard's browser tests.
 tools:
 	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
@@ -36,6 +37,13 @@ tools:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
 	else \
 		echo "mosquitto is missing; run: sudo apt-get install -y mosquitto mosquitto-clients"; exit 1; \
+	fi
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "Installing chromium (the dashboard's browser tests) with apt-get."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium is missing; run: sudo apt-get install -y chromium"; exit 1; \
 	fi
 	@if command -v mosquitto_pub >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
