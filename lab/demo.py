@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +19,8 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from central.web import add_user
 
 from .broker import Mosquitto, free_port
 from .chaos import Process, _command
@@ -56,6 +60,11 @@ class EmbeddedBroker:
         if self._process is not None:
             self._process.terminate()
             self._process.wait(10)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def _broker(workdir: Path, *, embedded: bool = False) -> Mosquitto | EmbeddedBroker:
@@ -137,7 +146,7 @@ def run(
 ) -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     broker = _broker(workdir, embedded=embedded)
-    web_port = 8470
+    web_port = 8470 if _free(8470) else free_port()
     _write_configs(workdir, broker.url, web_port)
     relay = Process(
         [*_command("tillbridge-central"), "run", "--config", str(workdir / "central.toml")],
@@ -153,13 +162,16 @@ def run(
     tills = {store: pos(store, workdir / store / "pos") for store, pos in STORES}
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    password = secrets.token_urlsafe(9)
+    add_user(workdir / "relay" / "web-users.json", "demo", "operator", password)
     broker.start()
     relay.start()
     for agent in agents.values():
         agent.start()
     print(f"Tillbridge demo running in {workdir}")
     print(f"  broker     {broker.url}")
-    print(f"  dashboard  http://127.0.0.1:{web_port}/  (relay log: {workdir / 'relay.out'})")
+    print(f"  dashboard  http://127.0.0.1:{web_port}/  sign in as demo / {password}")
+    print(f"  relay log  {workdir / 'relay.out'}")
     print(f"  stores     {', '.join(f'{s} ({p.format})' for s, p in STORES)}")
     print("Press Ctrl-C to stop.", flush=True)
     started = time.monotonic()
