@@ -71,3 +71,16 @@ async def test_the_days_a_store_closed_are_listed(inbox: Inbox) -> None:
     sales = [samples.sale("1")]
     await put(inbox, *sales, closing(sales))  # type: ignore[arg-type]
     assert await inbox.closed_days() == [(samples.STORE, samples.DAY)]
+
+
+async def test_search_and_throughput_read_the_same_on_both_backends(inbox: Inbox) -> None:
+    sale = samples.sale("4711")
+    await put(inbox, sale)
+    (found,) = await inbox.search_records("4711")
+    assert (found["key"], found["transaction_id"], found["total"]) == (sale.key, "4711", "29.97")
+    assert await inbox.search_records(f"corr-{sale.key}") == [found]
+    assert await inbox.search_records("nothing-like-it") == []
+    assert sum(await inbox.throughput(5)) == 1
+    record = await inbox.record(found["id"])
+    assert record is not None
+    assert record["body"]["transaction_id"] == "4711"
