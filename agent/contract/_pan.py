@@ -13,7 +13,11 @@ a bare 14-digit YYYYMMDDhhmmss time stamp (as in export file names) is a time.
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from enum import Enum
+from types import UnionType
+from typing import Annotated, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -128,16 +132,49 @@ def gtin_valid(text: str) -> bool:
 
 def _suspect(value: object) -> bool:
     """True when a string at any depth could hold a card number (13+ characters that the
-    candidate pattern finds). Reads field values directly: this runs for every record."""
+    candidate pattern finds). Runs for every record, so models are read through a plan
+    per class that skips the fields which can never hold text (numbers, dates, flags)."""
     if isinstance(value, str):
         return len(value) >= 13 and _CANDIDATE.search(value) is not None
     if isinstance(value, BaseModel):
-        return any(_suspect(v) for v in value.__dict__.values())
+        values = value.__dict__
+        return any(_suspect(values[name]) for name in _text_fields(type(value)))
     if isinstance(value, list | tuple):
         return any(_suspect(v) for v in value)
     if isinstance(value, dict):
         return any(_suspect(v) for v in value.values())
     return False
+
+
+_NEVER_TEXT = (bool, int, float, Decimal, date, datetime, time, timedelta, type(None))
+_plans: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _may_hold_text(annotation: object) -> bool:
+    """False only for annotations made of numbers, dates, flags and short enums."""
+    args = get_args(annotation)
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _may_hold_text(args[0])
+    if args and origin in (UnionType, Union):
+        return any(_may_hold_text(a) for a in args)
+    if origin is Literal:
+        return any(len(str(a)) >= 13 for a in args)
+    if isinstance(annotation, type):
+        if issubclass(annotation, Enum):
+            return any(len(str(m.value)) >= 13 for m in annotation)
+        return not issubclass(annotation, _NEVER_TEXT)
+    return True  # list[...], dict[...], Literal, anything unusual: look at it
+
+
+def _text_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    plan = _plans.get(cls)
+    if plan is None:
+        plan = tuple(
+            name for name, field in cls.model_fields.items() if _may_hold_text(field.annotation)
+        )
+        _plans[cls] = plan
+    return plan
 
 
 def scrub_model(model: M) -> M:
