@@ -131,31 +131,40 @@ class _Till:
         return sale
 
 
-_NS = "http://www.nrf-arts.org/IXRetail/namespace/"
+class _Pos:
+    """A till writing export files into `folder`; `last` holds the latest file's bytes."""
 
-
-class PoslogPos:
-    """An Xstore-like till: one POSLog file per call to `write`."""
-
-    suffix = ".xml"
-    format = "poslog"
-
-    def __init__(self, store: str, folder: Path, *, seed: int = 1, day: date | None = None):
+    def __init__(self, store: str, folder: Path, *, seed: int, day: date | None) -> None:
         self.store = store
         self.folder = folder
         self.till = _Till(store, random.Random(seed), day or date.today())
         self.files = 0
         self.last = b""
 
+    def _save(self, name: str, data: bytes) -> Path:
+        self.files += 1
+        self.last = data
+        return write_atomic(self.folder, name.format(n=self.files), data)
+
+
+_NS = "http://www.nrf-arts.org/IXRetail/namespace/"
+
+
+class PoslogPos(_Pos):
+    """An Xstore-like till: one POSLog file per call to `write`."""
+
+    suffix = ".xml"
+    format = "poslog"
+
+    def __init__(self, store: str, folder: Path, *, seed: int = 1, day: date | None = None):
+        super().__init__(store, folder, seed=seed, day=day)
+
     def write(self, count: int, *, now: datetime | None = None) -> Path:
         moment = now or datetime.now(UTC)
         sales = [self.till.transaction(moment + timedelta(seconds=i)) for i in range(count)]
         body = "".join(self._transaction(s) for s in sales)
         xml = f'<?xml version="1.0" encoding="UTF-8"?>\n<POSLog xmlns="{_NS}">\n{body}</POSLog>\n'
-        self.files += 1
-        name = f"POSLog_{self.store}_{moment:%Y%m%d%H%M%S}_{self.files:05d}.xml"
-        self.last = xml.encode()
-        return write_atomic(self.folder, name, self.last)
+        return self._save(f"POSLog_{self.store}_{moment:%Y%m%d%H%M%S}_{{n:05d}}.xml", xml.encode())
 
     def _transaction(self, s: Sale) -> str:
         status = "PostVoided" if s.voided else "Totaled"
@@ -212,7 +221,7 @@ class PoslogPos:
         )
 
 
-class MicrosPos:
+class MicrosPos(_Pos):
     """A Simphony restaurant: guest checks as the Reporting & Analytics API returns them."""
 
     suffix = ".json"
@@ -220,11 +229,7 @@ class MicrosPos:
     TENDERS: ClassVar[dict[str, int]] = {"cash": 101, "card": 201}
 
     def __init__(self, store: str, folder: Path, *, seed: int = 2, day: date | None = None):
-        self.store = store
-        self.folder = folder
-        self.till = _Till(store, random.Random(seed), day or date.today())
-        self.files = 0
-        self.last = b""
+        super().__init__(store, folder, seed=seed, day=day)
 
     def write(self, count: int, *, now: datetime | None = None) -> Path:
         moment = now or datetime.now(UTC)
@@ -239,10 +244,8 @@ class MicrosPos:
             "locRef": self.store,
             "guestChecks": checks,
         }
-        self.files += 1
-        name = f"guestChecks_{self.store}_{moment:%Y%m%d%H%M%S}_{self.files:05d}.json"
-        self.last = json.dumps(doc, indent=1).encode()
-        return write_atomic(self.folder, name, self.last)
+        name = f"guestChecks_{self.store}_{moment:%Y%m%d%H%M%S}_{{n:05d}}.json"
+        return self._save(name, json.dumps(doc, indent=1).encode())
 
     def _check(self, s: Sale) -> dict[str, object]:
         utc = s.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
@@ -287,7 +290,7 @@ class MicrosPos:
         }
 
 
-class MagestorePos:
+class MagestorePos(_Pos):
     """A Magestore web POS: orders with split payments, as its API exports them."""
 
     suffix = ".json"
@@ -295,11 +298,7 @@ class MagestorePos:
     METHODS: ClassVar[dict[str, str]] = {"cash": "cashforpos", "card": "ccforpos"}
 
     def __init__(self, store: str, folder: Path, *, seed: int = 3, day: date | None = None):
-        self.store = store
-        self.folder = folder
-        self.till = _Till(store, random.Random(seed), day or date.today())
-        self.files = 0
-        self.last = b""
+        super().__init__(store, folder, seed=seed, day=day)
 
     def write(self, count: int, *, now: datetime | None = None) -> Path:
         moment = now or datetime.now(UTC)
@@ -309,10 +308,8 @@ class MagestorePos:
             if s.returns is not None or s.voided or s.training:
                 continue
             orders.append(self._order(s))
-        self.files += 1
-        name = f"orders_{self.store}_{moment:%Y%m%d%H%M%S}_{self.files:05d}.json"
-        self.last = json.dumps(orders, indent=1).encode()
-        return write_atomic(self.folder, name, self.last)
+        name = f"orders_{self.store}_{moment:%Y%m%d%H%M%S}_{{n:05d}}.json"
+        return self._save(name, json.dumps(orders, indent=1).encode())
 
     def _order(self, s: Sale) -> dict[str, object]:
         items = []

@@ -3,12 +3,19 @@ records), what it answers (accepted, retry, rejected, with every HTTP exchange f
 audit trail), and the settings every target shares.
 
 Connectors never sleep, retry or buffer: `central.delivery` owns the schedule.
+
+Errors inside a connector, and the verdict each gives a record (`settle`):
+
+    ConnectorError
+    ├── Answered   an HTTP answer decides it: `classify` says accepted, retry or rejected
+    └── Unfit      the record cannot be written as the target needs it: rejected
+    httpx.HTTPError (no answer at all, it may have been applied): retry
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -20,7 +27,9 @@ from agent.contract.redact import redact_text
 from agent.contract.settings import Section
 
 __all__ = [
+    "Answered",
     "Connector",
+    "ConnectorError",
     "ConnectorFactory",
     "DeliveryResult",
     "DryRunResponder",
@@ -30,10 +39,12 @@ __all__ = [
     "Routed",
     "TargetSettings",
     "Traced",
+    "Unfit",
     "classify",
     "excerpt",
     "outcome_for",
     "retry_after_seconds",
+    "settle",
     "transport_failure",
 ]
 
@@ -241,6 +252,24 @@ class Traced:
             )
         return response
 
+    async def authorized(
+        self,
+        method: str,
+        url: str,
+        trace: list[Exchange] | None,
+        token: Callable[[bool], Awaitable[str]],
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """A call with `Authorization: Bearer`; after a 401, `token(True)` fetches a new
+        token and the call is made once more (the answer of that try stands)."""
+        headers = dict(kwargs.pop("headers", None) or {})
+        for fresh in (False, True):
+            headers["Authorization"] = f"Bearer {await token(fresh)}"
+            response = await self.request(method, url, trace, headers=headers, **kwargs)
+            if response.status_code != 401:
+                break
+        return response
+
 
 def _public_url(url: httpx.URL) -> str:
     """The URL without credentials or secret-looking query values."""
@@ -308,6 +337,37 @@ def transport_failure(record: Routed, exc: httpx.HTTPError, trace: list[Exchange
     """A retry outcome for a request that got no answer (it may have been applied)."""
     reason = f"no answer: {type(exc).__name__}: {exc}"[:300]
     return Outcome(record.id, reason=reason, exchanges=trace)
+
+
+class ConnectorError(Exception):
+    """Base of what a connector raises while writing one record."""
+
+
+class Answered(ConnectorError):
+    """An HTTP answer that decides the record's verdict; `reason` in the target's words."""
+
+    def __init__(self, response: httpx.Response, reason: str) -> None:
+        super().__init__(reason)
+        self.response = response
+        self.reason = reason
+
+
+class Unfit(ConnectorError):
+    """The record cannot be written as the target needs it: a rejection, with why."""
+
+
+def settle(
+    result: DeliveryResult, routed: Routed, trace: list[Exchange], exc: BaseException
+) -> None:
+    """Record the verdict an error gives `routed`; anything else is re-raised."""
+    if isinstance(exc, Answered):
+        result.add(*outcome_for(routed, exc.response, trace, exc.reason))
+    elif isinstance(exc, Unfit):
+        result.rejected.append(Outcome(routed.id, reason=str(exc), exchanges=trace))
+    elif isinstance(exc, httpx.HTTPError):
+        result.retry.append(transport_failure(routed, exc, trace))
+    else:
+        raise exc
 
 
 class DryRunTransport(httpx.AsyncBaseTransport):

@@ -33,13 +33,17 @@ from pydantic import Field, SecretStr
 from agent.contract import Inventory, Transaction, key_digest
 
 from ._base import (
+    Answered,
+    ConnectorError,
     DeliveryResult,
     Exchange,
     Outcome,
     Routed,
     TargetSettings,
     Traced,
+    Unfit,
     outcome_for,
+    settle,
     transport_failure,
 )
 
@@ -80,17 +84,6 @@ def _marker(key: str) -> str:
     return f"tillbridge:{key_digest(key, 24)}"
 
 
-class _Refused(Exception):
-    def __init__(self, response: httpx.Response, reason: str = "") -> None:
-        super().__init__(reason)
-        self.response = response
-        self.reason = reason or _reason(response)
-
-
-class _Invalid(Exception):
-    """The record cannot be written as Magento needs it (a rejection)."""
-
-
 class AdobeCommerceConnector:
     name = "adobe_commerce"
     required_route: tuple[str, ...] = ("source_code", "store_id")
@@ -113,7 +106,7 @@ class AdobeCommerceConnector:
     async def aclose(self) -> None:
         return None
 
-    async def _auth(self, *, renew: bool) -> str:
+    async def _auth(self, renew: bool) -> str:
         if self._static is not None:
             return self._static
         if renew or self._admin is None or self._clock() >= self._admin_until:
@@ -125,7 +118,7 @@ class AdobeCommerceConnector:
                 json={"username": self._s.username or "", "password": password},
             )
             if response.status_code != 200:
-                raise _Refused(response, f"admin token refused: {response.status_code}")
+                raise _answer(response, f"admin token refused: {response.status_code}")
             self._admin = str(response.json())
             self._admin_until = self._clock() + ADMIN_TOKEN_SECONDS - 300
         return self._admin
@@ -133,14 +126,9 @@ class AdobeCommerceConnector:
     async def _send(
         self, method: str, path: str, trace: list[Exchange], **kwargs: Any
     ) -> httpx.Response:
-        for renew in (False, True):
-            headers = {"Authorization": f"Bearer {await self._auth(renew=renew)}"}
-            response = await self._http.request(
-                method, f"{self._rest}{path}", trace, headers=headers, **kwargs
-            )
-            if response.status_code != 401 or self._static is not None:
-                return response
-        return response
+        return await self._http.authorized(
+            method, f"{self._rest}{path}", trace, self._auth, **kwargs
+        )
 
     # -- the seam -------------------------------------------------------------------------
 
@@ -156,12 +144,8 @@ class AdobeCommerceConnector:
             trace: list[Exchange] = []
             try:
                 ref = await self._transaction(routed, trace)
-            except _Refused as refused:
-                result.add(*outcome_for(routed, refused.response, trace, refused.reason))
-            except _Invalid as exc:
-                result.rejected.append(Outcome(routed.id, reason=str(exc), exchanges=trace))
-            except httpx.HTTPError as exc:
-                result.retry.append(transport_failure(routed, exc, trace))
+            except (ConnectorError, httpx.HTTPError) as exc:
+                settle(result, routed, trace, exc)
             else:
                 result.accepted.append(Outcome(routed.id, status=200, ref=ref, exchanges=trace))
         return result
@@ -194,7 +178,7 @@ class AdobeCommerceConnector:
             response = await self._send(
                 "POST", "/inventory/source-items", trace, json={"sourceItems": items}
             )
-        except _Refused as refused:
+        except Answered as refused:
             for routed in sendable:
                 result.add(*outcome_for(routed, refused.response, list(trace), refused.reason))
             return result
@@ -223,12 +207,12 @@ class AdobeCommerceConnector:
     async def _transaction(self, routed: Routed, trace: list[Exchange]) -> str:
         record = routed.record
         if not isinstance(record, Transaction):
-            raise _Invalid(f"Adobe Commerce takes no {record.kind} records")
+            raise Unfit(f"Adobe Commerce takes no {record.kind} records")
         if record.kind == "sale" or (record.kind == "return" and not routed.original_ref):
             return await self._sale(routed, record, trace)
         if record.kind in ("return", "void"):
             return await self._credit_memo(routed, record, trace)
-        raise _Invalid(f"Adobe Commerce takes no {record.kind} transactions")
+        raise Unfit(f"Adobe Commerce takes no {record.kind} transactions")
 
     async def _find_order(self, number: str, trace: list[Exchange]) -> dict[str, Any] | None:
         params = {
@@ -238,7 +222,7 @@ class AdobeCommerceConnector:
         }
         response = await self._send("GET", "/orders", trace, params=params)
         if response.status_code != 200:
-            raise _Refused(response)
+            raise _answer(response)
         items = response.json().get("items") or []
         return items[0] if items else None
 
@@ -333,7 +317,7 @@ class AdobeCommerceConnector:
         if order is None:
             response = await self._send("POST", "/orders", trace, json=self._order(routed, record))
             if response.status_code != 200:
-                raise _Refused(response)
+                raise _answer(response)
             order = response.json()
         invoiced = Decimal(str(order.get("total_invoiced") or 0))
         if invoiced < Decimal(str(order.get("grand_total") or 0)):
@@ -344,14 +328,14 @@ class AdobeCommerceConnector:
                 json={"capture": False, "notify": False},
             )
             if response.status_code != 200:
-                raise _Refused(response)
+                raise _answer(response)
         return number
 
     async def _credit_memo(self, routed: Routed, record: Transaction, trace: list[Exchange]) -> str:
         assert routed.original_ref is not None
         order = await self._find_order(routed.original_ref, trace)
         if order is None:
-            raise _Invalid(f"original order {routed.original_ref} is not in Adobe Commerce")
+            raise Unfit(f"original order {routed.original_ref} is not in Adobe Commerce")
         order_id = order["entity_id"]
         marker = _marker(routed.key)
         params = {
@@ -360,7 +344,7 @@ class AdobeCommerceConnector:
         }
         found = await self._send("GET", "/creditmemos", trace, params=params)
         if found.status_code != 200:
-            raise _Refused(found)
+            raise _answer(found)
         for memo in found.json().get("items") or []:
             if any(marker in (c.get("comment") or "") for c in memo.get("comments") or []):
                 return f"{routed.original_ref}/creditmemo/{memo['entity_id']}"
@@ -371,7 +355,7 @@ class AdobeCommerceConnector:
             sku = routed.skus.get(line.sku, line.sku)
             if sku not in by_sku:
                 where = f"order {routed.original_ref}"
-                raise _Invalid(f"line {line.number}: SKU {sku} is not on {where}")
+                raise Unfit(f"line {line.number}: SKU {sku} is not on {where}")
             items.append(
                 {"order_item_id": by_sku[sku]["item_id"], "qty": float(abs(line.quantity))}
             )
@@ -398,7 +382,7 @@ class AdobeCommerceConnector:
         }
         response = await self._send("POST", f"/order/{order_id}/refund", trace, json=body)
         if response.status_code != 200:
-            raise _Refused(response)
+            raise _answer(response)
         return f"{routed.original_ref}/creditmemo/{response.json()}"
 
 
@@ -411,6 +395,10 @@ def _render(message: str, parameters: Any) -> str:
         for name, value in parameters.items():
             message = message.replace(f"%{name}", str(value))
     return message
+
+
+def _answer(response: httpx.Response, reason: str = "") -> Answered:
+    return Answered(response, reason or _reason(response))
 
 
 def _reason(response: httpx.Response) -> str:

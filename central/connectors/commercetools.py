@@ -24,14 +24,16 @@ from pydantic import Field, SecretStr
 from agent.contract import Inventory, Transaction, currency_exponent, key_digest
 
 from ._base import (
+    Answered,
+    ConnectorError,
     DeliveryResult,
     Exchange,
     Outcome,
     Routed,
     TargetSettings,
     Traced,
-    outcome_for,
-    transport_failure,
+    Unfit,
+    settle,
 )
 
 __all__ = ["CommercetoolsConnector", "CommercetoolsSettings", "dry_run_response", "order_number"]
@@ -72,10 +74,6 @@ def _payment_key(record_key: str, suffix: str) -> str:
     return f"pos-{key_digest(record_key, 32)}-{suffix}"
 
 
-class _Unroutable(Exception):
-    """The record cannot be written as commercetools needs it (a rejection)."""
-
-
 class CommercetoolsConnector:
     name = "commercetools"
     required_route: tuple[str, ...] = ("store", "supply_channel")
@@ -100,7 +98,7 @@ class CommercetoolsConnector:
 
     # -- plumbing -------------------------------------------------------------------------
 
-    async def _bearer(self, *, fresh: bool = False) -> str:
+    async def _bearer(self, fresh: bool = False) -> str:
         if fresh or self._token is None or self._clock() >= self._expires - REFRESH_MARGIN:
             secret = self._s.client_secret.get_secret_value() if self._s.client_secret else ""
             scope = self._s.scopes or f"manage_project:{self._s.project_key}"
@@ -112,7 +110,7 @@ class CommercetoolsConnector:
                 headers={"Authorization": httpx.BasicAuth(self._s.client_id, secret)._auth_header},
             )
             if response.status_code != 200:
-                raise _AuthFailed(response)
+                raise Answered(response, f"token refused: {response.status_code}")
             body = response.json()
             self._token = str(body["access_token"])
             self._expires = self._clock() + float(body.get("expires_in", 3600))
@@ -121,14 +119,8 @@ class CommercetoolsConnector:
     async def _call(
         self, method: str, path: str, trace: list[Exchange], **kwargs: Any
     ) -> httpx.Response:
-        """One API call; a 401 fetches a new token and tries once more."""
         url = path if path.startswith("http") else f"{self._api}{path}"
-        for fresh in (False, True):
-            headers = {"Authorization": f"Bearer {await self._bearer(fresh=fresh)}"}
-            response = await self._http.request(method, url, trace, headers=headers, **kwargs)
-            if response.status_code != 401:
-                return response
-        return response
+        return await self._http.authorized(method, url, trace, self._bearer, **kwargs)
 
     # -- the seam -------------------------------------------------------------------------
 
@@ -138,18 +130,8 @@ class CommercetoolsConnector:
             trace: list[Exchange] = []
             try:
                 ref = await self._one(routed, trace)
-            except _Answer as answer:
-                verdict, outcome = outcome_for(routed, answer.response, trace, answer.reason)
-                result.add(verdict, outcome)
-            except _AuthFailed as failed:
-                verdict, outcome = outcome_for(
-                    routed, failed.response, trace, f"token refused: {failed.response.status_code}"
-                )
-                result.add("retry", outcome)
-            except _Unroutable as exc:
-                result.rejected.append(Outcome(routed.id, reason=str(exc), exchanges=trace))
-            except httpx.HTTPError as exc:
-                result.retry.append(transport_failure(routed, exc, trace))
+            except (ConnectorError, httpx.HTTPError) as exc:
+                settle(result, routed, trace, exc)
             else:
                 result.accepted.append(Outcome(routed.id, status=200, ref=ref, exchanges=trace))
         return result
@@ -159,12 +141,12 @@ class CommercetoolsConnector:
         if isinstance(record, Inventory):
             return await self._inventory(routed, record, trace)
         if not isinstance(record, Transaction):
-            raise _Unroutable(f"commercetools takes no {record.kind} records")
+            raise Unfit(f"commercetools takes no {record.kind} records")
         if record.kind == "sale" or (record.kind == "return" and not routed.original_ref):
             return await self._sale(routed, record, trace)
         if record.kind in ("return", "void"):
             return await self._refund(routed, record, trace)
-        raise _Unroutable(f"commercetools takes no {record.kind} transactions")
+        raise Unfit(f"commercetools takes no {record.kind} transactions")
 
     # -- sales ----------------------------------------------------------------------------
 
@@ -172,7 +154,7 @@ class CommercetoolsConnector:
         exponent = currency_exponent(currency)
         cents = amount.scaleb(exponent)
         if cents != cents.to_integral_value():
-            raise _Unroutable(f"{amount} {currency} has more than {exponent} decimals")
+            raise Unfit(f"{amount} {currency} has more than {exponent} decimals")
         return {"type": "centPrecision", "currencyCode": currency, "centAmount": int(cents)}
 
     def _order_draft(self, routed: Routed, record: Transaction) -> dict[str, Any]:
@@ -184,7 +166,7 @@ class CommercetoolsConnector:
                 continue
             quantity = line.quantity
             if quantity != quantity.to_integral_value():
-                raise _Unroutable(f"line {line.number}: quantity {quantity} is not whole")
+                raise Unfit(f"line {line.number}: quantity {quantity} is not whole")
             unit = line.unit_price if line.unit_price is not None else line.amount / quantity
             item: dict[str, Any] = {
                 "name": {self._s.locale: line.description or line.sku},
@@ -227,7 +209,7 @@ class CommercetoolsConnector:
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise _Answer(response)
+            raise _answer(response)
         found: dict[str, Any] = response.json()
         return found
 
@@ -241,11 +223,11 @@ class CommercetoolsConnector:
             if _duplicate(response):
                 order = await self._find_order(number, trace)
             elif response.status_code not in (200, 201):
-                raise _Answer(response)
+                raise _answer(response)
             else:
                 order = response.json()
         if order is None:  # pragma: no cover - a duplicate that cannot be found
-            raise _Unroutable(f"order {number} reported as duplicate but not found")
+            raise Unfit(f"order {number} reported as duplicate but not found")
         for index, tender in enumerate(record.tenders):
             net = tender.amount - (tender.change or Decimal(0))
             kind = "Refund" if net < 0 else "Charge"
@@ -283,7 +265,7 @@ class CommercetoolsConnector:
             if found.status_code == 200:
                 return str(found.json()["id"])
             if found.status_code != 404:
-                raise _Answer(found)
+                raise _answer(found)
         transaction: dict[str, Any] = {
             "type": kind,
             "amount": self._money(amount, currency),
@@ -307,10 +289,10 @@ class CommercetoolsConnector:
         if _duplicate(response):
             found = await self._call("GET", f"/payments/key={quote(key, safe='')}", trace)
             if found.status_code != 200:
-                raise _Answer(found)
+                raise _answer(found)
             return str(found.json()["id"])
         if response.status_code not in (200, 201):
-            raise _Answer(response)
+            raise _answer(response)
         return str(response.json()["id"])
 
     async def _update_order(
@@ -334,12 +316,12 @@ class CommercetoolsConnector:
                 updated: dict[str, Any] = response.json()
                 return updated
             if response.status_code != 409:
-                raise _Answer(response)
+                raise _answer(response)
             reread = await self._call("GET", f"/orders/{order['id']}", trace)
             if reread.status_code != 200:
-                raise _Answer(reread)
+                raise _answer(reread)
             order = reread.json()
-        raise _Answer(response, "the order kept changing under us (409 after re-reading)")
+        raise _answer(response, "the order kept changing under us (409 after re-reading)")
 
     async def _attach(
         self, order: dict[str, Any], payment_id: str, trace: list[Exchange]
@@ -357,10 +339,10 @@ class CommercetoolsConnector:
     async def _refund(self, routed: Routed, record: Transaction, trace: list[Exchange]) -> str:
         number = routed.original_ref
         if not number:
-            raise _Unroutable(f"a {record.kind} of a sale commercetools never received")
+            raise Unfit(f"a {record.kind} of a sale commercetools never received")
         order = await self._find_order(number, trace)
         if order is None:
-            raise _Unroutable(f"original order {number} is not in commercetools")
+            raise Unfit(f"original order {number} is not in commercetools")
         tenders = record.tenders or []
         if not tenders:
             total = abs(record.total)
@@ -407,7 +389,7 @@ class CommercetoolsConnector:
                 for line in record.lines:
                     sku = routed.skus.get(line.sku, line.sku)
                     if sku not in by_sku:
-                        raise _Unroutable(f"line {line.number}: SKU {sku} is not on order {number}")
+                        raise Unfit(f"line {line.number}: SKU {sku} is not on order {number}")
                     items.append(
                         {
                             "quantity": int(abs(line.quantity)),
@@ -442,17 +424,17 @@ class CommercetoolsConnector:
         if key not in self._channels:
             response = await self._call("GET", f"/channels/key={quote(key, safe='')}", trace)
             if response.status_code == 404:
-                raise _Unroutable(f"supply channel {key} does not exist in commercetools")
+                raise Unfit(f"supply channel {key} does not exist in commercetools")
             if response.status_code != 200:
-                raise _Answer(response)
+                raise _answer(response)
             self._channels[key] = str(response.json()["id"])
         return self._channels[key]
 
     async def _inventory(self, routed: Routed, record: Inventory, trace: list[Exchange]) -> str:
         if record.mode != "absolute":
-            raise _Unroutable("commercetools takes absolute levels; this is a delta")
+            raise Unfit("commercetools takes absolute levels; this is a delta")
         if record.quantity != record.quantity.to_integral_value():
-            raise _Unroutable(f"quantity {record.quantity} is not whole")
+            raise Unfit(f"quantity {record.quantity} is not whole")
         quantity = int(record.quantity)
         sku = routed.skus.get(record.sku, record.sku)
         channel = await self._channel_id(routed.route["supply_channel"], trace)
@@ -460,7 +442,7 @@ class CommercetoolsConnector:
         for _ in range(CONFLICT_REREADS + 1):
             found = await self._call("GET", "/inventory", trace, params={"where": where})
             if found.status_code != 200:
-                raise _Answer(found)
+                raise _answer(found)
             results = found.json().get("results", [])
             if not results:
                 draft = {
@@ -473,7 +455,7 @@ class CommercetoolsConnector:
                     return str(created.json()["id"])
                 if _duplicate(created):
                     continue  # created meanwhile: read it and set the level
-                raise _Answer(created)
+                raise _answer(created)
             entry = results[0]
             if entry.get("quantityOnStock") == quantity:
                 return str(entry["id"])
@@ -485,23 +467,12 @@ class CommercetoolsConnector:
             if changed.status_code == 200:
                 return str(entry["id"])
             if changed.status_code != 409:
-                raise _Answer(changed)
-        raise _Answer(changed, "the inventory entry kept changing under us (409 after re-reading)")
+                raise _answer(changed)
+        raise _answer(changed, "the inventory entry kept changing under us (409 after re-reading)")
 
 
-class _Answer(Exception):
-    """An answer that decides the record's verdict."""
-
-    def __init__(self, response: httpx.Response, reason: str = "") -> None:
-        super().__init__(reason)
-        self.response = response
-        self.reason = reason or _reason(response)
-
-
-class _AuthFailed(Exception):
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
+def _answer(response: httpx.Response, reason: str = "") -> Answered:
+    return Answered(response, reason or _reason(response))
 
 
 def _errors(response: httpx.Response) -> list[dict[str, Any]]:

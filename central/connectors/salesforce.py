@@ -28,14 +28,18 @@ from pydantic import Field, SecretStr
 from agent.contract import Customer, CustomerRecord, Transaction
 
 from ._base import (
+    Answered,
+    ConnectorError,
     DeliveryResult,
     Exchange,
     Outcome,
     Routed,
     TargetSettings,
     Traced,
+    Unfit,
     outcome_for,
     retry_after_seconds,
+    settle,
     transport_failure,
 )
 
@@ -106,17 +110,6 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class _Refused(Exception):
-    def __init__(self, response: httpx.Response, reason: str = "") -> None:
-        super().__init__(reason)
-        self.response = response
-        self.reason = reason or _reason(response)
-
-
-class _Invalid(Exception):
-    pass
-
-
 class SalesforceConnector:
     name = "salesforce"
     required_route: tuple[str, ...] = ("price_book",)
@@ -145,7 +138,7 @@ class SalesforceConnector:
         from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
         if not self._s.private_key_file:
-            raise _Invalid("the JWT flow needs private_key_file")
+            raise Unfit("the JWT flow needs private_key_file")
         key = serialization.load_pem_private_key(
             Path(self._s.private_key_file).read_bytes(), password=None
         )
@@ -161,7 +154,7 @@ class SalesforceConnector:
         signature = key.sign(f"{header}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
         return f"{header}.{body}.{_b64(signature)}"
 
-    async def _bearer(self, *, fresh: bool) -> str:
+    async def _bearer(self, fresh: bool) -> str:
         if self._token is None or fresh:
             if self._s.auth_flow == "jwt":
                 form = {
@@ -179,7 +172,7 @@ class SalesforceConnector:
                 "POST", f"{self._s.login_url.rstrip('/')}/services/oauth2/token", None, data=form
             )
             if response.status_code != 200:
-                raise _Refused(response, f"token refused: {response.status_code}")
+                raise _answer(response, f"token refused: {response.status_code}")
             body = response.json()
             self._token = str(body["access_token"])
             self._instance = str(body["instance_url"]).rstrip("/")
@@ -188,14 +181,9 @@ class SalesforceConnector:
     async def _api(
         self, method: str, path: str, trace: list[Exchange], **kwargs: Any
     ) -> httpx.Response:
-        for fresh in (False, True):
-            token = await self._bearer(fresh=fresh)
-            url = f"{self._instance}/services/data/{self._s.api_version}{path}"
-            headers = {"Authorization": f"Bearer {token}"}
-            response = await self._http.request(method, url, trace, headers=headers, **kwargs)
-            if response.status_code != 401:
-                return response
-        return response
+        await self._bearer(False)  # the instance URL comes with the token
+        url = f"{self._instance}/services/data/{self._s.api_version}{path}"
+        return await self._http.authorized(method, url, trace, self._bearer, **kwargs)
 
     # -- the seam -------------------------------------------------------------------------
 
@@ -208,18 +196,14 @@ class SalesforceConnector:
                 if isinstance(routed.record, CustomerRecord):
                     contact = await self._contact(routed.record.customer, trace)
                     if contact is None:
-                        raise _Invalid("the customer has nothing the match rule can use")
+                        raise Unfit("the customer has nothing the match rule can use")
                     result.accepted.append(
                         Outcome(routed.id, status=200, ref=contact, exchanges=trace)
                     )
                     continue
                 order, items = await self._prepare(routed, trace)
-            except _Refused as refused:
-                result.add(*outcome_for(routed, refused.response, trace, refused.reason))
-            except _Invalid as exc:
-                result.rejected.append(Outcome(routed.id, reason=str(exc), exchanges=trace))
-            except httpx.HTTPError as exc:
-                result.retry.append(transport_failure(routed, exc, trace))
+            except (ConnectorError, httpx.HTTPError) as exc:
+                settle(result, routed, trace, exc)
             else:
                 orders.append((routed, order, items, trace))
         for start in range(0, len(orders), COLLECTION_LIMIT):
@@ -231,11 +215,11 @@ class SalesforceConnector:
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         record = routed.record
         if not isinstance(record, Transaction) or record.kind not in ("sale", "return"):
-            raise _Invalid(f"Salesforce takes sales and returns, not {record.kind}")
+            raise Unfit(f"Salesforce takes sales and returns, not {record.kind}")
         contact = await self._contact(record.customer, trace) if record.customer else None
         account = self._s.account_id
         if not account:
-            raise _Invalid("orders need an account: set account_id for this target")
+            raise Unfit("orders need an account: set account_id for this target")
         order: dict[str, Any] = {
             "attributes": {"type": self._s.order_object},
             self._s.order_external_id: routed.key,
@@ -284,12 +268,12 @@ class SalesforceConnector:
             )
             response = await self._api("GET", "/query", trace, params={"q": query})
             if response.status_code != 200:
-                raise _Refused(response)
+                raise _answer(response)
             for row in response.json().get("records", []):
                 self._entries[(book, row["Product2"]["StockKeepingUnit"])] = row["Id"]
         unknown = sorted(s for s in wanted if (book, s) not in self._entries)
         if unknown:
-            raise _Invalid(f"no price book entry in {book} for SKU {', '.join(unknown)}")
+            raise Unfit(f"no price book entry in {book} for SKU {', '.join(unknown)}")
         return {s: self._entries[(book, s)] for s in wanted}
 
     # -- customers ------------------------------------------------------------------------
@@ -316,27 +300,27 @@ class SalesforceConnector:
                 path = f"/sobjects/{obj}/{field}/{quote(value, safe='')}"
                 found = await self._api("GET", path, trace)
                 if found.status_code == 300:
-                    raise _Invalid(f"{field} {key} matches several {obj} records: {_ids(found)}")
+                    raise Unfit(f"{field} {key} matches several {obj} records: {_ids(found)}")
                 if found.status_code == 200:
                     contact = str(found.json()["Id"])
                     if self._s.profile_owner == "pos":
                         await self._patch(f"/sobjects/{obj}/{contact}", profile, trace)
                     return contact
                 if found.status_code != 404:
-                    raise _Refused(found)
+                    raise _answer(found)
                 # Upsert by the external id: creates the Contact under that id.
                 created = await self._api("PATCH", path, trace, json=profile)
                 if created.status_code not in (200, 201):
-                    raise _Refused(created)
+                    raise _answer(created)
                 return str(created.json()["id"])
             query = f"SELECT Id FROM {obj} WHERE {field} = {soql_quote(value)} LIMIT 2"
             response = await self._api("GET", "/query", trace, params={"q": query})
             if response.status_code != 200:
-                raise _Refused(response)
+                raise _answer(response)
             rows = response.json().get("records", [])
             if len(rows) > 1:
                 ids = ", ".join(r["Id"] for r in rows)
-                raise _Invalid(f"{key} matches several {obj} records: {ids}")
+                raise Unfit(f"{key} matches several {obj} records: {ids}")
             if rows:
                 contact = str(rows[0]["Id"])
                 if self._s.profile_owner == "pos":
@@ -347,7 +331,7 @@ class SalesforceConnector:
     async def _patch(self, path: str, body: dict[str, Any], trace: list[Exchange]) -> None:
         response = await self._api("PATCH", path, trace, json=body)
         if response.status_code not in (200, 204):
-            raise _Refused(response)
+            raise _answer(response)
 
     # -- orders ---------------------------------------------------------------------------
 
@@ -371,7 +355,7 @@ class SalesforceConnector:
             response = await self._upsert(
                 self._s.order_object, self._s.order_external_id, orders, shared
             )
-        except _Refused as refused:
+        except Answered as refused:
             for routed, _, _, trace in batch:
                 result.add(*outcome_for(routed, refused.response, trace + shared, refused.reason))
             return result
@@ -463,6 +447,10 @@ def _ids(response: httpx.Response) -> str:
     if isinstance(body, list):
         return ", ".join(str(url).rsplit("/", 1)[-1] for url in body)
     return str(body)
+
+
+def _answer(response: httpx.Response, reason: str = "") -> Answered:
+    return Answered(response, reason or _reason(response))
 
 
 def _reason(response: httpx.Response) -> str:

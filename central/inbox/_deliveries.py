@@ -396,6 +396,19 @@ class DeliverySql(SqlInbox):
 
         return await self._run(body)
 
+    async def _open_one(self, c: Conn, exception_id: int) -> tuple[int | None, str | None]:
+        """The record and target of an open exception, locked; ValueError otherwise."""
+        rows = await c.fetch(
+            "SELECT record_id, target, resolved_at FROM exceptions WHERE id = ?" + self.for_update,
+            (exception_id,),
+        )
+        if not rows:
+            raise ValueError(f"no exception {exception_id}")
+        record_id, target, closed = rows[0]
+        if closed is not None:
+            raise ValueError(f"exception {exception_id} is already closed")
+        return record_id, target
+
     async def retry_exception(
         self, exception_id: int, *, by: str, now: datetime | None = None
     ) -> str:
@@ -403,16 +416,7 @@ class DeliverySql(SqlInbox):
         at = self._ts(now or utcnow())
 
         async def body(c: Conn) -> str:
-            rows = await c.fetch(
-                "SELECT record_id, target, resolved_at FROM exceptions WHERE id = ?"
-                + self.for_update,
-                (exception_id,),
-            )
-            if not rows:
-                raise ValueError(f"no exception {exception_id}")
-            record_id, target, closed = rows[0]
-            if closed is not None:
-                raise ValueError(f"exception {exception_id} is already closed")
+            record_id, target = await self._open_one(c, exception_id)
             if record_id is None:
                 raise ValueError(
                     f"exception {exception_id} is a record refused at intake; "
@@ -462,16 +466,7 @@ class DeliverySql(SqlInbox):
         at = self._ts(now or utcnow())
 
         async def body(c: Conn) -> None:
-            rows = await c.fetch(
-                "SELECT record_id, target, resolved_at FROM exceptions WHERE id = ?"
-                + self.for_update,
-                (exception_id,),
-            )
-            if not rows:
-                raise ValueError(f"no exception {exception_id}")
-            record_id, target, closed = rows[0]
-            if closed is not None:
-                raise ValueError(f"exception {exception_id} is already closed")
+            record_id, target = await self._open_one(c, exception_id)
             await c.run(
                 "UPDATE exceptions SET resolved_at = ?, resolution = ?, resolved_by = ? "
                 "WHERE id = ?",
