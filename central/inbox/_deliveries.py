@@ -44,39 +44,40 @@ class DeliverySql(SqlInbox):
         """Record what routing decided, in one transaction, and release the claims."""
         at = self._ts(now or utcnow())
 
+        failed = [d for d in decisions if d.error is not None]
+        done = [d for d in decisions if d.error is None and not d.routes]
+        routed = [d for d in decisions if d.error is None and d.routes]
+
         async def body(c: Conn) -> None:
-            for d in decisions:
-                snapshot = self._json(d.snapshot) if d.snapshot is not None else None
-                if d.error is not None:
-                    await self._set_state(c, [d.record_id], RecordState.EXCEPTION, at, d.error)
-                    await self._open_exception(c, d.record_id, None, d.error, None, None, 0, at)
-                    await self._audit(
-                        c, d.record_id, None, "unroutable", at, None, {"reason": d.error}
+            for d in failed:  # rare: one at a time, each with its exception
+                reason = d.error or "unroutable"
+                await self._set_state(c, [d.record_id], RecordState.EXCEPTION, at, reason)
+                await self._open_exception(c, d.record_id, None, reason, None, None, 0, at)
+                await self._audit(c, d.record_id, None, "unroutable", at, None, {"reason": reason})
+            for part in _chunks(done):
+                ids = [d.record_id for d in part]
+                await self._set_state(c, ids, RecordState.POSTED, at, "no target takes this kind")
+                await self._audits(c, [(i, "routed", {"targets": []}) for i in ids], at)
+            for part in _chunks(routed):
+                ids = [d.record_id for d in part]
+                seqs = dict(
+                    await c.fetch(
+                        f"SELECT id, seq FROM records WHERE id IN ({_marks(len(ids))})", ids
                     )
-                    continue
-                if not d.routes:
-                    await self._set_state(
-                        c, [d.record_id], RecordState.POSTED, at, "no target takes this kind"
-                    )
-                    await self._audit(c, d.record_id, None, "routed", at, None, {"targets": []})
-                    continue
-                ((seq,),) = await c.fetch("SELECT seq FROM records WHERE id = ?", (d.record_id,))
+                )
                 await c.run_many(
                     "INSERT INTO deliveries (record_id, target, state, next_attempt_at, route, "
                     "seq, subject, created_at, updated_at) "
                     "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (record_id, target) DO NOTHING",
                     [
-                        (d.record_id, t, at, self._json(route), seq, d.subject, at, at)
-                        for t, route in sorted(d.routes.items())
+                        (d.record_id, t, at, self._json(r), seqs[d.record_id], d.subject, at, at)
+                        for d in part
+                        for t, r in sorted(d.routes.items())
                     ],
                 )
-                await self._set_state(c, [d.record_id], RecordState.ROUTED, at, None)
-                await c.run(
-                    "INSERT INTO audit (record_id, target, step, at, detail, relay_id) "
-                    "VALUES (?, NULL, 'routed', ?, ?, ?)",
-                    (d.record_id, at, snapshot, self.relay_id),
-                )
+                await self._set_state(c, ids, RecordState.ROUTED, at, None)
+                await self._audits(c, [(d.record_id, "routed", d.snapshot) for d in part], at)
 
         await self._run(body)
 
@@ -279,6 +280,19 @@ class DeliverySql(SqlInbox):
         if state is RecordState.POSTED:
             keys = await c.fetch(f"SELECT key FROM records WHERE id IN ({_marks(len(ids))})", ids)
             await self._release(c, [k for (k,) in keys], at, self.relay_id)
+
+    async def _audits(
+        self, c: Conn, rows: Sequence[tuple[int, str, dict[str, Any] | None]], at: Any
+    ) -> None:
+        """Record-level audit steps (no target), many at once."""
+        await c.run_many(
+            "INSERT INTO audit (record_id, target, step, at, detail, relay_id) "
+            "VALUES (?, NULL, ?, ?, ?, ?)",
+            [
+                (rid, step, at, self._json(detail) if detail is not None else None, self.relay_id)
+                for rid, step, detail in rows
+            ],
+        )
 
     async def _audit(
         self,

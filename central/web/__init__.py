@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import socket
 import statistics
 from pathlib import Path
 
@@ -31,6 +33,8 @@ from ._deps import AppState
 from ._users import add_user, load_users, session_secret
 
 __all__ = ["add_user", "create_app", "load_users", "serve"]
+
+log = logging.getLogger("tillbridge.central.web")
 
 
 def create_app(config: CentralConfig, inbox: Inbox) -> FastAPI:
@@ -112,19 +116,28 @@ async def render_metrics(inbox: Inbox) -> bytes:
 
 
 async def serve(app: FastAPI, listen: str, stop: asyncio.Event) -> None:
-    """Run the app with uvicorn until `stop` is set."""
+    """Run the app with uvicorn until `stop` is set. An address already in use is logged
+    and the relay goes on without its dashboard: intake must not stop for it."""
     import uvicorn
 
     host, _, port = listen.rpartition(":")
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app, host=host.strip("[]"), port=int(port), log_level="warning", lifespan="off"
-        )
-    )
-    task = asyncio.create_task(server.serve())
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+    except OSError as exc:
+        sock.close()
+        log.error("Dashboard cannot listen.", extra={"listen": listen, "error": str(exc)})
+        return
+    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         await stop.wait()
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        sock.close()

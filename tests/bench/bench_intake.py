@@ -65,6 +65,8 @@ def _relays(
                 f'[central.broker]\nurl = "{broker.url}"{shared}\n'
                 f'[central.inbox]\nurl = "{inbox_url}"\n'
                 '[central.logging]\nlevel = "warning"\n'
+                # Intake alone: routing and delivery would compete for the same database.
+                "[central.delivery]\nenabled = false\n[central.web]\nenabled = false\n"
             )
             procs.append(
                 subprocess.Popen(
@@ -205,7 +207,8 @@ def run() -> list[Row]:
                     broker.stop()
                 rows.append(
                     Row(
-                        figure=f"intake, {STORES} stores, {label}, {relays} relay(s)",
+                        figure=f"intake (delivery off), {STORES} stores, {label}, "
+                        f"{relays} relay(s)",
                         value=total / seconds,
                         unit="records/s",
                         reference=f"raw {label} insert, {RECORDS}-row transactions",

@@ -123,3 +123,28 @@ async def test_reconciliation_csv_and_metrics(relay) -> None:  # type: ignore[no
     assert "tillbridge_exceptions_open 0.0" in metrics
     spec = (await client.get("/openapi.json")).json()
     assert "/api/v1/exceptions/{exception_id}/retry" in spec["paths"]
+
+
+async def test_a_busy_address_leaves_the_relay_running_without_its_dashboard(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+    import socket
+
+    from central.web import serve
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        cfg = CentralConfig(
+            data_dir=tmp_path, inbox=InboxSettings(url=f"sqlite:///{tmp_path / 'i.db'}")
+        )
+        inbox = await open_inbox(cfg.inbox_url)
+        stop = asyncio.Event()
+        await asyncio.wait_for(serve(create_app(cfg, inbox), f"127.0.0.1:{port}", stop), 5)
+        await inbox.close()
+    finally:
+        taken.close()
+    assert "Dashboard cannot listen." in caplog.text
