@@ -11,6 +11,7 @@ prints `chaos: N sent, N received, N posted, 0 lost, 0 duplicated, K faults`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -23,6 +24,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -82,6 +84,9 @@ class ChaosResult:
     faults: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
     """Stores whose totals in the inbox differ from what their tills wrote."""
+    recon_differences: dict[str, int] = field(default_factory=dict)
+    """Per store: lines where the relay's reconciliation of the day differs (or -1 when the
+    store's end-of-day never arrived)."""
     seconds: float = 0.0
 
     @property
@@ -98,6 +103,9 @@ class Stage:
     def __init__(self, workdir: Path, stores: int, seed: int, *, small_buffer: bool = True) -> None:
         self.workdir = workdir
         self.small_buffer = small_buffer
+        # Yesterday's business day, closed at midnight: the agents summarise it, so the
+        # run ends with a reconciliation of every store's day.
+        self.day = datetime.now(UTC).date() - timedelta(days=1)
         self.rng = random.Random(seed)
         self.broker = Mosquitto(workdir / "broker")
         self.target_port = free_port()
@@ -120,7 +128,8 @@ class Stage:
         )
         self.stores = [f"{n:04d}" for n in range(101, 101 + stores)]
         self.tills = {
-            s: PoslogPos(s, workdir / s / "pos", seed=seed + i) for i, s in enumerate(self.stores)
+            s: PoslogPos(s, workdir / s / "pos", seed=seed + i, day=self.day)
+            for i, s in enumerate(self.stores)
         }
         self.agents = {
             s: Process(
@@ -173,6 +182,7 @@ currency = "EUR"
             (folder / "agent.toml").write_text(
                 f"""[agent]
 store = "{store}"
+end_of_day_close = "00:00"
 data_dir = "{folder / "data"}"
 status_listen = "127.0.0.1:{free_port()}"
 [agent.broker]
@@ -212,6 +222,38 @@ heartbeat_seconds = 2
         self.broker.stop()
 
     # -- what the run checks -----------------------------------------------------------
+
+    def reconcile(self, say: Callable[[str], None], *, timeout: float) -> dict[str, int]:
+        """Restart each agent (its start summarises closed days), then reconcile every
+        store's day until it shows no difference or `timeout` passes."""
+        for agent in self.agents.values():
+            agent.stop()
+            agent.start()
+        targets = {"recorder": ["sale", "return", "void", "inventory"]}
+        deadline = time.monotonic() + timeout
+        found: dict[str, int] = {}
+        while True:
+            found = asyncio.run(self._reconcile(targets))
+            if not any(found.values()) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        say(f"reconciliation of {self.day}: {found}")
+        return found
+
+    async def _reconcile(self, targets: dict[str, list[str]]) -> dict[str, int]:
+        from central.inbox import open_inbox
+        from central.recon import reconcile_day
+
+        inbox = await open_inbox(f"sqlite:///{self.inbox}", relay_id="chaos-check")
+        try:
+            out = {}
+            for store in self.stores:
+                days = await reconcile_day(inbox, store, self.day, targets)
+                closed = [d for d in days if d.revision is not None]
+                out[store] = sum(d.differences for d in days) if closed else -1
+            return out
+        finally:
+            await inbox.close()
 
     def inbox_totals(self) -> dict[str, Decimal]:
         """Key → total in the inbox (keys are unique there by construction: a POS
@@ -375,6 +417,7 @@ def run_chaos(
         agent_log = stage.workdir / first / "data" / "logs" / "agent.log"
         if "buffer full" in agent_log.read_text(encoding="utf-8", errors="replace"):
             done.append(f"store {first} held at a full buffer (files waited in the POS folder)")
+        recon = stage.reconcile(say, timeout=min(settle_timeout, 90))
         totals = stage.inbox_totals()
         inbox = set(totals)
         puts = stage.target_puts()
@@ -397,6 +440,7 @@ def run_chaos(
             duplicated=duplicated,
             faults=done,
             differences=differences,
+            recon_differences=recon,
             seconds=time.monotonic() - started,
         )
     finally:
@@ -427,7 +471,9 @@ def main(argv: list[str] | None = None) -> None:
     print(result.summary + f" in {result.seconds:.0f} s")
     if result.differences:
         print(f"totals differ for stores {', '.join(result.differences)}")
+    print(f"reconciliation: {result.recon_differences}")
     ok = result.lost == 0 and result.duplicated == 0 and not result.differences
+    ok = ok and not any(result.recon_differences.values())
     sys.exit(0 if ok else 1)
 
 

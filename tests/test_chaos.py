@@ -1,5 +1,6 @@
 """The short fault-injection run inside `make test` (the long one is `make chaos`):
-real agents, relay, Mosquitto and a recording target as processes, every kind of fault."""
+real agents, relay, Mosquitto and a recording target as processes, every kind of fault,
+and at the end each store's day reconciled against its own end-of-day totals."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def test_faults_lose_and_double_nothing(tmp_path: Path) -> None:
     assert (result.received, result.posted) == (result.sent, result.sent)
     assert (result.lost, result.duplicated) == (0, 0)
     assert result.differences == []
+    # Each store's end-of-day (after the faults, the latest revision) matches the relay's
+    # inbox and what the target confirmed: -1 would mean the day never closed.
+    assert result.recon_differences == dict.fromkeys(("0101", "0102", "0103"), 0)
     for kind in KINDS:
         assert any(kind in fault for fault in result.faults), kind
     assert any("cut off" in fault for fault in result.faults)
