@@ -291,8 +291,16 @@ def load_central_config(file: Path) -> CentralConfig:
     if password is not None:
         config.broker.password = SecretStr(password.get_secret_value())
     check_broker_files(config.broker, file, "central.broker")
+    problems = []
     for index, target in enumerate(config.targets):
         _read_target_secrets(target, index, file)
+        problems += [
+            f"{file}: central.targets[{index}].{key}: required for a {target.type} target "
+            f"({target.name})"
+            for key in target.missing()
+        ]
+    if problems:
+        raise ConfigError(problems)
     if config.routing.sku_table is not None:
         from .routing import load_sku_table
 

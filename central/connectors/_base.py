@@ -100,6 +100,11 @@ class TargetSettings(Section):
         description="Extra per-store routing keys this target requires (beyond the connector's).",
     )
 
+    def missing(self) -> list[str]:
+        """Keys this target cannot work without that the file leaves empty (checked after
+        secret files are read; a dry run sends nothing and needs no credentials)."""
+        return []
+
 
 @dataclass(frozen=True)
 class Routed:

@@ -74,6 +74,11 @@ class AdobeCommerceSettings(TargetSettings):
         default=False, description="Put returned items back to stock with the credit memo."
     )
 
+    def missing(self) -> list[str]:
+        if self.dry_run or self.token or (self.username and self.password):
+            return []
+        return ["token_file"] if not self.username else ["password_file"]
+
 
 def increment_id(key: str) -> str:
     """Magento's increment_id (at most 32 characters) of a POS transaction."""

@@ -64,6 +64,9 @@ class CommercetoolsSettings(TargetSettings):
         default="tillbridge-pos", description="paymentMethodInfo.paymentInterface of POS payments."
     )
 
+    def missing(self) -> list[str]:
+        return [] if self.dry_run or self.client_secret else ["client_secret_file"]
+
 
 def order_number(key: str) -> str:
     """The order number of a POS transaction: its key, or a digest of a long key."""

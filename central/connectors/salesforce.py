@@ -100,6 +100,13 @@ class SalesforceSettings(TargetSettings):
         "pos: update it from the POS.",
     )
 
+    def missing(self) -> list[str]:
+        if self.dry_run:
+            return []
+        if self.auth_flow == "jwt":
+            return [k for k in ("username", "private_key_file") if not getattr(self, k)]
+        return [] if self.client_secret else ["client_secret_file"]
+
 
 def soql_quote(value: str) -> str:
     """A SOQL string literal: backslash and quote escaped."""

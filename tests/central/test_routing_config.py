@@ -88,3 +88,21 @@ def test_the_sku_table_maps_per_target_before_shared(tmp_path: Path) -> None:
     skus = load_sku_table(table)
     assert skus.shared == {"111": "SHARED"}
     assert skus.by_target == {"commercetools": {"111": "FOR-CT"}}
+
+
+def test_a_target_without_its_credentials_is_refused_by_key(tmp_path: Path) -> None:
+    file = tmp_path / "central.toml"
+    file.write_text(
+        f'[central]\ndata_dir = "{tmp_path}"\n'
+        '[[central.targets]]\nname = "ct"\ntype = "commercetools"\n'
+        'api_url = "https://api.ct.test"\nauth_url = "https://auth.ct.test"\n'
+        'project_key = "p"\nclient_id = "c"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_central_config(file)
+    assert caught.value.problems == [
+        f"{file}: central.targets[0].client_secret_file: required for a commercetools target (ct)"
+    ]
+    file.write_text(file.read_text() + "dry_run = true\n", encoding="utf-8")
+    assert load_central_config(file).targets[0].dry_run
