@@ -410,3 +410,29 @@ async def test_a_claim_cut_off_midway_is_sent_again_as_a_possible_repeat(inbox: 
     )
     assert again.attempts == 1, "the connector must look before it creates"
     await delivery.aclose()
+
+
+async def test_the_audit_of_finished_records_is_purged_after_its_retention(inbox: Inbox) -> None:
+    servers = Servers()
+    delivery = make(inbox, config(target()), servers)
+    done, stuck = samples.sale("1"), samples.sale("2")
+    await put(inbox, done)
+    await delivery.drain()
+    servers["sandbox"].fail_next_write(400, message="refused")
+    await put(inbox, stuck)
+    await delivery.drain()
+    await delivery.aclose()
+    kept = timedelta(days=90)
+    assert await inbox.purge_audit(kept) == 0, "nothing is old yet"
+    purged = await inbox.purge_audit(kept, now=utcnow() + timedelta(days=91))
+    assert purged > 0
+    finished = await inbox.record_by_key(done.key)
+    waiting = await inbox.record_by_key(stuck.key)
+    assert finished is not None
+    assert waiting is not None
+    assert [e.step for e in await inbox.audit_trail(finished.id)] == [
+        "received",
+        "routed",
+        "posted",
+    ], "the record's own state history stays; the detailed steps are gone"
+    assert "attempt" in [e.step for e in await inbox.audit_trail(waiting.id)]
