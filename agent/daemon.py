@@ -218,6 +218,7 @@ class Agent:
                 default_currency=config.currency,
                 closed_at=now,
                 revision=revision,
+                covered=covered,
             )
             await outbox.add_day_summary(day, revision, list(records), covered)
             queued += len(records)

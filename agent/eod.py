@@ -34,8 +34,13 @@ def summarise_day(
     default_currency: str,
     closed_at: datetime,
     revision: int = 1,
+    covered: int = 0,
 ) -> list[EndOfDay]:
     """One EndOfDay per currency seen that day (normally one).
+
+    `covered` is the last outbox seq the summary counts, and part of its key: an outbox
+    rebuilt after damage numbers revisions from 1 again, and its summaries must not be
+    taken for ones central already holds (central compares the newest one it received).
 
     Tender amounts are net of change and cash back, which is what the drawer and
     the card settlement hold.
@@ -49,6 +54,8 @@ def summarise_day(
         reference = "summary" if len(per_currency) == 1 else f"summary-{currency}"
         if revision > 1:
             reference = f"{reference}-r{revision}"
+        if covered:
+            reference = f"{reference}-s{covered}"
         extra = index == 0  # skipped counts go with the first summary only
         summaries.append(
             EndOfDay(

@@ -73,8 +73,11 @@ def reconcile(
         if isinstance(record, Transaction):
             transactions.append((record, row.posted_to))
         elif isinstance(record, EndOfDay):
+            # The newest summary wins: an agent whose outbox was rebuilt numbers its
+            # revisions from 1 again.
             known = closing.get(record.currency)
-            if known is None or record.revision > known.revision:
+            newer = (record.occurred_at, record.revision)
+            if known is None or newer > (known.occurred_at, known.revision):
                 closing[record.currency] = record
     received = day_totals(t for t, _ in transactions)
     confirmed = {

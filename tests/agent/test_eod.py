@@ -106,3 +106,20 @@ def test_a_day_of_only_training_still_closes() -> None:
     assert eod.currency == "GBP"
     assert eod.by_kind == {}
     assert eod.training == 4
+
+
+def test_the_covered_seq_keeps_keys_apart_after_an_outbox_rebuild() -> None:
+    before, after = (
+        summarise_day(
+            store="0042",
+            business_date=date(2026, 11, 23),
+            transactions=[],
+            counts=DayCounts(),
+            default_currency="EUR",
+            closed_at=datetime(2026, 11, 24, 4, tzinfo=UTC),
+            covered=covered,
+        )[0].key
+        for covered in (812, 57)
+    )
+    assert before == "end_of_day:0042:-:2026-11-23:summary-s812"
+    assert after != before

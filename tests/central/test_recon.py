@@ -84,3 +84,19 @@ async def test_search_and_throughput_read_the_same_on_both_backends(inbox: Inbox
     record = await inbox.record(found["id"])
     assert record is not None
     assert record["body"]["transaction_id"] == "4711"
+
+
+async def test_the_newest_summary_wins_even_when_a_rebuilt_agent_numbers_from_one(
+    inbox: Inbox,
+) -> None:
+    from datetime import timedelta
+
+    sales = [samples.sale("1"), samples.sale("2")]
+    await put(inbox, *sales)
+    stale = closing(sales[:1], revision=2)
+    rebuilt = closing(sales, revision=1).model_copy(
+        update={"occurred_at": samples.WHEN + timedelta(hours=1), "key": stale.key + "-rebuilt"}
+    )
+    await put(inbox, stale, rebuilt)  # type: ignore[arg-type]
+    (day,) = await reconcile_day(inbox, samples.STORE, samples.DAY, {})
+    assert (day.revision, day.differences) == (1, 0)
