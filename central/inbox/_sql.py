@@ -18,7 +18,6 @@ from ._model import (
     ALLOWED_FROM,
     CLAIMABLE,
     ClaimedRecord,
-    ExceptionItem,
     Gap,
     IncomingRecord,
     InsertResult,
@@ -501,29 +500,6 @@ class SqlInbox:
                 (record_id,),
             )
             return [(s, self._dt(at), d) for s, at, d in rows]
-
-        return await self._run(body)
-
-    async def exceptions(self, limit: int = 100) -> list[ExceptionItem]:
-        async def body(c: Conn) -> list[ExceptionItem]:
-            rows = await c.fetch(
-                "SELECT id, store, seq, key, record_id, reason, payload, created_at "
-                "FROM exceptions WHERE resolved_at IS NULL ORDER BY id LIMIT ?",
-                (limit,),
-            )
-            return [
-                ExceptionItem(
-                    id=r[0],
-                    store=r[1],
-                    seq=r[2],
-                    key=r[3],
-                    record_id=r[4],
-                    reason=r[5],
-                    payload=self._obj(r[6]) if r[6] is not None else None,
-                    created_at=self._dt(r[7]),
-                )
-                for r in rows
-            ]
 
         return await self._run(body)
 
