@@ -3,6 +3,10 @@
 Each `tests/bench/bench_*.py` exposes `run() -> list[Row]`; every figure stands beside
 its physical reference measured in the same run (raw SQLite insert rate, the C client
 `mosquitto_pub`), so a slow machine cannot make a slow product look fine.
+
+The table goes to OUT_DIR/results.md and .json; a full run (no module named) also puts
+it into BENCHMARKS.md between its `bench:start` and `bench:end` marks, with the machine,
+the date and the command that reproduces each row, leaving the notes around it alone.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
 import platform
 import sys
 import time
@@ -41,6 +46,7 @@ def main(argv: list[str]) -> int:
     only = set(argv[2:])
     out_dir.mkdir(parents=True, exist_ok=True)
     rows: list[Row] = []
+    sources: list[str] = []
     for module_path in sorted(Path(__file__).parent.glob("bench_*.py")):
         name = module_path.stem
         if only and name not in only:
@@ -48,7 +54,9 @@ def main(argv: list[str]) -> int:
         started = time.perf_counter()
         print(f"running {name} ...", flush=True)
         module = importlib.import_module(f"tests.bench.{name}")
-        rows.extend(module.run())
+        found = module.run()
+        rows.extend(found)
+        sources += [name] * len(found)
         print(f"  done in {time.perf_counter() - started:.1f}s", flush=True)
     lines = [
         f"# Tillbridge benchmarks — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -74,7 +82,45 @@ def main(argv: list[str]) -> int:
         json.dumps([dataclasses.asdict(r) for r in rows], indent=2)
     )
     print(table)
+    if not only:
+        _into_benchmarks_md(Path(__file__).parents[2] / "BENCHMARKS.md", rows, sources)
     return 0
+
+
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _into_benchmarks_md(path: Path, rows: list[Row], sources: list[str]) -> None:
+    """Replace the table between the marks of BENCHMARKS.md with this run's."""
+    lines = [
+        START,
+        f"Run of {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+        f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}.",
+        "",
+        "| figure | value | reference (same run) | ratio | target | met | reproduce |",
+        "|---|---:|---|---:|---|---|---|",
+    ]
+    for row, source in zip(rows, sources, strict=True):
+        reference = f"{row.reference}: {_fmt(row.reference_value)}" if row.reference else ""
+        ratio = (
+            f"{row.value / row.reference_value:.2f}" if row.reference_value not in (None, 0) else ""
+        )
+        met = "" if row.met is None else ("yes" if row.met else "**no**")
+        lines.append(
+            f"| {row.figure} | {_fmt(row.value)} {row.unit} | {reference} | {ratio} | "
+            f"{row.target} | {met} | `python -m tests.bench.run OUT {source}` |"
+        )
+    lines.append(END)
+    text = (
+        path.read_text(encoding="utf-8") if path.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    )
+    if START not in text or END not in text:
+        text = text.rstrip("\n") + f"\n\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(head + "\n".join(lines) + tail, encoding="utf-8")
+    print(f"BENCHMARKS.md updated ({len(rows)} rows).")
 
 
 if __name__ == "__main__":
