@@ -217,6 +217,16 @@ def run() -> list[Row]:
                 )
         finally:
             postgres.drop_database(name)
+    one, two = rows[1].value, rows[2].value
+    rows.append(
+        Row(
+            figure="relay scaling on PostgreSQL: two relays over one (same run)",
+            value=two / one,
+            unit="×",
+            target=">= 1.6",
+            met=two / one >= 1.6,
+        )
+    )
     return rows
 
 
