@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from agent.contract import record_adapter
+from agent.contract.redact import redact_text
 
 from .config import CentralConfig
 from .connectors import (
@@ -240,6 +241,10 @@ class TargetWorker:
         updates: list[DeliveryUpdate] = []
         dry = self.settings.dry_run
         seen: set[int] = set()
+        # A target's error text may quote what it was sent (an email, a phone number):
+        # reasons are redacted once, here, before they reach the queue, the log or a page.
+        for outcome in (*result.rejected, *result.retry):
+            outcome.reason = redact_text(outcome.reason)
         for outcome in result.accepted:
             seen.add(outcome.id)
             updates.append(

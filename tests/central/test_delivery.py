@@ -436,3 +436,36 @@ async def test_the_audit_of_finished_records_is_purged_after_its_retention(inbox
         "posted",
     ], "the record's own state history stays; the detailed steps are gone"
     assert "attempt" in [e.step for e in await inbox.audit_trail(waiting.id)]
+
+
+async def test_a_targets_error_text_is_redacted_before_anyone_sees_it(inbox: Inbox) -> None:
+    from central.connectors import DeliveryResult, Outcome
+    from central.delivery import TargetWorker
+
+    class Quoting:
+        """A target whose error text quotes the customer it was sent."""
+
+        name = "quoting"
+        required_route: tuple[str, ...] = ()
+
+        async def deliver(self, records: list[Any]) -> DeliveryResult:
+            reason = "duplicate value found: Email jana.example@example.org, Phone +49 30 1234567"
+            return DeliveryResult(
+                rejected=[Outcome(r.id, reason=reason, status=400) for r in records]
+            )
+
+        async def aclose(self) -> None:
+            return None
+
+    delivery = make(inbox, config(target()), Servers())
+    await put(inbox, samples.sale(customer=True))
+    await delivery.route_once()
+    await delivery.aclose()
+    worker = TargetWorker(
+        target(), Quoting(), inbox, relay_id="relay-test", lease=timedelta(minutes=1)
+    )
+    assert await worker.run_once() == 1
+    (item,) = await inbox.exceptions()
+    assert item.reason.startswith("duplicate value found: Email ")
+    assert "jana.example@example.org" not in item.reason
+    assert "1234567" not in item.reason
