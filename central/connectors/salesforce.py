@@ -79,6 +79,11 @@ class SalesforceSettings(TargetSettings):
         default="POS_Line_Key__c", description="Order item external id field."
     )
     order_status: str = Field(default="Draft", description="Status of new orders.")
+    order_location_field: str = Field(
+        default="",
+        description="Order field that takes the store's `location` route (e.g. "
+        "Store_Location__c); empty: not sent.",
+    )
     customer_object: str = Field(default="Contact", description="Customer sObject.")
     match_rule: list[MatchKey] = Field(
         default_factory=lambda: list(_DEFAULT_RULE),
@@ -239,6 +244,11 @@ class SalesforceConnector:
         }
         if contact:
             order["BillToContactId"] = contact
+        if self._s.order_location_field:
+            location = routed.route.get("location")
+            if not location:
+                raise Unfit(f"store {record.store} has no salesforce.location in [central.stores]")
+            order[self._s.order_location_field] = location
         if record.kind == "return" and routed.original_ref:
             order["Description"] += f" returning {routed.original_ref}"
         entries = await self._pricebook_entries(routed, record, trace)

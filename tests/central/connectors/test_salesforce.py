@@ -169,3 +169,10 @@ async def test_a_customer_record_upserts_its_contact_only() -> None:
     (accepted,) = result.accepted  # type: ignore[attr-defined]
     assert fake.contact(Loyalty_Id__c="L-778899")["Id"] == accepted.ref  # type: ignore[index]
     assert fake.rows["Order"] == {}
+
+
+async def test_the_stores_location_goes_into_the_configured_order_field() -> None:
+    fake = FakeSalesforce()
+    await _deliver(fake, samples.routed(samples.sale()), order_location_field="Store_Location__c")
+    (order,) = fake.rows["Order"].values()
+    assert order["Store_Location__c"] == samples.ROUTE["location"]
