@@ -13,6 +13,7 @@ a bare 14-digit YYYYMMDDhhmmss time stamp (as in export file names) is a time.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -132,13 +133,13 @@ def gtin_valid(text: str) -> bool:
 
 def _suspect(value: object) -> bool:
     """True when a string at any depth could hold a card number (13+ characters that the
-    candidate pattern finds). Runs for every record, so models are read through a plan
-    per class that skips the fields which can never hold text (numbers, dates, flags)."""
+    candidate pattern finds). Runs for every record, so models are read through a check
+    made once per class that skips the fields which can never hold text (numbers, dates,
+    flags) and reads plain strings and nested models without asking what they are."""
     if isinstance(value, str):
         return len(value) >= 13 and _CANDIDATE.search(value) is not None
     if isinstance(value, BaseModel):
-        values = value.__dict__
-        return any(_suspect(values[name]) for name in _text_fields(type(value)))
+        return _check_for(type(value))(value)
     if isinstance(value, list | tuple):
         return any(_suspect(v) for v in value)
     if isinstance(value, dict):
@@ -146,8 +147,72 @@ def _suspect(value: object) -> bool:
     return False
 
 
+_checks: dict[type[BaseModel], Callable[[BaseModel], bool]] = {}
+
+
+def _check_for(cls: type[BaseModel]) -> Callable[[BaseModel], bool]:
+    check = _checks.get(cls)
+    if check is None:
+        check = _checks[cls] = _make_check(cls)
+    return check
+
+
+def _make_check(cls: type[BaseModel]) -> Callable[[BaseModel], bool]:
+    """The suspect test for one model class, its fields sorted once by what they hold."""
+    strings: list[str] = []  # str or None
+    models: list[str] = []  # a model or None
+    lists: list[str] = []  # a list of models
+    others: list[str] = []  # anything else: the generic walk
+    for name, field in cls.model_fields.items():
+        annotation = field.annotation
+        if not _may_hold_text(annotation):
+            continue
+        inner = _without_none(annotation)
+        if inner is str:
+            strings.append(name)
+        elif _is_model(inner):
+            models.append(name)
+        elif get_origin(inner) is list and _is_model(get_args(inner)[0]):
+            lists.append(name)
+        else:
+            others.append(name)
+    search = _CANDIDATE.search
+
+    def check(model: BaseModel) -> bool:
+        values = model.__dict__
+        for name in strings:
+            text = values[name]
+            if text is not None and len(text) >= 13 and search(text) is not None:
+                return True
+        for name in models:
+            inner = values[name]
+            if inner is not None and (_checks.get(type(inner)) or _check_for(type(inner)))(inner):
+                return True
+        for name in lists:
+            for inner in values[name]:
+                if (_checks.get(type(inner)) or _check_for(type(inner)))(inner):
+                    return True
+        return any(_suspect(values[name]) for name in others)
+
+    return check
+
+
+def _without_none(annotation: object) -> object:
+    """`X` for `X | None` and `Annotated[X, …]`; anything else unchanged."""
+    if get_origin(annotation) is Annotated:
+        return _without_none(get_args(annotation)[0])
+    if get_origin(annotation) in (UnionType, Union):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _is_model(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
 _NEVER_TEXT = (bool, int, float, Decimal, date, datetime, time, timedelta, type(None))
-_plans: dict[type[BaseModel], tuple[str, ...]] = {}
 
 
 def _may_hold_text(annotation: object) -> bool:
@@ -165,16 +230,6 @@ def _may_hold_text(annotation: object) -> bool:
             return any(len(str(m.value)) >= 13 for m in annotation)
         return not issubclass(annotation, _NEVER_TEXT)
     return True  # list[...], dict[...], Literal, anything unusual: look at it
-
-
-def _text_fields(cls: type[BaseModel]) -> tuple[str, ...]:
-    plan = _plans.get(cls)
-    if plan is None:
-        plan = tuple(
-            name for name, field in cls.model_fields.items() if _may_hold_text(field.annotation)
-        )
-        _plans[cls] = plan
-    return plan
 
 
 def scrub_model(model: M) -> M:

@@ -1,14 +1,16 @@
 """The `Transaction` elements of a POSLog file, one at a time, in bounded memory.
 
-The standard library's C `iterparse` walks the file; each top-level `Transaction` is
-handed over once its end tag has arrived and dropped when the next is asked for. No
-DTD is accepted (so no entity is declared, expanded or fetched), and element names
-arrive as local names, whatever namespace or prefix the file uses.
+The standard library's C parser builds the tree chunk by chunk. The root's children are
+the top-level elements: every one but the last is complete once a chunk has been fed, so
+those are handed over and dropped from the root, and the last follows with the next
+chunk. Nothing runs in Python per element, only per transaction. No DTD is accepted (so
+no entity is declared, expanded or fetched), and element names arrive as local names,
+whatever namespace or prefix the file uses.
 
 Most exports put every element in one default namespace (the NRF one, or none). Its
 declaration on the root is turned into a prefix declaration nobody uses before the
 parser sees it, so those names come out of the C parser as plain local names; only
-the few elements in another namespace (Xstore's `dtv:`) are renamed in Python.
+files that declare another namespace (Xstore's `dtv:`) have names renamed in Python.
 """
 
 from __future__ import annotations
@@ -19,15 +21,18 @@ from collections.abc import Iterator
 from typing import BinaryIO
 from xml.etree.ElementTree import Element
 
-from ._base import ParseError, rewound
+from ._base import ParseError
 
 __all__ = ["transactions"]
 
 _PROLOGUE = 64 * 1024
+_CHUNK = 64 * 1024
 _DOCTYPE = re.compile(rb"<!\s*DOCTYPE|<!\s*ENTITY", re.IGNORECASE)
 _FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
 _ROOT_TAG = re.compile(rb"""<[A-Za-z_][\w.:-]*(?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*/?>""")
 _DEFAULT_NS = re.compile(rb"""(\s)xmlns(\s*=\s*(?:"[^"]*"|'[^']*'))""")
+_UNUSED_PREFIX = b"xmlns:tb-default"
+_DECLARATION = b"xmlns"
 
 
 def transactions(stream: BinaryIO) -> Iterator[Element]:
@@ -36,32 +41,75 @@ def transactions(stream: BinaryIO) -> Iterator[Element]:
     ET.ParseError, LookupError and UnicodeError escape for the caller to word (see
     `_xml.refusing_unsafe_xml`).
     """
-    head = _without_default_namespace(_refusing_dtd(stream.read(_PROLOGUE)))
-    depth = 0
+    chunk, plain = _without_default_namespace(_refusing_dtd(stream.read(_PROLOGUE)))
+    pull: ET.XMLPullParser[Element] = ET.XMLPullParser(events=("start",))
     root: Element | None = None
+    # Names need renaming where the default namespace could not be declared away, or
+    # where any other namespace declaration appears (looked for in every chunk, with an
+    # overlap for a declaration cut in two).
+    renaming = not plain
+    tail = b""
     names: dict[str, str] = {}
-    events = ET.iterparse(rewound(head, stream), events=("start", "end"))  # noqa: S314 - no DTD
-    for event, element in events:
-        if event == "start":
-            depth += 1
-            tag = element.tag
-            if tag[0] == "{":
-                name = names.get(tag)
-                if name is None:
-                    name = names[tag] = tag[tag.index("}") + 1 :]
-                element.tag = name
-            if depth == 1:
-                root = element
-                if element.tag != "POSLog":
-                    raise ParseError(f"not POSLog: the root element is {element.tag!r}", "/")
-            continue
-        depth -= 1
-        if depth == 1 and element.tag == "Transaction":
-            yield element
-            if root is not None:
-                root.clear()  # bounded memory: the finished transaction is dropped
+    while chunk:
+        if not renaming:
+            probe = tail + chunk
+            renaming = probe.count(_DECLARATION) > probe.count(_UNUSED_PREFIX)
+            tail = chunk[-len(_DECLARATION) :]
+        pull.feed(chunk)
+        if root is None:
+            root = _root(pull)
+            if root is not None and renaming:
+                _rename(root, names, deep=False)
+        if root is not None and len(root) > 1:
+            done = root[:-1]
+            del root[:-1]  # bounded memory: finished transactions are dropped
+            yield from _finished(done, renaming, names)
+        chunk = stream.read(_CHUNK)
+    pull.close()
     if root is None:
         raise ParseError("the file holds no XML element", "byte 0")
+    yield from _finished(root[:], renaming, names)
+    del root[:]
+
+
+def _root(pull: ET.XMLPullParser[Element]) -> Element | None:
+    """The root element once its start tag is in, refused when it is not a POSLog; from
+    then on no events are collected (a tuple per element saved)."""
+    events = pull.read_events()
+    for event in events:
+        element = event[1] if isinstance(event, tuple) and len(event) == 2 else None
+        if not isinstance(element, Element):
+            continue  # only start events are asked for: never the case
+        parser = getattr(pull, "_parser", None)
+        if parser is not None and hasattr(parser, "_setevents"):
+            parser._setevents(pull._events_queue, ())  # type: ignore[attr-defined]
+        for _rest in events:
+            pass  # the start events already queued hold elements: let them go
+        tag = element.tag
+        name = tag[tag.index("}") + 1 :] if tag[:1] == "{" else tag
+        if name != "POSLog":
+            raise ParseError(f"not POSLog: the root element is {name!r}", "/")
+        return element
+    return None
+
+
+def _finished(done: list[Element], renaming: bool, names: dict[str, str]) -> Iterator[Element]:
+    for element in done:
+        if renaming:
+            _rename(element, names, deep=True)
+        if element.tag == "Transaction":
+            yield element
+
+
+def _rename(element: Element, names: dict[str, str], *, deep: bool) -> None:
+    """Local names for `element` (and, when `deep`, everything inside it)."""
+    for found in element.iter() if deep else (element,):
+        tag = found.tag
+        if tag[:1] == "{":
+            name = names.get(tag)
+            if name is None:
+                name = names[tag] = tag[tag.index("}") + 1 :]
+            found.tag = name
 
 
 def _refusing_dtd(head: bytes) -> bytes:
@@ -79,13 +127,14 @@ def _refusing_dtd(head: bytes) -> bytes:
     return head
 
 
-def _without_default_namespace(head: bytes) -> bytes:
-    """`head` with the root's default namespace declared as an unused prefix instead."""
+def _without_default_namespace(head: bytes) -> tuple[bytes, bool]:
+    """`head` with the root's default namespace declared as an unused prefix instead, and
+    whether that was done (False for UTF-16, or a start tag longer than what was read)."""
     first = _FIRST_ELEMENT.search(head)
     if first is None:
-        return head
+        return head, False
     tag = _ROOT_TAG.match(head, first.start())
     if tag is None:
-        return head  # UTF-16, or a start tag longer than what was read: names are renamed
+        return head, False
     renamed = _DEFAULT_NS.sub(rb"\1xmlns:tb-default\2", tag.group(), count=1)
-    return head[: tag.start()] + renamed + head[tag.end() :]
+    return head[: tag.start()] + renamed + head[tag.end() :], True

@@ -238,3 +238,25 @@ def test_an_absurd_amount_is_refused_not_rounded() -> None:
         parse_bytes(data, "poslog", context=_context("big.xml", data))
     assert "out of range" in caught.value.reason
     assert caught.value.place.endswith("/LineItem[1]/Sale/ExtendedAmount")
+
+
+def test_a_namespace_declared_deep_in_a_large_file_still_reads_by_local_name() -> None:
+    # Far past the first chunk, one transaction redeclares the default namespace and one
+    # uses a prefix declared on itself: both read exactly as their plain neighbours.
+    data = input_file(TESTDATA / "poslog_2x_sale_basic").read_bytes()
+    start = data.index(b"<Transaction")
+    end = data.index(b"</Transaction>") + len(b"</Transaction>")
+    plain = data[start:end]
+    default = plain.replace(
+        b"<Transaction", b'<Transaction xmlns="http://www.nrf-arts.org/IXRetail/namespace/"', 1
+    )
+    prefixed = (
+        plain.replace(b"<", b"<x:").replace(b"<x:/", b"</x:").replace(b"<x:!", b"<!")
+    ).replace(b"<x:Transaction", b'<x:Transaction xmlns:x="urn:example:pos"', 1)
+    filler = plain * 200  # well over 64 KB of ordinary transactions first
+    mixed = data[:start] + filler + default + prefixed + plain + data[end:]
+    records = _sales(mixed)
+    assert len(records) == 203
+    reference = records[0].model_dump(exclude={"source"})
+    for record in records[-3:]:
+        assert record.model_dump(exclude={"source"}) == reference

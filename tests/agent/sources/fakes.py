@@ -80,8 +80,11 @@ def archived(tmp_path: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
-def today() -> str:
-    return datetime.now(make_config(Path("x")).zone).date().isoformat()
+def today(config: AgentConfig | None = None) -> str:
+    """The archive's day folder now, in the store's time zone (of `make_config` unless
+    another config is given): near midnight UTC it is not the same day everywhere."""
+    zone = (config or make_config(Path("x"))).zone
+    return datetime.now(zone).date().isoformat()
 
 
 StartWatcher = Callable[..., Awaitable[SourceWatcher]]

@@ -474,7 +474,7 @@ async def test_several_sources_run_side_by_side(tmp_path: Path, sink: FakeSink) 
         assert sorted(stats) == ["back", "front", "share"]
         assert stats["share"].mode == "polling"
         assert {f.source for f in sink.files} == {"front", "back", "share"}
-        day = tmp_path / "data" / "archive" / today()
+        day = tmp_path / "data" / "archive" / today(config)
         assert sorted(p.name for p in day.iterdir()) == [
             "same_name-2.csv",
             "same_name-3.csv",
