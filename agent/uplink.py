@@ -352,10 +352,19 @@ class Uplink:
                     extra={"seq": item.seq, "key": item.key, "reason": item.reason},
                 )
         self.last_ack_at = datetime.now(UTC)
-        for batch_id, flight in list(self._flights.items()):
-            flight.seqs -= settled
-            if not flight.seqs:
-                del self._flights[batch_id]
+        # Usually the ack settles the batch it names, whole; look further only for the rest.
+        left = settled
+        own = self._flights.get(ack.batch_id)
+        if own is not None:
+            left = settled - own.seqs
+            own.seqs -= settled
+            if not own.seqs:
+                del self._flights[ack.batch_id]
+        if left:
+            for batch_id, flight in list(self._flights.items()):
+                flight.seqs -= left
+                if not flight.seqs:
+                    del self._flights[batch_id]
         self.wake.set()
 
     async def handle_command(self, payload: bytes) -> None:

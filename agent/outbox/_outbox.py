@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 
@@ -43,10 +43,10 @@ TRANSACTION_KINDS = ("sale", "return", "void", "cancel")
 _KIND_MARKS = ",".join("?" * len(TRANSACTION_KINDS))
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class OutRow:
+class OutRow(NamedTuple):
     """One record as the uplink sends it: `wire` is its JSON inside a batch, built once when
-    the record was committed so a backlog drains without re-encoding anything."""
+    the record was committed so a backlog drains without re-encoding anything. (A tuple:
+    a drain makes a million of them.)"""
 
     seq: int
     key: str
@@ -78,12 +78,19 @@ class _Mirror:
     next_seq: int = 1
     unacked_rows: int = 0
     unacked_bytes: int = 0
+    # No row below this seq is pending: `take` starts its scan here instead of walking past
+    # the rows in flight. Whatever puts a row back to pending lowers it.
+    pending_from: int = 0
 
     def snapshot(self) -> object:
-        return (self.next_seq, self.unacked_rows, self.unacked_bytes)
+        return (self.next_seq, self.unacked_rows, self.unacked_bytes, self.pending_from)
 
     def restore(self, snapshot: object) -> None:
-        self.next_seq, self.unacked_rows, self.unacked_bytes = snapshot  # type: ignore[misc]
+        (self.next_seq, self.unacked_rows, self.unacked_bytes, self.pending_from) = snapshot  # type: ignore[misc]
+
+    def pending_again(self, lowest: int) -> None:
+        """Rows from `lowest` on may be pending again."""
+        self.pending_from = min(self.pending_from, lowest)
 
 
 @dataclasses.dataclass(slots=True)
@@ -101,6 +108,17 @@ def _take(items: Iterator[Parsed], n: int) -> list[Parsed]:
         if len(out) >= n:
             break
     return out
+
+
+def _runs(seqs: list[int]) -> Iterator[tuple[int, int]]:
+    """(first, last) of each run of consecutive numbers in sorted, distinct `seqs`."""
+    first = last = seqs[0]
+    for seq in seqs[1:]:
+        if seq != last + 1:
+            yield first, last
+            first = seq
+        last = seq
+    yield first, last
 
 
 def _has_contact(record: Record) -> bool:
@@ -372,29 +390,39 @@ class Outbox:
 
     async def take(self, limit: int) -> list[OutRow]:
         """The oldest pending rows, now marked sent (attempts counted)."""
+        mirror = self._mirror
 
-        async def job(db: aiosqlite.Connection) -> list[tuple[Any, ...]]:
+        async def select(db: aiosqlite.Connection, start: int) -> list[Any]:
             async with db.execute(
                 "SELECT r.seq, r.key, r.kind, b.wire, r.sealed, r.attempts FROM records AS r "
                 "JOIN bodies AS b ON b.seq = r.seq "
-                "WHERE r.state != 'acked' AND r.state = 'pending' ORDER BY r.seq LIMIT ?",
-                (limit,),
+                "WHERE r.state != 'acked' AND r.state = 'pending' AND r.seq >= ? "
+                "ORDER BY r.seq LIMIT ?",
+                (start, limit),
             ) as cur:
-                rows = [tuple(r) for r in await cur.fetchall()]
+                return list(await cur.fetchall())
+
+        async def job(db: aiosqlite.Connection) -> list[Any]:
+            rows = await select(db, mirror.pending_from)
+            if len(rows) < limit and mirror.pending_from > 0:
+                # Short of a full batch: look from the start too, so a row put back to
+                # pending is never left behind, whatever the hint says.
+                rows = await select(db, 0)
             if rows:
                 await db.execute(
                     "UPDATE records SET state = 'sent', attempts = attempts + 1, last_attempt = ? "
-                    "WHERE state != 'acked' AND state = 'pending' AND seq <= ?",
-                    (time.time(), rows[-1][0]),
+                    "WHERE state != 'acked' AND state = 'pending' AND seq BETWEEN ? AND ?",
+                    (time.time(), rows[0][0], rows[-1][0]),
                 )
+                mirror.pending_from = rows[-1][0] + 1
             return rows
 
-        rows: list[tuple[Any, ...]] = await self._writer.submit(job, durable=False)
-        out = []
-        for seq, key, kind, body, sealed, attempts in rows:
-            data = self._sealer.open(bytes(body), key) if sealed else bytes(body)
-            out.append(OutRow(seq, key, kind, data, attempts + 1))
-        return out
+        rows: list[Any] = await self._writer.submit(job, durable=False)
+        open_sealed = self._sealer.open
+        return [
+            OutRow(seq, key, kind, open_sealed(body, key) if sealed else body, attempts + 1)
+            for seq, key, kind, body, sealed, attempts in rows
+        ]
 
     async def acknowledge(self, settled: Iterable[int], rejected: dict[int, str]) -> int:
         """Central committed (or kept aside) these seqs: the rows may go. Returns rows changed."""
@@ -404,25 +432,23 @@ class Outbox:
         now = time.time()
 
         async def job(db: aiosqlite.Connection) -> int:
-            changed = 0
-            for start in range(0, len(seqs), 5000):
-                part = seqs[start : start + 5000]
-                marks = ",".join("?" * len(part))
+            sizes: list[int] = []
+            for first, last in _runs(seqs):
+                # A batch's seqs are mostly one run: a range reads the rows in order.
                 async with db.execute(
-                    f"UPDATE records SET state = 'acked', acked_at = ? "
-                    f"WHERE seq IN ({marks}) AND state != 'acked' RETURNING size",
-                    (now, *part),
+                    "UPDATE records SET state = 'acked', acked_at = ? "
+                    "WHERE seq BETWEEN ? AND ? AND state != 'acked' RETURNING size",
+                    (now, first, last),
                 ) as cur:
-                    sizes = [int(r[0]) for r in await cur.fetchall()]
-                changed += len(sizes)
-                self._mirror.unacked_rows -= len(sizes)
-                self._mirror.unacked_bytes -= sum(sizes)
+                    sizes.extend(r[0] for r in await cur.fetchall())
+            self._mirror.unacked_rows -= len(sizes)
+            self._mirror.unacked_bytes -= sum(sizes)
             if rejected:
                 await db.executemany(
                     "UPDATE records SET rejected = ? WHERE seq = ?",
                     [(reason, seq) for seq, reason in rejected.items()],
                 )
-            return changed
+            return len(sizes)
 
         changed: int = await self._writer.submit(job, durable=False)
         self.last_ack_at = datetime.now(UTC)
@@ -434,6 +460,7 @@ class Outbox:
         wanted = sorted(set(seqs)) if seqs is not None else None
 
         async def job(db: aiosqlite.Connection) -> int:
+            self._mirror.pending_again(0 if not wanted else wanted[0])
             if wanted is None:
                 cur = await db.execute(
                     "UPDATE records SET state = 'pending' WHERE state != 'acked' AND state = 'sent'"
@@ -459,6 +486,7 @@ class Outbox:
         upper = to_seq if to_seq is not None else self._mirror.next_seq - 1
 
         async def job(db: aiosqlite.Connection) -> int:
+            self._mirror.pending_again(from_seq)
             await self._count_back(db, "seq BETWEEN ? AND ?", (from_seq, upper))
             async with db.execute(
                 "UPDATE records SET state = 'pending', acked_at = NULL "
@@ -496,6 +524,7 @@ class Outbox:
                 marks = ",".join("?" * len(keys))
                 held = await self._present_keys(db, keys) if keys else set()
                 if held:
+                    self._mirror.pending_again(0)
                     await self._count_back(db, f"key IN ({marks})", keys)
                     cur = await db.execute(
                         f"UPDATE records SET state = 'pending', acked_at = NULL "

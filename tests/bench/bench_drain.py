@@ -89,9 +89,11 @@ async def _agent(data_dir: Path, port: int, idle_seconds: float) -> None:
     from agent.config import AgentConfig
     from agent.contract import Heartbeat
     from agent.contract.settings import BrokerSettings
+    from agent.contract.runtime import tune_gc
     from agent.outbox import Outbox
     from agent.uplink import Uplink
 
+    tune_gc()  # as the agent's daemon sets its collector up
     config = AgentConfig(
         store=STORE,
         agent_id="bench",
