@@ -81,16 +81,32 @@ class _Mirror:
     # No row below this seq is pending: `take` starts its scan here instead of walking past
     # the rows in flight. Whatever puts a row back to pending lowers it.
     pending_from: int = 0
+    # False once `take` found nothing more to send and nothing has been added or put back
+    # since: an idle agent then asks the database nothing every time it looks.
+    maybe_pending: bool = True
 
     def snapshot(self) -> object:
-        return (self.next_seq, self.unacked_rows, self.unacked_bytes, self.pending_from)
+        return (
+            self.next_seq,
+            self.unacked_rows,
+            self.unacked_bytes,
+            self.pending_from,
+            self.maybe_pending,
+        )
 
     def restore(self, snapshot: object) -> None:
-        (self.next_seq, self.unacked_rows, self.unacked_bytes, self.pending_from) = snapshot  # type: ignore[misc]
+        (
+            self.next_seq,
+            self.unacked_rows,
+            self.unacked_bytes,
+            self.pending_from,
+            self.maybe_pending,
+        ) = snapshot  # type: ignore[misc]
 
     def pending_again(self, lowest: int) -> None:
         """Rows from `lowest` on may be pending again."""
         self.pending_from = min(self.pending_from, lowest)
+        self.maybe_pending = True
 
 
 @dataclasses.dataclass(slots=True)
@@ -316,6 +332,7 @@ class Outbox:
                 level_rows.append((record.location, record.sku, str(record.quantity), 0))
             seq = mirror.next_seq
             mirror.next_seq += 1
+            mirror.maybe_pending = True
             occurred_at = record.occurred_at.isoformat()
             source = record.source.model_dump_json()
             body = wire_json(
@@ -403,11 +420,15 @@ class Outbox:
                 return list(await cur.fetchall())
 
         async def job(db: aiosqlite.Connection) -> list[Any]:
+            if not mirror.maybe_pending:
+                return []
             rows = await select(db, mirror.pending_from)
             if len(rows) < limit and mirror.pending_from > 0:
                 # Short of a full batch: look from the start too, so a row put back to
                 # pending is never left behind, whatever the hint says.
                 rows = await select(db, 0)
+            if len(rows) < limit:
+                mirror.maybe_pending = False
             if rows:
                 await db.execute(
                     "UPDATE records SET state = 'sent', attempts = attempts + 1, last_attempt = ? "
@@ -417,6 +438,8 @@ class Outbox:
                 mirror.pending_from = rows[-1][0] + 1
             return rows
 
+        if not mirror.maybe_pending:
+            return []  # checked again inside the job, in order with the writes
         rows: list[Any] = await self._writer.submit(job, durable=False)
         open_sealed = self._sealer.open
         return [

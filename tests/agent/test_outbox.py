@@ -165,6 +165,16 @@ async def test_rows_put_back_go_out_first_even_in_the_middle_of_a_drain(outbox: 
     assert [r.seq for r in await outbox.take(3)] == [1, 9, 10]
     assert await outbox.requeue(None) == 8  # a reconnect: everything in flight goes again
     assert [r.seq for r in await outbox.take(3)] == [1, 4, 5]
+    assert [r.seq for r in await outbox.take(20)] == [6, 7, 8, 9, 10, 11, 12]
+    # Nothing left to send: an idle agent looking again costs no database work...
+    jobs = outbox._writer.jobs
+    assert await outbox.take(20) == []
+    assert outbox._writer.jobs == jobs
+    # ...until a row is added or put back.
+    await outbox.ingest(file("b"), iter([sale("13")]))
+    assert [r.seq for r in await outbox.take(20)] == [13]
+    assert await outbox.requeue([12]) == 1
+    assert [r.seq for r in await outbox.take(20)] == [12]
 
 
 async def test_resend_of_purged_rows_says_how_many_are_gone(outbox: Outbox) -> None:
