@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import gzip
 import json
 import logging
@@ -20,6 +21,7 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import aiomqtt
@@ -75,6 +77,9 @@ def offline_status(store: str) -> bytes:
     )
 
 
+_FIRST_BATCH = 200
+
+
 @dataclasses.dataclass(slots=True)
 class _Flight:
     seqs: set[int]
@@ -98,6 +103,10 @@ class Uplink:
         self.records_sent = 0
         self.resent = 0
         self.last_ack_at: datetime | None = None
+        # Batches are compressed beside the loop (zlib lets go of the GIL while it works),
+        # always on the same one thread: memory freed by one batch serves the next, where a
+        # pool of threads would each keep their own (the agent's RSS during a drain).
+        self._encoder: ThreadPoolExecutor | None = None
         self.last_error: str | None = None
         self._client: aiomqtt.Client | None = None
         self._flights: dict[str, _Flight] = {}
@@ -175,6 +184,9 @@ class Uplink:
                 self._client = None
                 self.connected.clear()
                 await self._drop_flights()
+        if self._encoder is not None:
+            self._encoder.shutdown(wait=False)
+            self._encoder = None
         log.info("Uplink stopped.", extra={"batches": self.batches_sent})
 
     async def _on_connect(self, client: aiomqtt.Client) -> None:
@@ -244,15 +256,15 @@ class Uplink:
         so batches are filled once rather than encoded and halved."""
         settings = self.config.uplink
         if self._bytes_per_record is None:
-            return settings.batch_max_records
+            # A first, small batch tells how well records compress.
+            return min(settings.batch_max_records, _FIRST_BATCH)
         fits = int(0.9 * settings.batch_max_bytes / self._bytes_per_record)
         return max(1, min(settings.batch_max_records, fits))
 
     async def _split(self, rows: list[OutRow]) -> list[tuple[list[OutRow], bytes, str]]:
         """Batches no larger than the byte limit, halving where the compressed size is over."""
         batch_id = uuid.uuid4().hex
-        # Compression runs beside the loop (zlib lets go of the GIL while it works).
-        payload = await asyncio.to_thread(
+        encode = functools.partial(
             encode_rows,
             rows,
             store=self.config.store,
@@ -261,6 +273,9 @@ class Uplink:
             sent_at=datetime.now(UTC),
             level=self.config.uplink.compression_level,
         )
+        if self._encoder is None:
+            self._encoder = ThreadPoolExecutor(1, thread_name_prefix="uplink-encode")
+        payload = await asyncio.get_running_loop().run_in_executor(self._encoder, encode)
         per_record = len(payload) / len(rows)
         seen = self._bytes_per_record
         self._bytes_per_record = per_record if seen is None else 0.8 * seen + 0.2 * per_record
@@ -279,25 +294,34 @@ class Uplink:
         rows, payload, batch_id = part
         flight = _Flight(seqs={r.seq for r in rows}, sent_at=time.monotonic())
         self._flights[batch_id] = flight
-        flight.task = asyncio.create_task(self._publish(client, rows, payload, batch_id))
+        # The publish holds the compressed batch only, never the rows it was made of.
+        again = sum(1 for r in rows if r.attempts > 1)
+        flight.task = asyncio.create_task(
+            self._publish(client, payload, batch_id, len(rows), again, rows[0].seq)
+        )
 
     async def _publish(
-        self, client: aiomqtt.Client, rows: list[OutRow], payload: bytes, batch_id: str
+        self,
+        client: aiomqtt.Client,
+        payload: bytes,
+        batch_id: str,
+        records: int,
+        again: int,
+        first_seq: int,
     ) -> None:
         # No message expiry: a record waits at the broker for as long as it takes.
         await client.publish(
             topic(self.prefix, self.config.store, "records"), payload, qos=1, timeout=60
         )
         self.batches_sent += 1
-        self.records_sent += len(rows)
-        if any(r.attempts > 1 for r in rows):
-            self.resent += sum(1 for r in rows if r.attempts > 1)
+        self.records_sent += records
+        self.resent += again
         log.debug(
             "Batch published.",
             extra={
                 "batch_id": batch_id,
-                "records": len(rows),
-                "first_seq": rows[0].seq,
+                "records": records,
+                "first_seq": first_seq,
                 "bytes": len(payload),
             },
         )
