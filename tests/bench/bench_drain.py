@@ -88,8 +88,8 @@ async def _agent(data_dir: Path, port: int, idle_seconds: float) -> None:
     """Drain the outbox through the uplink; print drain seconds and idle CPU share."""
     from agent.config import AgentConfig
     from agent.contract import Heartbeat
-    from agent.contract.settings import BrokerSettings
     from agent.contract.runtime import tune_gc
+    from agent.contract.settings import BrokerSettings
     from agent.outbox import Outbox
     from agent.uplink import Uplink
 

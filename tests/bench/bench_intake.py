@@ -88,6 +88,11 @@ def _relays(
                 proc.kill()
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wait_subscribed(broker: Mosquitto, count: int) -> None:
     # The bench relays log at warning level (per-batch lines would skew the figure), so
     # there is no "Connected" line to wait for; connecting takes well under this.
@@ -183,6 +188,7 @@ def run() -> list[Row]:
     payloads = _payloads()
     total = len(payloads) * RECORDS
     rows: list[Row] = []
+    busy: list[tuple[str, int, float]] = []  # how much of a core each relay used
     with tempfile.TemporaryDirectory(prefix="tb-bench-intake-") as tmp:
         work = Path(tmp)
         raw_sqlite = _raw_sqlite(work / "raw.db", len(payloads))
@@ -201,8 +207,15 @@ def run() -> list[Row]:
                 broker = Mosquitto(work / f"broker-{label}-{relays}")
                 broker.start()
                 try:
-                    with _relays(work / f"{label}-{relays}", broker, url, relays):
+                    with _relays(work / f"{label}-{relays}", broker, url, relays) as procs:
+                        cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
                         seconds = _publish_and_wait(broker, payloads)
+                        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
+                    print(
+                        f"  {label}, {relays} relay(s): {seconds:.2f}s wall, relay CPU {cpu:.2f}s "
+                        f"({cpu / seconds / relays:.0%} of a core each)",
+                        flush=True,
+                    )
                 finally:
                     broker.stop()
                 rows.append(
@@ -215,9 +228,18 @@ def run() -> list[Row]:
                         reference_value=reference,
                     )
                 )
+                busy.append((label, relays, cpu / seconds / relays))
         finally:
             postgres.drop_database(name)
     one, two = rows[1].value, rows[2].value
+    for label, relays, share in busy:
+        rows.append(
+            Row(
+                figure=f"relay CPU during intake, {label}, {relays} relay(s), each",
+                value=share * 100,
+                unit="% of one core",
+            )
+        )
     rows.append(
         Row(
             figure="relay scaling on PostgreSQL: two relays over one (same run)",
