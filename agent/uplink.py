@@ -78,6 +78,7 @@ def offline_status(store: str) -> bytes:
 
 
 _FIRST_BATCH = 200
+_IDLE_TICK_SECONDS = 5.0
 
 
 @dataclasses.dataclass(slots=True)
@@ -248,8 +249,11 @@ class Uplink:
                 for part in await self._split(rows):
                     self._launch(client, part)
             self.wake.clear()
+            # New records, acks and requests wake this at once; otherwise it looks again
+            # often enough to re-send an unacknowledged batch on time, and no more.
+            tick = min(_IDLE_TICK_SECONDS, settings.ack_timeout_seconds / 4)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), 1.0)
+                await asyncio.wait_for(self.wake.wait(), tick)
 
     def _batch_size(self) -> int:
         """Records per batch: as many as fit the byte limit by the compression seen so far,
