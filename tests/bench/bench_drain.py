@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.bench.run import Row
+from tests.bench.run import Row, cpu_seconds
 from tests.support.mosquitto import Mosquitto
 
 STORE = "0042"
@@ -220,11 +220,6 @@ def mosquitto_pub_rate(port: int, count: int = 200_000) -> float:
     return count / (time.perf_counter() - started)
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -299,7 +294,7 @@ def run() -> list[Row]:
             time.sleep(0.2)
         assert agent.stdout is not None
         result = json.loads(agent.stdout.read().strip().splitlines()[-1])
-        sub_cpu = _cpu_seconds(sub.pid)
+        sub_cpu = cpu_seconds(sub.pid)
         sub.terminate()
         sub.wait(10)
     finally:

@@ -25,7 +25,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from agent.contract import DEFAULT_PREFIX, encode_batch
-from tests.bench.run import Row
+from tests.bench.run import Row, cpu_seconds
 from tests.support import postgres
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import batch, sale_body, wire
@@ -86,11 +86,6 @@ def _relays(
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait_subscribed(broker: Mosquitto, count: int) -> None:
@@ -208,9 +203,9 @@ def run() -> list[Row]:
                 broker.start()
                 try:
                     with _relays(work / f"{label}-{relays}", broker, url, relays) as procs:
-                        cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
+                        cpu_before = sum(cpu_seconds(p.pid) for p in procs)
                         seconds = _publish_and_wait(broker, payloads)
-                        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
+                        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
                     print(
                         f"  {label}, {relays} relay(s): {seconds:.2f}s wall, relay CPU {cpu:.2f}s "
                         f"({cpu / seconds / relays:.0%} of a core each)",

@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["Row", "main"]
+__all__ = ["Row", "cpu_seconds", "main"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +33,12 @@ class Row:
     reference_value: float | None = None
     target: str = ""  # e.g. ">= 0.3 x reference" or ">= 10000"
     met: bool | None = None  # whether the target was met, when it has one
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a running process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _fmt(value: float | None) -> str:
