@@ -186,11 +186,11 @@ def _make_check(cls: type[BaseModel]) -> Callable[[BaseModel], bool]:
                 return True
         for name in models:
             inner = values[name]
-            if inner is not None and (_checks.get(type(inner)) or _check_for(type(inner)))(inner):
+            if inner is not None and _check_for(type(inner))(inner):
                 return True
         for name in lists:
             for inner in values[name]:
-                if (_checks.get(type(inner)) or _check_for(type(inner)))(inner):
+                if _check_for(type(inner))(inner):
                     return True
         return any(_suspect(values[name]) for name in others)
 

@@ -57,9 +57,7 @@ def transactions(stream: BinaryIO) -> Iterator[Element]:
             tail = chunk[-len(_DECLARATION) :]
         pull.feed(chunk)
         if root is None:
-            root = _root(pull)
-            if root is not None and renaming:
-                _rename(root, names, deep=False)
+            root = _root(pull)  # checked by its local name; its own tag is not read again
         if root is not None and len(root) > 1:
             done = root[:-1]
             del root[:-1]  # bounded memory: finished transactions are dropped
@@ -96,14 +94,14 @@ def _root(pull: ET.XMLPullParser[Element]) -> Element | None:
 def _finished(done: list[Element], renaming: bool, names: dict[str, str]) -> Iterator[Element]:
     for element in done:
         if renaming:
-            _rename(element, names, deep=True)
+            _rename(element, names)
         if element.tag == "Transaction":
             yield element
 
 
-def _rename(element: Element, names: dict[str, str], *, deep: bool) -> None:
-    """Local names for `element` (and, when `deep`, everything inside it)."""
-    for found in element.iter() if deep else (element,):
+def _rename(element: Element, names: dict[str, str]) -> None:
+    """Local names for `element` and everything inside it."""
+    for found in element.iter():
         tag = found.tag
         if tag[:1] == "{":
             name = names.get(tag)
