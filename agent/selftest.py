@@ -77,13 +77,14 @@ async def _zones(_: Path) -> str:
 
 
 async def _parsers(_: Path) -> str:
-    from agent.parsers import REGISTRY, ParseContext, parse_bytes
+    from agent.parsers import REGISTRY, ParseContext, compiled, parse_bytes
 
     names = sorted(REGISTRY)
     records = parse_bytes(SAMPLE, "poslog", context=ParseContext(file_name="selftest.xml"))
     if len(records) != 1:
         raise RuntimeError(f"the sample POSLog gave {len(records)} records, not 1")
-    return ", ".join(names)
+    reader = "compiled" if compiled() else "plain Python (slower)"
+    return f"{', '.join(names)}; POSLog reader {reader}"
 
 
 async def _scheduler(_: Path) -> str:

@@ -10,6 +10,21 @@ import pytest
 
 from tests.support.mosquitto import Mosquitto
 
+ROOT = Path(__file__).parent.parent
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A compiled module is imported instead of its source (setup.py): refuse to test an
+    old build of an edited file."""
+    stale = [
+        str(source.relative_to(ROOT))
+        for built in (ROOT / "agent").rglob("*.so")
+        if (source := built.with_name(built.name.split(".")[0] + ".py")).exists()
+        and source.stat().st_mtime > built.stat().st_mtime
+    ]
+    if stale:
+        pytest.exit(f"compiled before its last edit: {', '.join(stale)}; run `make native`", 2)
+
 
 @pytest.fixture
 def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:

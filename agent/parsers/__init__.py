@@ -22,6 +22,7 @@ __all__ = [
     "Parsed",
     "Parser",
     "Skipped",
+    "compiled",
     "detect",
     "parse_bytes",
     "parse_stream",
@@ -77,6 +78,13 @@ def parse_stream(stream: BinaryIO, fmt: str, *, context: ParseContext) -> Iterat
     ) as exc:
         # A parser bug or an input shape nobody anticipated: refuse the file, never crash.
         raise ParseError(f"unreadable input ({type(exc).__name__}: {exc})") from None
+
+
+def compiled() -> bool:
+    """True when the POSLog reader runs compiled (setup.py), False when as plain Python."""
+    from . import poslog
+
+    return not str(poslog.__file__).endswith(".py")
 
 
 def parse_bytes(data: bytes, fmt: str, *, context: ParseContext) -> list[Parsed]:

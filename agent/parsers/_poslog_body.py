@@ -270,7 +270,8 @@ class Body:
             if line["amount"] == 0:
                 continue
             position = next(i for i, ln in enumerate(self.lines) if ln is line)
-            for earlier in reversed(self.lines[:position]):
+            for back in range(position - 1, -1, -1):
+                earlier = self.lines[back]
                 if (
                     not earlier["voided"]
                     and not earlier.get("type")

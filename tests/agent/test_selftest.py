@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from agent import selftest
 from agent.cli import app
+from agent.parsers import compiled
 
 runner = CliRunner()
 
@@ -26,6 +27,8 @@ def test_every_check_passes_here() -> None:
         "✓ outbox and native watcher",
         "✓ outbox and polling watcher",
     ]
+    reader = "compiled" if compiled() else "plain Python"
+    assert f"POSLog reader {reader}" in result.stdout
 
 
 def test_a_failing_check_is_shown_and_fails_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
