@@ -1,5 +1,5 @@
-"""Builds the POSLog reader and the card-number check, which every record passes, as
-compiled modules (mypyc) where a C compiler is at hand.
+"""Builds the POSLog reader, and the card-number check and money arithmetic every record
+passes, as compiled modules (mypyc) where a C compiler is at hand.
 
 The compiled modules are the same Python files, type-checked and translated to C: without
 a compiler (or with TILLBRIDGE_PURE_PYTHON=1) they run as plain Python, only slower. Set
@@ -18,6 +18,7 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 NATIVE = [
+    "agent/contract/_exact.py",
     "agent/contract/_keys.py",
     "agent/contract/_pan.py",
     "agent/parsers/_poslog_body.py",

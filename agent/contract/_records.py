@@ -15,7 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
-from ._money import Amount, Quantity, Rate, currency_exponent, quantize_amount
+from ._exact import fix_exponents, imbalance
+from ._money import Amount, Quantity, Rate, quantize_amount
 
 __all__ = [
     "Card",
@@ -207,22 +208,7 @@ class Transaction(_Base):
 
     @model_validator(mode="after")
     def _exact_money(self) -> Transaction:
-        # Explicit paths rather than reflection: this runs for every record of every file.
-        # The models are frozen and their values only change notation ("12.3" -> "12.30").
-        fix = _Exponent(self.currency)
-        fix(self, "total", "imbalance")
-        for line in self.lines:
-            fix(line, "amount")
-            for discount in line.discounts:
-                fix(discount, "amount")
-            for tax in line.taxes:
-                fix(tax, "amount", "taxable")
-        for tender in self.tenders:
-            fix(tender, "amount", "change", "cashback")
-        for tax in self.taxes:
-            fix(tax, "amount", "taxable")
-        for discount in self.discounts:
-            fix(discount, "amount")
+        fix_exponents(self)  # runs for every record of every file: compiled (_exact)
         return self
 
     @staticmethod
@@ -234,43 +220,7 @@ class Transaction(_Base):
         currency: str,
     ) -> Decimal:
         """How far the POS total is from what the lines add up to (0 when exact)."""
-        line_sum = sum((ln.amount for ln in lines if not ln.voided), Decimal(0))
-        line_discounts = sum(
-            (d.amount for ln in lines if not ln.voided for d in ln.discounts), Decimal(0)
-        )
-        if taxes:
-            excluded = sum((t.amount for t in taxes if not t.included), Decimal(0))
-        else:
-            excluded = sum(
-                (t.amount for ln in lines if not ln.voided for t in ln.taxes if not t.included),
-                Decimal(0),
-            )
-        txn_discounts = sum((d.amount for d in discounts), Decimal(0))
-        expected = line_sum - line_discounts + excluded - txn_discounts
-        exp = Decimal(1).scaleb(-currency_exponent(currency))
-        return (total - expected).quantize(exp)
-
-
-class _Exponent:
-    """Gives amount fields the currency's exponent in place ("12.3" -> "12.30"), refusing
-    one that would lose a digit. Quantizing and comparing costs a third of reading the
-    exponent (`as_tuple` builds a tuple of every digit)."""
-
-    __slots__ = ("currency", "quantum")
-
-    def __init__(self, currency: str) -> None:
-        self.currency = currency
-        self.quantum = Decimal(1).scaleb(-currency_exponent(currency))
-
-    def __call__(self, model: BaseModel, *names: str) -> None:
-        values = model.__dict__  # frozen: the notation changes, never the value
-        for name in names:
-            value = values[name]
-            if value is not None:
-                fixed = value.quantize(self.quantum)
-                if fixed != value:
-                    raise ValueError(f"{value} has more decimals than {self.currency} allows")
-                values[name] = fixed
+        return imbalance(total, lines, taxes, discounts, currency)
 
 
 class Inventory(_Base):

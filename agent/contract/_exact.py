@@ -1,0 +1,138 @@
+"""The arithmetic every record passes, compiled with the POSLog reader (setup.py): a
+value read as an exact Decimal, the currency's exponent given to a transaction's amounts,
+and how far its total is from its lines. Models are read through their `__dict__`."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+__all__ = [
+    "currency_exponent",
+    "fix_exponents",
+    "imbalance",
+    "quantize_amount",
+    "to_decimal",
+]
+
+# Currencies whose minor unit is not two digits (ISO 4217). Everything else is 2.
+_EXPONENTS: dict[str, int] = {
+    "BIF": 0,
+    "CLP": 0,
+    "DJF": 0,
+    "GNF": 0,
+    "ISK": 0,
+    "JPY": 0,
+    "KMF": 0,
+    "KRW": 0,
+    "PYG": 0,
+    "RWF": 0,
+    "UGX": 0,
+    "UYI": 0,
+    "VND": 0,
+    "VUV": 0,
+    "XAF": 0,
+    "XOF": 0,
+    "XPF": 0,
+    "BHD": 3,
+    "IQD": 3,
+    "JOD": 3,
+    "KWD": 3,
+    "LYD": 3,
+    "OMR": 3,
+    "TND": 3,
+    "CLF": 4,
+    "UYW": 4,
+}
+
+
+def currency_exponent(currency: str) -> int:
+    """Digits after the decimal point for an ISO 4217 currency code."""
+    return _EXPONENTS.get(currency.upper(), 2)
+
+
+def to_decimal(value: Any) -> Decimal:
+    """Accept str, int or Decimal; refuse float, bool and non-finite values."""
+    if isinstance(value, bool | float):
+        raise ValueError("money and quantities must be decimal strings or integers, never floats")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            result = Decimal(text)
+        except InvalidOperation:
+            raise ValueError(f"not a decimal number: {value!r}") from None
+    else:
+        raise ValueError(f"expected a decimal string, got {type(value).__name__}")
+    if not result.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    return result
+
+
+def quantize_amount(value: Decimal, currency: str) -> Decimal:
+    """Give an amount the currency's exponent; refuse one that would lose precision."""
+    exp = Decimal(1).scaleb(-currency_exponent(currency))
+    quantized = value.quantize(exp)
+    if quantized != value:
+        raise ValueError(f"{value} has more decimals than {currency} allows")
+    return quantized
+
+
+def fix_exponents(txn: Any) -> None:
+    """Give every amount of a transaction the currency's exponent in place ("12.3" ->
+    "12.30"), refusing one that would lose a digit. The models are frozen: only the
+    notation changes, never the value. Quantizing and comparing costs a third of reading
+    the exponent (`as_tuple` builds a tuple of every digit)."""
+    currency: str = txn.currency
+    quantum = Decimal(1).scaleb(-currency_exponent(currency))
+    _fix(txn.__dict__, ("total", "imbalance"), quantum, currency)
+    for line in txn.lines:
+        _fix(line.__dict__, ("amount",), quantum, currency)
+        for discount in line.discounts:
+            _fix(discount.__dict__, ("amount",), quantum, currency)
+        for tax in line.taxes:
+            _fix(tax.__dict__, ("amount", "taxable"), quantum, currency)
+    for tender in txn.tenders:
+        _fix(tender.__dict__, ("amount", "change", "cashback"), quantum, currency)
+    for tax in txn.taxes:
+        _fix(tax.__dict__, ("amount", "taxable"), quantum, currency)
+    for discount in txn.discounts:
+        _fix(discount.__dict__, ("amount",), quantum, currency)
+
+
+def _fix(values: dict[str, Any], names: tuple[str, ...], quantum: Decimal, currency: str) -> None:
+    for name in names:
+        value: Decimal | None = values[name]
+        if value is not None:
+            fixed = value.quantize(quantum)
+            if fixed != value:
+                raise ValueError(f"{value} has more decimals than {currency} allows")
+            values[name] = fixed
+
+
+def imbalance(
+    total: Decimal, lines: list[Any], taxes: list[Any], discounts: list[Any], currency: str
+) -> Decimal:
+    """How far the POS total is from what the lines add up to (0 when exact): lines not
+    voided, less their discounts, plus taxes not included in prices (the transaction's
+    summary, else the lines'), less transaction discounts."""
+    expected = Decimal(0)
+    for line in lines:
+        if line.voided:
+            continue
+        expected += line.amount
+        for discount in line.discounts:
+            expected -= discount.amount
+        if not taxes:
+            for tax in line.taxes:
+                if not tax.included:
+                    expected += tax.amount
+    for tax in taxes:
+        if not tax.included:
+            expected += tax.amount
+    for discount in discounts:
+        expected -= discount.amount
+    return (total - expected).quantize(Decimal(1).scaleb(-currency_exponent(currency)))
