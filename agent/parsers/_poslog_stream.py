@@ -9,8 +9,10 @@ whatever namespace or prefix the file uses.
 
 Most exports put every element in one default namespace (the NRF one, or none). Its
 declaration on the root is turned into a prefix declaration nobody uses before the
-parser sees it, so those names come out of the C parser as plain local names; only
-files that declare another namespace (Xstore's `dtv:`) have names renamed in Python.
+parser sees it, so those names come out of the C parser as plain local names. Names are
+renamed only once an element is seen that needs it: one with a prefix the root declares
+(Xstore declares `dtv:` and mostly uses it on attributes), or anything after a namespace
+declaration below the root.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ _DOCTYPE = re.compile(rb"<!\s*DOCTYPE|<!\s*ENTITY", re.IGNORECASE)
 _FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
 _ROOT_TAG = re.compile(rb"""<[A-Za-z_][\w.:-]*(?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*/?>""")
 _DEFAULT_NS = re.compile(rb"""(\s)xmlns(\s*=\s*(?:"[^"]*"|'[^']*'))""")
-_UNUSED_PREFIX = b"xmlns:tb-default"
+_PREFIX_DECLARATION = re.compile(rb"""\sxmlns:([^\s=/>]+)\s*=""")
+_UNUSED_PREFIX = b"tb-default"
 _DECLARATION = b"xmlns"
 
 
@@ -41,20 +44,23 @@ def transactions(stream: BinaryIO) -> Iterator[Element]:
     ET.ParseError, LookupError and UnicodeError escape for the caller to word (see
     `_xml.refusing_unsafe_xml`).
     """
-    chunk, plain = _without_default_namespace(_refusing_dtd(stream.read(_PROLOGUE)))
+    chunk, root_tag = _without_default_namespace(_refusing_dtd(stream.read(_PROLOGUE)))
     pull: ET.XMLPullParser[Element] = ET.XMLPullParser(events=("start",))
     root: Element | None = None
-    # Names need renaming where the default namespace could not be declared away, or
-    # where any other namespace declaration appears (looked for in every chunk, with an
-    # overlap for a declaration cut in two).
-    renaming = not plain
-    tail = b""
     names: dict[str, str] = {}
+    # Names need renaming where the default namespace could not be declared away, once an
+    # element uses a prefix the root declares, or after any declaration below the root
+    # (looked for in every chunk, with an overlap for a name cut in two).
+    renaming = root_tag is None
+    used = _prefix_use(root_tag or b"")
+    overlap = max(len(needle) for needle in [_DECLARATION, *used])
+    tail = b""
+    body = chunk[chunk.find(root_tag) + len(root_tag) :] if root_tag else chunk
     while chunk:
         if not renaming:
-            probe = tail + chunk
-            renaming = probe.count(_DECLARATION) > probe.count(_UNUSED_PREFIX)
-            tail = chunk[-len(_DECLARATION) :]
+            probe = tail + body
+            renaming = _DECLARATION in probe or any(needle in probe for needle in used)
+            tail = probe[-overlap:]
         pull.feed(chunk)
         if root is None:
             root = _root(pull)  # checked by its local name; its own tag is not read again
@@ -62,7 +68,7 @@ def transactions(stream: BinaryIO) -> Iterator[Element]:
             done = root[:-1]
             del root[:-1]  # bounded memory: finished transactions are dropped
             yield from _finished(done, renaming, names)
-        chunk = stream.read(_CHUNK)
+        chunk = body = stream.read(_CHUNK)
     pull.close()
     if root is None:
         raise ParseError("the file holds no XML element", "byte 0")
@@ -125,14 +131,25 @@ def _refusing_dtd(head: bytes) -> bytes:
     return head
 
 
-def _without_default_namespace(head: bytes) -> tuple[bytes, bool]:
+def _without_default_namespace(head: bytes) -> tuple[bytes, bytes | None]:
     """`head` with the root's default namespace declared as an unused prefix instead, and
-    whether that was done (False for UTF-16, or a start tag longer than what was read)."""
+    the root's start tag as rewritten (None when it was not: UTF-16, or a start tag
+    longer than what was read)."""
     first = _FIRST_ELEMENT.search(head)
     if first is None:
-        return head, False
+        return head, None
     tag = _ROOT_TAG.match(head, first.start())
     if tag is None:
-        return head, False
+        return head, None
     renamed = _DEFAULT_NS.sub(rb"\1xmlns:tb-default\2", tag.group(), count=1)
-    return head[: tag.start()] + renamed + head[tag.end() :], True
+    return head[: tag.start()] + renamed + head[tag.end() :], renamed
+
+
+def _declared(root_tag: bytes) -> list[bytes]:
+    return [p for p in _PREFIX_DECLARATION.findall(root_tag) if p != _UNUSED_PREFIX]
+
+
+def _prefix_use(root_tag: bytes) -> list[bytes]:
+    """How an element start tag with a prefix the root declares begins: `<prefix:`.
+    Looked for as plain bytes, a tenth of the cost of a regular expression."""
+    return [b"<" + prefix + b":" for prefix in _declared(root_tag)]

@@ -260,3 +260,26 @@ def test_a_namespace_declared_deep_in_a_large_file_still_reads_by_local_name() -
     reference = records[0].model_dump(exclude={"source"})
     for record in records[-3:]:
         assert record.model_dump(exclude={"source"}) == reference
+
+
+@pytest.mark.parametrize("cut", [0, 1, 2, 3])
+def test_a_prefix_the_root_declares_first_used_across_a_chunk_boundary(cut: int) -> None:
+    # The root declares `x:`; the first element to use it, a transaction's total, starts
+    # `cut` bytes before the end of a 64 KB read, so `<x:` arrives in two reads.
+    data = input_file(TESTDATA / "poslog_2x_sale_basic").read_bytes()
+    root = data.index(b"<POSLog") + len(b"<POSLog")
+    data = data[:root] + b' xmlns:x="urn:example:pos"' + data[root:]
+    start = data.index(b"<Transaction")
+    end = data.index(b"</Transaction>") + len(b"</Transaction>")
+    plain = data[start:end]
+    prefixed = plain.replace(b"<Total", b"<x:Total").replace(b"</Total>", b"</x:Total>")
+    head = data[:start] + plain * 100
+    boundary = 3 * 64 * 1024
+    pad = boundary - cut - len(head) - prefixed.index(b"<x:Total")
+    assert pad > 0
+    mixed = head + b" " * pad + prefixed + plain + data[end:]
+    assert mixed[boundary - cut : boundary - cut + 3] == b"<x:"
+    records = _sales(mixed)
+    assert len(records) == 102
+    reference = records[0].model_dump(exclude={"source"})
+    assert records[-2].model_dump(exclude={"source"}) == reference
