@@ -84,8 +84,8 @@ def quantize_amount(value: Decimal, currency: str) -> Decimal:
 def fix_exponents(txn: Any) -> None:
     """Give every amount of a transaction the currency's exponent in place ("12.3" ->
     "12.30"), refusing one that would lose a digit. The models are frozen: only the
-    notation changes, never the value. Quantizing and comparing costs a third of reading
-    the exponent (`as_tuple` builds a tuple of every digit)."""
+    notation changes, never the value. Most amounts already have it (`same_quantum`, where
+    `as_tuple` would build a tuple of every digit)."""
     currency: str = txn.currency
     quantum = Decimal(1).scaleb(-currency_exponent(currency))
     _fix(txn.__dict__, ("total", "imbalance"), quantum, currency)
@@ -106,7 +106,7 @@ def fix_exponents(txn: Any) -> None:
 def _fix(values: dict[str, Any], names: tuple[str, ...], quantum: Decimal, currency: str) -> None:
     for name in names:
         value: Decimal | None = values[name]
-        if value is not None:
+        if value is not None and not value.same_quantum(quantum):
             fixed = value.quantize(quantum)
             if fixed != value:
                 raise ValueError(f"{value} has more decimals than {currency} allows")

@@ -11,7 +11,7 @@ from xml.etree.ElementTree import Element
 
 from agent.contract import LineType
 
-from ._poslog_read import TRUE, Reader, attr, flag, link, text
+from ._poslog_read import TRUE, Reader, attr, flag, link, own_text, text
 from ._poslog_tender import read_tender
 from ._xml import local
 
@@ -202,7 +202,7 @@ class Body:
         return {
             "code": code,
             "rate": money(text(el, "Percent"), where + "/Percent"),
-            "taxable": money(text(el, "TaxableAmount"), where + "/TaxableAmount"),
+            "taxable": money(own_text(taxable_el), where + "/TaxableAmount"),
             "amount": amount,
             "included": included,
         }
@@ -217,8 +217,8 @@ class Body:
             self.discounts.append(discount)
 
     def _extra(self, el: Element, name: str, number: str, where: str) -> None:
-        value = text(el, "Amount") or text(el, "ExtendedAmount") or (el.text or "").strip()
-        amount = self.reader.money(value or None, where + "/Amount")
+        value = text(el, "Amount") or text(el, "ExtendedAmount") or own_text(el)
+        amount = self.reader.money(value, where + "/Amount")
         if amount is None:
             return
         direction = (attr(el, "RoundingDirection") or attr(el, "Direction") or "").lower()

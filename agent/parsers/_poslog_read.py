@@ -16,7 +16,7 @@ from agent.contract import make_key
 from ._base import ParseContext, ParseError
 from ._xml import local
 
-__all__ = ["TRUE", "Reader", "attr", "flag", "link", "original_key", "text"]
+__all__ = ["TRUE", "Reader", "attr", "flag", "link", "original_key", "own_text", "text"]
 
 TRUE = frozenset({"true", "1", "yes", "y"})
 # Amounts and quantities up to 10^12: their products and sums stay exact in Decimal's
@@ -33,6 +33,13 @@ def text(element: Element | None, name: str) -> str | None:
         return None
     value = value.strip()
     return value or None
+
+
+def own_text(element: Element | None) -> str | None:
+    """Stripped text of `element` itself, or None when absent or blank."""
+    if element is None or element.text is None:
+        return None
+    return element.text.strip() or None
 
 
 def attr(element: Element, name: str) -> str | None:
@@ -70,8 +77,10 @@ class Reader:
     def money(self, value: str | None, where: str) -> Decimal | None:
         if value is None:
             return None
+        if "," in value and value.count(".") == 1:
+            value = value.replace(",", "")  # "1,234.50": thousands separators
         try:
-            result = Decimal(value.replace(",", "") if value.count(".") == 1 else value)
+            result = Decimal(value)
         except InvalidOperation:
             raise self.fail(f"not a number: {value[:40]!r}", where) from None
         if not result.is_finite():

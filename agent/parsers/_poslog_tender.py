@@ -13,7 +13,7 @@ from xml.etree.ElementTree import Element
 
 from agent.contract import TenderType, card_brand
 
-from ._poslog_read import Reader, attr, flag, text
+from ._poslog_read import Reader, attr, flag, own_text, text
 
 __all__ = ["read_tender"]
 
@@ -92,8 +92,8 @@ def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str,
         cashback_el = el.find("CashBack")
     cashback = None
     if cashback_el is not None:
-        value = text(cashback_el, "Amount") or (cashback_el.text or "").strip()
-        cashback = money(value or None, where + "/" + cashback_el.tag)
+        value = text(cashback_el, "Amount") or own_text(cashback_el)
+        cashback = money(value, where + "/" + cashback_el.tag)
     tender: dict[str, Any] = {
         "type": kind,
         "method": method,

@@ -301,7 +301,7 @@ def _attributes(el: Element, status: str) -> dict[str, str]:
     till = text(el, "TillID")
     if till:
         found["till"] = till
-    for prop in el.iterfind("PosTransactionProperties"):
+    for prop in el.findall("PosTransactionProperties"):  # findall: iterfind is not in C
         code = text(prop, "PosTransactionPropertyCode")
         value = text(prop, "PosTransactionPropertyValue")
         if code and value:
