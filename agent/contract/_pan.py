@@ -118,7 +118,7 @@ def _scrub_value(value: object) -> object:
     if isinstance(value, tuple):
         return tuple(_scrub_value(v) for v in value)
     if isinstance(value, dict):
-        return {k: _scrub_value(v) for k, v in value.items()}
+        return {_scrub_value(k): _scrub_value(v) for k, v in value.items()}
     return value
 
 
@@ -138,12 +138,12 @@ def _suspect(value: object) -> bool:
     flags) and reads plain strings and nested models without asking what they are."""
     if isinstance(value, str):
         return len(value) >= 13 and _CANDIDATE.search(value) is not None
-    if isinstance(value, BaseModel):
-        return _check_for(type(value))(value)
+    if isinstance(value, dict):
+        return any(_suspect(k) or _suspect(v) for k, v in value.items())
     if isinstance(value, list | tuple):
         return any(_suspect(v) for v in value)
-    if isinstance(value, dict):
-        return any(_suspect(v) for v in value.values())
+    if isinstance(value, BaseModel):  # last: pydantic's isinstance runs Python code
+        return _check_for(type(value))(value)
     return False
 
 
@@ -162,6 +162,7 @@ def _make_check(cls: type[BaseModel]) -> Callable[[BaseModel], bool]:
     strings: list[str] = []  # str or None
     models: list[str] = []  # a model or None
     lists: list[str] = []  # a list of models
+    maps: list[str] = []  # str to str
     others: list[str] = []  # anything else: the generic walk
     for name, field in cls.model_fields.items():
         annotation = field.annotation
@@ -174,6 +175,8 @@ def _make_check(cls: type[BaseModel]) -> Callable[[BaseModel], bool]:
             models.append(name)
         elif get_origin(inner) is list and _is_model(get_args(inner)[0]):
             lists.append(name)
+        elif get_origin(inner) is dict and get_args(inner) == (str, str):
+            maps.append(name)
         else:
             others.append(name)
     search = _CANDIDATE.search
@@ -192,6 +195,14 @@ def _make_check(cls: type[BaseModel]) -> Callable[[BaseModel], bool]:
             for inner in values[name]:
                 if _check_for(type(inner))(inner):
                     return True
+        for name in maps:
+            found = values[name]
+            if found is not None:
+                for key, text in found.items():
+                    if len(key) >= 13 and search(key) is not None:
+                        return True
+                    if len(text) >= 13 and search(text) is not None:
+                        return True
         return any(_suspect(values[name]) for name in others)
 
     return check
@@ -234,7 +245,7 @@ def _may_hold_text(annotation: object) -> bool:
 
 def scrub_model(model: M) -> M:
     """A copy of `model` with every string field, at any depth, passed through `mask_pans`."""
-    if not _suspect(model):
+    if not _check_for(type(model))(model):
         return model  # nothing that could be a card number: the common case, kept cheap
     return _scrub(model)
 

@@ -22,6 +22,10 @@ TRUE = frozenset({"true", "1", "yes", "y"})
 # Amounts and quantities up to 10^12: their products and sums stay exact in Decimal's
 # default 28 digits, and no till rings up more.
 _MAGNITUDE = 11
+# Numbers already read, as written: quantities, tax rates and prices repeat from line to
+# line and file to file, and a Decimal (immutable) costs a dozen times a lookup to make.
+_NUMBERS: dict[str, Decimal] = {}
+_NUMBERS_KEPT = 20_000
 
 
 def text(element: Element | None, name: str) -> str | None:
@@ -77,6 +81,10 @@ class Reader:
     def money(self, value: str | None, where: str) -> Decimal | None:
         if value is None:
             return None
+        known = _NUMBERS.get(value)
+        if known is not None:
+            return known
+        text = value
         if "," in value and value.count(".") == 1:
             value = value.replace(",", "")  # "1,234.50": thousands separators
         try:
@@ -87,6 +95,9 @@ class Reader:
             raise self.fail(f"not a finite number: {value[:40]!r}", where)
         if result and result.adjusted() > _MAGNITUDE:
             raise self.fail(f"a number out of range: {value[:40]!r}", where)
+        if len(_NUMBERS) >= _NUMBERS_KEPT:
+            _NUMBERS.clear()
+        _NUMBERS[text] = result
         return result
 
     def when(self, value: str, where: str) -> datetime:
