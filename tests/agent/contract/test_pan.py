@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.contract import Customer, card_brand, luhn_valid, mask_pans, scrub_model
+from agent.contract import Customer, _pan, card_brand, luhn_valid, mask_pans, scrub_model
 from tests.support.strategies import transactions
 
 
@@ -114,3 +114,21 @@ def test_a_file_name_time_stamp_is_not_a_card_number() -> None:
     assert mask_pans("card 36227206271667") == "card **********1667"
     assert luhn_valid("20261399124134")  # month 13
     assert mask_pans("20261399124134") == "**********4134"
+
+
+_PIECES = [*"0123456789 -:/a", "\u0664", "\u06f7", "\u0966", "  ", "--", "4111", "2024-05-01"]
+
+
+@settings(max_examples=2000)
+@given(st.lists(st.sampled_from(_PIECES), max_size=30).map("".join))
+def test_the_quick_prefilter_never_skips_what_the_pattern_finds(text: str) -> None:
+    # Records are checked with a simpler pattern before the candidate pattern; it must
+    # never say no where the candidate pattern (Unicode digits included) says yes.
+    assert _pan._long(text) == (_pan._CANDIDATE.search(text) is not None)
+
+
+def test_a_number_in_unicode_digits_is_still_found_in_a_record() -> None:
+    arabic = "".join(chr(0x0660 + int(d)) for d in "4111111111111111")
+    customer = Customer(loyalty_id=arabic)
+    assert _pan._long(arabic)
+    assert scrub_model(customer).loyalty_id == "************1111"
