@@ -53,10 +53,10 @@ def currency_exponent(currency: str) -> int:
 
 def to_decimal(value: Any) -> Decimal:
     """Accept str, int or Decimal; refuse float, bool and non-finite values."""
-    if isinstance(value, bool | float):
-        raise ValueError("money and quantities must be decimal strings or integers, never floats")
-    if isinstance(value, Decimal):
+    if isinstance(value, Decimal):  # first: what parsers hand over
         result = value
+    elif isinstance(value, (bool, float)):  # a tuple: no union object made per call
+        raise ValueError("money and quantities must be decimal strings or integers, never floats")
     elif isinstance(value, int):
         result = Decimal(value)
     elif isinstance(value, str):

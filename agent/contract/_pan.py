@@ -148,7 +148,7 @@ def _suspect(value: object) -> bool:
         return _long(value)
     if isinstance(value, dict):
         return any(_suspect(k) or _suspect(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):  # a tuple: no union object made per call
         return any(_suspect(v) for v in value)
     if isinstance(value, BaseModel):  # last: pydantic's isinstance runs Python code
         return _check_for(type(value)).holds(value)
