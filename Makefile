@@ -22,8 +22,9 @@ $(CTMOCK_STAMP): $(CTMOCK)/package.json $(CTMOCK)/package-lock.json
 	cd $(CTMOCK) && npm ci --no-audit --no-fund --loglevel=error
 	touch $(CTMOCK_STAMP)
 
-# The install compiles the POSLog reader and the card-number check (setup.py, mypyc); here a
-# failed compile is an error, where an end user's install falls back to plain Python.
+# The install compiles the POSLog reader, the card-number check and the money arithmetic
+# (setup.py, mypyc); here a failed compile is an error, where an end user's install falls
+# back to plain Python.
 NATIVE := TILLBRIDGE_REQUIRE_NATIVE=1 PYTHONWARNINGS="ignore:Editable installation"
 NATIVE_SOURCES := $(shell sed -n 's/^ *"\(agent\/.*\.py\)",$$/\1/p' setup.py)
 

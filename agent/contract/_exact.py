@@ -1,6 +1,7 @@
 """The arithmetic every record passes, compiled with the POSLog reader (setup.py): a
 value read as an exact Decimal, the currency's exponent given to a transaction's amounts,
-and how far its total is from its lines. Models are read through their `__dict__`."""
+and how far its total is from its lines. Amounts are rewritten through the models'
+`__dict__` (they are frozen); everything else is read as attributes."""
 
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def _mask(match: re.Match[str]) -> str:
     text = _ascii_digits(match.group())
     digits = text.replace(" ", "").replace("-", "")
     if text == digits and _is_timestamp(digits):
-        return text
+        return match.group()
     if 13 <= len(digits) <= 19 and luhn_valid(digits):
         return _masked(digits)
     # A card number next to other digit groups ("4000…0006-0"): try the runs of whole

@@ -84,11 +84,11 @@ class Reader:
         known = _NUMBERS.get(value)
         if known is not None:
             return known
-        text = value
+        number = value
         if "," in value and value.count(".") == 1:
-            value = value.replace(",", "")  # "1,234.50": thousands separators
+            number = value.replace(",", "")  # "1,234.50": thousands separators
         try:
-            result = Decimal(value)
+            result = Decimal(number)
         except InvalidOperation:
             raise self.fail(f"not a number: {value[:40]!r}", where) from None
         if not result.is_finite():
@@ -97,7 +97,7 @@ class Reader:
             raise self.fail(f"a number out of range: {value[:40]!r}", where)
         if len(_NUMBERS) >= _NUMBERS_KEPT:
             _NUMBERS.clear()
-        _NUMBERS[text] = result
+        _NUMBERS[value] = result
         return result
 
     def when(self, value: str, where: str) -> datetime:
