@@ -75,8 +75,16 @@ def to_decimal(value: Any) -> Decimal:
 
 def quantize_amount(value: Decimal, currency: str) -> Decimal:
     """Give an amount the currency's exponent; refuse one that would lose precision."""
-    exp = Decimal(1).scaleb(-currency_exponent(currency))
-    quantized = value.quantize(exp)
+    return _quantized(value, _quantum(currency), currency)
+
+
+def _quantum(currency: str) -> Decimal:
+    """The currency's smallest unit as an exponent: 0.01 for EUR, 1 for JPY."""
+    return Decimal(1).scaleb(-currency_exponent(currency))
+
+
+def _quantized(value: Decimal, quantum: Decimal, currency: str) -> Decimal:
+    quantized = value.quantize(quantum)
     if quantized != value:
         raise ValueError(f"{value} has more decimals than {currency} allows")
     return quantized
@@ -88,7 +96,7 @@ def fix_exponents(txn: Any) -> None:
     notation changes, never the value. Most amounts already have it (`same_quantum`, where
     `as_tuple` would build a tuple of every digit)."""
     currency: str = txn.currency
-    quantum = Decimal(1).scaleb(-currency_exponent(currency))
+    quantum = _quantum(currency)
     _fix(txn.__dict__, ("total", "imbalance"), quantum, currency)
     for line in txn.lines:
         _fix(line.__dict__, ("amount",), quantum, currency)
@@ -108,10 +116,7 @@ def _fix(values: dict[str, Any], names: tuple[str, ...], quantum: Decimal, curre
     for name in names:
         value: Decimal | None = values[name]
         if value is not None and not value.same_quantum(quantum):
-            fixed = value.quantize(quantum)
-            if fixed != value:
-                raise ValueError(f"{value} has more decimals than {currency} allows")
-            values[name] = fixed
+            values[name] = _quantized(value, quantum, currency)
 
 
 def imbalance(
@@ -136,4 +141,4 @@ def imbalance(
             expected += tax.amount
     for discount in discounts:
         expected -= discount.amount
-    return (total - expected).quantize(Decimal(1).scaleb(-currency_exponent(currency)))
+    return (total - expected).quantize(_quantum(currency))
