@@ -24,6 +24,7 @@ from typing import BinaryIO
 from xml.etree.ElementTree import Element
 
 from ._base import ParseError
+from ._xml import local
 
 __all__ = ["transactions"]
 
@@ -89,8 +90,7 @@ def _root(pull: ET.XMLPullParser[Element]) -> Element | None:
             parser._setevents(pull._events_queue, ())  # type: ignore[attr-defined]
         for _rest in events:
             pass  # the start events already queued hold elements: let them go
-        tag = element.tag
-        name = tag[tag.index("}") + 1 :] if tag[:1] == "{" else tag
+        name = local(element.tag)
         if name != "POSLog":
             raise ParseError(f"not POSLog: the root element is {name!r}", "/")
         return element
@@ -112,7 +112,7 @@ def _rename(element: Element, names: dict[str, str]) -> None:
         if tag[:1] == "{":
             name = names.get(tag)
             if name is None:
-                name = names[tag] = tag[tag.index("}") + 1 :]
+                name = names[tag] = local(tag)
             found.tag = name
 
 
