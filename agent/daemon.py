@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from agent import _failpoints as failpoints
 from agent._version import __version__
 from agent.config import AgentConfig
 from agent.contract import AgentInfo, Heartbeat
@@ -124,7 +125,7 @@ class Agent:
         outbox = await Outbox.open(config.outbox_path, config.outbox, key_file=key_file)
         self.outbox = outbox
         try:
-            if outbox.recovery is not None:
+            if outbox.reread is not None:  # a new or rebuilt outbox: finish its re-read first
                 await self.reread_archive()
             uplink = Uplink(config, outbox, self.heartbeat)
             self.uplink = uplink
@@ -228,22 +229,44 @@ class Agent:
     # -- recovery -------------------------------------------------------------------------
 
     async def reread_archive(self) -> tuple[int, int]:
-        """After the outbox was rebuilt, take every archived file again; central drops what
-        it already has. Returns (files re-read, files that could not be)."""
+        """Take every archived file the outbox does not hold into it again; central drops
+        what it already has. The outbox's re-read mark is cleared only once every file has
+        been taken, so a stop part-way resumes at the next start. Returns (files re-read,
+        files that could not be)."""
         outbox = self.outbox
         assert outbox is not None
+        mark = outbox.reread or {}
+        files = archived_files(self.config.archive_dir)
+        self.recovery_note = f"re-reading {len(files)} archived file(s) into the outbox"
+        if files:
+            log.warning(
+                "Re-reading the archive into the outbox.",
+                extra={
+                    "files": len(files),
+                    "reason": mark.get("reason"),
+                    "marked_at": mark.get("at"),
+                },
+            )
         done = failed = 0
-        for path in archived_files(self.config.archive_dir):
+        for path in files:
             item, items = await read_archived(self.config, path)
             try:
-                await outbox.ingest(item, items)
-                done += 1
+                outcome = await outbox.ingest(item, items)
             except ParseError as exc:
                 failed += 1
                 log.error(
                     "Archived file could not be re-read after the outbox was rebuilt.",
                     extra={"file": str(path), "reason": str(exc)},
                 )
+                continue
+            if not outcome.already_ingested:
+                done += 1
+            failpoints.hit("reread.file_done")
+        failpoints.hit("reread.all_done")
+        await outbox.finish_reread()
+        if outbox.recovery is None and not done and not failed:
+            self.recovery_note = None  # a new outbox with nothing behind it: nothing to say
+            return done, failed
         self.recovery_note = f"re-read {done} archived file(s) after the outbox was rebuilt" + (
             f"; {failed} could not be read (see the log)" if failed else ""
         )

@@ -9,7 +9,16 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-__all__ = ["SCHEMA", "Recovery", "check_or_move_aside", "connect_pragmas"]
+from agent import _failpoints as failpoints
+
+__all__ = [
+    "SCHEMA",
+    "Recovery",
+    "check_or_move_aside",
+    "connect_pragmas",
+    "last_seq_aside",
+    "schema_statements",
+]
 
 log = logging.getLogger("tillbridge.agent.outbox")
 
@@ -83,6 +92,19 @@ CREATE TABLE IF NOT EXISTS levels (
 """
 
 
+def schema_statements() -> list[str]:
+    """SCHEMA as single statements, to run inside a transaction of the caller's (a
+    `;` inside a comment does not end a statement)."""
+    out: list[str] = []
+    current = ""
+    for line in SCHEMA.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    return out
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Recovery:
     """A damaged outbox was moved aside at start; its records are re-read from the archive."""
@@ -141,28 +163,65 @@ def _last_seq(path: Path) -> int:
     return best
 
 
+_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _aside_name(path: Path, now: datetime) -> Path:
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while any(Path(str(target) + s).exists() for s in ("", *_COMPANIONS)):
+        n += 1
+        target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    return target
+
+
+def _move_aside(path: Path, target: Path) -> None:
+    """The WAL and its companions go first, the main file last: a stop between the two
+    leaves the damaged file where the next start finds it again. The other way round, a
+    new database could open with the old WAL beside it and replay its pages."""
+    for suffix in _COMPANIONS:
+        part = Path(str(path) + suffix)
+        if part.exists():
+            part.rename(Path(str(target) + suffix))
+    failpoints.hit("outbox.wal_moved_aside")
+    if path.exists():
+        path.rename(target)
+    failpoints.hit("outbox.moved_aside")
+
+
 def check_or_move_aside(path: Path) -> Recovery | None:
     """Check the outbox at start; move a damaged one (and its WAL) aside, never delete it."""
     if not path.exists():
+        orphans = [s for s in _COMPANIONS if Path(str(path) + s).exists()]
+        if orphans:  # a WAL without its database: never let a new database replay it
+            target = _aside_name(path, datetime.now(UTC))
+            _move_aside(path, target)
+            log.warning(
+                "Outbox companion files without their database moved aside.",
+                extra={"moved_to": str(target), "files": orphans},
+            )
         return None
     problem = _integrity_problem(path)
     if problem is None:
         return None
     last_seq = _last_seq(path)
     now = datetime.now(UTC)
-    stamp = now.strftime("%Y%m%dT%H%M%SZ")
-    target = path.with_name(f"{path.name}.damaged-{stamp}")
-    n = 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        part = Path(str(path) + suffix)
-        if part.exists():
-            part.rename(Path(str(target) + suffix))
+    target = _aside_name(path, now)
+    _move_aside(path, target)
     log.error(
         "Outbox database is damaged; moved aside and rebuilt. Records not known to be "
         "acknowledged are re-read from the archive.",
         extra={"moved_to": str(target), "problem": problem, "last_seq": last_seq},
     )
     return Recovery(moved_to=target, reason=problem, last_seq=last_seq, at=now)
+
+
+def last_seq_aside(path: Path) -> int:
+    """The highest seq any damaged outbox moved aside beside `path` still yields: a new
+    outbox numbers on from there, even when the stop came before it could note it."""
+    best = 0
+    for aside in path.parent.glob(f"{path.name}.damaged-*"):
+        if not aside.name.endswith(_COMPANIONS):
+            best = max(best, _last_seq(aside))
+    return best

@@ -24,13 +24,21 @@ from typing import Any, NamedTuple
 
 import aiosqlite
 
+from agent import _failpoints as failpoints
 from agent.config import OutboxSettings
 from agent.contract import Inventory, Record, Transaction
 from agent.contract.logs import new_correlation_id
 from agent.parsers import Parsed, Skipped
 from agent.sources import IngestFile, IngestOutcome
 
-from ._db import SCHEMA, Recovery, check_or_move_aside, connect_pragmas
+from ._db import (
+    SCHEMA,
+    Recovery,
+    check_or_move_aside,
+    connect_pragmas,
+    last_seq_aside,
+    schema_statements,
+)
 from ._seal import Sealer, load_or_create_key
 from ._writer import GroupWriter
 
@@ -167,6 +175,9 @@ class Outbox:
         self._reader = reader
         self._sealer = sealer
         self.recovery = recovery
+        self.reread: dict[str, Any] | None = None
+        """The re-read mark: set while the archive must still be read again (a new or
+        rebuilt outbox), cleared only once that re-read finished."""
         self._mirror = _Mirror()
         self._writer = GroupWriter(db, self._mirror, max_wait_ms=settings.commit_interval_ms)
         self._budget = "ok"
@@ -181,42 +192,86 @@ class Outbox:
 
     @classmethod
     async def open(cls, path: Path, settings: OutboxSettings, *, key_file: Path) -> Outbox:
-        """Open (or create) the outbox; a damaged file is moved aside and a new one built."""
+        """Open (or create) the outbox; a damaged file is moved aside and a new one built.
+
+        A new outbox is created with a re-read mark in the same transaction as its tables:
+        whatever stopped the agent before (damage moved aside, a database lost or deleted),
+        the archive is read again, and every start resumes that until it is finished.
+        """
         path.parent.mkdir(parents=True, exist_ok=True)
         recovery = await asyncio.to_thread(check_or_move_aside, path)
         sealer = Sealer(load_or_create_key(key_file))
         db = await aiosqlite.connect(path, isolation_level=None)
         for pragma in connect_pragmas():
             await db.execute(pragma)
-        await db.executescript(SCHEMA)
+        async with db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ) as cur:
+            row = await cur.fetchone()
+        if row is not None and int(row[0]) == 0:
+            await cls._create(db, path, recovery)
+        else:
+            await db.executescript(SCHEMA)  # tables added since the file was made
         reader = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
         await reader.execute("PRAGMA busy_timeout=10000")
         outbox = cls(path, settings, db=db, reader=reader, sealer=sealer, recovery=recovery)
-        await outbox._load(recovery)
+        await outbox._load()
         outbox._writer.start()
         await outbox.refresh_budget()
         return outbox
 
-    async def _load(self, recovery: Recovery | None) -> None:
-        db = self._db
+    @staticmethod
+    async def _create(db: aiosqlite.Connection, path: Path, recovery: Recovery | None) -> None:
+        """The tables, the seq to number on from and the re-read mark: one transaction."""
+        last_seq = max(
+            recovery.last_seq if recovery else 0,
+            await asyncio.to_thread(last_seq_aside, path),
+        )
+        now = datetime.now(UTC)
         if recovery is not None:
-            note = (
+            reason = f"damage ({recovery.reason})"
+            note: str | None = (
                 f"outbox rebuilt at {recovery.at.isoformat(timespec='seconds')} after damage "
                 f"({recovery.reason}); the damaged file is kept at {recovery.moved_to}; records "
                 "not known to be acknowledged were re-read from the archive"
             )
-            await db.execute("BEGIN")
-            await db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(recovery.last_seq),)
+        else:
+            reason = "new outbox"
+            note = (
+                f"outbox created again at {now.isoformat(timespec='seconds')} after an earlier "
+                "one was moved aside; records not known to be acknowledged were re-read from "
+                "the archive"
+                if last_seq
+                else None
             )
-            await db.execute("INSERT OR REPLACE INTO meta VALUES ('recovered', ?)", (note,))
+        mark = json.dumps(
+            {"since": None, "reason": reason, "at": now.isoformat(timespec="seconds")}
+        )
+        statements = [
+            ("INSERT INTO meta VALUES ('last_seq', ?)", (str(last_seq),)),
+            ("INSERT INTO meta VALUES ('reread', ?)", (mark,)),
+        ]
+        if note is not None:
+            statements.append(("INSERT INTO meta VALUES ('recovered', ?)", (note,)))
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in schema_statements():
+                await db.execute(statement)
+            for sql, params in statements:
+                await db.execute(sql, params)
             await db.commit()
-        async with db.execute("SELECT value FROM meta WHERE name = 'recovered'") as cur:
-            row = await cur.fetchone()
-            self._recovered_note = str(row[0]) if row else None
-        async with db.execute("SELECT value FROM meta WHERE name = 'last_seq'") as cur:
-            row = await cur.fetchone()
-            meta_last = int(row[0]) if row else 0
+        except BaseException:
+            await db.rollback()
+            raise
+        failpoints.hit("outbox.created")
+
+    async def _load(self) -> None:
+        db = self._db
+        async with db.execute("SELECT name, value FROM meta") as cur:
+            meta = {str(r[0]): str(r[1]) for r in await cur.fetchall()}
+        self._recovered_note = meta.get("recovered")
+        self.reread = json.loads(meta["reread"]) if "reread" in meta else None
+        meta_last = int(meta.get("last_seq", "0"))
         async with db.execute(
             "SELECT coalesce(max(seq), 0), "
             "coalesce(sum(state != 'acked'), 0), "
@@ -233,6 +288,16 @@ class Outbox:
             "UPDATE records SET state = 'pending' WHERE state != 'acked' AND state = 'sent'"
         )
         await db.commit()
+
+    async def finish_reread(self) -> None:
+        """The archive has been read again whole: clear the mark (durably), and only now."""
+
+        async def job(db: aiosqlite.Connection) -> None:
+            await db.execute("DELETE FROM meta WHERE name = 'reread'")
+
+        await self._writer.submit(job)
+        self.reread = None
+        failpoints.hit("reread.cleared")
 
     async def close(self) -> None:
         await self._writer.stop()
@@ -270,9 +335,11 @@ class Outbox:
                     counts.unchanged,
                 ),
             )
+            failpoints.hit("ingest.committing")
             return IngestOutcome(counts.inserted, counts.duplicates, counts.skipped)
 
         outcome: IngestOutcome = await self._writer.submit(job)
+        failpoints.hit("ingest.committed")
         self._committed(outcome.inserted)
         return outcome
 
