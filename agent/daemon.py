@@ -30,7 +30,7 @@ from agent.lock import data_dir_lock
 from agent.outbox import Outbox
 from agent.parsers import ParseContext, Parsed, ParseError, parse_stream
 from agent.scheduler import Scheduler
-from agent.sources import IngestFile, Watchers
+from agent.sources import IngestFile, Watchers, quarantine_copy
 from agent.uplink import Uplink
 
 __all__ = ["Agent", "closed_before", "read_status"]
@@ -254,10 +254,7 @@ class Agent:
                 outcome = await outbox.ingest(item, items)
             except ParseError as exc:
                 failed += 1
-                log.error(
-                    "Archived file could not be re-read after the outbox was rebuilt.",
-                    extra={"file": str(path), "reason": str(exc)},
-                )
+                await self._quarantine_archived(path, item.sha256, exc)
                 continue
             if not outcome.already_ingested:
                 done += 1
@@ -272,6 +269,41 @@ class Agent:
         )
         log.warning("Outbox rebuilt from the archive.", extra={"files": done, "failed": failed})
         return done, failed
+
+    async def _quarantine_archived(self, path: Path, sha256: str, error: ParseError) -> None:
+        """An archived file this agent can no longer read (a stricter parser since): its
+        records may exist nowhere else now, so it must be seen. A copy goes to quarantine,
+        where `quarantine list` shows it and `quarantine retry` takes it again after a fix."""
+        config = self.config
+        source = config.sources[0] if config.sources else None
+        try:
+            target = await asyncio.to_thread(
+                quarantine_copy,
+                path,
+                config.quarantine_dir,
+                source=source.name if source else "archive",
+                folder=source.path if source else path.parent,
+                sha256=sha256,
+                reason=f"could not be re-read from the archive: {error.reason}",
+                place=error.place,
+                when=datetime.now(config.zone),
+                config_file=str(self.config_file or "<config file>"),
+            )
+        except OSError as exc:
+            target = None
+            log.error(
+                "Archived file could not be copied to quarantine.",
+                extra={"file": str(path), "error": str(exc)},
+            )
+        log.error(
+            "Archived file could not be re-read after the outbox was rebuilt.",
+            extra={
+                "file": str(path),
+                "reason": error.reason,
+                "place": error.place,
+                "quarantined_as": target.name if target else None,
+            },
+        )
 
     # -- status ---------------------------------------------------------------------------
 

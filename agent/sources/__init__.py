@@ -2,7 +2,12 @@
 archive what was taken and quarantine what was refused."""
 
 from ._glob import matches
-from ._quarantine import QuarantinedFile, list_quarantined, retry_quarantined
+from ._quarantine import (
+    QuarantinedFile,
+    list_quarantined,
+    quarantine_copy,
+    retry_quarantined,
+)
 from ._sink import FileSink, IngestFile, IngestOutcome
 from ._watch import SourceStats, SourceWatcher, Watchers
 
@@ -16,5 +21,6 @@ __all__ = [
     "Watchers",
     "list_quarantined",
     "matches",
+    "quarantine_copy",
     "retry_quarantined",
 ]

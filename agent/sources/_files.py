@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import shutil
 import threading
@@ -22,7 +23,10 @@ __all__ = [
     "look",
     "look_all",
     "move_to",
+    "sync_file",
 ]
+
+log = logging.getLogger("tillbridge.agent.sources")
 
 READY_SUFFIX = ".ready"
 BLOCK = 1024 * 1024
@@ -119,8 +123,31 @@ def drop_marker(path: Path) -> None:
     Path(str(path) + READY_SUFFIX).unlink(missing_ok=True)
 
 
+def sync_file(path: Path) -> None:
+    """Flush a file and the folder entry naming it to disk (the folder where the system
+    allows it: Windows has no handle for a folder)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if os.name == "posix":
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def archive_file(path: Path, archive_dir: Path, day: str) -> Path:
-    """Move an ingested file to `archive/<day>/` and drop its `.ready` marker."""
+    """Move an ingested file to `archive/<day>/` and drop its `.ready` marker.
+
+    The archived file is flushed to disk: should the outbox ever be rebuilt, the archive is
+    the one copy of what it held, and a POS rarely flushes what it writes."""
     target = move_to(path, archive_dir / day)
+    try:
+        sync_file(target)
+    except OSError as exc:  # the file is archived all the same; the outbox holds its records
+        log.warning("Archived file could not be flushed to disk.", extra={"error": str(exc)})
     drop_marker(path)
     return target

@@ -93,6 +93,40 @@ def quarantine_file(
     return target
 
 
+def quarantine_copy(
+    path: Path,
+    quarantine_dir: Path,
+    *,
+    source: str,
+    folder: Path,
+    sha256: str,
+    reason: str,
+    place: str,
+    when: datetime,
+    config_file: str = "<config file>",
+) -> Path:
+    """Quarantine a copy of `path`, which stays where it is (an archived file the agent
+    can no longer read: the archive keeps its copy, the quarantine shows and retries it)."""
+    staging = quarantine_dir / ".staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    staged = staging / path.name
+    shutil.copyfile(path, staged)
+    try:
+        return quarantine_file(
+            staged,
+            quarantine_dir,
+            source=source,
+            folder=folder,
+            sha256=sha256,
+            reason=reason,
+            place=place,
+            when=when,
+            config_file=config_file,
+        )
+    finally:
+        staged.unlink(missing_ok=True)
+
+
 _KEYS = frozenset({"file", "source", "folder", "quarantined", "sha-256", "reason", "place"})
 
 

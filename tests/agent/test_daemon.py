@@ -24,7 +24,7 @@ from agent.contract import Transaction, make_key
 from agent.daemon import Agent, closed_before, read_status
 from agent.outbox import Outbox
 from agent.parsers import Skipped
-from agent.sources import IngestFile
+from agent.sources import IngestFile, list_quarantined, retry_quarantined
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import wait_for
 from tests.support.relay import central_config, running_relay
@@ -191,6 +191,42 @@ async def test_a_damaged_outbox_is_rebuilt_from_the_archive(tmp_path: Path) -> N
     status = read_status(config.data_dir)
     assert status is not None
     assert "rebuilt" in status["outbox"]["recovered"]
+
+
+async def test_an_archived_file_that_no_longer_reads_is_quarantined_not_dropped(
+    tmp_path: Path,
+) -> None:
+    config = AgentConfig(
+        store=STORE,
+        data_dir=tmp_path / "data",
+        broker={"url": "mqtt://127.0.0.1:1"},  # type: ignore[arg-type]
+        sources=[SourceSettings(name="counts", path=tmp_path / "pos", format="inventory")],
+        outbox=OutboxSettings(),
+    )
+    archive = config.archive_dir / "2024-03-16"
+    archive.mkdir(parents=True)
+    drop_counts(archive, 1, 2, 10)
+    unreadable = archive / "counts_00009.csv"
+    unreadable.write_text("sku,location,qty,counted_at\nA,FLOOR,not-a-number,2024-03-15\n")
+    config.outbox_path.write_bytes(b"this is not a database" * 100)
+    (tmp_path / "pos").mkdir()
+
+    agent = Agent(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    await wait_for(lambda: asyncio.sleep(0, agent.watchers is not None), timeout=15)
+    stop.set()
+    await asyncio.wait_for(task, 30)
+    assert agent.recovery_note == (
+        "re-read 2 archived file(s) after the outbox was rebuilt; 1 could not be read (see the log)"
+    )
+    assert unreadable.exists()  # the archive keeps its copy
+    [quarantined] = list_quarantined(config.quarantine_dir)
+    assert quarantined.name == "counts_00009.csv"
+    assert quarantined.path.read_bytes() == unreadable.read_bytes()
+    assert "could not be re-read from the archive" in quarantined.reason
+    assert quarantined.folder == str(tmp_path / "pos")  # `quarantine retry` takes it there
+    assert retry_quarantined(config.quarantine_dir, quarantined.name).parent == tmp_path / "pos"
 
 
 def sale(txn: str, day: date, total: str) -> Transaction:

@@ -82,6 +82,7 @@ CASES = {
     "mid re-read": [("reread.file_done=2", False)],
     "right after the re-read": [("reread.all_done", False)],
     "re-read mark cleared": [("reread.cleared", False)],
+    "inside a POS file's commit": [(f"ingest.committing={ARCHIVED_FILES + 1}", False)],
     "a POS file committed, not archived": [(f"ingest.committed={ARCHIVED_FILES + 1}", False)],
     "damaged again mid re-read, then killed": [
         ("reread.file_done=1", True),
