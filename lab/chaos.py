@@ -288,25 +288,39 @@ heartbeat_seconds = 2
         return stats
 
 
-def _faults(stage: Stage) -> dict[str, Callable[[], str]]:
+def _damaged_count(data: Path) -> int:
+    """Outbox files the agent has moved aside (each rebuild adds one)."""
+    return sum(
+        1
+        for p in data.glob("outbox.db.damaged-*")
+        if not p.name.endswith(("-wal", "-shm", "-journal"))
+    )
+
+
+def _faults(
+    stage: Stage, *, sleep: Callable[[float], None] = time.sleep
+) -> dict[str, Callable[[], str]]:
+    """Each kind of fault, applied to `stage` (or to a stand-in with the same parts, as the
+    test that runs the schedule over many seeds does). A fault that cannot apply at this
+    point of a run says so and changes nothing."""
     rng = stage.rng
 
     def kill_agent() -> str:
         store = rng.choice(stage.stores)
         stage.agents[store].kill()
-        time.sleep(rng.uniform(0.2, 1.5))
+        sleep(rng.uniform(0.2, 1.5))
         stage.agents[store].start()
         return f"SIGKILL agent {store}"
 
     def kill_relay() -> str:
         stage.relay.kill()
-        time.sleep(rng.uniform(0.2, 2.0))
+        sleep(rng.uniform(0.2, 2.0))
         stage.relay.start()
         return "SIGKILL relay"
 
     def restart_broker() -> str:
         stage.broker.stop()
-        time.sleep(rng.uniform(0.5, 2.0))
+        sleep(rng.uniform(0.5, 2.0))
         stage.broker.start()
         return "broker stopped and restarted"
 
@@ -316,7 +330,7 @@ def _faults(stage: Stage) -> dict[str, Callable[[], str]]:
         stage.broker.persistence = False
         for name in ("mosquitto.db",):
             (stage.broker.workdir / name).unlink(missing_ok=True)
-        time.sleep(rng.uniform(0.5, 1.5))
+        sleep(rng.uniform(0.5, 1.5))
         stage.broker.start()
         stage.broker.persistence = persistence
         return "broker killed, restarted without its persistence"
@@ -327,32 +341,69 @@ def _faults(stage: Stage) -> dict[str, Callable[[], str]]:
         stage.write_configs(broker_url=f"mqtt://127.0.0.1:{free_port()}", only=store)
         stage.agents[store].start()
         stage.write(store, rng.randint(10, 30))
-        time.sleep(rng.uniform(2, 4))
+        sleep(rng.uniform(2, 4))
         stage.agents[store].stop()
         stage.write_configs(only=store)
         stage.agents[store].start()
         return f"store {store} cut off, then back"
 
-    def corrupt_database() -> str:
-        # The store with the most files behind it, so there is something to lose.
-        store = max(stage.stores, key=lambda s: stage.tills[s].files)
+    def corrupt(store: str) -> bool:
+        """Kill the store's agent and wreck its outbox's header; start it again. False when
+        there is no outbox to wreck (the agent has not made one yet, or is mid-rebuild)."""
         stage.agents[store].kill()
         db = stage.workdir / store / "data" / "outbox.db"
-        # Fold the WAL into the file first, or SQLite would read page 1 back from it.
-        with sqlite3.connect(db) as conn:
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if not db.exists():
+            stage.agents[store].start()
+            return False
+        # Fold the WAL into the file first, or SQLite would read page 1 back from it
+        # (mode=rw: never create a database that is not there).
+        try:
+            with sqlite3.connect(f"file:{db}?mode=rw", uri=True) as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.DatabaseError:
+            pass  # already damaged: its header is wrecked below all the same
         with db.open("r+b") as handle:
             handle.write(os.urandom(100))  # the header: SQLite no longer knows the file
         stage.agents[store].start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not list(db.parent.glob("outbox.db.damaged-*")):
-            time.sleep(0.1)
-        aside = (
-            "moved aside and rebuilt"
-            if list(db.parent.glob("outbox.db.damaged-*"))
-            else ("NOT detected")
-        )
-        return f"agent {store} database corrupted ({aside})"
+        return True
+
+    def moved_aside(store: str, before: int) -> bool:
+        data = stage.workdir / store / "data"
+        for _ in range(100):  # 10 s
+            if _damaged_count(data) > before:
+                return True
+            sleep(0.1)
+        return False
+
+    def corrupt_database() -> str:
+        # The store with the most files behind it and an outbox, so there is something to
+        # lose; a run that has none yet skips the fault and says so.
+        ready = [s for s in stage.stores if (stage.workdir / s / "data" / "outbox.db").exists()]
+        if not ready:
+            return "agent database corruption skipped (no agent has an outbox yet)"
+        store = max(ready, key=lambda s: stage.tills[s].files)
+        data = stage.workdir / store / "data"
+        before = _damaged_count(data)
+        if not corrupt(store):
+            return f"agent {store} database corruption skipped (no outbox)"
+        what = f"agent {store} database corrupted"
+        what += " (moved aside and rebuilt)" if moved_aside(store, before) else " (NOT detected)"
+        # A brownout strikes again: damage the rebuilt outbox while it may still be
+        # re-reading the archive, and then, or instead, kill the agent mid-recovery.
+        if rng.random() < 0.5:
+            sleep(rng.uniform(0.0, 1.0))
+            again = _damaged_count(data)
+            if corrupt(store):
+                what += ", corrupted again" + (
+                    " (moved aside and rebuilt)" if moved_aside(store, again) else " (NOT detected)"
+                )
+        if rng.random() < 0.5:
+            sleep(rng.uniform(0.0, 0.6))
+            stage.agents[store].kill()
+            sleep(rng.uniform(0.1, 0.5))
+            stage.agents[store].start()
+            what += ", then SIGKILLed mid-recovery"
+        return what
 
     return {
         "kill_agent": kill_agent,
@@ -362,6 +413,67 @@ def _faults(stage: Stage) -> dict[str, Callable[[], str]]:
         "cut_store_off": cut_store_off,
         "corrupt_database": corrupt_database,
     }
+
+
+def schedule(rng: random.Random, kinds: list[str], faults: int) -> list[str]:
+    """Every kind of fault at least once, then a seeded mix, in a seeded order: the order
+    in which they strike."""
+    plan = list(kinds)
+    plan += [rng.choice(kinds) for _ in range(max(faults - len(plan), 0))]
+    rng.shuffle(plan)
+    return plan[::-1]  # taken from the end in earlier runs: the same seed, the same order
+
+
+def apply_fault(kinds: dict[str, Callable[[], str]], kind: str) -> str:
+    """Apply one fault; the run never dies by its own hand: a fault that fails to apply
+    is noted as skipped, with why, and the run goes on."""
+    try:
+        return kinds[kind]()
+    except Exception as exc:  # noqa: BLE001 - any failure of the injector itself
+        return f"{kind} skipped ({type(exc).__name__}: {exc})"
+
+
+class Journal:
+    """The seed, the fault schedule and each fault's outcome, written beside the run after
+    every step, so a failing run can be read and replayed with the same seed."""
+
+    def __init__(
+        self, path: Path, seed: int, stores: int, transactions: int, plan: list[str]
+    ) -> None:
+        self.path = path
+        self.data: dict[str, object] = {
+            "replay": f"python -m lab.chaos --stores {stores} --transactions {transactions} "
+            f"--faults {len(plan)} --seed {seed}",
+            "seed": seed,
+            "stores": stores,
+            "transactions": transactions,
+            "plan": plan,
+            "faults": [],
+            "result": None,
+        }
+        self._write()
+
+    def fault(self, kind: str, outcome: str, at: float) -> None:
+        faults = self.data["faults"]
+        assert isinstance(faults, list)
+        faults.append({"at_seconds": round(at, 1), "kind": kind, "outcome": outcome})
+        self._write()
+
+    def finish(self, result: ChaosResult) -> None:
+        self.data["result"] = {
+            "summary": result.summary,
+            "lost": result.lost,
+            "duplicated": result.duplicated,
+            "differences": result.differences,
+            "reconciliation": result.recon_differences,
+            "seconds": round(result.seconds, 1),
+        }
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2), encoding="utf-8")
+        os.replace(tmp, self.path)
 
 
 def run_chaos(
@@ -378,30 +490,33 @@ def run_chaos(
     started = time.monotonic()
     stage = Stage(workdir, stores, seed)
     kinds = _faults(stage)
-    # Every kind of fault at least once, then a seeded mix.
-    plan = list(kinds)
-    plan += [stage.rng.choice(list(kinds)) for _ in range(max(faults - len(plan), 0))]
-    stage.rng.shuffle(plan)
+    plan = schedule(stage.rng, list(kinds), faults)
+    journal = Journal(workdir / "chaos-run.json", seed, stores, transactions, plan)
     done: list[str] = []
+
+    def strike(kind: str) -> None:
+        outcome = apply_fault(kinds, kind)
+        done.append(outcome)
+        journal.fault(kind, outcome, time.monotonic() - started)
+        say(f"fault: {outcome}")
+
     try:
         stage.start()
         per_file = 20
         files = max(transactions // per_file // stores, 1)
         fault_every = max(files * stores // max(len(plan), 1), 1)
         written = 0
+        todo = list(plan)
         for round_ in range(files):
             for store in stage.stores:
                 stage.write(store, per_file)
                 written += 1
-                if written % fault_every == 0 and plan:
-                    what = kinds[plan.pop()]()
-                    done.append(what)
-                    say(f"fault: {what}")
+                if written % fault_every == 0 and todo:
+                    strike(todo.pop(0))
             time.sleep(0.2)
             del round_
-        for left in plan:
-            done.append(kinds[left]())
-            say(f"fault: {done[-1]}")
+        for left in todo:
+            strike(left)
         expected = set(stage.expected)
         say(f"written: {len(expected)} transactions; waiting for them to arrive and post")
         deadline = time.monotonic() + settle_timeout
@@ -432,7 +547,7 @@ def run_chaos(
         lost = len(expected - inbox) + len(expected - set(puts))
         duplicated = sum(1 for k in expected if puts.get(k, 0) > 1)
         duplicated += len(inbox - expected) + len(set(puts) - expected)
-        return ChaosResult(
+        result = ChaosResult(
             sent=len(expected),
             received=len(received),
             posted=len(posted_once),
@@ -443,6 +558,8 @@ def run_chaos(
             recon_differences=recon,
             seconds=time.monotonic() - started,
         )
+        journal.finish(result)
+        return result
     finally:
         stage.stop()
 
