@@ -188,7 +188,12 @@ def status(
         f"store        {data['store']} (agent {data['agent_id']}, version {data['version']})",
         f"source       {data['answered_by']}, written at {data['written_at']}",
         f"broker       {data['broker']}: {'connected' if data['connected'] else 'NOT connected'}"
-        + (f" (last error: {data['last_error']})" if data.get("last_error") else ""),
+        + (
+            f" (last error at {data.get('last_error_at') or 'an unknown time'}: "
+            f"{data['last_error']})"
+            if data.get("last_error") and not data["connected"]
+            else ""
+        ),
         f"backlog      {outbox.get('pending', 0)} pending, {outbox.get('sent', 0)} awaiting ack,"
         f" oldest {outbox.get('oldest_unacked_seconds') or 0:.0f} s",
         f"intake       {outbox.get('budget', 'unknown')}",

@@ -374,6 +374,11 @@ class Agent:
             "connected": bool(uplink and uplink.connected.is_set()),
             "broker": self.config.broker.host,
             "last_error": uplink.last_error if uplink else None,
+            "last_error_at": (
+                uplink.last_error_at.isoformat()
+                if uplink and uplink.last_error_at is not None
+                else None
+            ),
             "outbox": dataclasses.asdict(stats) if stats is not None else None,
             "recovery": self.recovery_note,
             "sources": {name: dataclasses.asdict(s) for name, s in sources.items()},

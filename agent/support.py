@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from agent._probe import scheme_mismatch
 from agent._version import __version__
 from agent.config import AgentConfig
 from agent.contract.redact import redact_text, redact_value
@@ -145,7 +146,18 @@ async def _broker_check(config: AgentConfig, wait: float) -> Check:
         async with asyncio.timeout(wait):
             async with client:
                 pass
-    except TimeoutError:
+    except (TimeoutError, aiomqtt.MqttError) as exc:
+        hint = await scheme_mismatch(broker.host, broker.port, tls=broker.tls)
+        if hint is not None:
+            return Check(
+                "broker",
+                False,
+                f"{broker.url}: {hint}",
+                f"Set agent.broker.url to the scheme the broker listens with on port "
+                f"{broker.port}.",
+            )
+        if isinstance(exc, aiomqtt.MqttError):
+            return _broker_error(broker.url, str(exc))
         return Check(
             "broker",
             False,
@@ -153,17 +165,18 @@ async def _broker_check(config: AgentConfig, wait: float) -> Check:
             "Check the network path and firewall to the broker (port "
             f"{broker.port}); the agent keeps buffering meanwhile.",
         )
-    except aiomqtt.MqttError as exc:
-        text = str(exc)
-        if "authori" in text.lower() or "password" in text.lower() or "code:5" in text:
-            fix = "Check agent.broker.username and the password file (provision-store rotates it)."
-        elif "certificate" in text.lower() or "ssl" in text.lower():
-            fix = "Check agent.broker.ca_file names the CA that signed the broker's certificate."
-        else:
-            fix = "Check agent.broker.url and that the broker is running."
-        return Check("broker", False, f"{broker.url}: {redact_text(text)}", fix)
     detail = f"{broker.url}: connected" + (" over TLS" if broker.tls else "")
     return Check("broker", True, detail + (" with credentials" if broker.username else ""))
+
+
+def _broker_error(url: str, text: str) -> Check:
+    if "authori" in text.lower() or "password" in text.lower() or "code:5" in text:
+        fix = "Check agent.broker.username and the password file (provision-store rotates it)."
+    elif "certificate" in text.lower() or "ssl" in text.lower():
+        fix = "Check agent.broker.ca_file names the CA that signed the broker's certificate."
+    else:
+        fix = "Check agent.broker.url and that the broker is running."
+    return Check("broker", False, f"{url}: {redact_text(text)}", fix)
 
 
 def _clock_check(config: AgentConfig) -> Check:

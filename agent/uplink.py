@@ -29,6 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
+from agent._probe import scheme_mismatch
 from agent._version import __version__
 from agent.config import AgentConfig
 from agent.contract import SCHEMA_VERSION, Ack, Command, Heartbeat, topic
@@ -109,6 +110,10 @@ class Uplink:
         # pool of threads would each keep their own (the agent's RSS during a drain).
         self._encoder: ThreadPoolExecutor | None = None
         self.last_error: str | None = None
+        """The last connection error, cleared once connected (status shows now, not then)."""
+        self.last_error_at: datetime | None = None
+        self._probed = False
+        self._hint: str | None = None
         self._client: aiomqtt.Client | None = None
         self._flights: dict[str, _Flight] = {}
         self._bytes_per_record: float | None = None
@@ -157,7 +162,10 @@ class Uplink:
         delay = settings.reconnect_min_seconds
         while not stop.is_set():
             try:
-                async with self._make_client() as client:
+                client = self._make_client()
+                if not await self._connect(client, stop):
+                    break
+                try:
                     self._client = client
                     await self._on_connect(client)
                     delay = settings.reconnect_min_seconds
@@ -171,12 +179,22 @@ class Uplink:
                             retain=True,
                             timeout=2,
                         )
+                finally:
+                    await client.__aexit__(None, None, None)
             except aiomqtt.MqttError as exc:
-                self.last_error = str(exc)
+                error = str(exc)
+                hint = await self._scheme_hint()
+                self.last_error = f"{hint} ({error})" if hint else error
+                self.last_error_at = datetime.now(UTC)
                 wait = delay * random.uniform(0.5, 1.0)
                 log.warning(
                     "Broker unreachable; records stay in the outbox.",
-                    extra={"error": str(exc), "retry_in_seconds": round(wait, 2)},
+                    extra={
+                        "error": error,
+                        "broker": self.config.broker.url,
+                        "retry_in_seconds": round(wait, 2),
+                        **({"fix": hint} if hint else {}),
+                    },
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait)
@@ -190,12 +208,41 @@ class Uplink:
             self._encoder = None
         log.info("Uplink stopped.", extra={"batches": self.batches_sent})
 
+    @staticmethod
+    async def _connect(client: aiomqtt.Client, stop: asyncio.Event) -> bool:
+        """Connect, unless `stop` comes first: a broker that never answers (a TLS port
+        spoken to in plain MQTT waits for a handshake) must not hold the agent's stop."""
+        entering = asyncio.ensure_future(client.__aenter__())
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({entering, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not entering.done():
+            entering.cancel()
+            with contextlib.suppress(BaseException):
+                await entering
+            return False
+        entering.result()  # the connection's error, if it failed
+        return True
+
+    async def _scheme_hint(self) -> str | None:
+        """Once per run of failures: does the broker's port speak the other scheme?"""
+        if self._probed:
+            return self._hint
+        self._probed = True
+        broker = self.config.broker
+        self._hint = await scheme_mismatch(broker.host, broker.port, tls=broker.tls)
+        return self._hint
+
     async def _on_connect(self, client: aiomqtt.Client) -> None:
         store = self.config.store
         await client.subscribe(topic(self.prefix, store, "ack"), qos=1)
         await client.subscribe(topic(self.prefix, store, "command"), qos=1)
         # Whatever was in flight on the last connection may be lost: send it again.
         requeued = await self.outbox.requeue()
+        self.last_error = self.last_error_at = None
+        self._probed, self._hint = False, None
         self.connected.set()
         log.info(
             "Connected to the broker.",

@@ -149,6 +149,11 @@ class BrokerSettings(Section):
         description="Prefix of every topic: {prefix}/{store}/records and so on.",
     )
     client_id: str | None = Field(default=None, description="MQTT client id; derived when unset.")
+    allow_plaintext: bool = Field(
+        default=False,
+        description="Allow a password or TLS files with a plain mqtt:// URL to another host "
+        "(the password then travels unencrypted, the TLS files are unused).",
+    )
 
     @property
     def tls(self) -> bool:
@@ -190,8 +195,14 @@ class LoggingSettings(Section):
     backups: int = Field(default=10, ge=1, le=100, description="Rolled-over files kept.")
 
 
+def _loopback(host: str) -> bool:
+    """A broker on this machine: nothing said to it crosses a network."""
+    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
+
+
 def check_broker_files(broker: BrokerSettings, file: Path, prefix: str) -> None:
-    """TLS files that the config names must exist; a certificate needs its key."""
+    """TLS files that the config names must exist; a certificate needs its key; neither a
+    password nor TLS files go with a plain mqtt:// URL to another host unless allowed."""
     problems = []
     for name in ("ca_file", "cert_file", "key_file"):
         path = getattr(broker, name)
@@ -199,5 +210,18 @@ def check_broker_files(broker: BrokerSettings, file: Path, prefix: str) -> None:
             problems.append(f"{file}: {prefix}.{name}: file not found: {path}")
     if (broker.cert_file is None) != (broker.key_file is None):
         problems.append(f"{file}: {prefix}.cert_file: cert_file and key_file go together")
+    if not broker.tls and not broker.allow_plaintext and not _loopback(broker.host):
+        scheme = f"{prefix}.url is plain mqtt://"
+        fix = f"use mqtts:// or set {prefix}.allow_plaintext = true"
+        if broker.password is not None or broker.password_file is not None:
+            key = "password_file" if broker.password_file is not None else "password"
+            problems.append(
+                f"{file}: {prefix}.{key}: {scheme}, so the password would travel unencrypted; {fix}"
+            )
+        for name in ("ca_file", "cert_file", "key_file"):
+            if getattr(broker, name) is not None:
+                problems.append(
+                    f"{file}: {prefix}.{name}: {scheme}, so this TLS file would be ignored; {fix}"
+                )
     if problems:
         raise ConfigError(problems)
