@@ -314,7 +314,7 @@ class Uplink:
 
     async def _split(self, rows: list[OutRow]) -> list[tuple[list[OutRow], bytes, str]]:
         """Batches no larger than the byte limit, halving where the compressed size is over."""
-        batch_id = uuid.uuid4().hex
+        batch_id = f"{self.outbox.epoch}-{uuid.uuid4().hex}"
         encode = functools.partial(
             encode_rows,
             rows,
@@ -416,6 +416,15 @@ class Uplink:
             return
         if ack.store != self.config.store:
             log.warning("Ack refused: it names another store.", extra={"ack_store": ack.store})
+            return
+        if not ack.batch_id.startswith(f"{self.outbox.epoch}-"):
+            # A batch of an earlier outbox (rebuilt since): its seqs name other records
+            # now. The broker's persistent session delivers such acks after a restart;
+            # settling by them would let go of records central never had.
+            log.info(
+                "Ack of an earlier outbox's batch ignored.",
+                extra={"batch_id": ack.batch_id, "seqs": len(ack.settled())},
+            )
             return
         settled = ack.settled()
         rejected = {r.seq: r.reason for r in ack.rejected}

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -175,6 +176,9 @@ class Outbox:
         self._reader = reader
         self._sealer = sealer
         self.recovery = recovery
+        self.epoch = ""
+        """This outbox's own id: its seqs mean its records only. A rebuilt outbox gets a new
+        one, so an acknowledgement of an earlier outbox's batch never settles its rows."""
         self.reread: dict[str, Any] | None = None
         """The re-read mark: set while the archive must still be read again (a new or
         rebuilt outbox), cleared only once that re-read finished."""
@@ -250,6 +254,7 @@ class Outbox:
         statements = [
             ("INSERT INTO meta VALUES ('last_seq', ?)", (str(last_seq),)),
             ("INSERT INTO meta VALUES ('reread', ?)", (mark,)),
+            ("INSERT INTO meta VALUES ('epoch', ?)", (secrets.token_hex(8),)),
         ]
         if note is not None:
             statements.append(("INSERT INTO meta VALUES ('recovered', ?)", (note,)))
@@ -271,6 +276,11 @@ class Outbox:
             meta = {str(r[0]): str(r[1]) for r in await cur.fetchall()}
         self._recovered_note = meta.get("recovered")
         self.reread = json.loads(meta["reread"]) if "reread" in meta else None
+        if "epoch" not in meta:  # an outbox made before epochs were kept
+            meta["epoch"] = secrets.token_hex(8)
+            await db.execute("INSERT INTO meta VALUES ('epoch', ?)", (meta["epoch"],))
+            await db.commit()
+        self.epoch = meta["epoch"]
         meta_last = int(meta.get("last_seq", "0"))
         async with db.execute(
             "SELECT coalesce(max(seq), 0), "
