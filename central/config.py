@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agent.contract import Limits
 from agent.contract.settings import (
     ENV_PREFIX,
     BrokerSettings,
@@ -109,6 +110,17 @@ class IntakeSettings(Section):
         ge=0,
         description="Testing aid: wait this long between commit and ack, to rehearse a crash "
         "in that window. Keep 0 in production.",
+    )
+    exceptions_per_batch: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Refused records of one batch kept as exceptions one by one; the rest of "
+        "that batch's refusals become one exception that lists their seqs.",
+    )
+    limits: Limits = Field(
+        default_factory=Limits,
+        description="Sizes a message and its records may not pass (the agent applies the same).",
     )
 
 

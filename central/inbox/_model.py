@@ -285,11 +285,14 @@ class Inbox(Protocol):
         records: Sequence[IncomingRecord],
         *,
         rejected: Sequence[InvalidRecord] = (),
+        refused_seqs: Sequence[int] = (),
         batch_id: str = "",
         agent: tuple[str, str] | None = None,
         now: datetime | None = None,
     ) -> InsertResult:
-        """Insert each record if its key is absent, in one transaction with the seq receipts."""
+        """Insert each record if its key is absent, in one transaction with the seq receipts.
+        `rejected` go to the exception queue; they and `refused_seqs` (refused records
+        summed up in one of `rejected`) count as received: they leave no gap."""
         ...
 
     async def claim(

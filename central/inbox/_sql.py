@@ -161,6 +161,7 @@ class SqlInbox:
         records: Sequence[IncomingRecord],
         *,
         rejected: Sequence[InvalidRecord] = (),
+        refused_seqs: Sequence[int] = (),
         batch_id: str = "",
         agent: tuple[str, str] | None = None,
         now: datetime | None = None,
@@ -245,7 +246,7 @@ class SqlInbox:
                         at,
                     ),
                 )
-            seqs = {r.seq for r in records} | {r.seq for r in rejected}
+            seqs = {r.seq for r in records} | {r.seq for r in rejected} | set(refused_seqs)
             contiguous, max_seq = await self._advance(c, store, contiguous, max_seq, seqs, at)
             assignments = "contiguous_seq = ?, max_seq = ?, records = records + ?, "
             assignments += "duplicates = duplicates + ?, last_seen = ?"
