@@ -34,6 +34,7 @@ from agent.contract import (
     topic,
 )
 from agent.contract.logs import bind, new_correlation_id
+from agent.contract.redact import mask_pans_json
 from central.config import CentralConfig
 from central.inbox import Inbox, IncomingRecord, InvalidRecord, link_key
 from central.inbox._model import utcnow
@@ -120,14 +121,18 @@ def split_batch(
                         kind=wire.kind,
                         correlation_id=wire.correlation_id,
                         occurred_at=wire.occurred_at,
-                        body=wire.body,
+                        # A card number never rests in the inbox, whatever the agent sent.
+                        body=mask_pans_json(wire.body),
                         link_key=link_key(record),
                     )
                 )
                 continue
         bad.append(
             InvalidRecord(
-                seq=wire.seq, key=wire.key, reason=reason, payload=wire.model_dump(mode="json")
+                seq=wire.seq,
+                key=wire.key,
+                reason=reason,
+                payload=mask_pans_json(wire.model_dump(mode="json")),
             )
         )
     return good, bad

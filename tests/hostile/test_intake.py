@@ -188,3 +188,15 @@ async def test_hostile_messages_do_not_stop_other_stores_being_acked(
         assert stats["refused"] == 2  # the 50 MB record and the 12 MB message
         (gap,) = await inbox.gaps("0066")
         assert (gap.from_seq, gap.to_seq) == (1, 9223372036854775806)
+
+
+def test_card_numbers_are_masked_at_intake_whatever_the_agent_sent() -> None:
+    good = sale_body("0042", "T1")
+    good["lines"][0]["description"] = "card 4111.1111.1111.1111"
+    good["lines"][0]["sku"] = "4006381333931"  # an EAN-13 that passes Luhn: a barcode
+    bad = sale_body("0042", "T2", total="1.001")
+    bad["lines"][0]["description"] = "card 4111_1111_1111_1111"
+    _, kept, refused = examine(_payload(_raw([good, bad])), LIMITS)
+    assert kept[0].body["lines"][0]["description"] == "card ************1111"
+    assert kept[0].body["lines"][0]["sku"] == "4006381333931"
+    assert refused[0].payload["body"]["lines"][0]["description"] == "card ************1111"
