@@ -284,7 +284,8 @@ def user_add(
         ),
     ] = None,
 ) -> None:
-    """Add a dashboard user, or set a new password and role for one; only a hash is kept."""
+    """Add a dashboard user, or set a new password and role for one (which ends their open
+    sessions); only a hash is kept."""
     from central.web import add_user
 
     cfg = load_or_exit(config)
@@ -300,6 +301,20 @@ def user_add(
         raise typer.Exit(2)
     fresh = add_user(cfg.users_file, name, role, password)  # type: ignore[arg-type]
     typer.echo(f"User {name} ({role}) {'added to' if fresh else 'updated in'} {cfg.users_file}.")
+
+
+@user_app.command("remove")
+def user_remove(
+    name: Annotated[str, typer.Argument(help="Sign-in name.")], config: ConfigOption
+) -> None:
+    """Remove a dashboard user; their open sessions end at once."""
+    from central.web import remove_user
+
+    cfg = load_or_exit(config)
+    if not remove_user(cfg.users_file, name):
+        typer.echo(f"No user {name} in {cfg.users_file}.", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"User {name} removed from {cfg.users_file}; their sessions have ended.")
 
 
 @user_app.command("list")

@@ -141,6 +141,21 @@ class WebSettings(Section):
     secure_cookies: bool = Field(
         default=False, description="Mark the session cookie Secure (behind an HTTPS proxy)."
     )
+    login_failures_per_user: int = Field(
+        default=5,
+        ge=1,
+        description="Failed sign-ins of one user name within login_window_seconds before "
+        "sign-in for that name is refused (429) until the window moves on.",
+    )
+    login_failures_per_address: int = Field(
+        default=20,
+        ge=1,
+        description="Failed sign-ins from one client address within the window before that "
+        "address is refused.",
+    )
+    login_window_seconds: float = Field(
+        default=900, gt=0, description="The window the failed sign-ins are counted in."
+    )
 
     @field_validator("listen")
     @classmethod

@@ -4,13 +4,21 @@ secrets and tokens, customer contact details. Shared by agent and relay.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from ._pan import _HEX_DIGEST, gtin_valid, mask_pans
 
-__all__ = ["REDACTED", "is_sensitive_key", "mask_pans_json", "redact_text", "redact_value"]
+__all__ = [
+    "REDACTED",
+    "is_sensitive_key",
+    "mask_pans_json",
+    "redact_json_text",
+    "redact_text",
+    "redact_value",
+]
 
 REDACTED = "[redacted]"
 
@@ -49,6 +57,12 @@ _URL_CREDS = re.compile(
 )
 
 
+# "key": "value" inside JSON text that does not parse (an excerpt cut short).
+_JSON_PAIR = re.compile(
+    r'"(?P<k>[^"\\\n]{1,64})"\s{0,16}:\s{0,16}"(?P<v>(?:[^"\\]|\\.){0,4096})"'
+)
+
+
 def is_sensitive_key(key: str) -> bool:
     """True when a field or config key names a secret or a customer contact detail."""
     return bool(_SENSITIVE_KEYS.search(key))
@@ -69,12 +83,33 @@ def redact_value(value: Any, key: str = "") -> Any:
     if key and is_sensitive_key(key) and value not in (None, "", [], {}):
         return REDACTED
     if isinstance(value, str):
+        if value.lstrip()[:1] in ("{", "["):
+            return redact_json_text(value)
         return redact_text(value)
     if isinstance(value, Mapping):
         return {k: redact_value(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact_value(v) for v in value]
     return value
+
+
+def redact_json_text(text: str) -> str:
+    """JSON held as text (a request or response body in the audit trail) redacted like a
+    body: sensitive keys lose their values, strings are scrubbed. Text that does not parse
+    (an excerpt cut short) has the values of its sensitive "key": "value" pairs removed."""
+    try:
+        decoded = json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    else:
+        return json.dumps(redact_value(decoded), ensure_ascii=False)
+
+    def pair(match: re.Match[str]) -> str:
+        if is_sensitive_key(match.group("k")):
+            return f'"{match.group("k")}": "{REDACTED}"'
+        return match.group()
+
+    return _JSON_PAIR.sub(pair, redact_text(text))
 
 
 def mask_pans_json(value: Any, key: str = "") -> Any:

@@ -504,6 +504,14 @@ class SqlInbox:
 
     # -- reading --------------------------------------------------------------------------
 
+    async def ping(self) -> None:
+        """One trivial round trip: the database answers."""
+
+        async def body(c: Conn) -> None:
+            await c.fetch("SELECT 1")
+
+        await self._run(body)
+
     async def record_by_key(self, key: str) -> ClaimedRecord | None:
         async def body(c: Conn) -> ClaimedRecord | None:
             rows = await c.fetch(f"SELECT {_CLAIMED_COLUMNS} FROM records WHERE key = ?", (key,))
