@@ -57,9 +57,10 @@ _URL_CREDS = re.compile(
 )
 
 
-# "key": "value" inside JSON text that does not parse (an excerpt cut short).
+# "key": "value" inside JSON text that does not parse (an excerpt cut short, perhaps
+# inside the value).
 _JSON_PAIR = re.compile(
-    r'"(?P<k>[^"\\\n]{1,64})"\s{0,16}:\s{0,16}"(?P<v>(?:[^"\\]|\\.){0,4096})"'
+    r'"(?P<k>[^"\\\n]{1,64})"\s{0,16}:\s{0,16}"(?P<v>(?:[^"\\]|\\.){0,4096})(?:"|\Z)'
 )
 
 
