@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from agent.contract.modes import private_dir, too_open
 from agent.contract.notify import Notifier
+from agent.contract.redact import redact_text
 from agent.contract.runtime import run_daemon
 from agent.contract.settings import ConfigError
 from central._version import __version__
@@ -72,6 +75,10 @@ def config_check(config: ConfigOption) -> None:
 def run(config: ConfigOption) -> None:
     """Run the relay until SIGTERM or SIGINT, then stop after the work in hand."""
     cfg = load_or_exit(config)
+    if os.name == "posix":
+        # Everything the relay writes (inbox, logs, keys, store files) is the owner's only.
+        os.umask(0o077)
+    private_dir(cfg.data_dir)
     code = run_daemon(
         lambda stop: _serve(cfg, stop),
         settings=cfg.logging,
@@ -136,6 +143,32 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
         await asyncio.gather(*helpers, return_exceptions=True)
         await inbox.close()
     log.info("Relay stopped.", extra={"relay_id": cfg.relay_id})
+
+
+@app.command("doctor")
+def doctor(config: ConfigOption) -> None:
+    """Self-check: the config, the inbox, and files and folders others could read."""
+    cfg = load_or_exit(config)
+    problems = []
+    paths = [cfg.data_dir, cfg.users_file, cfg.session_secret_file, cfg.log_file.parent]
+    if cfg.log_file.parent.is_dir():
+        paths += sorted(cfg.log_file.parent.glob(cfg.log_file.name + "*"))
+    if cfg.inbox_url.startswith("sqlite:///"):
+        db = Path(cfg.inbox_url.removeprefix("sqlite:///"))
+        paths += [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+    if cfg.broker.key_file is not None:
+        paths.append(Path(cfg.broker.key_file))
+    problems += [f"too open: {line}" for line in too_open(paths)]
+    try:
+        asyncio.run(_stats(cfg))
+    except Exception as exc:  # noqa: BLE001 - a self-check reports, it does not raise
+        said = redact_text(str(exc))[:300]
+        problems.append(f"inbox: {cfg.inbox_url.split('://', 1)[0]} does not open ({said})")
+    for line in problems:
+        typer.echo(f"FAIL {line}")
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"OK {config}: config valid, inbox opens, modes private")
 
 
 @app.command("stats")
@@ -284,7 +317,8 @@ def user_add(
         ),
     ] = None,
 ) -> None:
-    """Add a dashboard user, or set a new password and role for one; only a hash is kept."""
+    """Add a dashboard user, or set a new password and role for one (which ends their open
+    sessions); only a hash is kept."""
     from central.web import add_user
 
     cfg = load_or_exit(config)
@@ -300,6 +334,20 @@ def user_add(
         raise typer.Exit(2)
     fresh = add_user(cfg.users_file, name, role, password)  # type: ignore[arg-type]
     typer.echo(f"User {name} ({role}) {'added to' if fresh else 'updated in'} {cfg.users_file}.")
+
+
+@user_app.command("remove")
+def user_remove(
+    name: Annotated[str, typer.Argument(help="Sign-in name.")], config: ConfigOption
+) -> None:
+    """Remove a dashboard user; their open sessions end at once."""
+    from central.web import remove_user
+
+    cfg = load_or_exit(config)
+    if not remove_user(cfg.users_file, name):
+        typer.echo(f"No user {name} in {cfg.users_file}.", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"User {name} removed from {cfg.users_file}; their sessions have ended.")
 
 
 @user_app.command("list")

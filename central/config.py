@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from agent.contract import Limits
 from agent.contract.settings import (
     ENV_PREFIX,
     BrokerSettings,
@@ -110,6 +111,17 @@ class IntakeSettings(Section):
         description="Testing aid: wait this long between commit and ack, to rehearse a crash "
         "in that window. Keep 0 in production.",
     )
+    exceptions_per_batch: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Refused records of one batch kept as exceptions one by one; the rest of "
+        "that batch's refusals become one exception that lists their seqs.",
+    )
+    limits: Limits = Field(
+        default_factory=Limits,
+        description="Sizes a message and its records may not pass (the agent applies the same).",
+    )
 
 
 class WebSettings(Section):
@@ -128,6 +140,21 @@ class WebSettings(Section):
     session_hours: float = Field(default=12, gt=0, description="How long a login lasts.")
     secure_cookies: bool = Field(
         default=False, description="Mark the session cookie Secure (behind an HTTPS proxy)."
+    )
+    login_failures_per_user: int = Field(
+        default=5,
+        ge=1,
+        description="Failed sign-ins of one user name within login_window_seconds before "
+        "sign-in for that name is refused (429) until the window moves on.",
+    )
+    login_failures_per_address: int = Field(
+        default=20,
+        ge=1,
+        description="Failed sign-ins from one client address within the window before that "
+        "address is refused.",
+    )
+    login_window_seconds: float = Field(
+        default=900, gt=0, description="The window the failed sign-ins are counted in."
     )
 
     @field_validator("listen")

@@ -25,17 +25,22 @@ from agent.contract import (
     Command,
     EnvelopeError,
     Heartbeat,
+    Limits,
     Rejection,
+    WireRecord,
+    check_value,
     decode_batch,
     parse_topic,
     topic,
 )
 from agent.contract.logs import bind, new_correlation_id
+from agent.contract.redact import mask_pans_json
 from central.config import CentralConfig
 from central.inbox import Inbox, IncomingRecord, InvalidRecord, link_key
 from central.inbox._model import utcnow
+from central.inbox._sql import runs
 
-__all__ = ["Intake", "records_filter", "split_batch"]
+__all__ = ["Intake", "examine", "gather_refusals", "records_filter", "split_batch"]
 
 log = logging.getLogger("tillbridge.central.intake")
 
@@ -49,20 +54,54 @@ def records_filter(prefix: str, shared_group: str | None) -> str:
     return f"$share/{shared_group}/{base}" if shared_group else base
 
 
+_REASON_CHARS = 300
+"""Longest reason kept or sent: a path inside a hostile record can be long."""
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
+
+
 def _reason(exc: ValidationError) -> str:
     """Where and what, never the offending value: it may be customer contact."""
     parts = []
     for err in exc.errors(include_url=False, include_input=False)[:3]:
         where = ".".join(str(p) for p in err["loc"])
         parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
-    return "; ".join(parts)
+    return _short("; ".join(parts))
 
 
-def split_batch(batch: Batch) -> tuple[list[IncomingRecord], list[InvalidRecord]]:
-    """Validate each record's body: records to insert, and records for the exception queue."""
+def _summary(wire: WireRecord) -> dict[str, object]:
+    """What the exception queue keeps of a record over a limit: never its body."""
+    return {
+        "seq": wire.seq,
+        "key": wire.key,
+        "kind": _short(wire.kind),
+        "correlation_id": wire.correlation_id,
+        "source": wire.source.model_dump(mode="json"),
+        "body": None,
+    }
+
+
+def split_batch(
+    batch: Batch, limits: Limits | None = None
+) -> tuple[list[IncomingRecord], list[InvalidRecord]]:
+    """Validate each record's body: records to insert, and records for the exception queue.
+    A batch over the record count, and a record over a limit, are refused without their
+    bodies being validated or kept."""
+    limits = limits or Limits()
     good: list[IncomingRecord] = []
     bad: list[InvalidRecord] = []
+    if len(batch.records) > limits.records_per_batch:
+        reason = f"batch holds {len(batch.records)} records (limit {limits.records_per_batch})"
+        return [], [InvalidRecord(w.seq, w.key, reason, _summary(w)) for w in batch.records]
     for wire in batch.records:
+        over = check_value(wire.body, limits, "body") or check_value(wire.kind, limits, "kind")
+        if over is not None:
+            bad.append(
+                InvalidRecord(wire.seq, wire.key, _short(f"over a limit: {over}"), _summary(wire))
+            )
+            continue
         try:
             record = wire.record()
         except ValidationError as exc:
@@ -82,17 +121,58 @@ def split_batch(batch: Batch) -> tuple[list[IncomingRecord], list[InvalidRecord]
                         kind=wire.kind,
                         correlation_id=wire.correlation_id,
                         occurred_at=wire.occurred_at,
-                        body=wire.body,
+                        # A card number never rests in the inbox, whatever the agent sent.
+                        body=mask_pans_json(wire.body),
                         link_key=link_key(record),
                     )
                 )
                 continue
         bad.append(
             InvalidRecord(
-                seq=wire.seq, key=wire.key, reason=reason, payload=wire.model_dump(mode="json")
+                seq=wire.seq,
+                key=wire.key,
+                reason=reason,
+                payload=mask_pans_json(wire.model_dump(mode="json")),
             )
         )
     return good, bad
+
+
+def examine(
+    payload: bytes, limits: Limits
+) -> tuple[Batch, list[IncomingRecord], list[InvalidRecord]]:
+    """Decode a batch and sort its records (CPU work: the intake runs it off the event
+    loop). EnvelopeError when the message cannot be read as a batch at all."""
+    batch = decode_batch(payload, limits)
+    good, bad = split_batch(batch, limits)
+    return batch, good, bad
+
+
+def gather_refusals(
+    batch_id: str, bad: list[InvalidRecord], keep: int
+) -> tuple[list[InvalidRecord], Counter[str]]:
+    """The exception rows for a batch's refused records: the first `keep` one by one, the
+    rest as one row naming their count, reasons and seq ranges; and the count per reason.
+    A batch of a million invalid records is a hundred and one rows, not a million."""
+    reasons: Counter[str] = Counter(b.reason for b in bad)
+    if len(bad) <= keep:
+        return list(bad), reasons
+    rest = bad[keep:]
+    rest_reasons = Counter(b.reason for b in rest)
+    said = "; ".join(f"{n}× {r}" for r, n in rest_reasons.most_common(3))
+    ranges = runs(b.seq for b in rest)
+    aggregate = InvalidRecord(
+        seq=rest[0].seq,
+        key=f"{batch_id}:{len(rest)}-more",
+        reason=_short(f"{len(rest)} more records of batch {batch_id} refused: {said}"),
+        payload={
+            "batch_id": batch_id,
+            "refused": len(rest),
+            "reasons": dict(rest_reasons.most_common(20)),
+            "seq_ranges": ranges[:1000],
+        },
+    )
+    return [*bad[:keep], aggregate], reasons
 
 
 class Intake:
@@ -237,7 +317,11 @@ class Intake:
         """Validate, refuse or commit one batch; acknowledge what was committed."""
         with bind(correlation_id=new_correlation_id(), store=store):
             try:
-                batch = decode_batch(payload)
+                # Inflating, JSON and validation are CPU work: in a thread, so that the
+                # loop keeps answering /healthz, other stores and signals meanwhile.
+                batch, good, bad = await asyncio.to_thread(
+                    examine, payload, self.config.intake.limits
+                )
             except EnvelopeError as exc:
                 await self._refuse("invalid", store, None, None, str(exc))
                 return
@@ -261,19 +345,30 @@ class Intake:
                 await self._refuse("invalid", store, batch.store, batch.batch_id, reason)
                 return
             with bind(batch_id=batch.batch_id):
-                await self._commit_and_ack(batch)
+                await self._commit_and_ack(batch, good, bad)
 
-    async def _commit_and_ack(self, batch: Batch) -> None:
-        good, bad = split_batch(batch)
-        for item in bad:
+    async def _commit_and_ack(
+        self, batch: Batch, good: list[IncomingRecord], bad: list[InvalidRecord]
+    ) -> None:
+        kept, reasons = gather_refusals(
+            batch.batch_id, bad, self.config.intake.exceptions_per_batch
+        )
+        if bad:
+            # One line per batch, however many of its records were refused.
             log.warning(
-                "Record rejected; kept in the exception queue.",
-                extra={"seq": item.seq, "key": item.key, "reason": item.reason},
+                "Records rejected; kept in the exception queue.",
+                extra={
+                    "rejected": len(bad),
+                    "first_seq": bad[0].seq,
+                    "first_key": bad[0].key,
+                    "reasons": dict(reasons.most_common(5)),
+                },
             )
         result = await self.inbox.insert_batch(
             batch.store,
             good,
-            rejected=bad,
+            rejected=kept,
+            refused_seqs=[b.seq for b in bad],
             batch_id=batch.batch_id,
             agent=(batch.agent.id, batch.agent.version),
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -135,6 +136,19 @@ async def reconcile_day(
     return reconcile(store, business_date, records, target_kinds, tolerance=tolerance)
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
+
+
+def csv_cell(value: object) -> object:
+    """A cell a spreadsheet will not run: text starting with = + - @ (or a tab or carriage
+    return) gets a leading apostrophe. Plain numbers, negative amounts included, stay."""
+    formula = isinstance(value, str) and value.startswith(_FORMULA_START)
+    if formula and not _PLAIN_NUMBER.fullmatch(str(value)):
+        return f"'{value}"
+    return value
+
+
 def to_csv(days: Sequence[ReconDay]) -> str:
     """The days as CSV: one row per line, POS beside received beside each target."""
     targets = sorted({t for day in days for line in day.lines for t in line.targets})
@@ -144,7 +158,7 @@ def to_csv(days: Sequence[ReconDay]) -> str:
     header += ["pos_count", "pos_amount", "received_count", "received_amount"]
     for target in targets:
         header += [f"{target}_count", f"{target}_amount"]
-    writer.writerow([*header, "differs"])
+    writer.writerow([csv_cell(h) for h in [*header, "differs"]])
     for day in days:
         for line in day.lines:
             row: list[object] = [day.store, day.business_date, day.currency, line.group, line.name]
@@ -153,5 +167,5 @@ def to_csv(days: Sequence[ReconDay]) -> str:
             for target in targets:
                 theirs = line.targets.get(target)
                 row += [theirs.count, theirs.amount] if theirs else ["", ""]
-            writer.writerow([*row, "yes" if line.differs else "no"])
+            writer.writerow([*(csv_cell(v) for v in row), "yes" if line.differs else "no"])
     return out.getvalue()

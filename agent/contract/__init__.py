@@ -22,6 +22,7 @@ from ._envelope import (
     topic,
 )
 from ._keys import inventory_key, key_digest, make_key
+from ._limits import LimitError, Limits, Oversize, check_value
 from ._money import Amount, Quantity, Rate, currency_exponent, quantize_amount, to_decimal
 from ._pan import card_brand, luhn_valid, mask_pans, scrub_model
 from ._records import (
@@ -66,8 +67,11 @@ __all__ = [
     "EnvelopeError",
     "Heartbeat",
     "Inventory",
+    "LimitError",
+    "Limits",
     "LineLink",
     "LineType",
+    "Oversize",
     "Quantity",
     "Rate",
     "Record",
@@ -83,6 +87,7 @@ __all__ = [
     "TransactionLink",
     "WireRecord",
     "card_brand",
+    "check_value",
     "currency_exponent",
     "day_totals",
     "decode_batch",

@@ -1,8 +1,11 @@
 """Card numbers never leave the POS file.
 
-Any run of 13–19 digits (spaces or dashes allowed between them) that passes the
-Luhn check is masked to its last four digits before a record is buffered or a
-line is logged.
+Any run of 13–19 digits that passes the Luhn check is masked to its last four digits
+before a record is buffered or a line is logged, whatever is written between the
+digits: spaces of any kind, dashes, dots, underscores, slashes, and invisible
+characters (zero-width spaces, joiners, soft hyphens, direction marks), up to three
+of them between two digits. A number whose only separator is one decimal point is
+an amount, not a card.
 
 Exceptions keep data intact: a `sku` that is exactly a GTIN (EAN-13, GTIN-14, …)
 with a valid GS1 check digit is a barcode, not a card (about one EAN in ten would
@@ -23,10 +26,22 @@ from pydantic import BaseModel
 
 __all__ = ["card_brand", "gtin_valid", "luhn_valid", "mask_pans", "scrub_model"]
 
-# A digit, then 12–18 more digits each optionally preceded by one space or dash.
-_CANDIDATE = re.compile(r"(?<!\d)\d(?:[ -]?\d){12,18}(?!\d)")
+# What may stand between the digits of a card number: white space of any kind, dashes,
+# dots, underscores and slashes of any width, and the characters that print as nothing.
+_SEPARATORS = (
+    r"\s\-._/\u00ad\u00b7\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f"
+    r"\u2010-\u2015\u2024\u2027\u202a-\u202e\u2044\u2060-\u2064\u2066-\u206f"
+    r"\u2212\u30fb\u3164\ufe58\ufe63\ufeff\uff0d\uff0e\uff0f\uff3f\uffa0"
+)
+_SEP = "[" + _SEPARATORS + "]"
+# A chain of at least 13 digits, each joined to the next by up to three separators.
+# Separators and digits never overlap, so the pattern cannot backtrack: it finds the
+# whole chain, in time linear in the text; `_mask` looks for cards inside it.
+_CANDIDATE = re.compile(r"(?<!\d)\d(?:" + _SEP + r"{0,3}\d){12,}")
 # What every candidate contains, found without backtracking.
-_RUN = re.compile(r"\d[\d -]{12}")
+_RUN = re.compile(r"\d[\d" + _SEPARATORS + "]{12}")
+_SPLIT = re.compile("(" + _SEP + "+)")
+_NOT_DIGIT = re.compile(r"\D+")
 
 M = TypeVar("M", bound=BaseModel)
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
@@ -82,24 +97,52 @@ def _is_timestamp(digits: str) -> bool:
 
 
 def _mask(match: re.Match[str]) -> str:
+    """Mask the card numbers in one chain of digit groups joined by separators."""
     text = _ascii_digits(match.group())
-    digits = text.replace(" ", "").replace("-", "")
-    if text == digits and _is_timestamp(digits):
+    digits = _NOT_DIGIT.sub("", text)
+    if text == digits:
+        # A plain digit string is a card number whole or not at all: never cut in windows.
+        if len(digits) <= 19 and luhn_valid(digits) and not _is_timestamp(digits):
+            return _masked(digits)
         return match.group()
-    if 13 <= len(digits) <= 19 and luhn_valid(digits):
-        return _masked(digits)
-    # A card number next to other digit groups ("4000…0006-0"): try the runs of whole
-    # groups between separators; a plain digit string is never cut into windows.
-    parts = re.split(r"([ -])", text)  # groups at even indexes, separators between
+    if len(text) == len(digits) + 1 and "." in text:
+        return match.group()  # one decimal point: an amount or a quantity
+    # Card numbers among other digit groups ("4000…0006-0", "till 2 card 4111.1111…"):
+    # from each group, the longest run of whole groups of 13–19 digits that passes Luhn.
+    # At most 19 digits per run, so the work is linear in the chain.
+    parts = _SPLIT.split(text)  # groups at even indexes, separators between
     groups = parts[0::2]
-    for first in range(len(groups)):
-        for last in range(len(groups), first, -1):
-            window = "".join(groups[first:last])
-            if 13 <= len(window) <= 19 and luhn_valid(window):
-                head = "".join(parts[: 2 * first])
-                tail = "".join(parts[2 * last - 1 :]) if last < len(groups) else ""
-                return head + _masked(window) + tail
-    return match.group()
+    out: list[str] = []
+    done = 0  # groups[:done] are in `out`, with the separator after the last of them
+    first = 0
+    found = False
+    while first < len(groups):
+        width = 0
+        last = first
+        while last < len(groups) and width + len(groups[last]) <= 19:
+            width += len(groups[last])
+            last += 1
+        hit = 0
+        for end in range(last, first, -1):
+            window = "".join(groups[first:end])
+            if end - first == 1 and _is_timestamp(window):
+                continue  # a time stamp between other fields ("…_20261124124136_00041")
+            if len(window) >= 13 and luhn_valid(window):
+                hit = end
+                break
+        if not hit:
+            first += 1
+            continue
+        found = True
+        out.append("".join(parts[2 * done : 2 * first]))
+        out.append(_masked("".join(groups[first:hit])))
+        if hit < len(groups):
+            out.append(parts[2 * hit - 1])
+        done = first = hit
+    if not found:
+        return match.group()
+    out.append("".join(parts[2 * done :]))
+    return "".join(out)
 
 
 def _ascii_digits(text: str) -> str:

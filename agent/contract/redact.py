@@ -4,13 +4,21 @@ secrets and tokens, customer contact details. Shared by agent and relay.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from ._pan import mask_pans
+from ._pan import _HEX_DIGEST, gtin_valid, mask_pans
 
-__all__ = ["REDACTED", "is_sensitive_key", "redact_text", "redact_value"]
+__all__ = [
+    "REDACTED",
+    "is_sensitive_key",
+    "mask_pans_json",
+    "redact_json_text",
+    "redact_text",
+    "redact_value",
+]
 
 REDACTED = "[redacted]"
 
@@ -20,20 +28,40 @@ _SENSITIVE_KEYS = re.compile(
     r"address|street|postcode|zip)",
     re.IGNORECASE,
 )
+# Every pattern below runs on whatever text a file or message holds, so none may
+# backtrack: a match may start only where a run of its first characters starts (the
+# look-behinds), and every part that could meet a long run of its own characters is
+# bounded. The work is linear in the text (tests/hostile/test_redaction.py).
+_NAME = r"[A-Za-z_-]"
 # key=value or "key": "value" where the key names a secret or contact field.
 _KV = re.compile(
-    r"""(?P<k>["']?(?:[A-Za-z_]*(?:password|passwd|secret|token|api[_-]?key|client[_-]?secret|"""
-    r"""email|phone)[A-Za-z_]*)["']?\s*[:=]\s*)(?P<v>"[^"]*"|'[^']*'|[^\s,;&}]+)""",
+    rf"""(?P<k>(?<!{_NAME})["']?{_NAME}{{0,40}}?"""
+    r"""(?:password|passwd|secret|token|api[_-]?key|email|phone)"""
+    rf"""{_NAME}{{0,40}}["']?\s{{0,16}}[:=]\s{{0,16}})"""
+    r"""(?P<v>"[^"]{0,4096}"|'[^']{0,4096}'|[^\s,;&}]+)""",
     re.IGNORECASE,
 )
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}", re.IGNORECASE)
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@"
+    r"[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}(?![A-Za-z])"
+)
 # International or clearly formatted phone numbers: +49 30 1234567, (030) 123-4567.
 _PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?(?:\(\d+\)[\s.-]?)?\d[\d\s.-]{5,}\d"
+    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?(?:\(\d{1,5}\)[\s.-]?)?\d[\d\s.-]{5,}\d"
     r"|\(\d{2,5}\)\s?\d[\d\s.-]{4,}\d)"
 )
-_URL_CREDS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
+_URL_CREDS = re.compile(
+    r"(?<![a-z0-9+.-])(?P<scheme>[a-z][a-z0-9+.-]{0,31}://)[^/\s:@]{1,256}:[^/\s@]{1,256}@",
+    re.IGNORECASE,
+)
+
+
+# "key": "value" inside JSON text that does not parse (an excerpt cut short, perhaps
+# inside the value).
+_JSON_PAIR = re.compile(
+    r'"(?P<k>[^"\\\n]{1,64})"\s{0,16}:\s{0,16}"(?P<v>(?:[^"\\]|\\.){0,4096})(?:"|\Z)'
+)
 
 
 def is_sensitive_key(key: str) -> bool:
@@ -56,9 +84,47 @@ def redact_value(value: Any, key: str = "") -> Any:
     if key and is_sensitive_key(key) and value not in (None, "", [], {}):
         return REDACTED
     if isinstance(value, str):
+        if value.lstrip()[:1] in ("{", "["):
+            return redact_json_text(value)
         return redact_text(value)
     if isinstance(value, Mapping):
         return {k: redact_value(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [redact_value(v) for v in value]
+    return value
+
+
+def redact_json_text(text: str) -> str:
+    """JSON held as text (a request or response body in the audit trail) redacted like a
+    body: sensitive keys lose their values, strings are scrubbed. Text that does not parse
+    (an excerpt cut short) has the values of its sensitive "key": "value" pairs removed."""
+    try:
+        decoded = json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    else:
+        return json.dumps(redact_value(decoded), ensure_ascii=False)
+
+    def pair(match: re.Match[str]) -> str:
+        if is_sensitive_key(match.group("k")):
+            return f'"{match.group("k")}": "{REDACTED}"'
+        return match.group()
+
+    return _JSON_PAIR.sub(pair, redact_text(text))
+
+
+def mask_pans_json(value: Any, key: str = "") -> Any:
+    """Decoded JSON with every card number masked, keeping what `scrub_model` keeps: a
+    `sku` that is a GTIN and a `sha256` that is a digest. The relay applies it to every
+    record it takes, whatever the agent did."""
+    if isinstance(value, str):
+        if (key == "sku" and gtin_valid(value)) or (
+            key == "sha256" and _HEX_DIGEST.fullmatch(value)
+        ):
+            return value
+        return mask_pans(value)
+    if isinstance(value, dict):
+        return {k: mask_pans_json(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_pans_json(v, key) for v in value]
     return value

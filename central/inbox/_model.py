@@ -285,11 +285,14 @@ class Inbox(Protocol):
         records: Sequence[IncomingRecord],
         *,
         rejected: Sequence[InvalidRecord] = (),
+        refused_seqs: Sequence[int] = (),
         batch_id: str = "",
         agent: tuple[str, str] | None = None,
         now: datetime | None = None,
     ) -> InsertResult:
-        """Insert each record if its key is absent, in one transaction with the seq receipts."""
+        """Insert each record if its key is absent, in one transaction with the seq receipts.
+        `rejected` go to the exception queue; they and `refused_seqs` (refused records
+        summed up in one of `rejected`) count as received: they leave no gap."""
         ...
 
     async def claim(
@@ -378,6 +381,8 @@ class Inbox(Protocol):
     async def day_records(self, store: str, business_date: date) -> list[DayRecord]: ...
 
     async def closed_days(self, limit: int = 200) -> list[tuple[str, date]]: ...
+
+    async def ping(self) -> None: ...
 
     async def search_records(
         self, text: str = "", *, store: str | None = None, limit: int = 50

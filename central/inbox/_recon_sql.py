@@ -75,7 +75,10 @@ class ViewSql(ReconSql):
     async def search_records(
         self, text: str = "", *, store: str | None = None, limit: int = 50
     ) -> list[dict[str, Any]]:
-        """Records whose key, transaction id or correlation id is `text`, newest first."""
+        """Records whose key, transaction id or correlation id is `text`, newest first; at
+        least 1 and at most 500 (a negative LIMIT means no limit on SQLite, an error on
+        PostgreSQL: neither reaches the database)."""
+        limit = max(1, min(int(limit), 500))
         where, params = ["1 = 1"], []
         if text:
             where.append(f"(key = ? OR correlation_id = ? OR {self._field('transaction_id')} = ?)")

@@ -75,19 +75,32 @@ def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
         yield items[start : start + size]
 
 
-def _ranges(missing_from: int, to: int, present: set[int]) -> list[tuple[int, int]]:
-    """Missing ranges in [missing_from, to] given the seqs present there."""
+def runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted, merged [from, to] ranges covering `seqs` (adjacent seqs join one range)."""
+    return merge_ranges((s, s) for s in seqs)
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted ranges with overlapping and adjacent ones joined."""
     out: list[tuple[int, int]] = []
-    start: int | None = None
-    for seq in range(missing_from, to + 1):
-        if seq in present:
-            if start is not None:
-                out.append((start, seq - 1))
-                start = None
-        elif start is None:
-            start = seq
-    if start is not None:
-        out.append((start, to))
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            if hi > out[-1][1]:
+                out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def holes(after: int, ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The ranges missing between `after` and the end of the last of `ranges` (sorted,
+    merged, all above `after`): work in the number of ranges, never in their width."""
+    out: list[tuple[int, int]] = []
+    edge = after
+    for lo, hi in ranges:
+        if lo > edge + 1:
+            out.append((edge + 1, lo - 1))
+        edge = max(edge, hi)
     return out
 
 
@@ -148,6 +161,7 @@ class SqlInbox:
         records: Sequence[IncomingRecord],
         *,
         rejected: Sequence[InvalidRecord] = (),
+        refused_seqs: Sequence[int] = (),
         batch_id: str = "",
         agent: tuple[str, str] | None = None,
         now: datetime | None = None,
@@ -232,7 +246,7 @@ class SqlInbox:
                         at,
                     ),
                 )
-            seqs = {r.seq for r in records} | {r.seq for r in rejected}
+            seqs = {r.seq for r in records} | {r.seq for r in rejected} | set(refused_seqs)
             contiguous, max_seq = await self._advance(c, store, contiguous, max_seq, seqs, at)
             assignments = "contiguous_seq = ?, max_seq = ?, records = records + ?, "
             assignments += "duplicates = duplicates + ?, last_seen = ?"
@@ -248,39 +262,33 @@ class SqlInbox:
     async def _advance(
         self, c: Conn, store: str, contiguous: int, max_seq: int, seqs: set[int], at: Any
     ) -> tuple[int, int]:
-        """Move the store's gap-free watermark over `seqs` and bring its gaps up to date."""
-        above = {s for s in seqs if s > contiguous}
-        if not above:
+        """Move the store's gap-free watermark over `seqs` and bring its gaps up to date.
+
+        Receipts above the watermark and the gaps between them are both kept as ranges, so
+        the work is linear in the batch and in the number of ranges, whatever the seqs say
+        (one record with seq 2**63-1 is one receipt range and one gap)."""
+        fresh = runs(s for s in seqs if s > contiguous)
+        if not fresh:
             return contiguous, max_seq
+        old_receipts: list[tuple[int, int]] = []
         if max_seq > contiguous:
-            await c.run_many(
-                "INSERT INTO receipts (store, seq, received_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (store, seq) DO NOTHING",
-                [(store, s, at) for s in sorted(above)],
-            )
             rows = await c.fetch(
-                "SELECT seq FROM receipts WHERE store = ? AND seq > ? ORDER BY seq",
-                (store, contiguous),
+                "SELECT seq, to_seq FROM receipts WHERE store = ? ORDER BY seq", (store,)
             )
-            present = {s for (s,) in rows}
-            had_receipts = True
-        else:
-            present = above
-            had_receipts = False
+            old_receipts = [(lo, hi if hi is not None else lo) for lo, hi in rows]
+        merged = merge_ranges([*old_receipts, *fresh])
         watermark = contiguous
-        while watermark + 1 in present:
-            watermark += 1
-        top = max(max_seq, *present)
-        pending = sorted(s for s in present if s > watermark)
-        if had_receipts:
-            await c.run("DELETE FROM receipts WHERE store = ? AND seq <= ?", (store, watermark))
-        elif pending:
+        if merged and merged[0][0] <= watermark + 1:
+            watermark = max(watermark, merged[0][1])
+            merged = merged[1:]
+        top = max(max_seq, watermark, *(hi for _, hi in merged))
+        if merged != old_receipts:
+            await c.run("DELETE FROM receipts WHERE store = ?", (store,))
             await c.run_many(
-                "INSERT INTO receipts (store, seq, received_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (store, seq) DO NOTHING",
-                [(store, s, at) for s in pending],
+                "INSERT INTO receipts (store, seq, to_seq, received_at) VALUES (?, ?, ?, ?)",
+                [(store, lo, hi, at) for lo, hi in merged],
             )
-        missing = _ranges(watermark + 1, top, set(pending)) if pending else []
+        missing = holes(watermark, merged)
         old = await c.fetch(
             "SELECT from_seq, to_seq, first_seen, last_requested, requests FROM gaps "
             "WHERE store = ?",
@@ -289,8 +297,18 @@ class SqlInbox:
         if [(f, t) for f, t, *_ in sorted(old)] != missing:
             await c.run("DELETE FROM gaps WHERE store = ?", (store,))
             rows_out = []
+            old_sorted = sorted(old)
+            index = 0
             for lo, hi in missing:
-                overlap = [o for o in old if o[0] <= hi and o[1] >= lo]
+                # Both lists are sorted and the new gaps lie inside the old ones or beyond
+                # them: one walk finds the old gaps each new one overlaps.
+                while index < len(old_sorted) and old_sorted[index][1] < lo:
+                    index += 1
+                overlap = []
+                probe = index
+                while probe < len(old_sorted) and old_sorted[probe][0] <= hi:
+                    overlap.append(old_sorted[probe])
+                    probe += 1
                 first_seen = min((o[2] for o in overlap), default=at)
                 asked = [o[3] for o in overlap if o[3] is not None]
                 requests = max((o[4] for o in overlap), default=0)
@@ -486,6 +504,14 @@ class SqlInbox:
 
     # -- reading --------------------------------------------------------------------------
 
+    async def ping(self) -> None:
+        """One trivial round trip: the database answers."""
+
+        async def body(c: Conn) -> None:
+            await c.fetch("SELECT 1")
+
+        await self._run(body)
+
     async def record_by_key(self, key: str) -> ClaimedRecord | None:
         async def body(c: Conn) -> ClaimedRecord | None:
             rows = await c.fetch(f"SELECT {_CLAIMED_COLUMNS} FROM records WHERE key = ?", (key,))
@@ -593,7 +619,8 @@ class SqlInbox:
                 "FROM refusals"
             )
             ((gaps, missing),) = await c.fetch(
-                "SELECT COUNT(*), COALESCE(SUM(to_seq - from_seq + 1), 0) FROM gaps"
+                "SELECT COUNT(*), "
+                "COALESCE(SUM(CAST(to_seq - from_seq + 1 AS DOUBLE PRECISION)), 0) FROM gaps"
             )
             return {
                 "records": sum(by_state.values()),
@@ -604,7 +631,7 @@ class SqlInbox:
                 "refused": int(refused),
                 "spoofed": int(spoofed),
                 "gaps": int(gaps),
-                "missing": int(missing),
+                "missing": int(missing),  # summed as a float: no overflow
                 "online": int(online),
             }
 

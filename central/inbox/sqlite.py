@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
+from agent.contract.modes import private_dir, private_file
+
 from ._recon_sql import ViewSql
 from ._sql import Conn
 
@@ -71,8 +73,14 @@ class SqliteInbox(ViewSql):
 
 
 async def open_sqlite(path: Path, *, relay_id: str = "") -> SqliteInbox:
-    """Open (creating if needed) the inbox file and bring its schema up to date."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Open (creating if needed) the inbox file and bring its schema up to date. The file
+    holds customer contact: it and its journal files are the owner's only (0600), and a
+    folder made for it is 0700."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    for part in (path, *(path.with_name(path.name + s) for s in ("-wal", "-shm"))):
+        if part == path or part.exists():
+            private_file(part)  # SQLite gives its journal files the database's mode
     db = await aiosqlite.connect(path, isolation_level=None)
     try:
         await db.execute("PRAGMA busy_timeout = 30000")

@@ -4,10 +4,11 @@ operators, reconciliation with CSV export, throughput and the inbox's counts."""
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
@@ -15,16 +16,22 @@ from central.exceptions import describe
 from central.recon import to_csv
 
 from . import _views
-from ._deps import Viewer, operator, state, viewer
+from ._deps import Viewer, expected_csrf, operator, state, viewer
 
-__all__ = ["router"]
+__all__ = ["ExceptionId", "RecordId", "StoreId", "download_name", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 Signed = Annotated[Viewer, Depends(viewer)]
+# Ids and limits are checked here, the same for SQLite and PostgreSQL: a negative limit or
+# an id past 64 bits never reaches either database.
+_MAX_ID = 2**63 - 1
+RecordId = Annotated[int, Path(ge=1, le=_MAX_ID)]
+ExceptionId = Annotated[int, Path(ge=1, le=_MAX_ID)]
+StoreId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 
 
 class Resolution(BaseModel):
-    note: str = Field(min_length=1, description="What was done about it.")
+    note: str = Field(min_length=1, max_length=2000, description="What was done about it.")
 
 
 @router.get("/stats", summary="The inbox's counts: records by state, stores, exceptions")
@@ -39,13 +46,17 @@ async def fleet(request: Request, _: Signed) -> list[dict[str, Any]]:
 
 @router.get("/records", summary="Search by key, transaction id or correlation id")
 async def records(
-    request: Request, _: Signed, q: str = "", store: str | None = None, limit: int = 50
+    request: Request,
+    _: Signed,
+    q: Annotated[str, Query(max_length=512)] = "",
+    store: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[dict[str, Any]]:
-    return await state(request).inbox.search_records(q, store=store, limit=min(limit, 500))
+    return await state(request).inbox.search_records(q, store=store, limit=limit)
 
 
 @router.get("/records/{record_id}", summary="One record (redacted), its deliveries and audit")
-async def record(request: Request, record_id: int, _: Signed) -> dict[str, Any]:
+async def record(request: Request, record_id: RecordId, _: Signed) -> dict[str, Any]:
     found = await _views.record_detail(state(request).inbox, record_id)
     if found is None:
         raise HTTPException(404, f"no record {record_id}")
@@ -58,7 +69,7 @@ async def exceptions(request: Request, _: Signed, closed: bool = False) -> list[
 
 
 @router.get("/exceptions/{exception_id}", summary="One exception with the target's response")
-async def exception(request: Request, exception_id: int, _: Signed) -> dict[str, Any]:
+async def exception(request: Request, exception_id: ExceptionId, _: Signed) -> dict[str, Any]:
     item = await state(request).inbox.exception(exception_id)
     if item is None:
         raise HTTPException(404, f"no exception {exception_id}")
@@ -66,8 +77,8 @@ async def exception(request: Request, exception_id: int, _: Signed) -> dict[str,
 
 
 @router.post("/exceptions/{exception_id}/retry", summary="Send the record again (operators)")
-async def retry(request: Request, exception_id: int) -> dict[str, str]:
-    who = operator(request)
+async def retry(request: Request, exception_id: ExceptionId) -> dict[str, str]:
+    who = await operator(request)
     try:
         said = await state(request).inbox.retry_exception(exception_id, by=who.name)
     except ValueError as exc:
@@ -76,8 +87,8 @@ async def retry(request: Request, exception_id: int) -> dict[str, str]:
 
 
 @router.post("/exceptions/{exception_id}/resolve", summary="Close with a note (operators)")
-async def resolve(request: Request, exception_id: int, body: Resolution) -> dict[str, str]:
-    who = operator(request)
+async def resolve(request: Request, exception_id: ExceptionId, body: Resolution) -> dict[str, str]:
+    who = await operator(request)
     try:
         await state(request).inbox.resolve_exception(exception_id, body.note, by=who.name)
     except ValueError as exc:
@@ -95,24 +106,38 @@ async def recon_days(request: Request, _: Signed) -> list[dict[str, Any]]:
     response_class=PlainTextResponse,
     summary="One store's day as CSV",
 )
-async def recon_csv(request: Request, store: str, business_date: date, _: Signed) -> Any:
+async def recon_csv(request: Request, store: StoreId, business_date: date, _: Signed) -> Any:
     days = await _views.recon_day(state(request), store, business_date)
     return PlainTextResponse(
         to_csv(days),
         media_type="text/csv",
         headers={
-            "Content-Disposition": f'attachment; filename="recon-{store}-{business_date}.csv"'
+            "Content-Disposition": f'attachment; filename="{download_name(store, business_date)}"'
         },
     )
 
 
 @router.get("/recon/{store}/{business_date}", summary="One store's day: POS, received, targets")
 async def recon_day(
-    request: Request, store: str, business_date: date, _: Signed
+    request: Request, store: StoreId, business_date: date, _: Signed
 ) -> list[dict[str, Any]]:
     return _views.day_json(await _views.recon_day(state(request), store, business_date))
 
 
 @router.get("/throughput", summary="Records received per minute, last hour, oldest first")
-async def throughput(request: Request, _: Signed, minutes: int = 60) -> list[int]:
-    return await state(request).inbox.throughput(min(max(minutes, 1), 1440))
+async def throughput(
+    request: Request, _: Signed, minutes: Annotated[int, Query(ge=1, le=1440)] = 60
+) -> list[int]:
+    return await state(request).inbox.throughput(minutes)
+
+
+@router.get("/csrf", summary="The token to send as X-CSRF-Token with every change")
+async def csrf(request: Request, who: Signed) -> dict[str, str]:
+    return {"csrf": expected_csrf(request, who)}
+
+
+def download_name(store: str, day: date) -> str:
+    """A file name of letters, digits, dot, dash and underscore only: nothing a client
+    could read as a second header parameter or a path."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", store)[:64].strip(".") or "store"
+    return f"recon-{safe}-{day.isoformat()}.csv"

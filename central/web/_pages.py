@@ -3,16 +3,19 @@ for operators, CSRF-protected forms) and reconciliation, behind a login."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Form, HTTPException, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from . import _views
-from ._deps import csrf_token, current, login, operator, state
+from ._api import ExceptionId, RecordId, StoreId
+from ._deps import changing, csrf_token, current, login, logout, operator, same_origin, state
 
 __all__ = ["router", "templates"]
 
@@ -20,8 +23,8 @@ router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
-def _page(request: Request, name: str, **context: Any) -> Response:
-    who = current(request)
+async def _page(request: Request, name: str, **context: Any) -> Response:
+    who = await current(request)
     if who is None:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
     return templates.TemplateResponse(
@@ -35,22 +38,32 @@ async def home() -> Response:
 
 
 @router.get("/login")
-async def login_form(request: Request, next: str = "/fleet") -> Response:
-    return templates.TemplateResponse(request, "login.html", {"next": next, "error": ""})
+async def login_form(
+    request: Request, next: Annotated[str, Query(max_length=500)] = "/fleet"
+) -> Response:
+    return templates.TemplateResponse(
+        request, "login.html", {"next": next, "error": "", "csrf": csrf_token(request)}
+    )
 
 
 @router.post("/login")
 async def login_post(
     request: Request,
-    username: str = Form(...),
-    password: str = Form(...),
-    next: str = Form("/fleet"),
+    username: str = Form(..., max_length=200),
+    password: str = Form(..., max_length=1024),
+    next: str = Form("/fleet", max_length=500),
+    csrf: str = Form("", max_length=200),
 ) -> Response:
-    if login(request, username, password) is None:
+    # Sign-in changes state too: it needs the token its form was served with.
+    same_origin(request)
+    expected = str(request.session.get("csrf", ""))
+    if not csrf or not expected or not secrets.compare_digest(csrf, expected):
+        raise HTTPException(403, "missing or wrong CSRF token")
+    if await login(request, username, password) is None:
         return templates.TemplateResponse(
             request,
             "login.html",
-            {"next": next, "error": "Wrong name or password."},
+            {"next": next, "error": "Wrong name or password.", "csrf": csrf_token(request)},
             status_code=401,
         )
     target = next if next.startswith("/") and not next.startswith("//") else "/fleet"
@@ -58,15 +71,15 @@ async def login_post(
 
 
 @router.post("/logout")
-async def logout(request: Request) -> Response:
-    request.session.clear()
+async def sign_out(request: Request, csrf: str = Form("", max_length=200)) -> Response:
+    logout(request, await changing(request, csrf))
     return RedirectResponse("/login", status_code=303)
 
 
 @router.get("/fleet")
 async def fleet(request: Request) -> Response:
     inbox = state(request).inbox
-    return _page(
+    return await _page(
         request,
         "fleet.html",
         stores=await _views.fleet(inbox),
@@ -76,57 +89,66 @@ async def fleet(request: Request) -> Response:
 
 
 @router.get("/records")
-async def records(request: Request, q: str = "", store: str = "") -> Response:
+async def records(
+    request: Request,
+    q: Annotated[str, Query(max_length=512)] = "",
+    store: Annotated[str, Query(max_length=64)] = "",
+) -> Response:
     found = await state(request).inbox.search_records(q, store=store or None, limit=100)
-    return _page(request, "records.html", records=found, q=q, store=store)
+    return await _page(request, "records.html", records=found, q=q, store=store)
 
 
 @router.get("/records/{record_id}")
-async def record(request: Request, record_id: int) -> Response:
+async def record(request: Request, record_id: RecordId) -> Response:
     found = await _views.record_detail(state(request).inbox, record_id)
     if found is None:
         raise HTTPException(404, f"no record {record_id}")
-    return _page(request, "record.html", record=found)
+    return await _page(request, "record.html", record=found)
 
 
 @router.get("/exceptions")
-async def exceptions(request: Request, closed: bool = False, said: str = "") -> Response:
+async def exceptions(
+    request: Request, closed: bool = False, said: Annotated[str, Query(max_length=300)] = ""
+) -> Response:
     items = await _views.exceptions(state(request).inbox, closed=closed)
-    return _page(request, "exceptions.html", items=items, closed=closed, said=said)
+    return await _page(request, "exceptions.html", items=items, closed=closed, said=said)
 
 
 @router.post("/exceptions/{exception_id}/retry")
-async def retry(request: Request, exception_id: int, csrf: str = Form("")) -> Response:
-    who = operator(request, csrf)
+async def retry(request: Request, exception_id: ExceptionId, csrf: str = Form("")) -> Response:
+    who = await operator(request, csrf)
     try:
         said = await state(request).inbox.retry_exception(exception_id, by=who.name)
     except ValueError as exc:
         said = str(exc)
-    return RedirectResponse(f"/exceptions?said={said}", status_code=303)
+    return RedirectResponse(f"/exceptions?said={quote(said[:300])}", status_code=303)
 
 
 @router.post("/exceptions/{exception_id}/resolve")
 async def resolve(
-    request: Request, exception_id: int, note: str = Form(""), csrf: str = Form("")
+    request: Request,
+    exception_id: ExceptionId,
+    note: str = Form("", max_length=2000),
+    csrf: str = Form(""),
 ) -> Response:
-    who = operator(request, csrf)
+    who = await operator(request, csrf)
     try:
         await state(request).inbox.resolve_exception(exception_id, note, by=who.name)
         said = f"exception {exception_id} resolved"
     except ValueError as exc:
         said = str(exc)
-    return RedirectResponse(f"/exceptions?said={said}", status_code=303)
+    return RedirectResponse(f"/exceptions?said={quote(said[:300])}", status_code=303)
 
 
 @router.get("/recon")
 async def recon(request: Request) -> Response:
-    return _page(request, "recon.html", days=await _views.recon_days(state(request)))
+    return await _page(request, "recon.html", days=await _views.recon_days(state(request)))
 
 
 @router.get("/recon/{store}/{business_date}")
-async def recon_day(request: Request, store: str, business_date: date) -> Response:
+async def recon_day(request: Request, store: StoreId, business_date: date) -> Response:
     days = await _views.recon_day(state(request), store, business_date)
     targets = [t.name for t in state(request).config.targets]
-    return _page(
+    return await _page(
         request, "recon_day.html", days=days, store=store, day=business_date, targets=targets
     )

@@ -45,6 +45,19 @@ async def relay(tmp_path: Path) -> AsyncIterator[tuple[CentralConfig, Inbox, htt
     await inbox.close()
 
 
+async def with_csrf(client: httpx.AsyncClient, name: str) -> dict[str, str]:
+    """Basic credentials and the CSRF token a change needs with them."""
+    token = (await client.get("/api/v1/csrf", headers=basic(name))).json()["csrf"]
+    return {**basic(name), "X-CSRF-Token": token}
+
+
+async def sign_in(client: httpx.AsyncClient, name: str, password: str = PASSWORD) -> httpx.Response:
+    """Sign in through the form, with the token the form was served with."""
+    form = await client.get("/login")
+    token = form.text.split('name="csrf" value="')[1].split('"')[0]
+    return await client.post("/login", data={"username": name, "password": password, "csrf": token})
+
+
 async def _exception(cfg: CentralConfig, inbox: Inbox) -> int:
     servers = Servers()
     servers["sandbox"].fail_next_write(400, message="price list missing")
@@ -72,20 +85,21 @@ async def test_health_needs_no_sign_in_and_the_api_does(relay) -> None:  # type:
 async def test_only_operators_retry_and_resolve(relay) -> None:  # type: ignore[no-untyped-def]
     cfg, inbox, client = relay
     exception_id = await _exception(cfg, inbox)
-    denied = await client.post(f"/api/v1/exceptions/{exception_id}/retry", headers=basic("vera"))
+    vera, otto = await with_csrf(client, "vera"), await with_csrf(client, "otto")
+    denied = await client.post(f"/api/v1/exceptions/{exception_id}/retry", headers=vera)
     assert denied.status_code == 403
-    done = await client.post(f"/api/v1/exceptions/{exception_id}/retry", headers=basic("otto"))
+    done = await client.post(f"/api/v1/exceptions/{exception_id}/retry", headers=otto)
     assert done.json() == {"result": "record 1 queued again for sandbox"}
-    again = await client.post(f"/api/v1/exceptions/{exception_id}/retry", headers=basic("otto"))
+    again = await client.post(f"/api/v1/exceptions/{exception_id}/retry", headers=otto)
     assert again.status_code == 409
 
 
 async def test_a_session_form_needs_its_csrf_token(relay) -> None:  # type: ignore[no-untyped-def]
     cfg, inbox, client = relay
     exception_id = await _exception(cfg, inbox)
-    bad = await client.post("/login", data={"username": "otto", "password": "nope"})
+    bad = await sign_in(client, "otto", "nope")
     assert bad.status_code == 401
-    signed = await client.post("/login", data={"username": "otto", "password": PASSWORD})
+    signed = await sign_in(client, "otto")
     assert signed.status_code == 303
     assert "httponly" in signed.headers["set-cookie"].lower()
     forged = await client.post(f"/exceptions/{exception_id}/resolve", data={"note": "x"})

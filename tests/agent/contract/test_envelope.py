@@ -15,6 +15,7 @@ from agent.contract import (
     AgentInfo,
     Batch,
     EnvelopeError,
+    Limits,
     Rejection,
     Transaction,
     WireRecord,
@@ -78,10 +79,9 @@ def test_bad_payloads_are_refused_with_a_reason(payload: bytes, message: str) ->
         decode_batch(payload)
 
 
-def test_a_decompression_bomb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("agent.contract._envelope.MAX_DECOMPRESSED", 1000)
-    with pytest.raises(EnvelopeError, match="size limit"):
-        decode_batch(gzip.compress(b" " * 5000))
+def test_a_decompression_bomb_is_refused() -> None:
+    with pytest.raises(EnvelopeError, match="inflates past the limit of 4096 bytes"):
+        decode_batch(gzip.compress(b" " * 5000), Limits(inflated_bytes=4096))
 
 
 def test_ack_settles_committed_duplicates_and_rejected() -> None:

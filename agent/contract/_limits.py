@@ -1,0 +1,180 @@
+"""How large anything on the wire may be: bytes per message (as sent and inflated), records
+per batch, lines per transaction, items of any list, characters of any string, digits and
+exponent of any number, nesting depth. Both programs read the same `Limits`: the agent so
+that it never makes a record the relay would refuse, the relay to refuse one that is over.
+
+Every check here is linear in its input and stops at the first excess.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import zlib
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["LimitError", "Limits", "Oversize", "check_value", "inflate", "loads"]
+
+
+class LimitError(ValueError):
+    """A message or value over one of the limits; the text says which and where."""
+
+
+class Limits(BaseModel):
+    """The limits, with defaults that hold every real POS transaction several times over."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=4096,
+        description="Largest message as it arrives, gzip-compressed or plain JSON.",
+    )
+    inflated_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=4096,
+        description="Largest batch once inflated (a plain batch counts its own size).",
+    )
+    records_per_batch: int = Field(default=10_000, ge=1, description="Most records in a batch.")
+    lines_per_transaction: int = Field(
+        default=5_000, ge=1, description="Most lines in one transaction."
+    )
+    list_items: int = Field(
+        default=10_000, ge=1, description="Most items in any other list of a record."
+    )
+    string_chars: int = Field(
+        default=65_536, ge=64, description="Longest string in a record, in characters."
+    )
+    number_digits: int = Field(
+        default=40, ge=8, description="Most digits of a number, written as JSON or as text."
+    )
+    number_exponent: int = Field(
+        default=30, ge=1, description="Largest exponent (either sign) of a number in E notation."
+    )
+    depth: int = Field(default=32, ge=4, description="Deepest nesting of objects and lists.")
+
+
+class Oversize:
+    """Stands in for a JSON number over the limits, so that one record is refused with a
+    reason rather than the whole batch failing to load."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Oversize({self.reason!r})"
+
+
+def inflate(payload: bytes, limits: Limits) -> bytes:
+    """The batch's JSON bytes: gzip inflated, stopping one byte past the limit."""
+    if len(payload) > limits.message_bytes:
+        raise LimitError(
+            f"message of {len(payload)} bytes is over the limit of {limits.message_bytes}"
+        )
+    if payload[:2] != b"\x1f\x8b":
+        if len(payload) > limits.inflated_bytes:
+            raise LimitError(
+                f"batch of {len(payload)} bytes is over the limit of {limits.inflated_bytes}"
+            )
+        return payload
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(payload)) as gz:
+            data = gz.read(limits.inflated_bytes + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise LimitError(f"batch is not valid gzip: {exc}") from None
+    if len(data) > limits.inflated_bytes:
+        raise LimitError(f"batch inflates past the limit of {limits.inflated_bytes} bytes")
+    return data
+
+
+def _number_problem(text: str, limits: Limits) -> str | None:
+    """Why a number written as `text` is over the limits, or None."""
+    if len(text) <= limits.number_digits and "e" not in text and "E" not in text:
+        return None  # too short to hold too many digits, and no exponent: the common case
+    mantissa, _, exponent = text.lower().partition("e")
+    digits = sum(1 for char in mantissa if char.isdigit())
+    if digits > limits.number_digits:
+        return f"a number of {digits} digits (limit {limits.number_digits})"
+    if exponent:
+        magnitude = exponent.lstrip("+-")
+        if (
+            not magnitude.isdecimal()
+            or len(magnitude) > 6
+            or int(magnitude) > limits.number_exponent
+        ):
+            shown = exponent if len(exponent) <= 12 else exponent[:12] + "…"
+            return f"a number with exponent {shown} (limit ±{limits.number_exponent})"
+    return None
+
+
+def loads(data: bytes | str, limits: Limits) -> Any:
+    """JSON with numbers over the limits kept as `Oversize` (Python's own 4,300-digit guard
+    never fires) and NaN or Infinity refused; LimitError for anything not JSON."""
+
+    def number(text: str, convert: Any) -> Any:
+        problem = _number_problem(text, limits)
+        return Oversize(problem) if problem else convert(text)
+
+    def constant(name: str) -> Any:
+        raise LimitError(f"{name} is not a JSON number")
+
+    try:
+        return json.loads(
+            data,
+            parse_int=lambda t: number(t, int),
+            parse_float=lambda t: number(t, float),
+            parse_constant=constant,
+        )
+    except RecursionError:
+        raise LimitError("JSON nests too deep") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LimitError(f"not valid JSON: {exc}") from None
+
+
+def check_value(value: Any, limits: Limits, where: str = "") -> str | None:
+    """The first place where `value` (decoded JSON) is over the limits, as
+    "`where`: what", or None. Strings that are numbers are held to the number limits."""
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, str):
+            if len(item) > limits.string_chars:
+                return f"{path}: a string of {len(item)} characters (limit {limits.string_chars})"
+            if item[:1] in _NUMBER_START and _looks_numeric(item):
+                problem = _number_problem(item, limits)
+                if problem:
+                    return f"{path}: {problem}"
+        elif isinstance(item, Oversize):
+            return f"{path}: {item.reason}"
+        elif isinstance(item, dict | list):
+            if depth >= limits.depth:
+                return f"{path}: nested deeper than {limits.depth} levels"
+            if isinstance(item, dict):
+                for key, inner in item.items():
+                    if len(key) > limits.string_chars:
+                        return f"{path}: a key of {len(key)} characters"
+                    stack.append((inner, f"{path}.{key}" if path else str(key), depth + 1))
+            else:
+                most = limits.lines_per_transaction if path.endswith("lines") else limits.list_items
+                if len(item) > most:
+                    return f"{path}: {len(item)} items (limit {most})"
+                for index, inner in enumerate(item):
+                    stack.append((inner, f"{path}[{index}]", depth + 1))
+    return None
+
+
+_NUMBER_START = frozenset("+-.0123456789")
+
+
+def _looks_numeric(text: str) -> bool:
+    """True for text written like a decimal number, E notation included."""
+    mantissa, e, exponent = text.lower().partition("e")
+    mantissa = mantissa.lstrip("+-")
+    if not mantissa or mantissa.count(".") > 1 or not mantissa.replace(".", "").isdecimal():
+        return False
+    return not e or exponent.lstrip("+-").isdecimal()
