@@ -32,7 +32,16 @@ from pydantic import ValidationError
 from agent._probe import scheme_mismatch
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.contract import SCHEMA_VERSION, Ack, Command, Heartbeat, topic
+from agent.contract import (
+    SCHEMA_VERSION,
+    Ack,
+    AgentInfo,
+    Batch,
+    Command,
+    Heartbeat,
+    Release,
+    topic,
+)
 from agent.contract.logs import bind
 from agent.outbox import Outbox, OutRow
 
@@ -470,11 +479,62 @@ class Uplink:
                     "no_longer_held": purged,
                 },
             )
+            if purged:
+                upper = command.to_seq if command.to_seq is not None else self.outbox.last_seq
+                await self._release(command.from_seq, upper)
             self.wake.set()
         elif command.command == "heartbeat":
             await self.publish_status()
         else:
             log.info("Command not handled by this agent.", extra={"command": command.command})
+
+    async def _release(self, from_seq: int, to_seq: int) -> None:
+        """Tell central which of the seqs it asked for this store will never send, and why,
+        so it closes those gaps instead of asking forever (an empty batch that carries
+        `released`). Sent again whenever central asks again."""
+        client = self._client
+        ranges = await self.outbox.not_held(from_seq, to_seq)
+        if client is None or not ranges:
+            return
+        first = self.outbox.first_seq
+        released: list[Release] = []
+        for lo, hi in ranges[:100]:
+            if lo < first:  # seqs of an outbox moved aside: re-read under new seqs
+                released.append(
+                    Release(
+                        from_seq=lo,
+                        to_seq=min(hi, first - 1),
+                        cause="rebuilt",
+                        reason=f"outbox created again at {self.outbox.created_at or 'start'}"
+                        f" after the earlier one was moved aside; its records were re-read "
+                        f"from the archive as seq {first} onwards",
+                    )
+                )
+            if hi >= first:
+                released.append(
+                    Release(
+                        from_seq=max(lo, first),
+                        to_seq=hi,
+                        cause="purged",
+                        reason="acknowledged by central and purged from the store's outbox",
+                    )
+                )
+        batch = Batch(
+            store=self.config.store,
+            agent=AgentInfo(id=self.config.agent_id, version=__version__),
+            batch_id=f"{self.outbox.epoch}-{uuid.uuid4().hex}",
+            sent_at=datetime.now(UTC),
+            records=[],
+            released=released[:100],
+        )
+        payload = gzip.compress(batch.model_dump_json(by_alias=True).encode(), mtime=0)
+        await client.publish(
+            topic(self.prefix, self.config.store, "records"), payload, qos=1, timeout=10
+        )
+        log.warning(
+            "Told central which seqs this store no longer holds.",
+            extra={"ranges": [(r.from_seq, r.to_seq, r.cause) for r in released]},
+        )
 
     # -- status ---------------------------------------------------------------------------
 

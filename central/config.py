@@ -90,6 +90,13 @@ class IntakeSettings(Section):
     gap_grace_seconds: float = Field(
         default=300, gt=0, description="How long a missing seq range waits before a resend."
     )
+    gap_max_requests: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Requests for a missing seq range (each after twice the wait of the one "
+        "before) before it goes to the exception queue for a person.",
+    )
     park_max_hours: float = Field(
         default=72, gt=0, description="How long a return waits for its original sale."
     )

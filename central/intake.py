@@ -369,6 +369,7 @@ class Intake:
             good,
             rejected=kept,
             refused_seqs=[b.seq for b in bad],
+            released=batch.released,
             batch_id=batch.batch_id,
             agent=(batch.agent.id, batch.agent.version),
         )
@@ -460,7 +461,18 @@ class Intake:
             return 0
         grace = timedelta(seconds=self.config.intake.gap_grace_seconds)
         sent = 0
-        for gap in await self.inbox.due_gaps(grace):
+        gaps = await self.inbox.due_gaps(grace, max_requests=self.config.intake.gap_max_requests)
+        for gap in gaps:
+            if gap.requests >= self.config.intake.gap_max_requests:
+                log.error(
+                    "Seqs still missing after every request; handed to the exception queue.",
+                    extra={
+                        "store": gap.store,
+                        "from_seq": gap.from_seq,
+                        "to_seq": gap.to_seq,
+                        "requests": gap.requests,
+                    },
+                )
             command = Command(
                 command="resend", from_seq=gap.from_seq, to_seq=gap.to_seq, issued_at=utcnow()
             )

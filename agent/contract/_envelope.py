@@ -24,6 +24,7 @@ __all__ = [
     "EnvelopeError",
     "Heartbeat",
     "Rejection",
+    "Release",
     "WireRecord",
     "decode_batch",
     "encode_batch",
@@ -68,6 +69,18 @@ class WireRecord(_Model):
         return record_adapter.validate_python(self.body)
 
 
+class Release(_Model):
+    """Seqs the store will never send, and why: `rebuilt` — they belonged to an outbox
+    moved aside after damage, whose records were re-read from the archive under new seqs
+    (nothing is missing); `purged` — the store acknowledged and purged them, so if central
+    lacks them a person must look."""
+
+    from_seq: int = Field(ge=1)
+    to_seq: int = Field(ge=1)
+    cause: Literal["rebuilt", "purged"]
+    reason: str = Field(max_length=500)
+
+
 class Batch(_Model):
     schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
     store: StoreId
@@ -75,6 +88,11 @@ class Batch(_Model):
     batch_id: str = Field(min_length=1, max_length=128)
     sent_at: AwareDatetime
     records: list[WireRecord]
+    released: list[Release] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Seqs central asked for that the store no longer holds, with the cause.",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -177,6 +177,9 @@ class Outbox:
         self._sealer = sealer
         self.recovery = recovery
         self.epoch = ""
+        self.first_seq = 1
+        self.created_at: str | None = None
+        """The first seq this outbox numbered: lower ones belonged to an outbox rebuilt since."""
         """This outbox's own id: its seqs mean its records only. A rebuilt outbox gets a new
         one, so an acknowledgement of an earlier outbox's batch never settles its rows."""
         self.reread: dict[str, Any] | None = None
@@ -255,6 +258,8 @@ class Outbox:
             ("INSERT INTO meta VALUES ('last_seq', ?)", (str(last_seq),)),
             ("INSERT INTO meta VALUES ('reread', ?)", (mark,)),
             ("INSERT INTO meta VALUES ('epoch', ?)", (secrets.token_hex(8),)),
+            ("INSERT INTO meta VALUES ('first_seq', ?)", (str(last_seq + 1),)),
+            ("INSERT INTO meta VALUES ('created_at', ?)", (now.isoformat(timespec="seconds"),)),
         ]
         if note is not None:
             statements.append(("INSERT INTO meta VALUES ('recovered', ?)", (note,)))
@@ -281,6 +286,8 @@ class Outbox:
             await db.execute("INSERT INTO meta VALUES ('epoch', ?)", (meta["epoch"],))
             await db.commit()
         self.epoch = meta["epoch"]
+        self.first_seq = int(meta.get("first_seq", "1"))
+        self.created_at = meta.get("created_at")
         meta_last = int(meta.get("last_seq", "0"))
         async with db.execute(
             "SELECT coalesce(max(seq), 0), "
@@ -598,6 +605,23 @@ class Outbox:
         queued: int = await self._writer.submit(job)
         expected = max(0, upper - from_seq + 1)
         return queued, max(0, expected - queued)
+
+    async def not_held(self, from_seq: int, to_seq: int) -> list[tuple[int, int]]:
+        """The ranges of [from_seq, to_seq] this outbox holds no row for (work in the rows
+        held, never in the width of the range)."""
+        async with self._reader.execute(
+            "SELECT seq FROM records WHERE seq BETWEEN ? AND ? ORDER BY seq", (from_seq, to_seq)
+        ) as cur:
+            held = [int(r[0]) for r in await cur.fetchall()]
+        out: list[tuple[int, int]] = []
+        expected = from_seq
+        for seq in held:
+            if seq > expected:
+                out.append((expected, seq - 1))
+            expected = seq + 1
+        if expected <= to_seq:
+            out.append((expected, to_seq))
+        return out
 
     async def _count_back(self, db: aiosqlite.Connection, where: str, params: Any) -> None:
         """Acked rows about to be sent again count as unacknowledged once more."""

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from agent.contract import Heartbeat, Record, Transaction, make_key
+from agent.contract import Heartbeat, Record, Release, Transaction, make_key
 
 __all__ = [
     "CLAIMABLE",
@@ -26,6 +26,7 @@ __all__ = [
     "InsertResult",
     "InvalidRecord",
     "RecordState",
+    "Released",
     "RouteDecision",
     "StoreStatus",
     "link_key",
@@ -135,6 +136,19 @@ class StoreStatus:
     records: int
     duplicates: int
     gaps: list[Gap] = field(default_factory=list)
+    last_release: Released | None = None
+
+
+@dataclass(frozen=True)
+class Released:
+    """Seqs a store said it will never send, and why (the store's audit of a closed gap)."""
+
+    store: str
+    from_seq: int
+    to_seq: int
+    cause: str
+    reason: str
+    received_at: datetime
 
 
 @dataclass(frozen=True)
@@ -286,13 +300,16 @@ class Inbox(Protocol):
         *,
         rejected: Sequence[InvalidRecord] = (),
         refused_seqs: Sequence[int] = (),
+        released: Sequence[Release] = (),
         batch_id: str = "",
         agent: tuple[str, str] | None = None,
         now: datetime | None = None,
     ) -> InsertResult:
         """Insert each record if its key is absent, in one transaction with the seq receipts.
         `rejected` go to the exception queue; they and `refused_seqs` (refused records
-        summed up in one of `rejected`) count as received: they leave no gap."""
+        summed up in one of `rejected`) count as received: they leave no gap. `released`
+        ranges (seqs the store says it will never send) close their gaps and are kept as
+        the store's audit; a `purged` one also becomes an exception for a person."""
         ...
 
     async def claim(
@@ -412,9 +429,20 @@ class Inbox(Protocol):
     async def gaps(self, store: str | None = None) -> list[Gap]: ...
 
     async def due_gaps(
-        self, grace: timedelta, *, limit: int = 100, now: datetime | None = None
+        self,
+        grace: timedelta,
+        *,
+        limit: int = 100,
+        max_requests: int = 10,
+        now: datetime | None = None,
     ) -> list[Gap]:
-        """Gaps older than `grace` and not asked for within `grace`, marked as asked now."""
+        """Gaps older than `grace` whose next request is due, marked as asked now. Each
+        request doubles the wait before the next (up to 64 × `grace`); a gap asked for
+        `max_requests` times becomes an exception for a person and is not asked for again."""
+        ...
+
+    async def releases(self, store: str | None = None, *, limit: int = 100) -> list[Released]:
+        """Seqs stores said they will never send, newest first: why each gap closed."""
         ...
 
     async def stores(self) -> list[StoreStatus]: ...

@@ -7,12 +7,13 @@ transactions, timestamp and JSON types, and row locking.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any, Protocol, TypeVar
 
-from agent.contract import Heartbeat
+from agent.contract import Heartbeat, Release
 
 from ._model import (
     ALLOWED_FROM,
@@ -23,11 +24,14 @@ from ._model import (
     InsertResult,
     InvalidRecord,
     RecordState,
+    Released,
     StoreStatus,
     utcnow,
 )
 
 __all__ = ["Conn", "SqlInbox", "migrations"]
+
+log = logging.getLogger("tillbridge.central.inbox")
 
 T = TypeVar("T")
 _CHUNK = 200
@@ -162,6 +166,7 @@ class SqlInbox:
         *,
         rejected: Sequence[InvalidRecord] = (),
         refused_seqs: Sequence[int] = (),
+        released: Sequence[Release] = (),
         batch_id: str = "",
         agent: tuple[str, str] | None = None,
         now: datetime | None = None,
@@ -247,7 +252,12 @@ class SqlInbox:
                     ),
                 )
             seqs = {r.seq for r in records} | {r.seq for r in rejected} | set(refused_seqs)
-            contiguous, max_seq = await self._advance(c, store, contiguous, max_seq, seqs, at)
+            closed = await self._close_released(
+                c, store, contiguous, max_seq, released, batch_id, at
+            )
+            contiguous, max_seq = await self._advance(
+                c, store, contiguous, max_seq, seqs, at, closed
+            )
             assignments = "contiguous_seq = ?, max_seq = ?, records = records + ?, "
             assignments += "duplicates = duplicates + ?, last_seen = ?"
             update: list[Any] = [contiguous, max_seq, len(committed), len(duplicates), at]
@@ -259,15 +269,69 @@ class SqlInbox:
 
         return await self._run(body)
 
+    async def _close_released(
+        self,
+        c: Conn,
+        store: str,
+        contiguous: int,
+        max_seq: int,
+        released: Sequence[Release],
+        batch_id: str,
+        at: Any,
+    ) -> list[tuple[int, int]]:
+        """Keep each released range as the store's audit, a `purged` one as an exception
+        too; returns the ranges that close gaps (only seqs central misses: above the
+        watermark, not beyond the highest seq it has seen)."""
+        closed: list[tuple[int, int]] = []
+        for item in released:
+            lo, hi = max(item.from_seq, contiguous + 1), min(item.to_seq, max_seq)
+            if lo > hi:
+                continue
+            rows = await c.fetch(
+                "INSERT INTO releases (store, from_seq, to_seq, cause, reason, batch_id, "
+                "received_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (store, from_seq, to_seq, cause) DO NOTHING RETURNING id",
+                (store, lo, hi, item.cause, item.reason, batch_id, at),
+            )
+            if item.cause == "purged":
+                await c.run(
+                    "INSERT INTO exceptions (store, seq, key, reason, payload, dedupe, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe) DO NOTHING",
+                    (
+                        store,
+                        lo,
+                        None,
+                        f"seqs {lo}-{hi} never arrived and the store no longer holds them "
+                        f"({item.reason}): look for missing records",
+                        None,
+                        f"released:{store}:{lo}:{hi}",
+                        at,
+                    ),
+                )
+            if rows:
+                log.warning(
+                    "Store released seqs it will never send; their gap is closed.",
+                    extra={"store": store, "from_seq": lo, "to_seq": hi, "cause": item.cause},
+                )
+            closed.append((lo, hi))
+        return closed
+
     async def _advance(
-        self, c: Conn, store: str, contiguous: int, max_seq: int, seqs: set[int], at: Any
+        self,
+        c: Conn,
+        store: str,
+        contiguous: int,
+        max_seq: int,
+        seqs: set[int],
+        at: Any,
+        closed: Sequence[tuple[int, int]] = (),
     ) -> tuple[int, int]:
         """Move the store's gap-free watermark over `seqs` and bring its gaps up to date.
 
         Receipts above the watermark and the gaps between them are both kept as ranges, so
         the work is linear in the batch and in the number of ranges, whatever the seqs say
         (one record with seq 2**63-1 is one receipt range and one gap)."""
-        fresh = runs(s for s in seqs if s > contiguous)
+        fresh = merge_ranges([*runs(s for s in seqs if s > contiguous), *closed])
         if not fresh:
             return contiguous, max_seq
         old_receipts: list[tuple[int, int]] = []
@@ -290,8 +354,8 @@ class SqlInbox:
             )
         missing = holes(watermark, merged)
         old = await c.fetch(
-            "SELECT from_seq, to_seq, first_seen, last_requested, requests FROM gaps "
-            "WHERE store = ?",
+            "SELECT from_seq, to_seq, first_seen, last_requested, requests, next_request "
+            "FROM gaps WHERE store = ?",
             (store,),
         )
         if [(f, t) for f, t, *_ in sorted(old)] != missing:
@@ -312,11 +376,22 @@ class SqlInbox:
                 first_seen = min((o[2] for o in overlap), default=at)
                 asked = [o[3] for o in overlap if o[3] is not None]
                 requests = max((o[4] for o in overlap), default=0)
-                rows_out.append((store, lo, hi, first_seen, max(asked, default=None), requests))
+                due = [o[5] for o in overlap if o[5] is not None]
+                rows_out.append(
+                    (
+                        store,
+                        lo,
+                        hi,
+                        first_seen,
+                        max(asked, default=None),
+                        requests,
+                        max(due, default=None),
+                    )
+                )
             if rows_out:
                 await c.run_many(
                     "INSERT INTO gaps (store, from_seq, to_seq, first_seen, last_requested, "
-                    "requests) VALUES (?, ?, ?, ?, ?, ?)",
+                    "requests, next_request) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     rows_out,
                 )
         return watermark, top
@@ -554,7 +629,12 @@ class SqlInbox:
         return await self._run(body)
 
     async def due_gaps(
-        self, grace: timedelta, *, limit: int = 100, now: datetime | None = None
+        self,
+        grace: timedelta,
+        *,
+        limit: int = 100,
+        max_requests: int = 10,
+        now: datetime | None = None,
     ) -> list[Gap]:
         moment = now or utcnow()
         at, cutoff = self._ts(moment), self._ts(moment - grace)
@@ -563,17 +643,68 @@ class SqlInbox:
             rows = await c.fetch(
                 "UPDATE gaps SET last_requested = ?, requests = requests + 1 "
                 "WHERE (store, from_seq) IN (SELECT store, from_seq FROM gaps "
-                "WHERE first_seen <= ? AND (last_requested IS NULL OR last_requested <= ?) "
+                "WHERE first_seen <= ? AND requests < ? "
+                "AND (next_request IS NULL OR next_request <= ?) "
                 f"ORDER BY first_seen LIMIT ?{self.skip_locked}) "
                 "RETURNING store, from_seq, to_seq, first_seen, last_requested, requests",
-                (at, cutoff, cutoff, limit),
+                (at, cutoff, max_requests, at, limit),
             )
-            return sorted((self._gap(r) for r in rows), key=lambda g: (g.store, g.from_seq))
+            gaps = sorted((self._gap(r) for r in rows), key=lambda g: (g.store, g.from_seq))
+            # Each request doubles the wait before the next, up to 64 × the grace period.
+            await c.run_many(
+                "UPDATE gaps SET next_request = ? WHERE store = ? AND from_seq = ?",
+                [
+                    (self._ts(moment + grace * 2 ** min(g.requests, 6)), g.store, g.from_seq)
+                    for g in gaps
+                ],
+            )
+            given_up = [g for g in gaps if g.requests >= max_requests]
+            for gap in given_up:
+                await c.run(
+                    "INSERT INTO exceptions (store, seq, key, reason, payload, dedupe, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe) DO NOTHING",
+                    (
+                        gap.store,
+                        gap.from_seq,
+                        None,
+                        f"seqs {gap.from_seq}-{gap.to_seq} still missing after "
+                        f"{gap.requests} requests to the store: look at the store's outbox",
+                        None,
+                        f"gap:{gap.store}:{gap.from_seq}:{gap.to_seq}",
+                        at,
+                    ),
+                )
+            return gaps
 
         return await self._run(body)
 
+    async def releases(self, store: str | None = None, *, limit: int = 100) -> list[Released]:
+        where, params = ("WHERE store = ? ", [store]) if store is not None else ("", [])
+
+        async def body(c: Conn) -> list[tuple[Any, ...]]:
+            return await c.fetch(
+                "SELECT store, from_seq, to_seq, cause, reason, received_at FROM releases "
+                f"{where}ORDER BY received_at DESC, id DESC LIMIT ?",
+                [*params, max(1, min(limit, 1000))],
+            )
+
+        return [
+            Released(
+                store=r[0],
+                from_seq=r[1],
+                to_seq=r[2],
+                cause=r[3],
+                reason=r[4],
+                received_at=self._dt(r[5]),
+            )
+            for r in await self._run(body)
+        ]
+
     async def stores(self) -> list[StoreStatus]:
         gaps = await self.gaps()
+        latest: dict[str, Released] = {}
+        for item in await self.releases(limit=1000):
+            latest.setdefault(item.store, item)
 
         async def body(c: Conn) -> list[tuple[Any, ...]]:
             return await c.fetch(
@@ -598,6 +729,7 @@ class SqlInbox:
                 records=r[10],
                 duplicates=r[11],
                 gaps=[g for g in gaps if g.store == r[0]],
+                last_release=latest.get(r[0]),
             )
             for r in rows
         ]

@@ -30,6 +30,17 @@ async def fleet(inbox: Inbox) -> list[dict[str, Any]]:
             "records": s.records,
             "duplicates": s.duplicates,
             "missing": sum(g.to_seq - g.from_seq + 1 for g in s.gaps),
+            "release": (
+                {
+                    "from_seq": s.last_release.from_seq,
+                    "to_seq": s.last_release.to_seq,
+                    "cause": s.last_release.cause,
+                    "reason": s.last_release.reason,
+                    "at": s.last_release.received_at.isoformat(),
+                }
+                if s.last_release is not None
+                else None
+            ),
         }
         for s in await inbox.stores()
     ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from agent.contract import AgentInfo, Heartbeat
+from agent.contract import AgentInfo, Heartbeat, Release
 from central.inbox import Inbox, IncomingRecord, InvalidRecord, RecordState, open_inbox
 from tests.support.records import return_body, sale_body
 
@@ -248,15 +248,60 @@ async def test_gap_ranges_and_the_gap_free_watermark(inbox: Inbox) -> None:
     assert (store.contiguous_seq, store.max_seq) == (10, 10)
 
 
-async def test_due_gaps_are_asked_for_once_per_grace_period(inbox: Inbox) -> None:
+async def test_due_gaps_are_asked_for_after_a_doubling_wait_then_given_to_a_person(
+    inbox: Inbox,
+) -> None:
     await inbox.insert_batch("0042", sales("0042", [1, 5]), now=T0)
     grace = timedelta(seconds=60)
     assert await inbox.due_gaps(grace, now=T0 + timedelta(seconds=30)) == []
-    (gap,) = await inbox.due_gaps(grace, now=T0 + timedelta(seconds=61))
+    (gap,) = await inbox.due_gaps(grace, max_requests=3, now=T0 + timedelta(seconds=61))
     assert (gap.store, gap.from_seq, gap.to_seq, gap.requests) == ("0042", 2, 4, 1)
-    assert await inbox.due_gaps(grace, now=T0 + timedelta(seconds=90)) == []
-    (again,) = await inbox.due_gaps(grace, now=T0 + timedelta(seconds=122))
+    # The next request waits twice the grace period, the one after four times.
+    assert await inbox.due_gaps(grace, max_requests=3, now=T0 + timedelta(seconds=180)) == []
+    (again,) = await inbox.due_gaps(grace, max_requests=3, now=T0 + timedelta(seconds=181))
     assert again.requests == 2
+    assert await inbox.due_gaps(grace, max_requests=3, now=T0 + timedelta(seconds=420)) == []
+    assert (await inbox.stats())["exceptions"] == 0
+    (last,) = await inbox.due_gaps(grace, max_requests=3, now=T0 + timedelta(seconds=421))
+    assert last.requests == 3
+    # Asked for as often as allowed: a person looks now, the relay stops asking.
+    (item,) = await inbox.exceptions(10)
+    assert (item.store, item.seq) == ("0042", 2)
+    assert "seqs 2-4 still missing after 3 requests" in item.reason
+    later = T0 + timedelta(days=30)
+    assert await inbox.due_gaps(grace, max_requests=3, now=later) == []
+    assert len(await inbox.exceptions(10)) == 1
+
+
+async def test_released_seqs_close_their_gap_and_are_kept_as_the_stores_audit(
+    inbox: Inbox,
+) -> None:
+    # The store's outbox was rebuilt: central never got 1-84, the re-read came as 85-90.
+    await inbox.insert_batch("0042", sales("0042", range(85, 91)), now=T0)
+    assert [(g.from_seq, g.to_seq) for g in await inbox.gaps("0042")] == [(1, 84)]
+    rebuilt = Release(from_seq=1, to_seq=84, cause="rebuilt", reason="outbox rebuilt")
+    assert await inbox.insert_batch("0042", [], released=[rebuilt], now=T0) == ([], [])
+    assert await inbox.gaps("0042") == []
+    (store,) = await inbox.stores()
+    assert (store.contiguous_seq, store.max_seq) == (90, 90)
+    assert store.last_release is not None
+    assert (store.last_release.from_seq, store.last_release.cause) == (1, "rebuilt")
+    assert (await inbox.stats())["exceptions"] == 0  # nothing is missing: re-read
+    # Seqs the store acknowledged and purged, yet central lacks: a person must look.
+    await inbox.insert_batch("0042", sales("0042", [95]), now=T0)
+    purged = Release(from_seq=91, to_seq=94, cause="purged", reason="purged at the store")
+    beyond = Release(from_seq=96, to_seq=10**12, cause="purged", reason="never seen")
+    await inbox.insert_batch("0042", [], released=[purged, beyond], now=T0)
+    await inbox.insert_batch("0042", [], released=[purged], now=T0)  # said again: once
+    assert await inbox.gaps("0042") == []
+    (store,) = await inbox.stores()
+    assert store.max_seq == 95  # a release never reaches past what central has seen
+    (item,) = await inbox.exceptions(10)
+    assert "seqs 91-94 never arrived and the store no longer holds them" in item.reason
+    assert [(r.from_seq, r.to_seq, r.cause) for r in await inbox.releases("0042")] == [
+        (91, 94, "purged"),
+        (1, 84, "rebuilt"),
+    ]
 
 
 async def test_heartbeats_feed_the_store_registry(inbox: Inbox) -> None:
