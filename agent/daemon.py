@@ -125,20 +125,22 @@ class Agent:
         outbox = await Outbox.open(config.outbox_path, config.outbox, key_file=key_file)
         self.outbox = outbox
         try:
-            if outbox.reread is not None:  # a new or rebuilt outbox: finish its re-read first
-                await self.reread_archive()
             uplink = Uplink(config, outbox, self.heartbeat)
             self.uplink = uplink
             outbox.on_new_records = uplink.notify
+            uplink_task = asyncio.create_task(uplink.run(stop), name="uplink")
+            server = await self._status_server()
+            self._schedule()
+            self.scheduler.start()
+            if outbox.floor_pending:  # a rebuilt outbox without a last seq: ask central
+                await self._await_floor(stop)
+            if outbox.reread is not None and not stop.is_set():
+                await self.reread_archive()  # a new or rebuilt outbox: before new files
             watchers = Watchers(
                 config, outbox, config_file=str(self.config_file) if self.config_file else ""
             )
             self.watchers = watchers
-            self._schedule()
-            uplink_task = asyncio.create_task(uplink.run(stop), name="uplink")
             await watchers.start()
-            server = await self._status_server()
-            self.scheduler.start()
             await self.end_of_day()  # catch up on days that closed while the agent was off
             self.notifier.ready(f"store {config.store}: taking files")
             log.info(
@@ -163,6 +165,22 @@ class Agent:
             self.scheduler.shutdown()
             await outbox.close()
         log.info("Agent stopped.", extra={"store": config.store})
+
+    async def _await_floor(self, stop: asyncio.Event) -> None:
+        """Number nothing until central said its highest seq of this store (each heartbeat
+        asks again); files wait in the POS folder meanwhile, the archive stays as it is."""
+        outbox = self.outbox
+        assert outbox is not None
+        self.recovery_note = (
+            "waiting for central's highest seq of this store before numbering records "
+            "(the damaged outbox gave none); files wait in the POS folder"
+        )
+        log.warning("Outbox rebuilt without a last seq; waiting for central's highest seq.")
+        await self.write_status()
+        while outbox.floor_pending and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
+        self.recovery_note = None
 
     def _schedule(self) -> None:
         config = self.config
@@ -356,6 +374,7 @@ class Agent:
             files_quarantined=sum(s.quarantined for s in sources.values()),
             budget=stats.budget,
             free_disk_bytes=stats.free_disk_bytes,
+            seq_floor_wanted=outbox.floor_pending,
         )
 
     async def status(self) -> dict[str, Any]:

@@ -483,6 +483,12 @@ class Uplink:
                 upper = command.to_seq if command.to_seq is not None else self.outbox.last_seq
                 await self._release(command.from_seq, upper)
             self.wake.set()
+        elif command.command == "floor":
+            if await self.outbox.set_floor(command.to_seq or 0):
+                log.warning(
+                    "Numbering records on from central's highest seq.",
+                    extra={"highest": command.to_seq or 0, "next_seq": self.outbox.last_seq + 1},
+                )
         elif command.command == "heartbeat":
             await self.publish_status()
         else:

@@ -438,6 +438,15 @@ class Intake:
             return
         await self.inbox.record_heartbeat(heartbeat)
         self.counters["heartbeats"] += 1
+        if heartbeat.seq_floor_wanted and heartbeat.state == "online" and self._client:
+            # A rebuilt outbox that lost its last seq numbers on from what central has, so
+            # no seq of this store ever names two records.
+            highest = next((s.max_seq for s in await self.inbox.stores() if s.store == store), 0)
+            command = Command(command="floor", to_seq=highest or None, issued_at=utcnow())
+            await self._publish(
+                topic(self.prefix, store, "command"), command.model_dump_json(by_alias=True)
+            )
+            log.info("Highest seq sent to a rebuilt agent.", extra={"store": store, "seq": highest})
 
     # -- completeness and parking ---------------------------------------------------------
 

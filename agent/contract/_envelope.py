@@ -138,14 +138,21 @@ class Heartbeat(_Model):
     files_quarantined: int = 0
     budget: str = "ok"
     free_disk_bytes: int | None = None
+    seq_floor_wanted: bool = Field(
+        default=False,
+        description="The agent's outbox was rebuilt and no last seq could be read from the "
+        "damaged one: it numbers no record until central answers with a `floor` command.",
+    )
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
 class Command(_Model):
-    """Central → agent on `{prefix}/{store}/command`."""
+    """Central → agent on `{prefix}/{store}/command`. `resend` asks for seqs `from_seq` to
+    `to_seq` again; `floor` answers a heartbeat's `seq_floor_wanted` with the highest seq
+    central has of the store in `to_seq` (none when it has none)."""
 
     schema_version: int = Field(default=SCHEMA_VERSION, alias="schema")
-    command: Literal["resend", "heartbeat", "diagnostics"]
+    command: Literal["resend", "heartbeat", "diagnostics", "floor"]
     from_seq: int | None = Field(default=None, ge=1)
     to_seq: int | None = Field(default=None, ge=1)
     issued_at: AwareDatetime

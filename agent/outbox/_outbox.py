@@ -178,6 +178,8 @@ class Outbox:
         self.recovery = recovery
         self.epoch = ""
         self.first_seq = 1
+        self.floor_pending = False
+        """True while a rebuilt outbox waits for central's highest seq before numbering."""
         self.created_at: str | None = None
         """The first seq this outbox numbered: lower ones belonged to an outbox rebuilt since."""
         """This outbox's own id: its seqs mean its records only. A rebuilt outbox gets a new
@@ -254,6 +256,7 @@ class Outbox:
         mark = json.dumps(
             {"since": None, "reason": reason, "at": now.isoformat(timespec="seconds")}
         )
+        rebuilt = recovery is not None or any(path.parent.glob(f"{path.name}.damaged-*"))
         statements = [
             ("INSERT INTO meta VALUES ('last_seq', ?)", (str(last_seq),)),
             ("INSERT INTO meta VALUES ('reread', ?)", (mark,)),
@@ -263,6 +266,10 @@ class Outbox:
         ]
         if note is not None:
             statements.append(("INSERT INTO meta VALUES ('recovered', ?)", (note,)))
+        if rebuilt and not last_seq:
+            # The damaged file gave no last seq: number nothing until central says its
+            # highest, or seqs it holds would name other records.
+            statements.append(("INSERT INTO meta VALUES ('floor_pending', ?)", ("1",)))
         await db.execute("BEGIN IMMEDIATE")
         try:
             for statement in schema_statements():
@@ -287,6 +294,7 @@ class Outbox:
             await db.commit()
         self.epoch = meta["epoch"]
         self.first_seq = int(meta.get("first_seq", "1"))
+        self.floor_pending = "floor_pending" in meta
         self.created_at = meta.get("created_at")
         meta_last = int(meta.get("last_seq", "0"))
         async with db.execute(
@@ -305,6 +313,28 @@ class Outbox:
             "UPDATE records SET state = 'pending' WHERE state != 'acked' AND state = 'sent'"
         )
         await db.commit()
+
+    async def set_floor(self, highest: int) -> bool:
+        """Central's highest seq of this store: number on above it. False when no floor
+        was awaited (a repeated answer changes nothing)."""
+        if not self.floor_pending:
+            return False
+        mirror = self._mirror
+
+        async def job(db: aiosqlite.Connection) -> None:
+            if highest >= mirror.next_seq:
+                mirror.next_seq = highest + 1
+            first = str(mirror.next_seq)
+            await db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (str(mirror.next_seq - 1),)
+            )
+            await db.execute("INSERT OR REPLACE INTO meta VALUES ('first_seq', ?)", (first,))
+            await db.execute("DELETE FROM meta WHERE name = 'floor_pending'")
+
+        await self._writer.submit(job)
+        self.first_seq = self._mirror.next_seq
+        self.floor_pending = False
+        return True
 
     async def finish_reread(self) -> None:
         """The archive has been read again whole: clear the mark (durably), and only now."""

@@ -73,6 +73,21 @@ def drop_counts(folder: Path, first: int, files: int, rows: int) -> int:
     return files * rows
 
 
+def damaged_outbox(path: Path, last_seq: int = 7) -> None:
+    """An outbox damaged in the middle: `quick_check` fails, its last seq still reads (one
+    that gives none makes the agent wait for central's highest seq first)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('last_seq', ?)", (str(last_seq),))
+        db.execute("CREATE TABLE filler (n INTEGER PRIMARY KEY, text TEXT)")
+        db.executemany("INSERT INTO filler VALUES (?, ?)", [(n, "x" * 500) for n in range(200)])
+    db.close()
+    data = bytearray(path.read_bytes())
+    data[4096 * 4 : 4096 * 6] = b"\xde\xad\xbe\xef" * 2048
+    path.write_bytes(bytes(data))
+
+
 def start_agent(config: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [str(BIN), "run", "--config", str(config)],
@@ -172,7 +187,7 @@ async def test_a_damaged_outbox_is_rebuilt_from_the_archive(tmp_path: Path) -> N
     archive.mkdir(parents=True)
     drop_counts(archive, 1, 3, 10)
     config.data_dir.mkdir(exist_ok=True)
-    config.outbox_path.write_bytes(b"this is not a database" * 100)
+    damaged_outbox(config.outbox_path)
     (tmp_path / "pos").mkdir()
 
     agent = Agent(config)
@@ -208,7 +223,7 @@ async def test_an_archived_file_that_no_longer_reads_is_quarantined_not_dropped(
     drop_counts(archive, 1, 2, 10)
     unreadable = archive / "counts_00009.csv"
     unreadable.write_text("sku,location,qty,counted_at\nA,FLOOR,not-a-number,2024-03-15\n")
-    config.outbox_path.write_bytes(b"this is not a database" * 100)
+    damaged_outbox(config.outbox_path)
     (tmp_path / "pos").mkdir()
 
     agent = Agent(config)

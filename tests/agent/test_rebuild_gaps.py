@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 from pathlib import Path
 
+from agent.daemon import read_status
 from tests.agent.test_daemon import STORE, drop_counts, start_agent, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import wait_for
@@ -72,3 +74,59 @@ async def test_seqs_of_a_damaged_outbox_are_released_not_asked_for_forever(
         (store,) = await inbox.stores()
         assert store.last_release == release
         assert store.contiguous_seq == store.max_seq == 2 * expected
+
+
+async def test_a_rebuild_without_a_last_seq_numbers_on_from_centrals_highest(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    config = write_config(tmp_path, mosquitto.url)
+    data = tmp_path / "data"
+    relay = central_config(mosquitto.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path / "c")
+    sent = drop_counts(tmp_path / "pos", 1, 2, 50)
+    async with running_relay(relay) as (_, inbox):
+        agent = start_agent(config)
+        try:
+
+            async def arrived() -> bool:
+                return (await inbox.stats())["records"] >= sent
+
+            await wait_for(arrived, timeout=30)
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(agent.wait, 30) == 0
+    # The header is gone: the damaged file says nothing of its last seq.
+    with (data / "outbox.db").open("r+b") as handle:
+        handle.write(b"\x00" * 100)
+    sent += drop_counts(tmp_path / "pos", 10, 1, 50)  # the POS goes on meanwhile
+
+    agent = start_agent(config)  # the relay is away: nobody can say the highest seq yet
+    try:
+
+        async def waiting() -> bool:
+            status = read_status(data)
+            note = (status or {}).get("recovery") or ""
+            return "waiting for central's highest seq" in note
+
+        await wait_for(waiting, timeout=30)
+        await asyncio.sleep(1)
+        with sqlite3.connect(data / "outbox.db") as db:
+            assert db.execute("SELECT count(*) FROM records").fetchone() == (0,)  # none numbered
+        async with running_relay(relay) as (_, inbox):
+
+            async def settled() -> bool:
+                (store,) = await inbox.stores()
+                return (await inbox.stats())["records"] >= sent and store.contiguous_seq > 150
+
+            await wait_for(settled, timeout=60)
+            (store,) = await inbox.stores()
+            assert (await inbox.stats())["records"] == sent
+            assert await inbox.gaps(STORE) == []
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(agent.wait, 30) == 0
+    with sqlite3.connect(data / "outbox.db") as db:
+        seqs = [r[0] for r in db.execute("SELECT seq FROM records ORDER BY seq")]
+    # Central had seqs 1-100: the rebuilt outbox numbered from 101, so no seq names two
+    # records there (the re-read 100 are duplicates by key, the new file's 50 are new).
+    assert seqs == list(range(101, 251))
+    assert store.max_seq == store.contiguous_seq == 250
