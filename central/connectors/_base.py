@@ -14,9 +14,13 @@ Errors inside a connector, and the verdict each gives a record (`settle`):
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 import httpx
@@ -41,7 +45,9 @@ __all__ = [
     "Traced",
     "Unfit",
     "classify",
+    "correlation",
     "excerpt",
+    "json_body",
     "outcome_for",
     "retry_after_seconds",
     "settle",
@@ -59,6 +65,32 @@ def excerpt(text: str | bytes | None, limit: int = EXCERPT_CHARS) -> str:
         text = text.decode("utf-8", "replace")
     text = redact_text(text)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+_EXACT = "\u0000exact:"
+_EXACT_STRING = re.compile(r'"\\u0000exact:(-?[0-9]+(?:\.[0-9]+)?)"')
+
+
+def _exact(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} cannot be sent as a JSON number")
+        return f"{_EXACT}{value:f}"
+    if isinstance(value, dict):
+        return {k: _exact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_exact(v) for v in value]
+    if isinstance(value, float):
+        raise TypeError("money and quantities go as Decimal, never as float")
+    return value
+
+
+def json_body(value: Any) -> bytes:
+    """`value` as JSON, each `Decimal` written as the exact number it holds ("12.30"
+    stays 12.30, never the nearest float). Floats are refused: they have no place in
+    what the POS counted."""
+    text = json.dumps(_exact(value), ensure_ascii=False, separators=(",", ":"))
+    return _EXACT_STRING.sub(r"\1", text).encode()
 
 
 class TargetSettings(Section):
@@ -200,12 +232,18 @@ ConnectorFactory = Callable[[Any, httpx.AsyncClient], Connector]
 DryRunResponder = Callable[[httpx.Request], httpx.Response]
 
 
+correlation: ContextVar[str | None] = ContextVar("tillbridge_correlation", default=None)
+"""The correlation id of the record being written; a connector sets it per record (each
+concurrent `deliver` runs in its own task, so each sees its own)."""
+
+
 class Traced:
     """An `httpx.AsyncClient` wrapper that notes each exchange in the list given per call.
 
     Request bodies and responses are kept as redacted excerpts (whole request bodies
     with `keep_full`, which dry-run targets use); headers are never kept (they carry
-    tokens). Transport errors are noted and re-raised.
+    tokens). Transport errors are noted and re-raised. With `correlation_header`, each
+    call carries the current record's correlation id in that header.
     """
 
     def __init__(
@@ -214,8 +252,10 @@ class Traced:
         *,
         keep_full: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        correlation_header: str | None = None,
     ):
         self.client = client
+        self._correlation_header = correlation_header
         self._limit = 1_000_000 if keep_full else EXCERPT_CHARS
         self._clock = clock
 
@@ -226,6 +266,17 @@ class Traced:
         trace: list[Exchange] | None,
         **kwargs: Any,
     ) -> httpx.Response:
+        current = correlation.get()
+        if self._correlation_header and current:
+            kwargs["headers"] = {
+                **(kwargs.get("headers") or {}),
+                self._correlation_header: current,
+            }
+        if "json" in kwargs:
+            # Every connector's JSON goes through json_body: decimals stay exact.
+            headers = {**(kwargs.pop("headers", None) or {}), "Content-Type": "application/json"}
+            kwargs["content"] = json_body(kwargs.pop("json"))
+            kwargs["headers"] = headers
         request = self.client.build_request(method, url, **kwargs)
         started = self._clock()
         body = request.content if request.content else b""

@@ -13,7 +13,7 @@ before they expire, and once more after a 401.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote
@@ -21,7 +21,14 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from agent.contract import Inventory, Transaction, currency_exponent, key_digest
+from agent.contract import (
+    Inventory,
+    Tax,
+    Transaction,
+    TransactionLine,
+    currency_exponent,
+    key_digest,
+)
 
 from ._base import (
     Answered,
@@ -33,6 +40,7 @@ from ._base import (
     TargetSettings,
     Traced,
     Unfit,
+    correlation,
     settle,
 )
 
@@ -63,6 +71,12 @@ class CommercetoolsSettings(TargetSettings):
     payment_interface: str = Field(
         default="tillbridge-pos", description="paymentMethodInfo.paymentInterface of POS payments."
     )
+    line_item_type: str = Field(
+        default="tillbridge-pos-line",
+        description="Key of the custom type (resourceTypeIds: line-item) whose String fields "
+        "posQuantity, posUnitPrice and posDiscount keep a weighed line's measured quantity, "
+        "its unit price and its discount; empty: weighed lines are refused.",
+    )
 
     def missing(self) -> list[str]:
         return [] if self.dry_run or self.client_secret else ["client_secret_file"]
@@ -89,7 +103,9 @@ class CommercetoolsConnector:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._s = settings
-        self._http = Traced(client, keep_full=settings.dry_run)
+        self._http = Traced(
+            client, keep_full=settings.dry_run, correlation_header="X-Correlation-ID"
+        )
         self._clock = clock
         self._api = f"{settings.api_url.rstrip('/')}/{settings.project_key}"
         self._token: str | None = None
@@ -131,6 +147,7 @@ class CommercetoolsConnector:
         result = DeliveryResult()
         for routed in records:
             trace: list[Exchange] = []
+            correlation.set(routed.correlation_id)
             try:
                 ref = await self._one(routed, trace)
             except (ConnectorError, httpx.HTTPError) as exc:
@@ -160,42 +177,150 @@ class CommercetoolsConnector:
             raise Unfit(f"{amount} {currency} has more than {exponent} decimals")
         return {"type": "centPrecision", "currencyCode": currency, "centAmount": int(cents)}
 
+    def _country(self, record: Transaction, route: Mapping[str, str]) -> str:
+        country = route.get("country", "")
+        if not country:
+            raise Unfit(
+                f"store {record.store} has no country: set country in "
+                f'[central.stores."{record.store}"] (commercetools tax rates need one)'
+            )
+        return country
+
+    def _tax_rate(
+        self, routed: Routed, record: Transaction, taxes: Sequence[Tax], base: Decimal
+    ) -> dict[str, Any]:
+        """The POS's taxes of one line as an external TaxRate (rates as fractions, several
+        taxes as sub-rates), on the line's value `base`."""
+        rates = [_rate(t, base) for t in taxes]
+        rate: dict[str, Any] = {
+            "name": "+".join(routed.tax_codes.get(t.code, t.code) for t in taxes),
+            "amount": sum(rates, Decimal(0)),
+            "includedInPrice": all(t.included for t in taxes),
+            "country": self._country(record, routed.route),
+        }
+        if len(taxes) > 1:
+            rate["subRates"] = [
+                {"name": routed.tax_codes.get(t.code, t.code), "amount": r}
+                for t, r in zip(taxes, rates, strict=True)
+            ]
+        return rate
+
+    def _taxed(
+        self, value: Decimal, taxes: Sequence[Tax], currency: str
+    ) -> dict[str, Any]:
+        """A TaxedPrice as the POS computed it: tax included in `value` or added to it."""
+        tax = sum((t.amount for t in taxes), Decimal(0))
+        included = sum((t.amount for t in taxes if t.included), Decimal(0))
+        net = value - included
+        return {
+            "totalNet": self._money(net, currency),
+            "totalGross": self._money(net + tax, currency),
+            "totalTax": self._money(tax, currency),
+        }
+
+    def _discount_line(
+        self, slug: str, name: str, amount: Decimal, currency: str
+    ) -> dict[str, Any]:
+        return {
+            "name": {self._s.locale: name},
+            "slug": slug,
+            "quantity": 1,
+            "money": self._money(-amount, currency),
+        }
+
+    def _line_item(
+        self, routed: Routed, record: Transaction, line: TransactionLine
+    ) -> dict[str, Any]:
+        """One POS line. A whole quantity at a whole-cent unit price goes as it is; anything
+        else (a weight, a length, a price that does not divide) goes as quantity 1 at the
+        line's amount, with the measured quantity and unit price kept in the line's custom
+        fields: commercetools line quantities are integers."""
+        currency = record.currency
+        quantity, amount = line.quantity, line.amount
+        sign = -1 if quantity < 0 or (quantity == 0 and amount < 0) else 1
+        exponent = currency_exponent(currency)
+        per = abs(amount) / abs(quantity) if quantity else None
+        native = (
+            per is not None
+            and quantity == quantity.to_integral_value()
+            and per.scaleb(exponent) == per.scaleb(exponent).to_integral_value()
+        )
+        fields: dict[str, Any] = {}
+        if native:
+            assert per is not None
+            item_quantity, price = int(quantity), per
+        else:
+            item_quantity, price = sign, abs(amount)
+            fields["posQuantity"] = str(quantity)
+            if line.unit_price is not None:
+                fields["posUnitPrice"] = str(line.unit_price)
+        discount = sum((d.amount for d in line.discounts), Decimal(0))
+        if discount:
+            fields["posDiscount"] = str(discount)
+        item: dict[str, Any] = {
+            "name": {self._s.locale: line.description or line.sku},
+            "variant": {"sku": routed.skus.get(line.sku, line.sku)},
+            "price": {"value": self._money(price, currency)},
+            "quantity": item_quantity,
+            "supplyChannel": {"typeId": "channel", "key": routed.route["supply_channel"]},
+        }
+        if routed.route.get("distribution_channel"):
+            item["distributionChannel"] = {
+                "typeId": "channel",
+                "key": routed.route["distribution_channel"],
+            }
+        if line.taxes:
+            value = amount - discount
+            item["taxRate"] = self._tax_rate(routed, record, line.taxes, value)
+            item["taxedPrice"] = self._taxed(value, line.taxes, currency)
+        if fields:
+            if not self._s.line_item_type:
+                raise Unfit(
+                    f"line {line.number}: quantity {quantity} needs line_item_type, the custom "
+                    "type that keeps the measured quantity on the line"
+                )
+            item["custom"] = {
+                "type": {"typeId": "type", "key": self._s.line_item_type},
+                "fields": fields,
+            }
+        return item
+
     def _order_draft(self, routed: Routed, record: Transaction) -> dict[str, Any]:
+        """The POS transaction as an OrderImportDraft, to the cent: `totalPrice` and
+        `taxedPrice` are the POS's own figures, each line carries the tax the POS computed
+        (`taxedPrice` on the line), and discounts are negative custom line items."""
         route = routed.route
         currency = record.currency
-        lines = []
-        for line in record.lines:
-            if line.voided or not line.sku:
+        lines: list[dict[str, Any]] = []
+        custom: list[dict[str, Any]] = []
+        for index, line in enumerate(record.lines):
+            if line.voided:
                 continue
-            quantity = line.quantity
-            if quantity != quantity.to_integral_value():
-                raise Unfit(f"line {line.number}: quantity {quantity} is not whole")
-            unit = line.unit_price if line.unit_price is not None else line.amount / quantity
-            item: dict[str, Any] = {
-                "name": {self._s.locale: line.description or line.sku},
-                "variant": {"sku": routed.skus.get(line.sku, line.sku)},
-                "price": {"value": self._money(abs(unit), currency)},
-                "quantity": int(quantity),
-                "supplyChannel": {"typeId": "channel", "key": route["supply_channel"]},
-            }
-            if route.get("distribution_channel"):
-                item["distributionChannel"] = {
-                    "typeId": "channel",
-                    "key": route["distribution_channel"],
-                }
-            if line.taxes:
-                tax = line.taxes[0]
-                rate = (tax.rate or Decimal(0)) / 100
-                item["taxRate"] = {
-                    "name": routed.tax_codes.get(tax.code, tax.code),
-                    "amount": float(rate),
-                    "includedInPrice": tax.included,
-                    "country": route.get("country") or "DE",
-                }
-            lines.append(item)
+            if not line.sku:  # a fee, deposit or service charge: no product behind it
+                custom.append(
+                    {
+                        "name": {self._s.locale: line.description or line.type.value},
+                        "slug": f"pos-line-{index + 1}",
+                        "quantity": 1,
+                        "money": self._money(line.amount, currency),
+                    }
+                )
+                continue
+            lines.append(self._line_item(routed, record, line))
+            for number, discount in enumerate(line.discounts, start=1):
+                name = discount.description or discount.code or "Discount"
+                slug = f"pos-discount-{index + 1}-{number}"
+                custom.append(self._discount_line(slug, name, discount.amount, currency))
+        for number, discount in enumerate(record.discounts, start=1):
+            name = discount.description or discount.code or "Discount"
+            custom.append(self._discount_line(f"pos-discount-{number}", name, discount.amount, currency))
+        taxes = _tax_summary(record)
+        excluded = sum((t.amount for t in taxes if not t.included), Decimal(0))
         draft: dict[str, Any] = {
             "orderNumber": order_number(routed.key),
-            "totalPrice": self._money(record.total, currency),
+            # Without tax in the price, commercetools' totalPrice is the net; the gross
+            # (the POS total) is in taxedPrice.
+            "totalPrice": self._money(record.total - excluded, currency),
             "lineItems": lines,
             "orderState": "Complete",
             "paymentState": "Paid",
@@ -203,7 +328,25 @@ class CommercetoolsConnector:
             "store": {"typeId": "store", "key": route["store"]},
             "completedAt": record.occurred_at.isoformat(),
         }
-        if route.get("country"):
+        if custom:
+            draft["customLineItems"] = custom
+        if taxes:
+            tax = sum((t.amount for t in taxes), Decimal(0))
+            draft["taxedPrice"] = {
+                "totalNet": self._money(record.total - tax, currency),
+                "totalGross": self._money(record.total, currency),
+                "totalTax": self._money(tax, currency),
+                "taxPortions": [
+                    {
+                        "name": routed.tax_codes.get(t.code, t.code),
+                        "rate": _rate(t, t.taxable),
+                        "amount": self._money(t.amount, currency),
+                    }
+                    for t in taxes
+                ],
+            }
+            draft["country"] = self._country(record, route)
+        elif route.get("country"):
             draft["country"] = route["country"]
         return draft
 
@@ -441,9 +584,15 @@ class CommercetoolsConnector:
         quantity = int(record.quantity)
         sku = routed.skus.get(record.sku, record.sku)
         channel = await self._channel_id(routed.route["supply_channel"], trace)
-        where = f'sku="{sku}" and supplyChannel(id="{channel}")'
+        # Input variables, not values pasted into the predicate: a SKU may hold any
+        # character (docs.commercetools.com/api/predicates/query#input-variables).
+        query = {
+            "where": "sku = :sku and supplyChannel(id = :channel)",
+            "var.sku": sku,
+            "var.channel": channel,
+        }
         for _ in range(CONFLICT_REREADS + 1):
-            found = await self._call("GET", "/inventory", trace, params={"where": where})
+            found = await self._call("GET", "/inventory", trace, params=query)
             if found.status_code != 200:
                 raise _answer(found)
             results = found.json().get("results", [])
@@ -472,6 +621,37 @@ class CommercetoolsConnector:
             if changed.status_code != 409:
                 raise _answer(changed)
         raise _answer(changed, "the inventory entry kept changing under us (409 after re-reading)")
+
+
+def _rate(tax: Tax, base: Decimal | None) -> Decimal:
+    """A tax rate as the fraction commercetools takes (19 % → 0.19); without a stated
+    rate, the one the POS amounts imply, to four places."""
+    if tax.rate is not None:
+        return tax.rate / 100
+    if base is None or not base:
+        raise Unfit(f"tax {tax.code} has neither a rate nor a taxable amount")
+    net = base - tax.amount if tax.included else base
+    return (tax.amount / net).quantize(Decimal("0.0001")) if net else Decimal(0)
+
+
+def _tax_summary(record: Transaction) -> list[Tax]:
+    """The transaction's taxes: its own summary, else its lines' taxes added up by code,
+    rate and inclusion."""
+    if record.taxes:
+        return list(record.taxes)
+    sums: dict[tuple[str, Decimal | None, bool], tuple[Decimal, Decimal]] = {}
+    for line in record.lines:
+        if line.voided:
+            continue
+        value = line.amount - sum((d.amount for d in line.discounts), Decimal(0))
+        for tax in line.taxes:
+            key = (tax.code, tax.rate, tax.included)
+            amount, taxable = sums.get(key, (Decimal(0), Decimal(0)))
+            sums[key] = (amount + tax.amount, taxable + (tax.taxable or value))
+    return [
+        Tax(code=code, rate=rate, included=included, amount=amount, taxable=taxable)
+        for (code, rate, included), (amount, taxable) in sums.items()
+    ]
 
 
 def _answer(response: httpx.Response, reason: str = "") -> Answered:
