@@ -205,9 +205,7 @@ class CommercetoolsConnector:
             ]
         return rate
 
-    def _taxed(
-        self, value: Decimal, taxes: Sequence[Tax], currency: str
-    ) -> dict[str, Any]:
+    def _taxed(self, value: Decimal, taxes: Sequence[Tax], currency: str) -> dict[str, Any]:
         """A TaxedPrice as the POS computed it: tax included in `value` or added to it."""
         tax = sum((t.amount for t in taxes), Decimal(0))
         included = sum((t.amount for t in taxes if t.included), Decimal(0))
@@ -313,7 +311,9 @@ class CommercetoolsConnector:
                 custom.append(self._discount_line(slug, name, discount.amount, currency))
         for number, discount in enumerate(record.discounts, start=1):
             name = discount.description or discount.code or "Discount"
-            custom.append(self._discount_line(f"pos-discount-{number}", name, discount.amount, currency))
+            custom.append(
+                self._discount_line(f"pos-discount-{number}", name, discount.amount, currency)
+            )
         taxes = _tax_summary(record)
         excluded = sum((t.amount for t in taxes if not t.included), Decimal(0))
         draft: dict[str, Any] = {

@@ -262,18 +262,10 @@ class FakeCommercetools(Ruled):
             return _found(order)
         if m := re.fullmatch(r"/payments/key=(.+)", path):
             payment = self.payments.get(unquote(m.group(1)))
-            return (
-                _json(200, payment)
-                if payment
-                else _error(404, "ResourceNotFound", "")
-            )
+            return _json(200, payment) if payment else _error(404, "ResourceNotFound", "")
         if m := re.fullmatch(r"/channels/key=(.+)", path):
             channel = self.channels.get(unquote(m.group(1)))
-            return (
-                _json(200, channel)
-                if channel
-                else _error(404, "ResourceNotFound", "")
-            )
+            return _json(200, channel) if channel else _error(404, "ResourceNotFound", "")
         if path == "/inventory":
             params = request.url.params
             variables = {k[4:]: v for k, v in params.items() if k.startswith("var.")}
