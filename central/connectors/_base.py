@@ -8,6 +8,7 @@ Errors inside a connector, and the verdict each gives a record (`settle`):
 
     ConnectorError
     ├── Answered   an HTTP answer decides it: `classify` says accepted, retry or rejected
+    ├── Held       the target's usage limit is near or reached: held, no attempt counted
     └── Unfit      the record cannot be written as the target needs it: rejected
     httpx.HTTPError (no answer at all, it may have been applied): retry
 """
@@ -39,6 +40,7 @@ __all__ = [
     "DryRunResponder",
     "DryRunTransport",
     "Exchange",
+    "Held",
     "Outcome",
     "Routed",
     "TargetSettings",
@@ -199,6 +201,9 @@ class Outcome:
     ref: str | None = None
     retry_after: float | None = None
     exchanges: list[Exchange] = field(default_factory=list)
+    hold: bool = False
+    """A retry the target asked for as a whole (a usage limit reached or near): the relay
+    waits `retry_after` seconds without counting an attempt against the record."""
 
 
 @dataclass
@@ -408,6 +413,15 @@ class Answered(ConnectorError):
         self.reason = reason
 
 
+class Held(ConnectorError):
+    """The target asked us to stay away for `wait` seconds (a usage limit)."""
+
+    def __init__(self, reason: str, wait: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
+
 class Unfit(ConnectorError):
     """The record cannot be written as the target needs it: a rejection, with why."""
 
@@ -418,6 +432,10 @@ def settle(
     """Record the verdict an error gives `routed`; anything else is re-raised."""
     if isinstance(exc, Answered):
         result.add(*outcome_for(routed, exc.response, trace, exc.reason))
+    elif isinstance(exc, Held):
+        outcome = Outcome(routed.id, reason=exc.reason, exchanges=trace, retry_after=exc.wait)
+        outcome.hold = True
+        result.retry.append(outcome)
     elif isinstance(exc, Unfit):
         result.rejected.append(Outcome(routed.id, reason=str(exc), exchanges=trace))
     elif isinstance(exc, httpx.HTTPError):

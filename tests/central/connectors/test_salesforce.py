@@ -15,13 +15,14 @@ from central.connectors.salesforce import SalesforceConnector, SalesforceSetting
 
 from . import samples
 from .contract import Case, ConnectorContract
-from .fake_salesforce import CLIENT_ID, CLIENT_SECRET, FakeSalesforce
+from .fake_salesforce import CLIENT_ID, CLIENT_SECRET, LOGIN, MY_DOMAIN, FakeSalesforce
 
 
 def settings(dry_run: bool = False, **extra: object) -> SalesforceSettings:
     values: dict[str, object] = {
         "name": "crm",
-        "login_url": "https://login.salesforce.test",
+        "login_url": MY_DOMAIN,
+        "jwt_audience": LOGIN,
         "client_id": CLIENT_ID,
         "client_secret": CLIENT_SECRET,
         "account_id": "001000000000001AAA",
@@ -37,7 +38,7 @@ class TestSalesforceContract(ConnectorContract):
 
     @pytest.fixture
     def case(self) -> Case:
-        return Case(settings=settings, fake=FakeSalesforce, kinds={"sale", "return"})
+        return Case(settings=settings, fake=FakeSalesforce, kinds={"sale", "return", "void"})
 
 
 async def _deliver(fake: FakeSalesforce, *records: samples.Routed, **extra: object) -> object:
@@ -55,7 +56,7 @@ async def test_an_order_and_its_items_are_upserted_with_their_price_book_entries
     assert order["EffectiveDate"] == "2026-11-20"
     items = sorted(fake.rows["OrderItem"].values(), key=lambda r: r["POS_Line_Key__c"])
     assert [i["PricebookEntryId"] for i in items] == ["01u000000000001", "01u000000000002"]
-    assert [i["Quantity"] for i in items] == [2.0, 1.0]
+    assert [i["Quantity"] for i in items] == [2, 1]
 
 
 async def test_a_customer_is_matched_by_loyalty_id_and_not_overwritten() -> None:
