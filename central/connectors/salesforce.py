@@ -29,6 +29,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -36,7 +37,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr, model_validator
 
-from agent.contract import Customer, CustomerRecord, Transaction
+from agent.contract import Customer, CustomerRecord, Transaction, TransactionLine
 
 from ._base import (
     Answered,
@@ -392,19 +393,21 @@ class SalesforceConnector:
             if line.voided or not line.sku:
                 continue
             sku = routed.skus.get(line.sku, line.sku)
-            unit = line.unit_price if line.unit_price is not None else line.amount / line.quantity
+            quantity, unit, note = _priced(line)
             item: dict[str, Any] = {
                 "attributes": {"type": self._s.order_item_object},
                 self._s.order_item_external_id: f"{routed.key}#{line.number}",
                 "Order": {self._s.order_external_id: routed.key},
                 "PricebookEntryId": entries[sku],
-                "Quantity": line.quantity,
-                "UnitPrice": abs(unit),
+                "Quantity": quantity,
+                "UnitPrice": unit,
             }
+            if note:
+                item["Description"] = note
+            items.append(item)
             if reduction:
                 item["OriginalOrderItemId"] = originals[line.number]
-                item["Quantity"] = -abs(line.quantity)
-            items.append(item)
+                item["Quantity"] = -abs(quantity)
         return _Order(routed, order, items, self._payments(routed, record), trace)
 
     async def _original_items(
@@ -667,6 +670,30 @@ class SalesforceConnector:
             retry_after=self._s.limit_wait_seconds if held else None,
             hold=held,
         )
+
+
+CENT = Decimal("0.01")
+
+
+def _priced(line: TransactionLine) -> tuple[Decimal, Decimal, str]:
+    """Quantity, unit price and a note for one line, so that Salesforce's own
+    `Quantity × UnitPrice` (rounded to the cent) is the POS line's amount after its
+    discounts: the POS quantity and unit price where they give it (weighed goods keep
+    their decimal quantity), else the net unit price where it divides to the cent, else
+    one unit at the line's net amount with the POS quantity and price in the note."""
+    net = line.amount - sum((d.amount for d in line.discounts), Decimal(0))
+    quantity = line.quantity
+    sign = -1 if quantity < 0 else 1
+    discounts = ", ".join(
+        f"{d.code or d.description or 'discount'} -{d.amount}" for d in line.discounts
+    )
+    unit = line.unit_price
+    if quantity and unit is not None and (quantity * unit).quantize(CENT, ROUND_HALF_UP) == net:
+        return quantity, abs(unit), ""
+    if quantity and (net / quantity) == (net / quantity).quantize(CENT):
+        return quantity, abs(net / quantity).quantize(CENT), discounts
+    shown = f"{quantity} x {line.unit_price}" if line.unit_price is not None else str(quantity)
+    return Decimal(sign), abs(net), "; ".join(filter(None, [f"POS {shown}", discounts]))
 
 
 @dataclass

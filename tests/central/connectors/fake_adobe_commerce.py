@@ -81,17 +81,20 @@ class FakeAdobeCommerce(Ruled):
         "(RFC 5849 section 3.4; developer.adobe.com/commerce/webapi/get-started/"
         "authentication/gs-authentication-oauth/)",
         "unique-increment-id": "increment_id is unique per store: 'Unique constraint "
-        "violation found' (sales_order table, SALES_ORDER_INCREMENT_ID_STORE_ID)",
-        "increment-id-length": "increment_id is varchar(32) (sales_order table)",
+        "violation found' (app/code/Magento/Sales/etc/db_schema.xml, index "
+        "SALES_ORDER_INCREMENT_ID_STORE_ID)",
+        "increment-id-length": "increment_id is varchar(32) "
+        "(app/code/Magento/Sales/etc/db_schema.xml, table sales_order)",
         "required-fields": "an order needs increment_id, store_id, customer_email, items and "
-        "payment (salesOrderRepositoryV1 save)",
+        "payment (adobe-commerce.redoc.ly/2.4.7-admin/tag/orders#operation/PostV1Orders)",
         "decimal-qty-flag": "an item's quantity is cast to a whole number by invoices and "
         "credit memos unless the item has is_qty_decimal "
-        "(Magento\\Sales\\Model\\Order\\Invoice\\Item::setQty)",
+        "(app/code/Magento/Sales/Model/Order/Invoice/Item.php, setQty)",
         "creditmemo-needs-invoice": "a credit memo needs an invoiced order: "
-        "'We can't create creditmemo for the order.' (salesRefundOrderV1)",
+        "'We can't create creditmemo for the order.' "
+        "(developer.adobe.com/commerce/webapi/rest/tutorials/orders/order-issue-refund/)",
         "refund-qty": "an item refunds at most what was ordered and not yet refunded "
-        "(Magento\\Sales\\Model\\Order\\Creditmemo\\Item::setQty)",
+        "(app/code/Magento/Sales/Model/Order/Creditmemo/Item.php, setQty)",
     }
 
     def __init__(
@@ -139,6 +142,18 @@ class FakeAdobeCommerce(Ruled):
             )
         assert isinstance(record, Inventory)
         return int((routed.route["source_code"], routed.skus[record.sku]) in self.source_items)
+
+    def order_total(self, routed: Routed) -> Decimal:
+        """Rows plus tax less discount, as Magento totals an order; they must equal the
+        grand total the order states."""
+        number = increment_id(routed.key)
+        (order,) = (o for o in self.orders.values() if o["increment_id"] == number)
+        total = sum(
+            (i["row_total"] + i["tax_amount"] - i["discount_amount"] for i in order["items"]),
+            Decimal(0),
+        )
+        assert total == order["grand_total"], (total, order["grand_total"])
+        return Decimal(total)
 
     def inventory_level(self, routed: Routed) -> Decimal | None:
         record = routed.record

@@ -184,6 +184,17 @@ class FakeCommercetools(Ruled):
         assert isinstance(record, Inventory)
         return sum(1 for e in self.inventory.values() if e["sku"] == routed.skus.get(record.sku))
 
+    def order_total(self, routed: Routed) -> Decimal:
+        """Line prices times quantities plus custom lines, as commercetools adds them up;
+        they must equal the totalPrice the import stated."""
+        (order,) = (o for o in self.orders.values() if o["orderNumber"] == order_number(routed.key))
+        cents = sum(
+            li["price"]["value"]["centAmount"] * li["quantity"] for li in order["lineItems"]
+        )
+        cents += sum(c["money"]["centAmount"] * c["quantity"] for c in order["customLineItems"])
+        assert cents == order["totalPrice"]["centAmount"], (cents, order["totalPrice"])
+        return Decimal(cents) / 100
+
     def inventory_level(self, routed: Routed) -> Decimal | None:
         record = routed.record
         assert isinstance(record, Inventory)

@@ -16,7 +16,7 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote
 
@@ -74,15 +74,20 @@ class FakeSalesforce(Ruled):
         "(developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/"
         "salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_api.htm)",
         "collection-cap": "an sObject Collections request holds at most 200 records: "
-        "EXCEEDED_ID_LIMIT (api_rest resources_composite_sobjects_collections_upsert)",
+        "EXCEEDED_ID_LIMIT (developer.salesforce.com/docs/atlas.en-us.api_rest.meta/"
+        "api_rest/resources_composite_sobjects_collections_upsert.htm)",
         "create-only-fields": "OrderItem.PricebookEntryId, OrderId and OriginalOrderItemId, "
         "Order.IsReductionOrder and OriginalOrderId are create-only: updating them is "
-        "INVALID_FIELD_FOR_INSERT_UPDATE (object reference, OrderItem and Order fields)",
+        "INVALID_FIELD_FOR_INSERT_UPDATE (developer.salesforce.com/docs/"
+        "atlas.en-us.object_reference.meta/object_reference/"
+        "sforce_api_objects_orderitem.htm, field properties: Create, no Update)",
         "negative-quantity": "a negative OrderItem.Quantity needs the org setting 'Enable "
         "Negative Quantity', except on a reduction order's items "
         "(help.salesforce.com, Reduction Orders; Order Settings)",
         "reduction-links": "a reduction order item's OriginalOrderItemId is an item of the "
-        "order named in OriginalOrderId (object reference, OrderItem)",
+        "order named in OriginalOrderId (developer.salesforce.com/docs/"
+        "atlas.en-us.object_reference.meta/object_reference/"
+        "sforce_api_objects_orderitem.htm)",
     }
 
     def __init__(
@@ -136,6 +141,18 @@ class FakeSalesforce(Ruled):
             order = self.rows["Order"].get(routed.original_ref or "")
             return int(bool(order) and order["Status"] == "Cancelled")  # type: ignore[index]
         return self.created.get(routed.key, 0)
+
+    def order_total(self, routed: Routed) -> Decimal:
+        """Each item's Quantity × UnitPrice to the cent, added up, as Order.TotalAmount."""
+        return sum(
+            (
+                (Decimal(i["Quantity"]) * Decimal(i["UnitPrice"])).quantize(
+                    Decimal("0.01"), ROUND_HALF_UP
+                )
+                for i in self.items_of(routed.key)
+            ),
+            Decimal(0),
+        )
 
     def contact(self, **match: str) -> dict[str, Any] | None:
         for row in self.rows["Contact"].values():

@@ -27,9 +27,13 @@ ROUTE = {
     "currency": "EUR",
     "tax_mode": "included",
 }
-SKUS = {"4006381333931": "SKU-PEN-BLUE", "4006381333948": "SKU-PEN-RED"}
+SKUS = {
+    "4006381333931": "SKU-PEN-BLUE",
+    "4006381333948": "SKU-PEN-RED",
+    "2000000000017": "SKU-APPLES",
+}
 PAYMENTS = {"card": "adyen-pos", "cash": "cash"}
-TAX_CODES = {"A": "de-standard"}
+TAX_CODES = {"A": "de-standard", "B": "de-reduced"}
 
 
 def _source() -> dict[str, str]:
@@ -100,6 +104,63 @@ def sale(number: str = "1001", *, customer: bool = False) -> Transaction:
             "last_name": "Beispiel",
         }
     return Transaction.model_validate(body)
+
+
+def grocery(number: str = "1101") -> Transaction:
+    """A weighed item (0.65 kg at 2.99/kg, reduced VAT) and two pens with a line discount,
+    tax included: 19.92 at the till, to the cent."""
+    return Transaction.model_validate(
+        {
+            "kind": "sale",
+            "key": make_key("sale", STORE, "3", DAY, number),
+            "store": STORE,
+            "register": "3",
+            "business_date": DAY,
+            "occurred_at": WHEN,
+            "source": _source(),
+            "transaction_id": number,
+            "currency": "EUR",
+            "total": Decimal("19.92"),
+            "lines": [
+                {
+                    "number": "1",
+                    "sku": "2000000000017",
+                    "description": "Apples, loose",
+                    "quantity": Decimal("0.65"),
+                    "unit_price": Decimal("2.99"),
+                    "amount": Decimal("1.94"),
+                    "taxes": [
+                        {
+                            "code": "B",
+                            "rate": Decimal(7),
+                            "amount": Decimal("0.13"),
+                            "included": True,
+                        }
+                    ],
+                },
+                {
+                    "number": "2",
+                    "sku": "4006381333931",
+                    "description": "Pen blue",
+                    "quantity": Decimal(2),
+                    "unit_price": Decimal("9.99"),
+                    "amount": Decimal("19.98"),
+                    "discounts": [
+                        {"code": "PROMO2", "description": "2 off pens", "amount": Decimal("2.00")}
+                    ],
+                    "taxes": [
+                        {
+                            "code": "A",
+                            "rate": Decimal(19),
+                            "amount": Decimal("2.87"),
+                            "included": True,
+                        }
+                    ],
+                },
+            ],
+            "tenders": [{"type": "card", "method": "VISA", "amount": Decimal("19.92")}],
+        }
+    )
 
 
 def refund(of: Transaction, number: str = "1002") -> Transaction:

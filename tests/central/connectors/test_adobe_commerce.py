@@ -16,7 +16,7 @@ from central.connectors.adobe_commerce import (
     increment_id,
 )
 
-from . import samples
+from . import probes, samples
 from .contract import Case, ConnectorContract
 from .fake_adobe_commerce import (
     ADMIN_PASSWORD,
@@ -43,6 +43,11 @@ def settings(dry_run: bool = False, **extra: object) -> AdobeCommerceSettings:
     return AdobeCommerceSettings(**values)  # type: ignore[arg-type]
 
 
+def case() -> Case:
+    """This target's contract case: its settings, its fake and the fake's rule probes."""
+    return Case(settings=settings, probes=probes.ADOBE_COMMERCE, fake=FakeAdobeCommerce)
+
+
 class TestAdobeCommerceContract(ConnectorContract):
     # Integration tokens do not expire; source items are absolute and unversioned.
     test_an_expired_token_is_refreshed_once = None  # type: ignore[assignment]
@@ -50,7 +55,7 @@ class TestAdobeCommerceContract(ConnectorContract):
 
     @pytest.fixture
     def case(self) -> Case:
-        return Case(settings=settings, fake=FakeAdobeCommerce)
+        return case()
 
 
 async def _deliver(fake: FakeAdobeCommerce, *records: samples.Routed, **extra: object) -> Any:

@@ -9,7 +9,7 @@ import pytest
 
 from central.connectors.commercetools import CommercetoolsConnector, CommercetoolsSettings
 
-from . import samples
+from . import probes, samples
 from .contract import Case, ConnectorContract
 from .fake_commercetools import CLIENT_ID, CLIENT_SECRET, PROJECT, FakeCommercetools
 
@@ -26,10 +26,15 @@ def settings(dry_run: bool = False, secret: str = CLIENT_SECRET) -> Commercetool
     )
 
 
+def case() -> Case:
+    """This target's contract case: its settings, its fake and the fake's rule probes."""
+    return Case(settings=settings, probes=probes.COMMERCETOOLS, fake=FakeCommercetools)
+
+
 class TestCommercetoolsContract(ConnectorContract):
     @pytest.fixture
     def case(self) -> Case:
-        return Case(settings=settings, fake=FakeCommercetools)
+        return case()
 
 
 async def _deliver(fake: FakeCommercetools, *records: samples.Routed) -> object:

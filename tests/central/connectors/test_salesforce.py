@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from central.connectors.salesforce import SalesforceConnector, SalesforceSettings, soql_quote
 
-from . import samples
+from . import probes, samples
 from .contract import Case, ConnectorContract
 from .fake_salesforce import CLIENT_ID, CLIENT_SECRET, LOGIN, MY_DOMAIN, FakeSalesforce
 
@@ -32,13 +32,23 @@ def settings(dry_run: bool = False, **extra: object) -> SalesforceSettings:
     return SalesforceSettings(**values)  # type: ignore[arg-type]
 
 
+def case() -> Case:
+    """This target's contract case: its settings, its fake and the fake's rule probes."""
+    return Case(
+        settings=settings,
+        probes=probes.SALESFORCE,
+        fake=FakeSalesforce,
+        kinds={"sale", "return", "void"},
+    )
+
+
 class TestSalesforceContract(ConnectorContract):
     # Inventory stays in commerce; Salesforce takes sales, returns and customers.
     test_inventory_is_set_absolutely_and_survives_a_concurrent_change = None  # type: ignore[assignment]
 
     @pytest.fixture
     def case(self) -> Case:
-        return Case(settings=settings, fake=FakeSalesforce, kinds={"sale", "return", "void"})
+        return case()
 
 
 async def _deliver(fake: FakeSalesforce, *records: samples.Routed, **extra: object) -> object:
