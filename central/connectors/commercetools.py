@@ -489,36 +489,45 @@ class CommercetoolsConnector:
         order = await self._find_order(number, trace)
         if order is None:
             raise Unfit(f"original order {number} is not in commercetools")
-        tenders = record.tenders or []
-        if not tenders:
-            total = abs(record.total)
-            payment = await self._payment(
-                routed,
-                _payment_key(routed.key, "r0"),
-                f"{routed.key}#0",
-                "other",
-                record.kind,
-                "Refund",
-                total,
-                record.currency,
-                None,
-                trace,
+        tracking = key_digest(routed.key, 32)
+        # Each tender's refund is a Refund transaction on the sale's payment of the same
+        # method (the platform's way), found by its interactionId on a repeat.
+        refunds = [
+            (t.type.value, abs(t.amount - (t.change or Decimal(0))), t.auth_code)
+            for t in record.tenders
+        ] or [("other", abs(record.total), None)]
+        payments = await self._payments_of(order, trace)
+        for index, (tender_type, amount, auth) in enumerate(refunds):
+            method = routed.payments.get(tender_type, tender_type)
+            target = next(
+                (p for p in payments if (p.get("paymentMethodInfo") or {}).get("method") == method),
+                payments[0] if payments else None,
             )
-            order = await self._attach(order, payment, trace)
-        for index, tender in enumerate(tenders):
-            payment = await self._payment(
-                routed,
-                _payment_key(routed.key, f"r{index}"),
-                f"{routed.key}#{index}",
-                tender.type.value,
-                tender.method,
-                "Refund",
-                abs(tender.amount),
-                record.currency,
-                tender.auth_code,
-                trace,
-            )
-            order = await self._attach(order, payment, trace)
+            interaction = f"{tracking}-{index}"
+            if target is None:
+                # The sale came without payments: the refund is a payment of its own.
+                payment = await self._payment(
+                    routed,
+                    _payment_key(routed.key, f"r{index}"),
+                    f"{routed.key}#{index}",
+                    tender_type,
+                    record.kind,
+                    "Refund",
+                    amount,
+                    record.currency,
+                    auth,
+                    trace,
+                )
+                order = await self._attach(order, payment, trace)
+                continue
+            transaction = {
+                "type": "Refund",
+                "amount": self._money(amount, record.currency),
+                "state": "Success",
+                "timestamp": record.occurred_at.isoformat(),
+                "interactionId": interaction,
+            }
+            await self._add_transaction(target, transaction, trace)
         tracking = key_digest(routed.key, 32)
         if record.kind == "return":
 
@@ -536,12 +545,16 @@ class CommercetoolsConnector:
                     sku = routed.skus.get(line.sku, line.sku)
                     if sku not in by_sku:
                         raise Unfit(f"line {line.number}: SKU {sku} is not on order {number}")
+                    quantity = abs(line.quantity)
+                    whole = quantity == quantity.to_integral_value()
+                    comment = f"POS return {record.transaction_id}"
                     items.append(
                         {
-                            "quantity": int(abs(line.quantity)),
+                            # A weighed line went as one unit: it comes back as one.
+                            "quantity": int(quantity) if whole else 1,
                             "lineItemId": by_sku[sku],
                             "shipmentState": "Returned",
-                            "comment": f"POS return {record.transaction_id}",
+                            "comment": comment if whole else f"{comment}: {quantity}",
                         }
                     )
                 return [
@@ -563,6 +576,45 @@ class CommercetoolsConnector:
 
             await self._update_order(order, cancelled, trace)
         return f"{number}/{tracking}"
+
+    async def _payments_of(
+        self, order: dict[str, Any], trace: list[Exchange]
+    ) -> list[dict[str, Any]]:
+        found = []
+        for ref in (order.get("paymentInfo") or {}).get("payments", []):
+            response = await self._call("GET", f"/payments/{ref['id']}", trace)
+            if response.status_code != 200:
+                raise _answer(response)
+            found.append(response.json())
+        return found
+
+    async def _add_transaction(
+        self, payment: dict[str, Any], transaction: dict[str, Any], trace: list[Exchange]
+    ) -> None:
+        """Add `transaction` to `payment` unless one with its interactionId is there;
+        re-read on a version conflict."""
+        for _ in range(CONFLICT_REREADS + 1):
+            held = {t.get("interactionId") for t in payment.get("transactions", [])}
+            if transaction["interactionId"] in held:
+                return
+            response = await self._call(
+                "POST",
+                f"/payments/{payment['id']}",
+                trace,
+                json={
+                    "version": payment["version"],
+                    "actions": [{"action": "addTransaction", "transaction": transaction}],
+                },
+            )
+            if response.status_code == 200:
+                return
+            if response.status_code != 409:
+                raise _answer(response)
+            reread = await self._call("GET", f"/payments/{payment['id']}", trace)
+            if reread.status_code != 200:
+                raise _answer(reread)
+            payment = reread.json()
+        raise _answer(response, "the payment kept changing under us (409 after re-reading)")
 
     # -- inventory ------------------------------------------------------------------------
 

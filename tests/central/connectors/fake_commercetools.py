@@ -271,6 +271,9 @@ class FakeCommercetools(Ruled):
         if m := re.fullmatch(r"/orders/([\w-]+)", path):
             order = self.orders.get(m.group(1))
             return _found(order)
+        if m := re.fullmatch(r"/payments/([\w-]+)", path):
+            by_id = {p["id"]: p for p in self.payments.values()}
+            return _found(by_id.get(m.group(1)))
         if m := re.fullmatch(r"/payments/key=(.+)", path):
             payment = self.payments.get(unquote(m.group(1)))
             return _json(200, payment) if payment else _error(404, "ResourceNotFound", "")
@@ -320,6 +323,20 @@ class FakeCommercetools(Ruled):
             payment = {"id": f"pay-{next(self._ids)}", "version": 1, **body}
             self.payments[body["key"]] = payment
             return _json(201, payment)
+        if m := re.fullmatch(r"/payments/([\w-]+)", path):
+            by_id = {p["id"]: p for p in self.payments.values()}
+            payment = by_id[m.group(1)]
+            if body["version"] != payment["version"] and self.enforces("concurrent-modification"):
+                return self._conflict(payment)
+            for action in body["actions"]:
+                assert action["action"] == "addTransaction", action
+                transaction = action["transaction"]
+                assert transaction["type"] in ("Charge", "Refund"), transaction
+                if refused := self._money_refused(transaction["amount"]):
+                    return refused
+                payment["transactions"].append({"id": f"tx-{next(self._ids)}", **transaction})
+            payment["version"] += 1
+            return _json(200, payment)
         if path == "/inventory":
             entry = {"id": f"inv-{next(self._ids)}", "version": 1, **body}
             if self.enforces("integer-quantity") and not _is_int(body["quantityOnStock"]):
