@@ -285,6 +285,8 @@ class SalesforceConnector:
         url = f"{self._instance}/services/data/{self._s.api_version}{path}"
         response = await self._http.authorized(method, url, trace, self._bearer, **kwargs)
         self._read_limits(response)
+        if response.status_code == 403 and "REQUEST_LIMIT_EXCEEDED" in response.text:
+            self._check_hold()  # this answer is the limit itself: hold, do not burn a try
         return response
 
     # -- the org's daily request limit ----------------------------------------------------
