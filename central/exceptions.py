@@ -25,7 +25,7 @@ import typer
 from .config import CentralConfig
 from .inbox import ExceptionItem, Inbox, open_inbox, utcnow
 
-__all__ = ["app", "describe", "group_of", "groups", "with_inbox"]
+__all__ = ["app", "describe", "group_of", "groups", "matches", "retry_matching", "with_inbox"]
 
 T = TypeVar("T")
 
@@ -54,7 +54,9 @@ def describe(item: ExceptionItem, *, now: datetime | None = None) -> dict[str, A
     }
 
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_QUOTED = re.compile(r"'[^'\s]*'|\"[^\"\s]*\"")
+"""A quoted value (no spaces): a key, a SKU, a field's content. Quoted text with spaces is
+the target's own words and stays."""
 _NUMBER = re.compile(r"(?<![A-Za-z_])-?\d+(?:[.,:/-]\d+)*(?![A-Za-z_])")
 _ID = re.compile(r"\b(?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{12,}\b")
 GROUP_SCAN = 100_000
@@ -63,7 +65,8 @@ GROUP_SCAN = 100_000
 
 def group_of(reason: str) -> str:
     """The reason with what differs from record to record (numbers, quoted values, ids
-    and keys) replaced by `#`, so the same cause reads the same for every record."""
+    and keys) replaced by `#`, so the same cause reads the same for every record; the
+    target's own words stay."""
     text = _QUOTED.sub("#", reason)
     text = _ID.sub("#", text)
     return _NUMBER.sub("#", text).strip()
@@ -91,6 +94,26 @@ def matches(item: ExceptionItem, text: str) -> bool:
     """An exception belongs to `--reason TEXT` when its reason or its group holds TEXT."""
     wanted = text.casefold()
     return wanted in item.reason.casefold() or wanted in group_of(item.reason).casefold()
+
+
+async def retry_matching(
+    inbox: Inbox,
+    text: str,
+    *,
+    by: str,
+    store: str | None = None,
+    target: str | None = None,
+) -> list[tuple[int, str]]:
+    """Send every open exception whose reason holds `text` through again; what each
+    retry said, by exception id."""
+    done = []
+    for item in await inbox.exceptions(GROUP_SCAN, store=store, target=target):
+        if matches(item, text):
+            try:
+                done.append((item.id, await inbox.retry_exception(item.id, by=by)))
+            except ValueError as exc:  # closed meanwhile by someone else
+                done.append((item.id, str(exc)))
+    return done
 
 
 def with_inbox(cfg: CentralConfig, work: Callable[[Inbox], Awaitable[T]]) -> T:

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from central.exceptions import retry_matching
+
 from . import _views
 from ._deps import csrf_token, current, login, operator, state
 
@@ -92,7 +94,16 @@ async def record(request: Request, record_id: int) -> Response:
 @router.get("/exceptions")
 async def exceptions(request: Request, closed: bool = False, said: str = "") -> Response:
     items = await _views.exceptions(state(request).inbox, closed=closed)
-    return _page(request, "exceptions.html", items=items, closed=closed, said=said)
+    grouped = await _views.exception_groups(state(request).inbox)
+    return _page(request, "exceptions.html", items=items, groups=grouped, closed=closed, said=said)
+
+
+@router.post("/exceptions/retry-group")
+async def retry_group(request: Request, reason: str = Form(""), csrf: str = Form("")) -> Response:
+    who = operator(request, csrf)
+    done = await retry_matching(state(request).inbox, reason, by=who.name) if reason else []
+    said = f"{len(done)} exceptions sent again" if done else "no open exception matched"
+    return RedirectResponse(f"/exceptions?said={said}", status_code=303)
 
 
 @router.post("/exceptions/{exception_id}/retry")
