@@ -9,8 +9,12 @@ that the next count from the store would then contradict. The repository stores 
 order as the POS states it (totals, tax, split tenders in the payment's additional
 information); an offline invoice (`POST /V1/order/{id}/invoice`, `capture: false`)
 marks it paid, which also makes credit memos possible. Returns and voids are credit
-memos (`POST /V1/order/{id}/refund`, offline); a void refunds everything, because an
-invoiced order can no longer be cancelled.
+memos (`POST /V1/order/{id}/refund`, offline) for the POS refund amount; a void refunds
+everything, because an invoiced order can no longer be cancelled. By default a memo
+refunds that amount as an adjustment and names the returned items in its comment: a
+memo with item quantities makes MSI write a compensating reservation for items it never
+shipped, and the salable quantity would drift above the POS's own stock level, which
+reaches Magento as source items.
 
 Amounts go as the POS computed them, order and `base_*` alike (the POS currency is the
 store's base currency), as exact decimals. A weighed line keeps its decimal quantity with
@@ -111,7 +115,16 @@ class AdobeCommerceSettings(TargetSettings):
         description="customer_email of POS orders without a customer (Magento requires one).",
     )
     return_to_stock: bool = Field(
-        default=False, description="Put returned items back to stock with the credit memo."
+        default=False,
+        description="With refund_items: put returned items back to stock with the memo.",
+    )
+    refund_items: bool = Field(
+        default=False,
+        description="Credit memos list the returned items and quantities. Magento then "
+        "writes a compensating MSI reservation for items it never shipped, which lifts the "
+        "salable quantity above the POS's level (magento/inventory#2773); off: the memo "
+        "refunds the POS amount as an adjustment and names the items in its comment, and "
+        "stock follows the POS's levels.",
     )
 
     def missing(self) -> list[str]:
@@ -473,27 +486,34 @@ class AdobeCommerceConnector:
                 where = f"order {routed.original_ref}"
                 raise Unfit(f"line {line.number}: SKU {sku} is not on {where}")
             refunds.append((by_sku[sku], abs(line.quantity)))
-        items = [{"order_item_id": item["item_id"], "qty": qty} for item, qty in refunds]
-        # What Magento computes from the items, corrected to what the POS paid back.
-        computed = sum(
-            (
-                (_dec(i.get("row_total_incl_tax")) - _dec(i.get("discount_amount")))
-                * qty
-                / _dec(i.get("qty_ordered"))
-                for i, qty in refunds
-                if _dec(i.get("qty_ordered"))
-            ),
-            Decimal(0),
-        )
+        returned = ", ".join(f"{item.get('sku')} x {qty}" for item, qty in refunds)
+        if self._s.refund_items:
+            items = [{"order_item_id": item["item_id"], "qty": qty} for item, qty in refunds]
+            # What Magento computes from the items, corrected to what the POS paid back.
+            computed = sum(
+                (
+                    (_dec(i.get("row_total_incl_tax")) - _dec(i.get("discount_amount")))
+                    * qty
+                    / _dec(i.get("qty_ordered"))
+                    for i, qty in refunds
+                    if _dec(i.get("qty_ordered"))
+                ),
+                Decimal(0),
+            )
+        else:
+            # The POS amount as an adjustment, no item quantity: Magento writes no
+            # compensating reservation, so the salable quantity stays the POS's level.
+            items = [{"order_item_id": i["item_id"], "qty": 0} for i in order.get("items") or []]
+            computed = Decimal(0)
         exponent = Decimal(1).scaleb(-currency_exponent(record.currency))
         adjustment = abs(record.total) - computed.quantize(exponent)
-        restock = [i["order_item_id"] for i in items] if self._s.return_to_stock else []
+        restock = [i["order_item_id"] for i in items if i["qty"]] if self._s.return_to_stock else []
         body = {
             "items": items,
             "notify": False,
             "appendComment": True,
             "comment": {
-                "comment": f"{marker} POS {record.kind} {record.transaction_id}",
+                "comment": f"{marker} POS {record.kind} {record.transaction_id}: {returned}",
                 "is_visible_on_front": 0,
             },
             "arguments": {

@@ -110,6 +110,7 @@ class FakeAdobeCommerce(Ruled):
         self.orders: dict[int, dict[str, Any]] = {}
         self.creditmemos: dict[int, dict[str, Any]] = {}
         self.source_items: dict[tuple[str, str], Decimal] = {}
+        self.reservations: dict[str, Decimal] = {}
         self.known_skus = {"SKU-PEN-BLUE", "SKU-PEN-RED", "SKU-APPLES"}
         self._fail: list[tuple[int, dict[str, str], str]] = []
         self._drop = False
@@ -159,6 +160,13 @@ class FakeAdobeCommerce(Ruled):
         record = routed.record
         assert isinstance(record, Inventory)
         return self.source_items.get((routed.route["source_code"], routed.skus[record.sku]))
+
+    def salable(self, sku: str) -> Decimal:
+        """MSI's salable quantity on the one stock: its sources' quantities plus the
+        reservations (negative for placed orders, positive for compensations). Orders
+        saved through the repository place none."""
+        on_hand = sum((q for (_, s), q in self.source_items.items() if s == sku), Decimal(0))
+        return on_hand + self.reservations.get(sku, Decimal(0))
 
     # -- authentication -------------------------------------------------------------------
 
@@ -336,13 +344,18 @@ class FakeAdobeCommerce(Ruled):
             item = by_id[line["order_item_id"]]
             qty = self._item_qty(item, Decimal(str(line["qty"])))
             left = Decimal(str(item["qty_invoiced"])) - Decimal(str(item["qty_refunded"]))
-            if self.enforces("refund-qty") and (qty <= 0 or qty > left):
+            if self.enforces("refund-qty") and (qty < 0 or qty > left):
                 return _error(
                     400, 'We found an invalid quantity to refund item "%1".', [item["sku"]]
                 )
             lines.append((item, qty))
         total = Decimal(0)
         for item, qty in lines:
+            if qty:
+                # MSI compensates the reservation of refunded items it never shipped; an
+                # order saved through the repository never had one, so salable rises
+                # (magento/inventory#2773, github.com/magento-engcom/msi/wiki/Reservations).
+                self.reservations[item["sku"]] = self.reservations.get(item["sku"], 0) + qty
             item["qty_refunded"] = Decimal(str(item["qty_refunded"])) + qty
             row = Decimal(str(item["row_total_incl_tax"])) - Decimal(str(item["discount_amount"]))
             total += row * qty / Decimal(str(item["qty_ordered"]))

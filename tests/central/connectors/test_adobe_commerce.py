@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from central.connectors.adobe_commerce import (
     AdobeCommerceConnector,
@@ -89,8 +92,22 @@ async def test_a_void_refunds_every_item_in_one_credit_memo() -> None:
     number = increment_id(sale.key)
     await _deliver(fake, samples.routed(samples.void(sale), original_ref=number))
     (memo,) = fake.creditmemos.values()
-    assert sorted(i["qty"] for i in memo["items"]) == [1, 2]
+    assert sorted(i["qty"] for i in memo["items"]) == [0, 0], "the amount, not the items"
     assert memo["grand_total"] == Decimal("29.97")
+    assert "SKU-PEN-BLUE x 2, SKU-PEN-RED x 1" in memo["comments"][0]["comment"]
+    assert fake.reservations == {}
+
+
+async def test_with_refund_items_the_memo_lists_them_at_the_pos_amount() -> None:
+    fake = FakeAdobeCommerce()
+    sale = samples.sale()
+    await _deliver(fake, samples.routed(sale), refund_items=True)
+    number = increment_id(sale.key)
+    back = samples.routed(samples.refund(sale), original_ref=number)
+    await _deliver(fake, back, refund_items=True)
+    (memo,) = fake.creditmemos.values()
+    assert [i["qty"] for i in memo["items"]] == [1]
+    assert memo["grand_total"] == Decimal("9.99")
 
 
 async def test_inventory_goes_in_batches_and_a_bad_sku_is_refused_alone() -> None:
@@ -170,3 +187,73 @@ async def test_a_store_without_a_country_is_refused_not_sent_as_germany() -> Non
     (refused,) = result.rejected
     assert "has no country" in refused.reason
     assert fake.orders == {}
+
+
+class PosStore:
+    """The POS's own view of one SKU: its on-hand, and the levels it exports."""
+
+    def __init__(self, on_hand: int) -> None:
+        self.on_hand = Decimal(on_hand)
+        self.counts = 0
+
+    def level(self) -> samples.Routed:
+        self.counts += 1
+        count = samples.inventory(quantity=0, reference=f"level-{self.counts}")
+        return samples.routed(count.model_copy(update={"quantity": self.on_hand}))
+
+
+async def _replay(
+    fake: FakeAdobeCommerce, events: list[tuple[str, int]], **extra: object
+) -> list[tuple[Decimal, Decimal]]:
+    """Each POS event, then the level the POS exports after it; salable beside on-hand."""
+    pos = PosStore(40)
+    seen = []
+    sold: list[samples.Transaction] = []
+    await _deliver(fake, pos.level(), **extra)
+    for n, (event, quantity) in enumerate(events):
+        if event == "sale":
+            sale = samples.sale(f"7{n:03d}")
+            line = sale.lines[0].model_copy(
+                update={
+                    "quantity": Decimal(quantity),
+                    "amount": Decimal("9.99") * quantity,
+                    "taxes": [],
+                }
+            )
+            sale = sale.model_copy(
+                update={"lines": [line], "total": line.amount, "taxes": [], "tenders": []}
+            )
+            await _deliver(fake, samples.routed(sale), **extra)
+            sold.append(sale)
+            pos.on_hand -= quantity
+        elif event == "return" and sold:
+            sale = sold.pop(0)
+            back = samples.refund(sale, f"8{n:03d}")
+            await _deliver(fake, samples.routed(back, original_ref=increment_id(sale.key)), **extra)
+            pos.on_hand += 1
+        elif event == "count":
+            pos.on_hand = Decimal(quantity)
+        await _deliver(fake, pos.level(), **extra)
+        seen.append((fake.salable("SKU-PEN-BLUE"), pos.on_hand))
+    return seen
+
+
+EVENTS = st.lists(
+    st.tuples(st.sampled_from(["sale", "return", "count"]), st.integers(min_value=1, max_value=3)),
+    min_size=1,
+    max_size=12,
+)
+
+
+@examples(max_examples=25, deadline=None, derandomize=True)
+@given(events=EVENTS)
+async def test_the_salable_quantity_stays_the_pos_on_hand(events: list[tuple[str, int]]) -> None:
+    for salable, on_hand in await _replay(FakeAdobeCommerce(), events):
+        assert salable == on_hand
+
+
+async def test_memos_with_item_quantities_would_drift_the_salable_quantity_upward() -> None:
+    events = [("sale", 2), ("return", 1), ("sale", 1), ("return", 1)]
+    steps = await _replay(FakeAdobeCommerce(), events, refund_items=True)
+    salable, on_hand = steps[-1]
+    assert salable == on_hand + 2, "two returned units counted twice: by MSI and by the POS"
