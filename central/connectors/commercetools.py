@@ -13,7 +13,7 @@ before they expire, and once more after a 401.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import quote
@@ -23,10 +23,7 @@ from pydantic import Field, SecretStr
 
 from agent.contract import (
     Inventory,
-    Tax,
     Transaction,
-    TransactionLine,
-    currency_exponent,
     key_digest,
 )
 
@@ -43,6 +40,7 @@ from ._base import (
     correlation,
     settle,
 )
+from ._commercetools_orders import OrderDrafts, money, order_number
 
 __all__ = ["CommercetoolsConnector", "CommercetoolsSettings", "dry_run_response", "order_number"]
 
@@ -82,11 +80,6 @@ class CommercetoolsSettings(TargetSettings):
         return [] if self.dry_run or self.client_secret else ["client_secret_file"]
 
 
-def order_number(key: str) -> str:
-    """The order number of a POS transaction: its key, or a digest of a long key."""
-    return key if len(key) <= 100 else f"pos-{key_digest(key, 40)}"
-
-
 def _payment_key(record_key: str, suffix: str) -> str:
     return f"pos-{key_digest(record_key, 32)}-{suffix}"
 
@@ -111,6 +104,7 @@ class CommercetoolsConnector:
         self._token: str | None = None
         self._expires = 0.0
         self._channels: dict[str, str] = {}
+        self._drafts = OrderDrafts(settings.locale, settings.line_item_type)
 
     async def aclose(self) -> None:
         return None
@@ -170,186 +164,6 @@ class CommercetoolsConnector:
 
     # -- sales ----------------------------------------------------------------------------
 
-    def _money(self, amount: Decimal, currency: str) -> dict[str, Any]:
-        exponent = currency_exponent(currency)
-        cents = amount.scaleb(exponent)
-        if cents != cents.to_integral_value():
-            raise Unfit(f"{amount} {currency} has more than {exponent} decimals")
-        return {"type": "centPrecision", "currencyCode": currency, "centAmount": int(cents)}
-
-    def _country(self, record: Transaction, route: Mapping[str, str]) -> str:
-        country = route.get("country", "")
-        if not country:
-            raise Unfit(
-                f"store {record.store} has no country: set country in "
-                f'[central.stores."{record.store}"] (commercetools tax rates need one)'
-            )
-        return country
-
-    def _tax_rate(
-        self, routed: Routed, record: Transaction, taxes: Sequence[Tax], base: Decimal
-    ) -> dict[str, Any]:
-        """The POS's taxes of one line as an external TaxRate (rates as fractions, several
-        taxes as sub-rates), on the line's value `base`."""
-        rates = [_rate(t, base) for t in taxes]
-        rate: dict[str, Any] = {
-            "name": "+".join(routed.tax_codes.get(t.code, t.code) for t in taxes),
-            "amount": sum(rates, Decimal(0)),
-            "includedInPrice": all(t.included for t in taxes),
-            "country": self._country(record, routed.route),
-        }
-        if len(taxes) > 1:
-            rate["subRates"] = [
-                {"name": routed.tax_codes.get(t.code, t.code), "amount": r}
-                for t, r in zip(taxes, rates, strict=True)
-            ]
-        return rate
-
-    def _taxed(self, value: Decimal, taxes: Sequence[Tax], currency: str) -> dict[str, Any]:
-        """A TaxedPrice as the POS computed it: tax included in `value` or added to it."""
-        tax = sum((t.amount for t in taxes), Decimal(0))
-        included = sum((t.amount for t in taxes if t.included), Decimal(0))
-        net = value - included
-        return {
-            "totalNet": self._money(net, currency),
-            "totalGross": self._money(net + tax, currency),
-            "totalTax": self._money(tax, currency),
-        }
-
-    def _discount_line(
-        self, slug: str, name: str, amount: Decimal, currency: str
-    ) -> dict[str, Any]:
-        return {
-            "name": {self._s.locale: name},
-            "slug": slug,
-            "quantity": 1,
-            "money": self._money(-amount, currency),
-        }
-
-    def _line_item(
-        self, routed: Routed, record: Transaction, line: TransactionLine
-    ) -> dict[str, Any]:
-        """One POS line. A whole quantity at a whole-cent unit price goes as it is; anything
-        else (a weight, a length, a price that does not divide) goes as quantity 1 at the
-        line's amount, with the measured quantity and unit price kept in the line's custom
-        fields: commercetools line quantities are integers."""
-        currency = record.currency
-        quantity, amount = line.quantity, line.amount
-        sign = -1 if quantity < 0 or (quantity == 0 and amount < 0) else 1
-        exponent = currency_exponent(currency)
-        per = abs(amount) / abs(quantity) if quantity else None
-        native = (
-            per is not None
-            and quantity == quantity.to_integral_value()
-            and per.scaleb(exponent) == per.scaleb(exponent).to_integral_value()
-        )
-        fields: dict[str, Any] = {}
-        if native:
-            assert per is not None
-            item_quantity, price = int(quantity), per
-        else:
-            item_quantity, price = sign, abs(amount)
-            fields["posQuantity"] = str(quantity)
-            if line.unit_price is not None:
-                fields["posUnitPrice"] = str(line.unit_price)
-        discount = sum((d.amount for d in line.discounts), Decimal(0))
-        if discount:
-            fields["posDiscount"] = str(discount)
-        item: dict[str, Any] = {
-            "name": {self._s.locale: line.description or line.sku},
-            "variant": {"sku": routed.skus.get(line.sku, line.sku)},
-            "price": {"value": self._money(price, currency)},
-            "quantity": item_quantity,
-            "supplyChannel": {"typeId": "channel", "key": routed.route["supply_channel"]},
-        }
-        if routed.route.get("distribution_channel"):
-            item["distributionChannel"] = {
-                "typeId": "channel",
-                "key": routed.route["distribution_channel"],
-            }
-        if line.taxes:
-            value = amount - discount
-            item["taxRate"] = self._tax_rate(routed, record, line.taxes, value)
-            item["taxedPrice"] = self._taxed(value, line.taxes, currency)
-        if fields:
-            if not self._s.line_item_type:
-                raise Unfit(
-                    f"line {line.number}: quantity {quantity} needs line_item_type, the custom "
-                    "type that keeps the measured quantity on the line"
-                )
-            item["custom"] = {
-                "type": {"typeId": "type", "key": self._s.line_item_type},
-                "fields": fields,
-            }
-        return item
-
-    def _order_draft(self, routed: Routed, record: Transaction) -> dict[str, Any]:
-        """The POS transaction as an OrderImportDraft, to the cent: `totalPrice` and
-        `taxedPrice` are the POS's own figures, each line carries the tax the POS computed
-        (`taxedPrice` on the line), and discounts are negative custom line items."""
-        route = routed.route
-        currency = record.currency
-        lines: list[dict[str, Any]] = []
-        custom: list[dict[str, Any]] = []
-        for index, line in enumerate(record.lines):
-            if line.voided:
-                continue
-            if not line.sku:  # a fee, deposit or service charge: no product behind it
-                custom.append(
-                    {
-                        "name": {self._s.locale: line.description or line.type.value},
-                        "slug": f"pos-line-{index + 1}",
-                        "quantity": 1,
-                        "money": self._money(line.amount, currency),
-                    }
-                )
-                continue
-            lines.append(self._line_item(routed, record, line))
-            for number, discount in enumerate(line.discounts, start=1):
-                name = discount.description or discount.code or "Discount"
-                slug = f"pos-discount-{index + 1}-{number}"
-                custom.append(self._discount_line(slug, name, discount.amount, currency))
-        for number, discount in enumerate(record.discounts, start=1):
-            name = discount.description or discount.code or "Discount"
-            custom.append(
-                self._discount_line(f"pos-discount-{number}", name, discount.amount, currency)
-            )
-        taxes = _tax_summary(record)
-        excluded = sum((t.amount for t in taxes if not t.included), Decimal(0))
-        draft: dict[str, Any] = {
-            "orderNumber": order_number(routed.key),
-            # Without tax in the price, commercetools' totalPrice is the net; the gross
-            # (the POS total) is in taxedPrice.
-            "totalPrice": self._money(record.total - excluded, currency),
-            "lineItems": lines,
-            "orderState": "Complete",
-            "paymentState": "Paid",
-            "inventoryMode": "None",
-            "store": {"typeId": "store", "key": route["store"]},
-            "completedAt": record.occurred_at.isoformat(),
-        }
-        if custom:
-            draft["customLineItems"] = custom
-        if taxes:
-            tax = sum((t.amount for t in taxes), Decimal(0))
-            draft["taxedPrice"] = {
-                "totalNet": self._money(record.total - tax, currency),
-                "totalGross": self._money(record.total, currency),
-                "totalTax": self._money(tax, currency),
-                "taxPortions": [
-                    {
-                        "name": routed.tax_codes.get(t.code, t.code),
-                        "rate": _rate(t, t.taxable),
-                        "amount": self._money(t.amount, currency),
-                    }
-                    for t in taxes
-                ],
-            }
-            draft["country"] = self._country(record, route)
-        elif route.get("country"):
-            draft["country"] = route["country"]
-        return draft
-
     async def _find_order(self, number: str, trace: list[Exchange]) -> dict[str, Any] | None:
         response = await self._call("GET", f"/orders/order-number={quote(number, safe='')}", trace)
         if response.status_code == 404:
@@ -364,7 +178,7 @@ class CommercetoolsConnector:
         order = await self._find_order(number, trace) if routed.attempts else None
         if order is None:
             response = await self._call(
-                "POST", "/orders/import", trace, json=self._order_draft(routed, record)
+                "POST", "/orders/import", trace, json=self._drafts.order(routed, record)
             )
             if _duplicate(response):
                 order = await self._find_order(number, trace)
@@ -414,7 +228,7 @@ class CommercetoolsConnector:
                 raise _answer(found)
         transaction: dict[str, Any] = {
             "type": kind,
-            "amount": self._money(amount, currency),
+            "amount": money(amount, currency),
             "state": "Success",
             "timestamp": routed.record.occurred_at.isoformat(),
         }
@@ -423,7 +237,7 @@ class CommercetoolsConnector:
         draft = {
             "key": key,
             "interfaceId": interface_id,
-            "amountPlanned": self._money(amount, currency),
+            "amountPlanned": money(amount, currency),
             "paymentMethodInfo": {
                 "paymentInterface": self._s.payment_interface,
                 "method": routed.payments.get(tender_type, tender_type),
@@ -522,7 +336,7 @@ class CommercetoolsConnector:
                 continue
             transaction = {
                 "type": "Refund",
-                "amount": self._money(amount, record.currency),
+                "amount": money(amount, record.currency),
                 "state": "Success",
                 "timestamp": record.occurred_at.isoformat(),
                 "interactionId": interaction,
@@ -673,37 +487,6 @@ class CommercetoolsConnector:
             if changed.status_code != 409:
                 raise _answer(changed)
         raise _answer(changed, "the inventory entry kept changing under us (409 after re-reading)")
-
-
-def _rate(tax: Tax, base: Decimal | None) -> Decimal:
-    """A tax rate as the fraction commercetools takes (19 % → 0.19); without a stated
-    rate, the one the POS amounts imply, to four places."""
-    if tax.rate is not None:
-        return tax.rate / 100
-    if base is None or not base:
-        raise Unfit(f"tax {tax.code} has neither a rate nor a taxable amount")
-    net = base - tax.amount if tax.included else base
-    return (tax.amount / net).quantize(Decimal("0.0001")) if net else Decimal(0)
-
-
-def _tax_summary(record: Transaction) -> list[Tax]:
-    """The transaction's taxes: its own summary, else its lines' taxes added up by code,
-    rate and inclusion."""
-    if record.taxes:
-        return list(record.taxes)
-    sums: dict[tuple[str, Decimal | None, bool], tuple[Decimal, Decimal]] = {}
-    for line in record.lines:
-        if line.voided:
-            continue
-        value = line.amount - sum((d.amount for d in line.discounts), Decimal(0))
-        for tax in line.taxes:
-            key = (tax.code, tax.rate, tax.included)
-            amount, taxable = sums.get(key, (Decimal(0), Decimal(0)))
-            sums[key] = (amount + tax.amount, taxable + (tax.taxable or value))
-    return [
-        Tax(code=code, rate=rate, included=included, amount=amount, taxable=taxable)
-        for (code, rate, included), (amount, taxable) in sums.items()
-    ]
 
 
 def _answer(response: httpx.Response, reason: str = "") -> Answered:
