@@ -57,6 +57,8 @@ __all__ = ["SalesforceConnector", "SalesforceSettings", "dry_run_response", "soq
 
 COLLECTION_LIMIT = 200
 CREATE_ONLY_ORDER = ("IsReductionOrder", "OriginalOrderId")
+# Set when an order is created, never again: a repeat must not undo a void's status.
+FIRST_ONLY_ORDER = (*CREATE_ONLY_ORDER, "Status")
 RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE"})
 
 
@@ -448,7 +450,7 @@ class SalesforceConnector:
             # Fields Salesforce takes only on create are left out for rows that exist.
             again = [o.routed.key for o in batch if o.routed.attempts]
             held = await self._existing(s.order_object, s.order_external_id, again, shared)
-            orders = [_without(o.order, CREATE_ONLY_ORDER, o.routed.key in held) for o in batch]
+            orders = [_without(o.order, FIRST_ONLY_ORDER, o.routed.key in held) for o in batch]
             response = await self._upsert(s.order_object, s.order_external_id, orders, shared)
         except (ConnectorError, httpx.HTTPError) as exc:
             for o in batch:

@@ -270,6 +270,29 @@ class ConnectorContract:
         _only(again, "accepted")
         assert h.fake.stored(grocery) == 1
 
+    async def test_a_grocery_day_posts_every_order_once_to_the_cent(self, h: Harness) -> None:
+        day = [samples.routed(s) for s in samples.grocery_day()]
+        first = await h.deliver(*day)
+        _only(first, "accepted")
+        refs = {o.id: o.ref for o in first.accepted}
+        back = samples.routed(
+            samples.refund(day[0].record, "R001"),  # type: ignore[arg-type]
+            original_ref=refs[day[0].id],
+        )
+        void = samples.routed(
+            samples.void(day[1].record, "V001"),  # type: ignore[arg-type]
+            original_ref=refs[day[1].id],
+        )
+        kinds = [r for r in (back, void) if r.kind in h.case.kinds]
+        _only(await h.deliver(*kinds), "accepted")
+        again = [samples.routed(r.record, attempts=1) for r in day]  # type: ignore[arg-type]
+        _only(await h.deliver(*again), "accepted")
+        for sale in day:
+            assert h.fake.stored(sale) == 1, sale.key
+            assert h.fake.order_total(sale) == sale.record.total, sale.key  # type: ignore[union-attr]
+        for done in kinds:
+            assert h.fake.stored(done) == 1, done.key
+
     async def test_a_void_reaches_its_sale_once(self, h: Harness) -> None:
         sale = samples.sale("4101")
         posted = await h.deliver(samples.routed(sale))

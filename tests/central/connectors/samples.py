@@ -163,6 +163,39 @@ def grocery(number: str = "1101") -> Transaction:
     )
 
 
+def grocery_day() -> list[Transaction]:
+    """42 sales of one day, 32 of them with a weighed line (0.155 to 2.480 kg at
+    2.99/kg, the amount rounded half up as scales do), every third with a discount."""
+    cent = Decimal("0.01")
+    day = [sale(f"G{n:03d}") for n in range(10)]
+    for n in range(32):
+        base = grocery(f"W{n:03d}")
+        weight = Decimal(155 + 75 * n) / 1000
+        amount = (weight * Decimal("2.99")).quantize(cent, rounding="ROUND_HALF_UP")
+        tax = amount - (amount / Decimal("1.07")).quantize(cent, rounding="ROUND_HALF_UP")
+        apples = base.lines[0].model_copy(
+            update={
+                "quantity": weight,
+                "amount": amount,
+                "taxes": [base.lines[0].taxes[0].model_copy(update={"amount": tax})],
+            }
+        )
+        pens = base.lines[1]
+        if n % 3:
+            pens = pens.model_copy(
+                update={
+                    "discounts": [],
+                    "taxes": [pens.taxes[0].model_copy(update={"amount": Decimal("3.19")})],
+                }
+            )
+        total = amount + pens.amount - sum((d.amount for d in pens.discounts), Decimal(0))
+        tenders = [base.tenders[0].model_copy(update={"amount": total})]
+        day.append(
+            base.model_copy(update={"lines": [apples, pens], "total": total, "tenders": tenders})
+        )
+    return day
+
+
 def refund(of: Transaction, number: str = "1002") -> Transaction:
     line = of.lines[0]
     return Transaction.model_validate(

@@ -240,3 +240,32 @@ async def test_a_weighed_and_discounted_sale_is_imported_to_the_cent(
     apples = order["lineItems"][0]
     assert apples["quantity"] == 1
     assert apples["custom"]["fields"] == {"posQuantity": "0.65", "posUnitPrice": "2.99"}
+
+
+async def test_a_grocery_day_is_imported_once_each_to_the_cent(
+    connector: CommercetoolsConnector, admin: Admin
+) -> None:
+    day = samples.grocery_day()
+    first = await connector.deliver([samples.routed(s) for s in day])
+    assert len(first.accepted) == len(day) == 42, first
+    back = samples.refund(day[0], "R901")
+    void = samples.void(day[1], "V901")
+    done = await connector.deliver(
+        [
+            samples.routed(back, original_ref=day[0].key),
+            samples.routed(void, original_ref=day[1].key),
+        ]
+    )
+    assert len(done.accepted) == 2, done
+    again = await connector.deliver([samples.routed(s, attempts=1) for s in day])
+    assert len(again.accepted) == 42
+    for sale in day:
+        (order,) = admin.query("/orders", f'orderNumber="{sale.key}"')
+        lines = sum(li["totalPrice"]["centAmount"] for li in order["lineItems"])
+        custom = sum(c["totalPrice"]["centAmount"] for c in order["customLineItems"])
+        cents = int(sale.total * 100)
+        assert order["totalPrice"]["centAmount"] == lines + custom == cents, sale.key
+    (returned,) = admin.query("/orders", f'orderNumber="{day[0].key}"')
+    assert len(returned["returnInfo"]) == 1
+    (voided,) = admin.query("/orders", f'orderNumber="{day[1].key}"')
+    assert voided["orderState"] == "Cancelled"
