@@ -49,6 +49,7 @@ __all__ = [
     "classify",
     "correlation",
     "excerpt",
+    "for_location",
     "json_body",
     "outcome_for",
     "retry_after_seconds",
@@ -240,6 +241,12 @@ DryRunResponder = Callable[[httpx.Request], httpx.Response]
 correlation: ContextVar[str | None] = ContextVar("tillbridge_correlation", default=None)
 """The correlation id of the record being written; a connector sets it per record (each
 concurrent `deliver` runs in its own task, so each sees its own)."""
+
+
+def for_location(route: Mapping[str, str], name: str, location: str) -> str:
+    """The route's `name` for an inventory location: `"name@LOCATION"` where the store's
+    table maps that location (a back room to its own source or channel), else `name`."""
+    return route.get(f"{name}@{location}") or route[name]
 
 
 class Traced:

@@ -63,6 +63,7 @@ from ._base import (
     TargetSettings,
     Traced,
     Unfit,
+    for_location,
     outcome_for,
     settle,
     transport_failure,
@@ -264,7 +265,7 @@ class AdobeCommerceConnector:
             items.append(
                 {
                     "sku": routed.skus.get(record.sku, record.sku),
-                    "source_code": routed.route["source_code"],
+                    "source_code": for_location(routed.route, "source_code", record.location),
                     "quantity": record.quantity,
                     "status": 1 if record.quantity > 0 else 0,
                 }
@@ -297,7 +298,8 @@ class AdobeCommerceConnector:
                 record = routed.record
                 assert isinstance(record, Inventory)
                 sku = routed.skus.get(record.sku, record.sku)
-                outcome.ref = f"{routed.route['source_code']}/{sku}"
+                source = for_location(routed.route, "source_code", record.location)
+                outcome.ref = f"{source}/{sku}"
             result.add(verdict, outcome)
         return result
 

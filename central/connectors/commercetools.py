@@ -38,6 +38,7 @@ from ._base import (
     Traced,
     Unfit,
     correlation,
+    for_location,
     settle,
 )
 from ._commercetools_orders import OrderDrafts, money, order_number
@@ -449,7 +450,8 @@ class CommercetoolsConnector:
             raise Unfit(f"quantity {record.quantity} is not whole")
         quantity = int(record.quantity)
         sku = routed.skus.get(record.sku, record.sku)
-        channel = await self._channel_id(routed.route["supply_channel"], trace)
+        key = for_location(routed.route, "supply_channel", record.location)
+        channel = await self._channel_id(key, trace)
         # Input variables, not values pasted into the predicate: a SKU may hold any
         # character (docs.commercetools.com/api/predicates/query#input-variables).
         query = {

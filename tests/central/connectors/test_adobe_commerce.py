@@ -257,3 +257,22 @@ async def test_memos_with_item_quantities_would_drift_the_salable_quantity_upwar
     steps = await _replay(FakeAdobeCommerce(), events, refund_items=True)
     salable, on_hand = steps[-1]
     assert salable == on_hand + 2, "two returned units counted twice: by MSI and by the POS"
+
+
+async def test_a_location_with_its_own_source_is_set_there() -> None:
+    fake = FakeAdobeCommerce()
+    back = samples.inventory(quantity=9).model_copy(update={"location": "BACK"})
+    routed = samples.routed(back)
+    routed = samples.Routed(
+        **{**routed.__dict__, "route": {**routed.route, "source_code@BACK": "berlin_back"}}
+    )
+    front = samples.routed(samples.inventory(quantity=4, reference="count-2"))
+    result = await _deliver(fake, routed, front)
+    assert sorted(o.ref for o in result.accepted) == [
+        "berlin_back/SKU-PEN-BLUE",
+        "berlin_mitte/SKU-PEN-BLUE",
+    ]
+    assert fake.source_items == {
+        ("berlin_back", "SKU-PEN-BLUE"): 9,
+        ("berlin_mitte", "SKU-PEN-BLUE"): 4,
+    }

@@ -221,3 +221,16 @@ async def test_a_sku_with_quotes_is_found_by_input_variable_not_pasted_into_the_
     (entry,) = fake.inventory.values()
     assert entry["sku"] == 'PEN "BLUE" 5\\'
     assert entry["quantityOnStock"] == 7
+
+
+async def test_a_location_with_its_own_supply_channel_is_counted_there() -> None:
+    fake = FakeCommercetools()
+    fake.channels["berlin-back"] = {"id": "ch-back", "key": "berlin-back"}
+    back = samples.inventory(quantity=9).model_copy(update={"location": "BACK"})
+    routed = samples.routed(back)
+    routed = samples.Routed(
+        **{**routed.__dict__, "route": {**routed.route, "supply_channel@BACK": "berlin-back"}}
+    )
+    await _deliver(fake, routed, samples.routed(samples.inventory(quantity=4)))
+    levels = {e["supplyChannel"]["id"]: e["quantityOnStock"] for e in fake.inventory.values()}
+    assert levels == {"ch-back": 9, "ch-supply": 4}
