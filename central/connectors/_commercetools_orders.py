@@ -198,7 +198,8 @@ class OrderDrafts:
                 "taxPortions": [
                     {
                         "name": routed.tax_codes.get(t.code, t.code),
-                        "rate": _rate(t, t.taxable),
+                        # Without a stated rate or base, the one the total implies.
+                        "rate": _rate(t, t.taxable if t.taxable is not None else record.total),
                         "amount": money(t.amount, currency),
                     }
                     for t in taxes

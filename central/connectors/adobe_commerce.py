@@ -336,7 +336,7 @@ class AdobeCommerceConnector:
                 f'[central.stores."{record.store}"] (the order\'s billing address needs one)'
             )
         items = []
-        subtotal = line_tax = discounts = quantity = Decimal(0)
+        line_tax = discounts = quantity = Decimal(0)
         for line in record.lines:
             if line.voided or not line.sku:
                 continue
@@ -348,7 +348,6 @@ class AdobeCommerceConnector:
             gross = abs(line.amount)
             included = any(t.included for t in line.taxes)
             row = gross - tax if included else gross
-            subtotal += row
             line_tax += tax
             discounts += discount
             quantity += qty
@@ -402,8 +401,10 @@ class AdobeCommerceConnector:
         }
         totals = {
             "grand_total": total,
-            "subtotal": subtotal,
-            "subtotal_incl_tax": subtotal + line_tax,
+            # Magento's identity grand = subtotal + tax - discount, from the POS's own
+            # figures (the items' rows add up to it when the lines carry their taxes).
+            "subtotal": total - tax_total + discounts,
+            "subtotal_incl_tax": total + discounts,
             "tax_amount": tax_total,
             "discount_amount": -discounts,
         }

@@ -276,3 +276,15 @@ async def test_a_location_with_its_own_source_is_set_there() -> None:
         ("berlin_back", "SKU-PEN-BLUE"): 9,
         ("berlin_mitte", "SKU-PEN-BLUE"): 4,
     }
+
+
+async def test_taxes_stated_only_for_the_transaction_still_total_as_the_pos() -> None:
+    fake = FakeAdobeCommerce()
+    sale = samples.sale()
+    bare = [line.model_copy(update={"taxes": []}) for line in sale.lines]
+    summary_only = samples.routed(sale.model_copy(update={"lines": bare}))
+    await _deliver(fake, summary_only)
+    (order,) = fake.orders.values()
+    assert order["tax_amount"] == Decimal("4.79")
+    assert order["subtotal"] == Decimal("25.18")
+    assert order["subtotal"] + order["tax_amount"] - (-order["discount_amount"]) == Decimal("29.97")
