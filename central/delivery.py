@@ -257,6 +257,7 @@ class TargetWorker:
                     ref=outcome.ref,
                     exchanges=[e.as_dict() for e in outcome.exchanges],
                     dry_run=dry,
+                    confirmed=None if outcome.confirmed is None else str(outcome.confirmed),
                 )
             )
         for outcome in result.rejected:

@@ -202,6 +202,9 @@ class Outcome:
     ref: str | None = None
     retry_after: float | None = None
     exchanges: list[Exchange] = field(default_factory=list)
+    confirmed: Decimal | None = None
+    """For an accepted sale: the total the target itself states for it (signed as the POS
+    signs it), which reconciliation sets beside the POS's; None where the answer has none."""
     hold: bool = False
     """A retry the target asked for as a whole (a usage limit reached or near): the relay
     waits `retry_after` seconds without counting an attempt against the record."""

@@ -5,7 +5,7 @@ in the line's custom fields, discounts as negative custom line items."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from agent.contract import Tax, Transaction, TransactionLine, currency_exponent, key_digest
@@ -85,6 +85,46 @@ class OrderDrafts:
             "money": money(-amount, currency),
         }
 
+    def _discounts(
+        self,
+        routed: Routed,
+        record: Transaction,
+        line: TransactionLine,
+        position: int,
+        item: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """A line's discounts as negative custom line items. With one tax at a stated
+        rate, the line's tax is split: the line is taxed on its full amount, each discount
+        carries its negative share, and together they are the tax the POS computed — so
+        commercetools' own totals, which it derives line by line, come to the POS's."""
+        currency = record.currency
+        found = [
+            self._discount_line(
+                f"pos-discount-{position}-{n}",
+                d.description or d.code or "Discount",
+                d.amount,
+                currency,
+            )
+            for n, d in enumerate(line.discounts, start=1)
+        ]
+        taxes = line.taxes
+        if not found or len(taxes) != 1 or taxes[0].rate is None:
+            return found
+        tax, rate = taxes[0], taxes[0].rate
+        quantum = Decimal(1).scaleb(-currency_exponent(currency))
+        factor: Decimal = rate / (100 + rate) if tax.included else rate / 100
+        full = (line.amount * factor).quantize(quantum, ROUND_HALF_UP)
+        item["taxRate"] = self._tax_rate(routed, record, taxes, line.amount)
+        item["taxedPrice"] = _taxed_parts(line.amount, full, tax.included, currency)
+        left = tax.amount - full
+        for n, (discount, custom) in enumerate(zip(line.discounts, found, strict=True)):
+            last = n == len(found) - 1
+            share = left if last else (-discount.amount * factor).quantize(quantum, ROUND_HALF_UP)
+            left -= share
+            custom["taxRate"] = item["taxRate"]
+            custom["taxedPrice"] = _taxed_parts(-discount.amount, share, tax.included, currency)
+        return found
+
     def _line_item(
         self, routed: Routed, record: Transaction, line: TransactionLine
     ) -> dict[str, Any]:
@@ -154,20 +194,21 @@ class OrderDrafts:
             if line.voided:
                 continue
             if not line.sku:  # a fee, deposit or service charge: no product behind it
-                custom.append(
-                    {
-                        "name": {self._locale: line.description or line.type.value},
-                        "slug": f"pos-line-{index + 1}",
-                        "quantity": 1,
-                        "money": money(line.amount, currency),
-                    }
-                )
+                value = line.amount - sum((d.amount for d in line.discounts), Decimal(0))
+                fee: dict[str, Any] = {
+                    "name": {self._locale: line.description or line.type.value},
+                    "slug": f"pos-line-{index + 1}",
+                    "quantity": 1,
+                    "money": money(value, currency),
+                }
+                if line.taxes:
+                    fee["taxRate"] = self._tax_rate(routed, record, line.taxes, value)
+                    fee["taxedPrice"] = self._taxed(value, line.taxes, currency)
+                custom.append(fee)
                 continue
-            lines.append(self._line_item(routed, record, line))
-            for number, discount in enumerate(line.discounts, start=1):
-                name = discount.description or discount.code or "Discount"
-                slug = f"pos-discount-{index + 1}-{number}"
-                custom.append(self._discount_line(slug, name, discount.amount, currency))
+            item = self._line_item(routed, record, line)
+            lines.append(item)
+            custom += self._discounts(routed, record, line, index + 1, item)
         for number, discount in enumerate(record.discounts, start=1):
             name = discount.description or discount.code or "Discount"
             custom.append(
@@ -209,6 +250,15 @@ class OrderDrafts:
         elif route.get("country"):
             draft["country"] = route["country"]
         return draft
+
+
+def _taxed_parts(value: Decimal, tax: Decimal, included: bool, currency: str) -> dict[str, Any]:
+    net = value - tax if included else value
+    return {
+        "totalNet": money(net, currency),
+        "totalGross": money(net + tax, currency),
+        "totalTax": money(tax, currency),
+    }
 
 
 def _rate(tax: Tax, base: Decimal | None) -> Decimal:

@@ -171,6 +171,8 @@ class AdobeCommerceConnector:
         self._rest = f"{settings.base_url.rstrip('/')}/rest/{settings.store_code}/V1"
         self._static = settings.token.get_secret_value() if settings.token else None
         self._admin: str | None = None
+        self._stated: dict[int, Decimal] = {}
+        """Per record id: the grand total Magento answered for a sale (the POS's sign)."""
         self._admin_until = 0.0
 
     async def aclose(self) -> None:
@@ -247,7 +249,15 @@ class AdobeCommerceConnector:
             except (ConnectorError, httpx.HTTPError) as exc:
                 settle(result, routed, trace, exc)
             else:
-                result.accepted.append(Outcome(routed.id, status=200, ref=ref, exchanges=trace))
+                result.accepted.append(
+                    Outcome(
+                        routed.id,
+                        status=200,
+                        ref=ref,
+                        exchanges=trace,
+                        confirmed=self._stated.pop(routed.id, None),
+                    )
+                )
         return result
 
     # -- inventory ------------------------------------------------------------------------
@@ -450,6 +460,9 @@ class AdobeCommerceConnector:
             if response.status_code != 200:
                 raise _answer(response)
             order = _read(response)
+        if order.get("grand_total") is not None:
+            sign = -1 if record.total < 0 else 1
+            self._stated[routed.id] = sign * _dec(order["grand_total"])
         invoiced = Decimal(str(order.get("total_invoiced") or 0))
         if invoiced < Decimal(str(order.get("grand_total") or 0)):
             response = await self._send(

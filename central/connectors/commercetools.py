@@ -24,6 +24,7 @@ from pydantic import Field, SecretStr
 from agent.contract import (
     Inventory,
     Transaction,
+    currency_exponent,
     key_digest,
 )
 
@@ -106,6 +107,8 @@ class CommercetoolsConnector:
         self._expires = 0.0
         self._channels: dict[str, str] = {}
         self._drafts = OrderDrafts(settings.locale, settings.line_item_type)
+        self._stated: dict[int, Decimal] = {}
+        """Per record id: the order total commercetools answered for a sale."""
 
     async def aclose(self) -> None:
         return None
@@ -148,7 +151,15 @@ class CommercetoolsConnector:
             except (ConnectorError, httpx.HTTPError) as exc:
                 settle(result, routed, trace, exc)
             else:
-                result.accepted.append(Outcome(routed.id, status=200, ref=ref, exchanges=trace))
+                result.accepted.append(
+                    Outcome(
+                        routed.id,
+                        status=200,
+                        ref=ref,
+                        exchanges=trace,
+                        confirmed=self._stated.pop(routed.id, None),
+                    )
+                )
         return result
 
     async def _one(self, routed: Routed, trace: list[Exchange]) -> str:
@@ -189,6 +200,10 @@ class CommercetoolsConnector:
                 order = response.json()
         if order is None:  # pragma: no cover - a duplicate that cannot be found
             raise Unfit(f"order {number} reported as duplicate but not found")
+        gross = (order.get("taxedPrice") or {}).get("totalGross") or order.get("totalPrice")
+        if gross:
+            digits = int(gross.get("fractionDigits", currency_exponent(record.currency)))
+            self._stated[routed.id] = Decimal(int(gross["centAmount"])).scaleb(-digits)
         for index, tender in enumerate(record.tenders):
             net = tender.amount - (tender.change or Decimal(0))
             kind = "Refund" if net < 0 else "Charge"

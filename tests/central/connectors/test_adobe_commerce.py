@@ -288,3 +288,12 @@ async def test_taxes_stated_only_for_the_transaction_still_total_as_the_pos() ->
     assert order["tax_amount"] == Decimal("4.79")
     assert order["subtotal"] == Decimal("25.18")
     assert order["subtotal"] + order["tax_amount"] - (-order["discount_amount"]) == Decimal("29.97")
+
+
+async def test_the_grand_total_magento_states_is_kept_for_reconciliation() -> None:
+    fake = FakeAdobeCommerce()
+    (accepted,) = (await _deliver(fake, samples.routed(samples.grocery()))).accepted
+    assert accepted.confirmed == Decimal("19.92")
+    blind = samples.routed(samples.refund(samples.sale(), "8001"))
+    (returned,) = (await _deliver(fake, blind)).accepted
+    assert returned.confirmed == Decimal("-9.99"), "signed as the POS signs it"

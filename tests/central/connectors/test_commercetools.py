@@ -163,6 +163,10 @@ async def test_a_weighed_line_goes_as_one_unit_at_its_amount_with_the_measure_ke
     (discount,) = order["customLineItems"]
     assert discount["money"]["centAmount"] == -200
     assert discount["name"] == {"en": "2 off pens"}
+    # The POS's 2.87 on the pens, split so the platform's line-by-line totals agree.
+    assert pens["taxedPrice"]["totalTax"]["centAmount"] == 319
+    assert discount["taxedPrice"]["totalTax"]["centAmount"] == -32
+    assert discount["taxRate"] == pens["taxRate"]
     taxed = order["taxedPrice"]
     assert taxed["totalGross"]["centAmount"] == 1992
     assert taxed["totalTax"]["centAmount"] == 300
@@ -234,3 +238,13 @@ async def test_a_location_with_its_own_supply_channel_is_counted_there() -> None
     await _deliver(fake, routed, samples.routed(samples.inventory(quantity=4)))
     levels = {e["supplyChannel"]["id"]: e["quantityOnStock"] for e in fake.inventory.values()}
     assert levels == {"ch-back": 9, "ch-supply": 4}
+
+
+async def test_the_order_total_commercetools_states_is_kept_for_reconciliation() -> None:
+    fake = FakeCommercetools()
+    grocery = samples.routed(samples.grocery())
+    (accepted,) = (await _deliver(fake, grocery)).accepted  # type: ignore[attr-defined]
+    assert accepted.confirmed == Decimal("19.92")
+    again = samples.routed(grocery.record, attempts=1)  # type: ignore[arg-type]
+    (found,) = (await _deliver(fake, again)).accepted  # type: ignore[attr-defined]
+    assert found.confirmed == Decimal("19.92"), "read back from the order found"

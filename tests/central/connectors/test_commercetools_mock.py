@@ -232,6 +232,7 @@ async def test_a_weighed_and_discounted_sale_is_imported_to_the_cent(
     grocery = samples.grocery("9401")
     result = await connector.deliver([samples.routed(grocery)])
     assert len(result.accepted) == 1, result
+    assert result.accepted[0].confirmed == grocery.total, "the mock's own total, as answered"
     (order,) = admin.query("/orders", f'orderNumber="{grocery.key}"')
     assert order["totalPrice"]["centAmount"] == 1992
     lines = sum(li["totalPrice"]["centAmount"] for li in order["lineItems"])
