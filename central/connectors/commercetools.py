@@ -1,13 +1,17 @@
-"""commercetools: POS sales as imported orders in the store's context, each tender as a
-Payment attached to its order, returns and voids as refunds on the original order,
-inventory as absolute quantities on the SKU's entry for the store's supply channel.
+"""commercetools: POS sales as imported orders in the store's context (the draft, to
+the cent, is `_commercetools_orders`), each tender as a Payment attached to its order;
+returns and voids as Refund transactions on the sale's payments, with return info or
+the order cancelled; inventory as absolute quantities on the SKU's entry for the store's
+(or the location's) supply channel. Every call carries the record's correlation id in
+`X-Correlation-ID`.
 
 Idempotency is ours, not the platform's: an order's `orderNumber` and a payment's `key`
 are derived from the record key, and after an attempt that may have arrived
 (`Routed.attempts > 0`, or a `DuplicateField` answer) the connector looks them up before
-creating anything. Versioned updates re-read on 409 `ConcurrentModification`, a bounded
-number of times. OAuth client-credentials tokens are cached and refreshed a minute
-before they expire, and once more after a 401.
+creating anything; a refund transaction is found again by its `interactionId`. Versioned
+updates re-read on 409 `ConcurrentModification`, a bounded number of times. OAuth
+client-credentials tokens are cached and refreshed a minute before they expire, and once
+more after a 401.
 """
 
 from __future__ import annotations
