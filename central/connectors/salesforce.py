@@ -644,4 +644,6 @@ def dry_run_response(request: httpx.Request) -> httpx.Response:
             for i, _ in enumerate(rows)
         ]
         return httpx.Response(200, json=answers)
+    if request.method == "PATCH" and re.fullmatch(r".*/sobjects/\w+/\w+", path):
+        return httpx.Response(204)  # an update by id (a void's status) answers no content
     return httpx.Response(201, json={"id": "dry-run", "success": True, "errors": []})

@@ -282,3 +282,18 @@ async def test_when_the_limit_is_reached_every_record_is_held_not_failed() -> No
     assert len(result.retry) == 3  # type: ignore[attr-defined]
     assert all(o.hold for o in result.retry)  # type: ignore[attr-defined]
     assert "REQUEST_LIMIT_EXCEEDED" in result.retry[0].reason  # type: ignore[attr-defined]
+
+
+async def test_a_dry_run_void_is_accepted_with_its_request_kept() -> None:
+    from central.connectors import DryRunTransport
+    from central.connectors.salesforce import dry_run_response
+
+    transport = DryRunTransport(dry_run_response)
+    async with httpx.AsyncClient(transport=transport) as client:
+        connector = SalesforceConnector(settings(dry_run=True), client)
+        void = samples.routed(samples.void(samples.sale()), original_ref="8015g00000AbCdE")
+        result = await connector.deliver([void])
+    (accepted,) = result.accepted
+    (patch,) = [e for e in accepted.exchanges if e.method == "PATCH"]
+    assert patch.url.endswith("/sobjects/Order/8015g00000AbCdE")
+    assert patch.request == '{"Status":"Cancelled"}'
