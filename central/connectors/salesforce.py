@@ -15,9 +15,9 @@ held (not retried) until `limit_wait_seconds` have passed.
 Which system owns the profile is configurable: when Salesforce owns it, a matched
 Contact is only linked, never overwritten; when the POS owns it, the match is updated.
 An external id that matches several records (300 Multiple Choices) is refused with the
-candidates named: nothing is guessed. `REQUEST_LIMIT_EXCEEDED` and `UNABLE_TO_LOCK_ROW`
-are retried. Tokens come from the OAuth client-credentials or JWT bearer flow; the
-token answer's `instance_url` is where the API calls go.
+candidates named: nothing is guessed. `UNABLE_TO_LOCK_ROW` is retried. Tokens come
+from the OAuth client-credentials flow (on the org's My Domain) or the JWT bearer flow;
+the token answer's `instance_url` is where the API calls go.
 """
 
 # ruff: noqa: S608  (SOQL here is joined from configured names and soql_quote()d values)
@@ -133,7 +133,7 @@ class SalesforceConnector:
                 }
             response = await self._http.request("POST", self._s.token_url, None, data=form)
             if response.status_code != 200:
-                raise _answer(response, f"token refused: {response.status_code}")
+                raise _answer(response, f"token refused: {_oauth_error(response)}")
             body = response.json()
             self._token = str(body["access_token"])
             self._instance = str(body["instance_url"]).rstrip("/")
@@ -588,6 +588,18 @@ def _verdict(answer: dict[str, Any]) -> tuple[Literal["retry", "rejected"], str]
     reason = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors) or "failed"
     codes = {e.get("statusCode") for e in errors}
     return ("retry" if codes & RETRYABLE_CODES else "rejected"), reason
+
+
+def _oauth_error(response: httpx.Response) -> str:
+    """`status error: description` of an OAuth refusal (it names no secret)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("error"):
+        described = f": {body['error_description']}" if body.get("error_description") else ""
+        return f"{response.status_code} {body['error']}{described}"
+    return str(response.status_code)
 
 
 def _ids(response: httpx.Response) -> str:

@@ -297,3 +297,16 @@ async def test_a_dry_run_void_is_accepted_with_its_request_kept() -> None:
     (patch,) = [e for e in accepted.exchanges if e.method == "PATCH"]
     assert patch.url.endswith("/sobjects/Order/8015g00000AbCdE")
     assert patch.request == '{"Status":"Cancelled"}'
+
+
+async def test_a_login_host_refusing_client_credentials_is_named_in_the_reason() -> None:
+    fake = FakeSalesforce()
+    generic = settings().model_copy(update={"login_url": "https://login.salesforce.test"})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
+        result = await SalesforceConnector(generic, client).deliver(
+            [samples.routed(samples.sale())]
+        )
+    (refused,) = result.rejected
+    assert refused.reason == (
+        "token refused: 400 unsupported_grant_type: request not supported on this domain"
+    )
