@@ -105,6 +105,8 @@ def _target_failure(result: DeliveryResult) -> bool:
     """A call that says nothing about the records, only that the target is unwell."""
     if result.accepted or result.rejected or not result.retry:
         return False
+    if any(o.hold for o in result.retry):
+        return False  # the target is well and said when to come back
     return all(o.status is None or o.status >= 500 or o.status == 429 for o in result.retry)
 
 
@@ -255,6 +257,7 @@ class TargetWorker:
                     ref=outcome.ref,
                     exchanges=[e.as_dict() for e in outcome.exchanges],
                     dry_run=dry,
+                    confirmed=None if outcome.confirmed is None else str(outcome.confirmed),
                 )
             )
         for outcome in result.rejected:
@@ -272,7 +275,13 @@ class TargetWorker:
             self._log_exception(by_id.get(outcome.id), outcome.reason, outcome.status)
         for outcome in result.retry:
             seen.add(outcome.id)
-            updates.append(self._retry(by_id.get(outcome.id), outcome))
+            held = by_id.get(outcome.id)
+            if outcome.hold and held is not None:
+                # The target's limit, not the record: wait for it without using an attempt.
+                wait = outcome.retry_after if outcome.retry_after is not None else 60.0
+                updates.append(self._deferred(held, min(wait, RETRY_AFTER_CAP), outcome.reason))
+                continue
+            updates.append(self._retry(held, outcome))
         for record_id, c in by_id.items():
             if record_id not in seen:
                 reason = "the connector gave no verdict for this record"

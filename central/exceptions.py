@@ -1,8 +1,12 @@
-"""The exception queue as people work it: `tillbridge-central exceptions list|show|retry|resolve`.
+"""The exception queue as people work it: `tillbridge-central exceptions
+list|groups|show|retry|resolve`.
 
 An exception is a record that needs a person — unroutable, refused by a target, or past
 its retry cap — with the reason, the target's response, attempts and age. Retry sends
-it through again (after a mapping is fixed); resolve closes it with a note.
+it through again (after a mapping is fixed); resolve closes it with a note. On a bad
+morning the same cause fails hundreds of records: `groups` counts them by reason
+("32 records: line #: quantity # is not whole") and `retry --reason TEXT` sends a
+whole group again once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
+import re
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -19,7 +25,7 @@ import typer
 from .config import CentralConfig
 from .inbox import ExceptionItem, Inbox, open_inbox, utcnow
 
-__all__ = ["app", "describe", "with_inbox"]
+__all__ = ["app", "describe", "group_of", "groups", "matches", "retry_matching", "with_inbox"]
 
 T = TypeVar("T")
 
@@ -46,6 +52,68 @@ def describe(item: ExceptionItem, *, now: datetime | None = None) -> dict[str, A
         "resolution": item.resolution,
         "resolved_by": item.resolved_by,
     }
+
+
+_QUOTED = re.compile(r"'[^'\s]*'|\"[^\"\s]*\"")
+"""A quoted value (no spaces): a key, a SKU, a field's content. Quoted text with spaces is
+the target's own words and stays."""
+_NUMBER = re.compile(r"(?<![A-Za-z_])-?\d+(?:[.,:/-]\d+)*(?![A-Za-z_])")
+_ID = re.compile(r"\b(?=[A-Za-z_-]*\d)[A-Za-z0-9_-]{12,}\b")
+GROUP_SCAN = 100_000
+"""Open exceptions read to group them: a bad morning, not a bad year."""
+
+
+def group_of(reason: str) -> str:
+    """The reason with what differs from record to record (numbers, quoted values, ids
+    and keys) replaced by `#`, so the same cause reads the same for every record; the
+    target's own words stay."""
+    text = _QUOTED.sub("#", reason)
+    text = _ID.sub("#", text)
+    return _NUMBER.sub("#", text).strip()
+
+
+def groups(items: list[ExceptionItem]) -> list[dict[str, Any]]:
+    """Exceptions counted by target and reason group, largest first."""
+    counted = Counter((i.target or "", group_of(i.reason)) for i in items)
+    example = {(i.target or "", group_of(i.reason)): i for i in reversed(items)}
+    return [
+        {
+            "count": count,
+            "target": target or None,
+            "reason": reason,
+            "example": describe(example[(target, reason)])["reason"],
+            "stores": sorted(
+                {i.store for i in items if (i.target or "", group_of(i.reason)) == (target, reason)}
+            ),
+        }
+        for (target, reason), count in counted.most_common()
+    ]
+
+
+def matches(item: ExceptionItem, text: str) -> bool:
+    """An exception belongs to `--reason TEXT` when its reason or its group holds TEXT."""
+    wanted = text.casefold()
+    return wanted in item.reason.casefold() or wanted in group_of(item.reason).casefold()
+
+
+async def retry_matching(
+    inbox: Inbox,
+    text: str,
+    *,
+    by: str,
+    store: str | None = None,
+    target: str | None = None,
+) -> list[tuple[int, str]]:
+    """Send every open exception whose reason holds `text` through again; what each
+    retry said, by exception id."""
+    done = []
+    for item in await inbox.exceptions(GROUP_SCAN, store=store, target=target):
+        if matches(item, text):
+            try:
+                done.append((item.id, await inbox.retry_exception(item.id, by=by)))
+            except ValueError as exc:  # closed meanwhile by someone else
+                done.append((item.id, str(exc)))
+    return done
 
 
 def with_inbox(cfg: CentralConfig, work: Callable[[Inbox], Awaitable[T]]) -> T:
@@ -117,6 +185,30 @@ def list_exceptions(
     Console(width=160).print(table)
 
 
+@app.command("groups")
+def list_groups(
+    ctx: typer.Context,
+    store: Annotated[str | None, typer.Option(help="Only this store.")] = None,
+    target: Annotated[str | None, typer.Option(help="Only this target.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Open exceptions counted by reason: one line per cause, largest first."""
+    items = with_inbox(
+        _config(ctx), lambda inbox: inbox.exceptions(GROUP_SCAN, store=store, target=target)
+    )
+    rows = groups(items)
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    if not rows:
+        typer.echo("No open exceptions.")
+        return
+    for row in rows:
+        noun = "record" if row["count"] == 1 else "records"
+        where = row["target"] or "routing"
+        typer.echo(f"{row['count']} {noun}: {row['reason']} ({where})")
+
+
 @app.command("show")
 def show(
     ctx: typer.Context,
@@ -181,12 +273,38 @@ def _act(ctx: typer.Context, ids: list[int], act: Callable[[Inbox, int], Awaitab
 @app.command("retry")
 def retry(
     ctx: typer.Context,
-    ids: Annotated[list[int], typer.Argument(help="Exception ids.")],
+    ids: Annotated[list[int] | None, typer.Argument(help="Exception ids.")] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            "--reason",
+            help="Every open exception whose reason (or reason group) holds this text.",
+            show_default=False,
+        ),
+    ] = None,
+    store: Annotated[str | None, typer.Option(help="With --reason: only this store.")] = None,
+    target: Annotated[str | None, typer.Option(help="With --reason: only this target.")] = None,
     by: ByOption = None,
 ) -> None:
-    """Send the records through again (after the mapping or the target is fixed)."""
+    """Send the records through again (after the mapping or the target is fixed): the
+    ids given, or a whole group with --reason."""
     who = by or getpass.getuser()
-    _act(ctx, ids, lambda inbox, i: inbox.retry_exception(i, by=who))
+    chosen = list(ids or [])
+    if reason is not None:
+        if not reason.strip():
+            typer.echo("--reason needs some text.", err=True)
+            raise typer.Exit(2)
+        items = with_inbox(
+            _config(ctx), lambda inbox: inbox.exceptions(GROUP_SCAN, store=store, target=target)
+        )
+        chosen += [i.id for i in items if matches(i, reason) and i.id not in chosen]
+        if not chosen:
+            typer.echo(f"No open exception's reason holds {reason!r}.", err=True)
+            raise typer.Exit(1)
+    if not chosen:
+        typer.echo("Name exception ids or a --reason.", err=True)
+        raise typer.Exit(2)
+    _act(ctx, chosen, lambda inbox, i: inbox.retry_exception(i, by=who))
 
 
 @app.command("resolve")

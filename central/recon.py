@@ -1,8 +1,10 @@
 """Reconciliation: per store and business day, what the POS says it did (its end-of-day
 totals, latest revision) beside what the relay received and what each target
 confirmed — by kind, tender type and tax code, in the same rule the agent used
-(`agent.contract.day_totals`). A line differs when a count differs or an amount
-differs by more than the tolerance.
+(`agent.contract.day_totals`). Where a target stated its own total for a sale (the
+order total commercetools or Adobe Commerce answered), that figure stands for the
+target, not the POS's. A line differs when a count differs or an amount differs by
+more than the tolerance.
 """
 
 from __future__ import annotations
@@ -67,12 +69,12 @@ def reconcile(
     tolerance: Decimal = Decimal("0.01"),
 ) -> list[ReconDay]:
     """One ReconDay per currency of the day (normally one)."""
-    transactions: list[tuple[Transaction, list[str]]] = []
+    transactions: list[tuple[Transaction, DayRecord]] = []
     closing: dict[str, EndOfDay] = {}
     for row in records:
         record = record_adapter.validate_python(row.body)
         if isinstance(record, Transaction):
-            transactions.append((record, row.posted_to))
+            transactions.append((record, row))
         elif isinstance(record, EndOfDay):
             # The newest summary wins: an agent whose outbox was rebuilt numbers its
             # revisions from 1 again.
@@ -82,7 +84,9 @@ def reconcile(
                 closing[record.currency] = record
     received = day_totals(t for t, _ in transactions)
     confirmed = {
-        target: day_totals(t for t, posted in transactions if target in posted)
+        target: day_totals(
+            _as_confirmed(t, row, target) for t, row in transactions if target in row.posted_to
+        )
         for target in target_kinds
     }
     days = []
@@ -122,6 +126,12 @@ def reconcile(
             )
         )
     return days
+
+
+def _as_confirmed(txn: Transaction, row: DayRecord, target: str) -> Transaction:
+    """The transaction with the total the target stated for it, where it stated one."""
+    stated = row.confirmed.get(target)
+    return txn if stated is None else txn.model_copy(update={"total": Decimal(stated)})
 
 
 async def reconcile_day(

@@ -8,15 +8,20 @@ Errors inside a connector, and the verdict each gives a record (`settle`):
 
     ConnectorError
     ├── Answered   an HTTP answer decides it: `classify` says accepted, retry or rejected
+    ├── Held       the target's usage limit is near or reached: held, no attempt counted
     └── Unfit      the record cannot be written as the target needs it: rejected
     httpx.HTTPError (no answer at all, it may have been applied): retry
 """
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal, Protocol
 
 import httpx
@@ -35,13 +40,17 @@ __all__ = [
     "DryRunResponder",
     "DryRunTransport",
     "Exchange",
+    "Held",
     "Outcome",
     "Routed",
     "TargetSettings",
     "Traced",
     "Unfit",
     "classify",
+    "correlation",
     "excerpt",
+    "for_location",
+    "json_body",
     "outcome_for",
     "retry_after_seconds",
     "settle",
@@ -59,6 +68,32 @@ def excerpt(text: str | bytes | None, limit: int = EXCERPT_CHARS) -> str:
         text = text.decode("utf-8", "replace")
     text = redact_text(text)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+_EXACT = "\u0000exact:"
+_EXACT_STRING = re.compile(r'"\\u0000exact:(-?[0-9]+(?:\.[0-9]+)?)"')
+
+
+def _exact(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} cannot be sent as a JSON number")
+        return f"{_EXACT}{value:f}"
+    if isinstance(value, dict):
+        return {k: _exact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_exact(v) for v in value]
+    if isinstance(value, float):
+        raise TypeError("money and quantities go as Decimal, never as float")
+    return value
+
+
+def json_body(value: Any) -> bytes:
+    """`value` as JSON, each `Decimal` written as the exact number it holds ("12.30"
+    stays 12.30, never the nearest float). Floats are refused: they have no place in
+    what the POS counted."""
+    text = json.dumps(_exact(value), ensure_ascii=False, separators=(",", ":"))
+    return _EXACT_STRING.sub(r"\1", text).encode()
 
 
 class TargetSettings(Section):
@@ -167,6 +202,12 @@ class Outcome:
     ref: str | None = None
     retry_after: float | None = None
     exchanges: list[Exchange] = field(default_factory=list)
+    confirmed: Decimal | None = None
+    """For an accepted sale: the total the target itself states for it (signed as the POS
+    signs it), which reconciliation sets beside the POS's; None where the answer has none."""
+    hold: bool = False
+    """A retry the target asked for as a whole (a usage limit reached or near): the relay
+    waits `retry_after` seconds without counting an attempt against the record."""
 
 
 @dataclass
@@ -200,12 +241,24 @@ ConnectorFactory = Callable[[Any, httpx.AsyncClient], Connector]
 DryRunResponder = Callable[[httpx.Request], httpx.Response]
 
 
+correlation: ContextVar[str | None] = ContextVar("tillbridge_correlation", default=None)
+"""The correlation id of the record being written; a connector sets it per record (each
+concurrent `deliver` runs in its own task, so each sees its own)."""
+
+
+def for_location(route: Mapping[str, str], name: str, location: str) -> str:
+    """The route's `name` for an inventory location: `"name@LOCATION"` where the store's
+    table maps that location (a back room to its own source or channel), else `name`."""
+    return route.get(f"{name}@{location}") or route[name]
+
+
 class Traced:
     """An `httpx.AsyncClient` wrapper that notes each exchange in the list given per call.
 
     Request bodies and responses are kept as redacted excerpts (whole request bodies
     with `keep_full`, which dry-run targets use); headers are never kept (they carry
-    tokens). Transport errors are noted and re-raised.
+    tokens). Transport errors are noted and re-raised. With `correlation_header`, each
+    call carries the current record's correlation id in that header.
     """
 
     def __init__(
@@ -214,8 +267,10 @@ class Traced:
         *,
         keep_full: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        correlation_header: str | None = None,
     ):
         self.client = client
+        self._correlation_header = correlation_header
         self._limit = 1_000_000 if keep_full else EXCERPT_CHARS
         self._clock = clock
 
@@ -226,6 +281,17 @@ class Traced:
         trace: list[Exchange] | None,
         **kwargs: Any,
     ) -> httpx.Response:
+        current = correlation.get()
+        if self._correlation_header and current:
+            kwargs["headers"] = {
+                **(kwargs.get("headers") or {}),
+                self._correlation_header: current,
+            }
+        if "json" in kwargs:
+            # Every connector's JSON goes through json_body: decimals stay exact.
+            headers = {**(kwargs.pop("headers", None) or {}), "Content-Type": "application/json"}
+            kwargs["content"] = json_body(kwargs.pop("json"))
+            kwargs["headers"] = headers
         request = self.client.build_request(method, url, **kwargs)
         started = self._clock()
         body = request.content if request.content else b""
@@ -357,6 +423,15 @@ class Answered(ConnectorError):
         self.reason = reason
 
 
+class Held(ConnectorError):
+    """The target asked us to stay away for `wait` seconds (a usage limit)."""
+
+    def __init__(self, reason: str, wait: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait = wait
+
+
 class Unfit(ConnectorError):
     """The record cannot be written as the target needs it: a rejection, with why."""
 
@@ -367,6 +442,10 @@ def settle(
     """Record the verdict an error gives `routed`; anything else is re-raised."""
     if isinstance(exc, Answered):
         result.add(*outcome_for(routed, exc.response, trace, exc.reason))
+    elif isinstance(exc, Held):
+        outcome = Outcome(routed.id, reason=exc.reason, exchanges=trace, retry_after=exc.wait)
+        outcome.hold = True
+        result.retry.append(outcome)
     elif isinstance(exc, Unfit):
         result.rejected.append(Outcome(routed.id, reason=str(exc), exchanges=trace))
     elif isinstance(exc, httpx.HTTPError):

@@ -9,28 +9,49 @@ that the next count from the store would then contradict. The repository stores 
 order as the POS states it (totals, tax, split tenders in the payment's additional
 information); an offline invoice (`POST /V1/order/{id}/invoice`, `capture: false`)
 marks it paid, which also makes credit memos possible. Returns and voids are credit
-memos (`POST /V1/order/{id}/refund`, offline); a void refunds everything, because an
-invoiced order can no longer be cancelled.
+memos (`POST /V1/order/{id}/refund`, offline) for the POS refund amount; a void refunds
+everything, because an invoiced order can no longer be cancelled. By default a memo
+refunds that amount as an adjustment and names the returned items in its comment: a
+memo with item quantities makes MSI write a compensating reservation for items it never
+shipped, and the salable quantity would drift above the POS's own stock level, which
+reaches Magento as source items.
+
+Amounts go as the POS computed them, order and `base_*` alike (the POS currency is the
+store's base currency), as exact decimals. A weighed line keeps its decimal quantity with
+`is_qty_decimal` set on the order item: without it, invoices and credit memos cast the
+quantity to a whole number. A credit memo carries the POS refund amount: what Magento
+would compute from the items is corrected by an adjustment.
+
+Authentication: an integration's access token is sent OAuth 1.0a-signed (HMAC-SHA256),
+or as a bearer token where the shop allows that (Stores > Configuration > Services >
+OAuth > "Allow OAuth Access Tokens to be used as standalone Bearer tokens"); an admin
+user's token only where two-factor authentication is off.
 
 Idempotency: the order's `increment_id` is derived from the record key (`P` + a digest,
 within Magento's 32 characters) and looked up before creating after a possible earlier
 attempt; a credit memo carries `tillbridge:<digest>` in its comment and is looked for
 among the order's credit memos before refunding. Source items are absolute quantities,
-sent in small batches; a batch Magento refuses is split so each record gets its own
-verdict.
+sent at most 20 per request (the default input limit since 2.4.3); a batch Magento
+refuses is split so each record gets its own verdict.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 from pydantic import Field, SecretStr
 
-from agent.contract import Inventory, Transaction, key_digest
+from agent.contract import Inventory, Transaction, currency_exponent, key_digest
 
 from ._base import (
     Answered,
@@ -42,14 +63,22 @@ from ._base import (
     TargetSettings,
     Traced,
     Unfit,
+    for_location,
     outcome_for,
     settle,
     transport_failure,
 )
 
-__all__ = ["AdobeCommerceConnector", "AdobeCommerceSettings", "dry_run_response", "increment_id"]
+__all__ = [
+    "AdobeCommerceConnector",
+    "AdobeCommerceSettings",
+    "dry_run_response",
+    "increment_id",
+    "oauth1_signature",
+]
 
 ADMIN_TOKEN_SECONDS = 4 * 3600.0
+TWO_FACTOR = "2fa provider-specific endpoints"
 
 
 class AdobeCommerceSettings(TargetSettings):
@@ -60,23 +89,57 @@ class AdobeCommerceSettings(TargetSettings):
     store_code: str = Field(default="all", description="Store code in /rest/{store_code}/V1.")
     token: SecretStr | None = Field(default=None, description="Integration access token.")
     token_file: str | None = Field(default=None, description="File holding the token.")
+    integration_auth: Literal["oauth1", "bearer"] = Field(
+        default="oauth1",
+        description="oauth1: sign each call with the integration's four credentials; "
+        "bearer: send the access token alone (only where the shop allows it).",
+    )
+    consumer_key: str = Field(default="", description="Integration consumer key (oauth1).")
+    consumer_secret: SecretStr | None = Field(default=None, description="Consumer secret.")
+    consumer_secret_file: str | None = Field(default=None, description="File holding it.")
+    token_secret: SecretStr | None = Field(
+        default=None, description="Integration access token secret (oauth1)."
+    )
+    token_secret_file: str | None = Field(default=None, description="File holding it.")
     username: str | None = Field(default=None, description="Admin user, when no token is given.")
     password: SecretStr | None = Field(default=None, description="Admin password.")
     password_file: str | None = Field(default=None, description="File holding the password.")
     source_items_batch: int = Field(
-        default=50, ge=1, le=500, description="Source items per request (stores limit input)."
+        default=20,
+        ge=1,
+        le=500,
+        description="Source items per request; Magento takes at most 20 list entries "
+        "per request unless the shop raised its input limit.",
     )
     guest_email: str = Field(
         default="pos-sales@example.invalid",
         description="customer_email of POS orders without a customer (Magento requires one).",
     )
     return_to_stock: bool = Field(
-        default=False, description="Put returned items back to stock with the credit memo."
+        default=False,
+        description="With refund_items: put returned items back to stock with the memo.",
+    )
+    refund_items: bool = Field(
+        default=False,
+        description="Credit memos list the returned items and quantities. Magento then "
+        "writes a compensating MSI reservation for items it never shipped, which lifts the "
+        "salable quantity above the POS's level (magento/inventory#2773); off: the memo "
+        "refunds the POS amount as an adjustment and names the items in its comment, and "
+        "stock follows the POS's levels.",
     )
 
     def missing(self) -> list[str]:
-        if self.dry_run or self.token or (self.username and self.password):
+        if self.dry_run or (self.username and self.password and not self.token):
             return []
+        if self.token:
+            if self.integration_auth == "bearer":
+                return []
+            wanted = {
+                "consumer_key": self.consumer_key,
+                "consumer_secret_file": self.consumer_secret,
+                "token_secret_file": self.token_secret,
+            }
+            return [k for k, v in wanted.items() if not v]
         return ["token_file"] if not self.username else ["password_file"]
 
 
@@ -99,13 +162,17 @@ class AdobeCommerceConnector:
         client: httpx.AsyncClient,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._s = settings
         self._http = Traced(client, keep_full=settings.dry_run)
         self._clock = clock
+        self._wall = wall
         self._rest = f"{settings.base_url.rstrip('/')}/rest/{settings.store_code}/V1"
         self._static = settings.token.get_secret_value() if settings.token else None
         self._admin: str | None = None
+        self._stated: dict[int, Decimal] = {}
+        """Per record id: the grand total Magento answered for a sale (the POS's sign)."""
         self._admin_until = 0.0
 
     async def aclose(self) -> None:
@@ -123,6 +190,13 @@ class AdobeCommerceConnector:
                 json={"username": self._s.username or "", "password": password},
             )
             if response.status_code != 200:
+                if TWO_FACTOR in response.text:
+                    raise _answer(
+                        response,
+                        "admin tokens are refused while two-factor authentication is on: "
+                        "use an integration's token (token_file) instead of username and "
+                        "password",
+                    )
                 raise _answer(response, f"admin token refused: {response.status_code}")
             self._admin = str(response.json())
             self._admin_until = self._clock() + ADMIN_TOKEN_SECONDS - 300
@@ -131,9 +205,32 @@ class AdobeCommerceConnector:
     async def _send(
         self, method: str, path: str, trace: list[Exchange], **kwargs: Any
     ) -> httpx.Response:
-        return await self._http.authorized(
-            method, f"{self._rest}{path}", trace, self._auth, **kwargs
+        url = f"{self._rest}{path}"
+        if self._static is not None and self._s.integration_auth == "oauth1":
+            params: Mapping[str, str] = kwargs.pop("params", None) or {}
+            headers = {"Authorization": self._oauth1(method, url, params)}
+            return await self._http.request(
+                method, url, trace, params=params, headers=headers, **kwargs
+            )
+        return await self._http.authorized(method, url, trace, self._auth, **kwargs)
+
+    def _oauth1(self, method: str, url: str, params: Mapping[str, str]) -> str:
+        """An OAuth 1.0a `Authorization` header (RFC 5849, HMAC-SHA256) for one call with
+        the integration's consumer and access token credentials."""
+        consumer = self._s.consumer_secret.get_secret_value() if self._s.consumer_secret else ""
+        secret = self._s.token_secret.get_secret_value() if self._s.token_secret else ""
+        oauth = {
+            "oauth_consumer_key": self._s.consumer_key,
+            "oauth_nonce": secrets.token_hex(16),
+            "oauth_signature_method": "HMAC-SHA256",
+            "oauth_timestamp": str(int(self._wall())),
+            "oauth_token": self._static or "",
+            "oauth_version": "1.0",
+        }
+        oauth["oauth_signature"] = oauth1_signature(
+            method, url, {**params, **oauth}, consumer, secret
         )
+        return "OAuth " + ", ".join(f'{k}="{_pct(v)}"' for k, v in sorted(oauth.items()))
 
     # -- the seam -------------------------------------------------------------------------
 
@@ -152,7 +249,15 @@ class AdobeCommerceConnector:
             except (ConnectorError, httpx.HTTPError) as exc:
                 settle(result, routed, trace, exc)
             else:
-                result.accepted.append(Outcome(routed.id, status=200, ref=ref, exchanges=trace))
+                result.accepted.append(
+                    Outcome(
+                        routed.id,
+                        status=200,
+                        ref=ref,
+                        exchanges=trace,
+                        confirmed=self._stated.pop(routed.id, None),
+                    )
+                )
         return result
 
     # -- inventory ------------------------------------------------------------------------
@@ -170,8 +275,8 @@ class AdobeCommerceConnector:
             items.append(
                 {
                     "sku": routed.skus.get(record.sku, record.sku),
-                    "source_code": routed.route["source_code"],
-                    "quantity": float(record.quantity),
+                    "source_code": for_location(routed.route, "source_code", record.location),
+                    "quantity": record.quantity,
                     "status": 1 if record.quantity > 0 else 0,
                 }
             )
@@ -203,7 +308,8 @@ class AdobeCommerceConnector:
                 record = routed.record
                 assert isinstance(record, Inventory)
                 sku = routed.skus.get(record.sku, record.sku)
-                outcome.ref = f"{routed.route['source_code']}/{sku}"
+                source = for_location(routed.route, "source_code", record.location)
+                outcome.ref = f"{source}/{sku}"
             result.add(verdict, outcome)
         return result
 
@@ -228,39 +334,61 @@ class AdobeCommerceConnector:
         response = await self._send("GET", "/orders", trace, params=params)
         if response.status_code != 200:
             raise _answer(response)
-        items = response.json().get("items") or []
+        items = _read(response).get("items") or []
         return items[0] if items else None
 
     def _order(self, routed: Routed, record: Transaction) -> dict[str, Any]:
         route = routed.route
+        country = route.get("country", "")
+        if not country:
+            raise Unfit(
+                f"store {record.store} has no country: set country in "
+                f'[central.stores."{record.store}"] (the order\'s billing address needs one)'
+            )
         items = []
-        tax_total = Decimal(0)
+        line_tax = discounts = quantity = Decimal(0)
         for line in record.lines:
             if line.voided or not line.sku:
                 continue
-            tax = sum((t.amount for t in line.taxes), Decimal(0))
-            tax_total += tax
-            included = any(t.included for t in line.taxes)
             qty = abs(line.quantity)
+            if not qty:
+                raise Unfit(f"line {line.number}: quantity 0")
+            tax = abs(sum((t.amount for t in line.taxes), Decimal(0)))
+            discount = abs(sum((d.amount for d in line.discounts), Decimal(0)))
             gross = abs(line.amount)
-            net = gross - tax if included else gross
-            items.append(
-                {
-                    "sku": routed.skus.get(line.sku, line.sku),
-                    "name": line.description or line.sku,
-                    "qty_ordered": float(qty),
-                    "price": float((net / qty).quantize(Decimal("0.0001"))) if qty else 0.0,
-                    "price_incl_tax": float(((net + tax) / qty).quantize(Decimal("0.0001")))
-                    if qty
-                    else 0.0,
-                    "row_total": float(net),
-                    "row_total_incl_tax": float(net + tax),
-                    "tax_amount": float(tax),
-                    "tax_percent": float(line.taxes[0].rate or 0) if line.taxes else 0.0,
-                    "product_type": "simple",
-                }
-            )
+            included = any(t.included for t in line.taxes)
+            row = gross - tax if included else gross
+            line_tax += tax
+            discounts += discount
+            quantity += qty
+            figures = {
+                "price": _unit(row, qty),
+                "original_price": _unit(row, qty),
+                "price_incl_tax": _unit(row + tax, qty),
+                "row_total": row,
+                "row_total_incl_tax": row + tax,
+                "tax_amount": tax,
+                "discount_amount": discount,
+            }
+            item: dict[str, Any] = {
+                "sku": routed.skus.get(line.sku, line.sku),
+                "name": line.description or line.sku,
+                "qty_ordered": qty,
+                "product_type": "simple",
+                "tax_percent": sum((t.rate or Decimal(0) for t in line.taxes), Decimal(0)),
+                **figures,
+                **{f"base_{k}": v for k, v in figures.items()},
+            }
+            if qty != qty.to_integral_value():
+                # Invoices and credit memos cast the quantity of an item without this
+                # flag to a whole number.
+                item["is_qty_decimal"] = 1
+            items.append(item)
         total = abs(record.total)
+        tax_total = (
+            abs(sum((t.amount for t in record.taxes), Decimal(0))) if record.taxes else line_tax
+        )
+        discounts += abs(sum((d.amount for d in record.discounts), Decimal(0)))
         tenders = [
             {
                 "method": routed.payments.get(t.type.value, t.type.value),
@@ -270,7 +398,6 @@ class AdobeCommerceConnector:
             for t in record.tenders
         ]
         first = tenders[0]["method"] if tenders else "checkmo"
-        country = route.get("country") or "DE"
         address = {
             "firstname": "POS",
             "lastname": f"Store {record.store}",
@@ -282,6 +409,15 @@ class AdobeCommerceConnector:
             "email": self._s.guest_email,
             "address_type": "billing",
         }
+        totals = {
+            "grand_total": total,
+            # Magento's identity grand = subtotal + tax - discount, from the POS's own
+            # figures (the items' rows add up to it when the lines carry their taxes).
+            "subtotal": total - tax_total + discounts,
+            "subtotal_incl_tax": total + discounts,
+            "tax_amount": tax_total,
+            "discount_amount": -discounts,
+        }
         return {
             "entity": {
                 "increment_id": increment_id(routed.key),
@@ -290,13 +426,13 @@ class AdobeCommerceConnector:
                 "status": "processing",
                 "base_currency_code": record.currency,
                 "order_currency_code": record.currency,
+                "base_to_order_rate": 1,
+                "base_to_global_rate": 1,
                 "customer_is_guest": 1,
                 "customer_email": self._s.guest_email,
-                "grand_total": float(total),
-                "base_grand_total": float(total),
-                "subtotal": float(total - tax_total),
-                "tax_amount": float(tax_total),
-                "total_qty_ordered": float(sum(abs(line.quantity) for line in record.lines)),
+                **totals,
+                **{f"base_{k}": v for k, v in totals.items()},
+                "total_qty_ordered": quantity,
                 "created_at": record.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
                 "items": items,
                 "billing_address": address,
@@ -323,7 +459,10 @@ class AdobeCommerceConnector:
             response = await self._send("POST", "/orders", trace, json=self._order(routed, record))
             if response.status_code != 200:
                 raise _answer(response)
-            order = response.json()
+            order = _read(response)
+        if order.get("grand_total") is not None:
+            sign = -1 if record.total < 0 else 1
+            self._stated[routed.id] = sign * _dec(order["grand_total"])
         invoiced = Decimal(str(order.get("total_invoiced") or 0))
         if invoiced < Decimal(str(order.get("grand_total") or 0)):
             response = await self._send(
@@ -354,34 +493,49 @@ class AdobeCommerceConnector:
             if any(marker in (c.get("comment") or "") for c in memo.get("comments") or []):
                 return f"{routed.original_ref}/creditmemo/{memo['entity_id']}"
         by_sku = {i.get("sku"): i for i in order.get("items") or []}
-        lines = record.lines if record.kind == "return" else []
-        items = []
-        for line in lines:
+        refunds: list[tuple[dict[str, Any], Decimal]] = []
+        if record.kind == "void":
+            refunds = [(i, _dec(i.get("qty_ordered"))) for i in order.get("items") or []]
+        for line in record.lines if record.kind == "return" else []:
             sku = routed.skus.get(line.sku, line.sku)
             if sku not in by_sku:
                 where = f"order {routed.original_ref}"
                 raise Unfit(f"line {line.number}: SKU {sku} is not on {where}")
-            items.append(
-                {"order_item_id": by_sku[sku]["item_id"], "qty": float(abs(line.quantity))}
+            refunds.append((by_sku[sku], abs(line.quantity)))
+        returned = ", ".join(f"{item.get('sku')} x {qty}" for item, qty in refunds)
+        if self._s.refund_items:
+            items = [{"order_item_id": item["item_id"], "qty": qty} for item, qty in refunds]
+            # What Magento computes from the items, corrected to what the POS paid back.
+            computed = sum(
+                (
+                    (_dec(i.get("row_total_incl_tax")) - _dec(i.get("discount_amount")))
+                    * qty
+                    / _dec(i.get("qty_ordered"))
+                    for i, qty in refunds
+                    if _dec(i.get("qty_ordered"))
+                ),
+                Decimal(0),
             )
-        if record.kind == "void":
-            items = [
-                {"order_item_id": i["item_id"], "qty": float(i.get("qty_ordered") or 0)}
-                for i in order.get("items") or []
-            ]
-        restock = [i["order_item_id"] for i in items] if self._s.return_to_stock else []
+        else:
+            # The POS amount as an adjustment, no item quantity: Magento writes no
+            # compensating reservation, so the salable quantity stays the POS's level.
+            items = [{"order_item_id": i["item_id"], "qty": 0} for i in order.get("items") or []]
+            computed = Decimal(0)
+        exponent = Decimal(1).scaleb(-currency_exponent(record.currency))
+        adjustment = abs(record.total) - computed.quantize(exponent)
+        restock = [i["order_item_id"] for i in items if i["qty"]] if self._s.return_to_stock else []
         body = {
             "items": items,
             "notify": False,
             "appendComment": True,
             "comment": {
-                "comment": f"{marker} POS {record.kind} {record.transaction_id}",
+                "comment": f"{marker} POS {record.kind} {record.transaction_id}: {returned}",
                 "is_visible_on_front": 0,
             },
             "arguments": {
                 "shipping_amount": 0,
-                "adjustment_positive": 0,
-                "adjustment_negative": 0,
+                "adjustment_positive": max(adjustment, Decimal(0)),
+                "adjustment_negative": max(-adjustment, Decimal(0)),
                 "extension_attributes": {"return_to_stock_items": restock},
             },
         }
@@ -389,6 +543,38 @@ class AdobeCommerceConnector:
         if response.status_code != 200:
             raise _answer(response)
         return f"{routed.original_ref}/creditmemo/{response.json()}"
+
+
+def _unit(row: Decimal, qty: Decimal) -> Decimal:
+    """A unit price to Magento's four places."""
+    return (row / qty).quantize(Decimal("0.0001"))
+
+
+def _read(response: httpx.Response) -> Any:
+    """A JSON answer with its numbers as decimals."""
+    return json.loads(response.content, parse_float=Decimal)
+
+
+def _dec(value: Any) -> Decimal:
+    """A number Magento answered, exactly as written (answers are read with decimals)."""
+    return Decimal(str(value)) if value is not None else Decimal(0)
+
+
+def oauth1_signature(
+    method: str, url: str, params: Mapping[str, str], consumer_secret: str, token_secret: str
+) -> str:
+    """The HMAC-SHA256 signature of RFC 5849 section 3.4 over the method, the URL without
+    its query, and every query and oauth_ parameter, sorted."""
+    pairs = sorted((_pct(k), _pct(v)) for k, v in params.items())
+    normalized = "&".join(f"{k}={v}" for k, v in pairs)
+    base = "&".join(_pct(p) for p in (method.upper(), url.split("?", 1)[0], normalized))
+    key = f"{_pct(consumer_secret)}&{_pct(token_secret)}".encode()
+    digest = hmac.new(key, base.encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def _pct(value: str) -> str:
+    return quote(value, safe="-._~")
 
 
 def _render(message: str, parameters: Any) -> str:

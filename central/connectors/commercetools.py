@@ -1,13 +1,17 @@
-"""commercetools: POS sales as imported orders in the store's context, each tender as a
-Payment attached to its order, returns and voids as refunds on the original order,
-inventory as absolute quantities on the SKU's entry for the store's supply channel.
+"""commercetools: POS sales as imported orders in the store's context (the draft, to
+the cent, is `_commercetools_orders`), each tender as a Payment attached to its order;
+returns and voids as Refund transactions on the sale's payments, with return info or
+the order cancelled; inventory as absolute quantities on the SKU's entry for the store's
+(or the location's) supply channel. Every call carries the record's correlation id in
+`X-Correlation-ID`.
 
 Idempotency is ours, not the platform's: an order's `orderNumber` and a payment's `key`
 are derived from the record key, and after an attempt that may have arrived
 (`Routed.attempts > 0`, or a `DuplicateField` answer) the connector looks them up before
-creating anything. Versioned updates re-read on 409 `ConcurrentModification`, a bounded
-number of times. OAuth client-credentials tokens are cached and refreshed a minute
-before they expire, and once more after a 401.
+creating anything; a refund transaction is found again by its `interactionId`. Versioned
+updates re-read on 409 `ConcurrentModification`, a bounded number of times. OAuth
+client-credentials tokens are cached and refreshed a minute before they expire, and once
+more after a 401.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from agent.contract import Inventory, Transaction, currency_exponent, key_digest
+from agent.contract import (
+    Inventory,
+    Transaction,
+    currency_exponent,
+    key_digest,
+)
 
 from ._base import (
     Answered,
@@ -33,8 +42,11 @@ from ._base import (
     TargetSettings,
     Traced,
     Unfit,
+    correlation,
+    for_location,
     settle,
 )
+from ._commercetools_orders import OrderDrafts, money, order_number
 
 __all__ = ["CommercetoolsConnector", "CommercetoolsSettings", "dry_run_response", "order_number"]
 
@@ -63,14 +75,15 @@ class CommercetoolsSettings(TargetSettings):
     payment_interface: str = Field(
         default="tillbridge-pos", description="paymentMethodInfo.paymentInterface of POS payments."
     )
+    line_item_type: str = Field(
+        default="tillbridge-pos-line",
+        description="Key of the custom type (resourceTypeIds: line-item) whose String fields "
+        "posQuantity, posUnitPrice and posDiscount keep a weighed line's measured quantity, "
+        "its unit price and its discount; empty: weighed lines are refused.",
+    )
 
     def missing(self) -> list[str]:
         return [] if self.dry_run or self.client_secret else ["client_secret_file"]
-
-
-def order_number(key: str) -> str:
-    """The order number of a POS transaction: its key, or a digest of a long key."""
-    return key if len(key) <= 100 else f"pos-{key_digest(key, 40)}"
 
 
 def _payment_key(record_key: str, suffix: str) -> str:
@@ -89,12 +102,17 @@ class CommercetoolsConnector:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._s = settings
-        self._http = Traced(client, keep_full=settings.dry_run)
+        self._http = Traced(
+            client, keep_full=settings.dry_run, correlation_header="X-Correlation-ID"
+        )
         self._clock = clock
         self._api = f"{settings.api_url.rstrip('/')}/{settings.project_key}"
         self._token: str | None = None
         self._expires = 0.0
         self._channels: dict[str, str] = {}
+        self._drafts = OrderDrafts(settings.locale, settings.line_item_type)
+        self._stated: dict[int, Decimal] = {}
+        """Per record id: the order total commercetools answered for a sale."""
 
     async def aclose(self) -> None:
         return None
@@ -131,12 +149,21 @@ class CommercetoolsConnector:
         result = DeliveryResult()
         for routed in records:
             trace: list[Exchange] = []
+            correlation.set(routed.correlation_id)
             try:
                 ref = await self._one(routed, trace)
             except (ConnectorError, httpx.HTTPError) as exc:
                 settle(result, routed, trace, exc)
             else:
-                result.accepted.append(Outcome(routed.id, status=200, ref=ref, exchanges=trace))
+                result.accepted.append(
+                    Outcome(
+                        routed.id,
+                        status=200,
+                        ref=ref,
+                        exchanges=trace,
+                        confirmed=self._stated.pop(routed.id, None),
+                    )
+                )
         return result
 
     async def _one(self, routed: Routed, trace: list[Exchange]) -> str:
@@ -153,60 +180,6 @@ class CommercetoolsConnector:
 
     # -- sales ----------------------------------------------------------------------------
 
-    def _money(self, amount: Decimal, currency: str) -> dict[str, Any]:
-        exponent = currency_exponent(currency)
-        cents = amount.scaleb(exponent)
-        if cents != cents.to_integral_value():
-            raise Unfit(f"{amount} {currency} has more than {exponent} decimals")
-        return {"type": "centPrecision", "currencyCode": currency, "centAmount": int(cents)}
-
-    def _order_draft(self, routed: Routed, record: Transaction) -> dict[str, Any]:
-        route = routed.route
-        currency = record.currency
-        lines = []
-        for line in record.lines:
-            if line.voided or not line.sku:
-                continue
-            quantity = line.quantity
-            if quantity != quantity.to_integral_value():
-                raise Unfit(f"line {line.number}: quantity {quantity} is not whole")
-            unit = line.unit_price if line.unit_price is not None else line.amount / quantity
-            item: dict[str, Any] = {
-                "name": {self._s.locale: line.description or line.sku},
-                "variant": {"sku": routed.skus.get(line.sku, line.sku)},
-                "price": {"value": self._money(abs(unit), currency)},
-                "quantity": int(quantity),
-                "supplyChannel": {"typeId": "channel", "key": route["supply_channel"]},
-            }
-            if route.get("distribution_channel"):
-                item["distributionChannel"] = {
-                    "typeId": "channel",
-                    "key": route["distribution_channel"],
-                }
-            if line.taxes:
-                tax = line.taxes[0]
-                rate = (tax.rate or Decimal(0)) / 100
-                item["taxRate"] = {
-                    "name": routed.tax_codes.get(tax.code, tax.code),
-                    "amount": float(rate),
-                    "includedInPrice": tax.included,
-                    "country": route.get("country") or "DE",
-                }
-            lines.append(item)
-        draft: dict[str, Any] = {
-            "orderNumber": order_number(routed.key),
-            "totalPrice": self._money(record.total, currency),
-            "lineItems": lines,
-            "orderState": "Complete",
-            "paymentState": "Paid",
-            "inventoryMode": "None",
-            "store": {"typeId": "store", "key": route["store"]},
-            "completedAt": record.occurred_at.isoformat(),
-        }
-        if route.get("country"):
-            draft["country"] = route["country"]
-        return draft
-
     async def _find_order(self, number: str, trace: list[Exchange]) -> dict[str, Any] | None:
         response = await self._call("GET", f"/orders/order-number={quote(number, safe='')}", trace)
         if response.status_code == 404:
@@ -221,7 +194,7 @@ class CommercetoolsConnector:
         order = await self._find_order(number, trace) if routed.attempts else None
         if order is None:
             response = await self._call(
-                "POST", "/orders/import", trace, json=self._order_draft(routed, record)
+                "POST", "/orders/import", trace, json=self._drafts.order(routed, record)
             )
             if _duplicate(response):
                 order = await self._find_order(number, trace)
@@ -231,6 +204,10 @@ class CommercetoolsConnector:
                 order = response.json()
         if order is None:  # pragma: no cover - a duplicate that cannot be found
             raise Unfit(f"order {number} reported as duplicate but not found")
+        gross = (order.get("taxedPrice") or {}).get("totalGross") or order.get("totalPrice")
+        if gross:
+            digits = int(gross.get("fractionDigits", currency_exponent(record.currency)))
+            self._stated[routed.id] = Decimal(int(gross["centAmount"])).scaleb(-digits)
         for index, tender in enumerate(record.tenders):
             net = tender.amount - (tender.change or Decimal(0))
             kind = "Refund" if net < 0 else "Charge"
@@ -271,7 +248,7 @@ class CommercetoolsConnector:
                 raise _answer(found)
         transaction: dict[str, Any] = {
             "type": kind,
-            "amount": self._money(amount, currency),
+            "amount": money(amount, currency),
             "state": "Success",
             "timestamp": routed.record.occurred_at.isoformat(),
         }
@@ -280,7 +257,7 @@ class CommercetoolsConnector:
         draft = {
             "key": key,
             "interfaceId": interface_id,
-            "amountPlanned": self._money(amount, currency),
+            "amountPlanned": money(amount, currency),
             "paymentMethodInfo": {
                 "paymentInterface": self._s.payment_interface,
                 "method": routed.payments.get(tender_type, tender_type),
@@ -346,36 +323,45 @@ class CommercetoolsConnector:
         order = await self._find_order(number, trace)
         if order is None:
             raise Unfit(f"original order {number} is not in commercetools")
-        tenders = record.tenders or []
-        if not tenders:
-            total = abs(record.total)
-            payment = await self._payment(
-                routed,
-                _payment_key(routed.key, "r0"),
-                f"{routed.key}#0",
-                "other",
-                record.kind,
-                "Refund",
-                total,
-                record.currency,
-                None,
-                trace,
+        tracking = key_digest(routed.key, 32)
+        # Each tender's refund is a Refund transaction on the sale's payment of the same
+        # method (the platform's way), found by its interactionId on a repeat.
+        refunds = [
+            (t.type.value, abs(t.amount - (t.change or Decimal(0))), t.auth_code)
+            for t in record.tenders
+        ] or [("other", abs(record.total), None)]
+        payments = await self._payments_of(order, trace)
+        for index, (tender_type, amount, auth) in enumerate(refunds):
+            method = routed.payments.get(tender_type, tender_type)
+            target = next(
+                (p for p in payments if (p.get("paymentMethodInfo") or {}).get("method") == method),
+                payments[0] if payments else None,
             )
-            order = await self._attach(order, payment, trace)
-        for index, tender in enumerate(tenders):
-            payment = await self._payment(
-                routed,
-                _payment_key(routed.key, f"r{index}"),
-                f"{routed.key}#{index}",
-                tender.type.value,
-                tender.method,
-                "Refund",
-                abs(tender.amount),
-                record.currency,
-                tender.auth_code,
-                trace,
-            )
-            order = await self._attach(order, payment, trace)
+            interaction = f"{tracking}-{index}"
+            if target is None:
+                # The sale came without payments: the refund is a payment of its own.
+                payment = await self._payment(
+                    routed,
+                    _payment_key(routed.key, f"r{index}"),
+                    f"{routed.key}#{index}",
+                    tender_type,
+                    record.kind,
+                    "Refund",
+                    amount,
+                    record.currency,
+                    auth,
+                    trace,
+                )
+                order = await self._attach(order, payment, trace)
+                continue
+            transaction = {
+                "type": "Refund",
+                "amount": money(amount, record.currency),
+                "state": "Success",
+                "timestamp": record.occurred_at.isoformat(),
+                "interactionId": interaction,
+            }
+            await self._add_transaction(target, transaction, trace)
         tracking = key_digest(routed.key, 32)
         if record.kind == "return":
 
@@ -393,12 +379,16 @@ class CommercetoolsConnector:
                     sku = routed.skus.get(line.sku, line.sku)
                     if sku not in by_sku:
                         raise Unfit(f"line {line.number}: SKU {sku} is not on order {number}")
+                    quantity = abs(line.quantity)
+                    whole = quantity == quantity.to_integral_value()
+                    comment = f"POS return {record.transaction_id}"
                     items.append(
                         {
-                            "quantity": int(abs(line.quantity)),
+                            # A weighed line went as one unit: it comes back as one.
+                            "quantity": int(quantity) if whole else 1,
                             "lineItemId": by_sku[sku],
                             "shipmentState": "Returned",
-                            "comment": f"POS return {record.transaction_id}",
+                            "comment": comment if whole else f"{comment}: {quantity}",
                         }
                     )
                 return [
@@ -421,6 +411,45 @@ class CommercetoolsConnector:
             await self._update_order(order, cancelled, trace)
         return f"{number}/{tracking}"
 
+    async def _payments_of(
+        self, order: dict[str, Any], trace: list[Exchange]
+    ) -> list[dict[str, Any]]:
+        found = []
+        for ref in (order.get("paymentInfo") or {}).get("payments", []):
+            response = await self._call("GET", f"/payments/{ref['id']}", trace)
+            if response.status_code != 200:
+                raise _answer(response)
+            found.append(response.json())
+        return found
+
+    async def _add_transaction(
+        self, payment: dict[str, Any], transaction: dict[str, Any], trace: list[Exchange]
+    ) -> None:
+        """Add `transaction` to `payment` unless one with its interactionId is there;
+        re-read on a version conflict."""
+        for _ in range(CONFLICT_REREADS + 1):
+            held = {t.get("interactionId") for t in payment.get("transactions", [])}
+            if transaction["interactionId"] in held:
+                return
+            response = await self._call(
+                "POST",
+                f"/payments/{payment['id']}",
+                trace,
+                json={
+                    "version": payment["version"],
+                    "actions": [{"action": "addTransaction", "transaction": transaction}],
+                },
+            )
+            if response.status_code == 200:
+                return
+            if response.status_code != 409:
+                raise _answer(response)
+            reread = await self._call("GET", f"/payments/{payment['id']}", trace)
+            if reread.status_code != 200:
+                raise _answer(reread)
+            payment = reread.json()
+        raise _answer(response, "the payment kept changing under us (409 after re-reading)")
+
     # -- inventory ------------------------------------------------------------------------
 
     async def _channel_id(self, key: str, trace: list[Exchange]) -> str:
@@ -440,10 +469,17 @@ class CommercetoolsConnector:
             raise Unfit(f"quantity {record.quantity} is not whole")
         quantity = int(record.quantity)
         sku = routed.skus.get(record.sku, record.sku)
-        channel = await self._channel_id(routed.route["supply_channel"], trace)
-        where = f'sku="{sku}" and supplyChannel(id="{channel}")'
+        key = for_location(routed.route, "supply_channel", record.location)
+        channel = await self._channel_id(key, trace)
+        # Input variables, not values pasted into the predicate: a SKU may hold any
+        # character (docs.commercetools.com/api/predicates/query#input-variables).
+        query = {
+            "where": "sku = :sku and supplyChannel(id = :channel)",
+            "var.sku": sku,
+            "var.channel": channel,
+        }
         for _ in range(CONFLICT_REREADS + 1):
-            found = await self._call("GET", "/inventory", trace, params={"where": where})
+            found = await self._call("GET", "/inventory", trace, params=query)
             if found.status_code != 200:
                 raise _answer(found)
             results = found.json().get("results", [])

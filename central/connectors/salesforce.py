@@ -3,12 +3,21 @@ through sObject Collections (at most 200 per call, `allOrNone: false`, so each r
 gets its own verdict), and the POS customer matched to a Contact by a configurable
 rule — loyalty id, then POS customer id, then email, then phone by default.
 
+A return of a sale Salesforce holds is a reduction order (`IsReductionOrder`,
+`OriginalOrderId`, each item's `OriginalOrderItemId`, negative quantities); a void sets
+the original order's status. Weighed items keep their decimal quantity. Fields
+Salesforce takes only on create (an item's order and price book entry, a reduction
+order's links) are left out when an upsert meets an existing row. Each tender can
+become a payment row in a configured object. Every answer's `Sforce-Limit-Info` is
+read: near the org's daily limit, or when Salesforce says it is reached, delivery is
+held (not retried) until `limit_wait_seconds` have passed.
+
 Which system owns the profile is configurable: when Salesforce owns it, a matched
 Contact is only linked, never overwritten; when the POS owns it, the match is updated.
 An external id that matches several records (300 Multiple Choices) is refused with the
-candidates named: nothing is guessed. `REQUEST_LIMIT_EXCEEDED` and `UNABLE_TO_LOCK_ROW`
-are retried. Tokens come from the OAuth client-credentials or JWT bearer flow; the
-token answer's `instance_url` is where the API calls go.
+candidates named: nothing is guessed. `UNABLE_TO_LOCK_ROW` is retried. Tokens come
+from the OAuth client-credentials flow (on the org's My Domain) or the JWT bearer flow;
+the token answer's `instance_url` is where the API calls go.
 """
 
 # ruff: noqa: S608  (SOQL here is joined from configured names and soql_quote()d values)
@@ -16,101 +25,41 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
-from pydantic import Field, SecretStr
 
-from agent.contract import Customer, CustomerRecord, Transaction
+from agent.contract import Customer, CustomerRecord, Transaction, TransactionLine
 
 from ._base import (
     Answered,
     ConnectorError,
     DeliveryResult,
     Exchange,
+    Held,
     Outcome,
     Routed,
-    TargetSettings,
     Traced,
     Unfit,
     outcome_for,
-    retry_after_seconds,
     settle,
-    transport_failure,
 )
+from ._salesforce_settings import SalesforceSettings
 
 __all__ = ["SalesforceConnector", "SalesforceSettings", "dry_run_response", "soql_quote"]
 
 COLLECTION_LIMIT = 200
+CREATE_ONLY_ORDER = ("IsReductionOrder", "OriginalOrderId")
+# Set when an order is created, never again: a repeat must not undo a void's status.
+FIRST_ONLY_ORDER = (*CREATE_ONLY_ORDER, "Status")
 RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE"})
-MatchKey = Literal["loyalty_id", "pos_customer_id", "email", "phone"]
-_DEFAULT_RULE: tuple[MatchKey, ...] = ("loyalty_id", "pos_customer_id", "email", "phone")
-
-
-class SalesforceSettings(TargetSettings):
-    type: Literal["salesforce"] = "salesforce"
-    kinds: list[str] = Field(
-        default_factory=lambda: ["sale", "return", "customer"],
-        description="Record kinds sent here.",
-    )
-    login_url: str = Field(
-        default="https://login.salesforce.com", pattern=r"^https?://", description="OAuth host."
-    )
-    api_version: str = Field(
-        default="v62.0", pattern=r"^v\d+\.\d$", description="REST API version."
-    )
-    auth_flow: Literal["client_credentials", "jwt"] = Field(
-        default="client_credentials", description="OAuth flow."
-    )
-    client_id: str = Field(min_length=1, description="Connected app consumer key.")
-    client_secret: SecretStr | None = Field(default=None, description="Consumer secret.")
-    client_secret_file: str | None = Field(default=None, description="File holding it.")
-    username: str = Field(default="", description="Integration user (JWT flow).")
-    private_key_file: str | None = Field(default=None, description="PEM key (JWT flow).")
-    account_id: str = Field(default="", description="Account of orders without a customer.")
-    order_object: str = Field(default="Order", description="Order sObject.")
-    order_external_id: str = Field(default="POS_Key__c", description="Order external id field.")
-    order_item_object: str = Field(default="OrderItem", description="Order item sObject.")
-    order_item_external_id: str = Field(
-        default="POS_Line_Key__c", description="Order item external id field."
-    )
-    order_status: str = Field(default="Draft", description="Status of new orders.")
-    order_location_field: str = Field(
-        default="",
-        description="Order field that takes the store's `location` route (e.g. "
-        "Store_Location__c); empty: not sent.",
-    )
-    customer_object: str = Field(default="Contact", description="Customer sObject.")
-    match_rule: list[MatchKey] = Field(
-        default_factory=lambda: list(_DEFAULT_RULE),
-        description="How a POS customer is matched, in order.",
-    )
-    match_fields: dict[str, str] = Field(
-        default_factory=lambda: {
-            "loyalty_id": "Loyalty_Id__c",
-            "pos_customer_id": "POS_Customer_Id__c",
-            "email": "Email",
-            "phone": "Phone",
-        },
-        description="The customer object's field for each match key; the first two are "
-        "external id fields.",
-    )
-    profile_owner: Literal["salesforce", "pos"] = Field(
-        default="salesforce",
-        description="salesforce: link to a matched Contact, never overwrite it; "
-        "pos: update it from the POS.",
-    )
-
-    def missing(self) -> list[str]:
-        if self.dry_run:
-            return []
-        if self.auth_flow == "jwt":
-            return [k for k in ("username", "private_key_file") if not getattr(self, k)]
-        return [] if self.client_secret else ["client_secret_file"]
 
 
 def soql_quote(value: str) -> str:
@@ -139,6 +88,8 @@ class SalesforceConnector:
         self._token: str | None = None
         self._instance = ""
         self._entries: dict[tuple[str, str], str] = {}
+        self._hold_until = 0.0
+        self._hold_reason = ""
 
     async def aclose(self) -> None:
         return None
@@ -159,7 +110,7 @@ class SalesforceConnector:
         claims = {
             "iss": self._s.client_id,
             "sub": self._s.username,
-            "aud": self._s.login_url.rstrip("/"),
+            "aud": self._s.jwt_audience.rstrip("/"),
             "exp": int(self._clock()) + 180,
         }
         body = _b64(json.dumps(claims).encode())
@@ -180,11 +131,9 @@ class SalesforceConnector:
                     "client_id": self._s.client_id,
                     "client_secret": secret,
                 }
-            response = await self._http.request(
-                "POST", f"{self._s.login_url.rstrip('/')}/services/oauth2/token", None, data=form
-            )
+            response = await self._http.request("POST", self._s.token_url, None, data=form)
             if response.status_code != 200:
-                raise _answer(response, f"token refused: {response.status_code}")
+                raise _answer(response, f"token refused: {_oauth_error(response)}")
             body = response.json()
             self._token = str(body["access_token"])
             self._instance = str(body["instance_url"]).rstrip("/")
@@ -193,15 +142,43 @@ class SalesforceConnector:
     async def _api(
         self, method: str, path: str, trace: list[Exchange], **kwargs: Any
     ) -> httpx.Response:
+        self._check_hold()
         await self._bearer(False)  # the instance URL comes with the token
         url = f"{self._instance}/services/data/{self._s.api_version}{path}"
-        return await self._http.authorized(method, url, trace, self._bearer, **kwargs)
+        response = await self._http.authorized(method, url, trace, self._bearer, **kwargs)
+        self._read_limits(response)
+        if response.status_code == 403 and "REQUEST_LIMIT_EXCEEDED" in response.text:
+            self._check_hold()  # this answer is the limit itself: hold, do not burn a try
+        return response
+
+    # -- the org's daily request limit ----------------------------------------------------
+
+    def _read_limits(self, response: httpx.Response) -> None:
+        """Note `Sforce-Limit-Info: api-usage=used/max`; hold once too little remains, or
+        when Salesforce says the limit is reached."""
+        info = response.headers.get("sforce-limit-info", "")
+        if m := re.search(r"api-usage=(\d+)/(\d+)", info):
+            used, most = int(m.group(1)), int(m.group(2))
+            left = most - used
+            if most and left * 100 <= most * self._s.limit_reserve_percent:
+                self._hold(f"daily API requests nearly used up ({used}/{most})")
+        if response.status_code == 403 and "REQUEST_LIMIT_EXCEEDED" in response.text:
+            self._hold("daily API request limit reached (REQUEST_LIMIT_EXCEEDED)")
+
+    def _hold(self, reason: str) -> None:
+        self._hold_until = self._clock() + self._s.limit_wait_seconds
+        self._hold_reason = reason
+
+    def _check_hold(self) -> None:
+        wait = self._hold_until - self._clock()
+        if wait > 0:
+            raise Held(self._hold_reason, wait)
 
     # -- the seam -------------------------------------------------------------------------
 
     async def deliver(self, records: Sequence[Routed]) -> DeliveryResult:
         result = DeliveryResult()
-        orders: list[tuple[Routed, dict[str, Any], list[dict[str, Any]], list[Exchange]]] = []
+        orders: list[_Order] = []
         for routed in records:
             trace: list[Exchange] = []
             try:
@@ -213,21 +190,40 @@ class SalesforceConnector:
                         Outcome(routed.id, status=200, ref=contact, exchanges=trace)
                     )
                     continue
-                order, items = await self._prepare(routed, trace)
+                if routed.kind == "void":
+                    ref = await self._void(routed, trace)
+                    result.accepted.append(Outcome(routed.id, status=200, ref=ref, exchanges=trace))
+                    continue
+                orders.append(await self._prepare(routed, trace))
             except (ConnectorError, httpx.HTTPError) as exc:
                 settle(result, routed, trace, exc)
-            else:
-                orders.append((routed, order, items, trace))
         for start in range(0, len(orders), COLLECTION_LIMIT):
             result.extend(await self._upsert_orders(orders[start : start + COLLECTION_LIMIT]))
         return result
 
-    async def _prepare(
-        self, routed: Routed, trace: list[Exchange]
-    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def _void(self, routed: Routed, trace: list[Exchange]) -> str:
+        """A void sets its original order's status: the order stays, as the POS's did."""
+        if not routed.original_ref:
+            raise Unfit("a void of a sale Salesforce never received")
+        obj = self._s.order_object
+        await self._patch(
+            f"/sobjects/{obj}/{routed.original_ref}", {"Status": self._s.void_status}, trace
+        )
+        return routed.original_ref
+
+    async def _prepare(self, routed: Routed, trace: list[Exchange]) -> _Order:
         record = routed.record
         if not isinstance(record, Transaction) or record.kind not in ("sale", "return"):
-            raise Unfit(f"Salesforce takes sales and returns, not {record.kind}")
+            raise Unfit(f"Salesforce takes sales, returns and voids, not {record.kind}")
+        reduction = record.kind == "return" and bool(routed.original_ref)
+        if not reduction and not self._s.negative_quantities:
+            negative = [line.number for line in record.lines if line.quantity < 0]
+            if negative:
+                raise Unfit(
+                    f"line {negative[0]}: a negative quantity needs the original sale in "
+                    "Salesforce (a reduction order), or negative_quantities where the org "
+                    "allows them"
+                )
         contact = await self._contact(record.customer, trace) if record.customer else None
         account = self._s.account_id
         if not account:
@@ -249,26 +245,96 @@ class SalesforceConnector:
             if not location:
                 raise Unfit(f"store {record.store} has no salesforce.location in [central.stores]")
             order[self._s.order_location_field] = location
-        if record.kind == "return" and routed.original_ref:
-            order["Description"] += f" returning {routed.original_ref}"
+        originals: dict[str, str] = {}
+        if reduction:
+            assert routed.original_ref is not None
+            order["IsReductionOrder"] = True
+            order["OriginalOrderId"] = routed.original_ref
+            originals = await self._original_items(routed, record, trace)
         entries = await self._pricebook_entries(routed, record, trace)
         items = []
         for line in record.lines:
             if line.voided or not line.sku:
                 continue
             sku = routed.skus.get(line.sku, line.sku)
-            unit = line.unit_price if line.unit_price is not None else line.amount / line.quantity
-            items.append(
-                {
-                    "attributes": {"type": self._s.order_item_object},
-                    self._s.order_item_external_id: f"{routed.key}#{line.number}",
-                    "Order": {self._s.order_external_id: routed.key},
-                    "PricebookEntryId": entries[sku],
-                    "Quantity": float(line.quantity),
-                    "UnitPrice": float(abs(unit)),
-                }
+            quantity, unit, note = _priced(line)
+            item: dict[str, Any] = {
+                "attributes": {"type": self._s.order_item_object},
+                self._s.order_item_external_id: f"{routed.key}#{line.number}",
+                "Order": {self._s.order_external_id: routed.key},
+                "PricebookEntryId": entries[sku],
+                "Quantity": quantity,
+                "UnitPrice": unit,
+            }
+            if note:
+                item["Description"] = note
+            items.append(item)
+            if reduction:
+                item["OriginalOrderItemId"] = originals[line.number]
+                item["Quantity"] = -abs(quantity)
+        return _Order(routed, order, items, self._payments(routed, record), trace)
+
+    async def _original_items(
+        self, routed: Routed, record: Transaction, trace: list[Exchange]
+    ) -> dict[str, str]:
+        """Return line number → the Id of the OrderItem it gives back, by the original
+        line's external id (from the line's link), else by its product."""
+        wanted: dict[str, tuple[str | None, str]] = {}
+        for line in record.lines:
+            if line.voided or not line.sku:
+                continue
+            link = line.link
+            original = (link.key if link else None) or next(
+                (t.key for t in record.links if t.key), None
             )
-        return order, items
+            key = f"{original}#{link.line}" if original and link and link.line else None
+            wanted[line.number] = (key, routed.skus.get(line.sku, line.sku))
+        field = self._s.order_item_external_id
+        query = (
+            f"SELECT Id, {field}, Product2.StockKeepingUnit FROM {self._s.order_item_object} "
+            f"WHERE OrderId = {soql_quote(routed.original_ref or '')}"
+        )
+        response = await self._api("GET", "/query", trace, params={"q": query})
+        if response.status_code != 200:
+            raise _answer(response)
+        rows = response.json().get("records", [])
+        by_key = {r.get(field): r["Id"] for r in rows}
+        by_sku = {(r.get("Product2") or {}).get("StockKeepingUnit"): r["Id"] for r in rows}
+        found: dict[str, str] = {}
+        for number, (key, sku) in wanted.items():
+            item = by_key.get(key) if key else None
+            item = item or by_sku.get(sku)
+            if item is None:
+                raise Unfit(f"line {number}: SKU {sku} is not on order {routed.original_ref}")
+            found[number] = item
+        return found
+
+    def _payments(self, routed: Routed, record: Transaction) -> list[dict[str, Any]]:
+        """One row per tender in the configured payment object and field map."""
+        if not self._s.payment_object:
+            return []
+        fields = self._s.payment_fields
+        rows = []
+        for index, tender in enumerate(record.tenders):
+            values: dict[str, Any] = {
+                "order": {self._s.order_external_id: routed.key},
+                "amount": tender.amount - (tender.change or 0),
+                "method": routed.payments.get(tender.type.value, tender.type.value),
+                "date": record.occurred_at.isoformat(),
+                "auth_code": tender.auth_code,
+                "card_brand": tender.card.brand if tender.card else None,
+                "card_last4": tender.card.last4 if tender.card else None,
+            }
+            row: dict[str, Any] = {
+                "attributes": {"type": self._s.payment_object},
+                self._s.payment_external_id: f"{routed.key}#t{index}",
+                **self._s.payment_static,
+            }
+            for name, value in values.items():
+                if name in fields and value is not None:
+                    row[fields[name]] = value
+            rows.append(row)
+        return rows
 
     async def _pricebook_entries(
         self, routed: Routed, record: Transaction, trace: list[Exchange]
@@ -362,83 +428,151 @@ class SalesforceConnector:
             json={"allOrNone": False, "records": rows},
         )
 
-    async def _upsert_orders(
-        self, batch: list[tuple[Routed, dict[str, Any], list[dict[str, Any]], list[Exchange]]]
-    ) -> DeliveryResult:
+    async def _existing(
+        self, obj: str, field: str, keys: list[str], trace: list[Exchange]
+    ) -> set[str]:
+        """Which of `keys` already name a row of `obj`."""
+        found: set[str] = set()
+        for start in range(0, len(keys), COLLECTION_LIMIT):
+            chunk = ", ".join(soql_quote(k) for k in keys[start : start + COLLECTION_LIMIT])
+            query = f"SELECT {field} FROM {obj} WHERE {field} IN ({chunk})"
+            response = await self._api("GET", "/query", trace, params={"q": query})
+            if response.status_code != 200:
+                raise _answer(response)
+            found |= {str(r[field]) for r in response.json().get("records", [])}
+        return found
+
+    async def _upsert_orders(self, batch: list[_Order]) -> DeliveryResult:
         result = DeliveryResult()
         shared: list[Exchange] = []
+        s = self._s
         try:
-            orders = [order for _, order, _, _ in batch]
-            response = await self._upsert(
-                self._s.order_object, self._s.order_external_id, orders, shared
-            )
-        except Answered as refused:
-            for routed, _, _, trace in batch:
-                result.add(*outcome_for(routed, refused.response, trace + shared, refused.reason))
-            return result
-        except httpx.HTTPError as exc:
-            for routed, _, _, trace in batch:
-                result.retry.append(transport_failure(routed, exc, trace + shared))
+            # Fields Salesforce takes only on create are left out for rows that exist.
+            again = [o.routed.key for o in batch if o.routed.attempts]
+            held = await self._existing(s.order_object, s.order_external_id, again, shared)
+            orders = [_without(o.order, FIRST_ONLY_ORDER, o.routed.key in held) for o in batch]
+            response = await self._upsert(s.order_object, s.order_external_id, orders, shared)
+        except (ConnectorError, httpx.HTTPError) as exc:
+            for o in batch:
+                settle(result, o.routed, o.trace + shared, exc)
             return result
         if response.status_code != 200:
-            for routed, _, _, trace in batch:
-                result.add(*outcome_for(routed, response, trace + shared, _reason(response)))
+            for o in batch:
+                result.add(*outcome_for(o.routed, response, o.trace + shared, _reason(response)))
             return result
-        placed = []
-        for (routed, _, items, trace), answer in zip(batch, response.json(), strict=True):
+        placed: list[tuple[_Order, str, bool]] = []
+        for o, answer in zip(batch, response.json(), strict=True):
             verdict = _verdict(answer)
             if verdict is None:
-                placed.append((routed, items, trace, str(answer["id"])))
+                placed.append((o, str(answer["id"]), bool(answer.get("created"))))
             else:
-                wait = retry_after_seconds(response) if verdict[0] == "retry" else None
-                outcome = Outcome(
-                    routed.id,
-                    reason=verdict[1],
-                    status=_STATUS[verdict[0]],
-                    exchanges=trace + shared,
-                    retry_after=wait,
-                )
-                result.add(verdict[0], outcome)
-        rows = [item for _, items, _, _ in placed for item in items]
-        item_answers: list[dict[str, Any]] = []
-        for start in range(0, len(rows), COLLECTION_LIMIT):
-            try:
-                items_response = await self._upsert(
-                    self._s.order_item_object,
-                    self._s.order_item_external_id,
-                    rows[start : start + COLLECTION_LIMIT],
-                    shared,
-                )
-            except httpx.HTTPError as exc:
-                for routed, _, trace, _ in placed:
-                    result.retry.append(transport_failure(routed, exc, trace + shared))
-                return result
-            if items_response.status_code != 200:
-                for routed, _, trace, _ in placed:
-                    result.add(*outcome_for(routed, items_response, trace + shared))
-                return result
-            item_answers += items_response.json()
-        position = 0
-        for routed, items, trace, order_id in placed:
-            answers = item_answers[position : position + len(items)]
-            position += len(items)
-            failed = [v for v in (_verdict(a) for a in answers) if v is not None]
+                result.add(verdict[0], self._failed(o, verdict, o.trace + shared))
+        try:
+            existing = await self._existing(
+                s.order_item_object,
+                s.order_item_external_id,
+                [i[s.order_item_external_id] for o, _, new in placed if not new for i in o.items],
+                shared,
+            )
+        except (ConnectorError, httpx.HTTPError) as exc:
+            for o, _, _ in placed:
+                settle(result, o.routed, o.trace + shared, exc)
+            return result
+        create_only = ("Order", "OrderId", "PricebookEntryId", "OriginalOrderItemId")
+        # (object, external id field, row, which placed order it belongs to)
+        rows: list[tuple[str, str, dict[str, Any], int]] = []
+        for n, (o, _, _) in enumerate(placed):
+            for item in o.items:
+                known = item[s.order_item_external_id] in existing
+                row = _without(item, create_only, known)
+                rows.append((s.order_item_object, s.order_item_external_id, row, n))
+            rows += [(s.payment_object, s.payment_external_id, p, n) for p in o.payments]
+        answers: dict[int, list[dict[str, Any]]] = {n: [] for n in range(len(placed))}
+        for obj, field in dict.fromkeys((r[0], r[1]) for r in rows):
+            of_kind = [(row, n) for o_, f_, row, n in rows if (o_, f_) == (obj, field)]
+            for start in range(0, len(of_kind), COLLECTION_LIMIT):
+                chunk = of_kind[start : start + COLLECTION_LIMIT]
+                try:
+                    answer = await self._upsert(obj, field, [row for row, _ in chunk], shared)
+                except (ConnectorError, httpx.HTTPError) as exc:
+                    for o, _, _ in placed:
+                        settle(result, o.routed, o.trace + shared, exc)
+                    return result
+                if answer.status_code != 200:
+                    for o, _, _ in placed:
+                        result.add(*outcome_for(o.routed, answer, o.trace + shared))
+                    return result
+                for (_, n), one in zip(chunk, answer.json(), strict=True):
+                    answers[n].append(one)
+        for n, (o, order_id, _) in enumerate(placed):
+            mine = answers[n]
+            failed = [v for v in (_verdict(a) for a in mine) if v is not None]
             if failed:
                 worst: Literal["retry", "rejected"] = (
                     "retry" if any(v[0] == "retry" for v in failed) else "rejected"
                 )
                 reason = "; ".join(v[1] for v in failed)
-                outcome = Outcome(
-                    routed.id,
-                    reason=f"order items: {reason}",
-                    status=_STATUS[worst],
-                    exchanges=trace + shared,
+                result.add(
+                    worst, self._failed(o, (worst, f"order items: {reason}"), o.trace + shared)
                 )
-                result.add(worst, outcome)
             else:
-                outcome = Outcome(routed.id, status=200, ref=order_id, exchanges=trace + shared)
+                outcome = Outcome(o.routed.id, status=200, ref=order_id, exchanges=o.trace + shared)
                 result.accepted.append(outcome)
         return result
+
+    def _failed(
+        self, o: _Order, verdict: tuple[Literal["retry", "rejected"], str], trace: list[Exchange]
+    ) -> Outcome:
+        held = "REQUEST_LIMIT_EXCEEDED" in verdict[1]
+        if held:
+            self._hold("daily API request limit reached (REQUEST_LIMIT_EXCEEDED)")
+        return Outcome(
+            o.routed.id,
+            reason=verdict[1],
+            status=_STATUS[verdict[0]],
+            exchanges=trace,
+            retry_after=self._s.limit_wait_seconds if held else None,
+            hold=held,
+        )
+
+
+CENT = Decimal("0.01")
+
+
+def _priced(line: TransactionLine) -> tuple[Decimal, Decimal, str]:
+    """Quantity, unit price and a note for one line, so that Salesforce's own
+    `Quantity × UnitPrice` (rounded to the cent) is the POS line's amount after its
+    discounts: the POS quantity and unit price where they give it (weighed goods keep
+    their decimal quantity), else the net unit price where it divides to the cent, else
+    one unit at the line's net amount with the POS quantity and price in the note."""
+    net = line.amount - sum((d.amount for d in line.discounts), Decimal(0))
+    quantity = line.quantity
+    sign = -1 if quantity < 0 else 1
+    discounts = ", ".join(
+        f"{d.code or d.description or 'discount'} -{d.amount}" for d in line.discounts
+    )
+    unit = line.unit_price
+    if quantity and unit is not None and (quantity * unit).quantize(CENT, ROUND_HALF_UP) == net:
+        return quantity, abs(unit), ""
+    if quantity and (net / quantity) == (net / quantity).quantize(CENT):
+        return quantity, abs(net / quantity).quantize(CENT), discounts
+    shown = f"{quantity} x {line.unit_price}" if line.unit_price is not None else str(quantity)
+    return Decimal(sign), abs(net), "; ".join(filter(None, [f"POS {shown}", discounts]))
+
+
+@dataclass
+class _Order:
+    """A transaction ready to upsert: its order row, item rows and payment rows."""
+
+    routed: Routed
+    order: dict[str, Any]
+    items: list[dict[str, Any]]
+    payments: list[dict[str, Any]]
+    trace: list[Exchange]
+
+
+def _without(row: dict[str, Any], names: Sequence[str], existing: bool) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k not in names} if existing else row
 
 
 # A collection answers 200 and puts each record's errors in its own result; the outcome
@@ -454,6 +588,18 @@ def _verdict(answer: dict[str, Any]) -> tuple[Literal["retry", "rejected"], str]
     reason = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors) or "failed"
     codes = {e.get("statusCode") for e in errors}
     return ("retry" if codes & RETRYABLE_CODES else "rejected"), reason
+
+
+def _oauth_error(response: httpx.Response) -> str:
+    """`status error: description` of an OAuth refusal (it names no secret)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("error"):
+        described = f": {body['error_description']}" if body.get("error_description") else ""
+        return f"{response.status_code} {body['error']}{described}"
+    return str(response.status_code)
 
 
 def _ids(response: httpx.Response) -> str:
@@ -510,4 +656,6 @@ def dry_run_response(request: httpx.Request) -> httpx.Response:
             for i, _ in enumerate(rows)
         ]
         return httpx.Response(200, json=answers)
+    if request.method == "PATCH" and re.fullmatch(r".*/sobjects/\w+/\w+", path):
+        return httpx.Response(204)  # an update by id (a void's status) answers no content
     return httpx.Response(201, json={"id": "dry-run", "success": True, "errors": []})

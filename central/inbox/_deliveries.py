@@ -208,6 +208,7 @@ class DeliverySql(SqlInbox):
                 await c.run(
                     "UPDATE deliveries SET state = ?, attempts = ?, next_attempt_at = ?, "
                     "claimed_by = NULL, lease_until = NULL, ref = COALESCE(?, ref), "
+                    "confirmed = COALESCE(?, confirmed), "
                     "last_status = ?, last_error = ?, updated_at = ?, "
                     "posted_at = CASE WHEN ? = 'posted' THEN ? ELSE posted_at END "
                     "WHERE record_id = ? AND target = ?",
@@ -216,6 +217,7 @@ class DeliverySql(SqlInbox):
                         attempts,
                         retry,
                         u.ref,
+                        u.confirmed,
                         u.status,
                         u.reason or None,
                         at,

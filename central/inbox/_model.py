@@ -226,6 +226,8 @@ class DeliveryUpdate:
     exchanges: list[dict[str, Any]] = field(default_factory=list)
     dry_run: bool = False
     count_attempt: bool = True
+    confirmed: str | None = None
+    """For a posted sale: the total the target stated (a decimal string)."""
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,8 @@ class DayRecord:
     state: str
     body: dict[str, Any]
     posted_to: list[str]
+    confirmed: dict[str, str] = field(default_factory=dict)
+    """Per target that stated one: the total it confirmed (a decimal string)."""
 
 
 @dataclass(frozen=True)

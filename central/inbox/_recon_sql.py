@@ -34,15 +34,19 @@ class ReconSql(DeliverySql):
             day = [(rid, kind, state, self._obj(b)) for rid, kind, state, b in rows]
             day = [r for r in day if r[3].get("business_date") == wanted]
             posted: dict[int, list[str]] = {}
+            confirmed: dict[int, dict[str, str]] = {}
             for part in _chunks([r[0] for r in day]):
-                for rid, target in await c.fetch(
-                    "SELECT record_id, target FROM deliveries WHERE state = 'posted' "
+                for rid, target, amount in await c.fetch(
+                    "SELECT record_id, target, confirmed FROM deliveries WHERE state = 'posted' "
                     f"AND record_id IN ({_marks(len(part))})",
                     part,
                 ):
                     posted.setdefault(rid, []).append(target)
+                    if amount is not None:
+                        confirmed.setdefault(rid, {})[target] = str(amount)
             return [
-                DayRecord(rid, kind, state, b, posted.get(rid, [])) for rid, kind, state, b in day
+                DayRecord(rid, kind, state, b, posted.get(rid, []), confirmed.get(rid, {}))
+                for rid, kind, state, b in day
             ]
 
         return await self._run(body)

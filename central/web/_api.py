@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from central.exceptions import describe
+from central.exceptions import describe, retry_matching
 from central.recon import to_csv
 
 from . import _views
@@ -66,6 +66,23 @@ async def record(request: Request, record_id: RecordId, _: Signed) -> dict[str, 
 @router.get("/exceptions", summary="Open exceptions, oldest first (all with closed=true)")
 async def exceptions(request: Request, _: Signed, closed: bool = False) -> list[dict[str, Any]]:
     return await _views.exceptions(state(request).inbox, closed=closed)
+
+
+@router.get("/exceptions/groups", summary="Open exceptions counted by target and reason")
+async def exception_groups(request: Request, _: Signed) -> list[dict[str, Any]]:
+    return await _views.exception_groups(state(request).inbox)
+
+
+@router.post(
+    "/exceptions/retry",
+    summary="Send every open exception whose reason holds `reason` again (operators)",
+)
+async def retry_group(request: Request, reason: str) -> dict[str, Any]:
+    who = await operator(request)
+    if not reason.strip():
+        raise HTTPException(422, "reason needs some text")
+    done = await retry_matching(state(request).inbox, reason, by=who.name)
+    return {"retried": len(done), "results": [{"id": i, "result": said} for i, said in done]}
 
 
 @router.get("/exceptions/{exception_id}", summary="One exception with the target's response")

@@ -13,6 +13,8 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from central.exceptions import retry_matching
+
 from . import _views
 from ._api import ExceptionId, RecordId, StoreId
 from ._deps import changing, csrf_token, current, login, logout, operator, same_origin, state
@@ -111,7 +113,20 @@ async def exceptions(
     request: Request, closed: bool = False, said: Annotated[str, Query(max_length=300)] = ""
 ) -> Response:
     items = await _views.exceptions(state(request).inbox, closed=closed)
-    return await _page(request, "exceptions.html", items=items, closed=closed, said=said)
+    grouped = await _views.exception_groups(state(request).inbox)
+    return await _page(
+        request, "exceptions.html", items=items, groups=grouped, closed=closed, said=said
+    )
+
+
+@router.post("/exceptions/retry-group")
+async def retry_group(
+    request: Request, reason: str = Form("", max_length=500), csrf: str = Form("")
+) -> Response:
+    who = await operator(request, csrf)
+    done = await retry_matching(state(request).inbox, reason, by=who.name) if reason else []
+    said = f"{len(done)} exceptions sent again" if done else "no open exception matched"
+    return RedirectResponse(f"/exceptions?said={quote(said)}", status_code=303)
 
 
 @router.post("/exceptions/{exception_id}/retry")

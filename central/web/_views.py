@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from agent.contract.redact import redact_value
-from central.exceptions import describe
+from central.exceptions import GROUP_SCAN, describe, groups
 from central.inbox import Inbox
 from central.recon import ReconDay, reconcile_day
 
@@ -67,6 +67,11 @@ async def record_detail(inbox: Inbox, record_id: int) -> dict[str, Any] | None:
 
 async def exceptions(inbox: Inbox, *, closed: bool = False) -> list[dict[str, Any]]:
     return [describe(i) for i in await inbox.exceptions(500, include_closed=closed)]
+
+
+async def exception_groups(inbox: Inbox) -> list[dict[str, Any]]:
+    """Open exceptions counted by target and reason, largest group first."""
+    return groups(await inbox.exceptions(GROUP_SCAN))
 
 
 def _kinds(app: AppState) -> dict[str, list[str]]:

@@ -13,7 +13,7 @@ import pytest
 
 from agent.contract import Inventory, Transaction
 from central.config import CentralConfig
-from central.connectors import TargetSettings
+from central.connectors import DeliveryResult, Outcome, TargetSettings
 from central.connectors.http import HttpSettings
 from central.delivery import Breaker, Delivery, retry_delay
 from central.inbox import Inbox, IncomingRecord, RecordState, link_key, utcnow
@@ -469,3 +469,54 @@ async def test_a_targets_error_text_is_redacted_before_anyone_sees_it(inbox: Inb
     assert item.reason.startswith("duplicate value found: Email ")
     assert "jana.example@example.org" not in item.reason
     assert "1234567" not in item.reason
+
+
+class _Limited:
+    """A target at its usage limit for `holds` calls: it asks to be left alone for an hour."""
+
+    name = "limited"
+    required_route: tuple[str, ...] = ()
+
+    def __init__(self, holds: int) -> None:
+        self.holds = holds
+        self.calls = 0
+
+    async def deliver(self, records: Any) -> DeliveryResult:
+        self.calls += 1
+        result = DeliveryResult()
+        for r in records:
+            if self.calls <= self.holds:
+                result.retry.append(
+                    Outcome(r.id, reason="daily limit reached", retry_after=3600, hold=True)
+                )
+            else:
+                result.accepted.append(Outcome(r.id, status=200, ref="ok"))
+        return result
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_limit_hold_waits_without_using_attempts_or_opening_the_breaker(
+    inbox: Inbox,
+) -> None:
+    delivery = make(inbox, config(target(max_attempts=1, breaker_failures=1)), Servers())
+    limited = _Limited(holds=3)
+    delivery.workers[0].connector = limited
+    sale = samples.sale()
+    await put(inbox, sale)
+    now = utcnow()
+    for hour in range(3):
+        await delivery.run_once(now=now + timedelta(hours=hour, seconds=1))
+        assert delivery.workers[0].breaker.state == "closed"
+    assert limited.calls == 3
+    assert await inbox.exceptions() == [], "a hold is not a failed attempt"
+    record = await inbox.record_by_key(sale.key)
+    assert record is not None
+    (d,) = await inbox.deliveries_of(record.id)
+    assert d["attempts"] == 0
+    wait = (utcnow().fromisoformat(d["next_attempt_at"]) - utcnow()).total_seconds()
+    assert 3500 < wait <= 3600, "held for as long as the target asked"
+    await delivery.run_once(now=now + timedelta(hours=3, seconds=2))
+    await delivery.aclose()
+    assert await state_of(inbox, sale.key) is RecordState.POSTED

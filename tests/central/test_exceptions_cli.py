@@ -122,3 +122,57 @@ def test_acting_on_a_missing_exception_fails_clearly(tmp_path: Path) -> None:
     result = runner.invoke(app, ["exceptions", "--config", str(file), "retry", "99"])
     assert result.exit_code == 1
     assert "99: no exception 99" in result.output
+
+
+def test_a_bad_morning_is_read_by_reason_and_retried_as_a_group(tmp_path: Path) -> None:
+    servers = Servers()
+    unrouted = write_config(tmp_path, routed=False)
+    seed(unrouted)
+    deliver(unrouted, servers)
+
+    grouped = runner.invoke(app, ["exceptions", "--config", str(unrouted), "groups", "--json"])
+    assert grouped.exit_code == 0, grouped.output
+    (group,) = json.loads(grouped.stdout)
+    assert group["count"] == 2
+    assert group["reason"] == "store # has no routing: add [central.stores.#]"
+    assert group["example"] == 'store 0042 has no routing: add [central.stores."0042"]'
+    assert group["stores"] == ["0042"]
+    text = runner.invoke(app, ["exceptions", "--config", str(unrouted), "groups"])
+    assert text.stdout.strip() == (
+        "2 records: store # has no routing: add [central.stores.#] (routing)"
+    )
+
+    routed = write_config(tmp_path, routed=True)
+    unknown = runner.invoke(
+        app, ["exceptions", "--config", str(routed), "retry", "--reason", "quantity"]
+    )
+    assert unknown.exit_code == 1
+    assert "No open exception's reason holds 'quantity'" in unknown.output
+    retried = runner.invoke(
+        app,
+        ["exceptions", "--config", str(routed), "retry", "--reason", "NO ROUTING", "--by", "ops"],
+    )
+    assert retried.exit_code == 0, retried.output
+    assert retried.stdout.count("goes through routing again") == 2
+    deliver(routed, servers)
+    assert servers["sandbox"].puts == 2
+    left = runner.invoke(app, ["exceptions", "--config", str(routed), "groups"])
+    assert left.stdout.strip() == "No open exceptions."
+
+
+def test_retry_needs_ids_or_a_reason(tmp_path: Path) -> None:
+    file = write_config(tmp_path, routed=True)
+    result = runner.invoke(app, ["exceptions", "--config", str(file), "retry"])
+    assert result.exit_code == 2
+    assert "Name exception ids or a --reason." in result.output
+
+
+def test_the_same_cause_reads_the_same_for_every_record() -> None:
+    from central.exceptions import group_of
+
+    first = group_of("line 3: quantity 0.65 is not whole")
+    assert first == group_of("line 12: quantity 1.250 is not whole")
+    assert first == "line #: quantity # is not whole"
+    assert group_of("no price book entry in 01s0000001AAA for SKU SKU-PEN-RED") != group_of(
+        "no price book entry in 01s0000001AAA for SKU SKU-PEN-BLUE"
+    ), "a different SKU is a different fix"

@@ -4,8 +4,10 @@ beside what the relay received and what each target confirmed."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from agent.contract import EndOfDay, EndOfDayTotals, Transaction, day_totals, make_key
+from central.connectors import DeliveryResult, Outcome
 from central.inbox import Inbox
 from central.recon import reconcile_day, to_csv
 
@@ -100,3 +102,49 @@ async def test_the_newest_summary_wins_even_when_a_rebuilt_agent_numbers_from_on
     await put(inbox, stale, rebuilt)  # type: ignore[arg-type]
     (day,) = await reconcile_day(inbox, samples.STORE, samples.DAY, {})
     assert (day.revision, day.differences) == (1, 0)
+
+
+class _Stating:
+    """A target that answers each sale with its own total: the POS's, or `off` away."""
+
+    name = "stating"
+    required_route: tuple[str, ...] = ()
+
+    def __init__(self, off: dict[str, Decimal]) -> None:
+        self.off = off
+
+    async def deliver(self, records: Any) -> DeliveryResult:
+        result = DeliveryResult()
+        for r in records:
+            stated = r.record.total + self.off.get(r.record.transaction_id, Decimal(0))
+            result.accepted.append(Outcome(r.id, status=201, ref=r.key, confirmed=stated))
+        return result
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _stated_day(inbox: Inbox, off: dict[str, Decimal]) -> Any:
+    sales = [samples.sale("1"), samples.sale("2")]
+    await put(inbox, *sales, closing(sales))  # type: ignore[arg-type]
+    delivery = make(inbox, config(target()), Servers())
+    delivery.workers[0].connector = _Stating(off)
+    await delivery.drain()
+    await delivery.aclose()
+    (day,) = await reconcile_day(inbox, samples.STORE, samples.DAY, {"sandbox": ["sale"]})
+    return day
+
+
+async def test_what_a_target_stated_is_compared_and_matches_to_the_cent(inbox: Inbox) -> None:
+    day = await _stated_day(inbox, {})
+    assert day.differences == 0
+    sale_line = next(line for line in day.lines if (line.group, line.name) == ("kind", "sale"))
+    assert sale_line.targets["sandbox"] == EndOfDayTotals(count=2, amount=Decimal("59.94"))
+
+
+async def test_a_target_that_totals_a_sale_differently_is_highlighted(inbox: Inbox) -> None:
+    day = await _stated_day(inbox, {"2": Decimal("-0.03")})
+    sale_line = next(line for line in day.lines if (line.group, line.name) == ("kind", "sale"))
+    assert sale_line.differs
+    assert sale_line.received.amount == Decimal("59.94")
+    assert sale_line.targets["sandbox"] == EndOfDayTotals(count=2, amount=Decimal("59.91"))

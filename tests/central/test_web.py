@@ -162,3 +162,33 @@ async def test_a_busy_address_leaves_the_relay_running_without_its_dashboard(
     finally:
         taken.close()
     assert "Dashboard cannot listen." in caplog.text
+
+
+async def test_a_group_of_exceptions_is_shown_and_retried_at_once(relay) -> None:  # type: ignore[no-untyped-def]
+    cfg, inbox, client = relay
+    servers = Servers()
+    for _ in range(3):
+        servers["sandbox"].fail_next_write(400, message="price list missing")
+    await put(inbox, samples.sale("5101"), samples.sale("5102"), samples.sale("5103"))
+    delivery = Delivery(cfg, inbox, transport_for=servers)
+    await delivery.drain()
+    grouped = (await client.get("/api/v1/exceptions/groups", headers=basic("vera"))).json()
+    assert [(g["count"], g["target"]) for g in grouped] == [(3, "sandbox")]
+    reason = grouped[0]["reason"]
+    assert "price list missing" in reason
+    denied = await client.post(
+        "/api/v1/exceptions/retry", params={"reason": reason}, headers=basic("vera")
+    )
+    assert denied.status_code == 403
+    await client.post("/login", data={"username": "otto", "password": PASSWORD})
+    page = await client.get("/exceptions")
+    assert "Retry all 3" in page.text
+    client.cookies.clear()  # the API as a script calls it: basic auth, no session
+    done = await client.post(
+        "/api/v1/exceptions/retry", params={"reason": "PRICE LIST"}, headers=basic("otto")
+    )
+    assert done.json()["retried"] == 3
+    await delivery.drain()
+    await delivery.aclose()
+    assert await inbox.exceptions() == []
+    assert servers["sandbox"].puts == 3

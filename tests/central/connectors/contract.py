@@ -10,7 +10,7 @@ server to refuse duplicates.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
@@ -29,6 +29,7 @@ from central.connectors import (
 )
 
 from . import samples
+from .rules import Probe
 
 
 class FakeApi(Protocol):
@@ -45,6 +46,10 @@ class FakeApi(Protocol):
         ...
 
     def inventory_level(self, routed: Routed) -> Decimal | None: ...
+
+    def order_total(self, routed: Routed) -> Decimal:
+        """The sale's total as the target derives it from the lines it holds."""
+        ...
 
     def fail_next_write(
         self, status: int, *, headers: dict[str, str] | None = None, message: str = ""
@@ -69,9 +74,24 @@ class FakeApi(Protocol):
 class Case:
     settings: Callable[[bool], TargetSettings]
     """The target's settings; the argument is `dry_run`."""
-    fake: Callable[[], FakeApi]
+    fake: Callable[..., FakeApi]
+    """The fake's class: called with no argument, every documented rule is enforced;
+    with `without={rule}`, all but that one."""
+    probes: Mapping[str, Probe] = field(default_factory=dict)
+    """One probe per rule of the fake (`rules.py`)."""
     kinds: set[str] = field(default_factory=lambda: {"sale", "return", "void", "inventory"})
     """Kinds the target takes; the dry-run test sends inventory only where listed."""
+
+
+def run_probes(case: Case, **fake_options: object) -> None:
+    """Every probe of the case against a fresh fake built with `fake_options`."""
+    rules = set(case.fake().RULES)  # type: ignore[attr-defined]
+    assert set(case.probes) == rules, "one probe per documented rule, no more, no less"
+    for rule, probe in case.probes.items():
+        try:
+            probe(case.fake(**fake_options))
+        except AssertionError as exc:
+            raise AssertionError(f"rule {rule} is not enforced: {exc}") from exc
 
 
 def verdicts(result: DeliveryResult) -> dict[int, str]:
@@ -236,6 +256,54 @@ class ConnectorContract:
         h.fake.change_inventory_behind_our_back(second)
         _only(await h.deliver(second), "accepted")
         assert h.fake.inventory_level(second) == Decimal(12)
+
+    def test_the_fake_enforces_each_documented_rule(self, case: Case) -> None:
+        run_probes(case)
+
+    async def test_a_weighed_and_discounted_sale_arrives_to_the_cent(self, h: Harness) -> None:
+        grocery = samples.routed(samples.grocery())
+        result = await h.deliver(grocery)
+        _only(result, "accepted")
+        assert h.fake.stored(grocery) == 1
+        assert h.fake.order_total(grocery) == grocery.record.total  # type: ignore[union-attr]
+        again = await h.deliver(samples.routed(grocery.record, attempts=1))  # type: ignore[arg-type]
+        _only(again, "accepted")
+        assert h.fake.stored(grocery) == 1
+
+    async def test_a_grocery_day_posts_every_order_once_to_the_cent(self, h: Harness) -> None:
+        day = [samples.routed(s) for s in samples.grocery_day()]
+        first = await h.deliver(*day)
+        _only(first, "accepted")
+        refs = {o.id: o.ref for o in first.accepted}
+        back = samples.routed(
+            samples.refund(day[0].record, "R001"),  # type: ignore[arg-type]
+            original_ref=refs[day[0].id],
+        )
+        void = samples.routed(
+            samples.void(day[1].record, "V001"),  # type: ignore[arg-type]
+            original_ref=refs[day[1].id],
+        )
+        kinds = [r for r in (back, void) if r.kind in h.case.kinds]
+        _only(await h.deliver(*kinds), "accepted")
+        again = [samples.routed(r.record, attempts=1) for r in day]  # type: ignore[arg-type]
+        _only(await h.deliver(*again), "accepted")
+        for sale in day:
+            assert h.fake.stored(sale) == 1, sale.key
+            assert h.fake.order_total(sale) == sale.record.total, sale.key  # type: ignore[union-attr]
+        for done in kinds:
+            assert h.fake.stored(done) == 1, done.key
+
+    async def test_a_void_reaches_its_sale_once(self, h: Harness) -> None:
+        sale = samples.sale("4101")
+        posted = await h.deliver(samples.routed(sale))
+        _only(posted, "accepted")
+        ref = posted.accepted[0].ref
+        void = samples.routed(samples.void(sale, "4102"), original_ref=ref)
+        _only(await h.deliver(void), "accepted")
+        assert h.fake.stored(void) == 1
+        again = samples.routed(void.record, attempts=1, original_ref=ref)  # type: ignore[arg-type]
+        _only(await h.deliver(again), "accepted")
+        assert h.fake.stored(void) == 1
 
     async def test_no_secret_token_or_contact_reaches_the_audit(self, h: Harness) -> None:
         result = await h.deliver(samples.routed(samples.sale("5001", customer=True)))

@@ -1,24 +1,41 @@
 """An in-memory Adobe Commerce (Magento 2 REST), written from the documented routes:
-`POST /V1/orders` (salesOrderRepositoryV1 save, refusing a second order with the same
-increment_id), `GET /V1/orders` with searchCriteria, offline invoices, credit memos by
-`POST /V1/order/{id}/refund` and their list, MSI `POST /V1/inventory/source-items`
-(all or nothing), bearer tokens — and the faults the contract suite injects."""
+`POST /V1/orders` (salesOrderRepositoryV1 save), `GET /V1/orders` with searchCriteria,
+offline invoices, credit memos by `POST /V1/order/{id}/refund` and their list, MSI
+`POST /V1/inventory/source-items` (all or nothing), the admin token endpoint, and
+integration tokens either OAuth 1.0a-signed or as bearer tokens — with the faults the
+contract suite injects.
+
+Every rule in `RULES` is enforced where the real shop enforces it, and can be switched
+off (`without=`) so a test can show the contract suite notices.
+"""
 
 from __future__ import annotations
 
 import itertools
 import json
 import re
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, unquote
 
 import httpx
 
 from agent.contract import Inventory
 from central.connectors import Routed
-from central.connectors.adobe_commerce import _marker, increment_id
+from central.connectors._base import json_body
+from central.connectors.adobe_commerce import _marker, increment_id, oauth1_signature
+
+from .rules import Ruled
 
 TOKEN = "magento-integration-token-42"
+TOKEN_SECRET = "magento-token-secret-77"
+CONSUMER_KEY = "magento-consumer-key-1"
+CONSUMER_SECRET = "magento-consumer-secret-99"
+ADMIN_USER = "relay-admin"
+ADMIN_PASSWORD = "admin-password-31"
+INPUT_LIMIT = 20
+REST = "/rest/all/V1"
 
 
 def _error(status: int, message: str, parameters: Any = None) -> httpx.Response:
@@ -26,6 +43,12 @@ def _error(status: int, message: str, parameters: Any = None) -> httpx.Response:
     if parameters is not None:
         body["parameters"] = parameters
     return httpx.Response(status, json=body)
+
+
+def _json(body: Any) -> httpx.Response:
+    return httpx.Response(
+        200, content=json_body(body), headers={"Content-Type": "application/json"}
+    )
 
 
 def _criteria(request: httpx.Request) -> dict[str, str]:
@@ -42,16 +65,53 @@ def _criteria(request: httpx.Request) -> dict[str, str]:
     return {fields[i]: values[i] for i in fields}
 
 
-class FakeAdobeCommerce:
-    def __init__(self) -> None:
+class FakeAdobeCommerce(Ruled):
+    RULES: ClassVar[dict[str, str]] = {
+        "input-limit": "a list input holds at most 20 entities by default since 2.4.3 "
+        "(experienceleague.adobe.com/docs/commerce-knowledge-base/kb/troubleshooting/"
+        "known-issues-patches-attached/web-api-resources-limit.html)",
+        "two-factor-admin-token": "with Magento_TwoFactorAuth (on by default in 2.4) the "
+        "admin token endpoint refuses (developer.adobe.com/commerce/webapi/get-started/"
+        "authentication/gs-authentication-token/#admin-and-customer-access-tokens)",
+        "bearer-needs-setting": "an integration access token works as a bearer token only "
+        "with 'Allow OAuth Access Tokens to be used as standalone Bearer tokens'; otherwise "
+        "calls are OAuth 1.0a-signed (developer.adobe.com/commerce/webapi/get-started/"
+        "authentication/gs-authentication-oauth/)",
+        "oauth-signature": "an OAuth 1.0a call whose signature does not match is refused "
+        "(RFC 5849 section 3.4; developer.adobe.com/commerce/webapi/get-started/"
+        "authentication/gs-authentication-oauth/)",
+        "unique-increment-id": "increment_id is unique per store: 'Unique constraint "
+        "violation found' (app/code/Magento/Sales/etc/db_schema.xml, index "
+        "SALES_ORDER_INCREMENT_ID_STORE_ID)",
+        "increment-id-length": "increment_id is varchar(32) "
+        "(app/code/Magento/Sales/etc/db_schema.xml, table sales_order)",
+        "required-fields": "an order needs increment_id, store_id, customer_email, items and "
+        "payment (adobe-commerce.redoc.ly/2.4.7-admin/tag/orders#operation/PostV1Orders)",
+        "decimal-qty-flag": "an item's quantity is cast to a whole number by invoices and "
+        "credit memos unless the item has is_qty_decimal "
+        "(app/code/Magento/Sales/Model/Order/Invoice/Item.php, setQty)",
+        "creditmemo-needs-invoice": "a credit memo needs an invoiced order: "
+        "'We can't create creditmemo for the order.' "
+        "(developer.adobe.com/commerce/webapi/rest/tutorials/orders/order-issue-refund/)",
+        "refund-qty": "an item refunds at most what was ordered and not yet refunded "
+        "(app/code/Magento/Sales/Model/Order/Creditmemo/Item.php, setQty)",
+    }
+
+    def __init__(
+        self, *, without: Iterable[str] = (), bearer_allowed: bool = False, two_factor: bool = True
+    ) -> None:
+        self._init_rules(without)
+        self.bearer_allowed = bearer_allowed
+        self.two_factor = two_factor
         self.token_requests = 0
-        self.secrets = [TOKEN]
-        self._valid = {TOKEN}
+        self.secrets = [TOKEN, TOKEN_SECRET, CONSUMER_SECRET, ADMIN_PASSWORD]
+        self._admin_tokens: set[str] = set()
         self._ids = itertools.count(1)
         self.orders: dict[int, dict[str, Any]] = {}
         self.creditmemos: dict[int, dict[str, Any]] = {}
         self.source_items: dict[tuple[str, str], Decimal] = {}
-        self.known_skus = {"SKU-PEN-BLUE", "SKU-PEN-RED"}
+        self.reservations: dict[str, Decimal] = {}
+        self.known_skus = {"SKU-PEN-BLUE", "SKU-PEN-RED", "SKU-APPLES"}
         self._fail: list[tuple[int, dict[str, str], str]] = []
         self._drop = False
 
@@ -84,21 +144,104 @@ class FakeAdobeCommerce:
         assert isinstance(record, Inventory)
         return int((routed.route["source_code"], routed.skus[record.sku]) in self.source_items)
 
+    def order_total(self, routed: Routed) -> Decimal:
+        """Rows plus tax less discount, as Magento totals an order; they must equal the
+        grand total the order states."""
+        number = increment_id(routed.key)
+        (order,) = (o for o in self.orders.values() if o["increment_id"] == number)
+        total = sum(
+            (i["row_total"] + i["tax_amount"] - i["discount_amount"] for i in order["items"]),
+            Decimal(0),
+        )
+        assert total == order["grand_total"], (total, order["grand_total"])
+        return Decimal(total)
+
     def inventory_level(self, routed: Routed) -> Decimal | None:
         record = routed.record
         assert isinstance(record, Inventory)
         return self.source_items.get((routed.route["source_code"], routed.skus[record.sku]))
 
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        if request.headers.get("authorization") != f"Bearer {TOKEN}":
+    def salable(self, sku: str) -> Decimal:
+        """MSI's salable quantity on the one stock: its sources' quantities plus the
+        reservations (negative for placed orders, positive for compensations). Orders
+        saved through the repository place none."""
+        on_hand = sum((q for (_, s), q in self.source_items.items() if s == sku), Decimal(0))
+        return on_hand + self.reservations.get(sku, Decimal(0))
+
+    # -- authentication -------------------------------------------------------------------
+
+    def _refused_auth(self, request: httpx.Request) -> httpx.Response | None:
+        unauthorized = _error(
+            401,
+            "The consumer isn't authorized to access %resources.",
+            {"resources": "Magento_Sales::sales"},
+        )
+        header = request.headers.get("authorization", "")
+        if header.startswith("Bearer "):
+            token = header.removeprefix("Bearer ")
+            if token in self._admin_tokens:
+                return None
+            if token != TOKEN:
+                return unauthorized
+            if self.bearer_allowed or not self.enforces("bearer-needs-setting"):
+                return None
+            return unauthorized
+        if header.startswith("OAuth "):
+            oauth = {k: unquote(v) for k, v in re.findall(r'(\w+)="([^"]*)"', header)}
+            if oauth.get("oauth_token") != TOKEN or oauth.get("oauth_consumer_key") != CONSUMER_KEY:
+                return unauthorized
+            signature = oauth.pop("oauth_signature", "")
+            params = dict(parse_qsl(request.url.query.decode(), keep_blank_values=True))
+            url = str(request.url.copy_with(query=None))
+            expected = oauth1_signature(
+                request.method, url, {**params, **oauth}, CONSUMER_SECRET, TOKEN_SECRET
+            )
+            if signature != expected and self.enforces("oauth-signature"):
+                return _error(401, "The signature is invalid. Verify and try again.")
+            return None
+        return unauthorized
+
+    def _admin_token(self, request: httpx.Request) -> httpx.Response:
+        if self.two_factor and self.enforces("two-factor-admin-token"):
+            return _error(401, "Please use the 2fa provider-specific endpoints to obtain a token.")
+        body = json.loads(request.content)
+        if (body.get("username"), body.get("password")) != (ADMIN_USER, ADMIN_PASSWORD):
             return _error(
                 401,
-                "The consumer isn't authorized to access %resources.",
-                {"resources": "Magento_Sales::sales"},
+                "The account sign-in was incorrect or your account is disabled temporarily. "
+                "Please wait and try again later.",
             )
+        self.token_requests += 1
+        token = f"admin-token-{self.token_requests}-xyz"
+        self._admin_tokens.add(token)
+        self.secrets.append(token)
+        return httpx.Response(200, json=token)
+
+    # -- the API --------------------------------------------------------------------------
+
+    def call(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        """One request straight to the handler, as a probe sends it (bearer allowed)."""
+        allowed, self.bearer_allowed = self.bearer_allowed, True
+        try:
+            return self.handler(
+                httpx.Request(
+                    method,
+                    f"https://shop.test{REST}{path}",
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                    content=json.dumps(body).encode() if body is not None else None,
+                )
+            )
+        finally:
+            self.bearer_allowed = allowed
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
-        assert path.startswith("/rest/all/V1/"), path
-        path = path.removeprefix("/rest/all/V1")
+        assert path.startswith(f"{REST}/"), path
+        path = path.removeprefix(REST)
+        if path == "/integration/admin/token":
+            return self._admin_token(request)
+        if refused := self._refused_auth(request):
+            return refused
         if request.method == "GET":
             return self._read(request, path)
         if self._fail:
@@ -106,7 +249,7 @@ class FakeAdobeCommerce:
             response = _error(status, message)
             response.headers.update(headers)
             return response
-        response = self._write(path, json.loads(request.content))
+        response = self._write(path, json.loads(request.content, parse_float=Decimal))
         if self._drop:
             self._drop = False
             raise httpx.ReadTimeout("answer lost", request=request)
@@ -118,52 +261,28 @@ class FakeAdobeCommerce:
             found = [
                 o for o in self.orders.values() if o["increment_id"] == criteria["increment_id"]
             ]
-            return httpx.Response(200, json={"items": found, "total_count": len(found)})
+            return _json({"items": found, "total_count": len(found)})
         if path == "/creditmemos":
             order_id = int(criteria["order_id"])
             found = [m for m in self.creditmemos.values() if m["order_id"] == order_id]
-            return httpx.Response(200, json={"items": found, "total_count": len(found)})
+            return _json({"items": found, "total_count": len(found)})
         raise AssertionError(f"unexpected GET {path}")
 
     def _write(self, path: str, body: dict[str, Any]) -> httpx.Response:
         if path == "/orders":
-            entity = body["entity"]
-            for name in ("increment_id", "store_id", "customer_email", "items", "payment"):
-                if name not in entity:
-                    return _error(
-                        400, '"%fieldName" is required. Enter and try again.', {"fieldName": name}
-                    )
-            if any(o["increment_id"] == entity["increment_id"] for o in self.orders.values()):
-                return _error(400, "Unique constraint violation found")
-            if len(entity["increment_id"]) > 32:
-                return _error(400, "increment_id is too long")
-            order_id = next(self._ids)
-            items = [{"item_id": next(self._ids), **i} for i in entity["items"]]
-            order = {**entity, "entity_id": order_id, "items": items, "total_invoiced": 0}
-            self.orders[order_id] = order
-            return httpx.Response(200, json=order)
+            return self._save_order(body["entity"])
         if m := re.fullmatch(r"/order/(\d+)/invoice", path):
-            order = self.orders[int(m.group(1))]
-            assert body["capture"] is False
-            order["total_invoiced"] = order["grand_total"]
-            order["state"] = order["status"] = "complete"
-            return httpx.Response(200, json=next(self._ids))
+            return self._invoice(self.orders[int(m.group(1))], body)
         if m := re.fullmatch(r"/order/(\d+)/refund", path):
-            order = self.orders[int(m.group(1))]
-            if not order["total_invoiced"]:
-                return _error(400, "We can't create creditmemo for the order.")
-            known = {i["item_id"] for i in order["items"]}
-            assert all(i["order_item_id"] in known for i in body["items"])
-            memo_id = next(self._ids)
-            self.creditmemos[memo_id] = {
-                "entity_id": memo_id,
-                "order_id": order["entity_id"],
-                "items": body["items"],
-                "comments": [body["comment"]],
-            }
-            return httpx.Response(200, json=memo_id)
+            return self._refund(self.orders[int(m.group(1))], body)
         if path == "/inventory/source-items":
             items = body["sourceItems"]
+            if len(items) > INPUT_LIMIT and self.enforces("input-limit"):
+                return _error(
+                    400,
+                    'Maximum items of type "%type" is %max',
+                    {"type": "\\Magento\\InventoryApi\\Api\\Data\\SourceItemInterface", "max": 20},
+                )
             for item in items:
                 if item["sku"] not in self.known_skus:
                     return _error(400, "Product that you are trying to add is not exists.")
@@ -172,3 +291,83 @@ class FakeAdobeCommerce:
                 self.source_items[key] = Decimal(str(item["quantity"]))
             return httpx.Response(200, json=[])
         raise AssertionError(f"unexpected POST {path}")
+
+    def _save_order(self, entity: dict[str, Any]) -> httpx.Response:
+        if self.enforces("required-fields"):
+            for name in ("increment_id", "store_id", "customer_email", "items", "payment"):
+                if name not in entity:
+                    return _error(
+                        400, '"%fieldName" is required. Enter and try again.', {"fieldName": name}
+                    )
+        if self.enforces("unique-increment-id") and any(
+            o["increment_id"] == entity["increment_id"] and o["store_id"] == entity["store_id"]
+            for o in self.orders.values()
+        ):
+            return _error(400, "Unique constraint violation found")
+        if self.enforces("increment-id-length") and len(entity["increment_id"]) > 32:
+            return _error(400, "Something went wrong while saving the order.")
+        order_id = next(self._ids)
+        items = [
+            {"item_id": next(self._ids), "qty_invoiced": 0, "qty_refunded": 0, **i}
+            for i in entity["items"]
+        ]
+        order = {**entity, "entity_id": order_id, "items": items, "total_invoiced": 0}
+        self.orders[order_id] = order
+        return _json(order)
+
+    def _item_qty(self, item: dict[str, Any], qty: Decimal) -> Decimal:
+        """The quantity Magento keeps on an invoice or credit memo item."""
+        if item.get("is_qty_decimal") or not self.enforces("decimal-qty-flag"):
+            return qty
+        return Decimal(int(qty))
+
+    def _invoice(self, order: dict[str, Any], body: dict[str, Any]) -> httpx.Response:
+        assert body["capture"] is False
+        for item in order["items"]:
+            qty = self._item_qty(item, Decimal(str(item["qty_ordered"])))
+            if qty <= 0:
+                return _error(
+                    400,
+                    "The invoice can't be created without products. Add products and try again.",
+                )
+            item["qty_invoiced"] = qty
+        order["total_invoiced"] = order["grand_total"]
+        order["state"] = order["status"] = "complete"
+        return httpx.Response(200, json=next(self._ids))
+
+    def _refund(self, order: dict[str, Any], body: dict[str, Any]) -> httpx.Response:
+        if not order["total_invoiced"] and self.enforces("creditmemo-needs-invoice"):
+            return _error(400, "We can't create creditmemo for the order.")
+        by_id = {i["item_id"]: i for i in order["items"]}
+        lines = []
+        for line in body["items"]:
+            item = by_id[line["order_item_id"]]
+            qty = self._item_qty(item, Decimal(str(line["qty"])))
+            left = Decimal(str(item["qty_invoiced"])) - Decimal(str(item["qty_refunded"]))
+            if self.enforces("refund-qty") and (qty < 0 or qty > left):
+                return _error(
+                    400, 'We found an invalid quantity to refund item "%1".', [item["sku"]]
+                )
+            lines.append((item, qty))
+        total = Decimal(0)
+        for item, qty in lines:
+            if qty:
+                # MSI compensates the reservation of refunded items it never shipped; an
+                # order saved through the repository never had one, so salable rises
+                # (magento/inventory#2773, github.com/magento-engcom/msi/wiki/Reservations).
+                self.reservations[item["sku"]] = self.reservations.get(item["sku"], 0) + qty
+            item["qty_refunded"] = Decimal(str(item["qty_refunded"])) + qty
+            row = Decimal(str(item["row_total_incl_tax"])) - Decimal(str(item["discount_amount"]))
+            total += row * qty / Decimal(str(item["qty_ordered"]))
+        arguments = body.get("arguments") or {}
+        total += Decimal(str(arguments.get("adjustment_positive", 0)))
+        total -= Decimal(str(arguments.get("adjustment_negative", 0)))
+        memo_id = next(self._ids)
+        self.creditmemos[memo_id] = {
+            "entity_id": memo_id,
+            "order_id": order["entity_id"],
+            "items": body["items"],
+            "grand_total": total.quantize(Decimal("0.01")),
+            "comments": [body["comment"]],
+        }
+        return httpx.Response(200, json=memo_id)

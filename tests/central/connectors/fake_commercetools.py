@@ -1,8 +1,12 @@
 """An in-memory commercetools, written from the documented HTTP API: client-credentials
-tokens, `orders/import` (refusing a second order with the same number, as the real API
-does with `DuplicateField`), order lookup by number, versioned order updates
-(`addPayment`, `addReturnInfo`, `changeOrderState`), payments by key, channels by key and
-inventory entries with `changeQuantity` — plus the faults the contract suite injects."""
+tokens, `orders/import`, order lookup by number, versioned order updates (`addPayment`,
+`addReturnInfo`, `changeOrderState`), payments by key, channels by key, custom types by
+key and inventory entries queried by predicate with input variables and changed with
+`changeQuantity` — plus the faults the contract suite injects.
+
+Every rule in `RULES` is enforced where the real API enforces it, and can be switched
+off (`without=`) so a test can show the contract suite notices.
+"""
 
 from __future__ import annotations
 
@@ -10,40 +14,116 @@ import base64
 import itertools
 import json
 import re
+from collections.abc import Iterable
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote
 
 import httpx
 
 from agent.contract import Inventory, key_digest
 from central.connectors import Routed
+from central.connectors._base import json_body
 from central.connectors.commercetools import order_number
+
+from .rules import Ruled
 
 PROJECT = "acme-test"
 CLIENT_ID = "pos-relay"
 CLIENT_SECRET = "ct-secret-0123456789"
 
 
-def _error(status: int, code: str, message: str) -> httpx.Response:
+KEY = re.compile(r"^[A-Za-z0-9_-]{2,256}$")
+LINE_ITEM_LIMIT = 256
+ORDER_STATES = {"Open", "Confirmed", "Complete", "Cancelled"}
+PAYMENT_STATES = {"BalanceDue", "Failed", "Pending", "CreditOwed", "Paid"}
+# A query predicate as the connector may write it: comparisons joined by `and`, values
+# as input variables or as string literals with `\"` and `\\` escaped.
+_LITERAL = r'"(?:[^"\\]|\\.)*"'
+_COMPARISON = rf"\s*(\w+)\s*=\s*(:\w+|{_LITERAL})\s*"
+_TERM = re.compile(rf"(?:{_COMPARISON}|\s*(\w+)\({_COMPARISON}\)\s*)")
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> httpx.Response:
     return httpx.Response(
         status,
         json={
             "statusCode": status,
             "message": message,
-            "errors": [{"code": code, "message": message}],
+            "errors": [{"code": code, "message": message, **extra}],
         },
     )
+
+
+def _json(status: int, body: Any) -> httpx.Response:
+    """A JSON answer; the decimals the connector sent come back as the same numbers."""
+    return httpx.Response(
+        status, content=json_body(body), headers={"Content-Type": "application/json"}
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_where(where: str, variables: dict[str, str]) -> dict[str, str] | None:
+    """`field → value` of a conjunction of equalities (one level of nesting, as in
+    `supplyChannel(id = :channel)`), or None when the predicate does not parse."""
+    found: dict[str, str] = {}
+    for part in re.split(r"\band\b", where):
+        m = _TERM.fullmatch(part)
+        if not m:
+            return None
+        if m.group(1):
+            field, raw = m.group(1), m.group(2)
+        else:
+            field, raw = f"{m.group(3)}.{m.group(4)}", m.group(5)
+        if raw.startswith(":"):
+            if raw[1:] not in variables:
+                return None
+            found[field] = variables[raw[1:]]
+        else:
+            found[field] = re.sub(r"\\(.)", r"\1", raw[1:-1])
+    return found
 
 
 def _found(resource: dict[str, Any] | None) -> httpx.Response:
     if resource is None:
         return _error(404, "ResourceNotFound", "The Resource was not found.")
-    return httpx.Response(200, json=resource)
+    return _json(200, resource)
 
 
-class FakeCommercetools:
-    def __init__(self) -> None:
+class FakeCommercetools(Ruled):
+    RULES: ClassVar[dict[str, str]] = {
+        "integer-quantity": "LineItemImportDraft.quantity is an Int "
+        "(docs.commercetools.com/api/projects/orders-import#lineitemimportdraft)",
+        "cent-amount": "Money.centAmount is an Int in the currency's minor unit "
+        "(docs.commercetools.com/api/types#money)",
+        "key-pattern": "key fields match ^[A-Za-z0-9_-]+$, 2 to 256 characters "
+        "(docs.commercetools.com/api/general-concepts#keys-and-ids)",
+        "slug-pattern": "CustomLineItem slug matches ^[A-Za-z0-9_-]+$ "
+        "(docs.commercetools.com/api/projects/carts#customlineitemdraft)",
+        "duplicate-order-number": "orderNumber is unique in a project: DuplicateField "
+        "(docs.commercetools.com/api/projects/orders-import#create-order-by-import)",
+        "duplicate-payment-key": "a second Payment with the same key: DuplicateField "
+        "(docs.commercetools.com/api/projects/payments#create-payment)",
+        "concurrent-modification": "an update with a stale version: 409 "
+        "ConcurrentModification carrying currentVersion "
+        "(docs.commercetools.com/api/errors#concurrentmodification)",
+        "line-item-limit": "at most 256 (custom) line items per cart or order "
+        "(docs.commercetools.com/api/limits#carts)",
+        "tax-rate": "TaxRate.amount is a number from 0 to 1 and TaxRate.country is required "
+        "(docs.commercetools.com/api/projects/taxCategories#taxrate)",
+        "custom-type": "custom fields name an existing Type: ReferencedResourceNotFound "
+        "(docs.commercetools.com/api/projects/custom-fields#customfieldsdraft)",
+        "where-syntax": "a malformed query predicate is refused: InvalidInput "
+        "(docs.commercetools.com/api/predicates/query)",
+        "state-values": "orderState and paymentState take only their documented values "
+        "(docs.commercetools.com/api/projects/orders#orderstate)",
+    }
+
+    def __init__(self, *, without: Iterable[str] = ()) -> None:
+        self._init_rules(without)
         self.token_requests = 0
         self.secrets = [CLIENT_SECRET]
         self._valid: set[str] = set()
@@ -52,6 +132,8 @@ class FakeCommercetools:
         self.payments: dict[str, dict[str, Any]] = {}
         self.channels = {"berlin-mitte-supply": {"id": "ch-supply", "key": "berlin-mitte-supply"}}
         self.inventory: dict[str, dict[str, Any]] = {}
+        self.types = {"tillbridge-pos-line"}
+        self.correlation_ids: list[str] = []
         self.imports = 0
         self._fail: list[tuple[int, dict[str, str], str]] = []
         self._drop = False
@@ -102,6 +184,17 @@ class FakeCommercetools:
         assert isinstance(record, Inventory)
         return sum(1 for e in self.inventory.values() if e["sku"] == routed.skus.get(record.sku))
 
+    def order_total(self, routed: Routed) -> Decimal:
+        """Line prices times quantities plus custom lines, as commercetools adds them up;
+        they must equal the totalPrice the import stated."""
+        (order,) = (o for o in self.orders.values() if o["orderNumber"] == order_number(routed.key))
+        cents = sum(
+            li["price"]["value"]["centAmount"] * li["quantity"] for li in order["lineItems"]
+        )
+        cents += sum(c["money"]["centAmount"] * c["quantity"] for c in order["customLineItems"])
+        assert cents == order["totalPrice"]["centAmount"], (cents, order["totalPrice"])
+        return Decimal(cents) / 100
+
     def inventory_level(self, routed: Routed) -> Decimal | None:
         record = routed.record
         assert isinstance(record, Inventory)
@@ -112,6 +205,23 @@ class FakeCommercetools:
 
     # -- the API --------------------------------------------------------------------------
 
+    def headers(self) -> dict[str, str]:
+        """A valid bearer token for probes."""
+        token = f"tok-probe-{len(self._valid)}"
+        self._valid.add(token)
+        return {"Authorization": f"Bearer {token}"}
+
+    def call(self, method: str, path: str, body: Any = None, **params: str) -> httpx.Response:
+        """One request straight to the handler, as a probe sends it."""
+        request = httpx.Request(
+            method,
+            f"https://api.ct.test/{PROJECT}{path}",
+            params=params,
+            headers=self.headers(),
+            content=json.dumps(body).encode() if body is not None else None,
+        )
+        return self.handler(request)
+
     def handler(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if path == "/oauth/token":
@@ -119,6 +229,7 @@ class FakeCommercetools:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         if token not in self._valid:
             return _error(401, "invalid_token", "invalid_token")
+        self.correlation_ids.append(request.headers.get("x-correlation-id", ""))
         prefix = f"/{PROJECT}"
         assert path.startswith(prefix), path
         path = path.removeprefix(prefix)
@@ -155,103 +266,207 @@ class FakeCommercetools:
             number = unquote(m.group(1))
             for order in self.orders.values():
                 if order["orderNumber"] == number:
-                    return httpx.Response(200, json=order)
+                    return _json(200, order)
             return _error(404, "ResourceNotFound", f"no order {number}")
         if m := re.fullmatch(r"/orders/([\w-]+)", path):
             order = self.orders.get(m.group(1))
             return _found(order)
+        if m := re.fullmatch(r"/payments/([\w-]+)", path):
+            by_id = {p["id"]: p for p in self.payments.values()}
+            return _found(by_id.get(m.group(1)))
         if m := re.fullmatch(r"/payments/key=(.+)", path):
             payment = self.payments.get(unquote(m.group(1)))
-            return (
-                httpx.Response(200, json=payment)
-                if payment
-                else _error(404, "ResourceNotFound", "")
-            )
+            return _json(200, payment) if payment else _error(404, "ResourceNotFound", "")
         if m := re.fullmatch(r"/channels/key=(.+)", path):
             channel = self.channels.get(unquote(m.group(1)))
-            return (
-                httpx.Response(200, json=channel)
-                if channel
-                else _error(404, "ResourceNotFound", "")
-            )
+            return _json(200, channel) if channel else _error(404, "ResourceNotFound", "")
         if path == "/inventory":
-            where = request.url.params["where"]
-            m = re.fullmatch(r'sku="(.+)" and supplyChannel\(id="(.+)"\)', where)
-            assert m, where
+            params = request.url.params
+            variables = {k[4:]: v for k, v in params.items() if k.startswith("var.")}
+            where = parse_where(params["where"], variables)
+            if where is None:
+                if self.enforces("where-syntax"):
+                    return _error(
+                        400, "InvalidInput", f"Malformed parameter: where: {params['where']}"
+                    )
+                # Without the check, a broken predicate is read as far as it goes.
+                m = re.match(r'\s*sku\s*=\s*"([^"]*)"', params["where"])
+                where = {"sku": m.group(1) if m else ""}
             found = [
                 e
                 for e in self.inventory.values()
-                if e["sku"] == m.group(1) and e["supplyChannel"]["id"] == m.group(2)
+                if e["sku"] == where.get("sku")
+                and e["supplyChannel"]["id"]
+                == where.get("supplyChannel.id", e["supplyChannel"]["id"])
             ]
-            return httpx.Response(200, json={"results": found, "total": len(found)})
+            return _json(200, {"results": found, "total": len(found)})
         raise AssertionError(f"unexpected GET {path}")
 
     def _write(self, request: httpx.Request, path: str) -> httpx.Response:
-        body = json.loads(request.content)
+        body = json.loads(request.content, parse_float=Decimal)
         if path == "/orders/import":
             return self._import(body)
         if m := re.fullmatch(r"/orders/([\w-]+)", path):
             return self._update_order(m.group(1), body)
         if path == "/payments":
-            if body["key"] in self.payments:
+            if self.enforces("key-pattern") and not KEY.fullmatch(body.get("key", "")):
+                return _error(400, "InvalidJsonInput", f"'{body.get('key')}' is not a valid key.")
+            if body["key"] in self.payments and self.enforces("duplicate-payment-key"):
                 return _error(
                     400,
                     "DuplicateField",
                     f"A duplicate value '{body['key']}' exists for field 'key'.",
                 )
             assert body["transactions"][0]["type"] in ("Charge", "Refund")
+            if refused := self._money_refused(body["amountPlanned"]):
+                return refused
             payment = {"id": f"pay-{next(self._ids)}", "version": 1, **body}
             self.payments[body["key"]] = payment
-            return httpx.Response(201, json=payment)
+            return _json(201, payment)
+        if m := re.fullmatch(r"/payments/([\w-]+)", path):
+            by_id = {p["id"]: p for p in self.payments.values()}
+            payment = by_id[m.group(1)]
+            if body["version"] != payment["version"] and self.enforces("concurrent-modification"):
+                return self._conflict(payment)
+            for action in body["actions"]:
+                assert action["action"] == "addTransaction", action
+                transaction = action["transaction"]
+                assert transaction["type"] in ("Charge", "Refund"), transaction
+                if refused := self._money_refused(transaction["amount"]):
+                    return refused
+                payment["transactions"].append({"id": f"tx-{next(self._ids)}", **transaction})
+            payment["version"] += 1
+            return _json(200, payment)
         if path == "/inventory":
             entry = {"id": f"inv-{next(self._ids)}", "version": 1, **body}
-            assert isinstance(body["quantityOnStock"], int)
+            if self.enforces("integer-quantity") and not _is_int(body["quantityOnStock"]):
+                return _error(400, "InvalidJsonInput", "quantityOnStock: not a whole number")
             self.inventory[entry["id"]] = entry
-            return httpx.Response(201, json=entry)
+            return _json(201, entry)
         if m := re.fullmatch(r"/inventory/([\w-]+)", path):
             entry = self.inventory[m.group(1)]
-            if body["version"] != entry["version"]:
-                return _error(409, "ConcurrentModification", "Object has a different version.")
+            if body["version"] != entry["version"] and self.enforces("concurrent-modification"):
+                return self._conflict(entry)
             (action,) = body["actions"]
             assert action["action"] == "changeQuantity"
             entry["quantityOnStock"] = action["quantity"]
             entry["version"] += 1
-            return httpx.Response(200, json=entry)
+            return _json(200, entry)
         raise AssertionError(f"unexpected POST {path}")
+
+    def _conflict(self, resource: dict[str, Any]) -> httpx.Response:
+        return _error(
+            409,
+            "ConcurrentModification",
+            f"Object {resource['id']} has a different version than expected. "
+            f"Expected: {resource['version'] - 1}. Actual: {resource['version']}.",
+            currentVersion=resource["version"],
+        )
+
+    def _money_refused(self, money: dict[str, Any]) -> httpx.Response | None:
+        if self.enforces("cent-amount") and not _is_int(money.get("centAmount")):
+            return _error(400, "InvalidJsonInput", "centAmount: not a whole number of cents")
+        return None
+
+    def _tax_refused(self, rate: dict[str, Any] | None) -> httpx.Response | None:
+        if rate is None or not self.enforces("tax-rate"):
+            return None
+        amount = rate.get("amount")
+        if (
+            isinstance(amount, bool)
+            or not isinstance(amount, int | Decimal)
+            or not 0 <= amount <= 1
+        ):
+            return _error(400, "InvalidJsonInput", f"taxRate.amount {amount} is not in [0..1]")
+        if not re.fullmatch(r"[A-Z]{2}", str(rate.get("country", ""))):
+            return _error(400, "InvalidJsonInput", "taxRate.country: Missing required value")
+        return None
+
+    def _custom_refused(self, custom: dict[str, Any] | None) -> httpx.Response | None:
+        if custom is None or not self.enforces("custom-type"):
+            return None
+        key = custom["type"].get("key")
+        if key not in self.types:
+            return _error(
+                400,
+                "ReferencedResourceNotFound",
+                f"The referenced object of type 'type' with key '{key}' was not found.",
+                typeId="type",
+            )
+        return None
 
     def _import(self, draft: dict[str, Any]) -> httpx.Response:
         for name in ("orderNumber", "totalPrice", "lineItems"):
             if name not in draft:
                 return _error(400, "InvalidJsonInput", f"Missing required field '{name}'.")
-        if any(o["orderNumber"] == draft["orderNumber"] for o in self.orders.values()):
+        if self.enforces("duplicate-order-number") and any(
+            o["orderNumber"] == draft["orderNumber"] for o in self.orders.values()
+        ):
             return _error(
                 400,
                 "DuplicateField",
                 f"A duplicate value '\"{draft['orderNumber']}\"' exists for field 'orderNumber'.",
             )
-        assert isinstance(draft["totalPrice"]["centAmount"], int)
+        if self.enforces("state-values") and (
+            draft.get("orderState", "Open") not in ORDER_STATES
+            or draft.get("paymentState", "Paid") not in PAYMENT_STATES
+        ):
+            return _error(400, "InvalidJsonInput", "orderState or paymentState: unknown value")
         assert draft["store"]["typeId"] == "store"
+        custom_lines = draft.get("customLineItems", [])
+        if self.enforces("line-item-limit") and (
+            len(draft["lineItems"]) > LINE_ITEM_LIMIT or len(custom_lines) > LINE_ITEM_LIMIT
+        ):
+            return _error(
+                400, "MaxResourceLimitExceeded", f"At most {LINE_ITEM_LIMIT} line items per order."
+            )
+        moneys = [draft["totalPrice"]]
+        if taxed := draft.get("taxedPrice"):
+            moneys += [taxed["totalNet"], taxed["totalGross"]]
+            moneys += [p["amount"] for p in taxed.get("taxPortions", [])]
         lines = []
         for item in draft["lineItems"]:
             assert set(item) >= {"name", "variant", "price", "quantity"}, item
-            assert isinstance(item["quantity"], int)
+            if self.enforces("integer-quantity") and not _is_int(item["quantity"]):
+                return _error(
+                    400,
+                    "InvalidJsonInput",
+                    f"Request body does not contain valid JSON. lineItems -> quantity: "
+                    f"{item['quantity']} is not an Int",
+                )
+            moneys.append(item["price"]["value"])
+            if taxed := item.get("taxedPrice"):
+                moneys += [taxed["totalNet"], taxed["totalGross"], taxed["totalTax"]]
+            refused = self._tax_refused(item.get("taxRate")) or self._custom_refused(
+                item.get("custom")
+            )
+            if refused:
+                return refused
             lines.append({"id": f"li-{next(self._ids)}", **item})
+        for custom in custom_lines:
+            if self.enforces("slug-pattern") and not KEY.fullmatch(custom.get("slug", "")):
+                return _error(400, "InvalidJsonInput", f"slug '{custom.get('slug')}' is not valid")
+            moneys.append(custom["money"])
+        for money in moneys:
+            if refused := self._money_refused(money):
+                return refused
         self.imports += 1
         order = {
             "id": f"ord-{next(self._ids)}",
             "version": 1,
             **draft,
             "lineItems": lines,
+            "customLineItems": [{"id": f"cli-{next(self._ids)}", **c} for c in custom_lines],
             "paymentInfo": {"payments": []},
             "returnInfo": [],
         }
         self.orders[order["id"]] = order
-        return httpx.Response(201, json=order)
+        return _json(201, order)
 
     def _update_order(self, order_id: str, body: dict[str, Any]) -> httpx.Response:
         order = self.orders[order_id]
-        if body["version"] != order["version"]:
-            return _error(409, "ConcurrentModification", "Object has a different version.")
+        if body["version"] != order["version"] and self.enforces("concurrent-modification"):
+            return self._conflict(order)
         for action in body["actions"]:
             if action["action"] == "addPayment":
                 order["paymentInfo"]["payments"].append(
@@ -264,8 +479,14 @@ class FakeCommercetools:
                     {"items": action["items"], "returnTrackingId": action["returnTrackingId"]}
                 )
             elif action["action"] == "changeOrderState":
+                if self.enforces("state-values") and action["orderState"] not in ORDER_STATES:
+                    return _error(400, "InvalidJsonInput", f"orderState {action['orderState']}")
                 order["orderState"] = action["orderState"]
+            elif action["action"] == "changePaymentState":
+                if self.enforces("state-values") and action["paymentState"] not in PAYMENT_STATES:
+                    return _error(400, "InvalidJsonInput", f"paymentState {action['paymentState']}")
+                order["paymentState"] = action["paymentState"]
             else:
                 raise AssertionError(action)
         order["version"] += 1
-        return httpx.Response(200, json=order)
+        return _json(200, order)

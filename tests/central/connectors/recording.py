@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import ClassVar
 from urllib.parse import unquote
 
 import httpx
@@ -14,6 +15,9 @@ from central.connectors import Routed
 
 class RecordingServer:
     """Stores each record by the key in its path; a repeat overwrites, never adds."""
+
+    RULES: ClassVar[dict[str, str]] = {}
+    """Our own sandbox protocol: no platform documents rules for it."""
 
     def __init__(self, token: str = "static-token-123") -> None:  # noqa: S107 - a test credential
         self.token = token
@@ -51,6 +55,9 @@ class RecordingServer:
 
     def stored(self, routed: Routed) -> int:
         return 1 if routed.key in self.records else 0
+
+    def order_total(self, routed: Routed) -> Decimal:
+        return Decimal(self.records[routed.key]["record"]["total"])  # type: ignore[index]
 
     def inventory_level(self, routed: Routed) -> Decimal | None:
         body = self.records.get(routed.key)

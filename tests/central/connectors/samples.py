@@ -27,9 +27,13 @@ ROUTE = {
     "currency": "EUR",
     "tax_mode": "included",
 }
-SKUS = {"4006381333931": "SKU-PEN-BLUE", "4006381333948": "SKU-PEN-RED"}
+SKUS = {
+    "4006381333931": "SKU-PEN-BLUE",
+    "4006381333948": "SKU-PEN-RED",
+    "2000000000017": "SKU-APPLES",
+}
 PAYMENTS = {"card": "adyen-pos", "cash": "cash"}
-TAX_CODES = {"A": "de-standard"}
+TAX_CODES = {"A": "de-standard", "B": "de-reduced"}
 
 
 def _source() -> dict[str, str]:
@@ -100,6 +104,96 @@ def sale(number: str = "1001", *, customer: bool = False) -> Transaction:
             "last_name": "Beispiel",
         }
     return Transaction.model_validate(body)
+
+
+def grocery(number: str = "1101") -> Transaction:
+    """A weighed item (0.65 kg at 2.99/kg, reduced VAT) and two pens with a line discount,
+    tax included: 19.92 at the till, to the cent."""
+    return Transaction.model_validate(
+        {
+            "kind": "sale",
+            "key": make_key("sale", STORE, "3", DAY, number),
+            "store": STORE,
+            "register": "3",
+            "business_date": DAY,
+            "occurred_at": WHEN,
+            "source": _source(),
+            "transaction_id": number,
+            "currency": "EUR",
+            "total": Decimal("19.92"),
+            "lines": [
+                {
+                    "number": "1",
+                    "sku": "2000000000017",
+                    "description": "Apples, loose",
+                    "quantity": Decimal("0.65"),
+                    "unit_price": Decimal("2.99"),
+                    "amount": Decimal("1.94"),
+                    "taxes": [
+                        {
+                            "code": "B",
+                            "rate": Decimal(7),
+                            "amount": Decimal("0.13"),
+                            "included": True,
+                        }
+                    ],
+                },
+                {
+                    "number": "2",
+                    "sku": "4006381333931",
+                    "description": "Pen blue",
+                    "quantity": Decimal(2),
+                    "unit_price": Decimal("9.99"),
+                    "amount": Decimal("19.98"),
+                    "discounts": [
+                        {"code": "PROMO2", "description": "2 off pens", "amount": Decimal("2.00")}
+                    ],
+                    "taxes": [
+                        {
+                            "code": "A",
+                            "rate": Decimal(19),
+                            "amount": Decimal("2.87"),
+                            "included": True,
+                        }
+                    ],
+                },
+            ],
+            "tenders": [{"type": "card", "method": "VISA", "amount": Decimal("19.92")}],
+        }
+    )
+
+
+def grocery_day() -> list[Transaction]:
+    """42 sales of one day, 32 of them with a weighed line (0.155 to 2.480 kg at
+    2.99/kg, the amount rounded half up as scales do), every third with a discount."""
+    cent = Decimal("0.01")
+    day = [sale(f"G{n:03d}") for n in range(10)]
+    for n in range(32):
+        base = grocery(f"W{n:03d}")
+        weight = Decimal(155 + 75 * n) / 1000
+        amount = (weight * Decimal("2.99")).quantize(cent, rounding="ROUND_HALF_UP")
+        tax = amount - (amount / Decimal("1.07")).quantize(cent, rounding="ROUND_HALF_UP")
+        apples = base.lines[0].model_copy(
+            update={
+                "quantity": weight,
+                "amount": amount,
+                "taxes": [base.lines[0].taxes[0].model_copy(update={"amount": tax})],
+            }
+        )
+        pens = base.lines[1]
+        if n % 3:
+            pens = pens.model_copy(
+                update={
+                    "discounts": [],
+                    "taxes": [pens.taxes[0].model_copy(update={"amount": Decimal("3.19")})],
+                }
+            )
+        total = amount + pens.amount - sum((d.amount for d in pens.discounts), Decimal(0))
+        tenders = [base.tenders[0].model_copy(update={"amount": total})]
+        day.append(
+            base.model_copy(update={"lines": [apples, pens], "total": total, "tenders": tenders})
+        )
+    return day
 
 
 def refund(of: Transaction, number: str = "1002") -> Transaction:

@@ -4,12 +4,14 @@ voids, tokens, inventory entries created when missing."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import httpx
 import pytest
 
 from central.connectors.commercetools import CommercetoolsConnector, CommercetoolsSettings
 
-from . import samples
+from . import probes, samples
 from .contract import Case, ConnectorContract
 from .fake_commercetools import CLIENT_ID, CLIENT_SECRET, PROJECT, FakeCommercetools
 
@@ -26,10 +28,15 @@ def settings(dry_run: bool = False, secret: str = CLIENT_SECRET) -> Commercetool
     )
 
 
+def case() -> Case:
+    """This target's contract case: its settings, its fake and the fake's rule probes."""
+    return Case(settings=settings, probes=probes.COMMERCETOOLS, fake=FakeCommercetools)
+
+
 class TestCommercetoolsContract(ConnectorContract):
     @pytest.fixture
     def case(self) -> Case:
-        return Case(settings=settings, fake=FakeCommercetools)
+        return case()
 
 
 async def _deliver(fake: FakeCommercetools, *records: samples.Routed) -> object:
@@ -69,8 +76,33 @@ async def test_a_void_refunds_and_cancels_its_order() -> None:
     await _deliver(fake, void)
     (order,) = fake.orders.values()
     assert order["orderState"] == "Cancelled"
-    refunds = [p for p in fake.payments.values() if p["transactions"][0]["type"] == "Refund"]
-    assert [p["amountPlanned"]["centAmount"] for p in refunds] == [2997]
+    assert len(fake.payments) == 2, "no payment of its own: refunds go on the sale's payments"
+    refunds = [
+        t["amount"]["centAmount"]
+        for p in fake.payments.values()
+        for t in p["transactions"]
+        if t["type"] == "Refund"
+    ]
+    assert refunds == [2997]
+
+
+async def test_a_return_is_a_refund_transaction_on_the_sales_payment_once() -> None:
+    fake = FakeCommercetools()
+    sale = samples.sale()
+    await _deliver(fake, samples.routed(sale))
+    back = samples.refund(sale)
+    await _deliver(fake, samples.routed(back, original_ref=sale.key))
+    await _deliver(fake, samples.routed(back, attempts=1, original_ref=sale.key))
+    card = next(
+        p for p in fake.payments.values() if p["paymentMethodInfo"]["method"] == "adyen-pos"
+    )
+    assert [(t["type"], t["amount"]["centAmount"]) for t in card["transactions"]] == [
+        ("Charge", 2000),
+        ("Refund", 999),
+    ]
+    (order,) = fake.orders.values()
+    (info,) = order["returnInfo"]
+    assert info["items"][0]["quantity"] == 1
 
 
 async def test_a_return_without_a_known_sale_is_imported_as_its_own_order() -> None:
@@ -101,3 +133,118 @@ async def test_a_wrong_secret_is_retried_and_never_shown() -> None:
     assert outcome.status == 401
     assert "not-it" not in outcome.reason
     assert fake.orders == {}
+
+
+async def test_every_call_carries_the_records_correlation_id() -> None:
+    fake = FakeCommercetools()
+    sale = samples.routed(samples.sale())
+    await _deliver(fake, sale)
+    assert fake.correlation_ids, "calls were made"
+    assert set(fake.correlation_ids) == {sale.correlation_id}
+
+
+async def test_a_weighed_line_goes_as_one_unit_at_its_amount_with_the_measure_kept() -> None:
+    fake = FakeCommercetools()
+    grocery = samples.routed(samples.grocery())
+    await _deliver(fake, grocery)
+    (order,) = fake.orders.values()
+    apples, pens = order["lineItems"]
+    assert apples["quantity"] == 1
+    assert apples["price"]["value"]["centAmount"] == 194
+    assert apples["custom"] == {
+        "type": {"typeId": "type", "key": "tillbridge-pos-line"},
+        "fields": {"posQuantity": "0.65", "posUnitPrice": "2.99"},
+    }
+    assert apples["taxRate"]["amount"] == Decimal("0.07")
+    assert apples["taxedPrice"]["totalTax"]["centAmount"] == 13
+    assert pens["quantity"] == 2
+    assert pens["price"]["value"]["centAmount"] == 999
+    assert pens["custom"]["fields"] == {"posDiscount": "2.00"}
+    (discount,) = order["customLineItems"]
+    assert discount["money"]["centAmount"] == -200
+    assert discount["name"] == {"en": "2 off pens"}
+    # The POS's 2.87 on the pens, split so the platform's line-by-line totals agree.
+    assert pens["taxedPrice"]["totalTax"]["centAmount"] == 319
+    assert discount["taxedPrice"]["totalTax"]["centAmount"] == -32
+    assert discount["taxRate"] == pens["taxRate"]
+    taxed = order["taxedPrice"]
+    assert taxed["totalGross"]["centAmount"] == 1992
+    assert taxed["totalTax"]["centAmount"] == 300
+    assert sorted(p["amount"]["centAmount"] for p in taxed["taxPortions"]) == [13, 287]
+
+
+async def test_without_a_line_type_a_weighed_line_is_refused_by_name() -> None:
+    fake = FakeCommercetools()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
+        plain = settings().model_copy(update={"line_item_type": ""})
+        result = await CommercetoolsConnector(plain, client).deliver(
+            [samples.routed(samples.grocery())]
+        )
+    assert "line 1: quantity 0.65 needs line_item_type" in result.rejected[0].reason
+    assert fake.orders == {}
+
+
+async def test_tax_excluded_from_prices_leaves_totalprice_net_and_the_gross_in_taxedprice() -> None:
+    fake = FakeCommercetools()
+    sale = samples.sale()
+    lines = [
+        line.model_copy(
+            update={"taxes": [tax.model_copy(update={"included": False}) for tax in line.taxes]}
+        )
+        for line in sale.lines
+    ]
+    taxes = [t.model_copy(update={"included": False}) for t in sale.taxes]
+    us = sale.model_copy(update={"lines": lines, "taxes": taxes, "total": Decimal("34.76")})
+    await _deliver(fake, samples.routed(us))
+    (order,) = fake.orders.values()
+    assert order["totalPrice"]["centAmount"] == 2997
+    assert order["taxedPrice"]["totalGross"]["centAmount"] == 3476
+    assert order["taxedPrice"]["totalNet"]["centAmount"] == 2997
+    assert order["lineItems"][0]["taxRate"]["includedInPrice"] is False
+
+
+async def test_a_store_without_a_country_is_refused_not_taxed_as_germany() -> None:
+    fake = FakeCommercetools()
+    sale = samples.routed(samples.sale())
+    nowhere = samples.Routed(**{**sale.__dict__, "route": {**sale.route, "country": ""}})
+    result = await _deliver(fake, nowhere)
+    assert "store 0042 has no country" in result.rejected[0].reason  # type: ignore[attr-defined]
+    assert fake.orders == {}
+
+
+async def test_a_sku_with_quotes_is_found_by_input_variable_not_pasted_into_the_predicate() -> None:
+    fake = FakeCommercetools()
+    count = samples.routed(samples.inventory(quantity=5))
+    odd = samples.Routed(**{**count.__dict__, "skus": {count.record.sku: 'PEN "BLUE" 5\\'}})  # type: ignore[attr-defined]
+    first = await _deliver(fake, odd)
+    assert len(first.accepted) == 1  # type: ignore[attr-defined]
+    again = samples.routed(samples.inventory(quantity=7, reference="count-2"))
+    again = samples.Routed(**{**again.__dict__, "skus": odd.skus})
+    second = await _deliver(fake, again)
+    assert len(second.accepted) == 1  # type: ignore[attr-defined]
+    (entry,) = fake.inventory.values()
+    assert entry["sku"] == 'PEN "BLUE" 5\\'
+    assert entry["quantityOnStock"] == 7
+
+
+async def test_a_location_with_its_own_supply_channel_is_counted_there() -> None:
+    fake = FakeCommercetools()
+    fake.channels["berlin-back"] = {"id": "ch-back", "key": "berlin-back"}
+    back = samples.inventory(quantity=9).model_copy(update={"location": "BACK"})
+    routed = samples.routed(back)
+    routed = samples.Routed(
+        **{**routed.__dict__, "route": {**routed.route, "supply_channel@BACK": "berlin-back"}}
+    )
+    await _deliver(fake, routed, samples.routed(samples.inventory(quantity=4)))
+    levels = {e["supplyChannel"]["id"]: e["quantityOnStock"] for e in fake.inventory.values()}
+    assert levels == {"ch-back": 9, "ch-supply": 4}
+
+
+async def test_the_order_total_commercetools_states_is_kept_for_reconciliation() -> None:
+    fake = FakeCommercetools()
+    grocery = samples.routed(samples.grocery())
+    (accepted,) = (await _deliver(fake, grocery)).accepted  # type: ignore[attr-defined]
+    assert accepted.confirmed == Decimal("19.92")
+    again = samples.routed(grocery.record, attempts=1)  # type: ignore[arg-type]
+    (found,) = (await _deliver(fake, again)).accepted  # type: ignore[attr-defined]
+    assert found.confirmed == Decimal("19.92"), "read back from the order found"

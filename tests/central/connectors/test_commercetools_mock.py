@@ -72,6 +72,30 @@ def admin(mock_url: str) -> Admin:
             "publish": True,
         },
     )
+    admin.post(
+        "/products",
+        {
+            "key": "apples",
+            "name": {"en": "Apples"},
+            "slug": {"en": "apples"},
+            "productType": {"typeId": "product-type", "id": kind["id"]},
+            "masterVariant": {"sku": "SKU-APPLES"},
+            "publish": True,
+        },
+    )
+    string = {"name": "String"}
+    admin.post(
+        "/types",
+        {
+            "key": "tillbridge-pos-line",
+            "name": {"en": "POS line"},
+            "resourceTypeIds": ["line-item"],
+            "fieldDefinitions": [
+                {"name": name, "label": {"en": name}, "required": False, "type": string}
+                for name in ("posQuantity", "posUnitPrice", "posDiscount")
+            ],
+        },
+    )
     for key, role in (
         ("berlin-mitte-supply", "InventorySupply"),
         ("berlin-mitte-dist", "ProductDistribution"),
@@ -147,9 +171,15 @@ async def test_a_linked_return_is_refunded_on_the_original_order(
     assert item["quantity"] == 1
     assert item["lineItemId"] == order["lineItems"][0]["id"]
     attached = order["paymentInfo"]["payments"]
+    assert len(attached) == 2, "the refund goes on the sale's payment, not a new one"
     payments = [admin.http.get(f"/payments/{p['id']}").json() for p in attached]
-    refunds = [p for p in payments if p["transactions"][0]["type"] == "Refund"]
-    assert [p["amountPlanned"]["centAmount"] for p in refunds] == [999]
+    refunds = [
+        t["amount"]["centAmount"]
+        for p in payments
+        for t in p["transactions"]
+        if t["type"] == "Refund"
+    ]
+    assert refunds == [999], "one refund transaction, once"
 
 
 class Interfering(httpx.AsyncBaseTransport):
@@ -194,3 +224,49 @@ async def test_inventory_ends_at_our_level_despite_a_concurrent_change(
         "/inventory", f'sku="SKU-PEN-BLUE" and supplyChannel(id="{channel["id"]}")'
     )
     assert entry["quantityOnStock"] == 12
+
+
+async def test_a_weighed_and_discounted_sale_is_imported_to_the_cent(
+    connector: CommercetoolsConnector, admin: Admin
+) -> None:
+    grocery = samples.grocery("9401")
+    result = await connector.deliver([samples.routed(grocery)])
+    assert len(result.accepted) == 1, result
+    assert result.accepted[0].confirmed == grocery.total, "the mock's own total, as answered"
+    (order,) = admin.query("/orders", f'orderNumber="{grocery.key}"')
+    assert order["totalPrice"]["centAmount"] == 1992
+    lines = sum(li["totalPrice"]["centAmount"] for li in order["lineItems"])
+    custom = sum(c["totalPrice"]["centAmount"] for c in order["customLineItems"])
+    assert lines + custom == 1992, "the platform's own line totals add up to the POS total"
+    apples = order["lineItems"][0]
+    assert apples["quantity"] == 1
+    assert apples["custom"]["fields"] == {"posQuantity": "0.65", "posUnitPrice": "2.99"}
+
+
+async def test_a_grocery_day_is_imported_once_each_to_the_cent(
+    connector: CommercetoolsConnector, admin: Admin
+) -> None:
+    day = samples.grocery_day()
+    first = await connector.deliver([samples.routed(s) for s in day])
+    assert len(first.accepted) == len(day) == 42, first
+    back = samples.refund(day[0], "R901")
+    void = samples.void(day[1], "V901")
+    done = await connector.deliver(
+        [
+            samples.routed(back, original_ref=day[0].key),
+            samples.routed(void, original_ref=day[1].key),
+        ]
+    )
+    assert len(done.accepted) == 2, done
+    again = await connector.deliver([samples.routed(s, attempts=1) for s in day])
+    assert len(again.accepted) == 42
+    for sale in day:
+        (order,) = admin.query("/orders", f'orderNumber="{sale.key}"')
+        lines = sum(li["totalPrice"]["centAmount"] for li in order["lineItems"])
+        custom = sum(c["totalPrice"]["centAmount"] for c in order["customLineItems"])
+        cents = int(sale.total * 100)
+        assert order["totalPrice"]["centAmount"] == lines + custom == cents, sale.key
+    (returned,) = admin.query("/orders", f'orderNumber="{day[0].key}"')
+    assert len(returned["returnInfo"]) == 1
+    (voided,) = admin.query("/orders", f'orderNumber="{day[1].key}"')
+    assert voided["orderState"] == "Cancelled"

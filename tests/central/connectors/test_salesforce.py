@@ -4,6 +4,7 @@ documented REST API) and its own behaviours: customer matching, profile ownershi
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -13,15 +14,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from central.connectors.salesforce import SalesforceConnector, SalesforceSettings, soql_quote
 
-from . import samples
+from . import probes, samples
 from .contract import Case, ConnectorContract
-from .fake_salesforce import CLIENT_ID, CLIENT_SECRET, FakeSalesforce
+from .fake_salesforce import CLIENT_ID, CLIENT_SECRET, LOGIN, MY_DOMAIN, FakeSalesforce
 
 
 def settings(dry_run: bool = False, **extra: object) -> SalesforceSettings:
     values: dict[str, object] = {
         "name": "crm",
-        "login_url": "https://login.salesforce.test",
+        "login_url": MY_DOMAIN,
+        "jwt_audience": LOGIN,
         "client_id": CLIENT_ID,
         "client_secret": CLIENT_SECRET,
         "account_id": "001000000000001AAA",
@@ -31,13 +33,23 @@ def settings(dry_run: bool = False, **extra: object) -> SalesforceSettings:
     return SalesforceSettings(**values)  # type: ignore[arg-type]
 
 
+def case() -> Case:
+    """This target's contract case: its settings, its fake and the fake's rule probes."""
+    return Case(
+        settings=settings,
+        probes=probes.SALESFORCE,
+        fake=FakeSalesforce,
+        kinds={"sale", "return", "void"},
+    )
+
+
 class TestSalesforceContract(ConnectorContract):
     # Inventory stays in commerce; Salesforce takes sales, returns and customers.
     test_inventory_is_set_absolutely_and_survives_a_concurrent_change = None  # type: ignore[assignment]
 
     @pytest.fixture
     def case(self) -> Case:
-        return Case(settings=settings, fake=FakeSalesforce, kinds={"sale", "return"})
+        return case()
 
 
 async def _deliver(fake: FakeSalesforce, *records: samples.Routed, **extra: object) -> object:
@@ -55,7 +67,7 @@ async def test_an_order_and_its_items_are_upserted_with_their_price_book_entries
     assert order["EffectiveDate"] == "2026-11-20"
     items = sorted(fake.rows["OrderItem"].values(), key=lambda r: r["POS_Line_Key__c"])
     assert [i["PricebookEntryId"] for i in items] == ["01u000000000001", "01u000000000002"]
-    assert [i["Quantity"] for i in items] == [2.0, 1.0]
+    assert [i["Quantity"] for i in items] == [2, 1]
 
 
 async def test_a_customer_is_matched_by_loyalty_id_and_not_overwritten() -> None:
@@ -176,3 +188,125 @@ async def test_the_stores_location_goes_into_the_configured_order_field() -> Non
     await _deliver(fake, samples.routed(samples.sale()), order_location_field="Store_Location__c")
     (order,) = fake.rows["Order"].values()
     assert order["Store_Location__c"] == samples.ROUTE["location"]
+
+
+def test_client_credentials_against_the_generic_login_host_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="needs the org's My Domain URL"):
+        settings(login_url="https://login.salesforce.com")
+    assert settings(login_url="").missing() == ["login_url"]
+    jwt = settings(login_url="", auth_flow="jwt", username="u@acme.test", private_key_file="/k.pem")
+    assert jwt.token_url == "https://login.salesforce.com/services/oauth2/token"
+
+
+async def test_a_return_of_a_known_sale_is_a_reduction_order_linked_item_by_item() -> None:
+    fake = FakeSalesforce()
+    sale = samples.sale()
+    posted = await _deliver(fake, samples.routed(sale))
+    original = posted.accepted[0].ref  # type: ignore[attr-defined]
+    back = samples.routed(samples.refund(sale), original_ref=original)
+    result = await _deliver(fake, back)
+    assert len(result.accepted) == 1  # type: ignore[attr-defined]
+    reduction = next(o for o in fake.rows["Order"].values() if o["POS_Key__c"] == back.key)
+    assert reduction["IsReductionOrder"] is True
+    assert reduction["OriginalOrderId"] == original
+    (item,) = fake.items_of(back.key)
+    blue = next(i for i in fake.items_of(sale.key) if i["POS_Line_Key__c"].endswith("#1"))
+    assert item["OriginalOrderItemId"] == blue["Id"]
+    assert item["Quantity"] == -1
+    again = await _deliver(fake, samples.routed(back.record, attempts=1, original_ref=original))  # type: ignore[arg-type]
+    assert len(again.accepted) == 1, "create-only fields are not sent again"  # type: ignore[attr-defined]
+    assert fake.stored(back) == 1
+
+
+async def test_a_return_without_its_sale_needs_negative_quantities_allowed() -> None:
+    blind = samples.routed(samples.refund(samples.sale(), "8001"))
+    refused = await _deliver(FakeSalesforce(), blind)
+    assert "negative quantity needs the original sale" in refused.rejected[0].reason  # type: ignore[attr-defined]
+    fake = FakeSalesforce(negative_quantities=True)
+    accepted = await _deliver(fake, blind, negative_quantities=True)
+    assert len(accepted.accepted) == 1  # type: ignore[attr-defined]
+    assert [i["Quantity"] for i in fake.items_of(blind.key)] == [-1]
+
+
+async def test_a_void_sets_the_original_orders_status() -> None:
+    fake = FakeSalesforce()
+    sale = samples.sale()
+    posted = await _deliver(fake, samples.routed(sale))
+    original = posted.accepted[0].ref  # type: ignore[attr-defined]
+    await _deliver(fake, samples.routed(samples.void(sale), original_ref=original))
+    assert fake.rows["Order"][original]["Status"] == "Cancelled"
+    assert len(fake.rows["Order"]) == 1
+
+
+async def test_weighed_goods_keep_their_decimal_quantity_and_unit_price() -> None:
+    fake = FakeSalesforce()
+    grocery = samples.routed(samples.grocery())
+    await _deliver(fake, grocery)
+    apples, pens = sorted(fake.items_of(grocery.key), key=lambda i: i["POS_Line_Key__c"])
+    assert (apples["Quantity"], apples["UnitPrice"]) == (Decimal("0.65"), Decimal("2.99"))
+    assert (pens["Quantity"], pens["UnitPrice"]) == (2, Decimal("8.99"))
+    assert pens["Description"] == "PROMO2 -2.00"
+
+
+async def test_each_tender_is_a_payment_row_upserted_by_its_external_id() -> None:
+    fake = FakeSalesforce()
+    sale = samples.routed(samples.sale())
+    extra = {
+        "payment_object": "POS_Payment__c",
+        "payment_static": {"Status__c": "Processed"},
+    }
+    await _deliver(fake, sale, **extra)
+    await _deliver(fake, samples.routed(sale.record, attempts=1), **extra)  # type: ignore[arg-type]
+    rows = sorted(fake.rows["POS_Payment__c"].values(), key=lambda r: r["POS_Payment_Key__c"])
+    assert [r["POS_Payment_Key__c"] for r in rows] == [f"{sale.key}#t0", f"{sale.key}#t1"]
+    assert [r["Amount__c"] for r in rows] == [Decimal("20.00"), Decimal("9.97")]
+    assert [r["Method__c"] for r in rows] == ["adyen-pos", "cash"]
+    assert all(r["Status__c"] == "Processed" for r in rows)
+    assert all(r["Order__c"] == {"POS_Key__c": sale.key} for r in rows)
+
+
+async def test_near_the_daily_limit_delivery_holds_and_leaves_the_rest_to_others() -> None:
+    fake = FakeSalesforce(daily_limit=20)
+    fake.used = 17
+    first = await _deliver(fake, samples.routed(samples.sale("9001")))
+    (held,) = first.retry  # type: ignore[attr-defined]
+    assert held.hold is True
+    assert held.retry_after == pytest.approx(900, abs=5)
+    assert "nearly used up" in held.reason
+    assert fake.used < fake.daily_limit, "the last requests are left to others"
+
+
+async def test_when_the_limit_is_reached_every_record_is_held_not_failed() -> None:
+    fake = FakeSalesforce(daily_limit=0)
+    result = await _deliver(fake, *(samples.routed(samples.sale(str(n))) for n in (1, 2, 3)))
+    assert len(result.retry) == 3  # type: ignore[attr-defined]
+    assert all(o.hold for o in result.retry)  # type: ignore[attr-defined]
+    assert "REQUEST_LIMIT_EXCEEDED" in result.retry[0].reason  # type: ignore[attr-defined]
+
+
+async def test_a_dry_run_void_is_accepted_with_its_request_kept() -> None:
+    from central.connectors import DryRunTransport
+    from central.connectors.salesforce import dry_run_response
+
+    transport = DryRunTransport(dry_run_response)
+    async with httpx.AsyncClient(transport=transport) as client:
+        connector = SalesforceConnector(settings(dry_run=True), client)
+        void = samples.routed(samples.void(samples.sale()), original_ref="8015g00000AbCdE")
+        result = await connector.deliver([void])
+    (accepted,) = result.accepted
+    (patch,) = [e for e in accepted.exchanges if e.method == "PATCH"]
+    assert patch.url.endswith("/sobjects/Order/8015g00000AbCdE")
+    assert patch.request == '{"Status":"Cancelled"}'
+
+
+async def test_a_login_host_refusing_client_credentials_is_named_in_the_reason() -> None:
+    fake = FakeSalesforce()
+    generic = settings().model_copy(update={"login_url": "https://login.salesforce.test"})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
+        result = await SalesforceConnector(generic, client).deliver(
+            [samples.routed(samples.sale())]
+        )
+    (refused,) = result.rejected
+    assert refused.reason == (
+        "token refused: 400 unsupported_grant_type: request not supported on this domain"
+    )
