@@ -177,15 +177,19 @@ async def test_a_group_of_exceptions_is_shown_and_retried_at_once(relay) -> None
     reason = grouped[0]["reason"]
     assert "price list missing" in reason
     denied = await client.post(
-        "/api/v1/exceptions/retry", params={"reason": reason}, headers=basic("vera")
+        "/api/v1/exceptions/retry",
+        params={"reason": reason},
+        headers=await with_csrf(client, "vera"),
     )
     assert denied.status_code == 403
-    await client.post("/login", data={"username": "otto", "password": PASSWORD})
+    await sign_in(client, "otto")
     page = await client.get("/exceptions")
     assert "Retry all 3" in page.text
     client.cookies.clear()  # the API as a script calls it: basic auth, no session
     done = await client.post(
-        "/api/v1/exceptions/retry", params={"reason": "PRICE LIST"}, headers=basic("otto")
+        "/api/v1/exceptions/retry",
+        params={"reason": "PRICE LIST"},
+        headers=await with_csrf(client, "otto"),
     )
     assert done.json()["retried"] == 3
     await delivery.drain()
