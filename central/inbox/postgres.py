@@ -63,23 +63,39 @@ class PostgresInbox(ViewSql):
         self._size = pool_size
         self._idle: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
         self._all: list[psycopg.AsyncConnection[Any]] = []
+        # A connection found broken means the server went away: every connection opened
+        # before then is suspect and is opened again before its next use.
+        self._generation = 0
+        self._born: dict[int, int] = {}
 
     async def _open(self) -> None:
         for _ in range(self._size):
             conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
             self._all.append(conn)
+            self._born[id(conn)] = self._generation
             self._idle.put_nowait(conn)
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         conn = await self._idle.get()
         try:
-            if conn.closed:
-                self._all.remove(conn)
+            if conn.closed or conn.broken or self._born.get(id(conn)) != self._generation:
+                # The server went away (restarted, crashed): connect again. Should that fail
+                # too, the dead connection goes back to the pool and the next caller tries
+                # again, so the pool heals once the server is back.
+                old = conn
                 conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+                with contextlib.suppress(ValueError):
+                    self._all.remove(old)
+                self._born.pop(id(old), None)
+                with contextlib.suppress(Exception):
+                    await old.close()
                 self._all.append(conn)
+                self._born[id(conn)] = self._generation
             yield conn
         finally:
+            if conn.broken and self._born.get(id(conn)) == self._generation:
+                self._generation += 1
             self._idle.put_nowait(conn)
 
     async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
