@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup native tools test lint types imports pytest demo bench chaos clean
+.PHONY: setup native tools test lint types imports pytest demo bench chaos soak clean
 
 CTMOCK := tests/support/ctmock
 CTMOCK_STAMP := $(CTMOCK)/node_modules/.installed
@@ -102,3 +102,11 @@ bench: setup
 # The long fault-injection run (a short one runs inside `make test`).
 chaos: setup
 	$(BIN)/python -m lab.chaos --stores 5 --transactions 20000 --faults 30
+
+# The soak: 1,000,000 transactions across 10 stores with at least 100 faults, the relay on a
+# PostgreSQL server of its own that a fault crashes, disks that fill up and clocks that jump
+# (libfaketime, Debian's `faketime`).
+soak: setup
+	@if ! ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; fi
+	$(BIN)/python -m lab.chaos --profile soak

@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from .broker import Mosquitto, free_port
 from .pos import PoslogPos, expected_totals
+from .postgres import PostgresCluster
 
 __all__ = ["ChaosResult", "run_chaos"]
 
@@ -48,11 +50,16 @@ class Process:
     args: list[str]
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    """Set for the next starts (a faked clock); cleared by the fault that set it."""
 
     def start(self) -> None:
         handle = self.log.open("ab")
         self.process = subprocess.Popen(
-            self.args, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "CI": ""}
+            self.args,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "CI": "", **self.env},
         )
         handle.close()
 
@@ -100,9 +107,28 @@ class ChaosResult:
 class Stage:
     """Everything a run starts: broker, recording target, relay, agents, tills."""
 
-    def __init__(self, workdir: Path, stores: int, seed: int, *, small_buffer: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        stores: int,
+        seed: int,
+        *,
+        small_buffer: bool = True,
+        postgres: bool = False,
+        disks: bool = False,
+    ) -> None:
         self.workdir = workdir
         self.small_buffer = small_buffer
+        # The relay's inbox: a SQLite file, or a PostgreSQL server of the run's own that a
+        # fault can crash mid-commit.
+        self.postgres = PostgresCluster() if postgres else None
+        self.disks: dict[str, Path] = {}
+        """Stores whose data folder is a small file system of its own (a fault fills it)."""
+        self._want_disks = disks
+        self.extended = disks
+        """The soak's extra faults: a disk that fills up, a clock that jumps."""
+        self.min_free_mb: dict[str, int] = {}
+        self.faketime = _faketime_library() if disks else None
         # Yesterday's business day, closed at midnight: the agents summarise it, so the
         # run ends with a reconciliation of every store's day.
         self.day = datetime.now(UTC).date() - timedelta(days=1)
@@ -122,6 +148,7 @@ class Stage:
             workdir / "target.log",
         )
         self.inbox = workdir / "relay" / "inbox.db"
+        self.inbox_url = self.postgres.url if self.postgres else f"sqlite:///{self.inbox}"
         self.relay = Process(
             [*_command("tillbridge-central"), "run", "--config", str(workdir / "central.toml")],
             workdir / "relay.out",
@@ -154,6 +181,8 @@ relay_id = "chaos-relay"
 data_dir = "{self.workdir / "relay"}"
 [central.broker]
 url = "{self.broker.url}"
+[central.inbox]
+url = "{self.inbox_url}"
 [central.intake]
 gap_grace_seconds = 3
 [central.delivery]
@@ -196,7 +225,7 @@ settle_seconds = 0.3
 rescan_seconds = 1
 [agent.outbox]
 max_rows = {rows}
-min_free_disk_mb = 1
+min_free_disk_mb = {self.min_free_mb.get(store, 1)}
 [agent.uplink]
 ack_timeout_seconds = 4
 reconnect_min_seconds = 0.2
@@ -208,6 +237,25 @@ heartbeat_seconds = 2
 
     def start(self) -> None:
         self.write_configs()
+        if self._want_disks:
+            for store in self.stores:
+                data = self.workdir / store / "data"
+                data.mkdir(parents=True, exist_ok=True)
+                if _mount_small_disk(data):
+                    self.disks[store] = data
+        if self.faketime is not None:
+            # Every agent runs on a clock a fault can move while it runs (read each second).
+            for store in self.stores:
+                clock = self.workdir / store / "clock"
+                clock.write_text("+0\n")
+                self.agents[store].env = {
+                    "LD_PRELOAD": self.faketime,
+                    "FAKETIME_TIMESTAMP_FILE": str(clock),
+                    "FAKETIME_CACHE_DURATION": "1",
+                    "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+                }
+        if self.postgres is not None:
+            self.postgres.start()
         self.broker.start()
         self.target.start()
         self.relay.start()
@@ -220,6 +268,10 @@ heartbeat_seconds = 2
         self.relay.stop()
         self.target.stop()
         self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+        for data in self.disks.values():
+            subprocess.run(["umount", "-l", str(data)], capture_output=True, check=False)
 
     # -- what the run checks -----------------------------------------------------------
 
@@ -244,7 +296,7 @@ heartbeat_seconds = 2
         from central.inbox import open_inbox
         from central.recon import reconcile_day
 
-        inbox = await open_inbox(f"sqlite:///{self.inbox}", relay_id="chaos-check")
+        inbox = await open_inbox(self.inbox_url, relay_id="chaos-check")
         try:
             out = {}
             for store in self.stores:
@@ -255,24 +307,34 @@ heartbeat_seconds = 2
         finally:
             await inbox.close()
 
+    def _inbox_rows(self, sqlite_sql: str, postgres_sql: str) -> list[tuple[object, ...]]:
+        if self.postgres is not None:
+            import psycopg
+
+            try:
+                with psycopg.connect(self.inbox_url, connect_timeout=10) as conn:
+                    return list(conn.execute(postgres_sql).fetchall())
+            except psycopg.OperationalError:
+                return []  # crashed by a fault and not back yet: look again later
+        if not self.inbox.exists():
+            return []
+        with sqlite3.connect(f"file:{self.inbox}?mode=ro", uri=True, timeout=10) as db:
+            return list(db.execute(sqlite_sql).fetchall())
+
     def inbox_totals(self) -> dict[str, Decimal]:
         """Key → total in the inbox (keys are unique there by construction: a POS
         transaction counted twice would show up as a key the tills never wrote)."""
-        if not self.inbox.exists():
-            return {}
-        with sqlite3.connect(f"file:{self.inbox}?mode=ro", uri=True, timeout=10) as db:
-            rows = db.execute(
-                "SELECT key, json_extract(body, '$.total') FROM records "
-                "WHERE kind IN ('sale', 'return', 'void', 'cancel')"
-            ).fetchall()
-        return {key: Decimal(str(total)) for key, total in rows}
+        rows = self._inbox_rows(
+            "SELECT key, json_extract(body, '$.total') FROM records "
+            "WHERE kind IN ('sale', 'return', 'void', 'cancel')",
+            "SELECT key, body->>'total' FROM records "
+            "WHERE kind IN ('sale', 'return', 'void', 'cancel')",
+        )
+        return {str(key): Decimal(str(total)) for key, total in rows}
 
     def posted_keys(self) -> set[str]:
-        if not self.inbox.exists():
-            return set()
-        with sqlite3.connect(f"file:{self.inbox}?mode=ro", uri=True, timeout=10) as db:
-            rows = db.execute("SELECT key FROM records WHERE state = 'posted'").fetchall()
-        return {key for (key,) in rows}
+        sql = "SELECT key FROM records WHERE state = 'posted'"
+        return {str(key) for (key,) in self._inbox_rows(sql, sql)}
 
     def target_puts(self) -> dict[str, int]:
         db = self.workdir / "target.db"
@@ -286,6 +348,41 @@ heartbeat_seconds = 2
         with urllib.request.urlopen(url, timeout=5) as answer:
             stats: dict[str, int] = json.loads(answer.read())
         return stats
+
+
+def _mount_small_disk(folder: Path, size: str = "512m") -> bool:
+    """Give `folder` a small file system of its own, which a fault can fill; False where
+    the machine does not allow it (not root, not Linux, mounts refused)."""
+    if sys.platform != "linux" or os.geteuid() != 0:
+        return False
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def _faketime_library() -> str | None:
+    """libfaketime, which lets a fault move one agent's clock (Debian's `faketime`)."""
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    return str(found[0]) if found else None
+
+
+def _fill(folder: Path, leave: int = 256 * 1024) -> Path:
+    """Fill `folder`'s file system until less than `leave` bytes are free."""
+    filler = folder / "filler.bin"
+    block = b"\0" * (1024 * 1024)
+    with filler.open("wb") as handle:
+        try:
+            while shutil.disk_usage(folder).free > leave + len(block):
+                handle.write(block)
+                handle.flush()
+            handle.write(block[: max(shutil.disk_usage(folder).free - leave, 0)])
+            handle.flush()
+        except OSError:
+            pass  # full already
+    return filler
 
 
 def _damaged_count(data: Path) -> int:
@@ -405,7 +502,51 @@ def _faults(
             what += ", then SIGKILLed mid-recovery"
         return what
 
-    return {
+    def crash_postgres() -> str:
+        if stage.postgres is None:
+            return "PostgreSQL crash skipped (the relay's inbox is SQLite)"
+        stage.postgres.crash()
+        sleep(rng.uniform(0.5, 3.0))
+        stage.postgres.start()
+        return "relay's PostgreSQL crashed mid-commit, then started again"
+
+    def fill_disk() -> str:
+        store = rng.choice(stage.stores)
+        data = stage.disks.get(store)
+        if data is None:
+            # No file system of its own: the budget stands in, set above the free space.
+            free = shutil.disk_usage(stage.workdir).free // (1024 * 1024)
+            stage.agents[store].stop()
+            stage.min_free_mb[store] = free + 1024
+            stage.write_configs(only=store)
+            stage.agents[store].start()
+            sleep(rng.uniform(3, 8))
+            stage.agents[store].stop()
+            del stage.min_free_mb[store]
+            stage.write_configs(only=store)
+            stage.agents[store].start()
+            return f"agent {store} saw its disk low (budget above the free space), then room"
+        filler = _fill(data)
+        held = rng.uniform(3, 8)
+        sleep(held)
+        filler.unlink(missing_ok=True)
+        return f"agent {store} disk full for {held:.0f} s, then room again"
+
+    def jump_clock() -> str:
+        store = rng.choice(stage.stores)
+        if stage.faketime is None:
+            return "clock jump skipped (libfaketime is not installed: apt-get install faketime)"
+        clock = stage.workdir / store / "clock"
+        forward = rng.choice(["+2h", "+1d", "+26h"])
+        back = rng.choice(["-3h", "-1d", "-20m"])
+        clock.write_text(f"{forward}\n")
+        sleep(rng.uniform(2, 5))
+        clock.write_text(f"{back}\n")
+        sleep(rng.uniform(2, 5))
+        clock.write_text("+0\n")
+        return f"agent {store} clock jumped {forward}, then {back}, then right again"
+
+    kinds = {
         "kill_agent": kill_agent,
         "kill_relay": kill_relay,
         "restart_broker": restart_broker,
@@ -413,6 +554,12 @@ def _faults(
         "cut_store_off": cut_store_off,
         "corrupt_database": corrupt_database,
     }
+    if stage.postgres is not None:
+        kinds["crash_postgres"] = crash_postgres
+    if stage.extended:
+        kinds["fill_disk"] = fill_disk
+        kinds["jump_clock"] = jump_clock
+    return kinds
 
 
 def schedule(rng: random.Random, kinds: list[str], faults: int) -> list[str]:
@@ -484,11 +631,15 @@ def run_chaos(
     seed: int = 7,
     faults: int = 8,
     settle_timeout: float = 180,
+    postgres: bool = False,
+    extended: bool = False,
     say: Callable[[str], None] = lambda line: None,
 ) -> ChaosResult:
-    """Run the whole thing in `workdir`; returns the counts (the caller asserts)."""
+    """Run the whole thing in `workdir`; returns the counts (the caller asserts).
+    `postgres` puts the relay's inbox on a PostgreSQL server of the run's own, which a
+    fault crashes; `extended` adds a disk that fills up and a clock that jumps."""
     started = time.monotonic()
-    stage = Stage(workdir, stores, seed)
+    stage = Stage(workdir, stores, seed, postgres=postgres, disks=extended)
     kinds = _faults(stage)
     plan = schedule(stage.rng, list(kinds), faults)
     journal = Journal(workdir / "chaos-run.json", seed, stores, transactions, plan)
@@ -571,7 +722,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--faults", type=int, default=20)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--postgres", action="store_true", help="the relay's inbox on a PostgreSQL of its own"
+    )
+    parser.add_argument(
+        "--extended", action="store_true", help="add a disk that fills up and a clock that jumps"
+    )
+    parser.add_argument(
+        "--profile",
+        choices=["soak"],
+        default=None,
+        help="soak: 1,000,000 transactions, 10 stores, 100 faults, PostgreSQL, extended faults",
+    )
     args = parser.parse_args(argv)
+    if args.profile == "soak":
+        args.stores, args.transactions, args.faults = 10, 1_000_000, 100
+        args.postgres = args.extended = True
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tillbridge-chaos-"))
     print(f"Working in {workdir}", flush=True)
     result = run_chaos(
@@ -580,7 +746,9 @@ def main(argv: list[str] | None = None) -> None:
         transactions=args.transactions,
         seed=args.seed,
         faults=args.faults,
-        settle_timeout=600,
+        settle_timeout=600 if args.transactions <= 100_000 else 3600,
+        postgres=args.postgres,
+        extended=args.extended,
         say=lambda line: print(line, flush=True),
     )
     for fault in result.faults:

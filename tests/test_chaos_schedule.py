@@ -67,6 +67,12 @@ class FakeStage:
     stores: list[str] = field(default_factory=lambda: ["0101", "0102", "0103"])
     configs: list[tuple[str | None, str | None]] = field(default_factory=list)
 
+    extended: bool = False
+    postgres: Any = None
+    faketime: str | None = None
+    disks: dict[str, Path] = field(default_factory=dict)
+    min_free_mb: dict[str, int] = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         self.broker = FakeBroker(self.workdir / "broker")
         self.broker.workdir.mkdir(parents=True)
@@ -104,6 +110,19 @@ class FakeStage:
         self.tills[store].files += 1
 
 
+@dataclass
+class FakePostgres:
+    crashes: int = 0
+    running: bool = True
+
+    def crash(self) -> None:
+        self.crashes += 1
+        self.running = False
+
+    def start(self) -> None:
+        self.running = True
+
+
 SEEDS = range(50)
 
 
@@ -111,6 +130,8 @@ SEEDS = range(50)
 def test_every_fault_applies_or_says_why_at_any_seed(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     stage = FakeStage(tmp_path, rng)
+    if seed % 2:  # the soak's faults too: a PostgreSQL inbox, disks, clocks
+        stage.extended, stage.postgres = True, FakePostgres()
     for agent in stage.agents.values():
         agent.start()
     kinds = _faults(cast(Stage, stage), sleep=lambda seconds: None)
@@ -127,6 +148,10 @@ def test_every_fault_applies_or_says_why_at_any_seed(tmp_path: Path, seed: int) 
     assert all(agent.alive for agent in stage.agents.values())
     assert stage.broker.running
     assert stage.relay.alive
+    if stage.postgres is not None:
+        assert stage.postgres.running
+        assert stage.postgres.crashes >= 1
+        assert stage.min_free_mb == {}  # a disk fault always gives the room back
 
 
 def test_the_schedule_and_outcomes_are_written_beside_the_run(tmp_path: Path) -> None:
@@ -147,12 +172,14 @@ def test_the_schedule_and_outcomes_are_written_beside_the_run(tmp_path: Path) ->
 
 
 def test_a_fault_that_cannot_apply_is_skipped_with_its_reason(tmp_path: Path) -> None:
-    stage = FakeStage(tmp_path, random.Random(1))
+    stage = FakeStage(tmp_path, random.Random(1), extended=True)
     stage.late = set(stage.stores)  # no agent has made an outbox yet
     kinds = _faults(cast(Stage, stage), sleep=lambda seconds: None)
     assert kinds["corrupt_database"]() == (
         "agent database corruption skipped (no agent has an outbox yet)"
     )
+    assert kinds["jump_clock"]().startswith("clock jump skipped (libfaketime is not installed")
+    assert "crash_postgres" not in kinds  # a SQLite inbox has no server to crash
 
     def broken() -> str:
         raise OSError("disk gone")
