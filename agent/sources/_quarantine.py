@@ -8,6 +8,7 @@ import os
 import shutil
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from agent.contract.redact import redact_text
 
@@ -93,18 +94,7 @@ def quarantine_file(
     return target
 
 
-def quarantine_copy(
-    path: Path,
-    quarantine_dir: Path,
-    *,
-    source: str,
-    folder: Path,
-    sha256: str,
-    reason: str,
-    place: str,
-    when: datetime,
-    config_file: str = "<config file>",
-) -> Path:
+def quarantine_copy(path: Path, quarantine_dir: Path, **note: Any) -> Path:
     """Quarantine a copy of `path`, which stays where it is (an archived file the agent
     can no longer read: the archive keeps its copy, the quarantine shows and retries it)."""
     staging = quarantine_dir / ".staging"
@@ -112,17 +102,7 @@ def quarantine_copy(
     staged = staging / path.name
     shutil.copyfile(path, staged)
     try:
-        return quarantine_file(
-            staged,
-            quarantine_dir,
-            source=source,
-            folder=folder,
-            sha256=sha256,
-            reason=reason,
-            place=place,
-            when=when,
-            config_file=config_file,
-        )
+        return quarantine_file(staged, quarantine_dir, **note)
     finally:
         staged.unlink(missing_ok=True)
 

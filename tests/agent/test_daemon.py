@@ -175,7 +175,9 @@ async def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
         assert (await inbox.gaps(STORE)) == []
 
 
-async def test_a_damaged_outbox_is_rebuilt_from_the_archive(tmp_path: Path) -> None:
+def offline_with_archive(tmp_path: Path, files: int) -> tuple[AgentConfig, Path]:
+    """An agent that cannot reach its broker, with count files in its archive and its
+    outbox damaged: (its config, the archive day's folder)."""
     config = AgentConfig(
         store=STORE,
         data_dir=tmp_path / "data",
@@ -185,10 +187,14 @@ async def test_a_damaged_outbox_is_rebuilt_from_the_archive(tmp_path: Path) -> N
     )
     archive = config.archive_dir / "2024-03-16"
     archive.mkdir(parents=True)
-    drop_counts(archive, 1, 3, 10)
-    config.data_dir.mkdir(exist_ok=True)
+    drop_counts(archive, 1, files, 10)
     damaged_outbox(config.outbox_path)
     (tmp_path / "pos").mkdir()
+    return config, archive
+
+
+async def test_a_damaged_outbox_is_rebuilt_from_the_archive(tmp_path: Path) -> None:
+    config, _ = offline_with_archive(tmp_path, 3)
 
     agent = Agent(config)
     stop = asyncio.Event()
@@ -211,20 +217,9 @@ async def test_a_damaged_outbox_is_rebuilt_from_the_archive(tmp_path: Path) -> N
 async def test_an_archived_file_that_no_longer_reads_is_quarantined_not_dropped(
     tmp_path: Path,
 ) -> None:
-    config = AgentConfig(
-        store=STORE,
-        data_dir=tmp_path / "data",
-        broker={"url": "mqtt://127.0.0.1:1"},  # type: ignore[arg-type]
-        sources=[SourceSettings(name="counts", path=tmp_path / "pos", format="inventory")],
-        outbox=OutboxSettings(),
-    )
-    archive = config.archive_dir / "2024-03-16"
-    archive.mkdir(parents=True)
-    drop_counts(archive, 1, 2, 10)
+    config, archive = offline_with_archive(tmp_path, 2)
     unreadable = archive / "counts_00009.csv"
     unreadable.write_text("sku,location,qty,counted_at\nA,FLOOR,not-a-number,2024-03-15\n")
-    damaged_outbox(config.outbox_path)
-    (tmp_path / "pos").mkdir()
 
     agent = Agent(config)
     stop = asyncio.Event()
