@@ -456,6 +456,12 @@ class Intake:
         while not stop.is_set():
             try:
                 await self.request_missing()
+                swept = await self.inbox.sweep_parked()
+                if swept:
+                    log.info(
+                        "Parked records released: their original is posted.",
+                        extra={"count": swept},
+                    )
                 expired = await self.inbox.expire_parked(timedelta(hours=settings.park_max_hours))
                 if expired:
                     log.warning("Parked records became exceptions.", extra={"count": len(expired)})

@@ -341,6 +341,12 @@ class Inbox(Protocol):
         """Move records to `state` (releasing their claim); returns the ids that moved."""
         ...
 
+    async def sweep_parked(self, *, now: datetime | None = None) -> int:
+        """Parked records whose original is posted go back to work; returns how many. The
+        posting of an original releases its parked records itself; this catches the one
+        that arrived while that posting was being committed (neither saw the other)."""
+        ...
+
     async def expire_parked(
         self, max_age: timedelta, *, now: datetime | None = None
     ) -> list[int]: ...

@@ -553,6 +553,22 @@ class SqlInbox:
             released += [(r[0], RecordState.RECEIVED.value, "original posted") for r in rows]
         await self._history(c, released, at, relay_id)
 
+    async def sweep_parked(self, *, now: datetime | None = None) -> int:
+        at = self._ts(now or utcnow())
+
+        async def body(c: Conn) -> int:
+            rows = await c.fetch(
+                "UPDATE records SET state = 'received', updated_at = ? WHERE state = 'parked' "
+                "AND EXISTS (SELECT 1 FROM records AS o WHERE o.key = records.link_key "
+                "AND o.state = 'posted') RETURNING id",
+                (at,),
+            )
+            released = [(r[0], RecordState.RECEIVED.value, "original posted") for r in rows]
+            await self._history(c, released, at, self.relay_id)
+            return len(released)
+
+        return await self._run(body)
+
     async def expire_parked(self, max_age: timedelta, *, now: datetime | None = None) -> list[int]:
         moment = now or utcnow()
         at, cutoff = self._ts(moment), self._ts(moment - max_age)

@@ -179,6 +179,30 @@ async def test_a_return_whose_sale_is_posted_is_not_parked(inbox: Inbox) -> None
     assert record.state is RecordState.RECEIVED
 
 
+async def test_a_return_parked_while_its_sale_was_being_posted_is_swept_free(
+    inbox: Inbox,
+) -> None:
+    sale = sale_body("0042", "T1")
+    ret = return_body("0042", "R1", original="T1")
+    link = str(sale["key"])
+    await inbox.insert_batch("0042", [incoming(1, sale)], now=T0)
+    await inbox.insert_batch("0042", [incoming(2, ret, link=link)], now=T0)
+    # What two relays committing at once leave behind on PostgreSQL: the sale's posting
+    # did not see the return yet, the return's insert did not see the sale posted yet.
+    # (Written directly: no single call of the contract can interleave the two.)
+    await inbox._run(  # type: ignore[attr-defined]
+        lambda c: c.run("UPDATE records SET state = 'posted' WHERE key = ?", (link,))
+    )
+    assert await inbox.sweep_parked(now=T0) == 1
+    record = await inbox.record_by_key(str(ret["key"]))
+    assert record is not None
+    assert record.state is RecordState.RECEIVED
+    assert await inbox.sweep_parked(now=T0) == 0
+    waiting = return_body("0042", "R2", original="T9")  # its sale never came: stays parked
+    await inbox.insert_batch("0042", [incoming(3, waiting, link="sale:0042:1:2024-05-01:T9")])
+    assert await inbox.sweep_parked(now=T0) == 0
+
+
 async def test_a_parked_record_becomes_an_exception_after_the_wait(inbox: Inbox) -> None:
     ret = return_body("0042", "R1", original="T9")
     await inbox.insert_batch("0042", [incoming(1, ret, link="sale:0042:1:2024-05-01:T9")], now=T0)
