@@ -263,6 +263,7 @@ def _service_class() -> Any:
                     self.runner.finished,
                     lambda: self.ReportServiceStatus(SERVICE_STOP_PENDING, waitHint=WAIT_HINT_MS),
                 ),
+                kwargs={"every": PROGRESS_SECONDS},
                 name="stop-progress",
                 daemon=True,
             ).start()
