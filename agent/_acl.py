@@ -16,7 +16,15 @@ import sys
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["Backend", "backend", "exposure", "fix", "protect_file", "protect_folder"]
+__all__ = [
+    "Backend",
+    "backend",
+    "exposure",
+    "fix",
+    "protect_file",
+    "protect_folder",
+    "try_protect",
+]
 
 SERVICE_ACCOUNT = "NT SERVICE\\TillbridgeAgent"
 
@@ -147,6 +155,16 @@ def protect_file(path: Path) -> None:
 
 def protect_folder(path: Path) -> None:
     backend().protect(path, folder=True)
+
+
+def try_protect(path: Path, *, folder: bool) -> str | None:
+    """Protect `path`; None when done, else why not (the agent goes on: `doctor` names
+    what is still exposed and the fix)."""
+    try:
+        backend().protect(path, folder=folder)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def exposure(path: Path) -> str | None:

@@ -77,13 +77,20 @@ def protect_data(config: AgentConfig) -> None:
     data folder, which holds the outbox, the archive of raw POS files and the quarantine,
     and the logs. A log file outside the data folder is protected on its own: its folder
     may be shared with other programs."""
-    for folder in (config.data_dir, config.archive_dir, config.quarantine_dir):
-        _acl.protect_folder(folder)
+    paths = [(folder, True) for folder in (config.data_dir, config.archive_dir)]
+    paths.append((config.quarantine_dir, True))
     logs = config.log_file
     if logs.parent.is_dir() and logs.parent.is_relative_to(config.data_dir):
-        _acl.protect_folder(logs.parent)
+        paths.append((logs.parent, True))
     elif logs.exists():
-        _acl.protect_file(logs)
+        paths.append((logs, False))
+    for path, folder in paths:
+        problem = _acl.try_protect(path, folder=folder)
+        if problem is not None:
+            log.warning(
+                "Could not make a path readable by the agent alone; doctor names the fix.",
+                extra={"path": str(path), "error": problem},
+            )
 
 
 async def read_archived(config: AgentConfig, path: Path) -> tuple[IngestFile, Iterator[Parsed]]:

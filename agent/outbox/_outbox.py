@@ -204,7 +204,12 @@ class Outbox:
         the archive is read again, and every start resumes that until it is finished.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
-        _acl.protect_folder(path.parent)  # the outbox holds what the POS files held
+        problem = _acl.try_protect(path.parent, folder=True)  # it holds what POS files held
+        if problem is not None:
+            log.warning(
+                "Outbox folder could not be made readable by the agent alone.",
+                extra={"path": str(path.parent), "error": problem},
+            )
         recovery = await asyncio.to_thread(check_or_move_aside, path)
         sealer = Sealer(load_or_create_key(key_file))
         db = await aiosqlite.connect(path, isolation_level=None)

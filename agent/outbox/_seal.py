@@ -8,6 +8,7 @@ another row unnoticed.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from agent import _acl
 
 __all__ = ["Sealer", "load_or_create_key"]
+
+log = logging.getLogger("tillbridge.agent.outbox")
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -46,8 +49,14 @@ def load_or_create_key(path: Path) -> bytes:
         return data
     if len(data) != KEY_BYTES:
         raise SealError(f"{path}: the outbox key must be {KEY_BYTES} bytes, found {len(data)}")
-    if _acl.exposure(path) is not None:
-        _acl.protect_file(path)  # tighten a key someone made readable by others
+    if _acl.exposure(path) is not None:  # tighten a key someone made readable by others
+        problem = _acl.try_protect(path, folder=False)
+        if problem is not None:
+            log.warning(
+                "The outbox key is readable by others and could not be protected; "
+                "doctor names the fix.",
+                extra={"path": str(path), "error": problem},
+            )
     return data
 
 

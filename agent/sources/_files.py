@@ -158,18 +158,19 @@ def rename(path: Path, target: Path) -> None:
 
 
 def restore_staged(folder: Path) -> list[Path]:
-    """Put files left in `folder`'s STAGING folder by an interrupted move back into
-    `folder` under free names; returns where. Their records are committed: the
-    watcher finds them already ingested and archives them."""
-    staging = folder / STAGING
-    if not staging.is_dir():
-        return []
+    """Put files an interrupted move left in a STAGING folder (below `folder`, at any
+    depth) back beside it under free names; returns where. Their records are committed:
+    the watcher finds them already ingested and archives them."""
     restored = []
-    with MOVE_LOCK:
-        for staged in sorted(p for p in staging.iterdir() if p.is_file()):
-            target = free_name(folder, staged.name)
-            os.replace(staged, target)
-            restored.append(target)
+    for root, dirs, _ in os.walk(folder):
+        if STAGING in dirs:
+            staging = Path(root) / STAGING
+            with MOVE_LOCK:
+                for staged in sorted(p for p in staging.iterdir() if p.is_file()):
+                    target = free_name(Path(root), staged.name)
+                    os.replace(staged, target)
+                    restored.append(target)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
     return restored
 
 

@@ -136,3 +136,18 @@ def test_the_windows_fix_names_only_system_administrators_and_the_service() -> N
     assert "*S-1-5-18:(OI)(CI)F" in text  # SYSTEM
     assert "*S-1-5-32-544:(OI)(CI)F" in text  # Administrators
     assert "NT SERVICE\\TillbridgeAgent:(OI)(CI)F" in text
+
+
+def test_a_path_that_cannot_be_protected_does_not_stop_the_agent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = load_agent_config(write_config(tmp_path))
+    config.data_dir.mkdir()
+    acl = fake_acl(monkeypatch)
+
+    def refuse(path: Path, *, folder: bool) -> None:
+        raise PermissionError(1, "Operation not permitted", str(path))
+
+    monkeypatch.setattr(acl, "protect", refuse)
+    protect_data(config)
+    assert "doctor names the fix" in caplog.text

@@ -165,6 +165,14 @@ def test_a_file_left_staged_goes_back_to_be_taken(tmp_path: Path) -> None:
     assert (pos / "a.csv").read_text() == "the POS wrote this one since"
 
 
+def test_files_left_staged_in_a_subfolder_go_back_too(tmp_path: Path) -> None:
+    pos = tmp_path / "pos"
+    (pos / "2024" / STAGING).mkdir(parents=True)
+    (pos / "2024" / STAGING / "b.csv").write_text("staged")
+    assert restore_staged(pos) == [pos / "2024" / "b.csv"]
+    assert not any((pos / "2024" / STAGING).iterdir())
+
+
 def test_reading_a_file_never_blocks_the_pos_renaming_it(win: WindowsFiles, tmp_path: Path) -> None:
     path = tmp_path / "t.xml"
     path.write_bytes(b"<POSLog/>")
