@@ -47,7 +47,13 @@ from ._glob import matches, relative_parts
 from ._intake import Records, ingest, open_unchanged
 from ._pending import Candidate, Pending
 from ._quarantine import quarantine_file
-from ._share import held_open, long_name, mapped_drive, missing_drive_hint
+from ._share import (
+    held_open,
+    is_sharing_violation,
+    long_name,
+    mapped_drive,
+    missing_drive_hint,
+)
 from ._sink import FileSink, IngestFile
 
 __all__ = ["SourceStats", "SourceWatcher", "Watchers"]
@@ -476,8 +482,10 @@ class SourceWatcher:
             # Someone moved it first; the records are committed all the same.
             self._done(path)
             return
-        except OSError as exc:  # locked by a scanner (Windows), or the archive disk is full
-            self._later(path, f"cannot archive the file: {_why(exc)}")
+        except OSError as exc:  # still held by the POS or a scanner, or the disk is full
+            held = is_sharing_violation(exc)  # expected on Windows: the file stays, no copy
+            level = logging.INFO if held else logging.WARNING
+            self._later(path, f"cannot archive the file: {_why(exc)}", level=level)
             return
         self._done(path)
         log.debug("File archived.", extra=self._log(file=path.name, archived_as=str(target)))
