@@ -22,6 +22,7 @@ __all__ = [
     "mapped_drive",
     "missing_drive_hint",
     "open_shared",
+    "released",
 ]
 
 FILE_SHARE_READ = 0x1
@@ -71,6 +72,18 @@ def held_open(path: Path) -> bool:
             return True
         raise
     return False
+
+
+def released(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """The files no other process holds open, and those it does."""
+    free: list[Path] = []
+    held: list[Path] = []
+    for path in paths:
+        try:
+            (held if held_open(path) else free).append(path)
+        except OSError:
+            free.append(path)  # gone or unreadable: taking it sorts that out
+    return free, held
 
 
 def long_name(path: Path) -> Path:

@@ -47,13 +47,7 @@ from ._glob import matches, relative_parts
 from ._intake import Records, ingest, open_unchanged
 from ._pending import Candidate, Pending
 from ._quarantine import quarantine_file
-from ._share import (
-    held_open,
-    is_sharing_violation,
-    long_name,
-    mapped_drive,
-    missing_drive_hint,
-)
+from ._share import is_sharing_violation, long_name, mapped_drive, missing_drive_hint, released
 from ._sink import FileSink, IngestFile
 
 __all__ = ["SourceStats", "SourceWatcher", "Watchers"]
@@ -319,7 +313,7 @@ class SourceWatcher:
             looks, time.monotonic(), marker_wait=MARKER_SECONDS, error_wait=IDLE_SECONDS
         )
         if ready and self.source.complete_when == "closed":
-            ready, held = await asyncio.to_thread(self._released, ready)
+            ready, held = await asyncio.to_thread(released, ready)
             hold = max(self.source.settle_seconds, HELD_SECONDS)
             for path in held:
                 self._pending.hold(path, time.monotonic(), hold)
@@ -328,18 +322,6 @@ class SourceWatcher:
                 later = min(later, hold)
         self._count()
         return ready, min(wait, later)
-
-    @staticmethod
-    def _released(paths: list[Path]) -> tuple[list[Path], list[Path]]:
-        """The files no other process holds open, and those it does (Windows tells)."""
-        free: list[Path] = []
-        held: list[Path] = []
-        for path in paths:
-            try:
-                (held if held_open(path) else free).append(path)
-            except OSError:
-                free.append(path)  # gone or unreadable: taking it sorts that out
-        return free, held
 
     # -- one file -------------------------------------------------------------------------
 
