@@ -572,7 +572,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args(argv)
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tillbridge-chaos-"))
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="tillbridge-chaos-"))).resolve()
     print(f"Working in {workdir}", flush=True)
     result = run_chaos(
         workdir,
