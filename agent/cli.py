@@ -5,7 +5,6 @@ Exit codes: 0 success, 1 failure at run time, 2 refused input or invalid config.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import sys
@@ -139,6 +138,7 @@ def parse(
 @app.command("run")
 def run(config: ConfigOption) -> None:
     """Run the store daemon until SIGTERM or SIGINT."""
+    from agent._loop import loop_factory
     from agent.contract.runtime import run_daemon
     from agent.daemon import Agent
 
@@ -149,6 +149,7 @@ def run(config: ConfigOption) -> None:
         log_file=cfg.log_file,
         logger="tillbridge.agent",
         failure="Agent stopped by an error.",
+        loop_factory=loop_factory(),
     )
     if code:
         raise typer.Exit(code)
@@ -168,7 +169,8 @@ def status(
 
     cfg = load_or_exit(config)
     try:
-        reply = httpx.get(f"http://{cfg.status_listen}/status", timeout=2)
+        # Loopback: never through a proxy from the environment or the system settings.
+        reply = httpx.get(f"http://{cfg.status_listen}/status", timeout=2, trust_env=False)
         reply.raise_for_status()
         data = reply.json()
         data["answered_by"] = "running agent"
@@ -258,8 +260,7 @@ def doctor(
     cfg = load_or_exit(config)
     failed = False
     for check in run_checks(cfg, broker_timeout=timeout):
-        mark = "✓" if check.ok else "✗"
-        typer.echo(f"{mark} {check.name}: {check.detail}")
+        typer.echo(f"{_mark(check.ok)} {check.name}: {check.detail}")
         if not check.ok:
             failed = True
             typer.echo(f"    fix: {check.fix}")
@@ -313,8 +314,7 @@ def replay(
     ],
 ) -> None:
     """Send archived files again (central drops what it has). The agent must be stopped."""
-    import asyncio
-
+    from agent import _loop
     from agent.lock import AlreadyRunning, data_dir_lock
 
     cfg = load_or_exit(config)
@@ -325,7 +325,7 @@ def replay(
         raise typer.Exit(2) from None
     try:
         with data_dir_lock(cfg.data_dir):
-            again, inserted, failed = asyncio.run(_replay(cfg, first))
+            again, inserted, failed = _loop.run(_replay(cfg, first))
     except AlreadyRunning as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None
@@ -375,17 +375,38 @@ def self_test(
 ) -> None:
     """Check this installation: dependencies, time zones, parsers, scheduler, outbox and
     both folder watchers, in a temporary folder. Exit 0 when every check passes."""
+    from agent import _loop
     from agent.selftest import run_self_test
 
-    checks = asyncio.run(run_self_test(config))
+    checks = _loop.run(run_self_test(config))
     for check in checks:
-        typer.echo(f"{'✓' if check.ok else '✗'} {check.name}: {check.detail}")
+        typer.echo(f"{_mark(check.ok)} {check.name}: {check.detail}")
     if not all(check.ok for check in checks):
         raise typer.Exit(1)
 
 
+def _mark(ok: bool) -> str:
+    """✓ or ✗ where the output can show them; OK or FAIL where it cannot (a cp1252 pipe)."""
+    mark = "✓" if ok else "✗"
+    try:
+        mark.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return "OK" if ok else "FAIL"
+    return mark
+
+
+def _never_fail_to_print() -> None:
+    """Output a stream cannot encode (a file name, a log line) is replaced, not fatal:
+    redirected or run by a remote-management tool on Windows, stdout is cp1252."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
+
+
 def main() -> None:
     """Console-script entry point."""
+    _never_fail_to_print()
     app()
 
 

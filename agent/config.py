@@ -1,6 +1,8 @@
 """The agent's configuration: the `[agent]` table of a TOML file, overridable from the
 environment (`TILLBRIDGE_AGENT__BROKER__URL`). Unknown keys are errors that name
 the key and the file; secrets are `SecretStr`, read from files, never logged.
+Relative paths resolve against the config file's folder, never the working directory
+(a Windows service starts in System32).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import os
 import socket
 import sys
 import zoneinfo
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -79,6 +81,13 @@ class SourceSettings(Section):
     )
     require_ready_marker: bool = Field(
         default=False, description="Take a file only once `<name>.ready` exists beside it."
+    )
+    complete_when: Literal["closed", "ready", "renamed"] = Field(
+        default="closed",
+        description="When a file is complete: `closed` once its size and mtime held for "
+        "settle_seconds and (on Windows) no other process holds it open; `ready` once its "
+        "`.ready` marker exists; `renamed` as soon as it is seen, for a POS that writes "
+        "under an excluded name (`.tmp`) and renames into place.",
     )
     rescan_seconds: float = Field(default=60.0, gt=0, description="Full rescan interval.")
     encoding: str | None = Field(default=None, description="Text encoding; unset: detect.")
@@ -267,6 +276,7 @@ def load_agent_config(file: Path) -> AgentConfig:
     finally:
         _toml_file.reset(token)
     config = settings.agent
+    _anchor(config, file.absolute().parent)
     # Resolve the broker password now so a missing secret file is named at load.
     password = read_secret(
         config.broker.password,
@@ -278,3 +288,27 @@ def load_agent_config(file: Path) -> AgentConfig:
         config.broker.password = SecretStr(password.get_secret_value())
     check_broker_files(config.broker, file, "agent.broker")
     return config
+
+
+def _anchored(path: Path, base: Path) -> Path:
+    """`path` against `base` when relative. A Windows path read on another system (a
+    drive letter or a share) counts as absolute: it is left as written."""
+    if path.is_absolute() or PureWindowsPath(path).anchor:
+        return path
+    return base / path
+
+
+def _anchor(config: AgentConfig, base: Path) -> None:
+    """Every path in the config made absolute against the config file's folder."""
+    config.data_dir = _anchored(config.data_dir, base)
+    for source in config.sources:
+        source.path = _anchored(source.path, base)
+    if config.outbox.key_file is not None:
+        config.outbox.key_file = _anchored(config.outbox.key_file, base)
+    if config.logging.file is not None:
+        config.logging.file = _anchored(config.logging.file, base)
+    broker = config.broker
+    for name in ("password_file", "ca_file", "cert_file", "key_file"):
+        value = getattr(broker, name)
+        if value is not None:
+            setattr(broker, name, _anchored(value, base))

@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from agent import _acl
 from agent import _failpoints as failpoints
 from agent._version import __version__
 from agent.config import AgentConfig
@@ -33,7 +34,7 @@ from agent.scheduler import Scheduler
 from agent.sources import IngestFile, Watchers, quarantine_copy
 from agent.uplink import Uplink
 
-__all__ = ["Agent", "closed_before", "read_status"]
+__all__ = ["Agent", "closed_before", "protect_data", "read_status"]
 
 log = logging.getLogger("tillbridge.agent")
 
@@ -69,6 +70,27 @@ def archived_files(archive_dir: Path, since: date | None = None) -> list[Path]:
         if since is None or when >= since:
             found.extend(sorted(p for p in day.rglob("*") if p.is_file()))
     return found
+
+
+def protect_data(config: AgentConfig) -> None:
+    """Only the agent's account (and SYSTEM and Administrators on Windows) may read the
+    data folder, which holds the outbox, the archive of raw POS files and the quarantine,
+    and the logs. A log file outside the data folder is protected on its own: its folder
+    may be shared with other programs."""
+    paths = [(folder, True) for folder in (config.data_dir, config.archive_dir)]
+    paths.append((config.quarantine_dir, True))
+    logs = config.log_file
+    if logs.parent.is_dir() and logs.parent.is_relative_to(config.data_dir):
+        paths.append((logs.parent, True))
+    elif logs.exists():
+        paths.append((logs, False))
+    for path, folder in paths:
+        problem = _acl.try_protect(path, folder=folder)
+        if problem is not None:
+            log.warning(
+                "Could not make a path readable by the agent alone; doctor names the fix.",
+                extra={"path": str(path), "error": problem},
+            )
 
 
 async def read_archived(config: AgentConfig, path: Path) -> tuple[IngestFile, Iterator[Parsed]]:
@@ -116,6 +138,7 @@ class Agent:
         config = self.config
         for folder in (config.data_dir, config.archive_dir, config.quarantine_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        protect_data(config)
         with data_dir_lock(config.data_dir):
             await self._run_locked(stop)
 

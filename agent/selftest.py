@@ -1,13 +1,17 @@
 """`tillbridge-agent self-test`: proves an installation (a frozen build above all) has
 what the daemon needs — every dependency importable, the time zones, a real outbox
-database, the scheduler firing a job, and both kinds of folder watcher taking a POS
-file through the parser into the outbox. Everything happens in a temporary folder.
+database, the scheduler firing a job, both kinds of folder watcher taking a POS file
+through the parser into the outbox, and the service host: its modules (pywin32's on
+Windows) and the event loop every command runs on. Everything happens in a temporary
+folder.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import socket
+import sys
 import tempfile
 import time
 import zoneinfo
@@ -52,6 +56,19 @@ SAMPLE = b"""<?xml version="1.0" encoding="UTF-8"?>
     </RetailTransaction></Transaction>
 </POSLog>
 """
+
+
+# What the Windows service host and the ACLs need (PyInstaller must bundle each).
+WINDOWS_SERVICE_MODULES = (
+    "servicemanager",
+    "win32service",
+    "win32serviceutil",
+    "win32event",
+    "win32api",
+    "win32security",
+    "ntsecuritycon",
+    "win32timezone",
+)
 
 
 @dataclass(frozen=True)
@@ -159,6 +176,30 @@ async def _polling(folder: Path) -> str:
     return await _watch(folder, poll=True)
 
 
+async def _service(_: Path) -> str:
+    """The service modules import, and this command runs on the loop the MQTT client needs
+    (a selector loop on Windows: the proactor has no `add_reader`)."""
+    importlib.import_module("agent.service")
+    names = WINDOWS_SERVICE_MODULES if sys.platform == "win32" else ()
+    for name in names:
+        importlib.import_module(name)
+    loop = asyncio.get_running_loop()
+    if sys.platform == "win32" and not isinstance(loop, asyncio.SelectorEventLoop):
+        raise RuntimeError(f"the event loop is {type(loop).__name__}, not a selector loop")
+    try:  # the loop must watch sockets: the MQTT client cannot work without it
+        reader, writer = socket.socketpair()
+        try:
+            loop.add_reader(reader.fileno(), lambda: None)
+            loop.remove_reader(reader.fileno())
+        finally:
+            reader.close()
+            writer.close()
+    except NotImplementedError:
+        raise RuntimeError(f"the event loop {type(loop).__name__} cannot watch sockets") from None
+    extra = f", {len(names)} pywin32 modules" if names else ""
+    return f"agent.service{extra}; event loop {type(loop).__name__}"
+
+
 STEPS: list[tuple[str, Step]] = [
     ("dependencies", _imports),
     ("time zones", _zones),
@@ -166,6 +207,7 @@ STEPS: list[tuple[str, Step]] = [
     ("scheduler", _scheduler),
     ("outbox and native watcher", _native),
     ("outbox and polling watcher", _polling),
+    ("service", _service),
 ]
 
 

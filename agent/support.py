@@ -24,10 +24,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from agent import _acl, _loop
 from agent._probe import scheme_mismatch
 from agent._version import __version__
 from agent.config import AgentConfig
 from agent.contract.redact import redact_text, redact_value
+from agent.sources import missing_drive_hint
 
 __all__ = ["Check", "bundle", "doctor", "outbox_stats", "parse_since", "read_logs"]
 
@@ -46,8 +48,13 @@ class Check:
 # -- doctor ----------------------------------------------------------------------------------
 
 
-def _writable(folder: Path) -> str | None:
+def _writable(folder: Path, *, protect: bool = False) -> str | None:
+    """None when a file can be written in `folder`, made (readable by the agent alone
+    when `protect`) if it is not there yet; else why not."""
     try:
+        if protect and not folder.exists():
+            folder.mkdir(parents=True)
+            _acl.protect_folder(folder)
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".tillbridge-doctor"
         probe.write_text("ok")
@@ -58,7 +65,7 @@ def _writable(folder: Path) -> str | None:
 
 
 def _folder_checks(config: AgentConfig) -> Iterator[Check]:
-    problem = _writable(config.data_dir)
+    problem = _writable(config.data_dir, protect=True)
     yield Check(
         "data folder",
         problem is None,
@@ -68,11 +75,15 @@ def _folder_checks(config: AgentConfig) -> Iterator[Check]:
     for source in config.sources:
         folder = Path(source.path)
         if not folder.is_dir():
+            drive = missing_drive_hint(folder)
             yield Check(
                 f"source {source.name}",
                 False,
-                f"{folder} does not exist or is not reachable",
-                "Create the export folder or correct the source's path (UNC shares: check "
+                f"{folder}: {drive}" if drive else f"{folder} does not exist or is not reachable",
+                "Set the source's path to the share's UNC path (\\\\server\\share\\folder) and "
+                "give the service's account access to the share."
+                if drive
+                else "Create the export folder or correct the source's path (UNC shares: check "
                 "the service user can reach the share).",
             )
             continue
@@ -83,6 +94,43 @@ def _folder_checks(config: AgentConfig) -> Iterator[Check]:
             f"{folder}" + (f": {problem}" if problem else " is readable and writable"),
             "Give the service user read and write access (files are moved to the archive).",
         )
+
+
+def _protected(config: AgentConfig) -> list[tuple[str, Path]]:
+    """What only the agent may read. Files in the data folder (outbox, archive, quarantine,
+    default logs) are covered by the folder's own protection, which they inherit."""
+    items = [
+        ("data folder", config.data_dir),
+        ("outbox key", config.outbox.key_file or config.data_dir / "outbox.key"),
+        ("password file", config.broker.password_file),
+        ("TLS key", config.broker.key_file),
+    ]
+    if not config.log_file.is_relative_to(config.data_dir):
+        items.append(("log file", config.log_file))
+    return [(label, path) for label, path in items if path is not None and path.exists()]
+
+
+def _permissions_check(config: AgentConfig) -> Check:
+    """The key, the data, the logs and the password files: readable by the agent alone."""
+    exposed: list[str] = []
+    fixes: list[str] = []
+    items = _protected(config)
+    for label, path in items:
+        try:
+            problem = _acl.exposure(path)
+        except OSError as exc:
+            problem = f"cannot read its permissions: {exc.strerror or exc}"
+        if problem is not None:
+            exposed.append(f"{label} {path}: {problem}")
+            fixes.append(_acl.fix(path))
+    if exposed:
+        return Check(
+            "permissions",
+            False,
+            "; ".join(exposed),
+            "Allow only the agent's account: " + "; ".join(fixes),
+        )
+    return Check("permissions", True, f"{len(items)} path(s) readable by the agent alone")
 
 
 def _database_check(config: AgentConfig) -> Check:
@@ -194,9 +242,10 @@ def _clock_check(config: AgentConfig) -> Check:
 def doctor(config: AgentConfig, *, broker_timeout: float = 5.0) -> list[Check]:
     """Every check, in the order a technician would look."""
     checks = [Check("config", True, "valid"), *_folder_checks(config), _database_check(config)]
+    checks.append(_permissions_check(config))
     checks.append(_disk_check(config))
     checks.append(_clock_check(config))
-    checks.append(asyncio.run(_broker_check(config, broker_timeout)))
+    checks.append(_loop.run(_broker_check(config, broker_timeout)))
     return checks
 
 

@@ -738,7 +738,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile == "soak":
         args.stores, args.transactions, args.faults = 10, 1_000_000, 100
         args.postgres = args.extended = True
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tillbridge-chaos-"))
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="tillbridge-chaos-"))).resolve()
     print(f"Working in {workdir}", flush=True)
     result = run_chaos(
         workdir,

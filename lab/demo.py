@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
         "--embedded-broker", action="store_true", help="Use amqtt even where Mosquitto is."
     )
     args = parser.parse_args(argv)
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="tillbridge-demo-"))
+    workdir = (args.workdir or Path(tempfile.mkdtemp(prefix="tillbridge-demo-"))).resolve()
     with contextlib.suppress(KeyboardInterrupt):
         run(
             workdir,

@@ -26,6 +26,7 @@ def test_the_onedir_bundle_builds_and_runs(tmp_path: Path) -> None:
     assert "tillbridge-agent 0.1.0" in out
     assert "✗" not in out
     assert "✓ outbox and polling watcher" in out
+    assert "✓ service: agent.service; event loop" in out  # the service modules are bundled
     assert "POSLog reader compiled" in out  # the mypyc modules and their library are bundled
     assert '"key":"sale:0042:1:2024-05-01:7"' in out.replace(" ", "")
     bundle = tmp_path / "dist" / "tillbridge-agent"

@@ -50,9 +50,11 @@ def run_daemon(
     log_file: Path,
     logger: str,
     failure: str,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
 ) -> int:
     """Run `main(stop)` until a signal sets `stop`: 0 when it returned, 1 when it failed
-    (logged as `failure` with the error)."""
+    (logged as `failure` with the error). `loop_factory` chooses the event loop (None:
+    the platform's default)."""
     configure_logging(
         level=settings.level,
         file=log_file,
@@ -68,7 +70,8 @@ def run_daemon(
         await main(stop)
 
     try:
-        asyncio.run(serve())
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            runner.run(serve())
     except Exception as exc:
         logging.getLogger(logger).exception(failure, extra={"error": str(exc)})
         return 1

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 import aiosqlite
 
+from agent import _acl
 from agent import _failpoints as failpoints
 from agent.config import OutboxSettings
 from agent.contract import Inventory, Record, Transaction
@@ -208,6 +209,12 @@ class Outbox:
         the archive is read again, and every start resumes that until it is finished.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
+        problem = _acl.try_protect(path.parent, folder=True)  # it holds what POS files held
+        if problem is not None:
+            log.warning(
+                "Outbox folder could not be made readable by the agent alone.",
+                extra={"path": str(path.parent), "error": problem},
+            )
         recovery = await asyncio.to_thread(check_or_move_aside, path)
         sealer = Sealer(load_or_create_key(key_file))
         db = await aiosqlite.connect(path, isolation_level=None)

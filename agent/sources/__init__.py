@@ -8,6 +8,7 @@ from ._quarantine import (
     quarantine_copy,
     retry_quarantined,
 )
+from ._share import missing_drive_hint
 from ._sink import FileSink, IngestFile, IngestOutcome
 from ._watch import SourceStats, SourceWatcher, Watchers
 
@@ -21,6 +22,7 @@ __all__ = [
     "Watchers",
     "list_quarantined",
     "matches",
+    "missing_drive_hint",
     "quarantine_copy",
     "retry_quarantined",
 ]

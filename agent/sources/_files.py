@@ -1,5 +1,10 @@
 """File chores of the watcher: looking at a file without holding it, hashing it, and
-moving it into the archive under a name that never overwrites another file."""
+moving it into the archive under a name that never overwrites another file.
+
+A POS file is only ever renamed, never copied and deleted: when the POS still holds it
+(a sharing violation on Windows) the rename fails, the file stays where it is and is
+tried again. Across volumes the file is first renamed into a hidden folder beside it,
+and only that copy, which the POS no longer knows, is copied over and deleted."""
 
 from __future__ import annotations
 
@@ -11,9 +16,12 @@ import shutil
 import threading
 from pathlib import Path
 
+from ._share import is_other_volume, open_shared
+
 __all__ = [
     "MOVE_LOCK",
     "READY_SUFFIX",
+    "STAGING",
     "ChangedError",
     "Look",
     "archive_file",
@@ -23,12 +31,15 @@ __all__ = [
     "look",
     "look_all",
     "move_to",
+    "rename",
+    "restore_staged",
     "sync_file",
 ]
 
 log = logging.getLogger("tillbridge.agent.sources")
 
 READY_SUFFIX = ".ready"
+STAGING = ".tillbridge-moving"  # hidden: the watcher never takes files below it
 BLOCK = 1024 * 1024
 
 # Several sources archive at once (each on its own thread hop); choosing a free name and
@@ -78,7 +89,7 @@ def hash_file(path: Path) -> tuple[str, int, int]:
     """
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as handle:
+    with open_shared(path) as handle:
         before = os.fstat(handle.fileno())
         while block := handle.read(BLOCK):
             digest.update(block)
@@ -110,12 +121,57 @@ def free_name(folder: Path, name: str, *, beside: tuple[str, ...] = ()) -> Path:
 
 
 def move_to(path: Path, folder: Path, *, name: str | None = None) -> Path:
-    """Move `path` into `folder` under a free name (a copy and delete across volumes)."""
+    """Move `path` into `folder` under a free name, by rename (see `rename`)."""
     folder.mkdir(parents=True, exist_ok=True)
     with MOVE_LOCK:
         target = free_name(folder, name or path.name)
-        shutil.move(str(path), str(target))
+        rename(path, target)
     return target
+
+
+def rename(path: Path, target: Path) -> None:
+    """Rename `path` to `target` (free: the caller holds MOVE_LOCK and chose it).
+
+    Any failure leaves `path` where it was. Across volumes, `path` is renamed into the
+    hidden STAGING folder beside it first; then the staged file is copied, flushed,
+    renamed into place and deleted. A failure after the first rename leaves the file
+    staged, and `restore_staged` puts it back for the watcher to take again."""
+    try:
+        os.replace(path, target)
+        return
+    except OSError as exc:
+        if not is_other_volume(exc):
+            raise  # a sharing violation, a full disk…: the file stays, tried again later
+    staging = path.parent / STAGING
+    staging.mkdir(exist_ok=True)
+    staged = free_name(staging, path.name)
+    os.replace(path, staged)  # within the POS's own volume: the one step it can feel
+    partial = target.with_name(target.name + ".partial")
+    try:
+        shutil.copyfile(staged, partial)
+        sync_file(partial)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    staged.unlink()
+
+
+def restore_staged(folder: Path) -> list[Path]:
+    """Put files an interrupted move left in a STAGING folder (below `folder`, at any
+    depth) back beside it under free names; returns where. Their records are committed:
+    the watcher finds them already ingested and archives them."""
+    restored = []
+    for root, dirs, _ in os.walk(folder):
+        if STAGING in dirs:
+            staging = Path(root) / STAGING
+            with MOVE_LOCK:
+                for staged in sorted(p for p in staging.iterdir() if p.is_file()):
+                    target = free_name(Path(root), staged.name)
+                    os.replace(staged, target)
+                    restored.append(target)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+    return restored
 
 
 def drop_marker(path: Path) -> None:
@@ -126,7 +182,8 @@ def drop_marker(path: Path) -> None:
 def sync_file(path: Path) -> None:
     """Flush a file and the folder entry naming it to disk (the folder where the system
     allows it: Windows has no handle for a folder)."""
-    fd = os.open(path, os.O_RDONLY)
+    # Windows flushes only a handle open for writing.
+    fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -16,6 +16,7 @@ from typing import BinaryIO
 from agent.parsers import Parsed, ParseError
 
 from ._files import ChangedError
+from ._share import open_shared
 from ._sink import FileSink, IngestFile, IngestOutcome
 
 __all__ = ["Records", "ingest", "open_unchanged"]
@@ -58,8 +59,9 @@ class Records:
 
 
 def open_unchanged(path: Path, size: int, mtime_ns: int) -> BinaryIO:
-    """Open for parsing; ChangedError when it is no longer the file that was hashed."""
-    handle = path.open("rb")
+    """Open for parsing (sharing delete: the POS is never blocked); ChangedError when it
+    is no longer the file that was hashed."""
+    handle = open_shared(path)
     stat = os.fstat(handle.fileno())
     if (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
         handle.close()

@@ -1,6 +1,7 @@
 """Files seen in a source folder and not yet taken, and the rule for when one is complete:
 at once when it arrived by rename or has its `.ready` marker, otherwise once its size and
-mtime held for the settle window. Pure bookkeeping: the caller looks at the disk."""
+mtime held for the settle window; with `trust_name`, at once whatever way it came. Pure
+bookkeeping: the caller looks at the disk (and, on Windows, whether the POS holds it)."""
 
 from __future__ import annotations
 
@@ -30,9 +31,12 @@ class Candidate:
 class Pending:
     """The waiting files of one source."""
 
-    def __init__(self, *, settle_seconds: float, require_marker: bool) -> None:
+    def __init__(
+        self, *, settle_seconds: float, require_marker: bool, trust_name: bool = False
+    ) -> None:
         self.settle_seconds = settle_seconds
         self.require_marker = require_marker
+        self.trust_name = trust_name  # a matching name appears only by rename: complete
         self._files: dict[Path, Candidate] = {}
 
     def __len__(self) -> int:
@@ -97,7 +101,7 @@ class Pending:
             if (seen.size, seen.mtime_ns) != (candidate.size, candidate.mtime_ns):
                 candidate.size, candidate.mtime_ns = seen.size, seen.mtime_ns
                 candidate.stable_since = now
-            if candidate.renamed or seen.marker:
+            if candidate.renamed or seen.marker or self.trust_name:
                 left = 0.0
             else:
                 left = candidate.stable_since + self.settle_seconds - now
@@ -114,6 +118,13 @@ class Pending:
             candidate.size = candidate.mtime_ns = -1
             candidate.renamed = False
             candidate.not_before = now + max(self.settle_seconds, 0.05)
+
+    def hold(self, path: Path, now: float, wait: float) -> None:
+        """Another process still holds it open: look again after `wait`, from scratch."""
+        candidate = self._files.get(path)
+        if candidate is not None:
+            candidate.stable_since = now
+            candidate.not_before = now + wait
 
     def later(self, path: Path, now: float, *, first: float, most: float) -> tuple[int, float]:
         """Leave it for a pause that doubles with each failure; (attempts, pause)."""

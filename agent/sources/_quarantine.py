@@ -1,5 +1,8 @@
 """Refused files: moved to `quarantine/` with `<name>.error.txt` beside each saying what,
-why, where and how to retry; listed and moved back for the `quarantine` command."""
+why, where and how to retry; listed and moved back for the `quarantine` command.
+
+Files move by rename only (`_files.rename`): a file the POS still holds stays where it is
+and is tried again, and no copy of it is left behind."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from typing import Any
 
 from agent.contract.redact import redact_text
 
-from ._files import MOVE_LOCK, drop_marker, free_name
+from ._files import MOVE_LOCK, drop_marker, free_name, move_to, rename
 
 __all__ = [
     "ERROR_SUFFIX",
@@ -86,7 +89,7 @@ def quarantine_file(
         ]
         note.write_text("\n".join(lines), encoding="utf-8")
         try:
-            shutil.move(str(path), str(target))
+            rename(path, target)
         except BaseException:
             note.unlink(missing_ok=True)
             raise
@@ -162,10 +165,8 @@ def retry_quarantined(quarantine_dir: Path, name: str) -> Path:
         folder = Path(item.folder)
         if not item.folder or not folder.is_dir():
             raise FileNotFoundError(f"the source folder {folder} does not exist")
-        with MOVE_LOCK:
-            # Never back under a name the POS has used again meanwhile.
-            target = free_name(folder, os.path.basename(item.original or item.name))
-            shutil.move(str(item.path), str(target))
+        # Never back under a name the POS has used again meanwhile.
+        target = move_to(item.path, folder, name=os.path.basename(item.original or item.name))
         Path(str(item.path) + ERROR_SUFFIX).unlink(missing_ok=True)
         return target
     raise KeyError(f"no quarantined file named {name!r}")

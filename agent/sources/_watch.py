@@ -3,9 +3,12 @@ archive it; refuse a bad one into quarantine with a note.
 
 Files are found by watchdog events (native on local disks, polling on network shares)
 and by a full rescan every `rescan_seconds`, which also finds the files present at
-start. A file is complete at once when it arrived by rename (`.tmp` → final name) or has
-its `.ready` marker, otherwise once its size and mtime held for `settle_seconds`. Each
-source takes its files one at a time, oldest first; sources run side by side.
+start. A file is complete as `complete_when` says: by default at once when it arrived by
+rename (`.tmp` → final name) or has its `.ready` marker, otherwise once its size and mtime
+held for `settle_seconds`, and on Windows only once no other process holds it open.
+Each source takes its files one at a time, oldest first; sources run side by side.
+Paths are taken by their long names (never 8.3 short ones); a mapped network drive is
+polled, and one a service cannot see is named as such.
 
 What goes wrong with one file never stops the watcher:
 
@@ -32,11 +35,19 @@ from agent.contract.logs import bind
 from agent.parsers import ParseContext, ParseError, parse_stream
 
 from ._events import alive, start_observer, stop_observer
-from ._files import READY_SUFFIX, ChangedError, archive_file, hash_file, look_all
+from ._files import (
+    READY_SUFFIX,
+    ChangedError,
+    archive_file,
+    hash_file,
+    look_all,
+    restore_staged,
+)
 from ._glob import matches, relative_parts
 from ._intake import Records, ingest, open_unchanged
 from ._pending import Candidate, Pending
 from ._quarantine import quarantine_file
+from ._share import is_sharing_violation, long_name, mapped_drive, missing_drive_hint, released
 from ._sink import FileSink, IngestFile
 
 __all__ = ["SourceStats", "SourceWatcher", "Watchers"]
@@ -47,6 +58,7 @@ RETRY_SECONDS = 5.0  # first wait after a passing failure; doubles up to RETRY_M
 RETRY_MAX_SECONDS = 60.0
 IDLE_SECONDS = 1.0  # longest wait while paused by the sink (its budget has no event)
 MARKER_SECONDS = 5.0  # safety look for `.ready` markers whose event was missed
+HELD_SECONDS = 1.0  # least wait before looking again at a file the POS holds open
 
 
 @dataclasses.dataclass(slots=True)
@@ -87,11 +99,13 @@ class SourceWatcher:
         self.source = source
         self.config = config
         self.sink = sink
-        self.folder = Path(os.path.abspath(source.path))
+        self.folder = long_name(Path(os.path.abspath(source.path)))
         self.stats = SourceStats()
         self.config_file = config_file or "<config file>"  # named in quarantine notes
         self._pending = Pending(
-            settle_seconds=source.settle_seconds, require_marker=source.require_ready_marker
+            settle_seconds=source.settle_seconds,
+            require_marker=source.require_ready_marker or source.complete_when == "ready",
+            trust_name=source.complete_when == "renamed",
         )
         self._wake = asyncio.Event()
         self._stopping = False
@@ -116,6 +130,10 @@ class SourceWatcher:
         if self._task is not None:
             return
         self._stopping = False
+        try:  # files an interrupted cross-volume archive left staged go back to be taken
+            await asyncio.to_thread(restore_staged, self.folder)
+        except OSError as exc:
+            log.warning("Staged files could not be put back.", extra=self._log(error=_why(exc)))
         await self.rescan()  # starts folder events, then finds the files already there
         self._task = asyncio.create_task(self._work(), name=f"source-{self.source.name}")
 
@@ -147,23 +165,26 @@ class SourceWatcher:
             log.warning("Folder events stopped; watching again.", extra=self._log())
         self.stats.watching = False
         self.stats.mode = ""
-        mode = "polling" if self.source.polled else "events"
+        drive = await asyncio.to_thread(mapped_drive, self.folder)
+        polled = self.source.polled or drive == "remote"  # no change events from a share
+        mode = "polling" if polled else "events"
         try:
             self._observer = await asyncio.to_thread(
                 start_observer,
                 self.folder,
-                polled=self.source.polled,
+                polled=polled,
                 poll_interval=self.source.poll_interval,
                 loop=asyncio.get_running_loop(),
                 on_file=self.seen,
                 on_folder=self._folder_changed,
             )
         except OSError as exc:  # gone, unreachable, or out of inotify watches
-            self._error(f"cannot watch {self.folder}: {_why(exc)}")
+            why = (drive == "missing" and missing_drive_hint(self.folder)) or _why(exc)
+            self._error(f"cannot watch {self.folder}: {why}")
             log.log(
                 logging.DEBUG if self._unwatched_logged else logging.ERROR,
                 "Source folder cannot be watched; looking again at every rescan.",
-                extra=self._log(folder=str(self.folder), error=_why(exc)),
+                extra=self._log(folder=str(self.folder), error=why),
             )
             self._unwatched_logged = True
             return
@@ -193,6 +214,7 @@ class SourceWatcher:
 
     def seen(self, path: Path, renamed: bool = False) -> None:
         """A file appeared or changed (called on the loop: events and rescans)."""
+        path = long_name(path)  # an event may name a file by its 8.3 short name
         if path.name.lower().endswith(READY_SUFFIX):
             path = path.with_name(path.name[: -len(READY_SUFFIX)])  # its marker came
             renamed = False
@@ -290,6 +312,14 @@ class SourceWatcher:
         ready, later = self._pending.judge(
             looks, time.monotonic(), marker_wait=MARKER_SECONDS, error_wait=IDLE_SECONDS
         )
+        if ready and self.source.complete_when == "closed":
+            ready, held = await asyncio.to_thread(released, ready)
+            hold = max(self.source.settle_seconds, HELD_SECONDS)
+            for path in held:
+                self._pending.hold(path, time.monotonic(), hold)
+                log.debug("File still open in another program; waiting.", extra=self._log())
+            if held:
+                later = min(later, hold)
         self._count()
         return ready, min(wait, later)
 
@@ -434,8 +464,10 @@ class SourceWatcher:
             # Someone moved it first; the records are committed all the same.
             self._done(path)
             return
-        except OSError as exc:  # locked by a scanner (Windows), or the archive disk is full
-            self._later(path, f"cannot archive the file: {_why(exc)}")
+        except OSError as exc:  # still held by the POS or a scanner, or the disk is full
+            held = is_sharing_violation(exc)  # expected on Windows: the file stays, no copy
+            level = logging.INFO if held else logging.WARNING
+            self._later(path, f"cannot archive the file: {_why(exc)}", level=level)
             return
         self._done(path)
         log.debug("File archived.", extra=self._log(file=path.name, archived_as=str(target)))

@@ -26,6 +26,7 @@ def test_every_check_passes_here() -> None:
         "✓ scheduler",
         "✓ outbox and native watcher",
         "✓ outbox and polling watcher",
+        "✓ service",
     ]
     reader = "compiled" if compiled() else "plain Python"
     assert f"POSLog reader {reader}" in result.stdout

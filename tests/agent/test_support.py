@@ -29,6 +29,7 @@ EMAIL = "ann.customer@example.com"
 def write_config(tmp_path: Path, broker_url: str) -> Path:
     (tmp_path / "pos").mkdir(exist_ok=True)
     (tmp_path / "mqtt_password").write_text(PASSWORD + "\n")
+    (tmp_path / "mqtt_password").chmod(0o600)  # as provision-store writes it
     config = tmp_path / "agent.toml"
     config.write_text(
         '[agent]\nstore = "0042"\n'
