@@ -73,6 +73,7 @@ def summarise_day(
                 control=counts.control if extra else 0,
                 suspended=counts.suspended if extra else 0,
                 revision=revision,
+                covered_seq=covered,
             )
         )
     return summaries

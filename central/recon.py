@@ -76,11 +76,13 @@ def reconcile(
         if isinstance(record, Transaction):
             transactions.append((record, row))
         elif isinstance(record, EndOfDay):
-            # The newest summary wins: an agent whose outbox was rebuilt numbers its
-            # revisions from 1 again.
+            # The newest summary wins. The seqs it covers say which that is: an agent
+            # whose outbox was rebuilt numbers its revisions from 1 again, and a store's
+            # clock that jumped ahead stamps an old summary later than a new one. (Its
+            # time and revision decide only between summaries that give no seq.)
             known = closing.get(record.currency)
-            newer = (record.occurred_at, record.revision)
-            if known is None or newer > (known.occurred_at, known.revision):
+            newer = (record.covered_seq, record.occurred_at, record.revision)
+            if known is None or newer > (known.covered_seq, known.occurred_at, known.revision):
                 closing[record.currency] = record
     received = day_totals(t for t, _ in transactions)
     confirmed = {

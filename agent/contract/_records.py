@@ -254,6 +254,13 @@ class EndOfDay(_Base):
     revision: int = Field(
         default=1, ge=1, description="Raised when records of a closed day arrive late."
     )
+    covered_seq: int = Field(
+        default=0,
+        ge=0,
+        description="The highest seq among the day's records this summary counts. A store's "
+        "seqs never go backwards (not even across an outbox rebuild), so the summary with "
+        "the highest is the newest, whatever the store's clock said when it was made.",
+    )
 
     @model_validator(mode="after")
     def _exact_money(self) -> EndOfDay:

@@ -104,6 +104,25 @@ async def test_the_newest_summary_wins_even_when_a_rebuilt_agent_numbers_from_on
     assert (day.revision, day.differences) == (1, 0)
 
 
+async def test_the_summary_covering_the_most_wins_whatever_the_store_clock_said(
+    inbox: Inbox,
+) -> None:
+    from datetime import timedelta
+
+    sales = [samples.sale("1"), samples.sale("2")]
+    await put(inbox, *sales)
+    # Made while the store's clock ran a day ahead: stamped later, counting less.
+    early = closing(sales[:1], revision=2).model_copy(
+        update={"occurred_at": samples.WHEN + timedelta(days=1), "covered_seq": 1}
+    )
+    later = closing(sales, revision=3).model_copy(
+        update={"key": early.key + "-r3", "covered_seq": 2}
+    )
+    await put(inbox, later, early)  # type: ignore[arg-type]
+    (day,) = await reconcile_day(inbox, samples.STORE, samples.DAY, {})
+    assert (day.revision, day.differences) == (3, 0)
+
+
 class _Stating:
     """A target that answers each sale with its own total: the POS's, or `off` away."""
 
