@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import zlib
 from collections import Counter
 from datetime import timedelta
@@ -43,6 +44,14 @@ from central.inbox._sql import runs
 __all__ = ["Intake", "examine", "gather_refusals", "records_filter", "split_batch"]
 
 log = logging.getLogger("tillbridge.central.intake")
+
+DRAIN_SECONDS = 5
+"""On stop, how long batches already taken from the broker may take to be acknowledged:
+the relay is gone within ten seconds of SIGTERM whatever is queued (unacknowledged
+batches are sent again by their agents)."""
+STATUS_BYTES = 64 * 1024
+"""Largest heartbeat taken; a real one is a few hundred bytes."""
+_STORE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 """How long the broker keeps the relay's session (and queues its messages) while it is away."""
@@ -278,13 +287,22 @@ class Intake:
             await reader
         # Finish what was taken from the broker while the connection can still carry acks.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues)), 10)
+            await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues)), DRAIN_SECONDS)
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             try:
                 store, channel = parse_topic(self.prefix, message.topic.value)
             except EnvelopeError:
+                continue
+            if not _STORE.fullmatch(store):
+                # No store of ours has such a name, and the broker's ACL gives none such a
+                # topic: counted and dropped, never written anywhere at its length.
+                self.counters["bad_topic"] += 1
+                log.warning(
+                    "Security event: message on a topic that names no valid store.",
+                    extra={"event": "security", "topic_store": store[:64]},
+                )
                 continue
             payload = message.payload if isinstance(message.payload, bytes) else b""
             # Batches of one store always go to the same worker, so they are handled in order.
@@ -419,9 +437,17 @@ class Intake:
         """A heartbeat or last will: update the store's entry in the fleet registry."""
         if not payload:
             return
+        if len(payload) > STATUS_BYTES:
+            self.counters["status_refused"] += 1
+            log.warning(
+                "Status refused.",
+                extra={"store": store, "reason": f"{len(payload)} bytes (limit {STATUS_BYTES})"},
+            )
+            return
         try:
             heartbeat = Heartbeat.model_validate_json(payload)
         except ValidationError as exc:
+            self.counters["status_refused"] += 1
             log.warning("Status refused.", extra={"store": store, "reason": _reason(exc)})
             return
         if heartbeat.store != store:

@@ -200,3 +200,31 @@ def test_card_numbers_are_masked_at_intake_whatever_the_agent_sent() -> None:
     assert kept[0].body["lines"][0]["description"] == "card ************1111"
     assert kept[0].body["lines"][0]["sku"] == "4006381333931"
     assert refused[0].payload["body"]["lines"][0]["description"] == "card ************1111"
+
+
+async def test_a_topic_naming_no_store_and_a_huge_status_are_dropped(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = central_config(mosquitto.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path)
+    honest = batch("0042", [wire(1, sale_body("0042", "T1"))])
+    async with running_relay(config) as (intake, inbox), TestAgent(mosquitto.port) as agent:
+        await agent.publish("x" * 5000, encode_batch(honest))
+        await agent.publish(
+            "0066",
+            b'{"store": "0066", "state": "online", "x": "' + b"a" * 200_000 + b'"}',
+            "status",
+        )
+        await agent.publish("0042", encode_batch(honest))
+
+        async def acked() -> list[Any]:
+            return agent.acks_for(honest.batch_id)
+
+        await wait_for(acked, timeout=20)
+
+        async def refused() -> bool:
+            return intake.counters["status_refused"] == 1
+
+        await wait_for(refused, timeout=20)
+        assert intake.counters["bad_topic"] == 1
+        assert [s.store for s in await inbox.stores()] == ["0042"]
+        assert (await inbox.stats())["refused"] == 0
