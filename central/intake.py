@@ -30,7 +30,7 @@ from agent.contract import (
     Rejection,
     WireRecord,
     check_value,
-    decode_batch,
+    decode_batch_lenient,
     parse_topic,
     topic,
 )
@@ -152,8 +152,12 @@ def examine(
 ) -> tuple[Batch, list[IncomingRecord], list[InvalidRecord]]:
     """Decode a batch and sort its records (CPU work: the intake runs it off the event
     loop). EnvelopeError when the message cannot be read as a batch at all."""
-    batch = decode_batch(payload, limits)
+    batch, broken = decode_batch_lenient(payload, limits)
     good, bad = split_batch(batch, limits)
+    for seq, key, problem in broken:
+        # Not even a record's shape: answered as rejected, so the agent stops sending it.
+        payload_kept = {"seq": seq, "key": key, "body": None}
+        bad.append(InvalidRecord(seq, key, f"invalid record: {problem}", payload_kept))
     return batch, good, bad
 
 

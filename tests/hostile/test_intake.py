@@ -228,3 +228,19 @@ async def test_a_topic_naming_no_store_and_a_huge_status_are_dropped(
         assert intake.counters["bad_topic"] == 1
         assert [s.store for s in await inbox.stores()] == ["0042"]
         assert (await inbox.stats())["refused"] == 0
+
+
+def test_a_record_of_the_wrong_shape_is_rejected_alone_when_it_names_its_seq() -> None:
+    raw = _raw([sale_body("0042", f"T{i}") for i in range(4)])
+    raw["records"][0]["key"] = "k" * 600
+    raw["records"][1]["body"] = ["not", "an", "object"]
+    raw["records"][2]["seq"] = 9_223_372_036_854_775_808  # past 64 bits
+    with pytest.raises(EnvelopeError, match=r"records\.2\.seq"):
+        examine(_payload(raw), LIMITS)
+    raw["records"][2]["seq"] = 3
+    _, good, bad = examine(_payload(raw), LIMITS)
+    assert [r.seq for r in good] == [3, 4]
+    assert [(b.seq, len(b.key)) for b in bad] == [(1, 512), (2, len(raw["records"][1]["key"]))]
+    assert bad[0].reason.startswith("invalid record: key: String should have at most 512")
+    assert bad[1].reason.startswith("invalid record: body: ")
+    assert all(b.payload["body"] is None for b in bad)
