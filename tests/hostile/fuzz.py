@@ -26,9 +26,11 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import FrameType
+from typing import Any
 
-from agent.contract import EnvelopeError, Limits
+from agent.contract import EnvelopeError, Limits, WireRecord
 from central.intake import examine
 from tests.support.records import batch, return_body, sale_body, wire
 
@@ -45,23 +47,28 @@ def _intake(data: bytes) -> None:
 TARGETS: dict[str, Callable[[bytes], None]] = {"intake": _intake}
 
 
+_SENT = datetime(2024, 5, 1, 18, 0, tzinfo=UTC)
+
+
+def _fixed(seq: int, body: dict[str, Any]) -> WireRecord:
+    """A wire record whose every field is fixed, so that a seed gives the same inputs."""
+    return wire(seq, body).model_copy(update={"correlation_id": f"c-{seq}"})
+
+
 def seeds() -> list[bytes]:
-    """Batches as agents send them: gzip and plain, sales and returns, a card number in a
-    description, several stores' shapes."""
+    """Batches as agents send them, the same on every call: gzip and plain, sales and
+    returns, a card number in a description."""
     sale = sale_body("0042", "T1")
     sale["lines"][0]["description"] = "card 4111 1111 1111 1111"
     records = [
-        wire(1, sale),
-        wire(2, sale_body("0042", "T2", total="12.30")),
-        wire(3, return_body("0042", "T3", "T2")),
+        _fixed(1, sale),
+        _fixed(2, sale_body("0042", "T2", total="12.30")),
+        _fixed(3, return_body("0042", "T3", "T2")),
     ]
-    one = batch("0042", records)
-    text = one.model_dump_json(by_alias=True).encode()
-    return [
-        text,
-        gzip.compress(text, mtime=0),
-        batch("0042", records[:1]).model_dump_json().encode(),
-    ]
+    whole = batch("0042", records, batch_id="seed-1").model_copy(update={"sent_at": _SENT})
+    one = batch("0042", records[:1], batch_id="seed-2").model_copy(update={"sent_at": _SENT})
+    text = whole.model_dump_json(by_alias=True).encode()
+    return [text, gzip.compress(text, mtime=0), one.model_dump_json().encode()]
 
 
 _TOKENS = [
