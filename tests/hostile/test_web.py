@@ -18,7 +18,7 @@ import pytest
 from agent.contract import EndOfDayTotals
 from central.config import CentralConfig, InboxSettings, WebSettings
 from central.inbox import Inbox, open_inbox
-from central.inbox._sql import SqlInbox
+from central.inbox._deliveries import DeliverySql
 from central.recon import ReconDay, ReconLine, to_csv
 from central.web import add_user, create_app, remove_user
 from central.web._api import download_name
@@ -232,7 +232,7 @@ async def test_the_audit_trail_request_text_is_redacted_like_the_body(relay: Rel
     whole = json.dumps({"customer": {"firstName": "Jana", "lastName": "Beispiel"}})
     cut = '{"order": {"shippingAddress": {"firstName": "Jana", "lastName": "Beisp…'
     detail = {"exchanges": [{"request": whole}, {"request": cut}], "dry_run": True}
-    sql = cast(SqlInbox, inbox)
+    sql = cast(DeliverySql, inbox)
 
     async def write(c: Any) -> None:
         await sql._audit(
