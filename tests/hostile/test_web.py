@@ -5,7 +5,7 @@ crafted file names, and what /healthz says to anyone."""
 from __future__ import annotations
 
 import json
-import statistics
+import logging
 import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -96,13 +96,14 @@ async def test_a_known_name_answers_as_fast_as_an_unknown_one(tmp_path: Path) ->
     transport = httpx.ASGITransport(app=create_app(cfg, inbox))
     timings: dict[str, list[float]] = {"otto": [], "nobody": []}
     async with httpx.AsyncClient(transport=transport, base_url="http://relay.test") as client:
-        for _ in range(7):
+        for _ in range(9):
             for name in timings:
                 started = time.perf_counter()
                 assert (await sign_in(client, name, "wrong password")).status_code == 401
                 timings[name].append(time.perf_counter() - started)
     await inbox.close()
-    known, unknown = (statistics.median(timings[n]) for n in ("otto", "nobody"))
+    # The fastest of each is its own cost, with the least of the machine's other load in it.
+    known, unknown = (min(timings[n]) for n in ("otto", "nobody"))
     # Both run one scrypt; before, an unknown name skipped it (28 ms against 5 ms).
     assert 0.5 < known / unknown < 2, (known, unknown)
 
@@ -245,3 +246,15 @@ async def test_the_audit_trail_request_text_is_redacted_like_the_body(relay: Rel
     assert "shippingAddress" in audit
     for secret in ("Jana", "Beisp", "jana.example@example.org", "1234567"):
         assert secret not in audit, secret
+
+
+async def test_a_password_typed_as_the_name_never_reaches_the_log(
+    relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, _, client = relay
+    caplog.set_level(logging.INFO, "tillbridge")
+    assert (await sign_in(client, "Tr0ub4dor&3", "x")).status_code == 401
+    assert (await sign_in(client, "otto", "wrong password")).status_code == 401
+    failures = [r for r in caplog.records if r.getMessage() == "Security event: sign-in failed."]
+    assert [getattr(r, "user", None) for r in failures] == ["(unknown)", "otto"]
+    assert all("Tr0ub4dor" not in str(vars(r)) for r in caplog.records)
