@@ -17,11 +17,14 @@ import pytest
 
 from agent.contract import EndOfDayTotals
 from central.config import CentralConfig, InboxSettings, WebSettings
+from central.delivery import Delivery
 from central.inbox import Inbox, open_inbox
 from central.inbox._deliveries import DeliverySql
 from central.recon import ReconDay, ReconLine, to_csv
 from central.web import add_user, create_app, remove_user
 from central.web._api import download_name
+from tests.central.connectors import samples
+from tests.central.test_delivery import Servers, put
 from tests.central.test_web import PASSWORD, _exception, basic, relay, sign_in, with_csrf
 
 __all__ = ["relay"]
@@ -258,3 +261,22 @@ async def test_a_password_typed_as_the_name_never_reaches_the_log(
     failures = [r for r in caplog.records if r.getMessage() == "Security event: sign-in failed."]
     assert [getattr(r, "user", None) for r in failures] == ["(unknown)", "otto"]
     assert all("Tr0ub4dor" not in str(vars(r)) for r in caplog.records)
+
+
+async def test_a_target_answer_quoting_a_customer_is_shown_redacted(relay: Relay) -> None:
+    # Delivery redacts what it keeps and the views redact what they show: either layer
+    # alone keeps the address off the API and the page.
+    cfg, inbox, client = relay
+    servers = Servers()
+    servers["sandbox"].fail_next_write(400, message="customer jana.example@example.org refused")
+    await put(inbox, samples.sale(customer=True))
+    delivery = Delivery(cfg, inbox, transport_for=servers)
+    await delivery.drain()
+    await delivery.aclose()
+    (item,) = await inbox.exceptions()
+    for path in ("/api/v1/exceptions", f"/api/v1/exceptions/{item.id}"):
+        answer = (await client.get(path, headers=basic("vera"))).text
+        assert "refused" in answer
+        assert "jana.example@example.org" not in answer
+    await sign_in(client, "vera")
+    assert "jana.example@example.org" not in (await client.get("/exceptions")).text
