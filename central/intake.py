@@ -49,6 +49,9 @@ DRAIN_SECONDS = 5
 """On stop, how long batches already taken from the broker may take to be acknowledged:
 the relay is gone within ten seconds of SIGTERM whatever is queued (unacknowledged
 batches are sent again by their agents)."""
+ACK_REJECTIONS = 1000
+"""Most rejections in one ack: about 400 KB at the longest reasons, under the 1 MB
+message size limit of the shipped broker configuration."""
 STATUS_BYTES = 64 * 1024
 """Largest heartbeat taken; a real one is a few hundred bytes."""
 _STORE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -400,17 +403,21 @@ class Intake:
         self.counters["rejected"] += len(bad)
         if self.config.intake.ack_delay_seconds:
             await asyncio.sleep(self.config.intake.ack_delay_seconds)
-        ack = Ack(
-            store=batch.store,
-            batch_id=batch.batch_id,
-            committed=result.committed,
-            duplicates=result.duplicates,
-            rejected=[Rejection(seq=b.seq, key=b.key, reason=b.reason) for b in bad],
-        )
-        await self._publish(
-            topic(self.prefix, batch.store, "ack"), ack.model_dump_json(by_alias=True)
-        )
-        self.counters["acks"] += 1
+        rejections = [Rejection(seq=b.seq, key=b.key, reason=b.reason) for b in bad]
+        # Many rejections go in several acks of the same batch (the agent settles the seqs
+        # each names), so that no ack outgrows the broker's message size limit.
+        for start in range(0, max(len(rejections), 1), ACK_REJECTIONS):
+            ack = Ack(
+                store=batch.store,
+                batch_id=batch.batch_id,
+                committed=result.committed if start == 0 else [],
+                duplicates=result.duplicates if start == 0 else [],
+                rejected=rejections[start : start + ACK_REJECTIONS],
+            )
+            await self._publish(
+                topic(self.prefix, batch.store, "ack"), ack.model_dump_json(by_alias=True)
+            )
+            self.counters["acks"] += 1
         log.info(
             "Batch acknowledged.",
             extra={

@@ -244,3 +244,24 @@ def test_a_record_of_the_wrong_shape_is_rejected_alone_when_it_names_its_seq() -
     assert bad[0].reason.startswith("invalid record: key: String should have at most 512")
     assert bad[1].reason.startswith("invalid record: body: ")
     assert all(b.payload["body"] is None for b in bad)
+
+
+async def test_many_rejections_are_answered_in_acks_the_broker_can_carry(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = central_config(mosquitto.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path)
+    bodies = [sale_body("0042", f"T{i}", total="1.001") for i in range(2500)]
+    bodies.append(sale_body("0042", "T-good"))
+    sent = batch("0042", [wire(i + 1, b) for i, b in enumerate(bodies)])
+    async with running_relay(config) as _, TestAgent(mosquitto.port) as agent:
+        await agent.publish("0042", encode_batch(sent))
+
+        async def acked() -> list[Any] | None:
+            acks = agent.acks_for(sent.batch_id)
+            return acks if len(acks) == 3 else None
+
+        acks = await wait_for(acked, timeout=60)
+        assert [len(a.rejected) for a in acks] == [1000, 1000, 500]
+        assert [a.committed for a in acks] == [[2501], [], []]
+        assert set().union(*(a.settled() for a in acks)) == set(range(1, 2502))
+        assert max(len(a.model_dump_json(by_alias=True)) for a in acks) < 512 * 1024
