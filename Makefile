@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup native tools test lint types imports pytest demo bench chaos soak clean
+.PHONY: setup native tools test lint types imports pytest demo bench chaos soak fuzz clean
 
 CTMOCK := tests/support/ctmock
 CTMOCK_STAMP := $(CTMOCK)/node_modules/.installed
@@ -98,6 +98,13 @@ clean:
 
 bench: setup
 	$(BIN)/python -m tests.bench.run bench-results
+
+# The long mutation fuzz of the relay's intake under a 512 MB memory cap; a short seeded
+# run is part of `make test` (tests/hostile/test_fuzz.py). FUZZ_RUNS and FUZZ_SEED vary it.
+FUZZ_RUNS ?= 1000000
+FUZZ_SEED ?= 1
+fuzz: setup
+	$(BIN)/python -m tests.hostile.fuzz --runs $(FUZZ_RUNS) --seed $(FUZZ_SEED) --memory-mb 512
 
 # The long fault-injection run (a short one runs inside `make test`).
 chaos: setup

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import zlib
 from collections import Counter
 from datetime import timedelta
@@ -29,7 +30,7 @@ from agent.contract import (
     Rejection,
     WireRecord,
     check_value,
-    decode_batch,
+    decode_batch_lenient,
     parse_topic,
     topic,
 )
@@ -43,6 +44,17 @@ from central.inbox._sql import runs
 __all__ = ["Intake", "examine", "gather_refusals", "records_filter", "split_batch"]
 
 log = logging.getLogger("tillbridge.central.intake")
+
+DRAIN_SECONDS = 5
+"""On stop, how long batches already taken from the broker may take to be acknowledged:
+the relay is gone within ten seconds of SIGTERM whatever is queued (unacknowledged
+batches are sent again by their agents)."""
+ACK_REJECTIONS = 1000
+"""Most rejections in one ack: about 400 KB at the longest reasons, under the 1 MB
+message size limit of the shipped broker configuration."""
+STATUS_BYTES = 64 * 1024
+"""Largest heartbeat taken; a real one is a few hundred bytes."""
+_STORE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 """How long the broker keeps the relay's session (and queues its messages) while it is away."""
@@ -143,8 +155,12 @@ def examine(
 ) -> tuple[Batch, list[IncomingRecord], list[InvalidRecord]]:
     """Decode a batch and sort its records (CPU work: the intake runs it off the event
     loop). EnvelopeError when the message cannot be read as a batch at all."""
-    batch = decode_batch(payload, limits)
+    batch, broken = decode_batch_lenient(payload, limits)
     good, bad = split_batch(batch, limits)
+    for seq, key, problem in broken:
+        # Not even a record's shape: answered as rejected, so the agent stops sending it.
+        payload_kept = {"seq": seq, "key": key, "body": None}
+        bad.append(InvalidRecord(seq, key, f"invalid record: {problem}", payload_kept))
     return batch, good, bad
 
 
@@ -278,13 +294,22 @@ class Intake:
             await reader
         # Finish what was taken from the broker while the connection can still carry acks.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues)), 10)
+            await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues)), DRAIN_SECONDS)
 
     async def _pump(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             try:
                 store, channel = parse_topic(self.prefix, message.topic.value)
             except EnvelopeError:
+                continue
+            if not _STORE.fullmatch(store):
+                # No store of ours has such a name, and the broker's ACL gives none such a
+                # topic: counted and dropped, never written anywhere at its length.
+                self.counters["bad_topic"] += 1
+                log.warning(
+                    "Security event: message on a topic that names no valid store.",
+                    extra={"event": "security", "topic_store": store[:64]},
+                )
                 continue
             payload = message.payload if isinstance(message.payload, bytes) else b""
             # Batches of one store always go to the same worker, so they are handled in order.
@@ -379,17 +404,21 @@ class Intake:
         self.counters["rejected"] += len(bad)
         if self.config.intake.ack_delay_seconds:
             await asyncio.sleep(self.config.intake.ack_delay_seconds)
-        ack = Ack(
-            store=batch.store,
-            batch_id=batch.batch_id,
-            committed=result.committed,
-            duplicates=result.duplicates,
-            rejected=[Rejection(seq=b.seq, key=b.key, reason=b.reason) for b in bad],
-        )
-        await self._publish(
-            topic(self.prefix, batch.store, "ack"), ack.model_dump_json(by_alias=True)
-        )
-        self.counters["acks"] += 1
+        rejections = [Rejection(seq=b.seq, key=b.key, reason=b.reason) for b in bad]
+        # Many rejections go in several acks of the same batch (the agent settles the seqs
+        # each names), so that no ack outgrows the broker's message size limit.
+        for start in range(0, max(len(rejections), 1), ACK_REJECTIONS):
+            ack = Ack(
+                store=batch.store,
+                batch_id=batch.batch_id,
+                committed=result.committed if start == 0 else [],
+                duplicates=result.duplicates if start == 0 else [],
+                rejected=rejections[start : start + ACK_REJECTIONS],
+            )
+            await self._publish(
+                topic(self.prefix, batch.store, "ack"), ack.model_dump_json(by_alias=True)
+            )
+            self.counters["acks"] += 1
         log.info(
             "Batch acknowledged.",
             extra={
@@ -420,9 +449,17 @@ class Intake:
         """A heartbeat or last will: update the store's entry in the fleet registry."""
         if not payload:
             return
+        if len(payload) > STATUS_BYTES:
+            self.counters["status_refused"] += 1
+            log.warning(
+                "Status refused.",
+                extra={"store": store, "reason": f"{len(payload)} bytes (limit {STATUS_BYTES})"},
+            )
+            return
         try:
             heartbeat = Heartbeat.model_validate_json(payload)
         except ValidationError as exc:
+            self.counters["status_refused"] += 1
             log.warning("Status refused.", extra={"store": store, "reason": _reason(exc)})
             return
         if heartbeat.store != store:

@@ -27,6 +27,7 @@ __all__ = [
     "Release",
     "WireRecord",
     "decode_batch",
+    "decode_batch_lenient",
     "encode_batch",
     "parse_topic",
     "topic",
@@ -55,7 +56,7 @@ class WireRecord(_Model):
     """One record in a batch: the canonical record plus its place in the store's stream."""
 
     kind: str
-    seq: int = Field(ge=1, description="Per store, gap-free, assigned by the outbox.")
+    seq: int = Field(ge=1, le=2**63 - 1, description="Per store, gap-free, assigned by the outbox.")
     key: str = Field(min_length=1, max_length=512)
     correlation_id: str = Field(min_length=1, max_length=128)
     occurred_at: AwareDatetime
@@ -194,6 +195,49 @@ def decode_batch(payload: bytes, limits: Limits | None = None) -> Batch:
         return Batch.model_validate(obj)
     except ValidationError as exc:
         raise EnvelopeError(f"batch envelope is invalid: {_first_error(exc)}") from None
+
+
+MAX_SEQ = 2**63 - 1
+"""The largest seq either program stores (a signed 64-bit integer)."""
+
+
+def decode_batch_lenient(
+    payload: bytes, limits: Limits | None = None
+) -> tuple[Batch, list[tuple[int, str, str]]]:
+    """Like `decode_batch`, but a record that is no valid `WireRecord` is set aside as
+    (seq, key, reason) when it names a usable seq, so that it can be answered as rejected
+    instead of its whole batch being refused, and sent again, forever. The batch is still
+    refused when its envelope is invalid or a broken record names no usable seq."""
+    limits = limits or Limits()
+    try:
+        obj = loads(inflate(payload, limits), limits)
+    except LimitError as exc:
+        raise EnvelopeError(str(exc)) from None
+    try:
+        return Batch.model_validate(obj), []
+    except ValidationError as exc:
+        first = exc
+    raw = obj.get("records") if isinstance(obj, dict) else None
+    if not isinstance(raw, list):
+        raise EnvelopeError(f"batch envelope is invalid: {_first_error(first)}") from None
+    try:
+        envelope = Batch.model_validate({**obj, "records": []})
+    except ValidationError as exc:
+        raise EnvelopeError(f"batch envelope is invalid: {_first_error(exc)}") from None
+    kept: list[WireRecord] = []
+    broken: list[tuple[int, str, str]] = []
+    for index, item in enumerate(raw):
+        try:
+            kept.append(WireRecord.model_validate(item))
+            continue
+        except ValidationError as exc:
+            problem = _first_error(exc)
+        seq = item.get("seq") if isinstance(item, dict) else None
+        if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
+            raise EnvelopeError(f"batch envelope is invalid: records.{index}.{problem}") from None
+        key = item.get("key")
+        broken.append((seq, key[:512] if isinstance(key, str) else "", problem[:300]))
+    return envelope.model_copy(update={"records": kept}), broken
 
 
 def _first_error(exc: ValidationError) -> str:

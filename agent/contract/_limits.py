@@ -34,7 +34,7 @@ class Limits(BaseModel):
         description="Largest message as it arrives, gzip-compressed or plain JSON.",
     )
     inflated_bytes: int = Field(
-        default=16 * 1024 * 1024,
+        default=8 * 1024 * 1024,
         ge=4096,
         description="Largest batch once inflated (a plain batch counts its own size).",
     )
@@ -138,33 +138,61 @@ def loads(data: bytes | str, limits: Limits) -> Any:
 
 def check_value(value: Any, limits: Limits, where: str = "") -> str | None:
     """The first place where `value` (decoded JSON) is over the limits, as
-    "`where`: what", or None. Strings that are numbers are held to the number limits."""
-    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
-    while stack:
-        item, path, depth = stack.pop()
-        if isinstance(item, str):
-            if len(item) > limits.string_chars:
-                return f"{path}: a string of {len(item)} characters (limit {limits.string_chars})"
-            if item[:1] in _NUMBER_START and _looks_numeric(item):
-                problem = _number_problem(item, limits)
-                if problem:
-                    return f"{path}: {problem}"
-        elif isinstance(item, Oversize):
-            return f"{path}: {item.reason}"
-        elif isinstance(item, dict | list):
-            if depth >= limits.depth:
-                return f"{path}: nested deeper than {limits.depth} levels"
-            if isinstance(item, dict):
-                for key, inner in item.items():
-                    if len(key) > limits.string_chars:
-                        return f"{path}: a key of {len(key)} characters"
-                    stack.append((inner, f"{path}.{key}" if path else str(key), depth + 1))
-            else:
-                most = limits.lines_per_transaction if path.endswith("lines") else limits.list_items
-                if len(item) > most:
-                    return f"{path}: {len(item)} items (limit {most})"
-                for index, inner in enumerate(item):
-                    stack.append((inner, f"{path}[{index}]", depth + 1))
+    "`where`: what", or None. Strings that are numbers are held to the number limits.
+    The walk builds no path until it finds something: it runs for every record."""
+    found = _walk(value, limits, 0, "lines" if where.endswith("lines") else "")
+    if found is None:
+        return None
+    reason, path = found
+    parts = [where] if where else []
+    for step in reversed(path):
+        if isinstance(step, int):
+            parts[-1:] = [f"{parts[-1] if parts else ''}[{step}]"]
+        else:
+            parts.append(step)
+    return f"{'.'.join(parts)}: {reason}"
+
+
+def _walk(item: Any, limits: Limits, depth: int, key: str) -> tuple[str, list[str | int]] | None:
+    """(what, path from the place to `item`, innermost first) of the first excess."""
+    if isinstance(item, str):
+        size = len(item)
+        if size > limits.string_chars:
+            return f"a string of {size} characters (limit {limits.string_chars})", []
+        # Only text long enough for too many digits, or with an exponent, can be over.
+        suspect = size > limits.number_digits or "e" in item or "E" in item
+        if suspect and item[:1] in _NUMBER_START and _looks_numeric(item):
+            problem = _number_problem(item, limits)
+            if problem:
+                return problem, []
+        return None
+    if isinstance(item, dict):
+        if depth >= limits.depth:
+            return f"nested deeper than {limits.depth} levels", []
+        for name, inner in item.items():
+            if len(name) > limits.string_chars:
+                return f"a key of {len(name)} characters", []
+            if isinstance(inner, str | dict | list | Oversize):
+                found = _walk(inner, limits, depth + 1, name)
+                if found is not None:
+                    found[1].append(name)
+                    return found
+        return None
+    if isinstance(item, list):
+        if depth >= limits.depth:
+            return f"nested deeper than {limits.depth} levels", []
+        most = limits.lines_per_transaction if key == "lines" else limits.list_items
+        if len(item) > most:
+            return f"{len(item)} items (limit {most})", []
+        for index, inner in enumerate(item):
+            if isinstance(inner, str | dict | list | Oversize):
+                found = _walk(inner, limits, depth + 1, "")
+                if found is not None:
+                    found[1].append(index)
+                    return found
+        return None
+    if isinstance(item, Oversize):
+        return item.reason, []
     return None
 
 

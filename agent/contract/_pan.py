@@ -109,27 +109,15 @@ def _mask(match: re.Match[str]) -> str:
         return match.group()  # one decimal point: an amount or a quantity
     # Card numbers among other digit groups ("4000…0006-0", "till 2 card 4111.1111…"):
     # from each group, the longest run of whole groups of 13–19 digits that passes Luhn.
-    # At most 19 digits per run, so the work is linear in the chain.
     parts = _SPLIT.split(text)  # groups at even indexes, separators between
     groups = parts[0::2]
+    longest = _luhn_windows(groups)
     out: list[str] = []
     done = 0  # groups[:done] are in `out`, with the separator after the last of them
     first = 0
     found = False
     while first < len(groups):
-        width = 0
-        last = first
-        while last < len(groups) and width + len(groups[last]) <= 19:
-            width += len(groups[last])
-            last += 1
-        hit = 0
-        for end in range(last, first, -1):
-            window = "".join(groups[first:end])
-            if end - first == 1 and _is_timestamp(window):
-                continue  # a time stamp between other fields ("…_20261124124136_00041")
-            if len(window) >= 13 and luhn_valid(window):
-                hit = end
-                break
+        hit = longest[first]
         if not hit:
             first += 1
             continue
@@ -143,6 +131,35 @@ def _mask(match: re.Match[str]) -> str:
         return match.group()
     out.append("".join(parts[2 * done :]))
     return "".join(out)
+
+
+def _luhn_windows(groups: list[str]) -> list[int]:
+    """For each group, the end (exclusive) of the longest run of whole groups from it that
+    holds 13–19 digits and passes Luhn, or 0. Runs are walked leftwards from each end, the
+    Luhn sum carried along, so each digit is read at most 19 times: linear in the chain."""
+    longest = [0] * len(groups)
+    for end in range(len(groups), 0, -1):
+        total = 0
+        position = 0  # digits counted from the right end of the run
+        start = end
+        while start > 0:
+            group = groups[start - 1]
+            if position + len(group) > 19:
+                break
+            for char in reversed(group):
+                value = ord(char) - 48
+                if position % 2 == 1:
+                    value *= 2
+                    if value > 9:
+                        value -= 9
+                total += value
+                position += 1
+            start -= 1
+            if position >= 13 and total % 10 == 0 and end > longest[start]:
+                if end - start == 1 and _is_timestamp(group):
+                    continue  # a time stamp between other fields ("…_20261124124136_00041")
+                longest[start] = end
+    return longest
 
 
 def _ascii_digits(text: str) -> str:

@@ -116,15 +116,29 @@ def redact_json_text(text: str) -> str:
 def mask_pans_json(value: Any, key: str = "") -> Any:
     """Decoded JSON with every card number masked, keeping what `scrub_model` keeps: a
     `sku` that is a GTIN and a `sha256` that is a digest. The relay applies it to every
-    record it takes, whatever the agent did."""
+    record it takes, whatever the agent did; a value without a card number comes back
+    as the same object, uncopied (the common case, kept cheap)."""
     if isinstance(value, str):
-        if (key == "sku" and gtin_valid(value)) or (
-            key == "sha256" and _HEX_DIGEST.fullmatch(value)
-        ):
+        if len(value) < 13 or (key == "sku" and gtin_valid(value)):
             return value
-        return mask_pans(value)
+        if key == "sha256" and _HEX_DIGEST.fullmatch(value):
+            return value
+        masked = mask_pans(value)
+        return value if masked == value else masked
     if isinstance(value, dict):
-        return {k: mask_pans_json(v, str(k)) for k, v in value.items()}
+        changed: dict[Any, Any] | None = None
+        for name, inner in value.items():
+            new = mask_pans_json(inner, str(name))
+            if new is not inner:
+                changed = changed if changed is not None else dict(value)
+                changed[name] = new
+        return value if changed is None else changed
     if isinstance(value, list):
-        return [mask_pans_json(v, key) for v in value]
+        items: list[Any] | None = None
+        for index, inner in enumerate(value):
+            new = mask_pans_json(inner, key)
+            if new is not inner:
+                items = items if items is not None else list(value)
+                items[index] = new
+        return value if items is None else items
     return value

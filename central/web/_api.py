@@ -12,7 +12,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from central.exceptions import describe, retry_matching
+from agent.contract.redact import redact_value
+from central.exceptions import retry_matching
 from central.recon import to_csv
 
 from . import _views
@@ -90,7 +91,7 @@ async def exception(request: Request, exception_id: ExceptionId, _: Signed) -> d
     item = await state(request).inbox.exception(exception_id)
     if item is None:
         raise HTTPException(404, f"no exception {exception_id}")
-    return describe(item) | {"response": item.response}
+    return _views.shown(item) | {"response": redact_value(item.response)}
 
 
 @router.post("/exceptions/{exception_id}/retry", summary="Send the record again (operators)")

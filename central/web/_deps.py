@@ -85,18 +85,16 @@ async def _check(request: Request, name: str, password: str) -> User | None:
     blocked = app.throttle.blocked(name, _address(request))
     # scrypt is meant to be slow: off the event loop, which keeps serving meanwhile.
     good = await asyncio.to_thread(verify_password, password, user.password_hash if user else None)
+    # A name that is no user may be a password typed in the wrong field: never logged.
+    said = {"event": "security", "user": user.name if user else "(unknown)"}
     if blocked:
         log.warning(
-            "Security event: sign-in throttled.",
-            extra={"event": "security", "user": name[:64], "address": _address(request)},
+            "Security event: sign-in throttled.", extra={**said, "address": _address(request)}
         )
         raise Throttled()
     if not good or user is None:
         app.throttle.failed(name, _address(request))
-        log.warning(
-            "Security event: sign-in failed.",
-            extra={"event": "security", "user": name[:64], "address": _address(request)},
-        )
+        log.warning("Security event: sign-in failed.", extra={**said, "address": _address(request)})
         return None
     app.throttle.succeeded(name)
     return user

@@ -8,12 +8,12 @@ from typing import Any
 
 from agent.contract.redact import redact_value
 from central.exceptions import GROUP_SCAN, describe, groups
-from central.inbox import Inbox
+from central.inbox import ExceptionItem, Inbox
 from central.recon import ReconDay, reconcile_day
 
 from ._deps import AppState
 
-__all__ = ["fleet", "recon_day", "recon_days", "record_detail", "throughput_svg"]
+__all__ = ["fleet", "recon_day", "recon_days", "record_detail", "shown", "throughput_svg"]
 
 
 async def fleet(inbox: Inbox) -> list[dict[str, Any]]:
@@ -66,7 +66,17 @@ async def record_detail(inbox: Inbox, record_id: int) -> dict[str, Any] | None:
 
 
 async def exceptions(inbox: Inbox, *, closed: bool = False) -> list[dict[str, Any]]:
-    return [describe(i) for i in await inbox.exceptions(500, include_closed=closed)]
+    return [shown(i) for i in await inbox.exceptions(500, include_closed=closed)]
+
+
+def shown(item: ExceptionItem) -> dict[str, Any]:
+    """An exception as a viewer sees it: the reason (which may quote a target's answer)
+    and the resolution note redacted like a body."""
+    found = describe(item)
+    for name in ("reason", "resolution"):
+        if isinstance(found[name], str):
+            found[name] = redact_value(found[name])
+    return found
 
 
 async def exception_groups(inbox: Inbox) -> list[dict[str, Any]]:

@@ -200,3 +200,68 @@ def test_card_numbers_are_masked_at_intake_whatever_the_agent_sent() -> None:
     assert kept[0].body["lines"][0]["description"] == "card ************1111"
     assert kept[0].body["lines"][0]["sku"] == "4006381333931"
     assert refused[0].payload["body"]["lines"][0]["description"] == "card ************1111"
+
+
+async def test_a_topic_naming_no_store_and_a_huge_status_are_dropped(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = central_config(mosquitto.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path)
+    honest = batch("0042", [wire(1, sale_body("0042", "T1"))])
+    async with running_relay(config) as (intake, inbox), TestAgent(mosquitto.port) as agent:
+        await agent.publish("x" * 5000, encode_batch(honest))
+        await agent.publish(
+            "0066",
+            b'{"store": "0066", "state": "online", "x": "' + b"a" * 200_000 + b'"}',
+            "status",
+        )
+        await agent.publish("0042", encode_batch(honest))
+
+        async def acked() -> list[Any]:
+            return agent.acks_for(honest.batch_id)
+
+        await wait_for(acked, timeout=20)
+
+        async def refused() -> bool:
+            return intake.counters["status_refused"] == 1
+
+        await wait_for(refused, timeout=20)
+        assert intake.counters["bad_topic"] == 1
+        assert [s.store for s in await inbox.stores()] == ["0042"]
+        assert (await inbox.stats())["refused"] == 0
+
+
+def test_a_record_of_the_wrong_shape_is_rejected_alone_when_it_names_its_seq() -> None:
+    raw = _raw([sale_body("0042", f"T{i}") for i in range(4)])
+    raw["records"][0]["key"] = "k" * 600
+    raw["records"][1]["body"] = ["not", "an", "object"]
+    raw["records"][2]["seq"] = 9_223_372_036_854_775_808  # past 64 bits
+    with pytest.raises(EnvelopeError, match=r"records\.2\.seq"):
+        examine(_payload(raw), LIMITS)
+    raw["records"][2]["seq"] = 3
+    _, good, bad = examine(_payload(raw), LIMITS)
+    assert [r.seq for r in good] == [3, 4]
+    assert [(b.seq, len(b.key)) for b in bad] == [(1, 512), (2, len(raw["records"][1]["key"]))]
+    assert bad[0].reason.startswith("invalid record: key: String should have at most 512")
+    assert bad[1].reason.startswith("invalid record: body: ")
+    assert all(b.payload["body"] is None for b in bad)
+
+
+async def test_many_rejections_are_answered_in_acks_the_broker_can_carry(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = central_config(mosquitto.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path)
+    bodies = [sale_body("0042", f"T{i}", total="1.001") for i in range(2500)]
+    bodies.append(sale_body("0042", "T-good"))
+    sent = batch("0042", [wire(i + 1, b) for i, b in enumerate(bodies)])
+    async with running_relay(config) as _, TestAgent(mosquitto.port) as agent:
+        await agent.publish("0042", encode_batch(sent))
+
+        async def acked() -> list[Any] | None:
+            acks = agent.acks_for(sent.batch_id)
+            return acks if len(acks) == 3 else None
+
+        acks = await wait_for(acked, timeout=60)
+        assert [len(a.rejected) for a in acks] == [1000, 1000, 500]
+        assert [a.committed for a in acks] == [[2501], [], []]
+        assert set().union(*(a.settled() for a in acks)) == set(range(1, 2502))
+        assert max(len(a.model_dump_json(by_alias=True)) for a in acks) < 512 * 1024

@@ -1,6 +1,7 @@
 """Redaction and card masking on hostile text: no pattern backtracks (a megabyte of any
-shape is scrubbed in well under a second or two), and a card number is masked whatever
-is written between its digits, by the compiled module and the plain source alike."""
+shape is scrubbed in about a second; the bound of 15 s leaves room for a busy machine,
+where a backtracking pattern takes hours on the same text), and a card number is masked
+whatever is written between its digits, by the compiled module and the plain source."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from agent.contract import Customer, mask_pans, scrub_model
 from agent.contract.redact import redact_text, redact_value
 
 ROOT = Path(__file__).parents[2]
+LINEAR_SECONDS = 15
 MB = 1_000_000
 
 # Each shape made one of the old patterns quadratic, or is a near miss for a new one.
@@ -40,7 +42,7 @@ def test_redaction_is_linear_on_hostile_text(shape: str) -> None:
     redact_text(text[:1000])  # warm up
     started = time.perf_counter()
     redact_text(text)
-    assert time.perf_counter() - started < 5, shape
+    assert time.perf_counter() - started < LINEAR_SECONDS, shape
 
 
 def test_redaction_still_finds_what_it_must() -> None:
@@ -131,4 +133,4 @@ def test_compiled_and_plain_masking_agree_on_hostile_text() -> None:
 def test_json_text_redaction_is_linear_on_hostile_text(text: str) -> None:
     started = time.perf_counter()
     redact_value({"request": text})
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < LINEAR_SECONDS

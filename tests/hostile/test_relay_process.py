@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from agent.contract import Ack
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import batch, sale_body, wait_for, wire
 from tests.support.relay import TestAgent
@@ -108,7 +109,7 @@ async def test_health_and_sigterm_hold_whatever_one_store_sends(
                     await asyncio.sleep(0.2)
                 assert slowest < 1, slowest
 
-                async def acked() -> list[object]:
+                async def acked() -> list[Ack]:
                     return agent.acks_for(honest.batch_id)
 
                 await wait_for(acked, timeout=20)

@@ -5,7 +5,7 @@ crafted file names, and what /healthz says to anyone."""
 from __future__ import annotations
 
 import json
-import statistics
+import logging
 import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -17,11 +17,14 @@ import pytest
 
 from agent.contract import EndOfDayTotals
 from central.config import CentralConfig, InboxSettings, WebSettings
+from central.delivery import Delivery
 from central.inbox import Inbox, open_inbox
-from central.inbox._sql import SqlInbox
+from central.inbox._deliveries import DeliverySql
 from central.recon import ReconDay, ReconLine, to_csv
 from central.web import add_user, create_app, remove_user
 from central.web._api import download_name
+from tests.central.connectors import samples
+from tests.central.test_delivery import Servers, put
 from tests.central.test_web import PASSWORD, _exception, basic, relay, sign_in, with_csrf
 
 __all__ = ["relay"]
@@ -96,13 +99,14 @@ async def test_a_known_name_answers_as_fast_as_an_unknown_one(tmp_path: Path) ->
     transport = httpx.ASGITransport(app=create_app(cfg, inbox))
     timings: dict[str, list[float]] = {"otto": [], "nobody": []}
     async with httpx.AsyncClient(transport=transport, base_url="http://relay.test") as client:
-        for _ in range(7):
+        for _ in range(9):
             for name in timings:
                 started = time.perf_counter()
                 assert (await sign_in(client, name, "wrong password")).status_code == 401
                 timings[name].append(time.perf_counter() - started)
     await inbox.close()
-    known, unknown = (statistics.median(timings[n]) for n in ("otto", "nobody"))
+    # The fastest of each is its own cost, with the least of the machine's other load in it.
+    known, unknown = (min(timings[n]) for n in ("otto", "nobody"))
     # Both run one scrypt; before, an unknown name skipped it (28 ms against 5 ms).
     assert 0.5 < known / unknown < 2, (known, unknown)
 
@@ -232,7 +236,7 @@ async def test_the_audit_trail_request_text_is_redacted_like_the_body(relay: Rel
     whole = json.dumps({"customer": {"firstName": "Jana", "lastName": "Beispiel"}})
     cut = '{"order": {"shippingAddress": {"firstName": "Jana", "lastName": "Beisp…'
     detail = {"exchanges": [{"request": whole}, {"request": cut}], "dry_run": True}
-    sql = cast(SqlInbox, inbox)
+    sql = cast(DeliverySql, inbox)
 
     async def write(c: Any) -> None:
         await sql._audit(
@@ -245,3 +249,34 @@ async def test_the_audit_trail_request_text_is_redacted_like_the_body(relay: Rel
     assert "shippingAddress" in audit
     for secret in ("Jana", "Beisp", "jana.example@example.org", "1234567"):
         assert secret not in audit, secret
+
+
+async def test_a_password_typed_as_the_name_never_reaches_the_log(
+    relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, _, client = relay
+    caplog.set_level(logging.INFO, "tillbridge")
+    assert (await sign_in(client, "Tr0ub4dor&3", "x")).status_code == 401
+    assert (await sign_in(client, "otto", "wrong password")).status_code == 401
+    failures = [r for r in caplog.records if r.getMessage() == "Security event: sign-in failed."]
+    assert [getattr(r, "user", None) for r in failures] == ["(unknown)", "otto"]
+    assert all("Tr0ub4dor" not in str(vars(r)) for r in caplog.records)
+
+
+async def test_a_target_answer_quoting_a_customer_is_shown_redacted(relay: Relay) -> None:
+    # Delivery redacts what it keeps and the views redact what they show: either layer
+    # alone keeps the address off the API and the page.
+    cfg, inbox, client = relay
+    servers = Servers()
+    servers["sandbox"].fail_next_write(400, message="customer jana.example@example.org refused")
+    await put(inbox, samples.sale(customer=True))
+    delivery = Delivery(cfg, inbox, transport_for=servers)
+    await delivery.drain()
+    await delivery.aclose()
+    (item,) = await inbox.exceptions()
+    for path in ("/api/v1/exceptions", f"/api/v1/exceptions/{item.id}"):
+        answer = (await client.get(path, headers=basic("vera"))).text
+        assert "refused" in answer
+        assert "jana.example@example.org" not in answer
+    await sign_in(client, "vera")
+    assert "jana.example@example.org" not in (await client.get("/exceptions")).text
