@@ -292,7 +292,7 @@ class Agent:
         for path in files:
             item, items = await read_archived(self.config, path)
             try:
-                outcome = await outbox.ingest(item, items)
+                outcome = await outbox.ingest(item, items, budget=False)
             except ParseError as exc:
                 failed += 1
                 await self._quarantine_archived(path, item.sha256, exc)

@@ -31,7 +31,7 @@ from agent.config import OutboxSettings
 from agent.contract import Inventory, Record, Transaction
 from agent.contract.logs import new_correlation_id
 from agent.parsers import Parsed, Skipped
-from agent.sources import IngestFile, IngestOutcome
+from agent.sources import BudgetReached, IngestFile, IngestOutcome
 
 from ._db import (
     SCHEMA,
@@ -191,6 +191,7 @@ class Outbox:
         self._mirror = _Mirror()
         self._writer = GroupWriter(db, self._mirror, max_wait_ms=settings.commit_interval_ms)
         self._budget = "ok"
+        self._waiting = (0, 0)  # records and bytes a file refused for room needs at least
         self._oldest_unacked: float | None = None
         self._free_disk: int | None = None
         self.last_ack_at: datetime | None = None
@@ -364,17 +365,35 @@ class Outbox:
         async with self._reader.execute("SELECT 1 FROM files WHERE sha256 = ?", (sha256,)) as cur:
             return await cur.fetchone() is not None
 
-    async def ingest(self, file: IngestFile, items: Iterator[Parsed]) -> IngestOutcome:
-        """Commit a file's records and its mark together; nothing of it when parsing fails."""
+    async def ingest(
+        self, file: IngestFile, items: Iterator[Parsed], *, budget: bool = True
+    ) -> IngestOutcome:
+        """Commit a file's records and its mark together; nothing of it when parsing fails.
+
+        Within the budget (`budget=False` for the archive's re-read, which must go
+        through): a file that would take the unacknowledged rows or bytes past a limit is
+        rolled back and raises BudgetReached, so the outbox never holds more than its
+        budget and one chunk (checked after each). A file meeting an outbox that holds
+        nothing unacknowledged goes in whole, whatever its size: nothing would drain to
+        make room for it."""
         correlation_id = new_correlation_id()
+        mirror = self._mirror
 
         async def job(db: aiosqlite.Connection) -> IngestOutcome:
             async with db.execute("SELECT 1 FROM files WHERE sha256 = ?", (file.sha256,)) as cur:
                 if await cur.fetchone() is not None:
                     return IngestOutcome(0, 0, 0, already_ingested=True)
+            held = (mirror.unacked_rows, mirror.unacked_bytes)
             counts = _FileCounts()
             while chunk := await asyncio.to_thread(_take, items, CHUNK):
                 await self._insert(db, chunk, correlation_id, counts)
+                if budget and held[0] and self._over_budget():
+                    needed = (mirror.unacked_rows - held[0], mirror.unacked_bytes - held[1])
+                    raise BudgetReached(
+                        f"{file.name} needs room for at least {needed[0]} records "
+                        f"({needed[1]} bytes) beyond the outbox budget",
+                        *needed,
+                    )
             await db.execute(
                 "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -392,10 +411,21 @@ class Outbox:
             failpoints.hit("ingest.committing")
             return IngestOutcome(counts.inserted, counts.duplicates, counts.skipped)
 
-        outcome: IngestOutcome = await self._writer.submit(job)
+        try:
+            outcome: IngestOutcome = await self._writer.submit(job)
+        except BudgetReached as exc:
+            # Rolled back: hold intake until the backlog has drained enough for it.
+            self._waiting = (max(self._waiting[0], exc.records), max(self._waiting[1], exc.size))
+            self._check_budget()
+            raise
         failpoints.hit("ingest.committed")
+        self._waiting = (0, 0)
         self._committed(outcome.inserted)
         return outcome
+
+    def _over_budget(self) -> bool:
+        m, s = self._mirror, self.settings
+        return m.unacked_rows > s.max_rows or m.unacked_bytes > s.max_bytes
 
     async def add(self, records: Iterable[Record]) -> IngestOutcome:
         """Commit records that no file brought (end-of-day summaries)."""
@@ -802,7 +832,13 @@ class Outbox:
         s = self.settings
         m = self._mirror
         problem = None
-        if m.unacked_rows >= s.max_rows:
+        rows, size = self._waiting
+        if m.unacked_rows and (
+            (rows and m.unacked_rows + rows > s.max_rows)
+            or (size and m.unacked_bytes + size > s.max_bytes)
+        ):
+            problem = f"blocked: buffer full (a file of {rows}+ records waits for room)"
+        elif m.unacked_rows >= s.max_rows:
             problem = f"blocked: buffer full ({m.unacked_rows} unacknowledged records)"
         elif m.unacked_bytes >= s.max_bytes:
             problem = f"blocked: buffer full ({m.unacked_bytes} bytes unacknowledged)"

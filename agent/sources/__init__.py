@@ -9,10 +9,11 @@ from ._quarantine import (
     retry_quarantined,
 )
 from ._share import missing_drive_hint
-from ._sink import FileSink, IngestFile, IngestOutcome
+from ._sink import BudgetReached, FileSink, IngestFile, IngestOutcome
 from ._watch import SourceStats, SourceWatcher, Watchers
 
 __all__ = [
+    "BudgetReached",
     "FileSink",
     "IngestFile",
     "IngestOutcome",

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from agent.parsers import Parsed
 
-__all__ = ["FileSink", "IngestFile", "IngestOutcome"]
+__all__ = ["BudgetReached", "FileSink", "IngestFile", "IngestOutcome"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -35,6 +35,17 @@ class IngestOutcome:
     duplicates: int  # records whose key was already in the outbox
     skipped: int  # training / control / suspended transactions counted, not forwarded
     already_ingested: bool = False  # the same content hash was ingested before
+
+
+class BudgetReached(Exception):
+    """The sink is at its budget: the file waits in its folder and is taken once there is
+    room. Nothing is wrong with the file. It needs room for at least `records` records of
+    `size` bytes."""
+
+    def __init__(self, reason: str, records: int = 0, size: int = 0) -> None:
+        super().__init__(reason)
+        self.records = records
+        self.size = size
 
 
 class FileSink(Protocol):

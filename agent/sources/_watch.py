@@ -48,7 +48,7 @@ from ._intake import Records, ingest, open_unchanged
 from ._pending import Candidate, Pending
 from ._quarantine import quarantine_file
 from ._share import is_sharing_violation, long_name, mapped_drive, missing_drive_hint, released
-from ._sink import FileSink, IngestFile
+from ._sink import BudgetReached, FileSink, IngestFile
 
 __all__ = ["SourceStats", "SourceWatcher", "Watchers"]
 
@@ -418,6 +418,9 @@ class SourceWatcher:
         result = await ingest(self.sink, handle, file, records)
         if isinstance(result, ParseError):
             await self._quarantine(path, sha256, result)
+            return
+        if isinstance(result, BudgetReached):  # it stays, and is taken once there is room
+            log.info("File waits for room in the outbox.", extra={**where, "why": str(result)})
             return
         if isinstance(result, Exception):  # a passing failure: the file stays
             if records.read_error is not None:

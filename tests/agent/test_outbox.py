@@ -26,7 +26,7 @@ from agent.contract import (
 )
 from agent.outbox import Outbox
 from agent.parsers import Parsed, ParseError, Skipped
-from agent.sources import IngestFile
+from agent.sources import BudgetReached, IngestFile
 
 DAY = date(2024, 5, 1)
 WHEN = "2024-05-01T10:15:00+02:00"
@@ -223,17 +223,40 @@ async def test_budget_pauses_intake_and_resumes_by_itself(
         caplog.set_level(logging.INFO, "tillbridge.agent.outbox")
         await box.ingest(file("a"), iter([sale("1"), sale("2")]))
         assert box.accepting()
-        await box.ingest(file("b"), iter([sale("3"), sale("4")]))  # a file is never cut
+        # Two more would make four: the file waits whole (never cut), nothing of it is kept.
+        with pytest.raises(BudgetReached) as caught:
+            await box.ingest(file("b"), iter([sale("3"), sale("4")]))
+        assert caught.value.records == 2
+        assert (await box.stats()).pending == 2
+        assert not await box.is_ingested(file("b").sha256)
         assert not box.accepting()
-        assert box.budget.startswith("blocked: buffer full")
+        assert box.budget == "blocked: buffer full (a file of 2+ records waits for room)"
         await box.refresh_budget()
-        await box.ingest(file("c"), iter([sale("5")]))  # the watcher would not, but no eviction
-        assert (await box.stats()).pending == 5
-        await box.acknowledge([1, 2, 3, 4], {})
-        assert box.accepting()
+        assert not box.accepting()  # one record of room is not enough for it
+        await box.acknowledge([1], {})
+        assert box.accepting()  # one held and two to come make the three allowed
+        await box.ingest(file("b"), iter([sale("3"), sale("4")]))
+        assert (await box.stats()).pending == 3
+        assert box.budget == "blocked: buffer full (3 unacknowledged records)"
         paused = [r for r in caplog.records if r.getMessage().startswith("Intake paused")]
         resumed = [r for r in caplog.records if r.getMessage().startswith("Intake resumed")]
-        assert (len(paused), len(resumed)) == (1, 1)  # once per change of state
+        assert (len(paused), len(resumed)) == (2, 1)  # once per change of state
+    finally:
+        await box.close()
+
+
+async def test_a_file_larger_than_the_budget_goes_in_whole_when_nothing_waits(
+    tmp_path: Path,
+) -> None:
+    box = await open_outbox(tmp_path, max_rows=3)
+    try:
+        # Nothing unacknowledged would ever drain to make room for it: it goes in whole.
+        await box.ingest(file("a"), iter([sale(str(n)) for n in range(1, 11)]))
+        assert (await box.stats()).pending == 10
+        assert not box.accepting()
+        # The archive's re-read after a rebuild is never held back by the budget.
+        await box.ingest(file("b"), iter([sale("11")]), budget=False)
+        assert (await box.stats()).pending == 11
     finally:
         await box.close()
 
@@ -325,17 +348,21 @@ async def test_day_summaries_are_due_once_and_again_after_late_records(outbox: O
 
 
 async def test_the_byte_budget_pauses_intake(tmp_path: Path) -> None:
-    box = await open_outbox(tmp_path, max_bytes=1024)
+    box = await open_outbox(tmp_path, max_bytes=1500)
     try:
         await box.ingest(file("a"), iter([sale("1")]))
         assert box.accepting()
-        await box.ingest(file("b"), iter([sale("2")]))
-        assert box.unacked_bytes >= 1024
+        with pytest.raises(BudgetReached):
+            await box.ingest(file("b"), iter([sale("2"), sale("3")]))
+        assert box.unacked_bytes < 1500
         assert not box.accepting()
         assert box.budget.startswith("blocked: buffer full")
-        assert "bytes unacknowledged" in box.budget
-        await box.acknowledge([1, 2], {})
+        await box.acknowledge([1], {})
         assert box.accepting()
+        await box.ingest(file("b"), iter([sale("2"), sale("3")]))
+        assert box.unacked_bytes >= 1024
+        assert not box.accepting()
+        assert "bytes unacknowledged" in box.budget
     finally:
         await box.close()
 

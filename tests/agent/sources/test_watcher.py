@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, SourceSettings
-from agent.sources import SourceWatcher, Watchers
+from agent.sources import BudgetReached, SourceWatcher, Watchers
 
 from .fakes import STORE, FakeSink, StartWatcher, archived, counts, make_config, today, until
 
@@ -212,6 +212,26 @@ async def test_back_pressure_holds_files_in_the_folder_and_resumes(
     await until(lambda: len(sink.files) == 3 and watcher.stats.pending == 0)
     assert sink.names() == ["b.csv", "a.csv", "c.csv"]  # oldest first
     assert not watcher.stats.paused
+
+
+async def test_a_file_the_outbox_has_no_room_for_waits_without_an_error(
+    start: StartWatcher, folder: Path, sink: FakeSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agent.sources._watch.IDLE_SECONDS", 0.1)
+    watcher = await start(settle_seconds=0.05)
+    # The sink finds the file over its budget: it rolls back, says so and closes intake.
+    sink.fail_next = BudgetReached("a.csv needs room for at least 1 records", 1)
+    sink.accepting = lambda: sink.calls == 0 or bool(sink.files)  # type: ignore[method-assign]
+    (folder / "a.csv").write_text(counts(1))
+    await until(lambda: sink.calls == 1)
+    await asyncio.sleep(0.5)
+    assert (folder / "a.csv").exists()  # it waits in the folder
+    assert sink.calls == 1  # not taken again while there is no room
+    assert watcher.stats.paused
+    assert watcher.stats.last_error is None  # nothing is wrong with the file
+    sink.accepting = lambda: True  # type: ignore[method-assign]
+    await until(lambda: len(sink.files) == 1 and watcher.stats.pending == 0)
+    assert not (folder / "a.csv").exists()
 
 
 async def test_back_pressure_mid_queue_stops_taking_at_once(
