@@ -29,7 +29,7 @@ from agent.contract.notify import Notifier
 from agent.eod import DayCounts, summarise_day
 from agent.lock import data_dir_lock
 from agent.outbox import Outbox
-from agent.parsers import ParseContext, Parsed, ParseError, parse_stream
+from agent.parsers import MASKED, ParseContext, Parsed, ParseError, parse_stream
 from agent.scheduler import Scheduler
 from agent.sources import IngestFile, Watchers, quarantine_copy
 from agent.uplink import Uplink
@@ -423,6 +423,7 @@ class Agent:
             ),
             "outbox": dataclasses.asdict(stats) if stats is not None else None,
             "recovery": self.recovery_note,
+            "masked": dict(MASKED),
             "sources": {name: dataclasses.asdict(s) for name, s in sources.items()},
             "sent": {
                 "batches": uplink.batches_sent if uplink else 0,

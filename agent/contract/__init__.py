@@ -26,7 +26,7 @@ from ._envelope import (
 from ._keys import inventory_key, key_digest, make_key
 from ._limits import LimitError, Limits, Oversize, check_value
 from ._money import Amount, Quantity, Rate, currency_exponent, quantize_amount, to_decimal
-from ._pan import card_brand, luhn_valid, mask_pans, scrub_model
+from ._pan import card_brand, luhn_valid, mask_pans, scrub_model, scrub_model_fields
 from ._records import (
     Card,
     Customer,
@@ -105,6 +105,7 @@ __all__ = [
     "quantize_amount",
     "record_adapter",
     "scrub_model",
+    "scrub_model_fields",
     "to_decimal",
     "topic",
 ]

@@ -11,6 +11,12 @@ Exceptions keep data intact: a `sku` that is exactly a GTIN (EAN-13, GTIN-14, â€
 with a valid GS1 check digit is a barcode, not a card (about one EAN in ten would
 otherwise pass Luhn and be masked); a `sha256` that is a hex digest is a content hash;
 a bare 14-digit YYYYMMDDhhmmss time stamp (as in export file names) is a time.
+
+Fields that are identifiers by contract (`IDENTIFIERS`: SKUs, item ids, barcodes,
+transaction, customer and loyalty ids, keys) are masked only when the value is a card
+number as issuers issue them today: a known payment brand's range, a length that brand
+issues, and the check digit. A 13-digit item id that happens to pass Luhn is left alone;
+a card number keyed into the customer id is not.
 """
 
 from __future__ import annotations
@@ -21,10 +27,22 @@ from decimal import Decimal
 from enum import Enum
 from types import UnionType
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from urllib.parse import unquote
 
 from pydantic import BaseModel
 
-__all__ = ["card_brand", "gtin_valid", "luhn_valid", "mask_pans", "scrub_model"]
+__all__ = [
+    "IDENTIFIERS",
+    "card_brand",
+    "gtin_valid",
+    "issued_card",
+    "luhn_valid",
+    "mask_identifier",
+    "mask_key",
+    "mask_pans",
+    "scrub_model",
+    "scrub_model_fields",
+]
 
 # What may stand between the digits of a card number: white space of any kind, dashes,
 # dots, underscores and slashes of any width, and the characters that print as nothing.
@@ -80,6 +98,83 @@ def card_brand(digits: str) -> str:
     if digits.startswith(("50", "56", "57", "58", "6")):
         return "maestro"
     return "other"
+
+
+# Field names that hold identifiers by contract, wherever they stand in a record.
+IDENTIFIERS = frozenset(
+    {
+        "sku",
+        "item_id",
+        "barcode",
+        "gtin",
+        "transaction_id",
+        "original_transaction_id",
+        "customer_id",
+        "pos_customer_id",
+        "loyalty_id",
+    }
+)
+
+# The lengths each brand issues today (13-digit Visa numbers are no longer issued).
+_ISSUED_LENGTHS = {
+    "visa": (16, 19),
+    "mastercard": (16,),
+    "amex": (15,),
+    "discover": (16, 17, 18, 19),
+    "jcb": (16, 17, 18, 19),
+    "diners": (14, 15, 16, 17, 18, 19),
+    "unionpay": (16, 17, 18, 19),
+    "maestro": (16, 17, 18, 19),
+}
+
+
+def issued_card(digits: str) -> bool:
+    """True for a digit string that is a card number as issuers issue them today: a known
+    brand's range, one of its lengths, and the Luhn check."""
+    if not digits.isdigit() or not 14 <= len(digits) <= 19:
+        return False
+    lengths = _ISSUED_LENGTHS.get(card_brand(digits))
+    return lengths is not None and len(digits) in lengths and luhn_valid(digits)
+
+
+def mask_identifier(value: str) -> str:
+    """An identifier field's value: masked as free text is, but only when an issued card
+    number stands in it (runs of whole digit groups, at most 19 digits: linear)."""
+    masked = mask_pans(value)
+    if masked == value:
+        return value
+    for match in _CANDIDATE.finditer(_ascii_digits(value)):
+        groups = _SPLIT.split(match.group())[0::2]
+        for first in range(len(groups)):
+            digits = ""
+            for group in groups[first:]:
+                digits += group
+                if len(digits) > 19:
+                    break
+                if issued_card(digits):
+                    return masked
+    return value
+
+
+_KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")  # what make_key escapes in a part
+
+
+def _escape_byte(unsafe: re.Match[str]) -> str:
+    return "".join(f"%{b:02X}" for b in unsafe.group().encode())
+
+
+def mask_key(key: str) -> str:
+    """An idempotency key with every issued card number in its parts masked. A key is made
+    of identifiers (store, register, day, transaction id; location, SKU, reference), so
+    each part is read as an identifier: masking a 13-digit SKU that passes Luhn would make
+    two SKUs ending alike share one key. Escaped parts (`4111%201111â€¦`, where the escape
+    hides the number from the pattern) are read unescaped, and escaped again."""
+    out: list[str] = []
+    for part in key.split(":"):
+        plain = unquote(part) if "%" in part else part
+        masked = mask_identifier(plain) if len(plain) >= 13 else plain
+        out.append(part if masked == plain else _KEY_UNSAFE.sub(_escape_byte, masked))
+    return ":".join(out)
 
 
 def _masked(digits: str) -> str:
@@ -176,17 +271,22 @@ def mask_pans(text: str) -> str:
     return _CANDIDATE.sub(_mask, text)
 
 
-def _scrub_value(value: object) -> object:
+def _scrub_value(value: object, path: str, masked: list[str]) -> object:
     if isinstance(value, str):
-        return mask_pans(value)
+        scrubbed = mask_pans(value)
+        if scrubbed != value:
+            masked.append(path)
+        return scrubbed
     if isinstance(value, BaseModel):
-        return _scrub(value)
+        return _scrub(value, f"{path}.", masked)
     if isinstance(value, list):
-        return [_scrub_value(v) for v in value]
+        return [_scrub_value(v, f"{path}[]", masked) for v in value]
     if isinstance(value, tuple):
-        return tuple(_scrub_value(v) for v in value)
+        return tuple(_scrub_value(v, f"{path}[]", masked) for v in value)
     if isinstance(value, dict):
-        return {_scrub_value(k): _scrub_value(v) for k, v in value.items()}
+        return {
+            _scrub_value(k, path, masked): _scrub_value(v, path, masked) for k, v in value.items()
+        }
     return value
 
 
@@ -319,21 +419,38 @@ def _may_hold_text(annotation: object) -> bool:
 
 
 def scrub_model(model: M) -> M:
-    """A copy of `model` with every string field, at any depth, passed through `mask_pans`."""
+    """A copy of `model` with every string field, at any depth, passed through `mask_pans`
+    (identifier fields: masked only when they hold an issued card number)."""
+    return scrub_model_fields(model)[0]
+
+
+def scrub_model_fields(model: M) -> tuple[M, list[str]]:
+    """`scrub_model`, and the names of the fields it masked (dotted paths; never values)."""
     if not _check_for(type(model)).holds(model):
-        return model  # nothing that could be a card number: the common case, kept cheap
-    return _scrub(model)
+        return model, []  # nothing that could be a card number: the common case, kept cheap
+    masked: list[str] = []
+    return _scrub(model, "", masked), masked
 
 
-def _scrub(model: M) -> M:
+def _scrub(model: M, path: str, masked: list[str]) -> M:
     changes: dict[str, object] = {}
     for name in type(model).model_fields:
         value = getattr(model, name)
-        if name == "sku" and isinstance(value, str) and gtin_valid(value):
-            continue
-        if name == "sha256" and isinstance(value, str) and _HEX_DIGEST.fullmatch(value):
+        where = f"{path}{name}"
+        if isinstance(value, str) and name in IDENTIFIERS:
+            if name == "sku" and gtin_valid(value):
+                continue
+            scrubbed: object = mask_identifier(value)
+            if scrubbed != value:
+                masked.append(where)
+        elif name == "sha256" and isinstance(value, str) and _HEX_DIGEST.fullmatch(value):
             continue  # a content hash, whose hex digits may happen to pass Luhn
-        scrubbed = _scrub_value(value)
+        elif name == "key" and isinstance(value, str):
+            scrubbed = mask_key(value)
+            if scrubbed != value:
+                masked.append(where)
+        else:
+            scrubbed = _scrub_value(value, where, masked)
         if scrubbed != value:
             changes[name] = scrubbed
     return model.model_copy(update=changes) if changes else model

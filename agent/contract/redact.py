@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ._pan import _HEX_DIGEST, gtin_valid, mask_pans
+from ._pan import _HEX_DIGEST, IDENTIFIERS, gtin_valid, mask_identifier, mask_key, mask_pans
 
 __all__ = [
     "REDACTED",
@@ -115,7 +115,8 @@ def redact_json_text(text: str) -> str:
 
 def mask_pans_json(value: Any, key: str = "") -> Any:
     """Decoded JSON with every card number masked, keeping what `scrub_model` keeps: a
-    `sku` that is a GTIN and a `sha256` that is a digest. The relay applies it to every
+    `sku` that is a GTIN, a `sha256` that is a digest, and identifier fields that do not
+    hold an issued card number. The relay applies it to every
     record it takes, whatever the agent did; a value without a card number comes back
     as the same object, uncopied (the common case, kept cheap)."""
     if isinstance(value, str):
@@ -123,7 +124,10 @@ def mask_pans_json(value: Any, key: str = "") -> Any:
             return value
         if key == "sha256" and _HEX_DIGEST.fullmatch(value):
             return value
-        masked = mask_pans(value)
+        if key in IDENTIFIERS:
+            masked = mask_identifier(value)
+        else:
+            masked = mask_key(value) if key == "key" else mask_pans(value)
         return value if masked == value else masked
     if isinstance(value, dict):
         changed: dict[Any, Any] | None = None

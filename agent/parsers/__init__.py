@@ -8,14 +8,17 @@ ParseError so no half-read file is ever forwarded.
 from __future__ import annotations
 
 import io
+import logging
+from collections import Counter
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from agent.contract import scrub_model
+from agent.contract import scrub_model_fields
 
 from ._base import ParseContext, Parsed, ParseError, Parser, Skipped, rewound
 
 __all__ = [
+    "MASKED",
     "REGISTRY",
     "ParseContext",
     "ParseError",
@@ -31,6 +34,10 @@ __all__ = [
 
 REGISTRY: dict[str, Parser] = {}
 SNIFF_BYTES = 64 * 1024
+MASKED: Counter[str] = Counter()
+"""Card numbers masked since the process started, by field name (never a value)."""
+
+log = logging.getLogger("tillbridge.agent.parsers")
 
 
 def register(parser: Parser) -> Parser:
@@ -62,7 +69,17 @@ def parse_stream(stream: BinaryIO, fmt: str, *, context: ParseContext) -> Iterat
             raise ParseError(f"unknown format {fmt!r}") from None
     try:
         for item in parser.parse(stream, context=context):
-            yield item if isinstance(item, Skipped) else scrub_model(item)
+            if isinstance(item, Skipped):
+                yield item
+                continue
+            scrubbed, fields = scrub_model_fields(item)
+            if fields:
+                MASKED.update(fields)
+                log.info(
+                    "Card number masked.",
+                    extra={"file": context.file_name, "key": scrubbed.key, "fields": fields},
+                )
+            yield scrubbed
     except ParseError:
         raise
     except RecursionError:

@@ -136,3 +136,39 @@ def test_a_number_in_unicode_digits_is_still_found_in_a_record() -> None:
     customer = Customer(loyalty_id=arabic)
     assert _pan._long(arabic)
     assert scrub_model(customer).loyalty_id == "************1111"
+
+
+def test_identifiers_are_masked_only_when_they_hold_an_issued_card_number() -> None:
+    from agent.contract import TransactionLine
+    from agent.contract._pan import issued_card
+
+    item = "4098765432109"  # a 13-digit item id: passes Luhn, not a GTIN, no card today
+    assert luhn_valid(item)
+    assert not issued_card(item)
+    line = TransactionLine(number="1", sku=item, description=f"gift {item}", amount=Decimal("1"))
+    scrubbed, fields = _pan.scrub_model_fields(line)
+    assert scrubbed.sku == item
+    assert item not in scrubbed.description  # free text keeps the strict rule
+    assert fields == ["description"]
+    # A card number keyed into an identifier field is still a card number.
+    card = "4111111111111111"
+    keyed = Customer(loyalty_id=card, pos_customer_id=item)
+    clean, fields = _pan.scrub_model_fields(keyed)
+    assert clean.loyalty_id == "************1111"
+    assert clean.pos_customer_id == item
+    assert fields == ["loyalty_id"]
+
+
+def test_the_relay_spares_identifiers_the_same_way() -> None:
+    from agent.contract.redact import mask_pans_json
+
+    body = {
+        "transaction_id": "4098765432109",
+        "lines": [{"sku": "4098765432109", "description": "4098765432109"}],
+        "customer": {"loyalty_id": "5500 0000 0000 0004"},
+    }
+    masked = mask_pans_json(body)
+    assert masked["transaction_id"] == "4098765432109"
+    assert masked["lines"][0]["sku"] == "4098765432109"
+    assert masked["lines"][0]["description"] == "*********2109"
+    assert masked["customer"]["loyalty_id"] == "************0004"
