@@ -15,7 +15,7 @@ from agent.contract import TenderType, card_brand
 
 from ._poslog_read import Reader, attr, flag, own_text, text
 
-__all__ = ["read_tender"]
+__all__ = ["declined", "read_tender"]
 
 _TENDERS = {
     "cash": TenderType.CASH,
@@ -71,11 +71,20 @@ def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str,
     tender_id = text(el, "TenderID") or ""
     method = tender_id or named
     type_code = (attr(el, "TypeCode") or "").lower()
+    change_el = el.find("TenderChange")
+    change = money(text(change_el, "Amount") or text(el, "TenderChange"), where + "/TenderChange")
+    if amount < 0 and change is not None and abs(change) == abs(amount):
+        # Change written as a negative tender line that names itself change (NCR ACS).
+        type_code = "change"
     if type_code == "change" or flag(el, "ChangeFlag"):
         # Change written as a tender line of its own: it belongs to the tender before.
         if tenders:
             last = tenders[-1]
-            last["change"] = (last["change"] or Decimal(0)) + abs(amount)
+            out = abs(amount)
+            if last["cashback"] and last["change"] is None and out >= last["cashback"]:
+                out -= last["cashback"]  # the cash handed out holds the tender's cash back
+            if out:
+                last["change"] = (last["change"] or Decimal(0)) + out
             return
         amount = -abs(amount)
     elif type_code in ("refund", "return"):
@@ -85,8 +94,6 @@ def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str,
     if kind is None:
         cash = any(k.endswith("currency") for k in keys)
         kind = TenderType.CASH if cash else TenderType.OTHER
-    change_el = el.find("TenderChange")
-    change = money(text(change_el, "Amount") or text(el, "TenderChange"), where + "/TenderChange")
     cashback_el = el.find("Cashback")
     if cashback_el is None:
         cashback_el = el.find("CashBack")
@@ -138,3 +145,20 @@ def _card(card_el: Element | None, tender_keys: list[str]) -> dict[str, Any]:
         plain = number is not None and number.replace(" ", "").isdigit() and len(digits) >= 13
         brand = card_brand(digits) if plain else "other"
     return {"brand": brand, "last4": digits[-4:] if len(digits) >= 4 else None}
+
+
+def declined(el: Element, reader: Reader, where: str) -> bool:
+    """A tender the host or the till refused: a refusal code, or nothing tendered of an
+    amount requested. It is no payment."""
+    authorization = el.find("Authorization")
+    for holder in (el, authorization):
+        if holder is not None and (
+            attr(holder, "RefusalTypeCode") is not None or text(holder, "RefusalTypeCode")
+        ):
+            return True
+    amount = reader.money(text(el, "Amount"), where + "/Amount")
+    if amount is None or amount != 0:
+        return False
+    requested = text(el, "RequestedAmount") or text(authorization, "RequestedAmount")
+    value = reader.money(requested, where + "/RequestedAmount")
+    return value is not None and value != 0

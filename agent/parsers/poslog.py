@@ -49,16 +49,20 @@ from pydantic import ValidationError
 from agent.contract import Transaction, make_key
 
 from . import register
-from ._base import ParseContext, Parsed, Skipped
+from ._base import ParseContext, Parsed, ParseError, Skipped
 from ._poslog_body import Body
 from ._poslog_read import Reader, attr, flag, original_key, text
 from ._poslog_stream import transactions
+from ._refuse import RECOVERABLE, lenient_day, lenient_time, refused, xml_fragment
 from ._xml import refusing_unsafe_xml
 
 __all__ = ["PoslogParser"]
 
 _SNIFF = re.compile(rb"<(?:[\w.-]+:)?POSLog[\s>/]")
-_CANCEL = frozenset({"canceled", "cancelled", "aborted", "cancelorphaned"})
+# One transaction per file, with no POSLog around it: the root is the Transaction itself.
+_SNIFF_BARE = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<[?!][^>]*>\s*)*<(?:[\w.-]+:)?Transaction[\s>]")
+_SNIFF_BODY = re.compile(rb"<(?:[\w.-]+:)?(?:Retail|Control|CustomerOrder)Transaction[\s>/]")
+_CANCEL = frozenset({"canceled", "cancelled", "aborted", "cancelorphaned", "failed"})
 _VOID = frozenset({"postvoided", "postvoid", "void"})
 _SUSPENDED = frozenset({"suspended", "suspendeddeleted", "suspendedretrieved"})
 _GRAND = ("TransactionGrandAmount", "GrandAmount", "TransactionTotal")
@@ -73,14 +77,30 @@ class PoslogParser:
         start = head[:4096]
         if start.startswith((b"\xff\xfe", b"\xfe\xff")):
             start = start.decode("utf-16", errors="ignore").encode()
-        return bool(_SNIFF.search(start))
+        if _SNIFF.search(start):
+            return True
+        return bool(_SNIFF_BARE.match(start) and _SNIFF_BODY.search(head))
 
     def parse(self, stream: BinaryIO, *, context: ParseContext) -> Iterator[Parsed]:
         return refusing_unsafe_xml(self._records(stream, context))
 
     def _records(self, stream: BinaryIO, context: ParseContext) -> Iterator[Parsed]:
+        last: datetime | None = None
         for count, element in enumerate(transactions(stream), start=1):
-            yield _record(element, f"/POSLog/Transaction[{count}]", context)
+            place = f"/POSLog/Transaction[{count}]"
+            try:
+                parsed = _record(element, place, context)
+            except ParseError as exc:
+                # One unreadable transaction never holds back the rest of its file.
+                yield _refused(element, exc.place or place, exc.reason, context, last)
+                continue
+            except RECOVERABLE as exc:
+                reason = f"unreadable transaction ({type(exc).__name__}: {exc})"
+                yield _refused(element, place, reason, context, last)
+                continue
+            if isinstance(parsed, Transaction):
+                last = parsed.occurred_at
+            yield parsed
 
 
 def _header(el: Element, reader: Reader) -> dict[str, Any]:
@@ -130,6 +150,8 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
     reader = Reader(place, context)
     head = _header(el, reader)
     retail = el.find("RetailTransaction")
+    if retail is None:
+        retail = el.find("CustomerOrderTransaction")  # an order taken at the till
     status = _status(el, retail)
     skip: Literal["training", "control", "suspended"] | None = None
     if flag(el, "TrainingModeFlag"):
@@ -148,15 +170,18 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
             place=place,
         )
     body = Body(reader, "/RetailTransaction")
+    body.currency = head["currency"]
     body.read(retail)
-    total = _grand_total(retail, reader)
+    cancelled = (
+        status in _CANCEL or (status == "voided" and not body.links) or flag(el, "CancelFlag")
+    )
+    total = _grand_total(retail, reader, body if cancelled else None)
     _decide_included(body, total)
 
     if status in _VOID or (status == "voided" and body.links):
         kind = "void"  # a void of an earlier transaction (named by its link, or itself)
-    elif status in _CANCEL or status == "voided" or flag(el, "CancelFlag"):
-        kind = "cancel"  # voided while being rung up: nothing was sold
-        kind = "cancel"
+    elif cancelled:
+        kind = "cancel"  # voided while being rung up, or failed: nothing was sold
     elif body.returns and (not body.sales or total < 0):
         kind = "return"
     else:
@@ -166,6 +191,11 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
         found = line.get("link")
         if found is not None:
             found["key"] = original_key(found, head["store"])
+    attributes = _attributes(el, status)
+    if body.returns and body.sales:
+        attributes["exchange"] = "true"  # one basket, returned and sold lines, both signs kept
+    if body.declined:
+        attributes["declined_tenders"] = str(body.declined)
 
     try:
         record = Transaction(
@@ -181,7 +211,7 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
             links=links,
             customer=_customer(el, retail),
             total=total,
-            attributes=_attributes(el, status),
+            attributes=attributes,
             **head,
         )
     except ValidationError as exc:
@@ -191,10 +221,29 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
     imbalance = Transaction.compute_imbalance(
         record.total, record.lines, record.taxes, record.discounts, record.currency
     )
-    return record.model_copy(update={"imbalance": imbalance}) if imbalance else record
+    updates: dict[str, Any] = {}
+    if imbalance:
+        updates["imbalance"] = imbalance
+    gap = _tender_gap(record)
+    if gap:
+        updates["attributes"] = {**record.attributes, "tender_imbalance": format(gap, "f")}
+    return record.model_copy(update=updates) if updates else record
 
 
-def _grand_total(retail: Element, reader: Reader) -> Decimal:
+def _tender_gap(record: Transaction) -> Decimal:
+    """Total minus what the tenders paid net of change and cash back (0 when they meet the
+    total, or when the POS wrote no tender at all, as for a cancel)."""
+    if not record.tenders or record.kind == "cancel":
+        return Decimal(0)
+    paid = Decimal(0)
+    for tender in record.tenders:
+        paid += tender.amount - (tender.change or Decimal(0)) - (tender.cashback or Decimal(0))
+    return record.total - paid
+
+
+def _grand_total(retail: Element, reader: Reader, cancelled: Body | None) -> Decimal:
+    """The POS's grand total; else its net plus tax; for a cancel without either, what was
+    rung up (nothing was paid, so there is nothing to reconcile against)."""
     totals: dict[str, str] = {}
     for found in retail.findall("Total"):
         totals.setdefault(found.get("TotalType") or "", (found.text or "").strip())
@@ -204,9 +253,23 @@ def _grand_total(retail: Element, reader: Reader) -> Decimal:
             value = reader.money(totals[name] or None, where)
             if value is not None:
                 return value
+    net = reader.money(totals.get("TransactionNetAmount") or None, "/RetailTransaction/Total")
+    tax = reader.money(totals.get("TransactionTaxAmount") or None, "/RetailTransaction/Total")
+    if net is not None and tax is not None:
+        return net + tax
+    if cancelled is not None:
+        return _live_net(cancelled) + sum(
+            (t["amount"] for t in _taxes(cancelled) if t["included"] is False), Decimal(0)
+        )
     raise reader.fail(
         "no total (Total with TotalType TransactionGrandAmount)", "/RetailTransaction"
     )
+
+
+def _taxes(body: Body) -> list[dict[str, Any]]:
+    if body.taxes:
+        return body.taxes
+    return [t for ln in body.lines if not ln["voided"] for t in ln.get("taxes", ())]
 
 
 def _live_net(body: Body) -> Decimal:
@@ -307,6 +370,30 @@ def _attributes(el: Element, status: str) -> dict[str, str]:
         if code and value:
             found[code] = value
     return found
+
+
+def _refused(
+    el: Element, place: str, reason: str, context: ParseContext, last: datetime | None
+) -> Parsed:
+    """The `refused` record of a transaction that could not be read: what its header still
+    says, and the element itself."""
+    store = text(el, "RetailStoreID") or text(el.find("BusinessUnit"), "UnitID")
+    occurred = None
+    for name in ("EndDateTime", "BeginDateTime", "ReceiptDateTime"):
+        occurred = occurred or lenient_time(text(el, name), context)
+    return refused(
+        "poslog",
+        context,
+        place,
+        reason,
+        xml_fragment(el),
+        store=store,
+        register=text(el, "WorkstationID"),
+        transaction_id=text(el, "SequenceNumber") or text(el, "TransactionID"),
+        business_date=lenient_day(text(el, "BusinessDayDate")),
+        occurred_at=occurred,
+        fallback_time=last,
+    )
 
 
 register(PoslogParser())
