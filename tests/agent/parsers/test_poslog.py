@@ -197,6 +197,95 @@ def test_contact_details_never_reach_a_refused_fragment() -> None:
     assert "<CustomerID>C-1</CustomerID>" in item.fragment
 
 
+SEEDS = [input_file(c).read_bytes() for c in CASES if (c / "expected.json").exists()]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.sampled_from(SEEDS),
+    cut=st.integers(min_value=0, max_value=4000),
+    junk=st.binary(max_size=12),
+    where=st.integers(min_value=0, max_value=4000),
+)
+def test_mutated_input_is_parsed_or_refused_never_crashes(
+    seed: bytes, cut: int, junk: bytes, where: int
+) -> None:
+    data = seed[:where] + junk + seed[where + len(junk) :]
+    data = data[: max(cut, 1)] if cut < len(data) else data
+    try:
+        items = parse_bytes(data, "poslog", context=_context("fuzz.xml", data))
+    except ParseError:
+        return
+    for item in items:
+        if isinstance(item, Transaction):
+            assert item.key.split(":")[0] == item.kind
+
+
+_NO_SALE = (
+    b"<Transaction><RetailStoreID>0042</RetailStoreID><WorkstationID>3</WorkstationID>"
+    b"<SequenceNumber>%d</SequenceNumber><BusinessDayDate>2024-05-01</BusinessDayDate>"
+    b"<EndDateTime>2024-05-01T10:16:05+02:00</EndDateTime>"
+    b"<ControlTransaction><NoSale/></ControlTransaction></Transaction>\n"
+)
+
+
+def _big_file(transactions: int, sale_every: int = 1) -> Iterator[bytes]:
+    """A POSLog file of `transactions`, one in `sale_every` a sale, the rest till control."""
+    template = input_file(TESTDATA / "poslog_2x_sale_basic").read_bytes()
+    head, _, rest = template.partition(b"<Transaction")
+    body, _, tail = rest.rpartition(b"</Transaction>")
+    txn = b"<Transaction" + body + b"</Transaction>\n"
+    yield head
+    for n in range(transactions):
+        if n % sale_every:
+            yield _NO_SALE % n
+            continue
+        yield txn.replace(
+            b"<SequenceNumber>1001</SequenceNumber>", b"<SequenceNumber>%d</SequenceNumber>" % n
+        )
+    yield tail
+
+
+class _Chunks(io.RawIOBase):
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: memoryview) -> int:  # type: ignore[override]
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+
+def test_a_large_file_is_streamed_in_bounded_memory() -> None:
+    # 50,000 transactions (about 30 MB of XML, generated while it is read): every tenth a
+    # sale turned into a record, the rest till control that is only walked and counted.
+    count, sale_every = 50_000, 10
+    stream = io.BufferedReader(_Chunks(_big_file(count, sale_every)))
+    tracemalloc.start()
+    try:
+        sales = skipped = 0
+        for item in parse_stream(stream, "poslog", context=ParseContext(file_name="big.xml")):
+            if isinstance(item, Skipped):
+                skipped += 1
+            else:
+                sales += 1
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (sales, skipped) == (count // sale_every, count - count // sale_every)
+    assert peak < 4 * 1024 * 1024  # a fraction of the file: one transaction at a time
+
+
 def test_an_absurd_amount_is_refused_not_rounded() -> None:
     data = input_file(TESTDATA / "poslog_2x_sale_basic").read_bytes()
     data = data.replace(b"<ExtendedAmount>5.00<", b"<ExtendedAmount>5E+40<")
