@@ -165,6 +165,7 @@ def test_one_unreadable_transaction_never_holds_back_the_rest_of_its_file() -> N
     assert "<ExtendedAmount>x" in refused.fragment
     # The same transaction refused again, in any file, has the same key.
     again = parse_bytes(data, "poslog", context=_context("resend.xml", data))[1]
+    assert isinstance(again, Refused)
     assert again.key == refused.key
 
 
