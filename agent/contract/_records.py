@@ -253,6 +253,11 @@ class EndOfDay(_Base):
     training: int = Field(default=0, description="Training-mode transactions (not forwarded).")
     control: int = Field(default=0, description="Till control transactions (not forwarded).")
     suspended: int = Field(default=0, description="Suspended transactions (not forwarded).")
+    refused: int = Field(
+        default=0,
+        description="Transactions that could not be read, each sent as a `refused` record "
+        "(with its raw fragment) for the exception queue.",
+    )
     revision: int = Field(
         default=1, ge=1, description="Raised when records of a closed day arrive late."
     )

@@ -1,0 +1,83 @@
+"""A refused transaction on its way: parsed out of a file whose other transactions flow,
+committed to the outbox like any record (kind `refused`, sent to central), its card
+number masked, counted by the outbox per business day and in the end-of-day record."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from agent.config import OutboxSettings
+from agent.contract import Refused
+from agent.eod import DayCounts, summarise_day
+from agent.outbox import Outbox
+from agent.parsers import ParseContext, parse_stream
+from agent.sources import IngestFile
+from tests.agent.parsers.golden import TESTDATA, input_file
+
+PAN = b"4111111111111111"
+
+
+def _day_with_one_bad_transaction() -> bytes:
+    data = input_file(TESTDATA / "poslog_multi_txn").read_bytes()
+    head, _, rest = data.partition(b"<Transaction")
+    parts = [b"<Transaction" + p for p in rest.split(b"<Transaction")]
+    broken = parts[1].replace(b"<ExtendedAmount>", b"<ExtendedAmount>x", 1)
+    broken = broken.replace(
+        b"</RetailTransaction>",
+        b"<LineItem><Tender TenderType='CreditDebit'><Amount>1.00</Amount><CreditDebit>"
+        b"<PrimaryAccountNumber>" + PAN + b"</PrimaryAccountNumber></CreditDebit></Tender>"
+        b"</LineItem></RetailTransaction>",
+        1,
+    )
+    return head + parts[0] + broken + b"".join(parts[2:])
+
+
+@pytest.fixture
+async def outbox(tmp_path: Path) -> AsyncIterator[Outbox]:
+    box = await Outbox.open(
+        tmp_path / "outbox.db", OutboxSettings(), key_file=tmp_path / "outbox.key"
+    )
+    try:
+        yield box
+    finally:
+        await box.close()
+
+
+async def test_a_refused_transaction_is_committed_sent_and_counted(outbox: Outbox) -> None:
+    data = _day_with_one_bad_transaction()
+    sha = hashlib.sha256(data).hexdigest()
+    items = parse_stream(
+        io.BytesIO(data), "poslog", context=ParseContext(file_name="day.xml", sha256=sha)
+    )
+    file = IngestFile(source="pos", path="/in/day.xml", name="day.xml", sha256=sha, size=len(data))
+    outcome = await outbox.ingest(file, items)
+    rows = await outbox.take(10)
+    kinds = [row.kind for row in rows]
+    assert kinds.count("refused") == 1
+    assert outcome.inserted == len(rows) == 5  # four sales and the refused one
+    refused_row = rows[kinds.index("refused")]
+    body = json.loads(refused_row.wire)["body"]
+    record = Refused.model_validate(body)
+    assert "not a number" in record.reason
+    assert PAN.decode() not in record.fragment  # masked before it was buffered
+    assert "1111" in record.fragment
+
+    day = record.business_date
+    assert await outbox.day_refused(day.isoformat()) == 1
+    (summary,) = summarise_day(
+        store=record.store,
+        business_date=day,
+        transactions=[],
+        counts=DayCounts(refused=await outbox.day_refused(day.isoformat())),
+        default_currency="EUR",
+        closed_at=datetime(2024, 5, 2, tzinfo=UTC),
+    )
+    assert summary.refused == 1
+    assert await outbox.day_refused(date(2024, 5, 2).isoformat()) == 0
