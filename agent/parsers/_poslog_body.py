@@ -12,7 +12,7 @@ from xml.etree.ElementTree import Element
 from agent.contract import LineType, currency_exponent
 
 from ._poslog_read import TRUE, Reader, attr, flag, link, own_text, text
-from ._poslog_tender import declined, read_tender
+from ._poslog_tender import read_tender
 from ._xml import local
 
 __all__ = ["Body"]
@@ -113,10 +113,14 @@ class Body:
         amount = money(text(el, "ExtendedAmount"), where + "/ExtendedAmount")
         if quantity is None:
             quantity = Decimal(1)
-        regular_text = text(el, "RegularSalesUnitPrice") or text(el, "UnitListPrice")
-        regular = money(regular_text, where + "/RegularSalesUnitPrice") if regular_text else unit
         discounts = []
-        for mod_index, mod in enumerate(el.findall("RetailPriceModifier"), start=1):
+        modifiers = el.findall("RetailPriceModifier")
+        regular = unit
+        if modifiers:  # the price before them matters only where a modifier is
+            regular_text = text(el, "RegularSalesUnitPrice") or text(el, "UnitListPrice")
+            if regular_text:
+                regular = money(regular_text, where + "/RegularSalesUnitPrice")
+        for mod_index, mod in enumerate(modifiers, start=1):
             mod_where = f"{where}/RetailPriceModifier[{mod_index}]"
             discount = self._modifier(mod, mod_where, regular, quantity)
             if discount is not None:
@@ -305,12 +309,10 @@ class Body:
                     "voided": False,
                 }
             )
-        if el.find("Amount") is None and rounding_text is not None:
+        if rounding_text is not None and el.find("Amount") is None:
             return
-        if declined(el, self.reader, where):
+        if not read_tender(el, self.reader, where, self.tenders):
             self.declined += 1
-            return
-        read_tender(el, self.reader, where, self.tenders)
 
     def _change(self, el: Element, where: str) -> None:
         """Change as a line item of its own (`TenderChange`): the tender before it gave it."""

@@ -15,7 +15,7 @@ from agent.contract import TenderType, card_brand
 
 from ._poslog_read import Reader, attr, flag, own_text, text
 
-__all__ = ["declined", "read_tender"]
+__all__ = ["read_tender"]
 
 _TENDERS = {
     "cash": TenderType.CASH,
@@ -61,12 +61,16 @@ _NOT_LETTERS = re.compile(r"[^a-z]")
 _NOT_DIGITS = re.compile(r"\D")
 
 
-def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str, Any]]) -> None:
-    """Append the tender `el` to `tenders` (or fold a change line into the last one)."""
+def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str, Any]]) -> bool:
+    """Append the tender `el` to `tenders` (or fold a change line into the last one);
+    False, and nothing appended, for a tender the host or the till declined."""
     money = reader.money
     amount = money(text(el, "Amount"), where + "/Amount")
     if amount is None:
         raise reader.fail("a tender without an amount", where)
+    authorization = el.find("Authorization")
+    if _declined(el, authorization, amount, reader, where):
+        return False
     named = attr(el, "TenderType") or ""
     tender_id = text(el, "TenderID") or ""
     method = tender_id or named
@@ -85,7 +89,7 @@ def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str,
                 out -= last["cashback"]  # the cash handed out holds the tender's cash back
             if out:
                 last["change"] = (last["change"] or Decimal(0)) + out
-            return
+            return True
         amount = -abs(amount)
     elif type_code in ("refund", "return"):
         amount = -abs(amount)
@@ -117,13 +121,13 @@ def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str,
         tender["card"] = _card(card_el, keys)
         if kind is TenderType.OTHER:
             tender["type"] = TenderType.CARD
-    authorization = el.find("Authorization")
     if authorization is None and card_el is not None:
         authorization = card_el.find("Authorization")
     tender["auth_code"] = text(authorization, "AuthorizationCode") or (
         text(card_el, "AuthorizationCode") if card_el is not None else None
     )
     tenders.append(tender)
+    return True
 
 
 def _card(card_el: Element | None, tender_keys: list[str]) -> dict[str, Any]:
@@ -147,17 +151,14 @@ def _card(card_el: Element | None, tender_keys: list[str]) -> dict[str, Any]:
     return {"brand": brand, "last4": digits[-4:] if len(digits) >= 4 else None}
 
 
-def declined(el: Element, reader: Reader, where: str) -> bool:
-    """A tender the host or the till refused: a refusal code, or nothing tendered of an
-    amount requested. It is no payment."""
-    authorization = el.find("Authorization")
-    for holder in (el, authorization):
-        if holder is not None and (
-            attr(holder, "RefusalTypeCode") is not None or text(holder, "RefusalTypeCode")
-        ):
-            return True
-    amount = reader.money(text(el, "Amount"), where + "/Amount")
-    if amount is None or amount != 0:
+def _declined(
+    el: Element, authorization: Element | None, amount: Decimal, reader: Reader, where: str
+) -> bool:
+    """A tender the host or the till refused: a refusal code in its authorization, or
+    nothing tendered of an amount requested. It is no payment."""
+    if authorization is not None and text(authorization, "RefusalTypeCode"):
+        return True
+    if amount != 0:
         return False
     requested = text(el, "RequestedAmount") or text(authorization, "RequestedAmount")
     value = reader.money(requested, where + "/RequestedAmount")
