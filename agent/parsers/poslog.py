@@ -1,9 +1,14 @@
 """ARTS/NRF POSLog (2.x and 6.x) and Oracle Xstore's POSLog export, streamed.
 
 Elements are matched by local name, so the NRF namespace, a prefix or none at all read
-the same; Xstore's `dtv:` extensions are kept where useful and otherwise passed over.
-Each `Transaction` is turned into a record once it is complete (header elements may
-follow the body) and then dropped, so a 1 GB file stays in bounded memory.
+the same; Xstore's `dtv:` and NCR ACS's `acs:` extensions are kept where useful and
+otherwise passed over. Each `Transaction` is turned into a record once it is complete
+(header elements may follow the body) and then dropped, so a 1 GB file stays in bounded
+memory. A file may also be one `Transaction` alone, with no `POSLog` around it.
+
+A file that is not POSLog, or not well-formed XML, is refused whole. A transaction that
+cannot be read is not: it becomes a `refused` record (its XML, place and reason, keyed
+by what its header still says) and the next transaction is read.
 
 The rules, where POS exports differ:
 - Store: `RetailStoreID` (2.x) or `BusinessUnit/UnitID` (6.x), else `context.store`.
@@ -12,27 +17,44 @@ The rules, where POS exports differ:
 - Time: `EndDateTime`, else `BeginDateTime`, else `ReceiptDateTime`; without an offset
   it is local to `context.timezone`. The business day is `BusinessDayDate`, which may
   differ from the calendar day.
-- Status (`TransactionStatus`, attribute or element): Canceled/Cancelled/Aborted or
-  `CancelFlag="true"` is a `cancel`, and so is Voided without a `TransactionLink`
-  (voided while being rung up). PostVoided, or Voided that links an earlier
-  transaction, is a `void`, linked to the voided transaction: the one its
-  `TransactionLink` names, else itself. Suspended,
-  `TrainingModeFlag="true"` and till control (`ControlTransaction` and any transaction
-  without a `RetailTransaction`) are counted, not forwarded.
-- Lines: `Sale` as signed by the POS; `Return` lines always reduce the transaction
-  (quantity, amount and tax made negative) and carry their `TransactionLink`. A line
-  with `VoidFlag="true"` is kept, flagged voided; when it is a void entry for an earlier
-  line (it names it with `ItemLink`/`CreateRefNumber`, or has the opposite amount of the
-  same item) that line is flagged too. A voided line that is simply absent needs nothing.
-- Money: `ExtendedAmount` is the line before its `RetailPriceModifier` discounts; taxes
-  say whether they are included (`TaxIncludedInTaxableAmountFlag`, `TaxIncludedFlag`,
-  `IncludedInPriceFlag`, `TaxIncludedInPriceFlag` on the item); with no flag, the
-  reading that reconciles with the POS total is taken. The total is
-  `Total[@TotalType="TransactionGrandAmount"]` and is never rewritten: `imbalance` says
-  by how much the lines miss it.
+- Status (`TransactionStatus`, attribute or element): Canceled/Cancelled/Aborted/Failed/
+  CancelOrphaned or `CancelFlag="true"` is a `cancel`, and so is Voided without a
+  `TransactionLink` (voided while being rung up); a cancel without a total totals what
+  was rung up. PostVoided, or Voided that links an earlier transaction, is a `void`,
+  linked to the voided transaction: the one its `TransactionLink` names, else itself.
+  Suspended, `TrainingModeFlag="true"` and till control (`ControlTransaction` and any
+  transaction without a `RetailTransaction` or `CustomerOrderTransaction`) are counted,
+  not forwarded.
+- Lines: `Sale` as signed by the POS, except that a `Sale` of negative quantity with a
+  positive amount is a returned line; `Return` lines always reduce the transaction
+  (quantity, amount and tax made negative) and carry their `TransactionLink` (6.x links
+  may hold the store in `BusinessUnit` itself and the day in `BusinessDayDate/Date`).
+  A basket with returned and sold lines keeps both signs; its kind follows the sign of
+  its total (`sale` or `return`) and it says `exchange` in its attributes. A line with
+  `VoidFlag="true"` is kept, flagged voided; when it is a void entry for an earlier line
+  (it names it with `ItemLink`/`CreateRefNumber`, or has the opposite amount of the same
+  item) that line is flagged too. A voided line that is simply absent needs nothing.
+- Money: a line's amount is before its `RetailPriceModifier`s (`Subtract`, `Add`,
+  `Replace` with the new unit price, `Percent`, `PreviousPrice`/`NewPrice`); where the
+  POS wrote `ExtendedAmount` after them (regular price × quantity − modifiers), the
+  amount before them is taken, so nothing is subtracted twice. Unit prices keep every
+  decimal the POS wrote; amounts computed from them round half up to the currency.
+  Monetary loyalty rewards (ACS `LoyaltyReward`) are transaction discounts. Taxes say
+  whether they are in the price (`TaxIncludedInPriceFlag`, `TaxIncludedFlag`,
+  `IncludedInPriceFlag`, or `TaxIncludedInTaxableAmountFlag="true"`); a transaction's
+  tax summary that says nothing follows its item lines' `TaxIncludedInPriceFlag`; with
+  no flag at all, the reading that reconciles with the POS total is taken. A `Tax`
+  without an amount is a tax-exempt line (0). The total is `TransactionGrandAmount`,
+  else `TransactionNetAmount` plus `TransactionTaxAmount`, and is never rewritten:
+  `imbalance` says by how much the lines miss it, the `tender_imbalance` attribute by
+  how much the tenders (net of change and cash back) do.
 - Tenders: `TenderType`/`TenderID` to a tender type; `TenderChange` and `Cashback` stay
-  with their tender, as does a change line (`TypeCode="Change"`, `ChangeFlag="true"`);
-  a refund tender is negative. Card numbers keep only brand and last four.
+  with their tender, as does a change line (`TypeCode="Change"`, `ChangeFlag="true"`, a
+  negative tender whose `TenderChange` is itself, or a `TenderChange` line item); a
+  refund tender is negative. A declined tender (a `RefusalTypeCode` in its
+  authorization, or `Amount` 0 of a `RequestedAmount`) is counted in the attributes,
+  not paid; a tender's non-zero `Rounding` is a rounding line (a tender line with only a
+  `Rounding` is nothing else). Card numbers keep only brand and last four.
 """
 
 from __future__ import annotations
