@@ -276,17 +276,24 @@ def status(
 
 @quarantine_app.command("list")
 def quarantine_list(config: ConfigOption) -> None:
-    """Quarantined files, oldest first, with the reason and place of each refusal."""
+    """Quarantined files, oldest first, with the reason and place of each refusal; then the
+    transactions refused one by one (their files went on), as the outbox holds them."""
+    from agent.outbox import list_refused
     from agent.sources import list_quarantined
 
     cfg = load_or_exit(config)
     items = list_quarantined(cfg.quarantine_dir)
     if not items:
         typer.echo(f"no quarantined files in {cfg.quarantine_dir}")
-        return
     for item in items:
         typer.echo(f"{item.name}  [{item.source}]  {item.at}")
         typer.echo(f"    {item.place}: {item.reason}")
+    refused = list_refused(cfg.outbox_path)
+    if refused:
+        typer.echo(f"refused transactions ({len(refused)}), sent to central as kind refused:")
+    for row in refused:
+        typer.echo(f"{row.file}  {row.business_date}  {row.key}  [{row.state}]")
+        typer.echo(f"    {row.place}: {row.reason}")
 
 
 @quarantine_app.command("retry")

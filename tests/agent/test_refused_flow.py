@@ -1,6 +1,7 @@
 """A refused transaction on its way: parsed out of a file whose other transactions flow,
 committed to the outbox like any record (kind `refused`, sent to central), its card
-number masked, counted by the outbox per business day and in the end-of-day record."""
+number masked, counted by the outbox per business day and in the end-of-day record, and
+listed by `quarantine list`."""
 
 from __future__ import annotations
 
@@ -12,14 +13,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from agent.cli import app
 from agent.config import OutboxSettings
 from agent.contract import Refused
 from agent.eod import DayCounts, summarise_day
-from agent.outbox import Outbox
+from agent.outbox import Outbox, list_refused
 from agent.parsers import ParseContext, parse_stream
 from agent.sources import IngestFile
 from tests.agent.parsers.golden import TESTDATA, input_file
+from tests.agent.test_daemon import write_config
 
 PAN = b"4111111111111111"
 
@@ -81,3 +85,33 @@ async def test_a_refused_transaction_is_committed_sent_and_counted(outbox: Outbo
     )
     assert summary.refused == 1
     assert await outbox.day_refused(date(2024, 5, 2).isoformat()) == 0
+
+
+async def test_quarantine_list_names_the_refused_transactions_beside_the_files(
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path, "mqtt://127.0.0.1:1")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    box = await Outbox.open(
+        data_dir / "outbox.db", OutboxSettings(), key_file=data_dir / "outbox.key"
+    )
+    try:
+        data = _day_with_one_bad_transaction()
+        sha = hashlib.sha256(data).hexdigest()
+        context = ParseContext(file_name="day.xml", sha256=sha)
+        file = IngestFile(
+            source="pos", path="/in/day.xml", name="day.xml", sha256=sha, size=len(data)
+        )
+        await box.ingest(file, parse_stream(io.BytesIO(data), "poslog", context=context))
+        (row,) = list_refused(data_dir / "outbox.db")  # read-only, beside the open outbox
+    finally:
+        await box.close()
+    assert row.file == "day.xml"
+    assert row.place == "/POSLog/Transaction[2]/RetailTransaction/LineItem[1]/Sale/ExtendedAmount"
+    assert row.state == "pending"
+    result = CliRunner().invoke(app, ["quarantine", "list", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "refused transactions (1)" in result.stdout
+    assert f"    {row.place}: {row.reason}" in result.stdout
+    assert list_refused(tmp_path / "none.db") == []
