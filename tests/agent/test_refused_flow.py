@@ -16,8 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
-from agent.config import OutboxSettings
+from agent.config import AgentConfig, OutboxSettings
 from agent.contract import Refused
+from agent.daemon import Agent
 from agent.eod import DayCounts, summarise_day
 from agent.outbox import Outbox, list_refused
 from agent.parsers import ParseContext, parse_stream
@@ -115,3 +116,23 @@ async def test_quarantine_list_names_the_refused_transactions_beside_the_files(
     assert "refused transactions (1)" in result.stdout
     assert f"    {row.place}: {row.reason}" in result.stdout
     assert list_refused(tmp_path / "none.db") == []
+
+
+async def test_the_daemons_day_summary_counts_the_refused_transactions(tmp_path: Path) -> None:
+    config = AgentConfig(store="0042", data_dir=tmp_path, timezone="UTC")
+    box = await Outbox.open(config.outbox_path, config.outbox, key_file=tmp_path / "k")
+    try:
+        data = _day_with_one_bad_transaction()
+        sha = hashlib.sha256(data).hexdigest()
+        context = ParseContext(file_name="day.xml", sha256=sha)
+        file = IngestFile("pos", "/in/day.xml", "day.xml", sha, len(data))
+        await box.ingest(file, parse_stream(io.BytesIO(data), "poslog", context=context))
+        agent = Agent(config)
+        agent.outbox = box
+        assert await agent.end_of_day(datetime(2024, 5, 3, 12, tzinfo=UTC)) == 1
+        (row,) = [r for r in await box.take(100) if r.kind == "end_of_day"]
+        body = json.loads(row.wire)["body"]
+        assert body["refused"] == 1
+        assert body["by_kind"]["sale"]["count"] == 4
+    finally:
+        await box.close()
