@@ -8,6 +8,7 @@ The key is deterministic: the same transaction refused again gives the same key.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -20,6 +21,7 @@ from ._base import ParseContext
 __all__ = [
     "FRAGMENT_CHARS",
     "RECOVERABLE",
+    "json_fragment",
     "lenient_day",
     "lenient_time",
     "refused",
@@ -60,6 +62,25 @@ _CONTACT = frozenset(
         "BirthDate",
     }
 )
+# Parts of a JSON key that name a person's contact detail (Magento's customer_email,
+# billing_address, telephone, customer_firstname, …): blanked in a kept fragment.
+_CONTACT_KEYS = (
+    "email",
+    "phone",
+    "firstname",
+    "lastname",
+    "middlename",
+    "first_name",
+    "last_name",
+    "street",
+    "postcode",
+    "address",
+    "birth",
+    "dob",
+    "fax",
+    "city",
+    "remote_ip",
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -93,6 +114,29 @@ def xml_fragment(element: Element) -> str:
             for child in list(found):
                 found.remove(child)
     return ET.tostring(element, encoding="unicode")[:FRAGMENT_CHARS]
+
+
+def json_fragment(raw: Any) -> str:
+    """A JSON value as text, contact details blanked, cut at FRAGMENT_CHARS. Numbers
+    read exactly (Decimal) come back as strings."""
+    try:
+        text = json.dumps(_blanked(raw), ensure_ascii=False, default=str)
+    except ValueError:  # a structure json cannot write (a cycle): what Python says of it
+        text = repr(raw)
+    return text[:FRAGMENT_CHARS]
+
+
+def _blanked(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: "(blanked)"
+            if isinstance(key, str) and any(part in key.lower() for part in _CONTACT_KEYS)
+            else _blanked(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_blanked(item) for item in value]
+    return value
 
 
 def refused(

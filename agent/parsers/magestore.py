@@ -48,7 +48,6 @@ location_id, staff, staff_id, shift_id. Outside comma-separated files a decimal 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any, BinaryIO, ClassVar
 
@@ -56,7 +55,7 @@ from . import register
 from ._base import ParseContext, Parsed, ParseError, rewound
 from ._magestore_csv import read_csv
 from ._magestore_order import order_records
-from ._refuse import RECOVERABLE, lenient_time, refused
+from ._refuse import RECOVERABLE, json_fragment, lenient_time, refused
 from ._tabular import ident, read_json, refuse_binary, sniff_head
 from ._text import HEAD_BYTES
 
@@ -123,16 +122,12 @@ def _refused(raw: Any, place: str, reason: str, context: ParseContext) -> Parsed
     created = field("created_at")
     when = lenient_time(created, _UTC) if created else None  # Magento writes UTC
     when = when.astimezone(context.timezone) if when else None
-    try:
-        fragment = json.dumps(raw, ensure_ascii=False, default=str)
-    except ValueError:
-        fragment = repr(raw)
     return refused(
         "magestore",
         context,
         place,
         reason,
-        fragment,
+        json_fragment(raw),
         store=_store(context, field("pos_location_id", "location_id")),
         register=field("pos_id"),
         transaction_id=field("increment_id"),

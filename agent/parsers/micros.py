@@ -47,7 +47,6 @@ Simphony's (`"tmed.VISA": "card"`), else by their name.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -57,7 +56,7 @@ from . import register
 from ._base import ParseContext, Parsed, ParseError
 from ._micros_check import Check, Detail, day, moment, records
 from ._micros_res import read_res
-from ._refuse import RECOVERABLE, lenient_day, lenient_time, refused
+from ._refuse import RECOVERABLE, json_fragment, lenient_day, lenient_time, refused
 from ._tabular import amount, flag, ident, read_json, refuse_binary, sniff_head
 from ._text import HEAD_BYTES
 
@@ -239,16 +238,12 @@ def _refused(raw: Any, place: str, reason: str, loc: str, context: ParseContext)
     occurred = None
     for name in ("clsdUTC", "clsdLcl", "opnUTC", "opnLcl"):
         occurred = occurred or lenient_time(ident(fields.get(name)), context)
-    try:
-        fragment = json.dumps(raw, ensure_ascii=False, default=str)
-    except ValueError:
-        fragment = repr(raw)
     return refused(
         "micros",
         context,
         place,
         reason,
-        fragment,
+        json_fragment(raw),
         store=_text(fields, "locRef") or loc or None,
         register=_text(fields, "rvcNum") or None,
         transaction_id=_text(fields, "chkNum") or None,

@@ -133,7 +133,13 @@ def test_amounts_no_till_can_hold_are_refused() -> None:
 
 def test_one_unreadable_order_never_holds_back_the_others() -> None:
     doc = _json("magestore_order_basic")
-    broken = dict(doc[0], increment_id="POS-BROKEN", grand_total="twelve")
+    broken = dict(
+        doc[0],
+        increment_id="POS-BROKEN",
+        grand_total="twelve",
+        customer_email="erika@example.com",
+        billing_address={"firstname": "Erika", "street": ["Heidestrasse 1"]},
+    )
     doc.insert(0, broken)
     items = _parse_all(_bytes(doc))
     assert [item.kind for item in items if not isinstance(item, Skipped)] == ["refused", "sale"]
@@ -141,7 +147,11 @@ def test_one_unreadable_order_never_holds_back_the_others() -> None:
     assert isinstance(item, Refused)
     assert item.transaction_id == "POS-BROKEN"
     assert item.place.startswith("[0]")
-    assert json.loads(item.fragment)["increment_id"] == "POS-BROKEN"
+    fragment = json.loads(item.fragment)
+    assert fragment["increment_id"] == "POS-BROKEN"
+    # Contact details never reach a kept fragment.
+    assert fragment["customer_email"] == fragment["billing_address"] == "(blanked)"
+    assert "Erika" not in item.fragment
 
 
 def test_csv_refusals_name_line_and_column() -> None:
