@@ -29,6 +29,10 @@ _EXTRA_LINES = {
     "ServiceCharge": LineType.SERVICE_CHARGE,
     "Deposit": LineType.DEPOSIT,
 }
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+# The minor unit of each currency met, as a Decimal exponent (0.01 for EUR).
+_QUANTA: dict[str, Decimal] = {}
 _PARTS = frozenset(
     {"Sale", "Return", "Tender", "TenderChange", "Tax", "Discount", "LoyaltyReward", *_EXTRA_LINES}
 )
@@ -103,7 +107,8 @@ class Body:
         self, el: Element, name: str, number: str, voided: bool, where: str
     ) -> dict[str, Any]:
         money = self.reader.money
-        quantity = money(text(el, "Quantity"), where + "/Quantity")
+        quantity_text = text(el, "Quantity")
+        quantity = money(quantity_text, where + "/Quantity")
         unit_text = (
             text(el, "ActualSalesUnitPrice")
             or text(el, "RegularSalesUnitPrice")
@@ -143,7 +148,8 @@ class Body:
             for i, t in enumerate(el.findall("Tax"), start=1)
             if not _void_attr(t)
         ]
-        if name == "Sale" and quantity < 0 and amount > 0:
+        negative = quantity_text is not None and quantity_text.startswith("-")
+        if name == "Sale" and negative and amount > _ZERO:
             # A return rung up as a sale of a negative quantity: the line reduces the
             # transaction, whatever sign the POS gave its amount.
             name = "Return"
@@ -189,12 +195,15 @@ class Body:
         action = ""
         if amount_el is not None:
             action = (attr(amount_el, "Action") or attr(mod, "Action") or "").lower()
-        previous = money(text(mod, "PreviousPrice"), where + "/PreviousPrice")
-        new_price = money(text(mod, "NewPrice"), where + "/NewPrice")
+        new_price: Decimal | None = None
         if action == "replace" and value is not None:
             new_price, value = value, None
-        units = abs(quantity)
         if value is None:
+            # Only a modifier without an amount to take off needs its prices or percent.
+            units = abs(quantity)
+            previous = money(text(mod, "PreviousPrice"), where + "/PreviousPrice")
+            if new_price is None:
+                new_price = money(text(mod, "NewPrice"), where + "/NewPrice")
             before = previous if previous is not None else regular
             percent = money(text(mod, "Percent"), where + "/Percent")
             if new_price is not None and before is not None:
@@ -219,15 +228,17 @@ class Body:
         regular price times the quantity, less the modifiers, gives it away; taking the
         modifiers off again would count them twice."""
         gross = self._round(regular * quantity)
-        off = sum((d["amount"] for d in discounts), Decimal(0))
+        off = sum((d["amount"] for d in discounts), _ZERO)
         if amount != gross and abs(amount) == abs(gross) - off:
             return gross
         return amount
 
     def _round(self, value: Decimal) -> Decimal:
         """An amount to the currency's minor unit (half up, as tills round)."""
-        quantum = Decimal(1).scaleb(-currency_exponent(self.currency))
-        return value.quantize(quantum, rounding=ROUND_HALF_UP)
+        quantum = _QUANTA.get(self.currency)
+        if quantum is None:
+            quantum = _QUANTA[self.currency] = _ONE.scaleb(-currency_exponent(self.currency))
+        return value.quantize(quantum, ROUND_HALF_UP)
 
     def _link_line(
         self, line: dict[str, Any], found: Element | None, name: str, where: str
@@ -259,7 +270,7 @@ class Body:
                     included = True
         amount = money(text(el, "Amount"), where + "/Amount")
         if amount is None:
-            amount = Decimal(0)  # tax exempt: the line is taxable at nothing
+            amount = _ZERO  # tax exempt: the line is taxable at nothing
         code = (
             text(el, "TaxGroupID")
             or text(el, "TaxAuthority")
@@ -277,20 +288,22 @@ class Body:
         }
 
     def _discount(self, el: Element, where: str) -> None:
-        # A percent off the transaction is a share of the lines rung up before it.
-        base = sum(
-            (
-                ln["amount"] - sum((d["amount"] for d in ln.get("discounts", ())), Decimal(0))
-                for ln in self.lines
-                if not ln["voided"]
-            ),
-            Decimal(0),
-        )
         found = el.find("RetailPriceModifier")
+        holder = el
         if found is not None and el.find("Amount") is None:
-            discount = self._modifier(found, where + "/RetailPriceModifier", base, Decimal(1))
-        else:
-            discount = self._modifier(el, where, base, Decimal(1))
+            holder, where = found, where + "/RetailPriceModifier"
+        base: Decimal | None = None
+        if holder.find("Amount") is None:
+            # A percent off the transaction is a share of the lines rung up before it.
+            base = sum(
+                (
+                    ln["amount"] - sum((d["amount"] for d in ln.get("discounts", ())), _ZERO)
+                    for ln in self.lines
+                    if not ln["voided"]
+                ),
+                _ZERO,
+            )
+        discount = self._modifier(holder, where, base, _ONE)
         if discount is not None:
             self.discounts.append(discount)
 
@@ -298,7 +311,9 @@ class Body:
         """A tender line: a payment, a change line, a declined attempt (counted, not a
         payment), or only a cash rounding (a rounding line, not a payment)."""
         rounding_text = text(el, "Rounding")
-        rounding = self.reader.money(rounding_text, where + "/Rounding")
+        rounding = None
+        if rounding_text is not None:
+            rounding = self.reader.money(rounding_text, where + "/Rounding")
         if rounding:
             self.lines.append(
                 {
@@ -323,7 +338,7 @@ class Body:
             return
         if self.tenders:
             last = self.tenders[-1]
-            last["change"] = (last["change"] or Decimal(0)) + abs(amount)
+            last["change"] = (last["change"] or _ZERO) + abs(amount)
             return
         read_tender(holder, self.reader, where, self.tenders)
         self.tenders[-1]["amount"] = -abs(amount)

@@ -57,6 +57,7 @@ _BRANDS = {
     "dinersclub": "diners",
     "unionpay": "unionpay",
 }
+_ZERO = Decimal(0)
 _NOT_LETTERS = re.compile(r"[^a-z]")
 _NOT_DIGITS = re.compile(r"\D")
 
@@ -65,8 +66,9 @@ def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str,
     """Append the tender `el` to `tenders` (or fold a change line into the last one);
     False, and nothing appended, for a tender the host or the till declined."""
     money = reader.money
-    amount = money(text(el, "Amount"), where + "/Amount")
-    if amount is None:
+    amount_text = text(el, "Amount")
+    amount = money(amount_text, where + "/Amount")
+    if amount is None or amount_text is None:
         raise reader.fail("a tender without an amount", where)
     authorization = el.find("Authorization")
     if _declined(el, authorization, amount, reader, where):
@@ -77,7 +79,7 @@ def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str,
     type_code = (attr(el, "TypeCode") or "").lower()
     change_el = el.find("TenderChange")
     change = money(text(change_el, "Amount") or text(el, "TenderChange"), where + "/TenderChange")
-    if amount < 0 and change is not None and abs(change) == abs(amount):
+    if change is not None and amount_text.startswith("-") and abs(change) == abs(amount):
         # Change written as a negative tender line that names itself change (NCR ACS).
         type_code = "change"
     if type_code == "change" or flag(el, "ChangeFlag"):
@@ -88,7 +90,7 @@ def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str,
             if last["cashback"] and last["change"] is None and out >= last["cashback"]:
                 out -= last["cashback"]  # the cash handed out holds the tender's cash back
             if out:
-                last["change"] = (last["change"] or Decimal(0)) + out
+                last["change"] = (last["change"] or _ZERO) + out
             return True
         amount = -abs(amount)
     elif type_code in ("refund", "return"):
@@ -158,8 +160,8 @@ def _declined(
     nothing tendered of an amount requested. It is no payment."""
     if authorization is not None and text(authorization, "RefusalTypeCode"):
         return True
-    if amount != 0:
+    if amount:
         return False
     requested = text(el, "RequestedAmount") or text(authorization, "RequestedAmount")
     value = reader.money(requested, where + "/RequestedAmount")
-    return value is not None and value != 0
+    return bool(value)

@@ -68,7 +68,7 @@ from xml.etree.ElementTree import Element
 
 from pydantic import ValidationError
 
-from agent.contract import Transaction, make_key
+from agent.contract import Transaction, make_key, quantize_amount
 
 from . import register
 from ._base import ParseContext, Parsed, ParseError, Skipped
@@ -88,6 +88,7 @@ _CANCEL = frozenset({"canceled", "cancelled", "aborted", "cancelorphaned", "fail
 _VOID = frozenset({"postvoided", "postvoid", "void"})
 _SUSPENDED = frozenset({"suspended", "suspendeddeleted", "suspendedretrieved"})
 _GRAND = ("TransactionGrandAmount", "GrandAmount", "TransactionTotal")
+_ZERO = Decimal(0)
 
 
 class PoslogParser:
@@ -107,21 +108,20 @@ class PoslogParser:
         return refusing_unsafe_xml(self._records(stream, context))
 
     def _records(self, stream: BinaryIO, context: ParseContext) -> Iterator[Parsed]:
-        last: datetime | None = None
+        previous: Parsed | None = None  # its time stands in for a refusal's own, if need be
         for count, element in enumerate(transactions(stream), start=1):
             place = f"/POSLog/Transaction[{count}]"
             try:
                 parsed = _record(element, place, context)
             except ParseError as exc:
                 # One unreadable transaction never holds back the rest of its file.
-                yield _refused(element, exc.place or place, exc.reason, context, last)
+                yield _refused(element, exc.place or place, exc.reason, context, previous)
                 continue
             except RECOVERABLE as exc:
                 reason = f"unreadable transaction ({type(exc).__name__}: {exc})"
-                yield _refused(element, place, reason, context, last)
+                yield _refused(element, place, reason, context, previous)
                 continue
-            if isinstance(parsed, Transaction):
-                last = parsed.occurred_at
+            previous = parsed
             yield parsed
 
 
@@ -243,24 +243,35 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
     imbalance = Transaction.compute_imbalance(
         record.total, record.lines, record.taxes, record.discounts, record.currency
     )
+    gap = _tender_gap(body.tenders, total) if body.tenders and kind != "cancel" else _ZERO
+    if not imbalance and not gap:
+        return record
     updates: dict[str, Any] = {}
     if imbalance:
         updates["imbalance"] = imbalance
-    gap = _tender_gap(record)
     if gap:
-        updates["attributes"] = {**record.attributes, "tender_imbalance": format(gap, "f")}
-    return record.model_copy(update=updates) if updates else record
+        shown = format(quantize_amount(gap, record.currency), "f")
+        updates["attributes"] = {**record.attributes, "tender_imbalance": shown}
+    return record.model_copy(update=updates)
 
 
-def _tender_gap(record: Transaction) -> Decimal:
+def _tender_gap(tenders: list[dict[str, Any]], total: Decimal) -> Decimal:
     """Total minus what the tenders paid net of change and cash back (0 when they meet the
-    total, or when the POS wrote no tender at all, as for a cancel)."""
-    if not record.tenders or record.kind == "cancel":
-        return Decimal(0)
-    paid = Decimal(0)
-    for tender in record.tenders:
-        paid += tender.amount - (tender.change or Decimal(0)) - (tender.cashback or Decimal(0))
-    return record.total - paid
+    total; a cancel, or a transaction without tenders, has nothing to meet it)."""
+    if len(tenders) == 1:
+        only = tenders[0]  # the common case, met without arithmetic
+        if only["change"] is None and only["cashback"] is None and only["amount"] == total:
+            return _ZERO
+    paid = _ZERO
+    for tender in tenders:
+        paid += tender["amount"]
+        change = tender["change"]
+        if change is not None:
+            paid -= change
+        cashback = tender["cashback"]
+        if cashback is not None:
+            paid -= cashback
+    return total - paid
 
 
 def _grand_total(retail: Element, reader: Reader, cancelled: Body | None) -> Decimal:
@@ -281,7 +292,7 @@ def _grand_total(retail: Element, reader: Reader, cancelled: Body | None) -> Dec
         return net + tax
     if cancelled is not None:
         return _live_net(cancelled) + sum(
-            (t["amount"] for t in _taxes(cancelled) if t["included"] is False), Decimal(0)
+            (t["amount"] for t in _taxes(cancelled) if t["included"] is False), _ZERO
         )
     raise reader.fail(
         "no total (Total with TotalType TransactionGrandAmount)", "/RetailTransaction"
@@ -297,9 +308,9 @@ def _taxes(body: Body) -> list[dict[str, Any]]:
 def _live_net(body: Body) -> Decimal:
     live = [ln for ln in body.lines if not ln["voided"]]
     return (
-        sum((ln["amount"] for ln in live), Decimal(0))
-        - sum((d["amount"] for ln in live for d in ln.get("discounts", ())), Decimal(0))
-        - sum((d["amount"] for d in body.discounts), Decimal(0))
+        sum((ln["amount"] for ln in live), _ZERO)
+        - sum((d["amount"] for ln in live for d in ln.get("discounts", ())), _ZERO)
+        - sum((d["amount"] for d in body.discounts), _ZERO)
     )
 
 
@@ -395,10 +406,11 @@ def _attributes(el: Element, status: str) -> dict[str, str]:
 
 
 def _refused(
-    el: Element, place: str, reason: str, context: ParseContext, last: datetime | None
+    el: Element, place: str, reason: str, context: ParseContext, previous: Parsed | None
 ) -> Parsed:
     """The `refused` record of a transaction that could not be read: what its header still
     says, and the element itself."""
+    last = previous.occurred_at if isinstance(previous, Transaction) else None
     store = text(el, "RetailStoreID") or text(el.find("BusinessUnit"), "UnitID")
     occurred = None
     for name in ("EndDateTime", "BeginDateTime", "ReceiptDateTime"):
