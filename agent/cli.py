@@ -96,7 +96,9 @@ def parse(
     ] = "UTC",
     currency: Annotated[str, typer.Option(help="Currency when the file names none.")] = "EUR",
 ) -> None:
-    """Print canonical records as JSON lines; refused input exits 2 naming file, place, reason."""
+    """Print canonical records as JSON lines; refused input exits 2 naming file, place, reason
+    (a refused transaction is printed as its `refused` record too)."""
+    from agent.contract import Refused
     from agent.parsers import ParseContext, ParseError, Skipped, parse_bytes
 
     try:
@@ -128,11 +130,78 @@ def parse(
             continue
         out = sys.stdout
         for item in items:
+            if isinstance(item, Refused):
+                # One unreadable transaction: its record is printed like the others, and
+                # named on stderr so a script sees it.
+                typer.echo(f"{file}: {item.place}: {item.reason}", err=True)
+                failed = True
             if not isinstance(item, Skipped):
                 out.write(item.model_dump_json() + "\n")
         out.flush()
     if failed:
         raise typer.Exit(2)
+
+
+@app.command()
+def verify(
+    files: Annotated[list[Path], typer.Argument(help="POS export files.", show_default=False)],
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="auto | poslog | micros | magestore | inventory | oms"),
+    ] = "auto",
+    store: Annotated[str | None, typer.Option(help="Store id when the file has none.")] = None,
+    timezone: Annotated[
+        str, typer.Option(help="Store time zone for timestamps without offset.")
+    ] = "UTC",
+    currency: Annotated[str, typer.Option(help="Currency when the file names none.")] = "EUR",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+) -> None:
+    """Check a store's exports before go-live: per file, transactions by kind, refused
+    transactions (place, reason) and imbalances. Exit 0 only when every transaction reads
+    and reconciles; 1 when some do not; 2 when a file is refused whole."""
+    from agent.parsers import REGISTRY, ParseContext, ParseError, detect, parse_bytes
+    from agent.verify import FileReport, render, report
+
+    try:
+        zone = zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        typer.echo(f"--timezone: unknown time zone {timezone!r}", err=True)
+        raise typer.Exit(2) from None
+    reports: list[FileReport] = []
+    for file in files:
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            reports.append(FileReport(file=str(file), error=f"cannot read: {exc.strerror}"))
+            continue
+        context = ParseContext(
+            file_name=file.name,
+            sha256=hashlib.sha256(data).hexdigest(),
+            store=store,
+            timezone=zone,
+            currency=currency,
+        )
+        try:
+            name = detect(data[:65536]).name if fmt == "auto" else REGISTRY[fmt].name
+            items = parse_bytes(data, fmt, context=context)
+        except KeyError:
+            typer.echo(f"--format: unknown format {fmt!r}", err=True)
+            raise typer.Exit(2) from None
+        except ParseError as exc:
+            place = exc.place or "file"
+            reports.append(FileReport(file=str(file), error=f"{place}: {exc.reason}"))
+            continue
+        reports.append(report(str(file), name, items))
+    if as_json:
+        typer.echo(json.dumps({"files": [r.as_json() for r in reports]}, indent=2))
+    else:
+        for found in reports:
+            for line in render(found):
+                typer.echo(line)
+    if any(r.error for r in reports):
+        raise typer.Exit(2)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
 
 
 @app.command("run")
@@ -214,17 +283,24 @@ def status(
 
 @quarantine_app.command("list")
 def quarantine_list(config: ConfigOption) -> None:
-    """Quarantined files, oldest first, with the reason and place of each refusal."""
+    """Quarantined files, oldest first, with the reason and place of each refusal; then the
+    transactions refused one by one (their files went on), as the outbox holds them."""
+    from agent.outbox import list_refused
     from agent.sources import list_quarantined
 
     cfg = load_or_exit(config)
     items = list_quarantined(cfg.quarantine_dir)
     if not items:
         typer.echo(f"no quarantined files in {cfg.quarantine_dir}")
-        return
     for item in items:
         typer.echo(f"{item.name}  [{item.source}]  {item.at}")
         typer.echo(f"    {item.place}: {item.reason}")
+    refused = list_refused(cfg.outbox_path)
+    if refused:
+        typer.echo(f"refused transactions ({len(refused)}), sent to central as kind refused:")
+    for row in refused:
+        typer.echo(f"{row.file}  {row.business_date}  {row.key}  [{row.state}]")
+        typer.echo(f"    {row.place}: {row.reason}")
 
 
 @quarantine_app.command("retry")

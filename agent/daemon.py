@@ -256,6 +256,7 @@ class Agent:
                     training=skipped.get("training", 0),
                     control=skipped.get("control", 0),
                     suspended=skipped.get("suspended", 0),
+                    refused=await outbox.day_refused(day),
                 ),
                 default_currency=config.currency,
                 closed_at=now,

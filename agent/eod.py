@@ -1,7 +1,8 @@
 """End-of-day summaries: what a store did in one business day, so central can reconcile.
 
 Counts and sums by kind, by tender type and by tax code, with training, control
-and suspended transactions counted apart (they are never forwarded as sales).
+and suspended transactions counted apart (they are never forwarded as sales), and
+refused transactions counted too (each went to central as a `refused` record).
 Pure: the scheduler hands in the day's records and counts.
 """
 
@@ -23,6 +24,7 @@ class DayCounts:
     training: int = 0
     control: int = 0
     suspended: int = 0
+    refused: int = 0
 
 
 def summarise_day(
@@ -72,6 +74,7 @@ def summarise_day(
                 training=counts.training if extra else 0,
                 control=counts.control if extra else 0,
                 suspended=counts.suspended if extra else 0,
+                refused=counts.refused if extra else 0,
                 revision=revision,
                 covered_seq=covered,
             )

@@ -44,7 +44,16 @@ def test_schema_prints_the_record_contract() -> None:
     assert result.returncode == 0
     doc = json.loads(result.stdout)
     kinds = doc["record"]["discriminator"]["mapping"]
-    assert set(kinds) == {"sale", "return", "void", "cancel", "inventory", "end_of_day", "customer"}
+    assert set(kinds) == {
+        "sale",
+        "return",
+        "void",
+        "cancel",
+        "inventory",
+        "end_of_day",
+        "customer",
+        "refused",
+    }
     assert "records" in doc["batch"]["properties"]
     assert doc["record"]["$defs"]["Transaction"]["properties"]["total"]["type"] == "string"
 

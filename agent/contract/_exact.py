@@ -78,9 +78,20 @@ def quantize_amount(value: Decimal, currency: str) -> Decimal:
     return _quantized(value, _quantum(currency), currency)
 
 
+# The quantum of each currency met: every record asks for its currency's twice (exponents,
+# imbalance), and building it costs more than looking it up. ISO codes are few.
+_QUANTA: dict[str, Decimal] = {}
+_QUANTA_KEPT = 1000
+
+
 def _quantum(currency: str) -> Decimal:
     """The currency's smallest unit as an exponent: 0.01 for EUR, 1 for JPY."""
-    return Decimal(1).scaleb(-currency_exponent(currency))
+    quantum = _QUANTA.get(currency)
+    if quantum is None:
+        quantum = Decimal(1).scaleb(-currency_exponent(currency))
+        if len(_QUANTA) < _QUANTA_KEPT:
+            _QUANTA[currency] = quantum
+    return quantum
 
 
 def _quantized(value: Decimal, quantum: Decimal, currency: str) -> Decimal:

@@ -30,6 +30,7 @@ __all__ = [
     "LineType",
     "Record",
     "RecordKind",
+    "Refused",
     "SourceRef",
     "Tax",
     "Tender",
@@ -64,6 +65,7 @@ class RecordKind(StrEnum):
     INVENTORY = "inventory"
     END_OF_DAY = "end_of_day"
     CUSTOMER = "customer"
+    REFUSED = "refused"
 
 
 TransactionKind = Literal["sale", "return", "void", "cancel"]
@@ -251,6 +253,11 @@ class EndOfDay(_Base):
     training: int = Field(default=0, description="Training-mode transactions (not forwarded).")
     control: int = Field(default=0, description="Till control transactions (not forwarded).")
     suspended: int = Field(default=0, description="Suspended transactions (not forwarded).")
+    refused: int = Field(
+        default=0,
+        description="Transactions that could not be read, each sent as a `refused` record "
+        "(with its raw fragment) for the exception queue.",
+    )
     revision: int = Field(
         default=1, ge=1, description="Raised when records of a closed day arrive late."
     )
@@ -279,9 +286,30 @@ class CustomerRecord(_Base):
     customer: Customer
 
 
-Record = Annotated[Transaction | Inventory | EndOfDay | CustomerRecord, Field(discriminator="kind")]
+class Refused(_Base):
+    """One POS transaction that could not be read, kept whole so no money goes missing
+    silently: the rest of its file is forwarded, this one waits in the exception queue
+    until a fix lets it be read again (its key stays the same)."""
+
+    kind: Literal["refused"]
+    format: str = Field(description="The parser that refused it: poslog, micros, magestore, ...")
+    register: str | None = None
+    transaction_id: str | None = Field(
+        default=None, description="The POS transaction number, where it could be read."
+    )
+    place: str = Field(description="Where in the file: element path, line or record number.")
+    reason: str = Field(description="Why it could not be read, in words a support engineer reads.")
+    fragment: str = Field(
+        description="The transaction as the file holds it (card numbers masked, contact "
+        "details blanked), cut at 64 KiB."
+    )
+
+
+Record = Annotated[
+    Transaction | Inventory | EndOfDay | CustomerRecord | Refused, Field(discriminator="kind")
+]
 """Any canonical record; `kind` says which."""
 
-record_adapter: TypeAdapter[Transaction | Inventory | EndOfDay | CustomerRecord] = TypeAdapter(
-    Record
+record_adapter: TypeAdapter[Transaction | Inventory | EndOfDay | CustomerRecord | Refused] = (
+    TypeAdapter(Record)
 )

@@ -2,6 +2,16 @@
 
 from ._db import Recovery
 from ._outbox import Outbox, OutboxStats, OutRow, wire_json
+from ._refused import RefusedRow, list_refused
 from ._seal import SealError
 
-__all__ = ["OutRow", "Outbox", "OutboxStats", "Recovery", "SealError", "wire_json"]
+__all__ = [
+    "OutRow",
+    "Outbox",
+    "OutboxStats",
+    "Recovery",
+    "RefusedRow",
+    "SealError",
+    "list_refused",
+    "wire_json",
+]

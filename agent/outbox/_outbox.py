@@ -778,6 +778,15 @@ class Outbox:
         ) as cur:
             return {str(r[0]): int(r[1]) for r in await cur.fetchall()}
 
+    async def day_refused(self, business_date: str) -> int:
+        """How many transactions of a day were refused one by one (`refused` records)."""
+        async with self._reader.execute(
+            "SELECT count(*) FROM records WHERE business_date = ? AND kind = 'refused'",
+            (business_date,),
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
     async def days_to_summarise(self, closed_before: str) -> list[tuple[str, int]]:
         """(business date, revision) of closed days never summarised or changed since."""
         async with self._reader.execute(

@@ -6,7 +6,7 @@ earlier state of a check the same file closes again).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -82,30 +82,48 @@ def day(value: Any, place: str) -> date:
         raise ParseError(f"not a business date: {text[:40]!r}", place) from None
 
 
-def records(checks: list[Check], context: ParseContext) -> Iterator[Parsed]:
+Refuse = Callable[[int, ParseError], Parsed]
+"""Turns the refusal of check `index` into a `refused` record (Simphony, where each check
+is a JSON object of its own); without one, a refused check refuses its file (RES)."""
+
+
+def records(
+    checks: list[Check], context: ParseContext, refuse: Refuse | None = None
+) -> Iterator[Parsed]:
     """The records of a file's checks, in file order. When the file holds one check more
     than once (a check reopened and closed again, or two exports joined), the latest
     state is the record and the others are skipped as `duplicate_in_file`."""
     latest: dict[tuple[str, str | None, date | None, str], int] = {}
+    bad: dict[int, ParseError] = {}
     for index, check in enumerate(checks):
         if not check.number:
-            raise ParseError("a check without a check number", check.place)
-        if check.business_date is None:
-            raise ParseError("a check without a business date", check.place)
-        identity = (check.store, check.register, check.business_date, check.number)
-        best = latest.get(identity)
-        if best is None or _rank(check, index) >= _rank(checks[best], best):
-            latest[identity] = index
+            bad[index] = ParseError("a check without a check number", check.place)
+        elif check.business_date is None:
+            bad[index] = ParseError("a check without a business date", check.place)
+        else:
+            identity = (check.store, check.register, check.business_date, check.number)
+            best = latest.get(identity)
+            if best is None or _rank(check, index) >= _rank(checks[best], best):
+                latest[identity] = index
+        if index in bad and refuse is None:
+            raise bad[index]
     winners = set(latest.values())
     for index, check in enumerate(checks):
-        if index not in winners:
+        if index in bad and refuse is not None:
+            yield refuse(index, bad[index])
+        elif index not in winners:
             yield _skipped("duplicate_in_file", check)
         elif check.training:
             yield _skipped("training", check)
         elif check.open:
             yield _skipped("suspended", check)
-        else:
+        elif refuse is None:
             yield _record(check, context)
+        else:
+            try:
+                yield _record(check, context)
+            except ParseError as exc:
+                yield refuse(index, exc)
 
 
 def _rank(check: Check, index: int) -> tuple[bool, datetime, int]:

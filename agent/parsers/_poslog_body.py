@@ -5,11 +5,11 @@ Values are gathered as plain dicts for the `Transaction` model to validate in on
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from agent.contract import LineType
+from agent.contract import LineType, currency_exponent
 
 from ._poslog_read import TRUE, Reader, attr, flag, link, own_text, text
 from ._poslog_tender import read_tender
@@ -17,14 +17,10 @@ from ._xml import local
 
 __all__ = ["Body"]
 
-_INCLUDED_FLAGS = frozenset(
-    {
-        "TaxIncludedInTaxableAmountFlag",
-        "TaxIncludedInPriceFlag",
-        "TaxIncludedFlag",
-        "IncludedInPriceFlag",
-    }
-)
+_INCLUDED_FLAGS = frozenset({"TaxIncludedInPriceFlag", "TaxIncludedFlag", "IncludedInPriceFlag"})
+# Says whether the taxable amount holds the tax, not the price: only its "true" tells
+# anything about the price (a taxable amount with the tax in it is a gross price).
+_TAXABLE_FLAG = "TaxIncludedInTaxableAmountFlag"
 _EXTRA_LINES = {
     "Rounding": LineType.ROUNDING,
     "RoundingAdjustment": LineType.ROUNDING,
@@ -33,7 +29,13 @@ _EXTRA_LINES = {
     "ServiceCharge": LineType.SERVICE_CHARGE,
     "Deposit": LineType.DEPOSIT,
 }
-_PARTS = frozenset({"Sale", "Return", "Tender", "Tax", "Discount", *_EXTRA_LINES})
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+# The minor unit of each currency met, as a Decimal exponent (0.01 for EUR).
+_QUANTA: dict[str, Decimal] = {}
+_PARTS = frozenset(
+    {"Sale", "Return", "Tender", "TenderChange", "Tax", "Discount", "LoyaltyReward", *_EXTRA_LINES}
+)
 
 
 class Body:
@@ -49,6 +51,9 @@ class Body:
         self.links: list[dict[str, Any]] = []
         self.returns = 0
         self.sales = 0
+        self.declined = 0  # tenders the host refused: kept out of the payments, counted
+        self.currency = reader.context.currency  # the transaction's, once its header is read
+        self._price_flags: list[bool] = []  # TaxIncludedInPriceFlag of each item line
         self._origins: dict[int, tuple[Element, Element]] = {}  # item line -> LineItem, Sale
 
     def read(self, retail: Element) -> None:
@@ -59,6 +64,12 @@ class Body:
         for index, item in enumerate(retail.findall("LineItem"), start=1):
             self._line_item(item, index, f"{self.where}/LineItem[{index}]")
         self._compensate()
+        flags = self._price_flags
+        if self.taxes and flags and (all(flags) or not any(flags)):
+            # A transaction's tax summary that says nothing itself follows its item lines.
+            for tax in self.taxes:
+                if tax["included"] is None:
+                    tax["included"] = flags[0]
 
     def _line_item(self, item: Element, index: int, where: str) -> None:
         voided = flag(item, "VoidFlag")
@@ -80,7 +91,11 @@ class Body:
             elif voided or _void_attr(part):
                 continue
             elif name == "Tender":
-                read_tender(part, self.reader, where + "/Tender", self.tenders)
+                self._tender(part, number, where + "/Tender")
+            elif name == "TenderChange":
+                self._change(part, where + "/TenderChange")
+            elif name == "LoyaltyReward":
+                self._reward(part, where + "/LoyaltyReward")
             elif name == "Tax":
                 self.taxes.append(self._tax(part, where + "/Tax", None))
             elif name == "Discount":
@@ -92,7 +107,8 @@ class Body:
         self, el: Element, name: str, number: str, voided: bool, where: str
     ) -> dict[str, Any]:
         money = self.reader.money
-        quantity = money(text(el, "Quantity"), where + "/Quantity")
+        quantity_text = text(el, "Quantity")
+        quantity = money(quantity_text, where + "/Quantity")
         unit_text = (
             text(el, "ActualSalesUnitPrice")
             or text(el, "RegularSalesUnitPrice")
@@ -103,8 +119,15 @@ class Body:
         if quantity is None:
             quantity = Decimal(1)
         discounts = []
-        for mod_index, mod in enumerate(el.findall("RetailPriceModifier"), start=1):
-            discount = self._modifier(mod, f"{where}/RetailPriceModifier[{mod_index}]")
+        modifiers = el.findall("RetailPriceModifier")
+        regular = unit
+        if modifiers:  # the price before them matters only where a modifier is
+            regular_text = text(el, "RegularSalesUnitPrice") or text(el, "UnitListPrice")
+            if regular_text:
+                regular = money(regular_text, where + "/RegularSalesUnitPrice")
+        for mod_index, mod in enumerate(modifiers, start=1):
+            mod_where = f"{where}/RetailPriceModifier[{mod_index}]"
+            discount = self._modifier(mod, mod_where, regular, quantity)
             if discount is not None:
                 discounts.append(discount)
         if amount is None:
@@ -112,15 +135,24 @@ class Body:
             if net is not None:
                 amount = net + sum((d["amount"] for d in discounts), Decimal(0))
             elif unit is not None:
-                amount = unit * quantity
+                amount = self._round(unit * quantity)  # a unit price may be finer than cents
             else:
                 raise self.reader.fail("a line without ExtendedAmount or a unit price", where)
+        elif discounts and regular is not None:
+            amount = self._before_modifiers(amount, regular, quantity, discounts)
         included = attr(el, "TaxIncludedInPriceFlag")
+        if included is not None:
+            self._price_flags.append(included.strip().lower() in TRUE)
         taxes = [
             self._tax(t, f"{where}/Tax[{i}]", included)
             for i, t in enumerate(el.findall("Tax"), start=1)
             if not _void_attr(t)
         ]
+        negative = quantity_text is not None and quantity_text.startswith("-")
+        if name == "Sale" and negative and amount > _ZERO:
+            # A return rung up as a sale of a negative quantity: the line reduces the
+            # transaction, whatever sign the POS gave its amount.
+            name = "Return"
         if name == "Return":
             # A returned item reduces the transaction, however the POS signs the line.
             quantity, amount = -abs(quantity), -abs(amount)
@@ -150,12 +182,37 @@ class Body:
             "voided": voided,
         }
 
-    def _modifier(self, mod: Element, where: str) -> dict[str, Any] | None:
+    def _modifier(
+        self, mod: Element, where: str, regular: Decimal | None, quantity: Decimal
+    ) -> dict[str, Any] | None:
+        """A price modifier as the amount it takes off the line. `Subtract` (or no action)
+        takes its amount off; `Add` puts it on; `Replace` makes its amount the new unit
+        price; a `Percent` takes that share of the line; `PreviousPrice` with `NewPrice`
+        is the difference of the two, per unit."""
+        money = self.reader.money
         amount_el = mod.find("Amount")
-        value = self.reader.money(text(mod, "Amount"), where + "/Amount")
-        if value is None or amount_el is None:
-            return None
-        action = (attr(amount_el, "Action") or attr(mod, "Action") or "").lower()
+        value = money(text(mod, "Amount"), where + "/Amount")
+        action = ""
+        if amount_el is not None:
+            action = (attr(amount_el, "Action") or attr(mod, "Action") or "").lower()
+        new_price: Decimal | None = None
+        if action == "replace" and value is not None:
+            new_price, value = value, None
+        if value is None:
+            # Only a modifier without an amount to take off needs its prices or percent.
+            units = abs(quantity)
+            previous = money(text(mod, "PreviousPrice"), where + "/PreviousPrice")
+            if new_price is None:
+                new_price = money(text(mod, "NewPrice"), where + "/NewPrice")
+            before = previous if previous is not None else regular
+            percent = money(text(mod, "Percent"), where + "/Percent")
+            if new_price is not None and before is not None:
+                value = self._round((before - new_price) * units)
+            elif percent is not None and before is not None:
+                value = self._round(before * units * percent / 100)
+            else:
+                return None
+            action = "subtract"
         code = text(mod, "PromotionID") or text(mod, "DiscountID") or text(mod, "ReasonCode")
         return {
             "code": code or "",
@@ -163,6 +220,25 @@ class Body:
             "amount": -abs(value) if action == "add" else abs(value),
             "reason": text(mod, "ReasonCode") or "",
         }
+
+    def _before_modifiers(
+        self, amount: Decimal, regular: Decimal, quantity: Decimal, discounts: list[dict[str, Any]]
+    ) -> Decimal:
+        """The line before its modifiers. Some POS write `ExtendedAmount` after them: the
+        regular price times the quantity, less the modifiers, gives it away; taking the
+        modifiers off again would count them twice."""
+        gross = self._round(regular * quantity)
+        off = sum((d["amount"] for d in discounts), _ZERO)
+        if amount != gross and abs(amount) == abs(gross) - off:
+            return gross
+        return amount
+
+    def _round(self, value: Decimal) -> Decimal:
+        """An amount to the currency's minor unit (half up, as tills round)."""
+        quantum = _QUANTA.get(self.currency)
+        if quantum is None:
+            quantum = _QUANTA[self.currency] = _ONE.scaleb(-currency_exponent(self.currency))
+        return value.quantize(quantum, ROUND_HALF_UP)
 
     def _link_line(
         self, line: dict[str, Any], found: Element | None, name: str, where: str
@@ -187,15 +263,19 @@ class Body:
             if candidate is None or not candidate.attrib:
                 continue
             for key, value in candidate.attrib.items():
-                if (local(key) if key[0] == "{" else key) in _INCLUDED_FLAGS:
+                name = local(key) if key[0] == "{" else key
+                if name in _INCLUDED_FLAGS:
                     included = value.strip().lower() in TRUE
+                elif name == _TAXABLE_FLAG and value.strip().lower() in TRUE:
+                    included = True
         amount = money(text(el, "Amount"), where + "/Amount")
         if amount is None:
-            raise self.reader.fail("a tax without an amount", where)
+            amount = _ZERO  # tax exempt: the line is taxable at nothing
         code = (
             text(el, "TaxGroupID")
             or text(el, "TaxAuthority")
             or text(el, "TaxRuleID")
+            or attr(el, "TaxID")
             or attr(el, "TaxType")
             or "tax"
         )
@@ -209,12 +289,82 @@ class Body:
 
     def _discount(self, el: Element, where: str) -> None:
         found = el.find("RetailPriceModifier")
+        holder = el
         if found is not None and el.find("Amount") is None:
-            discount = self._modifier(found, where + "/RetailPriceModifier")
-        else:
-            discount = self._modifier(el, where)
+            holder, where = found, where + "/RetailPriceModifier"
+        base: Decimal | None = None
+        if holder.find("Amount") is None:
+            # A percent off the transaction is a share of the lines rung up before it.
+            base = sum(
+                (
+                    ln["amount"] - sum((d["amount"] for d in ln.get("discounts", ())), _ZERO)
+                    for ln in self.lines
+                    if not ln["voided"]
+                ),
+                _ZERO,
+            )
+        discount = self._modifier(holder, where, base, _ONE)
         if discount is not None:
             self.discounts.append(discount)
+
+    def _tender(self, el: Element, number: str, where: str) -> None:
+        """A tender line: a payment, a change line, a declined attempt (counted, not a
+        payment), or only a cash rounding (a rounding line, not a payment)."""
+        rounding_text = text(el, "Rounding")
+        rounding = None
+        if rounding_text is not None:
+            rounding = self.reader.money(rounding_text, where + "/Rounding")
+        if rounding:
+            self.lines.append(
+                {
+                    "number": number,
+                    "type": LineType.ROUNDING,
+                    "description": "cash rounding",
+                    "amount": rounding,
+                    "voided": False,
+                }
+            )
+        if rounding_text is not None and el.find("Amount") is None:
+            return
+        if not read_tender(el, self.reader, where, self.tenders):
+            self.declined += 1
+
+    def _change(self, el: Element, where: str) -> None:
+        """Change as a line item of its own (`TenderChange`): the tender before it gave it."""
+        inner = el.find("TenderChange")
+        holder = inner if inner is not None else el
+        amount = self.reader.money(text(holder, "Amount"), where + "/Amount")
+        if not amount:
+            return
+        if self.tenders:
+            last = self.tenders[-1]
+            last["change"] = (last["change"] or _ZERO) + abs(amount)
+            return
+        read_tender(holder, self.reader, where, self.tenders)
+        self.tenders[-1]["amount"] = -abs(amount)
+
+    def _reward(self, el: Element, where: str) -> None:
+        """A loyalty reward in a vendor extension (NCR ACS): a monetary one lowers the
+        total like a transaction discount. ACS writes some rewards twice, once in detail
+        and once as a summary; the summary-only copy is not counted again."""
+        category = (text(el, "RewardCategory") or "").lower()
+        if category != "monetary":
+            return  # points, messages and custom offers move no money
+        if flag(el, "summarizedActivity") and not flag(el, "detailedData"):
+            return
+        value = self.reader.money(
+            text(el, "ExtendedRewardAmount") or text(el, "Amount"), where + "/ExtendedRewardAmount"
+        )
+        if not value:
+            return
+        self.discounts.append(
+            {
+                "code": text(el, "PromotionID") or "",
+                "description": text(el, "RewardType") or "",
+                "amount": -value,  # written as a negative amount on the receipt
+                "reason": "loyalty",
+            }
+        )
 
     def _extra(self, el: Element, name: str, number: str, where: str) -> None:
         value = text(el, "Amount") or text(el, "ExtendedAmount") or own_text(el)

@@ -124,8 +124,10 @@ def link(element: Element, reader: Reader, where: str) -> dict[str, Any] | None:
     store = text(element, "RetailStoreID")
     if store is None:
         unit = element.find("BusinessUnit")
-        store = text(unit, "UnitID")
+        store = text(unit, "UnitID") or own_text(unit)  # 6.x: UnitID inside, or the id itself
     day = text(element, "BusinessDayDate")
+    if day is None:
+        day = text(element.find("BusinessDayDate"), "Date")  # 6.x: BusinessDayDate/Date
     return {
         "store": store,
         "register": text(element, "WorkstationID"),

@@ -40,7 +40,8 @@ _DECLARATION = b"xmlns"
 
 
 def transactions(stream: BinaryIO) -> Iterator[Element]:
-    """Each top-level `Transaction` element, complete, with local-name tags.
+    """Each top-level `Transaction` element, complete, with local-name tags (or the root
+    itself, where a file holds one `Transaction` and no `POSLog`).
 
     ET.ParseError, LookupError and UnicodeError escape for the caller to word (see
     `_xml.refusing_unsafe_xml`).
@@ -48,6 +49,7 @@ def transactions(stream: BinaryIO) -> Iterator[Element]:
     chunk, root_tag = _without_default_namespace(_refusing_dtd(stream.read(_PROLOGUE)))
     pull: ET.XMLPullParser[Element] = ET.XMLPullParser(events=("start",))
     root: Element | None = None
+    bare = False  # one transaction per file, as the root, with no POSLog around it
     names: dict[str, str] = {}
     # Names need renaming where the default namespace could not be declared away, once an
     # element uses a prefix the root declares, or after any declaration below the root
@@ -65,7 +67,8 @@ def transactions(stream: BinaryIO) -> Iterator[Element]:
         pull.feed(chunk)
         if root is None:
             root = _root(pull)  # checked by its local name; its own tag is not read again
-        if root is not None and len(root) > 1:
+            bare = root is not None and local(root.tag) == "Transaction"
+        if root is not None and not bare and len(root) > 1:
             done = root[:-1]
             del root[:-1]  # bounded memory: finished transactions are dropped
             yield from _finished(done, renaming, names)
@@ -73,6 +76,11 @@ def transactions(stream: BinaryIO) -> Iterator[Element]:
     pull.close()
     if root is None:
         raise ParseError("the file holds no XML element", "byte 0")
+    if bare:
+        _rename(root, names)
+        root.tag = "Transaction"
+        yield root
+        return
     yield from _finished(root[:], renaming, names)
     del root[:]
 
@@ -91,7 +99,7 @@ def _root(pull: ET.XMLPullParser[Element]) -> Element | None:
         for _rest in events:
             pass  # the start events already queued hold elements: let them go
         name = local(element.tag)
-        if name != "POSLog":
+        if name != "POSLog" and name != "Transaction":
             raise ParseError(f"not POSLog: the root element is {name!r}", "/")
         return element
     return None

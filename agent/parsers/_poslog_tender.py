@@ -57,26 +57,41 @@ _BRANDS = {
     "dinersclub": "diners",
     "unionpay": "unionpay",
 }
+_ZERO = Decimal(0)
 _NOT_LETTERS = re.compile(r"[^a-z]")
 _NOT_DIGITS = re.compile(r"\D")
 
 
-def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str, Any]]) -> None:
-    """Append the tender `el` to `tenders` (or fold a change line into the last one)."""
+def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str, Any]]) -> bool:
+    """Append the tender `el` to `tenders` (or fold a change line into the last one);
+    False, and nothing appended, for a tender the host or the till declined."""
     money = reader.money
-    amount = money(text(el, "Amount"), where + "/Amount")
-    if amount is None:
+    amount_text = text(el, "Amount")
+    amount = money(amount_text, where + "/Amount")
+    if amount is None or amount_text is None:
         raise reader.fail("a tender without an amount", where)
+    authorization = el.find("Authorization")
+    if _declined(el, authorization, amount, reader, where):
+        return False
     named = attr(el, "TenderType") or ""
     tender_id = text(el, "TenderID") or ""
     method = tender_id or named
     type_code = (attr(el, "TypeCode") or "").lower()
+    change_el = el.find("TenderChange")
+    change = money(text(change_el, "Amount") or text(el, "TenderChange"), where + "/TenderChange")
+    if change is not None and amount_text.startswith("-") and abs(change) == abs(amount):
+        # Change written as a negative tender line that names itself change (NCR ACS).
+        type_code = "change"
     if type_code == "change" or flag(el, "ChangeFlag"):
         # Change written as a tender line of its own: it belongs to the tender before.
         if tenders:
             last = tenders[-1]
-            last["change"] = (last["change"] or Decimal(0)) + abs(amount)
-            return
+            out = abs(amount)
+            if last["cashback"] and last["change"] is None and out >= last["cashback"]:
+                out -= last["cashback"]  # the cash handed out holds the tender's cash back
+            if out:
+                last["change"] = (last["change"] or _ZERO) + out
+            return True
         amount = -abs(amount)
     elif type_code in ("refund", "return"):
         amount = -abs(amount)
@@ -85,8 +100,6 @@ def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str,
     if kind is None:
         cash = any(k.endswith("currency") for k in keys)
         kind = TenderType.CASH if cash else TenderType.OTHER
-    change_el = el.find("TenderChange")
-    change = money(text(change_el, "Amount") or text(el, "TenderChange"), where + "/TenderChange")
     cashback_el = el.find("Cashback")
     if cashback_el is None:
         cashback_el = el.find("CashBack")
@@ -110,13 +123,13 @@ def read_tender(el: Element, reader: Reader, where: str, tenders: list[dict[str,
         tender["card"] = _card(card_el, keys)
         if kind is TenderType.OTHER:
             tender["type"] = TenderType.CARD
-    authorization = el.find("Authorization")
     if authorization is None and card_el is not None:
         authorization = card_el.find("Authorization")
     tender["auth_code"] = text(authorization, "AuthorizationCode") or (
         text(card_el, "AuthorizationCode") if card_el is not None else None
     )
     tenders.append(tender)
+    return True
 
 
 def _card(card_el: Element | None, tender_keys: list[str]) -> dict[str, Any]:
@@ -138,3 +151,17 @@ def _card(card_el: Element | None, tender_keys: list[str]) -> dict[str, Any]:
         plain = number is not None and number.replace(" ", "").isdigit() and len(digits) >= 13
         brand = card_brand(digits) if plain else "other"
     return {"brand": brand, "last4": digits[-4:] if len(digits) >= 4 else None}
+
+
+def _declined(
+    el: Element, authorization: Element | None, amount: Decimal, reader: Reader, where: str
+) -> bool:
+    """A tender the host or the till refused: a refusal code in its authorization, or
+    nothing tendered of an amount requested. It is no payment."""
+    if authorization is not None and text(authorization, "RefusalTypeCode"):
+        return True
+    if amount:
+        return False
+    requested = text(el, "RequestedAmount") or text(authorization, "RequestedAmount")
+    value = reader.money(requested, where + "/RequestedAmount")
+    return bool(value)

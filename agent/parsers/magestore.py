@@ -55,13 +55,16 @@ from . import register
 from ._base import ParseContext, Parsed, ParseError, rewound
 from ._magestore_csv import read_csv
 from ._magestore_order import order_records
-from ._tabular import read_json, refuse_binary, sniff_head
+from ._refuse import RECOVERABLE, json_fragment, lenient_time, refused
+from ._tabular import ident, read_json, refuse_binary, sniff_head
 from ._text import HEAD_BYTES
 
 __all__ = ["MagestoreParser"]
 
 _WEBPOS = (b'"pos_id"', b'"pos_location_id"', b'"pos_staff', b'"webpos', b'"order_increment_id"')
 _JSON_START = (b"{", b"[")
+_SETTINGS = "columns"  # the place of a refusal that is the source's config, not the file
+_UTC = ParseContext(file_name="")  # read a time without an offset as UTC
 
 
 def _orders(doc: Any) -> tuple[list[Any], str]:
@@ -81,7 +84,56 @@ def _orders(doc: Any) -> tuple[list[Any], str]:
 def _json(data: bytes, context: ParseContext) -> Iterator[Parsed]:
     orders, base = _orders(read_json(data))
     for index, raw in enumerate(orders):
-        yield from order_records(raw, f"{base}[{index}]", context)
+        place = f"{base}[{index}]"
+        try:
+            found = list(order_records(raw, place, context))
+        except ParseError as exc:
+            if exc.place.startswith(_SETTINGS):
+                raise  # the source's settings are wrong, not this order: refuse the file
+            # One unreadable order never holds back the rest of the file.
+            yield _refused(raw, exc.place or place, exc.reason, context)
+            continue
+        except RECOVERABLE as exc:
+            yield _refused(raw, place, f"unreadable order ({type(exc).__name__}: {exc})", context)
+            continue
+        yield from found
+
+
+def _store(context: ParseContext, location: str | None) -> str | None:
+    """The store as an order's record would name it: mapped, the source's, or the location."""
+    mapped = context.columns.get(f"location.{location}") if location else None
+    return mapped or context.store or location
+
+
+def _refused(raw: Any, place: str, reason: str, context: ParseContext) -> Parsed:
+    """The `refused` record of an order, with what it still says about itself."""
+    fields = raw if isinstance(raw, dict) else {}
+    extension = fields.get("extension_attributes")
+    extra = extension if isinstance(extension, dict) else {}
+
+    def field(*names: str) -> str | None:
+        for holder in (fields, extra):
+            for name in names:
+                value = ident(holder.get(name))
+                if value:
+                    return value
+        return None
+
+    created = field("created_at")
+    when = lenient_time(created, _UTC) if created else None  # Magento writes UTC
+    when = when.astimezone(context.timezone) if when else None
+    return refused(
+        "magestore",
+        context,
+        place,
+        reason,
+        json_fragment(raw),
+        store=_store(context, field("pos_location_id", "location_id")),
+        register=field("pos_id"),
+        transaction_id=field("increment_id"),
+        business_date=when.date() if when else None,
+        occurred_at=when,
+    )
 
 
 class MagestoreParser:

@@ -56,6 +56,7 @@ from . import register
 from ._base import ParseContext, Parsed, ParseError
 from ._micros_check import Check, Detail, day, moment, records
 from ._micros_res import read_res
+from ._refuse import RECOVERABLE, json_fragment, lenient_day, lenient_time, refused
 from ._tabular import amount, flag, ident, read_json, refuse_binary, sniff_head
 from ._text import HEAD_BYTES
 
@@ -67,6 +68,7 @@ _ATTRIBUTES = (
     ("gstCnt", "guests"),
     ("otNum", "order_type"),
 )
+_SETTINGS = "columns"  # the place of a refusal that is the source's config, not the file
 _KINDS = (
     ("menuItem", "item", ("miNum",)),
     ("serviceCharge", "service_charge", ("svcChgNum",)),
@@ -203,11 +205,51 @@ def _simphony(data: bytes, context: ParseContext) -> Iterator[Parsed]:
         checks = doc
     if not isinstance(checks, list):
         raise ParseError("no guestChecks list: not a Simphony guest check export", "guestChecks")
-    built = [
-        _simphony_check(raw, f"guestChecks[{index}]", loc, context)
-        for index, raw in enumerate(checks)
-    ]
-    yield from records(built, context)
+    built: list[Check] = []
+    kept: list[Any] = []  # the raw check of each one built, for its fragment if refused
+    for index, raw in enumerate(checks):
+        place = f"guestChecks[{index}]"
+        try:
+            built.append(_simphony_check(raw, place, loc, context))
+            kept.append(raw)
+        except ParseError as exc:
+            if exc.place == _SETTINGS:
+                raise
+            # One unreadable check never holds back the rest of the file.
+            yield _refused(raw, exc.place or place, exc.reason, loc, context)
+        except RECOVERABLE as exc:
+            reason = f"unreadable check ({type(exc).__name__}: {exc})"
+            yield _refused(raw, place, reason, loc, context)
+
+    def refuse(index: int, exc: ParseError) -> Parsed:
+        if exc.place == _SETTINGS:
+            raise exc  # the source's settings are wrong, not this check: refuse the file
+        return _refused(kept[index], exc.place or built[index].place, exc.reason, loc, context)
+
+    yield from records(built, context, refuse)
+
+
+def _refused(raw: Any, place: str, reason: str, loc: str, context: ParseContext) -> Parsed:
+    """The `refused` record of a guest check, with what it still says about itself."""
+    fields = raw if isinstance(raw, dict) else {}
+    business = None
+    for name in ("opnBusDt", "clsdBusDt"):
+        business = business or lenient_day(ident(fields.get(name)))
+    occurred = None
+    for name in ("clsdUTC", "clsdLcl", "opnUTC", "opnLcl"):
+        occurred = occurred or lenient_time(ident(fields.get(name)), context)
+    return refused(
+        "micros",
+        context,
+        place,
+        reason,
+        json_fragment(raw),
+        store=_text(fields, "locRef") or loc or None,
+        register=_text(fields, "rvcNum") or None,
+        transaction_id=_text(fields, "chkNum") or None,
+        business_date=business,
+        occurred_at=occurred,
+    )
 
 
 class MicrosParser:

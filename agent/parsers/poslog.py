@@ -1,9 +1,14 @@
 """ARTS/NRF POSLog (2.x and 6.x) and Oracle Xstore's POSLog export, streamed.
 
 Elements are matched by local name, so the NRF namespace, a prefix or none at all read
-the same; Xstore's `dtv:` extensions are kept where useful and otherwise passed over.
-Each `Transaction` is turned into a record once it is complete (header elements may
-follow the body) and then dropped, so a 1 GB file stays in bounded memory.
+the same; Xstore's `dtv:` and NCR ACS's `acs:` extensions are kept where useful and
+otherwise passed over. Each `Transaction` is turned into a record once it is complete
+(header elements may follow the body) and then dropped, so a 1 GB file stays in bounded
+memory. A file may also be one `Transaction` alone, with no `POSLog` around it.
+
+A file that is not POSLog, or not well-formed XML, is refused whole. A transaction that
+cannot be read is not: it becomes a `refused` record (its XML, place and reason, keyed
+by what its header still says) and the next transaction is read.
 
 The rules, where POS exports differ:
 - Store: `RetailStoreID` (2.x) or `BusinessUnit/UnitID` (6.x), else `context.store`.
@@ -12,27 +17,44 @@ The rules, where POS exports differ:
 - Time: `EndDateTime`, else `BeginDateTime`, else `ReceiptDateTime`; without an offset
   it is local to `context.timezone`. The business day is `BusinessDayDate`, which may
   differ from the calendar day.
-- Status (`TransactionStatus`, attribute or element): Canceled/Cancelled/Aborted or
-  `CancelFlag="true"` is a `cancel`, and so is Voided without a `TransactionLink`
-  (voided while being rung up). PostVoided, or Voided that links an earlier
-  transaction, is a `void`, linked to the voided transaction: the one its
-  `TransactionLink` names, else itself. Suspended,
-  `TrainingModeFlag="true"` and till control (`ControlTransaction` and any transaction
-  without a `RetailTransaction`) are counted, not forwarded.
-- Lines: `Sale` as signed by the POS; `Return` lines always reduce the transaction
-  (quantity, amount and tax made negative) and carry their `TransactionLink`. A line
-  with `VoidFlag="true"` is kept, flagged voided; when it is a void entry for an earlier
-  line (it names it with `ItemLink`/`CreateRefNumber`, or has the opposite amount of the
-  same item) that line is flagged too. A voided line that is simply absent needs nothing.
-- Money: `ExtendedAmount` is the line before its `RetailPriceModifier` discounts; taxes
-  say whether they are included (`TaxIncludedInTaxableAmountFlag`, `TaxIncludedFlag`,
-  `IncludedInPriceFlag`, `TaxIncludedInPriceFlag` on the item); with no flag, the
-  reading that reconciles with the POS total is taken. The total is
-  `Total[@TotalType="TransactionGrandAmount"]` and is never rewritten: `imbalance` says
-  by how much the lines miss it.
+- Status (`TransactionStatus`, attribute or element): Canceled/Cancelled/Aborted/Failed/
+  CancelOrphaned or `CancelFlag="true"` is a `cancel`, and so is Voided without a
+  `TransactionLink` (voided while being rung up); a cancel without a total totals what
+  was rung up. PostVoided, or Voided that links an earlier transaction, is a `void`,
+  linked to the voided transaction: the one its `TransactionLink` names, else itself.
+  Suspended, `TrainingModeFlag="true"` and till control (`ControlTransaction` and any
+  transaction without a `RetailTransaction` or `CustomerOrderTransaction`) are counted,
+  not forwarded.
+- Lines: `Sale` as signed by the POS, except that a `Sale` of negative quantity with a
+  positive amount is a returned line; `Return` lines always reduce the transaction
+  (quantity, amount and tax made negative) and carry their `TransactionLink` (6.x links
+  may hold the store in `BusinessUnit` itself and the day in `BusinessDayDate/Date`).
+  A basket with returned and sold lines keeps both signs; its kind follows the sign of
+  its total (`sale` or `return`) and it says `exchange` in its attributes. A line with
+  `VoidFlag="true"` is kept, flagged voided; when it is a void entry for an earlier line
+  (it names it with `ItemLink`/`CreateRefNumber`, or has the opposite amount of the same
+  item) that line is flagged too. A voided line that is simply absent needs nothing.
+- Money: a line's amount is before its `RetailPriceModifier`s (`Subtract`, `Add`,
+  `Replace` with the new unit price, `Percent`, `PreviousPrice`/`NewPrice`); where the
+  POS wrote `ExtendedAmount` after them (regular price × quantity − modifiers), the
+  amount before them is taken, so nothing is subtracted twice. Unit prices keep every
+  decimal the POS wrote; amounts computed from them round half up to the currency.
+  Monetary loyalty rewards (ACS `LoyaltyReward`) are transaction discounts. Taxes say
+  whether they are in the price (`TaxIncludedInPriceFlag`, `TaxIncludedFlag`,
+  `IncludedInPriceFlag`, or `TaxIncludedInTaxableAmountFlag="true"`); a transaction's
+  tax summary that says nothing follows its item lines' `TaxIncludedInPriceFlag`; with
+  no flag at all, the reading that reconciles with the POS total is taken. A `Tax`
+  without an amount is a tax-exempt line (0). The total is `TransactionGrandAmount`,
+  else `TransactionNetAmount` plus `TransactionTaxAmount`, and is never rewritten:
+  `imbalance` says by how much the lines miss it, the `tender_imbalance` attribute by
+  how much the tenders (net of change and cash back) do.
 - Tenders: `TenderType`/`TenderID` to a tender type; `TenderChange` and `Cashback` stay
-  with their tender, as does a change line (`TypeCode="Change"`, `ChangeFlag="true"`);
-  a refund tender is negative. Card numbers keep only brand and last four.
+  with their tender, as does a change line (`TypeCode="Change"`, `ChangeFlag="true"`, a
+  negative tender whose `TenderChange` is itself, or a `TenderChange` line item); a
+  refund tender is negative. A declined tender (a `RefusalTypeCode` in its
+  authorization, or `Amount` 0 of a `RequestedAmount`) is counted in the attributes,
+  not paid; a tender's non-zero `Rounding` is a rounding line (a tender line with only a
+  `Rounding` is nothing else). Card numbers keep only brand and last four.
 """
 
 from __future__ import annotations
@@ -46,22 +68,27 @@ from xml.etree.ElementTree import Element
 
 from pydantic import ValidationError
 
-from agent.contract import Transaction, make_key
+from agent.contract import Transaction, make_key, quantize_amount
 
 from . import register
-from ._base import ParseContext, Parsed, Skipped
+from ._base import ParseContext, Parsed, ParseError, Skipped
 from ._poslog_body import Body
 from ._poslog_read import Reader, attr, flag, original_key, text
 from ._poslog_stream import transactions
+from ._refuse import RECOVERABLE, lenient_day, lenient_time, refused, xml_fragment
 from ._xml import refusing_unsafe_xml
 
 __all__ = ["PoslogParser"]
 
 _SNIFF = re.compile(rb"<(?:[\w.-]+:)?POSLog[\s>/]")
-_CANCEL = frozenset({"canceled", "cancelled", "aborted", "cancelorphaned"})
+# One transaction per file, with no POSLog around it: the root is the Transaction itself.
+_SNIFF_BARE = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<[?!][^>]*>\s*)*<(?:[\w.-]+:)?Transaction[\s>]")
+_SNIFF_BODY = re.compile(rb"<(?:[\w.-]+:)?(?:Retail|Control|CustomerOrder)Transaction[\s>/]")
+_CANCEL = frozenset({"canceled", "cancelled", "aborted", "cancelorphaned", "failed"})
 _VOID = frozenset({"postvoided", "postvoid", "void"})
 _SUSPENDED = frozenset({"suspended", "suspendeddeleted", "suspendedretrieved"})
 _GRAND = ("TransactionGrandAmount", "GrandAmount", "TransactionTotal")
+_ZERO = Decimal(0)
 
 
 class PoslogParser:
@@ -73,14 +100,29 @@ class PoslogParser:
         start = head[:4096]
         if start.startswith((b"\xff\xfe", b"\xfe\xff")):
             start = start.decode("utf-16", errors="ignore").encode()
-        return bool(_SNIFF.search(start))
+        if _SNIFF.search(start):
+            return True
+        return bool(_SNIFF_BARE.match(start) and _SNIFF_BODY.search(head))
 
     def parse(self, stream: BinaryIO, *, context: ParseContext) -> Iterator[Parsed]:
         return refusing_unsafe_xml(self._records(stream, context))
 
     def _records(self, stream: BinaryIO, context: ParseContext) -> Iterator[Parsed]:
+        previous: Parsed | None = None  # its time stands in for a refusal's own, if need be
         for count, element in enumerate(transactions(stream), start=1):
-            yield _record(element, f"/POSLog/Transaction[{count}]", context)
+            place = f"/POSLog/Transaction[{count}]"
+            try:
+                parsed = _record(element, place, context)
+            except ParseError as exc:
+                # One unreadable transaction never holds back the rest of its file.
+                yield _refused(element, exc.place or place, exc.reason, context, previous)
+                continue
+            except RECOVERABLE as exc:
+                reason = f"unreadable transaction ({type(exc).__name__}: {exc})"
+                yield _refused(element, place, reason, context, previous)
+                continue
+            previous = parsed
+            yield parsed
 
 
 def _header(el: Element, reader: Reader) -> dict[str, Any]:
@@ -130,6 +172,8 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
     reader = Reader(place, context)
     head = _header(el, reader)
     retail = el.find("RetailTransaction")
+    if retail is None:
+        retail = el.find("CustomerOrderTransaction")  # an order taken at the till
     status = _status(el, retail)
     skip: Literal["training", "control", "suspended"] | None = None
     if flag(el, "TrainingModeFlag"):
@@ -148,15 +192,18 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
             place=place,
         )
     body = Body(reader, "/RetailTransaction")
+    body.currency = head["currency"]
     body.read(retail)
-    total = _grand_total(retail, reader)
+    cancelled = (
+        status in _CANCEL or (status == "voided" and not body.links) or flag(el, "CancelFlag")
+    )
+    total = _grand_total(retail, reader, body if cancelled else None)
     _decide_included(body, total)
 
     if status in _VOID or (status == "voided" and body.links):
         kind = "void"  # a void of an earlier transaction (named by its link, or itself)
-    elif status in _CANCEL or status == "voided" or flag(el, "CancelFlag"):
-        kind = "cancel"  # voided while being rung up: nothing was sold
-        kind = "cancel"
+    elif cancelled:
+        kind = "cancel"  # voided while being rung up, or failed: nothing was sold
     elif body.returns and (not body.sales or total < 0):
         kind = "return"
     else:
@@ -166,6 +213,11 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
         found = line.get("link")
         if found is not None:
             found["key"] = original_key(found, head["store"])
+    attributes = _attributes(el, status)
+    if body.returns and body.sales:
+        attributes["exchange"] = "true"  # one basket, returned and sold lines, both signs kept
+    if body.declined:
+        attributes["declined_tenders"] = str(body.declined)
 
     try:
         record = Transaction(
@@ -181,7 +233,7 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
             links=links,
             customer=_customer(el, retail),
             total=total,
-            attributes=_attributes(el, status),
+            attributes=attributes,
             **head,
         )
     except ValidationError as exc:
@@ -191,10 +243,40 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
     imbalance = Transaction.compute_imbalance(
         record.total, record.lines, record.taxes, record.discounts, record.currency
     )
-    return record.model_copy(update={"imbalance": imbalance}) if imbalance else record
+    gap = _tender_gap(body.tenders, total) if body.tenders and kind != "cancel" else _ZERO
+    if not imbalance and not gap:
+        return record
+    updates: dict[str, Any] = {}
+    if imbalance:
+        updates["imbalance"] = imbalance
+    if gap:
+        shown = format(quantize_amount(gap, record.currency), "f")
+        updates["attributes"] = {**record.attributes, "tender_imbalance": shown}
+    return record.model_copy(update=updates)
 
 
-def _grand_total(retail: Element, reader: Reader) -> Decimal:
+def _tender_gap(tenders: list[dict[str, Any]], total: Decimal) -> Decimal:
+    """Total minus what the tenders paid net of change and cash back (0 when they meet the
+    total; a cancel, or a transaction without tenders, has nothing to meet it)."""
+    if len(tenders) == 1:
+        only = tenders[0]  # the common case, met without arithmetic
+        if only["change"] is None and only["cashback"] is None and only["amount"] == total:
+            return _ZERO
+    paid = _ZERO
+    for tender in tenders:
+        paid += tender["amount"]
+        change = tender["change"]
+        if change is not None:
+            paid -= change
+        cashback = tender["cashback"]
+        if cashback is not None:
+            paid -= cashback
+    return total - paid
+
+
+def _grand_total(retail: Element, reader: Reader, cancelled: Body | None) -> Decimal:
+    """The POS's grand total; else its net plus tax; for a cancel without either, what was
+    rung up (nothing was paid, so there is nothing to reconcile against)."""
     totals: dict[str, str] = {}
     for found in retail.findall("Total"):
         totals.setdefault(found.get("TotalType") or "", (found.text or "").strip())
@@ -204,17 +286,31 @@ def _grand_total(retail: Element, reader: Reader) -> Decimal:
             value = reader.money(totals[name] or None, where)
             if value is not None:
                 return value
+    net = reader.money(totals.get("TransactionNetAmount") or None, "/RetailTransaction/Total")
+    tax = reader.money(totals.get("TransactionTaxAmount") or None, "/RetailTransaction/Total")
+    if net is not None and tax is not None:
+        return net + tax
+    if cancelled is not None:
+        return _live_net(cancelled) + sum(
+            (t["amount"] for t in _taxes(cancelled) if t["included"] is False), _ZERO
+        )
     raise reader.fail(
         "no total (Total with TotalType TransactionGrandAmount)", "/RetailTransaction"
     )
 
 
+def _taxes(body: Body) -> list[dict[str, Any]]:
+    if body.taxes:
+        return body.taxes
+    return [t for ln in body.lines if not ln["voided"] for t in ln.get("taxes", ())]
+
+
 def _live_net(body: Body) -> Decimal:
     live = [ln for ln in body.lines if not ln["voided"]]
     return (
-        sum((ln["amount"] for ln in live), Decimal(0))
-        - sum((d["amount"] for ln in live for d in ln.get("discounts", ())), Decimal(0))
-        - sum((d["amount"] for d in body.discounts), Decimal(0))
+        sum((ln["amount"] for ln in live), _ZERO)
+        - sum((d["amount"] for ln in live for d in ln.get("discounts", ())), _ZERO)
+        - sum((d["amount"] for d in body.discounts), _ZERO)
     )
 
 
@@ -307,6 +403,31 @@ def _attributes(el: Element, status: str) -> dict[str, str]:
         if code and value:
             found[code] = value
     return found
+
+
+def _refused(
+    el: Element, place: str, reason: str, context: ParseContext, previous: Parsed | None
+) -> Parsed:
+    """The `refused` record of a transaction that could not be read: what its header still
+    says, and the element itself."""
+    last = previous.occurred_at if isinstance(previous, Transaction) else None
+    store = text(el, "RetailStoreID") or text(el.find("BusinessUnit"), "UnitID")
+    occurred = None
+    for name in ("EndDateTime", "BeginDateTime", "ReceiptDateTime"):
+        occurred = occurred or lenient_time(text(el, name), context)
+    return refused(
+        "poslog",
+        context,
+        place,
+        reason,
+        xml_fragment(el),
+        store=store,
+        register=text(el, "WorkstationID"),
+        transaction_id=text(el, "SequenceNumber") or text(el, "TransactionID"),
+        business_date=lenient_day(text(el, "BusinessDayDate")),
+        occurred_at=occurred,
+        fallback_time=last,
+    )
 
 
 register(PoslogParser())

@@ -62,7 +62,7 @@ def test_store_fills_a_file_that_names_none(tmp_path: Path) -> None:
     )
 
 
-def test_a_refused_file_exits_2_with_one_line_naming_file_place_and_reason(
+def test_a_refused_transaction_exits_2_with_one_line_naming_file_place_and_reason(
     tmp_path: Path,
 ) -> None:
     good = _copy("poslog_2x_sale_basic", tmp_path)
@@ -74,9 +74,11 @@ def test_a_refused_file_exits_2_with_one_line_naming_file_place_and_reason(
     assert file == str(bad)
     assert place.startswith("/POSLog/Transaction[1]/")
     assert "not a number" in reason
-    # Nothing of the refused file is printed; the good file after it still is.
-    keys = [record_adapter.validate_json(x).key for x in result.stdout.splitlines()]
-    assert keys == _expected_keys("poslog_2x_sale_basic")
+    # The refused transaction is printed as its `refused` record; the good file after it
+    # still prints.
+    records = [record_adapter.validate_json(x) for x in result.stdout.splitlines()]
+    assert next(r.kind for r in records) == "refused"
+    assert [r.key for r in records][1:] == _expected_keys("poslog_2x_sale_basic")
 
 
 def test_the_wrong_format_and_unreadable_files_are_refused(tmp_path: Path) -> None:

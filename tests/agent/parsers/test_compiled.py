@@ -54,9 +54,13 @@ def _damaged(seed: bytes, rng: random.Random) -> bytes:
 
 
 def write_inputs(folder: Path) -> None:
-    """The inputs both sides parse: each golden case, a generated file, damaged POSLog."""
+    """The inputs both sides parse: each golden case, the real-world corpus, a generated
+    file, damaged POSLog."""
     for case in cases(""):
         shutil.copytree(case, folder / case.name)
+    realworld = Path(__file__).parent / "realworld"
+    for case in sorted(p for p in realworld.iterdir() if (p / "expected.json").exists()):
+        shutil.copytree(case, folder / f"realworld_{case.name}")
     generated = folder / "generated"
     generated.mkdir()
     (generated / "input.xml").write_bytes(poslog_file(300))

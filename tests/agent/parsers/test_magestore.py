@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from agent.contract import Transaction
-from agent.parsers import REGISTRY, ParseContext, ParseError, parse_bytes
+from agent.contract import Refused, Transaction
+from agent.parsers import REGISTRY, ParseContext, Parsed, ParseError, Skipped, parse_bytes
 
 from .golden import TESTDATA, cases, check_case, input_file
 from .test_micros import FUZZ, micros_mutations, parse_or_refuse
@@ -37,6 +37,13 @@ def _parse(data: bytes, name: str = "orders.json", **kw: Any) -> list[Transactio
     records = parse_bytes(data, "magestore", context=context)
     assert all(isinstance(r, Transaction) for r in records)
     return records  # type: ignore[return-value]
+
+
+def _parse_all(data: bytes) -> list[Parsed]:
+    """Everything a file gives, refused orders included."""
+    sha = hashlib.sha256(data).hexdigest()
+    context = ParseContext(file_name="orders.json", sha256=sha, store="0042", timezone=BERLIN)
+    return parse_bytes(data, "magestore", context=context)
 
 
 def _json(case: str) -> Any:
@@ -118,9 +125,33 @@ def test_an_order_that_does_not_add_up_keeps_its_total() -> None:
 def test_amounts_no_till_can_hold_are_refused() -> None:
     doc = _json("magestore_order_basic")
     doc[0]["items"][0]["row_total"] = "1e30"
-    with pytest.raises(ParseError, match="out of range") as caught:
-        _parse(_bytes(doc))
-    assert caught.value.place == "[0].items[0].row_total"
+    (item,) = _parse_all(_bytes(doc))
+    assert isinstance(item, Refused)
+    assert "out of range" in item.reason
+    assert item.place == "[0].items[0].row_total"
+
+
+def test_one_unreadable_order_never_holds_back_the_others() -> None:
+    doc = _json("magestore_order_basic")
+    broken = dict(
+        doc[0],
+        increment_id="POS-BROKEN",
+        grand_total="twelve",
+        customer_email="erika@example.com",
+        billing_address={"firstname": "Erika", "street": ["Heidestrasse 1"]},
+    )
+    doc.insert(0, broken)
+    items = _parse_all(_bytes(doc))
+    assert [item.kind for item in items if not isinstance(item, Skipped)] == ["refused", "sale"]
+    item = items[0]
+    assert isinstance(item, Refused)
+    assert item.transaction_id == "POS-BROKEN"
+    assert item.place.startswith("[0]")
+    fragment = json.loads(item.fragment)
+    assert fragment["increment_id"] == "POS-BROKEN"
+    # Contact details never reach a kept fragment.
+    assert fragment["customer_email"] == fragment["billing_address"] == "(blanked)"
+    assert "Erika" not in item.fragment
 
 
 def test_csv_refusals_name_line_and_column() -> None:

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.contract import Transaction
-from agent.parsers import REGISTRY, ParseContext, ParseError, Skipped, parse_bytes
+from agent.contract import Refused, Transaction
+from agent.parsers import REGISTRY, ParseContext, Parsed, ParseError, Skipped, parse_bytes
 
 from .golden import TESTDATA, cases, check_case, context_for, input_file, mutations, parse_raw
 
@@ -92,26 +92,48 @@ def test_res_and_simphony_keys_name_the_register_and_business_day() -> None:
 # Refusals name the place.
 
 
+def _refused(items: list[Parsed]) -> Refused:
+    (item,) = items
+    assert isinstance(item, Refused)
+    return item
+
+
 def test_a_bad_amount_names_the_detail_line() -> None:
     doc = _doc("micros_simphony_basic")
     doc["guestChecks"][0]["detailLines"][1]["dspTtl"] = "3,50"
-    with pytest.raises(ParseError) as caught:
-        _parse(_bytes(doc))
-    assert caught.value.place == "guestChecks[0].detailLines[1].dspTtl"
+    item = _refused(_parse(_bytes(doc)))
+    assert item.place == "guestChecks[0].detailLines[1].dspTtl"
+    # The check as the file holds it (numbers read exactly come back as strings).
+    fragment = json.loads(item.fragment)
+    assert fragment["chkNum"] == doc["guestChecks"][0]["chkNum"]
+    assert fragment["detailLines"][1]["dspTtl"] == "3,50"
 
 
 def test_more_decimals_than_the_currency_has_are_refused() -> None:
     doc = _doc("micros_simphony_basic")
     doc["guestChecks"][0]["chkTtl"] = "12.505"
-    with pytest.raises(ParseError, match="more decimals than EUR allows") as caught:
-        _parse(_bytes(doc))
-    assert caught.value.place == "guestChecks[0]"
+    item = _refused(_parse(_bytes(doc)))
+    assert "more decimals than EUR allows" in item.reason
+    assert item.place == "guestChecks[0]"
 
 
 def test_an_amount_no_till_can_hold_is_refused() -> None:
     data = input_file(TESTDATA / "micros_simphony_basic").read_bytes()
-    with pytest.raises(ParseError, match="out of range"):
-        _parse(data.replace(b'"chkTtl": 12.5', b'"chkTtl": 1e30'))
+    item = _refused(_parse(data.replace(b'"chkTtl": 12.5', b'"chkTtl": 1e30')))
+    assert "out of range" in item.reason
+
+
+def test_one_unreadable_check_never_holds_back_the_others() -> None:
+    doc = _doc("micros_simphony_basic")
+    good = dict(doc["guestChecks"][0])
+    broken = dict(good, chkNum=good["chkNum"] + 1, opnBusDt="yesterday")
+    doc["guestChecks"] = [broken, good]
+    items = _parse(_bytes(doc))
+    assert [item.kind for item in items if not isinstance(item, Skipped)] == ["refused", "sale"]
+    item = items[0]
+    assert isinstance(item, Refused)
+    assert item.place == "guestChecks[0].opnBusDt"
+    assert item.transaction_id == str(broken["chkNum"])
 
 
 def test_money_stays_exact() -> None:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.contract import Transaction
+from agent.contract import Refused, Transaction
 from agent.parsers import (
     REGISTRY,
     ParseContext,
@@ -137,9 +137,65 @@ def test_auto_detection_picks_poslog_and_nothing_else_claims_it() -> None:
 
 def test_a_refusal_names_the_transaction() -> None:
     data = input_file(TESTDATA / "poslog_bad_amount").read_bytes()
-    with pytest.raises(ParseError) as caught:
-        parse_bytes(data, "poslog", context=_context("bad.xml", data))
-    assert caught.value.place.startswith("/POSLog/Transaction[1]/RetailTransaction/LineItem[1]")
+    (item,) = parse_bytes(data, "poslog", context=_context("bad.xml", data))
+    assert isinstance(item, Refused)
+    assert item.place.startswith("/POSLog/Transaction[1]/RetailTransaction/LineItem[1]")
+    assert "not a number" in item.reason
+    assert item.fragment.startswith("<Transaction")
+
+
+def test_one_unreadable_transaction_never_holds_back_the_rest_of_its_file() -> None:
+    multi = input_file(TESTDATA / "poslog_multi_txn").read_bytes()
+    good = _sales(multi, "day.xml")
+    second = _transactions(multi)[1]
+    broken = second.replace(b"<ExtendedAmount>", b"<ExtendedAmount>x", 1)
+    assert broken != second
+    data = multi.replace(second, broken)
+    items = parse_bytes(data, "poslog", context=_context("day.xml", data))
+    kinds = [item.kind for item in items if not isinstance(item, Skipped)]
+    assert kinds == [good[0].kind, "refused", *[r.kind for r in good[2:]]]
+    refused = items[1]
+    assert isinstance(refused, Refused)
+    assert refused.transaction_id == good[1].transaction_id
+    assert refused.business_date == good[1].business_date
+    assert refused.key == f"refused:{good[1].store}:{good[1].register}:" + (
+        f"{good[1].business_date.isoformat()}:{good[1].transaction_id}"
+    )
+    assert "not a number" in refused.reason
+    assert "<ExtendedAmount>x" in refused.fragment
+    # The same transaction refused again, in any file, has the same key.
+    again = parse_bytes(data, "poslog", context=_context("resend.xml", data))[1]
+    assert isinstance(again, Refused)
+    assert again.key == refused.key
+
+
+def test_a_transaction_without_any_header_is_refused_with_a_key_from_its_place() -> None:
+    data = (
+        b"<POSLog><Transaction><RetailTransaction><Total TotalType='TransactionGrandAmount'>1"
+        b"</Total></RetailTransaction></Transaction></POSLog>"
+    )
+    (item,) = parse_bytes(data, "poslog", context=_context("odd.xml", data))
+    assert isinstance(item, Refused)
+    assert item.key == f"refused:unknown:{hashlib.sha256(data).hexdigest()[:16]}:" + (
+        "/POSLog/Transaction[1]"
+    )
+    assert item.reason.startswith("no store")
+
+
+def test_contact_details_never_reach_a_refused_fragment() -> None:
+    data = input_file(TESTDATA / "poslog_2x_sale_basic").read_bytes()
+    customer = (
+        b"<Customer><CustomerID>C-1</CustomerID><Name><FirstName>Erika</FirstName></Name>"
+        b"<EMail><EMailAddress>erika@example.com</EMailAddress></EMail></Customer>"
+        b"</RetailTransaction>"
+    )
+    data = data.replace(b"</RetailTransaction>", customer, 1)
+    data = data.replace(b"<ExtendedAmount>", b"<ExtendedAmount>x", 1)
+    (item,) = parse_bytes(data, "poslog", context=_context("c.xml", data))
+    assert isinstance(item, Refused)
+    assert "erika" not in item.fragment.lower()
+    assert "<EMail />" in item.fragment
+    assert "<CustomerID>C-1</CustomerID>" in item.fragment
 
 
 SEEDS = [input_file(c).read_bytes() for c in CASES if (c / "expected.json").exists()]
@@ -234,10 +290,10 @@ def test_a_large_file_is_streamed_in_bounded_memory() -> None:
 def test_an_absurd_amount_is_refused_not_rounded() -> None:
     data = input_file(TESTDATA / "poslog_2x_sale_basic").read_bytes()
     data = data.replace(b"<ExtendedAmount>5.00<", b"<ExtendedAmount>5E+40<")
-    with pytest.raises(ParseError) as caught:
-        parse_bytes(data, "poslog", context=_context("big.xml", data))
-    assert "out of range" in caught.value.reason
-    assert caught.value.place.endswith("/LineItem[1]/Sale/ExtendedAmount")
+    (item,) = parse_bytes(data, "poslog", context=_context("big.xml", data))
+    assert isinstance(item, Refused)
+    assert "out of range" in item.reason
+    assert item.place.endswith("/LineItem[1]/Sale/ExtendedAmount")
 
 
 def test_a_namespace_declared_deep_in_a_large_file_still_reads_by_local_name() -> None:

@@ -1,0 +1,59 @@
+"""Refused transactions held in the outbox, listed for field support (`quarantine list`).
+
+Read through a read-only connection, so the list can be taken beside a running agent; a
+refused record carries no customer, so its body is never sealed. Rows central
+acknowledged stay listed until the audit window purges them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sqlite3
+from pathlib import Path
+
+__all__ = ["RefusedRow", "list_refused"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RefusedRow:
+    """One refused transaction as the outbox holds it."""
+
+    seq: int
+    key: str
+    business_date: str
+    state: str  # pending | sent | acked
+    file: str
+    place: str
+    reason: str
+
+
+def list_refused(path: Path, limit: int = 500) -> list[RefusedRow]:
+    """The refused transactions in the outbox at `path`, oldest first (none without one)."""
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT r.seq, r.key, r.business_date, r.state, r.sealed, b.wire FROM records AS r "
+            "LEFT JOIN bodies AS b ON b.seq = r.seq WHERE r.kind = 'refused' "
+            "ORDER BY r.seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+    finally:
+        db.close()
+    found = []
+    for seq, key, day, state, sealed, wire in rows:
+        body = json.loads(bytes(wire))["body"] if wire is not None and not sealed else {}
+        found.append(
+            RefusedRow(
+                seq=int(seq),
+                key=str(key),
+                business_date=str(day),
+                state=str(state),
+                file=str(body.get("source", {}).get("file", "")),
+                place=str(body.get("place", "")),
+                reason=str(body.get("reason", "")),
+            )
+        )
+    return found
