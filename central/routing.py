@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from agent.contract import Inventory, Record, Transaction, record_adapter
+from agent.contract import Inventory, Record, Refused, Transaction, record_adapter
 from agent.contract.redact import redact_value
 from agent.contract.settings import ConfigError, Section
 
@@ -153,6 +153,18 @@ class Router:
         if isinstance(record, Inventory):
             subject = f"{record.store}|{record.location}|{record.sku}"
         snapshot = {"record": redact_value(body)}
+        if isinstance(record, Refused):
+            # A POS transaction the store could not read: money that must not go missing
+            # silently. A person reads the reason and the fragment, fixes the export or the
+            # agent, and the store reads it again under the same key.
+            where = f"{record.format}, {record.place}" + (
+                f", transaction {record.transaction_id}" if record.transaction_id else ""
+            )
+            return RouteDecision(
+                record_id,
+                error=f"the store could not read this POS transaction ({where}): {record.reason}",
+                snapshot=snapshot,
+            )
         targets = [t for t in self._targets if record.kind in t.kinds]
         if not targets:
             return RouteDecision(record_id, snapshot=snapshot | {"targets": []}, subject=subject)

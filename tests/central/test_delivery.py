@@ -116,6 +116,40 @@ async def test_a_sale_is_posted_once_with_its_audit_trail(inbox: Inbox) -> None:
     assert (delivered["state"], delivered["ref"]) == ("posted", sale.key)
 
 
+async def test_a_refused_pos_transaction_goes_to_a_person_with_its_reason(inbox: Inbox) -> None:
+    from agent.contract import Refused
+
+    servers = Servers()
+    refused = Refused.model_validate(
+        {
+            "kind": "refused",
+            "key": "refused:0042:1:2024-05-01:T77",
+            "store": samples.STORE,
+            "business_date": "2024-05-01",
+            "occurred_at": "2024-05-01T12:00:00+02:00",
+            "source": {"file": "day.xml", "position": "/POSLog/Transaction[7]"},
+            "format": "poslog",
+            "register": "1",
+            "transaction_id": "T77",
+            "place": "/POSLog/Transaction[7]/RetailTransaction/Total",
+            "reason": "amount '12,3,4' is not a number",
+            "fragment": "<Transaction>…</Transaction>",
+        }
+    )
+    await put(inbox, refused)  # type: ignore[arg-type]
+    delivery = make(inbox, config(target()), servers)
+    await delivery.drain()
+    await delivery.aclose()
+    assert await state_of(inbox, refused.key) is RecordState.EXCEPTION
+    (item,) = await inbox.exceptions()
+    assert item.reason == (
+        "the store could not read this POS transaction (poslog, "
+        "/POSLog/Transaction[7]/RetailTransaction/Total, transaction T77): "
+        "amount '12,3,4' is not a number"
+    )
+    assert servers["sandbox"].calls == 0  # nothing half-read reaches a target
+
+
 async def test_an_unknown_store_waits_in_the_exception_queue_until_routed(inbox: Inbox) -> None:
     servers = Servers()
     sale = samples.sale()
