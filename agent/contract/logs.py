@@ -147,6 +147,9 @@ class SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
                 self.stream = self._open()
 
 
+CHATTY_LOGGERS = ("apscheduler", "aiomqtt", "paho", "httpx", "httpcore", "watchdog")
+
+
 def configure_logging(
     *,
     level: str = "info",
@@ -165,6 +168,12 @@ def configure_logging(
         root.removeHandler(handler)
         handler.close()
     root.setLevel(level.upper())
+    # Libraries' routine lines ("Running job …", "… executed successfully": most of an
+    # idle agent's log) only when asked for debug.
+    for chatty in CHATTY_LOGGERS:
+        logging.getLogger(chatty).setLevel(
+            logging.NOTSET if level.lower() == "debug" else logging.WARNING
+        )
     redaction = RedactionFilter()
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import zoneinfo
 from datetime import datetime
 
+from agent.contract.logs import configure_logging
 from agent.scheduler import Scheduler
 
 
@@ -53,3 +55,13 @@ async def test_daily_job_is_timed_in_the_store_zone() -> None:
     when = datetime.fromisoformat(next_run)
     assert (when.hour, when.minute) == (4, 0)
     assert when.utcoffset() == zone.utcoffset(when.replace(tzinfo=None))
+
+
+def test_library_chatter_stays_below_the_daemons_level(restore_logging: None) -> None:
+    configure_logging(level="info", console=False)
+    for chatty in ("apscheduler", "aiomqtt", "httpx"):
+        assert not logging.getLogger(f"{chatty}.x").isEnabledFor(logging.INFO), chatty
+        assert logging.getLogger(f"{chatty}.x").isEnabledFor(logging.WARNING), chatty
+    assert logging.getLogger("tillbridge.agent").isEnabledFor(logging.INFO)
+    configure_logging(level="debug", console=False)
+    assert logging.getLogger("apscheduler.x").isEnabledFor(logging.DEBUG)
