@@ -11,7 +11,7 @@ import sys
 import zoneinfo
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -230,13 +230,17 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw status.")] = False,
 ) -> None:
     """Connection, backlog, budget, files, recovery: from the running daemon's loopback
-    endpoint, else from what it last wrote and the outbox database."""
+    endpoint, else from what it last wrote and the outbox database.
+
+    Exit codes as systemd's: 0 running and healthy, 1 running with a problem (named on
+    stderr), 3 not running."""
     import httpx
 
     from agent.daemon import read_status
     from agent.support import outbox_stats
 
     cfg = load_or_exit(config)
+    running = True
     try:
         # Loopback: never through a proxy from the environment or the system settings.
         reply = httpx.get(f"http://{cfg.status_listen}/status", timeout=2, trust_env=False)
@@ -244,16 +248,44 @@ def status(
         data = reply.json()
         data["answered_by"] = "running agent"
     except (httpx.HTTPError, ValueError):
+        running = False
         data = read_status(cfg.data_dir)
         if data is None:
             typer.echo(f"no status in {cfg.data_dir}: the agent has not run here yet", err=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(3) from None
         data["answered_by"] = "status file and database (the agent is not answering)"
         data["connected"] = False
         data["database"] = outbox_stats(cfg)
+    problems = _status_problems(data) if running else ["the agent is not running"]
     if as_json:
         typer.echo(json.dumps(data, indent=2))
-        return
+    else:
+        _print_status(data)
+    for problem in problems:
+        typer.echo(f"problem: {problem}", err=True)
+    if not running:
+        raise typer.Exit(3)
+    if problems:
+        raise typer.Exit(1)
+
+
+def _status_problems(data: dict[str, Any]) -> list[str]:
+    """What keeps a running agent from being healthy, in words."""
+    outbox = data.get("outbox") or {}
+    problems = []
+    if not data.get("connected"):
+        problems.append(f"not connected to the broker ({data.get('last_error') or 'connecting'})")
+    if outbox.get("budget", "ok") != "ok":
+        problems.append(f"intake paused: {outbox['budget']}")
+    if data.get("recovery") and "waiting" in data["recovery"]:
+        problems.append(data["recovery"])
+    for name, source in (data.get("sources") or {}).items():
+        if source.get("last_error"):
+            problems.append(f"source {name}: {source['last_error']}")
+    return problems
+
+
+def _print_status(data: dict[str, Any]) -> None:
     outbox = data.get("outbox") or {}
     lines = [
         f"store        {data['store']} (agent {data['agent_id']}, version {data['version']})",

@@ -133,6 +133,8 @@ async def test_files_reach_central_once_and_sigterm_stops_cleanly(
             return bool(status and status["connected"] and status["outbox"]["pending"] == 0)
 
         await wait_for(reported, timeout=15)
+        status, code, said = await asyncio.to_thread(agent_status, config)
+        assert (status["answered_by"], code, said) == ("running agent", 0, "")  # healthy
         agents[0].send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(agents[0].wait, 30) == 0
         stats = await inbox.stats()
@@ -299,7 +301,7 @@ def test_status_without_a_daemon_says_so(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(BIN), "status", "--config", str(config)], capture_output=True, text=True
     )
-    assert result.returncode == 1
+    assert result.returncode == 3  # not running, as systemd says it
     assert "has not run here yet" in result.stderr
     assert os.environ.get("TILLBRIDGE_AGENT__STORE") is None
 
@@ -459,15 +461,13 @@ async def test_replay_sends_archived_files_again_and_needs_the_agent_stopped(
         assert (await inbox.stats())["records"] == expected  # central kept one of each
 
 
-def agent_status(config: Path) -> dict[str, object]:
+def agent_status(config: Path) -> tuple[dict[str, object], int, str]:
+    """The status JSON, the exit code and what was said on stderr."""
     result = subprocess.run(
-        [str(BIN), "status", "--json", "--config", str(config)],
-        capture_output=True,
-        text=True,
-        check=True,
+        [str(BIN), "status", "--json", "--config", str(config)], capture_output=True, text=True
     )
-    data: dict[str, object] = json.loads(result.stdout)
-    return data
+    data: dict[str, object] = json.loads(result.stdout) if result.stdout else {}
+    return data, result.returncode, result.stderr
 
 
 async def test_status_comes_from_the_running_agent_else_from_file_and_database(
@@ -480,17 +480,23 @@ async def test_status_comes_from_the_running_agent_else_from_file_and_database(
     agents.append(start_agent(config))
 
     async def live() -> bool:
-        try:
-            status = await asyncio.to_thread(agent_status, config)
-        except subprocess.CalledProcessError:
+        status, code, said = await asyncio.to_thread(agent_status, config)
+        if not status:
             return False
         outbox = status["outbox"]
-        return status["answered_by"] == "running agent" and outbox["pending"] == 4  # type: ignore[index]
+        if status["answered_by"] == "running agent" and outbox["pending"] == 4:  # type: ignore[index]
+            # Running, with a problem it names: systemd's 1.
+            assert code == 1
+            assert "problem: not connected to the broker" in said
+            return True
+        return False
 
     await wait_for(live, timeout=20)
     agents[0].send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(agents[0].wait, 30) == 0
-    after = await asyncio.to_thread(agent_status, config)
+    after, code, said = await asyncio.to_thread(agent_status, config)
+    assert code == 3  # not running: systemd's 3
+    assert "problem: the agent is not running" in said
     assert str(after["answered_by"]).startswith("status file and database")
     assert after["connected"] is False
     assert after["database"]["records_by_state"] == {"pending": 4}  # type: ignore[index]
