@@ -17,7 +17,7 @@ import typer
 
 from agent._version import __version__
 from agent.config import AgentConfig, load_agent_config
-from agent.contract.settings import ConfigError
+from agent.contract.settings import ConfigError, default_config_path
 
 app = typer.Typer(
     name="tillbridge-agent",
@@ -32,7 +32,15 @@ quarantine_app = typer.Typer(help="Files the agent refused.", no_args_is_help=Tr
 app.add_typer(quarantine_app, name="quarantine")
 
 ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Path to the TOML config file.", show_default=False)
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The TOML config file (default: $TILLBRIDGE_CONFIG, else "
+        "/etc/tillbridge/agent.toml; %ProgramData%\\Tillbridge\\agent.toml on Windows).",
+        show_default=False,
+        default_factory=lambda: default_config_path("agent"),
+    ),
 ]
 
 

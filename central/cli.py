@@ -18,7 +18,7 @@ from agent.contract.modes import private_dir, too_open
 from agent.contract.notify import Notifier
 from agent.contract.redact import redact_text
 from agent.contract.runtime import run_daemon
-from agent.contract.settings import ConfigError
+from agent.contract.settings import ConfigError, default_config_path
 from central._version import __version__
 from central.config import CentralConfig, load_central_config
 from central.exceptions import app as exceptions_app
@@ -34,7 +34,27 @@ config_app = typer.Typer(help="Configuration commands.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 ConfigOption = Annotated[
-    Path, typer.Option("--config", "-c", help="Path to the TOML config file.", show_default=False)
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The TOML config file (default: $TILLBRIDGE_CONFIG, else "
+        "/etc/tillbridge/central.toml; %ProgramData%\\Tillbridge\\central.toml on Windows).",
+        show_default=False,
+        default_factory=lambda: default_config_path("central"),
+    ),
+]
+
+
+OptionalConfig = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The TOML config file, before or after the subcommand (default: "
+        "$TILLBRIDGE_CONFIG, else /etc/tillbridge/central.toml).",
+        show_default=False,
+    ),
 ]
 
 
@@ -363,12 +383,9 @@ def user_list(config: ConfigOption) -> None:
 app.add_typer(user_app, name="user")
 
 
-def _exceptions_config(
-    ctx: typer.Context,
-    config: ConfigOption,
-) -> None:
+def _exceptions_config(ctx: typer.Context, config: OptionalConfig = None) -> None:
     """The exception queue: records that need a person."""
-    ctx.obj = load_or_exit(config)
+    ctx.obj = config  # the subcommand's own --config wins; loaded when it runs
 
 
 exceptions_app.callback()(_exceptions_config)

@@ -18,6 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -127,9 +128,23 @@ def with_inbox(cfg: CentralConfig, work: Callable[[Inbox], Awaitable[T]]) -> T:
     return asyncio.run(go())
 
 
-def _config(ctx: typer.Context) -> CentralConfig:
-    cfg: CentralConfig = ctx.obj
-    return cfg
+def _config(ctx: typer.Context, config: Path | None) -> CentralConfig:
+    """The config named after the subcommand, else before it, else the default."""
+    from agent.contract.settings import default_config_path
+    from central.cli import load_or_exit
+
+    return load_or_exit(config or ctx.obj or default_config_path("central"))
+
+
+ConfigAfter = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="The TOML config file (also accepted before the subcommand).",
+        show_default=False,
+    ),
+]
 
 
 def _age(seconds: float) -> str:
@@ -153,10 +168,11 @@ def list_exceptions(
     closed: Annotated[bool, typer.Option("--all", help="Include closed ones.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 100,
     as_json: JsonOption = False,
+    config: ConfigAfter = None,
 ) -> None:
     """Open exceptions, oldest first."""
     items = with_inbox(
-        _config(ctx),
+        _config(ctx, config),
         lambda inbox: inbox.exceptions(limit, include_closed=closed, store=store, target=target),
     )
     rows = [describe(i) for i in items]
@@ -191,10 +207,11 @@ def list_groups(
     store: Annotated[str | None, typer.Option(help="Only this store.")] = None,
     target: Annotated[str | None, typer.Option(help="Only this target.")] = None,
     as_json: JsonOption = False,
+    config: ConfigAfter = None,
 ) -> None:
     """Open exceptions counted by reason: one line per cause, largest first."""
     items = with_inbox(
-        _config(ctx), lambda inbox: inbox.exceptions(GROUP_SCAN, store=store, target=target)
+        _config(ctx, config), lambda inbox: inbox.exceptions(GROUP_SCAN, store=store, target=target)
     )
     rows = groups(items)
     if as_json:
@@ -214,6 +231,7 @@ def show(
     ctx: typer.Context,
     exception_id: Annotated[int, typer.Argument(help="The exception's id.")],
     as_json: JsonOption = False,
+    config: ConfigAfter = None,
 ) -> None:
     """One exception with its record's deliveries and audit trail."""
 
@@ -236,7 +254,7 @@ def show(
             ]
         return out
 
-    found = with_inbox(_config(ctx), work)
+    found = with_inbox(_config(ctx, config), work)
     if found is None:
         typer.echo(f"No exception {exception_id}.", err=True)
         raise typer.Exit(1)
@@ -252,7 +270,12 @@ def show(
         typer.echo(f"  {step['at']} {step['step']}{where}{status}")
 
 
-def _act(ctx: typer.Context, ids: list[int], act: Callable[[Inbox, int], Awaitable[str]]) -> None:
+def _act(
+    ctx: typer.Context,
+    config: Path | None,
+    ids: list[int],
+    act: Callable[[Inbox, int], Awaitable[str]],
+) -> None:
     async def work(inbox: Inbox) -> list[tuple[int, str, bool]]:
         done = []
         for exception_id in ids:
@@ -263,7 +286,7 @@ def _act(ctx: typer.Context, ids: list[int], act: Callable[[Inbox, int], Awaitab
         return done
 
     failed = False
-    for exception_id, said, ok in with_inbox(_config(ctx), work):
+    for exception_id, said, ok in with_inbox(_config(ctx, config), work):
         typer.echo(f"{exception_id}: {said}", err=not ok)
         failed |= not ok
     if failed:
@@ -285,6 +308,7 @@ def retry(
     store: Annotated[str | None, typer.Option(help="With --reason: only this store.")] = None,
     target: Annotated[str | None, typer.Option(help="With --reason: only this target.")] = None,
     by: ByOption = None,
+    config: ConfigAfter = None,
 ) -> None:
     """Send the records through again (after the mapping or the target is fixed): the
     ids given, or a whole group with --reason."""
@@ -295,7 +319,8 @@ def retry(
             typer.echo("--reason needs some text.", err=True)
             raise typer.Exit(2)
         items = with_inbox(
-            _config(ctx), lambda inbox: inbox.exceptions(GROUP_SCAN, store=store, target=target)
+            _config(ctx, config),
+            lambda inbox: inbox.exceptions(GROUP_SCAN, store=store, target=target),
         )
         chosen += [i.id for i in items if matches(i, reason) and i.id not in chosen]
         if not chosen:
@@ -304,7 +329,7 @@ def retry(
     if not chosen:
         typer.echo("Name exception ids or a --reason.", err=True)
         raise typer.Exit(2)
-    _act(ctx, chosen, lambda inbox, i: inbox.retry_exception(i, by=who))
+    _act(ctx, config, chosen, lambda inbox, i: inbox.retry_exception(i, by=who))
 
 
 @app.command("resolve")
@@ -313,6 +338,7 @@ def resolve(
     ids: Annotated[list[int], typer.Argument(help="Exception ids.")],
     note: Annotated[str, typer.Option("--note", help="What was done about it.")],
     by: ByOption = None,
+    config: ConfigAfter = None,
 ) -> None:
     """Close exceptions without sending again, with a note saying what was done."""
     who = by or getpass.getuser()
@@ -321,4 +347,4 @@ def resolve(
         await inbox.resolve_exception(exception_id, note, by=who)
         return "resolved"
 
-    _act(ctx, ids, act)
+    _act(ctx, config, ids, act)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -17,12 +18,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 __all__ = [
+    "CONFIG_ENV",
     "ENV_PREFIX",
     "BrokerSettings",
     "ConfigError",
     "LoggingSettings",
     "Section",
     "check_broker_files",
+    "default_config_path",
     "describe_errors",
     "env_name",
     "read_secret",
@@ -44,6 +47,25 @@ class Section(BaseModel):
     """Base of every config table: unknown keys are errors, values are checked on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+CONFIG_ENV = "TILLBRIDGE_CONFIG"
+
+
+def default_config_path(program: str) -> Path:
+    """Where a command looks for its config when `--config` is not given: the file that
+    `TILLBRIDGE_CONFIG` names, else the platform's place (`/etc/tillbridge/<program>.toml`,
+    `%ProgramData%\\Tillbridge\\<program>.toml` on Windows)."""
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        return Path(named)
+    if sys.platform == "win32":
+        return (
+            Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData"))
+            / "Tillbridge"
+            / f"{program}.toml"
+        )
+    return Path("/etc/tillbridge") / f"{program}.toml"
 
 
 def env_name(path: tuple[str | int, ...]) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from central.cli import app
@@ -176,3 +177,28 @@ def test_the_same_cause_reads_the_same_for_every_record() -> None:
     assert group_of("no price book entry in 01s0000001AAA for SKU SKU-PEN-RED") != group_of(
         "no price book entry in 01s0000001AAA for SKU SKU-PEN-BLUE"
     ), "a different SKU is a different fix"
+
+
+def test_the_config_goes_before_or_after_the_subcommand_or_comes_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = write_config(tmp_path, routed=False)
+    seed(file)
+    deliver(file, Servers())
+    before = runner.invoke(app, ["exceptions", "--config", str(file), "list", "--json"])
+    after = runner.invoke(app, ["exceptions", "list", "--config", str(file), "--json"])
+    assert (before.exit_code, after.exit_code) == (0, 0), after.output
+    ids = [r["id"] for r in json.loads(before.stdout)]
+    assert [r["id"] for r in json.loads(after.stdout)] == ids
+    assert len(ids) == 2
+    assert runner.invoke(app, ["exceptions", "list", "--help"]).exit_code == 0
+    monkeypatch.setenv("TILLBRIDGE_CONFIG", str(file))
+    from_env = runner.invoke(app, ["exceptions", "list", "--json"])
+    assert from_env.exit_code == 0, from_env.output
+    assert [r["id"] for r in json.loads(from_env.stdout)] == ids
+    checked = runner.invoke(app, ["config", "check"])
+    assert checked.exit_code == 0, checked.output
+    monkeypatch.setenv("TILLBRIDGE_CONFIG", str(tmp_path / "missing.toml"))
+    missing = runner.invoke(app, ["config", "check"])
+    assert missing.exit_code == 2
+    assert "missing.toml" in missing.output
