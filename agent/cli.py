@@ -91,18 +91,23 @@ def schema() -> None:
     typer.echo(json.dumps(doc, indent=2))
 
 
+# What `parse` and `verify` read, and how.
+FilesArg = Annotated[list[Path], typer.Argument(help="POS export files.", show_default=False)]
+FormatOption = Annotated[
+    str, typer.Option("--format", help="auto | poslog | micros | magestore | inventory | oms")
+]
+StoreOption = Annotated[str | None, typer.Option(help="Store id when the file has none.")]
+TimezoneOption = Annotated[str, typer.Option(help="Store time zone for timestamps without offset.")]
+CurrencyOption = Annotated[str, typer.Option(help="Currency when the file names none.")]
+
+
 @app.command()
 def parse(
-    files: Annotated[list[Path], typer.Argument(help="POS export files.", show_default=False)],
-    fmt: Annotated[
-        str,
-        typer.Option("--format", help="auto | poslog | micros | magestore | inventory | oms"),
-    ] = "auto",
-    store: Annotated[str | None, typer.Option(help="Store id when the file has none.")] = None,
-    timezone: Annotated[
-        str, typer.Option(help="Store time zone for timestamps without offset.")
-    ] = "UTC",
-    currency: Annotated[str, typer.Option(help="Currency when the file names none.")] = "EUR",
+    files: FilesArg,
+    fmt: FormatOption = "auto",
+    store: StoreOption = None,
+    timezone: TimezoneOption = "UTC",
+    currency: CurrencyOption = "EUR",
 ) -> None:
     """Print canonical records as JSON lines; refused input exits 2 naming file, place, reason
     (a refused transaction is printed as its `refused` record too)."""
@@ -152,16 +157,11 @@ def parse(
 
 @app.command()
 def verify(
-    files: Annotated[list[Path], typer.Argument(help="POS export files.", show_default=False)],
-    fmt: Annotated[
-        str,
-        typer.Option("--format", help="auto | poslog | micros | magestore | inventory | oms"),
-    ] = "auto",
-    store: Annotated[str | None, typer.Option(help="Store id when the file has none.")] = None,
-    timezone: Annotated[
-        str, typer.Option(help="Store time zone for timestamps without offset.")
-    ] = "UTC",
-    currency: Annotated[str, typer.Option(help="Currency when the file names none.")] = "EUR",
+    files: FilesArg,
+    fmt: FormatOption = "auto",
+    store: StoreOption = None,
+    timezone: TimezoneOption = "UTC",
+    currency: CurrencyOption = "EUR",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
 ) -> None:
     """Check a store's exports before go-live: per file, transactions by kind, refused
