@@ -392,18 +392,23 @@ def logs(
         str | None, typer.Option("--correlation", help="One correlation id.")
     ] = None,
     level: Annotated[
-        str | None, typer.Option(help="Least level: debug|info|warning|error.")
+        str | None, typer.Option(help="Least level: debug, info, warning (warn), error.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON lines.")] = False,
 ) -> None:
     """Filter the agent's JSON log files (the rolled-over ones too)."""
-    from agent.support import format_entry, parse_since, read_logs
+    from agent.support import format_entry, log_level, parse_since, read_logs
 
     cfg = load_or_exit(config)
     try:
         window = parse_since(since) if since else None
     except ValueError as exc:
         typer.echo(f"--since: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        level = log_level(level) if level else None
+    except ValueError as exc:
+        typer.echo(f"--level: {exc}", err=True)
         raise typer.Exit(2) from None
     for entry in read_logs(cfg.log_file, since=window, correlation=correlation, level=level):
         typer.echo(json.dumps(entry, ensure_ascii=False) if as_json else format_entry(entry))

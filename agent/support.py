@@ -34,6 +34,19 @@ from agent.sources import missing_drive_hint
 __all__ = ["Check", "bundle", "doctor", "outbox_stats", "parse_since", "read_logs"]
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+# The names people type for them (syslog's and Python's own).
+_LEVEL_ALIASES = {"warn": "warning", "err": "error", "crit": "critical", "fatal": "critical"}
+
+
+def log_level(name: str) -> str:
+    """A level name as the logs write it, from any usual spelling; ValueError otherwise."""
+    wanted = name.strip().lower()
+    wanted = _LEVEL_ALIASES.get(wanted, wanted)
+    if wanted not in _LEVELS:
+        raise ValueError(f"unknown level {name!r}: use one of {', '.join(_LEVELS)} (or warn, err)")
+    return wanted
+
+
 _DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 
 
@@ -282,7 +295,7 @@ def read_logs(
 ) -> Iterator[dict[str, Any]]:
     """Log entries matching every filter given, oldest first."""
     cutoff = (now or datetime.now(UTC)) - since if since else None
-    least = _LEVELS.get((level or "debug").lower(), 10)
+    least = _LEVELS[log_level(level or "debug")]
     for path in _log_files(log_file):
         with path.open(encoding="utf-8", errors="replace") as handle:
             for line in handle:

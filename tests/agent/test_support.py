@@ -111,6 +111,11 @@ def test_logs_filter_by_time_level_and_correlation(tmp_path: Path) -> None:
     later = datetime.now(UTC) + timedelta(hours=2)
     assert list(read_logs(log_file, since=parse_since("1h"), now=later)) == []
     assert len(list(read_logs(log_file, since=parse_since("1h")))) == 3
+    # The usual aliases mean what they say; a level that is none is an error, not "all".
+    assert list(read_logs(log_file, level="WARN")) == list(read_logs(log_file, level="warning"))
+    assert [e["msg"] for e in read_logs(log_file, level="err")] == ["Outbox commit failed."]
+    with pytest.raises(ValueError, match="unknown level 'loud'"):
+        list(read_logs(log_file, level="loud"))
 
 
 def test_a_support_bundle_carries_no_secret_card_number_or_contact(tmp_path: Path) -> None:
@@ -149,3 +154,18 @@ def test_a_support_bundle_carries_no_secret_card_number_or_contact(tmp_path: Pat
         assert secret not in content
     assert "1111" in content  # the card's last four stay, for support to match a receipt
     assert '"store": "0042"' in content
+
+
+def test_the_logs_command_refuses_a_level_it_does_not_know(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from agent.cli import app
+    from tests.agent.test_daemon import write_config
+
+    config = write_config(tmp_path, "mqtt://127.0.0.1:1")
+    runner = CliRunner()
+    refused = runner.invoke(app, ["logs", "--config", str(config), "--level", "loud"])
+    assert refused.exit_code == 2
+    assert "--level: unknown level 'loud'" in refused.output
+    taken = runner.invoke(app, ["logs", "--config", str(config), "--level", "warn"])
+    assert taken.exit_code == 0, taken.output
