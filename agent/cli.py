@@ -316,8 +316,11 @@ def _print_status(data: dict[str, Any]) -> None:
     for name, source in (data.get("sources") or {}).items():
         lines.append(
             f"source {name:<6} {source.get('pending', 0)} waiting, "
-            f"{source.get('ingested', 0)} ingested, {source.get('quarantined', 0)} quarantined"
+            f"{source.get('ingested', 0)} ingested, {source.get('quarantined', 0)} refused "
+            "since start"
         )
+    if "quarantined_files" in data:
+        lines.append(f"quarantine   {data['quarantined_files']} file(s) (quarantine list)")
     typer.echo("\n".join(lines))
 
 

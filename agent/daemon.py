@@ -31,7 +31,7 @@ from agent.lock import data_dir_lock
 from agent.outbox import Outbox
 from agent.parsers import MASKED, ParseContext, Parsed, ParseError, parse_stream
 from agent.scheduler import Scheduler
-from agent.sources import IngestFile, Watchers, quarantine_copy
+from agent.sources import IngestFile, Watchers, list_quarantined, quarantine_copy
 from agent.uplink import Uplink
 
 __all__ = ["Agent", "closed_before", "protect_data", "read_status"]
@@ -395,11 +395,19 @@ class Agent:
             oldest_unacked_seconds=stats.oldest_unacked_seconds,
             last_ack_at=stats.last_ack_at,
             files_pending=sum(s.pending for s in sources.values()),
-            files_quarantined=sum(s.quarantined for s in sources.values()),
+            files_quarantined=await self._quarantined_now(),
             budget=stats.budget,
             free_disk_bytes=stats.free_disk_bytes,
             seq_floor_wanted=outbox.floor_pending,
         )
+
+    async def _quarantined_now(self) -> int:
+        """Files in quarantine now (what `quarantine list` lists), not refusals counted
+        since start: a file retried and taken leaves the count."""
+        try:
+            return len(await asyncio.to_thread(list_quarantined, self.config.quarantine_dir))
+        except OSError:
+            return 0
 
     async def status(self) -> dict[str, Any]:
         """Everything field support needs at a glance, as JSON-ready data."""
@@ -425,6 +433,7 @@ class Agent:
             "outbox": dataclasses.asdict(stats) if stats is not None else None,
             "recovery": self.recovery_note,
             "masked": dict(MASKED),
+            "quarantined_files": await self._quarantined_now(),
             "sources": {name: dataclasses.asdict(s) for name, s in sources.items()},
             "sent": {
                 "batches": uplink.batches_sent if uplink else 0,

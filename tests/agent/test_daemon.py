@@ -500,3 +500,31 @@ async def test_status_comes_from_the_running_agent_else_from_file_and_database(
     assert str(after["answered_by"]).startswith("status file and database")
     assert after["connected"] is False
     assert after["database"]["records_by_state"] == {"pending": 4}  # type: ignore[index]
+
+
+async def test_status_counts_the_files_in_quarantine_not_the_refusals(tmp_path: Path) -> None:
+    from agent.sources._quarantine import quarantine_file
+
+    config = AgentConfig(
+        store=STORE,
+        data_dir=tmp_path / "data",
+        sources=[SourceSettings(name="counts", path=tmp_path / "pos", format="inventory")],
+    )
+    (tmp_path / "pos").mkdir()
+    agent = Agent(config)
+    for name in ("a.csv", "b.csv"):
+        bad = tmp_path / "pos" / name
+        bad.write_text("not, a, count\n")
+        quarantine_file(
+            bad,
+            config.quarantine_dir,
+            source="counts",
+            folder=tmp_path / "pos",
+            sha256="",
+            reason="not a count export",
+            place="line 1",
+            when=datetime.now(ZoneInfo("UTC")),
+        )
+    assert (await agent.status())["quarantined_files"] == 2
+    retry_quarantined(config.quarantine_dir, "a.csv")  # taken back: no longer in quarantine
+    assert (await agent.status())["quarantined_files"] == 1
