@@ -11,13 +11,16 @@ import sys
 import zoneinfo
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from agent._version import __version__
 from agent.config import AgentConfig, load_agent_config
 from agent.contract.settings import ConfigError, default_config_path
+
+if TYPE_CHECKING:
+    from agent.parsers import ParseContext
 
 app = typer.Typer(
     name="tillbridge-agent",
@@ -101,6 +104,29 @@ TimezoneOption = Annotated[str, typer.Option(help="Store time zone for timestamp
 CurrencyOption = Annotated[str, typer.Option(help="Currency when the file names none.")]
 
 
+def _zone_or_exit(timezone: str) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        typer.echo(f"--timezone: unknown time zone {timezone!r}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _file_context(
+    file: Path, data: bytes, store: str | None, zone: zoneinfo.ZoneInfo, currency: str
+) -> ParseContext:
+    """What `parse` and `verify` tell a parser about a file given on the command line."""
+    from agent import parsers
+
+    return parsers.ParseContext(
+        file_name=file.name,
+        sha256=hashlib.sha256(data).hexdigest(),
+        store=store,
+        timezone=zone,
+        currency=currency,
+    )
+
+
 @app.command()
 def parse(
     files: FilesArg,
@@ -112,13 +138,9 @@ def parse(
     """Print canonical records as JSON lines; refused input exits 2 naming file, place, reason
     (a refused transaction is printed as its `refused` record too)."""
     from agent.contract import Refused
-    from agent.parsers import ParseContext, ParseError, Skipped, parse_bytes
+    from agent.parsers import ParseError, Skipped, parse_bytes
 
-    try:
-        zone = zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        typer.echo(f"--timezone: unknown time zone {timezone!r}", err=True)
-        raise typer.Exit(2) from None
+    zone = _zone_or_exit(timezone)
     failed = False
     for file in files:
         try:
@@ -127,13 +149,7 @@ def parse(
             typer.echo(f"{file}: cannot read: {exc.strerror}", err=True)
             failed = True
             continue
-        context = ParseContext(
-            file_name=file.name,
-            sha256=hashlib.sha256(data).hexdigest(),
-            store=store,
-            timezone=zone,
-            currency=currency,
-        )
+        context = _file_context(file, data, store, zone, currency)
         try:
             items = parse_bytes(data, fmt, context=context)
         except ParseError as exc:
@@ -167,14 +183,10 @@ def verify(
     """Check a store's exports before go-live: per file, transactions by kind, refused
     transactions (place, reason) and imbalances. Exit 0 only when every transaction reads
     and reconciles; 1 when some do not; 2 when a file is refused whole."""
-    from agent.parsers import REGISTRY, ParseContext, ParseError, detect, parse_bytes
+    from agent.parsers import REGISTRY, ParseError, detect, parse_bytes
     from agent.verify import FileReport, render, report
 
-    try:
-        zone = zoneinfo.ZoneInfo(timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        typer.echo(f"--timezone: unknown time zone {timezone!r}", err=True)
-        raise typer.Exit(2) from None
+    zone = _zone_or_exit(timezone)
     reports: list[FileReport] = []
     for file in files:
         try:
@@ -182,13 +194,7 @@ def verify(
         except OSError as exc:
             reports.append(FileReport(file=str(file), error=f"cannot read: {exc.strerror}"))
             continue
-        context = ParseContext(
-            file_name=file.name,
-            sha256=hashlib.sha256(data).hexdigest(),
-            store=store,
-            timezone=zone,
-            currency=currency,
-        )
+        context = _file_context(file, data, store, zone, currency)
         try:
             name = detect(data[:65536]).name if fmt == "auto" else REGISTRY[fmt].name
             items = parse_bytes(data, fmt, context=context)

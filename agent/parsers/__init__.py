@@ -16,6 +16,7 @@ from typing import BinaryIO
 from agent.contract import scrub_model_fields
 
 from ._base import ParseContext, Parsed, ParseError, Parser, Skipped, rewound
+from ._refuse import RECOVERABLE
 
 __all__ = [
     "MASKED",
@@ -84,15 +85,7 @@ def parse_stream(stream: BinaryIO, fmt: str, *, context: ParseContext) -> Iterat
         raise
     except RecursionError:
         raise ParseError("the file nests too deeply to be a POS export") from None
-    except (
-        ValueError,
-        TypeError,
-        KeyError,
-        IndexError,
-        AttributeError,
-        LookupError,
-        ArithmeticError,
-    ) as exc:
+    except RECOVERABLE as exc:
         # A parser bug or an input shape nobody anticipated: refuse the file, never crash.
         raise ParseError(f"unreadable input ({type(exc).__name__}: {exc})") from None
 
