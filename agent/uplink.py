@@ -40,6 +40,7 @@ from agent.contract import (
     Command,
     Heartbeat,
     Release,
+    encode_batch,
     topic,
 )
 from agent.contract.logs import bind
@@ -323,7 +324,7 @@ class Uplink:
 
     async def _split(self, rows: list[OutRow]) -> list[tuple[list[OutRow], bytes, str]]:
         """Batches no larger than the byte limit, halving where the compressed size is over."""
-        batch_id = f"{self.outbox.epoch}-{uuid.uuid4().hex}"
+        batch_id = self._batch_id()
         encode = functools.partial(
             encode_rows,
             rows,
@@ -494,6 +495,10 @@ class Uplink:
         else:
             log.info("Command not handled by this agent.", extra={"command": command.command})
 
+    def _batch_id(self) -> str:
+        """Unique, and prefixed by the outbox's epoch: an ack names the outbox it is for."""
+        return f"{self.outbox.epoch}-{uuid.uuid4().hex}"
+
     async def _release(self, from_seq: int, to_seq: int) -> None:
         """Tell central which of the seqs it asked for this store will never send, and why,
         so it closes those gaps instead of asking forever (an empty batch that carries
@@ -528,12 +533,12 @@ class Uplink:
         batch = Batch(
             store=self.config.store,
             agent=AgentInfo(id=self.config.agent_id, version=__version__),
-            batch_id=f"{self.outbox.epoch}-{uuid.uuid4().hex}",
+            batch_id=self._batch_id(),
             sent_at=datetime.now(UTC),
             records=[],
             released=released[:100],
         )
-        payload = gzip.compress(batch.model_dump_json(by_alias=True).encode(), mtime=0)
+        payload = encode_batch(batch)
         await client.publish(
             topic(self.prefix, self.config.store, "records"), payload, qos=1, timeout=10
         )

@@ -25,6 +25,7 @@ from agent.daemon import Agent, closed_before, read_status
 from agent.outbox import Outbox
 from agent.parsers import Skipped
 from agent.sources import IngestFile, list_quarantined, retry_quarantined
+from tests.support.damage import wreck_pages
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import wait_for
 from tests.support.relay import central_config, running_relay
@@ -83,9 +84,7 @@ def damaged_outbox(path: Path, last_seq: int = 7) -> None:
         db.execute("CREATE TABLE filler (n INTEGER PRIMARY KEY, text TEXT)")
         db.executemany("INSERT INTO filler VALUES (?, ?)", [(n, "x" * 500) for n in range(200)])
     db.close()
-    data = bytearray(path.read_bytes())
-    data[4096 * 4 : 4096 * 6] = b"\xde\xad\xbe\xef" * 2048
-    path.write_bytes(bytes(data))
+    wreck_pages(path, 4)
 
 
 def start_agent(config: Path) -> subprocess.Popen[bytes]:

@@ -27,6 +27,7 @@ from agent.contract import (
 from agent.outbox import Outbox
 from agent.parsers import Parsed, ParseError, Skipped
 from agent.sources import BudgetReached, IngestFile
+from tests.support.damage import wreck_pages
 
 DAY = date(2024, 5, 1)
 WHEN = "2024-05-01T10:15:00+02:00"
@@ -313,9 +314,7 @@ async def test_a_damaged_database_is_moved_aside_and_rebuilt(tmp_path: Path) -> 
     await box.ingest(file("a"), iter([sale(str(i)) for i in range(1, 200)]))
     await box.close()
     db = tmp_path / "outbox.db"
-    data = bytearray(db.read_bytes())
-    data[4096 : 4096 * 3] = b"\xde\xad\xbe\xef" * 2048  # wreck pages in the middle
-    db.write_bytes(bytes(data))
+    wreck_pages(db, 1)  # pages in the middle
 
     box = await open_outbox(tmp_path)
     try:

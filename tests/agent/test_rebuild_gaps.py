@@ -13,16 +13,10 @@ from pathlib import Path
 
 from agent.daemon import read_status
 from tests.agent.test_daemon import STORE, drop_counts, start_agent, write_config
+from tests.support.damage import wreck_pages
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import wait_for
 from tests.support.relay import central_config, running_relay
-
-
-def _wreck_middle(db: Path) -> None:
-    """Overwrite pages in the middle: quick_check fails, the meta page still reads."""
-    data = bytearray(db.read_bytes())
-    data[4096 * 3 : 4096 * 5] = b"\xde\xad\xbe\xef" * 2048
-    db.write_bytes(bytes(data))
 
 
 async def test_seqs_of_a_damaged_outbox_are_released_not_asked_for_forever(
@@ -42,7 +36,7 @@ async def test_seqs_of_a_damaged_outbox_are_released_not_asked_for_forever(
     finally:
         agent.send_signal(signal.SIGTERM)
         await asyncio.to_thread(agent.wait, 30)
-    _wreck_middle(data / "outbox.db")
+    wreck_pages(data / "outbox.db", 3)  # the meta page still reads: its last seq too
 
     config = write_config(tmp_path, mosquitto.url)
     relay = central_config(
