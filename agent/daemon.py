@@ -75,8 +75,8 @@ def archived_files(archive_dir: Path, since: date | None = None) -> list[Path]:
 def protect_data(config: AgentConfig) -> None:
     """Only the agent's account (and SYSTEM and Administrators on Windows) may read the
     data folder, which holds the outbox, the archive of raw POS files and the quarantine,
-    and the logs. A log file outside the data folder is protected on its own: its folder
-    may be shared with other programs."""
+    and the logs, and the MQTT password file. A log file outside the data folder is
+    protected on its own: its folder may be shared with other programs."""
     paths = [(folder, True) for folder in (config.data_dir, config.archive_dir)]
     paths.append((config.quarantine_dir, True))
     logs = config.log_file
@@ -84,6 +84,9 @@ def protect_data(config: AgentConfig) -> None:
         paths.append((logs.parent, True))
     elif logs.exists():
         paths.append((logs, False))
+    secret = config.broker.password_file
+    if secret is not None and secret.is_file():
+        paths.append((secret, False))  # the MQTT password: the agent's account alone reads it
     for path, folder in paths:
         problem = _acl.try_protect(path, folder=folder)
         if problem is not None:

@@ -64,6 +64,7 @@ def test_the_data_folders_and_logs_are_protected_on_windows(
         config.archive_dir: True,
         config.quarantine_dir: True,
         config.log_file.parent: True,
+        tmp_path / "mqtt_password": False,
     }
 
 
