@@ -223,8 +223,8 @@ def _loopback(host: str) -> bool:
 
 
 def check_broker_files(broker: BrokerSettings, file: Path, prefix: str) -> None:
-    """TLS files that the config names must exist; a certificate needs its key; neither a
-    password nor TLS files go with a plain mqtt:// URL to another host unless allowed."""
+    """TLS files that the config names must exist; a certificate needs its key; TLS files
+    never go with a plain mqtt:// URL, nor a password to another host, unless allowed."""
     problems = []
     for name in ("ca_file", "cert_file", "key_file"):
         path = getattr(broker, name)
@@ -232,10 +232,14 @@ def check_broker_files(broker: BrokerSettings, file: Path, prefix: str) -> None:
             problems.append(f"{file}: {prefix}.{name}: file not found: {path}")
     if (broker.cert_file is None) != (broker.key_file is None):
         problems.append(f"{file}: {prefix}.cert_file: cert_file and key_file go together")
-    if not broker.tls and not broker.allow_plaintext and not _loopback(broker.host):
+    if not broker.tls and not broker.allow_plaintext:
         scheme = f"{prefix}.url is plain mqtt://"
         fix = f"use mqtts:// or set {prefix}.allow_plaintext = true"
-        if broker.password is not None or broker.password_file is not None:
+        # A password to a broker on this machine crosses no network; TLS files are
+        # ignored over plain MQTT wherever the broker is.
+        if not _loopback(broker.host) and (
+            broker.password is not None or broker.password_file is not None
+        ):
             key = "password_file" if broker.password_file is not None else "password"
             problems.append(
                 f"{file}: {prefix}.{key}: {scheme}, so the password would travel unencrypted; {fix}"
