@@ -10,9 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.contract import Release
 from central.config import CentralConfig, InboxSettings
 from central.delivery import Delivery
-from central.inbox import Inbox, open_inbox
+from central.inbox import Inbox, IncomingRecord, open_inbox
 from central.routing import StoreRoute
 from central.web import add_user, create_app
 
@@ -196,3 +197,29 @@ async def test_a_group_of_exceptions_is_shown_and_retried_at_once(relay) -> None
     await delivery.aclose()
     assert await inbox.exceptions() == []
     assert servers["sandbox"].puts == 3
+
+
+async def test_the_fleet_shows_seqs_a_store_released_after_a_rebuild(relay) -> None:  # type: ignore[no-untyped-def]
+    _, inbox, client = relay
+    sale = samples.sale("7001")
+    received = IncomingRecord(
+        seq=85,
+        key=sale.key,
+        kind=sale.kind,
+        correlation_id="c85",
+        occurred_at=sale.occurred_at,
+        body=sale.model_dump(mode="json"),
+    )
+    await inbox.insert_batch("0042", [received])
+    why = "outbox created again after the earlier one was moved aside"
+    rebuilt = Release(from_seq=1, to_seq=84, cause="rebuilt", reason=why)
+    await inbox.insert_batch("0042", [], released=[rebuilt])
+    (store,) = (await client.get("/api/v1/fleet", headers=basic("vera"))).json()
+    assert store["missing"] == 0
+    assert (store["release"]["from_seq"], store["release"]["to_seq"]) == (1, 84)
+    assert store["release"]["cause"] == "rebuilt"
+    await sign_in(client, "vera")
+    page = (await client.get("/fleet")).text
+    assert "1–84" in page
+    assert "outbox rebuilt" in page
+    assert why in page  # the reason, as the store gave it
