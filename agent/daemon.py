@@ -31,7 +31,13 @@ from agent.lock import data_dir_lock
 from agent.outbox import Outbox
 from agent.parsers import MASKED, ParseContext, Parsed, ParseError, parse_stream
 from agent.scheduler import Scheduler
-from agent.sources import IngestFile, Watchers, list_quarantined, quarantine_copy
+from agent.sources import (
+    IngestFile,
+    Watchers,
+    archive_days,
+    list_quarantined,
+    quarantine_copy,
+)
 from agent.uplink import Uplink
 
 __all__ = ["Agent", "closed_before", "protect_data", "read_status"]
@@ -59,14 +65,8 @@ def read_status(data_dir: Path) -> dict[str, Any] | None:
 
 def archived_files(archive_dir: Path, since: date | None = None) -> list[Path]:
     """Archived files, oldest day first; only days from `since` on when given."""
-    found = []
-    for day in (
-        sorted(p for p in archive_dir.iterdir() if p.is_dir()) if archive_dir.is_dir() else []
-    ):
-        try:
-            when = date.fromisoformat(day.name)
-        except ValueError:
-            continue
+    found: list[Path] = []
+    for when, day in archive_days(archive_dir):
         if since is None or when >= since:
             found.extend(sorted(p for p in day.rglob("*") if p.is_file()))
     return found
@@ -148,7 +148,9 @@ class Agent:
     async def _run_locked(self, stop: asyncio.Event) -> None:
         config = self.config
         key_file = config.outbox.key_file or config.data_dir / "outbox.key"
-        outbox = await Outbox.open(config.outbox_path, config.outbox, key_file=key_file)
+        outbox = await Outbox.open(
+            config.outbox_path, config.outbox, key_file=key_file, archive_dir=config.archive_dir
+        )
         self.outbox = outbox
         try:
             uplink = Uplink(config, outbox, self.heartbeat)
@@ -281,7 +283,10 @@ class Agent:
         outbox = self.outbox
         assert outbox is not None
         mark = outbox.reread or {}
-        files = archived_files(self.config.archive_dir)
+        since = mark.get("since")
+        files = archived_files(
+            self.config.archive_dir, date.fromisoformat(since) if since else None
+        )
         self.recovery_note = f"re-reading {len(files)} archived file(s) into the outbox"
         if files:
             log.warning(

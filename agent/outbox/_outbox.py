@@ -31,7 +31,7 @@ from agent.config import OutboxSettings
 from agent.contract import Inventory, Record, Transaction
 from agent.contract.logs import new_correlation_id
 from agent.parsers import Parsed, Skipped
-from agent.sources import BudgetReached, IngestFile, IngestOutcome
+from agent.sources import BudgetReached, IngestFile, IngestOutcome, archive_days
 
 from ._db import (
     SCHEMA,
@@ -202,12 +202,20 @@ class Outbox:
     # -- lifecycle ------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path, settings: OutboxSettings, *, key_file: Path) -> Outbox:
+    async def open(
+        cls,
+        path: Path,
+        settings: OutboxSettings,
+        *,
+        key_file: Path,
+        archive_dir: Path | None = None,
+    ) -> Outbox:
         """Open (or create) the outbox; a damaged file is moved aside and a new one built.
 
         A new outbox is created with a re-read mark in the same transaction as its tables:
         whatever stopped the agent before (damage moved aside, a database lost or deleted),
-        the archive is read again, and every start resumes that until it is finished.
+        the archive is read again (from its first day, in `archive_dir`), and every start
+        resumes that until it is finished.
         """
         path.parent.mkdir(parents=True, exist_ok=True)
         problem = _acl.try_protect(path.parent, folder=True)  # it holds what POS files held
@@ -226,7 +234,7 @@ class Outbox:
         ) as cur:
             row = await cur.fetchone()
         if row is not None and int(row[0]) == 0:
-            await cls._create(db, path, recovery)
+            await cls._create(db, path, recovery, archive_dir)
         else:
             await db.executescript(SCHEMA)  # tables added since the file was made
         reader = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
@@ -238,8 +246,12 @@ class Outbox:
         return outbox
 
     @staticmethod
-    async def _create(db: aiosqlite.Connection, path: Path, recovery: Recovery | None) -> None:
-        """The tables, the seq to number on from and the re-read mark: one transaction."""
+    async def _create(
+        db: aiosqlite.Connection, path: Path, recovery: Recovery | None, archive_dir: Path | None
+    ) -> None:
+        """The tables, the seq to number on from and the re-read mark ("re-read pending,
+        from archive day X": the archive's first day, since the damaged file cannot say
+        what was acknowledged): one transaction."""
         last_seq = max(
             recovery.last_seq if recovery else 0,
             await asyncio.to_thread(last_seq_aside, path),
@@ -261,8 +273,10 @@ class Outbox:
                 if last_seq
                 else None
             )
+        days = await asyncio.to_thread(archive_days, archive_dir) if archive_dir else []
+        since = days[0][0].isoformat() if days else None
         mark = json.dumps(
-            {"since": None, "reason": reason, "at": now.isoformat(timespec="seconds")}
+            {"since": since, "reason": reason, "at": now.isoformat(timespec="seconds")}
         )
         rebuilt = recovery is not None or any(path.parent.glob(f"{path.name}.damaged-*"))
         statements = [

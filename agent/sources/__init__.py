@@ -1,6 +1,7 @@
 """Watching the POS export folders: find complete files, parse them, hand them to the sink;
 archive what was taken and quarantine what was refused."""
 
+from ._files import archive_days
 from ._glob import matches
 from ._quarantine import (
     QuarantinedFile,
@@ -21,6 +22,7 @@ __all__ = [
     "SourceStats",
     "SourceWatcher",
     "Watchers",
+    "archive_days",
     "list_quarantined",
     "matches",
     "missing_drive_hint",

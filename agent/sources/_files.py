@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import threading
+from datetime import date
 from pathlib import Path
 
 from ._share import is_other_volume, open_shared
@@ -24,6 +25,7 @@ __all__ = [
     "STAGING",
     "ChangedError",
     "Look",
+    "archive_days",
     "archive_file",
     "drop_marker",
     "free_name",
@@ -194,6 +196,21 @@ def sync_file(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def archive_days(archive_dir: Path) -> list[tuple[date, Path]]:
+    """The archive's day folders (`archive/YYYY-MM-DD/`), oldest first."""
+    if not archive_dir.is_dir():
+        return []
+    days = []
+    for folder in archive_dir.iterdir():
+        try:
+            when = date.fromisoformat(folder.name)
+        except ValueError:
+            continue
+        if folder.is_dir():
+            days.append((when, folder))
+    return sorted(days)
 
 
 def archive_file(path: Path, archive_dir: Path, day: str) -> Path:

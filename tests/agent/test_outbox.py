@@ -383,3 +383,25 @@ async def test_the_age_budget_pauses_intake_until_the_old_record_is_acknowledged
         assert await box.refresh_budget() == "ok"
     finally:
         await box.close()
+
+
+async def test_a_new_outbox_marks_its_re_read_from_the_archives_first_day(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    for day in ("2024-03-17", "2024-03-16", "not-a-day"):
+        (archive / day).mkdir(parents=True)
+    box = await Outbox.open(
+        tmp_path / "outbox.db", OutboxSettings(), key_file=tmp_path / "k", archive_dir=archive
+    )
+    try:
+        assert box.reread is not None
+        assert (box.reread["since"], box.reread["reason"]) == ("2024-03-16", "new outbox")
+        await box.finish_reread()
+    finally:
+        await box.close()
+    again = await Outbox.open(
+        tmp_path / "outbox.db", OutboxSettings(), key_file=tmp_path / "k", archive_dir=archive
+    )
+    try:
+        assert again.reread is None  # finished: the next start reads nothing again
+    finally:
+        await again.close()
