@@ -444,6 +444,30 @@ def _faults(
         stage.agents[store].start()
         return f"store {store} cut off, then back"
 
+    def fill_buffer() -> str:
+        """The small-buffer store cut off while its till writes more than its buffer holds:
+        intake pauses with files waiting in the POS folder, and resumes once it is back."""
+        if not stage.small_buffer:
+            return "full buffer skipped (no store runs with a small buffer)"
+        store = stage.stores[0]
+        log = stage.workdir / store / "data" / "logs" / "agent.log"
+        stage.agents[store].stop()
+        stage.write_configs(broker_url=f"mqtt://127.0.0.1:{free_port()}", only=store)
+        stage.agents[store].start()
+        for _ in range(3):  # 60 transactions for a buffer of 40
+            stage.write(store, 20)
+        full = False
+        for _ in range(150):  # 15 s
+            if log.exists() and "buffer full" in log.read_text(errors="replace"):
+                full = True
+                break
+            sleep(0.1)
+        stage.agents[store].stop()
+        stage.write_configs(only=store)
+        stage.agents[store].start()
+        held = "held at a full buffer" if full else "buffer NOT reported full"
+        return f"store {store} cut off past its buffer ({held}), then back"
+
     def corrupt(store: str) -> bool:
         """Kill the store's agent and wreck its outbox's header; start it again. False when
         there is no outbox to wreck (the agent has not made one yet, or is mid-rebuild)."""
@@ -552,6 +576,7 @@ def _faults(
         "restart_broker": restart_broker,
         "broker_loses_everything": broker_loses_everything,
         "cut_store_off": cut_store_off,
+        "fill_buffer": fill_buffer,
         "corrupt_database": corrupt_database,
     }
     if stage.postgres is not None:

@@ -68,6 +68,7 @@ class FakeStage:
     configs: list[tuple[str | None, str | None]] = field(default_factory=list)
 
     extended: bool = False
+    small_buffer: bool = True
     postgres: Any = None
     faketime: str | None = None
     disks: dict[str, Path] = field(default_factory=dict)
