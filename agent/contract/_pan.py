@@ -112,6 +112,7 @@ IDENTIFIERS = frozenset(
         "customer_id",
         "pos_customer_id",
         "loyalty_id",
+        "file",  # a source file's name: "POSLog_0101_20261205145005_00036.xml" is no card
     }
 )
 

@@ -172,3 +172,15 @@ def test_the_relay_spares_identifiers_the_same_way() -> None:
     assert masked["lines"][0]["sku"] == "4098765432109"
     assert masked["lines"][0]["description"] == "*********2109"
     assert masked["customer"]["loyalty_id"] == "************0004"
+
+
+def test_a_file_name_whose_digits_pass_luhn_across_an_underscore_is_kept() -> None:
+    from agent.contract import SourceRef
+    from agent.contract.redact import mask_pans_json
+
+    name = "POSLog_0101_20261205145005_00036.xml"  # 19 digits across "_" that pass Luhn
+    assert luhn_valid("2026120514500500036")
+    assert scrub_model(SourceRef(file=name)).file == name
+    assert mask_pans_json({"source": {"file": name}})["source"]["file"] == name
+    card = "receipt_4111111111111111.xml"  # an issued card number in a name is still masked
+    assert "4111111111111111" not in (scrub_model(SourceRef(file=card)).file or "")
