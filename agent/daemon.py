@@ -24,8 +24,6 @@ from agent import _acl
 from agent import _failpoints as failpoints
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.contract import AgentInfo, Heartbeat
-from agent.contract.notify import Notifier
 from agent.eod import DayCounts, summarise_day
 from agent.lock import data_dir_lock
 from agent.outbox import Outbox
@@ -39,6 +37,8 @@ from agent.sources import (
     quarantine_copy,
 )
 from agent.uplink import Uplink
+from common.notify import Notifier
+from contract import AgentInfo, Heartbeat
 
 __all__ = ["Agent", "closed_before", "protect_data", "read_status"]
 

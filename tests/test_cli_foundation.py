@@ -59,7 +59,7 @@ def test_schema_prints_the_record_contract() -> None:
 
 
 def test_import_contracts_list_every_agent_module() -> None:
-    """The relay may import only agent.contract: every other agent module must be forbidden."""
+    """The relay may import only contract: every other agent module must be forbidden."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     contracts = config["tool"]["importlinter"]["contracts"]
     forbidden = set(

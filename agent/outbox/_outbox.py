@@ -28,10 +28,10 @@ import aiosqlite
 from agent import _acl
 from agent import _failpoints as failpoints
 from agent.config import OutboxSettings
-from agent.contract import Inventory, Record, Transaction
-from agent.contract.logs import new_correlation_id
 from agent.parsers import Parsed, Skipped
 from agent.sources import BudgetReached, IngestFile, IngestOutcome, archive_days
+from common.logs import new_correlation_id
+from contract import Inventory, Record, Transaction
 
 from ._db import (
     SCHEMA,

@@ -31,8 +31,8 @@ from typing import Any
 from watchdog.observers.api import BaseObserver
 
 from agent.config import AgentConfig, SourceSettings
-from agent.contract.logs import bind
 from agent.parsers import ParseContext, ParseError, parse_stream
+from common.logs import bind
 
 from ._events import alive, start_observer, stop_observer
 from ._files import (

@@ -27,9 +27,9 @@ from typing import Any, Literal, Protocol
 import httpx
 from pydantic import Field
 
-from agent.contract import Record
-from agent.contract.redact import redact_text
-from agent.contract.settings import Section
+from common.redact import redact_text
+from common.settings import Section
+from contract import Record
 
 __all__ = [
     "Answered",

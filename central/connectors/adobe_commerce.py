@@ -51,7 +51,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from agent.contract import Inventory, Transaction, currency_exponent, key_digest
+from contract import Inventory, Transaction, currency_exponent, key_digest
 
 from ._base import (
     Answered,

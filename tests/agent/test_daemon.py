@@ -20,11 +20,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.config import AgentConfig, OutboxSettings, SourceSettings
-from agent.contract import Transaction, make_key
 from agent.daemon import Agent, closed_before, read_status
 from agent.outbox import Outbox
 from agent.parsers import Skipped
 from agent.sources import IngestFile, list_quarantined, retry_quarantined
+from contract import Transaction, make_key
 from tests.support.damage import wreck_pages
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import wait_for

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 
 from agent.config import OutboxSettings
-from agent.contract import (
+from agent.outbox import Outbox
+from agent.parsers import Parsed, ParseError, Skipped
+from agent.sources import BudgetReached, IngestFile
+from contract import (
     Customer,
     CustomerRecord,
     Inventory,
@@ -24,9 +27,6 @@ from agent.contract import (
     inventory_key,
     make_key,
 )
-from agent.outbox import Outbox
-from agent.parsers import Parsed, ParseError, Skipped
-from agent.sources import BudgetReached, IngestFile
 from tests.support.damage import wreck_pages
 
 DAY = date(2024, 5, 1)

@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.config import AgentConfig, OutboxSettings
-from agent.contract import Refused
 from agent.daemon import Agent
 from agent.eod import DayCounts, summarise_day
 from agent.outbox import Outbox, list_refused
 from agent.parsers import ParseContext, parse_stream
 from agent.sources import IngestFile
+from contract import Refused
 from tests.agent.parsers.golden import TESTDATA, input_file
 from tests.agent.test_daemon import write_config
 

@@ -17,12 +17,12 @@ import pytest
 from pydantic import SecretStr
 
 from agent.config import AgentConfig, OutboxSettings, UplinkSettings
-from agent.contract import Ack, Command, Heartbeat, Transaction, decode_batch, make_key, topic
-from agent.contract.settings import BrokerSettings
 from agent.outbox import Outbox
 from agent.sources import IngestFile
 from agent.uplink import Uplink, encode_rows
 from central.inbox import Inbox
+from common.settings import BrokerSettings
+from contract import Ack, Command, Heartbeat, Transaction, decode_batch, make_key, topic
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import wait_for
 from tests.support.relay import central_config, running_relay

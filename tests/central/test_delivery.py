@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.contract import Inventory, Transaction
 from central.config import CentralConfig
 from central.connectors import DeliveryResult, Outcome, TargetSettings
 from central.connectors.http import HttpSettings
 from central.delivery import Breaker, Delivery, retry_delay
 from central.inbox import Inbox, IncomingRecord, RecordState, link_key, utcnow
 from central.routing import RoutingSettings, StoreRoute
+from contract import Inventory, Transaction
 
 from .connectors import samples
 from .connectors.recording import RecordingServer
@@ -117,7 +117,7 @@ async def test_a_sale_is_posted_once_with_its_audit_trail(inbox: Inbox) -> None:
 
 
 async def test_a_refused_pos_transaction_goes_to_a_person_with_its_reason(inbox: Inbox) -> None:
-    from agent.contract import Refused
+    from contract import Refused
 
     servers = Servers()
     refused = Refused.model_validate(

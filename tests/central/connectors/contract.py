@@ -18,7 +18,6 @@ from typing import Protocol
 import httpx
 import pytest
 
-from agent.contract.redact import redact_text
 from central.connectors import (
     CONNECTORS,
     Connector,
@@ -27,6 +26,7 @@ from central.connectors import (
     Routed,
     TargetSettings,
 )
+from common.redact import redact_text
 
 from . import samples
 from .rules import Probe

@@ -21,10 +21,10 @@ from urllib.parse import parse_qsl, unquote
 
 import httpx
 
-from agent.contract import Inventory
 from central.connectors import Routed
 from central.connectors._base import json_body
 from central.connectors.adobe_commerce import _marker, increment_id, oauth1_signature
+from contract import Inventory
 
 from .rules import Ruled
 

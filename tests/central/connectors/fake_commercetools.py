@@ -21,10 +21,10 @@ from urllib.parse import unquote
 
 import httpx
 
-from agent.contract import Inventory, key_digest
 from central.connectors import Routed
 from central.connectors._base import json_body
-from central.connectors.commercetools import order_number
+from central.connectors.commercetools.connector import order_number
+from contract import Inventory, key_digest
 
 from .rules import Ruled
 

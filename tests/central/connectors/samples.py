@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from agent.contract import Inventory, Transaction, inventory_key, make_key
 from central.connectors import Routed
+from contract import Inventory, Transaction, inventory_key, make_key
 
 STORE = "0042"
 DAY = date(2026, 11, 20)

@@ -9,7 +9,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from central.connectors.commercetools import CommercetoolsConnector, CommercetoolsSettings
+from central.connectors.commercetools.connector import CommercetoolsConnector, CommercetoolsSettings
 
 from . import probes, samples
 from .contract import Case, ConnectorContract

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from central.connectors.commercetools import CommercetoolsConnector, CommercetoolsSettings
+from central.connectors.commercetools.connector import CommercetoolsConnector, CommercetoolsSettings
 from tests.support.ctmock import commercetools_mock
 
 from . import samples

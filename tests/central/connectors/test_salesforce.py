@@ -12,7 +12,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from central.connectors.salesforce import SalesforceConnector, SalesforceSettings, soql_quote
+from central.connectors.salesforce.connector import (
+    SalesforceConnector,
+    SalesforceSettings,
+    soql_quote,
+)
 
 from . import probes, samples
 from .contract import Case, ConnectorContract
@@ -162,7 +166,7 @@ async def test_the_jwt_bearer_flow_signs_its_assertion(tmp_path: Path) -> None:
 
 
 async def test_a_customer_record_upserts_its_contact_only() -> None:
-    from agent.contract import CustomerRecord
+    from contract import CustomerRecord
 
     fake = FakeSalesforce()
     sale = samples.sale(customer=True)
@@ -286,7 +290,7 @@ async def test_when_the_limit_is_reached_every_record_is_held_not_failed() -> No
 
 async def test_a_dry_run_void_is_accepted_with_its_request_kept() -> None:
     from central.connectors import DryRunTransport
-    from central.connectors.salesforce import dry_run_response
+    from central.connectors.salesforce.connector import dry_run_response
 
     transport = DryRunTransport(dry_run_response)
     async with httpx.AsyncClient(transport=transport) as client:

@@ -10,7 +10,7 @@ from typing import Literal
 import httpx
 from pydantic import Field, SecretStr, model_validator
 
-from ._base import TargetSettings
+from .._base import TargetSettings
 
 __all__ = ["LOGIN_HOSTS", "MatchKey", "SalesforceSettings"]
 

@@ -1,5 +1,5 @@
 """commercetools: POS sales as imported orders in the store's context (the draft, to
-the cent, is `_commercetools_orders`), each tender as a Payment attached to its order;
+the cent, is `_orders`), each tender as a Payment attached to its order;
 returns and voids as Refund transactions on the sale's payments, with return info or
 the order cancelled; inventory as absolute quantities on the SKU's entry for the store's
 (or the location's) supply channel. Every call carries the record's correlation id in
@@ -25,14 +25,14 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from agent.contract import (
+from contract import (
     Inventory,
     Transaction,
     currency_exponent,
     key_digest,
 )
 
-from ._base import (
+from .._base import (
     Answered,
     ConnectorError,
     DeliveryResult,
@@ -46,7 +46,7 @@ from ._base import (
     for_location,
     settle,
 )
-from ._commercetools_orders import OrderDrafts, money, order_number
+from ._orders import OrderDrafts, money, order_number
 
 __all__ = ["CommercetoolsConnector", "CommercetoolsSettings", "dry_run_response", "order_number"]
 

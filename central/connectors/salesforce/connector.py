@@ -36,9 +36,9 @@ from urllib.parse import quote
 
 import httpx
 
-from agent.contract import Customer, CustomerRecord, Transaction, TransactionLine
+from contract import Customer, CustomerRecord, Transaction, TransactionLine
 
-from ._base import (
+from .._base import (
     Answered,
     ConnectorError,
     DeliveryResult,
@@ -51,7 +51,7 @@ from ._base import (
     outcome_for,
     settle,
 )
-from ._salesforce_settings import SalesforceSettings
+from ._settings import SalesforceSettings
 
 __all__ = ["SalesforceConnector", "SalesforceSettings", "dry_run_response", "soql_quote"]
 

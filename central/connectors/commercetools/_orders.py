@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from agent.contract import Tax, Transaction, TransactionLine, currency_exponent, key_digest
+from contract import Tax, Transaction, TransactionLine, currency_exponent, key_digest
 
-from ._base import Routed, Unfit
+from .._base import Routed, Unfit
 
 __all__ = ["OrderDrafts", "money", "order_number"]
 
