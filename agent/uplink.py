@@ -300,7 +300,7 @@ class Uplink:
         while True:
             self._expire()
             while len(self._flights) < settings.window:
-                rows = await self.outbox.take(self._batch_size())
+                rows = await self.outbox.claim_pending(self._batch_size())
                 if not rows:
                     break
                 for part in await self._split(rows):

@@ -289,7 +289,7 @@ class SourceWatcher:
         for path in ready:
             if self._stopping or not self._accepting():
                 break
-            await self._take(path)
+            await self._ingest(path)
         return 0.0 if ready else min(wait, until_rescan)
 
     def _accepting(self) -> bool:
@@ -364,16 +364,16 @@ class SourceWatcher:
             ),
         )
 
-    async def _take(self, path: Path) -> None:
+    async def _ingest(self, path: Path) -> None:
         """Take one file; never raises (but for cancellation)."""
         with bind(source=self.source.name, file=path.name):
             try:
-                await self._take_file(path)
+                await self._ingest_file(path)
             except Exception as exc:
                 log.exception("Unexpected failure while taking a file.", extra=self._log())
                 self._later(path, f"unexpected error: {_why(exc)}", level=logging.ERROR)
 
-    async def _take_file(self, path: Path) -> None:
+    async def _ingest_file(self, path: Path) -> None:
         candidate = self._pending.get(path)
         if candidate is None:
             return

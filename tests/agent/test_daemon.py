@@ -279,7 +279,7 @@ async def test_end_of_day_is_queued_once_per_closed_day(tmp_path: Path) -> None:
         assert await agent.end_of_day(after_close) == 0  # once
         await outbox.ingest(IngestFile("pos", "b", "b", "b", 1), iter([sale("9", day, "2.00")]))
         assert await agent.end_of_day(after_close) == 1  # a late record raises the revision
-        rows = [r for r in await outbox.take(100) if r.kind == "end_of_day"]
+        rows = [r for r in await outbox.claim_pending(100) if r.kind == "end_of_day"]
         bodies = [json.loads(r.wire)["body"] for r in rows]
         assert [b["revision"] for b in bodies] == [1, 2]
         assert bodies[0]["by_kind"]["sale"] == {"count": 2, "amount": "15.50"}
