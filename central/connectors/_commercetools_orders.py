@@ -183,9 +183,10 @@ class OrderDrafts:
         return item
 
     def order(self, routed: Routed, record: Transaction) -> dict[str, Any]:
-        """The POS transaction as an OrderImportDraft, to the cent: `totalPrice` and
-        `taxedPrice` are the POS's own figures, each line carries the tax the POS computed
-        (`taxedPrice` on the line), and discounts are negative custom line items."""
+        """The POS transaction (a sale, an unlinked return, a cancelled basket) as an
+        OrderImportDraft, to the cent: `totalPrice` and `taxedPrice` are the POS's own
+        figures, each line carries the tax the POS computed (`taxedPrice` on the line),
+        and discounts are negative custom line items."""
         route = routed.route
         currency = record.currency
         lines: list[dict[str, Any]] = []
@@ -228,6 +229,11 @@ class OrderDrafts:
             "store": {"typeId": "store", "key": route["store"]},
             "completedAt": record.occurred_at.isoformat(),
         }
+        if record.kind == "cancel":
+            # A basket abandoned before tender: on record as a cancelled order that was
+            # never paid (docs.commercetools.com/api/projects/orders#orderstate).
+            draft["orderState"] = "Cancelled"
+            del draft["paymentState"], draft["completedAt"]
         if custom:
             draft["customLineItems"] = custom
         if taxes:

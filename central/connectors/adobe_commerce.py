@@ -1,5 +1,6 @@
-"""Adobe Commerce (Magento 2 REST): stock as MSI source items, POS sales as orders,
-returns and voids as offline credit memos.
+"""Adobe Commerce (Magento 2 REST): stock levels as MSI source items, POS sales as
+orders, returns and voids as offline credit memos, a basket abandoned before tender as
+an order saved in state `canceled`, never invoiced.
 
 Why the order repository (`POST /V1/orders`) and not the cart flow: a POS sale is
 already complete — priced, taxed and paid at the till. The cart flow
@@ -14,7 +15,13 @@ everything, because an invoiced order can no longer be cancelled. By default a m
 refunds that amount as an adjustment and names the returned items in its comment: a
 memo with item quantities makes MSI write a compensating reservation for items it never
 shipped, and the salable quantity would drift above the POS's own stock level, which
-reaches Magento as source items.
+reaches Magento as source items. For the same reason a cancelled basket is saved as
+canceled rather than saved and then cancelled (`POST /V1/orders/{id}/cancel`): the
+cancellation would compensate a reservation the order never placed.
+
+Stock movements (deltas) are refused: a source item takes absolute quantities only, and
+Magento keeps nothing beside it where a movement already applied could be noted, so a
+resend after a lost answer would count twice. Send levels to Adobe Commerce.
 
 Amounts go as the POS computed them, order and `base_*` alike (the POS currency is the
 store's base currency), as exact decimals. A weighed line keeps its decimal quantity with
@@ -269,7 +276,10 @@ class AdobeCommerceConnector:
             record = routed.record
             assert isinstance(record, Inventory)
             if record.mode != "absolute":
-                reason = "Adobe Commerce source items take absolute quantities; this is a delta"
+                reason = (
+                    "Adobe Commerce source items take absolute quantities; this is a delta "
+                    "(a movement cannot be applied exactly once there: send levels)"
+                )
                 result.rejected.append(Outcome(routed.id, reason=reason))
                 continue
             items.append(
@@ -319,11 +329,13 @@ class AdobeCommerceConnector:
         record = routed.record
         if not isinstance(record, Transaction):
             raise Unfit(f"Adobe Commerce takes no {record.kind} records")
-        if record.kind == "sale" or (record.kind == "return" and not routed.original_ref):
+        if record.kind in ("sale", "cancel") or (
+            record.kind == "return" and not routed.original_ref
+        ):
             return await self._sale(routed, record, trace)
         if record.kind in ("return", "void"):
             return await self._credit_memo(routed, record, trace)
-        raise Unfit(f"Adobe Commerce takes no {record.kind} transactions")
+        raise Unfit(f"Adobe Commerce takes no {record.kind} transactions")  # pragma: no cover
 
     async def _find_order(self, number: str, trace: list[Exchange]) -> dict[str, Any] | None:
         params = {
@@ -418,12 +430,14 @@ class AdobeCommerceConnector:
             "tax_amount": tax_total,
             "discount_amount": -discounts,
         }
+        # Magento's Order::STATE_CANCELED is spelt "canceled".
+        state = "canceled" if record.kind == "cancel" else "processing"
         return {
             "entity": {
                 "increment_id": increment_id(routed.key),
                 "store_id": int(route["store_id"]),
-                "state": "processing",
-                "status": "processing",
+                "state": state,
+                "status": state,
                 "base_currency_code": record.currency,
                 "order_currency_code": record.currency,
                 "base_to_order_rate": 1,
@@ -464,7 +478,7 @@ class AdobeCommerceConnector:
             sign = -1 if record.total < 0 else 1
             self._stated[routed.id] = sign * _dec(order["grand_total"])
         invoiced = Decimal(str(order.get("total_invoiced") or 0))
-        if invoiced < Decimal(str(order.get("grand_total") or 0)):
+        if record.kind != "cancel" and invoiced < Decimal(str(order.get("grand_total") or 0)):
             response = await self._send(
                 "POST",
                 f"/order/{order['entity_id']}/invoice",

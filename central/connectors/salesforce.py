@@ -7,7 +7,8 @@ A return of a sale Salesforce holds is a reduction order (`IsReductionOrder`,
 `OriginalOrderId`, each item's `OriginalOrderItemId`, negative quantities); a void sets
 the original order's status. Weighed items keep their decimal quantity. Fields
 Salesforce takes only on create (an item's order and price book entry, a reduction
-order's links) are left out when an upsert meets an existing row. Each tender can
+order's links) are left out when an upsert meets an existing row. A basket abandoned
+before tender is an order in `cancel_status`, without payments. Each tender can
 become a payment row in a configured object. Every answer's `Sforce-Limit-Info` is
 read: near the org's daily limit, or when Salesforce says it is reached, delivery is
 held (not retried) until `limit_wait_seconds` have passed.
@@ -213,8 +214,8 @@ class SalesforceConnector:
 
     async def _prepare(self, routed: Routed, trace: list[Exchange]) -> _Order:
         record = routed.record
-        if not isinstance(record, Transaction) or record.kind not in ("sale", "return"):
-            raise Unfit(f"Salesforce takes sales, returns and voids, not {record.kind}")
+        if not isinstance(record, Transaction) or record.kind not in ("sale", "return", "cancel"):
+            raise Unfit(f"Salesforce takes sales, returns, voids and cancels, not {record.kind}")
         reduction = record.kind == "return" and bool(routed.original_ref)
         if not reduction and not self._s.negative_quantities:
             negative = [line.number for line in record.lines if line.quantity < 0]
@@ -233,7 +234,7 @@ class SalesforceConnector:
             self._s.order_external_id: routed.key,
             "AccountId": account,
             "EffectiveDate": record.business_date.isoformat(),
-            "Status": self._s.order_status,
+            "Status": self._s.cancel_status if record.kind == "cancel" else self._s.order_status,
             "Pricebook2Id": routed.route["price_book"],
             "Description": f"POS {record.kind} {record.store}/{record.register or '-'}/"
             f"{record.transaction_id}",
@@ -310,8 +311,9 @@ class SalesforceConnector:
         return found
 
     def _payments(self, routed: Routed, record: Transaction) -> list[dict[str, Any]]:
-        """One row per tender in the configured payment object and field map."""
-        if not self._s.payment_object:
+        """One row per tender in the configured payment object and field map (none for a
+        cancelled basket: nothing was paid)."""
+        if not self._s.payment_object or record.kind == "cancel":
             return []
         fields = self._s.payment_fields
         rows = []

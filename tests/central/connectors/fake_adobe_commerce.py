@@ -131,9 +131,14 @@ class FakeAdobeCommerce(Ruled):
 
     def stored(self, routed: Routed) -> int:
         record = routed.record
-        if record.kind == "sale":
+        if record.kind in ("sale", "cancel"):
             number = increment_id(routed.key)
-            return sum(1 for o in self.orders.values() if o["increment_id"] == number)
+            state = {"sale": None, "cancel": "canceled"}[record.kind]
+            return sum(
+                1
+                for o in self.orders.values()
+                if o["increment_id"] == number and state in (None, o["state"])
+            )
         if record.kind in ("return", "void"):
             marker = _marker(routed.key)
             return sum(
@@ -143,6 +148,13 @@ class FakeAdobeCommerce(Ruled):
             )
         assert isinstance(record, Inventory)
         return int((routed.route["source_code"], routed.skus[record.sku]) in self.source_items)
+
+    def payments_of(self, routed: Routed) -> int:
+        """Invoices paid against the order (an offline invoice marks it paid)."""
+        number = increment_id(routed.key)
+        return sum(
+            1 for o in self.orders.values() if o["increment_id"] == number and o["total_invoiced"]
+        )
 
     def order_total(self, routed: Routed) -> Decimal:
         """Rows plus tax less discount, as Magento totals an order; they must equal the

@@ -142,6 +142,17 @@ class FakeSalesforce(Ruled):
             return int(bool(order) and order["Status"] == "Cancelled")  # type: ignore[index]
         return self.created.get(routed.key, 0)
 
+    def payments_of(self, routed: Routed) -> int:
+        """Payment rows of the record: any object's row whose external id is the
+        record key with a tender suffix (`KEY#t0`)."""
+        prefix = f"{routed.key}#t"
+        return sum(
+            1
+            for table in self.rows.values()
+            for row in table.values()
+            if any(isinstance(v, str) and v.startswith(prefix) for v in row.values())
+        )
+
     def order_total(self, routed: Routed) -> Decimal:
         """Each item's Quantity × UnitPrice to the cent, added up, as Order.TotalAmount."""
         return sum(

@@ -21,6 +21,7 @@ from .fake_adobe_commerce import (
     TOKEN,
     FakeAdobeCommerce,
 )
+from .fake_commercetools import PROJECT as CT_PROJECT
 from .fake_commercetools import FakeCommercetools
 from .fake_salesforce import CLIENT_ID, CLIENT_SECRET, LOGIN, MY_DOMAIN, FakeSalesforce
 from .rules import Probe
@@ -76,6 +77,40 @@ def _ct_tax(fake: FakeCommercetools) -> None:
     _refused(
         fake.call("POST", "/orders/import", _ct_order(line={"taxRate": nowhere})), 400, "country"
     )
+
+
+def _ct_return_state(fake: FakeCommercetools) -> None:
+    order = fake.call("POST", "/orders/import", _ct_order()).json()
+    info = {
+        "action": "addReturnInfo",
+        "returnTrackingId": "probe-r1",
+        "items": [
+            {"quantity": 1, "lineItemId": order["lineItems"][0]["id"], "shipmentState": "Returned"}
+        ],
+    }
+    order = fake.call("POST", f"/orders/{order['id']}", {"version": 1, "actions": [info]}).json()
+    (item,) = order["returnInfo"][0]["items"]
+    assert item["paymentState"] == "Initial"
+
+    def state(item_id: str, value: str) -> httpx.Response:
+        action = {"action": "setReturnPaymentState", "returnItemId": item_id, "paymentState": value}
+        return fake.call("POST", f"/orders/{order['id']}", {"version": 2, "actions": [action]})
+
+    _refused(state("no-such-item", "Refunded"), 400, "No ReturnItem")
+    _refused(state(item["id"], "Paid"), 400, "paymentState")
+
+
+def _ct_scopes(fake: FakeCommercetools) -> None:
+    orders_only = (f"manage_orders:{CT_PROJECT}",)
+    _refused(
+        fake.call("POST", "/payments", _ct_payment(), scopes=orders_only), 403, "insufficient_scope"
+    )
+    _refused(
+        fake.call("GET", "/inventory", scopes=orders_only, where="sku = :s", **{"var.s": "x"}),
+        403,
+        "insufficient_scope",
+    )
+    assert fake.call("GET", "/orders/order-number=none", scopes=orders_only).status_code == 404
 
 
 COMMERCETOOLS: dict[str, Probe] = {
@@ -140,6 +175,8 @@ COMMERCETOOLS: dict[str, Probe] = {
     "state-values": lambda f: _refused(
         f.call("POST", "/orders/import", _ct_order(orderState="Done")), 400, "orderState"
     ),
+    "return-payment-state": _ct_return_state,
+    "scopes": _ct_scopes,
 }
 
 

@@ -244,6 +244,26 @@ def void(of: Transaction, number: str = "1003") -> Transaction:
     )
 
 
+def cancel(number: str = "1004") -> Transaction:
+    """A basket rung up and abandoned before tender: its lines and total, no tender."""
+    basket = sale(number)
+    return basket.model_copy(
+        update={
+            "kind": "cancel",
+            "key": make_key("cancel", STORE, "3", DAY, number),
+            "tenders": [],
+        }
+    )
+
+
+def movement(
+    quantity: int = -3, reference: str = "move-1", sku: str = "4006381333931"
+) -> Inventory:
+    """A stock movement (a delta, as a receipt or a write-off is sent)."""
+    level = inventory(sku, quantity, reference)
+    return level.model_copy(update={"mode": "delta", "reason": "adjust"})
+
+
 def inventory(
     sku: str = "4006381333931", quantity: int = 17, reference: str = "count-1"
 ) -> Inventory:

@@ -46,6 +46,7 @@ def case() -> Case:
 class TestSalesforceContract(ConnectorContract):
     # Inventory stays in commerce; Salesforce takes sales, returns and customers.
     test_inventory_is_set_absolutely_and_survives_a_concurrent_change = None  # type: ignore[assignment]
+    test_a_stock_movement_is_applied_once_despite_a_resend_and_a_concurrent_change = None  # type: ignore[assignment]
 
     @pytest.fixture
     def case(self) -> Case:
@@ -263,6 +264,20 @@ async def test_each_tender_is_a_payment_row_upserted_by_its_external_id() -> Non
     assert [r["Method__c"] for r in rows] == ["adyen-pos", "cash"]
     assert all(r["Status__c"] == "Processed" for r in rows)
     assert all(r["Order__c"] == {"POS_Key__c": sale.key} for r in rows)
+
+
+async def test_a_cancelled_basket_is_an_order_in_the_cancel_status_with_no_payment() -> None:
+    fake = FakeSalesforce()
+    basket = samples.cancel()
+    # A tender rung up before the basket was abandoned is no payment.
+    tendered = basket.model_copy(update={"tenders": samples.sale().tenders})
+    extra = {"payment_object": "POS_Payment__c"}
+    result = await _deliver(fake, samples.routed(tendered), **extra)
+    assert len(result.accepted) == 1, result  # type: ignore[attr-defined]
+    (order,) = fake.rows["Order"].values()
+    assert order["Status"] == "Cancelled"
+    assert fake.rows.get("POS_Payment__c", {}) == {}
+    assert len(fake.items_of(basket.key)) == 2
 
 
 async def test_near_the_daily_limit_delivery_holds_and_leaves_the_rest_to_others() -> None:
