@@ -58,7 +58,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from agent.contract import Inventory, Transaction, currency_exponent, key_digest
+from agent.contract import Inventory, Transaction, TransactionLine, currency_exponent, key_digest
 
 from ._base import (
     Answered,
@@ -73,6 +73,7 @@ from ._base import (
     for_location,
     outcome_for,
     settle,
+    spread,
     transport_failure,
 )
 
@@ -357,10 +358,16 @@ class AdobeCommerceConnector:
                 f"store {record.store} has no country: set country in "
                 f'[central.stores."{record.store}"] (the order\'s billing address needs one)'
             )
-        items = []
-        line_tax = discounts = quantity = Decimal(0)
+        rows: list[tuple[TransactionLine, Decimal, Decimal, Decimal, Decimal]] = []
+        credits = credit_tax = Decimal(0)
         for line in record.lines:
             if line.voided or not line.sku:
+                continue
+            if line.amount < 0 < line.quantity:
+                # An item at a negative amount in a sale (a coupon, a returned deposit):
+                # a reduction of the receipt, so a discount over the other items.
+                credits -= line.amount - sum((d.amount for d in line.discounts), Decimal(0))
+                credit_tax += sum((t.amount for t in line.taxes), Decimal(0))
                 continue
             qty = abs(line.quantity)
             if not qty:
@@ -369,8 +376,29 @@ class AdobeCommerceConnector:
             discount = abs(sum((d.amount for d in line.discounts), Decimal(0)))
             gross = abs(line.amount)
             included = any(t.included for t in line.taxes)
-            row = gross - tax if included else gross
-            line_tax += tax
+            rows.append((line, qty, gross - tax if included else gross, tax, discount))
+        line_tax = sum((r[3] for r in rows), Decimal(0))
+        total = abs(record.total)
+        tax_total = (
+            abs(sum((t.amount for t in record.taxes), Decimal(0)))
+            if record.taxes
+            else line_tax + credit_tax
+        )
+        receipt_discount = abs(sum((d.amount for d in record.discounts), Decimal(0))) + credits
+        # Tax and discounts the POS states on the receipt, not on its lines, are spread
+        # over the items in proportion to their rows, to the cent: Magento's invoices and
+        # credit memos add up the items, and must come to the order's totals.
+        exponent = currency_exponent(record.currency)
+        weights = [r[2] for r in rows]
+        tax_shares = spread(tax_total - line_tax, weights, exponent)
+        discount_shares = spread(receipt_discount, weights, exponent)
+        items = []
+        discounts = quantity = Decimal(0)
+        for (line, qty, row, tax, discount), more_tax, more_discount in zip(
+            rows, tax_shares, discount_shares, strict=True
+        ):
+            tax += more_tax
+            discount += more_discount
             discounts += discount
             quantity += qty
             figures = {
@@ -396,11 +424,7 @@ class AdobeCommerceConnector:
                 # flag to a whole number.
                 item["is_qty_decimal"] = 1
             items.append(item)
-        total = abs(record.total)
-        tax_total = (
-            abs(sum((t.amount for t in record.taxes), Decimal(0))) if record.taxes else line_tax
-        )
-        discounts += abs(sum((d.amount for d in record.discounts), Decimal(0)))
+        discounts += receipt_discount - sum(discount_shares, Decimal(0))
         tenders = [
             {
                 "method": routed.payments.get(t.type.value, t.type.value),

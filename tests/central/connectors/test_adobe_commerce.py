@@ -320,3 +320,16 @@ async def test_a_cancelled_basket_is_saved_canceled_without_a_reservation_or_inv
     assert (order["state"], order["status"]) == ("canceled", "canceled")
     assert order["total_invoiced"] == 0
     assert fake.salable("SKU-PEN-BLUE") == Decimal(10), "nothing sold, nothing reserved"
+
+
+async def test_receipt_tax_and_discounts_are_spread_over_the_items_to_the_cent() -> None:
+    fake = FakeAdobeCommerce()
+    us = samples.routed(samples.us_sale())
+    await _deliver(fake, us)
+    assert fake.order_total(us) == Decimal("28.84"), "the items add up to the grand total"
+    (order,) = fake.orders.values()
+    assert [i["sku"] for i in order["items"]] == ["SKU-PEN-BLUE", "SKU-PEN-RED"]
+    assert sum(i["tax_amount"] for i in order["items"]) == order["tax_amount"] == Decimal("2.02")
+    assert sum(i["discount_amount"] for i in order["items"]) == Decimal("3.15")
+    assert order["discount_amount"] == Decimal("-3.15"), "the reward and the coupon"
+    assert order["total_invoiced"] == Decimal("28.84")

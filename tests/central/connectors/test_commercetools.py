@@ -4,6 +4,7 @@ voids, tokens, inventory entries created when missing."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import httpx
@@ -363,3 +364,34 @@ async def test_without_an_entry_type_a_movement_is_refused_by_name() -> None:
         )
     assert "a stock movement needs inventory_entry_type" in result.rejected[0].reason
     assert fake.inventory == {}
+
+
+async def test_a_receipt_taxed_sale_with_a_coupon_item_adds_up_to_the_cent() -> None:
+    fake = FakeCommercetools()
+    us = samples.routed(samples.us_sale())
+    (accepted,) = (await _deliver(fake, us)).accepted  # type: ignore[attr-defined]
+    assert fake.order_total(us) == Decimal("26.82"), "lines less coupon and reward, net"
+    (order,) = fake.orders.values()
+    assert [li["variant"]["sku"] for li in order["lineItems"]] == ["SKU-PEN-BLUE", "SKU-PEN-RED"]
+    assert sorted(c["money"]["centAmount"] for c in order["customLineItems"]) == [-200, -115]
+    assert order["taxedPrice"]["totalGross"]["centAmount"] == 2884
+    assert accepted.confirmed == Decimal("28.84")
+
+
+async def test_an_answer_without_taxedprice_states_no_gross_for_a_sale_taxed_on_top() -> None:
+    fake = FakeCommercetools()
+
+    def forgetful(request: httpx.Request) -> httpx.Response:
+        response = fake.handler(request)
+        if request.url.path.endswith("/orders/import"):
+            body = json.loads(response.content)
+            body.pop("taxedPrice", None)  # as the npm mock answers without line taxes
+            return httpx.Response(response.status_code, json=body)
+        return response
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(forgetful)) as client:
+        connector = CommercetoolsConnector(settings(), client)
+        us = await connector.deliver([samples.routed(samples.us_sale())])
+        eu = await connector.deliver([samples.routed(samples.sale())])
+    assert us.accepted[0].confirmed is None, "totalPrice is the net here, not the gross"
+    assert eu.accepted[0].confirmed == Decimal("29.97"), "tax included: totalPrice is gross"

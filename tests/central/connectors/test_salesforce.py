@@ -325,3 +325,18 @@ async def test_a_login_host_refusing_client_credentials_is_named_in_the_reason()
     assert refused.reason == (
         "token refused: 400 unsupported_grant_type: request not supported on this domain"
     )
+
+
+async def test_receipt_discounts_and_a_coupon_item_come_to_the_pos_net_to_the_cent() -> None:
+    fake = FakeSalesforce()
+    fake.entries["SKU-COUPON"] = "01u000000000009"
+    us = samples.routed(samples.us_sale())
+    result = await _deliver(fake, us)
+    assert len(result.accepted) == 1, result  # type: ignore[attr-defined]
+    # 28.84 less the 2.02 tax added on the receipt: an Order's total is its items'.
+    assert fake.order_total(us) == Decimal("26.82")
+    items = sorted(fake.items_of(us.key), key=lambda i: i["POS_Line_Key__c"])
+    assert [i["POS_Line_Key__c"].rsplit("#", 1)[1] for i in items] == ["1", "2", "3"]
+    coupon = items[2]
+    assert (coupon["Quantity"], coupon["UnitPrice"]) == (1, Decimal("-2.00"))
+    assert "1465 (receipt)" in items[0]["Description"]
