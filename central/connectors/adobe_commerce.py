@@ -29,6 +29,12 @@ store's base currency), as exact decimals. A weighed line keeps its decimal quan
 quantity to a whole number. A credit memo carries the POS refund amount: what Magento
 would compute from the items is corrected by an adjustment.
 
+Least access: the integration needs the ACL resources of the routes it calls and no
+others: Sales (`Magento_Sales::sales` with the order, invoice and credit memo actions
+under it) for sales, returns, voids and cancels, and
+`Magento_InventoryApi::stock_source_item_assign` (source items) for inventory; a missing
+one is named in the refusal.
+
 Authentication: an integration's access token is sent OAuth 1.0a-signed (HMAC-SHA256),
 or as a bearer token where the shop allows that (Stores > Configuration > Services >
 OAuth > "Allow OAuth Access Tokens to be used as standalone Bearer tokens"); an admin
@@ -646,7 +652,10 @@ def _message(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:200]
     if isinstance(body, dict) and "message" in body:
-        return _render(str(body["message"]), body.get("parameters"))
+        message = _render(str(body["message"]), body.get("parameters"))
+        if "isn't authorized to access" in message:
+            message += " (grant that resource to the integration: System > Integrations)"
+        return message
     return response.text[:200]
 
 

@@ -18,7 +18,10 @@ Contact is only linked, never overwritten; when the POS owns it, the match is up
 An external id that matches several records (300 Multiple Choices) is refused with the
 candidates named: nothing is guessed. `UNABLE_TO_LOCK_ROW` is retried. Tokens come
 from the OAuth client-credentials flow (on the org's My Domain) or the JWT bearer flow;
-the token answer's `instance_url` is where the API calls go.
+the token answer's `instance_url` is where the API calls go. The connected app needs one
+OAuth scope, `api` ("Manage user data via APIs"), and no other (no `full`, no
+`refresh_token`: both flows get a new token when one expires); a token without it is
+refused here with that said, before any call.
 """
 
 # ruff: noqa: S608  (SOQL here is joined from configured names and soql_quote()d values)
@@ -143,6 +146,16 @@ class SalesforceConnector:
             if response.status_code != 200:
                 raise _answer(response, f"token refused: {_oauth_error(response)}")
             body = response.json()
+            granted = body.get("scope")
+            if isinstance(granted, str) and "api" not in granted.split():
+                # The one scope the connector needs; without it every REST call answers
+                # 401 "This session is not valid for use with the REST API".
+                raise _answer(
+                    httpx.Response(403, request=response.request),
+                    f"the connected app's token has the scopes '{granted}' but not api "
+                    "('Manage user data via APIs'), the one this connector needs: add it to "
+                    "the connected app",
+                )
             self._token = str(body["access_token"])
             self._instance = str(body["instance_url"]).rstrip("/")
         return self._token

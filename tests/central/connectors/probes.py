@@ -262,6 +262,16 @@ def _mg_uninvoiced(fake: FakeAdobeCommerce) -> None:
     _refused(response, 400, "can't create creditmemo")
 
 
+def _mg_acl(fake: FakeAdobeCommerce) -> None:
+    fake.resources = {"Magento_Sales::sales"}
+    items = {"sourceItems": [{"sku": "SKU-PEN-BLUE", "source_code": "s", "quantity": 1}]}
+    _refused(
+        fake.call("POST", "/inventory/source-items", items),
+        401,
+        "Magento_InventoryApi::stock_source_item_assign",
+    )
+
+
 def _mg_admin(fake: FakeAdobeCommerce) -> None:
     request = httpx.Request(
         "POST",
@@ -299,6 +309,7 @@ ADOBE_COMMERCE: dict[str, Probe] = {
     "decimal-qty-flag": _mg_decimal,
     "creditmemo-needs-invoice": _mg_uninvoiced,
     "refund-qty": _mg_refund_qty,
+    "acl-resources": _mg_acl,
 }
 
 
@@ -388,6 +399,24 @@ def _sf_jwt(fake: FakeSalesforce) -> None:
     _refused(response, 400, "audience is invalid")
 
 
+def _sf_api_scope(fake: FakeSalesforce) -> None:
+    fake.app_scopes = "id refresh_token"
+    token = _sf_token(
+        fake,
+        MY_DOMAIN,
+        grant_type="client_credentials",
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+    ).json()["access_token"]
+    query = httpx.Request(
+        "GET",
+        f"{MY_DOMAIN}/services/data/v62.0/query",
+        params={"q": "SELECT Id FROM Contact WHERE Email = 'x'"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    _refused(fake.handler(query), 401, "not valid for use with the REST API")
+
+
 def _sf_limit(fake: FakeSalesforce) -> None:
     fake.daily_limit = 1
     first = fake.call("GET", "/query", q="SELECT Id FROM Contact WHERE Email = 'x'")
@@ -424,6 +453,7 @@ SALESFORCE: dict[str, Probe] = {
         401,
         "INVALID_SESSION_ID",
     ),
+    "api-scope": _sf_api_scope,
     "request-limit": _sf_limit,
     "collection-cap": lambda f: _refused(
         _sf_upsert(f, "Order", "POS_Key__c", *({"POS_Key__c": f"k{n}"} for n in range(201))),

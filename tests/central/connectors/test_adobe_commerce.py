@@ -333,3 +333,14 @@ async def test_receipt_tax_and_discounts_are_spread_over_the_items_to_the_cent()
     assert sum(i["discount_amount"] for i in order["items"]) == Decimal("3.15")
     assert order["discount_amount"] == Decimal("-3.15"), "the reward and the coupon"
     assert order["total_invoiced"] == Decimal("28.84")
+
+
+async def test_an_integration_without_the_source_items_resource_is_told_which_one() -> None:
+    fake = FakeAdobeCommerce(resources={"Magento_Sales::sales"})
+    result = await _deliver(
+        fake, samples.routed(samples.inventory()), samples.routed(samples.sale())
+    )
+    (refused,) = result.retry
+    assert "Magento_InventoryApi::stock_source_item_assign" in refused.reason
+    assert "grant that resource to the integration" in refused.reason
+    assert len(result.accepted) == 1, "sales need only Magento_Sales::sales"

@@ -340,3 +340,11 @@ async def test_receipt_discounts_and_a_coupon_item_come_to_the_pos_net_to_the_ce
     coupon = items[2]
     assert (coupon["Quantity"], coupon["UnitPrice"]) == (1, Decimal("-2.00"))
     assert "1465 (receipt)" in items[0]["Description"]
+
+
+async def test_a_token_without_the_api_scope_is_refused_by_name_before_any_call() -> None:
+    fake = FakeSalesforce(scopes="id refresh_token")
+    result = await _deliver(fake, samples.routed(samples.sale()))
+    (held,) = result.retry  # type: ignore[attr-defined]
+    assert "not api ('Manage user data via APIs')" in held.reason
+    assert fake.used == 0, "no REST call was made with a token that cannot make one"
