@@ -175,7 +175,12 @@ class CommercetoolsConnector:
                 headers={"Authorization": httpx.BasicAuth(self._s.client_id, secret)._auth_header},
             )
             if response.status_code != 200:
-                raise Answered(response, f"token refused: {response.status_code}")
+                reason = f"token refused: {_oauth_error(response)}"
+                # A client without the scopes is fixed by a person, as a wrong secret is:
+                # retried like a 403, not a rejection of the records waiting on it.
+                if "invalid_scope" in reason:
+                    raise Answered(httpx.Response(403, request=response.request), reason)
+                raise Answered(response, reason)
             body = response.json()
             self._token = str(body["access_token"])
             self._expires = self._clock() + float(body.get("expires_in", 3600))
@@ -531,6 +536,24 @@ def _errors(response: httpx.Response) -> list[dict[str, Any]]:
         return []
     errors = body.get("errors") if isinstance(body, dict) else None
     return [e for e in errors or [] if isinstance(e, dict)]
+
+
+def _oauth_error(response: httpx.Response) -> str:
+    """`status error: description` of a refused token request (it names no secret); an
+    `invalid_scope` says which scopes the API client lacks."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("error"):
+        described = f": {body['error_description']}" if body.get("error_description") else ""
+        hint = (
+            " (the API client must hold the scopes asked for: see scopes and kinds)"
+            if body["error"] == "invalid_scope"
+            else ""
+        )
+        return f"{response.status_code} {body['error']}{described}{hint}"
+    return str(response.status_code)
 
 
 def _duplicate(response: httpx.Response) -> bool:

@@ -30,7 +30,7 @@ from central.recon import reconcile_day
 from central.routing import RoutingSettings, StoreRoute
 from tests.support.ctmock import commercetools_mock
 
-from .connectors import test_adobe_commerce, test_commercetools, test_salesforce
+from .connectors import samples, test_adobe_commerce, test_commercetools, test_salesforce
 from .connectors.fake_adobe_commerce import FakeAdobeCommerce
 from .connectors.fake_commercetools import FakeCommercetools
 from .connectors.fake_salesforce import FakeSalesforce
@@ -97,6 +97,14 @@ def a_void_of(sale: Transaction) -> Transaction:
     )
 
 
+async def ref_of(inbox: Inbox, key: str, target: str) -> str:
+    """What `target` answered for the record with `key`."""
+    record = await inbox.record_by_key(key)
+    assert record is not None
+    (ref,) = [d["ref"] for d in await inbox.deliveries_of(record.id) if d["target"] == target]
+    return str(ref)
+
+
 def closing(day: list[Transaction]) -> EndOfDay:
     first = day[0]
     (tables,) = day_totals(day).values()
@@ -124,17 +132,21 @@ def mock_url() -> Iterator[str]:
         yield url
 
 
-def seed_mock(url: str, skus: set[str]) -> None:
-    """What the project holds before the day: a product per SKU, the store, its channel
-    and the line custom type."""
+def mock_admin(url: str) -> httpx.Client:
     token = httpx.post(
         f"{url}/oauth/token",
         data={"grant_type": "client_credentials"},
         auth=("admin", "admin"),
     ).json()["access_token"]
-    with httpx.Client(
+    return httpx.Client(
         base_url=f"{url}/{MOCK_PROJECT}", headers={"Authorization": f"Bearer {token}"}
-    ) as admin:
+    )
+
+
+def seed_mock(url: str, skus: set[str]) -> None:
+    """What the project holds before the day: a product per SKU, the store, its channel
+    and the line custom type."""
+    with mock_admin(url) as admin:
 
         def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
             response = admin.post(path, json=body)
@@ -285,6 +297,26 @@ async def test_the_real_grocery_day_reaches_every_target_once_and_reconciles(
             assert "ct-mock" not in stated, sale.key
         else:
             assert Decimal(stated["ct-mock"]) == sale.total, sale.key
+
+    # Every order once, in each target; the return and the void on their sales.
+    with mock_admin(mock_url) as admin:
+        held = admin.get("/orders", params={"limit": 500}).json()["results"]
+    numbers = sorted(o["orderNumber"] for o in held)
+    assert numbers == sorted(s.key for s in sales)
+    back, void = day[-2:]
+    by_number = {o["orderNumber"]: o for o in held}
+    assert len(by_number[returned.key]["returnInfo"]) == 1
+    assert by_number[voided.key]["orderState"] == "Cancelled"
+    for sale in sales:
+        routed = samples.routed(sale)
+        for name in ("ct", "adobe", "crm"):
+            assert fakes[name].stored(routed) == 1, (name, sale.key)
+    for done in (back, void):
+        original = returned if done is back else voided
+        routed = samples.routed(done, original_ref=(await ref_of(inbox, original.key, "crm")))
+        assert fakes["ct"].stored(samples.routed(done)) == 1
+        assert fakes["adobe"].stored(routed) == 1
+        assert fakes["crm"].stored(routed) == 1, done.kind
 
     # Each platform's own arithmetic over what it holds comes to the POS's figures.
     for sale in sales:

@@ -152,8 +152,15 @@ class FakeCommercetools(Ruled):
         "(docs.commercetools.com/api/scopes; commercetools/sphere-order-export#94)",
     }
 
-    def __init__(self, *, without: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        without: Iterable[str] = (),
+        client_scopes: Iterable[str] = (f"manage_project:{PROJECT}",),
+    ) -> None:
         self._init_rules(without)
+        self.client_scopes = set(client_scopes)
+        """The scopes the API client holds: a token asks for some of them, or gets all."""
         self.token_requests = 0
         self.secrets = [CLIENT_SECRET]
         self._valid: dict[str, set[str]] = {}
@@ -308,9 +315,24 @@ class FakeCommercetools(Ruled):
         # The client may hold every scope; the token has what was asked for.
         asked = unquote(form.get("scope", "").replace("+", " "))
         self.scopes_asked.append(asked)
+        beyond = [
+            scope
+            for scope in asked.split()
+            if not granted(self.client_scopes, (scope.removesuffix(f":{PROJECT}"),))
+        ]
+        if beyond and self.enforces("scopes"):
+            return httpx.Response(
+                400,
+                json={
+                    "statusCode": 400,
+                    "message": f"Invalid scopes: {' '.join(beyond)}",
+                    "error": "invalid_scope",
+                    "error_description": f"Invalid scopes: {' '.join(beyond)}",
+                },
+            )
         self.token_requests += 1
         token = f"tok-{self.token_requests}-abcdef"
-        self._valid[token] = set(asked.split()) or {f"manage_project:{PROJECT}"}
+        self._valid[token] = set(asked.split()) or set(self.client_scopes)
         self.secrets.append(token)
         return httpx.Response(
             200, json={"access_token": token, "expires_in": 172800, "token_type": "Bearer"}

@@ -21,6 +21,8 @@ from .fake_adobe_commerce import (
     TOKEN,
     FakeAdobeCommerce,
 )
+from .fake_commercetools import CLIENT_ID as CT_CLIENT_ID
+from .fake_commercetools import CLIENT_SECRET as CT_CLIENT_SECRET
 from .fake_commercetools import PROJECT as CT_PROJECT
 from .fake_commercetools import FakeCommercetools
 from .fake_salesforce import CLIENT_ID, CLIENT_SECRET, LOGIN, MY_DOMAIN, FakeSalesforce
@@ -111,6 +113,15 @@ def _ct_scopes(fake: FakeCommercetools) -> None:
         "insufficient_scope",
     )
     assert fake.call("GET", "/orders/order-number=none", scopes=orders_only).status_code == 404
+    fake.client_scopes = set(orders_only)
+    basic = base64.b64encode(f"{CT_CLIENT_ID}:{CT_CLIENT_SECRET}".encode()).decode()
+    beyond = httpx.Request(
+        "POST",
+        "https://auth.ct.test/oauth/token",
+        headers={"Authorization": f"Basic {basic}"},
+        data={"grant_type": "client_credentials", "scope": f"manage_products:{CT_PROJECT}"},
+    )
+    _refused(fake.handler(beyond), 400, "invalid_scope")
 
 
 COMMERCETOOLS: dict[str, Probe] = {

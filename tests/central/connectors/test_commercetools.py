@@ -395,3 +395,13 @@ async def test_an_answer_without_taxedprice_states_no_gross_for_a_sale_taxed_on_
         eu = await connector.deliver([samples.routed(samples.sale())])
     assert us.accepted[0].confirmed is None, "totalPrice is the net here, not the gross"
     assert eu.accepted[0].confirmed == Decimal("29.97"), "tax included: totalPrice is gross"
+
+
+async def test_a_client_without_a_needed_scope_is_told_which_one() -> None:
+    p = PROJECT
+    fake = FakeCommercetools(client_scopes={f"manage_orders:{p}", f"manage_payments:{p}"})
+    result = await _deliver(fake, samples.routed(samples.sale()))
+    (refused,) = result.retry  # type: ignore[attr-defined]
+    assert f"invalid_scope: Invalid scopes: manage_products:{p}" in refused.reason
+    assert "must hold the scopes asked for" in refused.reason
+    assert fake.orders == {}
