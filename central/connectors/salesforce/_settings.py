@@ -62,6 +62,11 @@ class SalesforceSettings(TargetSettings):
         description="Status a void gives its original order (a value of the org's Order "
         "Status picklist).",
     )
+    cancel_status: str = Field(
+        default="Cancelled",
+        description="Status of the order a basket abandoned before tender becomes (a value "
+        "of the org's Order Status picklist).",
+    )
     negative_quantities: bool = Field(
         default=False,
         description="The org allows negative quantities on orders (Setup > Order Settings); "
