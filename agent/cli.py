@@ -243,26 +243,19 @@ def status(
     config: ConfigOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw status.")] = False,
 ) -> None:
-    """Connection, backlog, budget, files, recovery: from the running daemon's loopback
-    endpoint, else from what it last wrote and the outbox database.
+    """Connection, backlog, budget, files, recovery: from the running daemon (at the
+    address it wrote to its data folder), else from what it last wrote and the outbox
+    database.
 
     Exit codes as systemd's: 0 running and healthy, 1 running with a problem (named on
     stderr), 3 not running."""
-    import httpx
-
     from agent.daemon import read_status
     from agent.support import outbox_stats
 
     cfg = load_or_exit(config)
-    running = True
-    try:
-        # Loopback: never through a proxy from the environment or the system settings.
-        reply = httpx.get(f"http://{cfg.status_listen}/status", timeout=2, trust_env=False)
-        reply.raise_for_status()
-        data = reply.json()
-        data["answered_by"] = "running agent"
-    except (httpx.HTTPError, ValueError):
-        running = False
+    data = _ask_running_agent(cfg.data_dir)
+    running = data is not None
+    if data is None:
         data = read_status(cfg.data_dir)
         if data is None:
             typer.echo(f"no status in {cfg.data_dir}: the agent has not run here yet", err=True)
@@ -281,6 +274,29 @@ def status(
         raise typer.Exit(3)
     if problems:
         raise typer.Exit(1)
+
+
+def _ask_running_agent(data_dir: Path) -> dict[str, Any] | None:
+    """The running daemon's own status, from the address it wrote to its data folder at
+    start; None when no daemon answers there (or another process holds that port now)."""
+    import httpx
+
+    from agent.daemon import read_status_address
+
+    address = read_status_address(data_dir)
+    if address is None:
+        return None
+    try:
+        # Loopback: never through a proxy from the environment or the system settings.
+        reply = httpx.get(f"http://{address['listen']}/status", timeout=2, trust_env=False)
+        reply.raise_for_status()
+        data: dict[str, Any] = reply.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("pid") != address.get("pid"):
+        return None  # a crashed daemon's address, now someone else's port
+    data["answered_by"] = "running agent"
+    return data
 
 
 def _status_problems(data: dict[str, Any]) -> list[str]:

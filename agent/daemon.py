@@ -40,11 +40,15 @@ from agent.sources import (
 )
 from agent.uplink import Uplink
 
-__all__ = ["Agent", "closed_before", "protect_data", "read_status"]
+__all__ = ["Agent", "closed_before", "protect_data", "read_status", "read_status_address"]
 
 log = logging.getLogger("tillbridge.agent")
 
 STATUS_FILE = "status.json"
+STATUS_ADDRESS_FILE = "status.address"
+"""Where the running daemon answers `GET /status`, written at start to its data folder:
+the `status` command reads the address there, never the port in a config that may have
+changed since the daemon started (and `status_listen` may be port 0: any free port)."""
 
 
 def closed_before(now: datetime, close: str) -> date:
@@ -59,6 +63,18 @@ def read_status(data_dir: Path) -> dict[str, Any] | None:
     try:
         data: dict[str, Any] = json.loads((data_dir / STATUS_FILE).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data
+
+
+def read_status_address(data_dir: Path) -> dict[str, Any] | None:
+    """`{"listen": "127.0.0.1:PORT", "pid": N}` of the running daemon, or None when no
+    daemon has said where it answers (not running, or its endpoint could not bind)."""
+    try:
+        data = json.loads((data_dir / STATUS_ADDRESS_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("listen"), str):
         return None
     return data
 
@@ -186,6 +202,7 @@ class Agent:
             self.scheduler.shutdown()
             if server is not None:
                 server.close()
+                self._forget_status_address()
             await watchers.stop()
             await asyncio.wait_for(uplink_task, 30)
             await self.write_status()
@@ -361,13 +378,32 @@ class Agent:
         """`GET /status` on the loopback address (config: status_listen) for field support."""
         host, _, port = self.config.status_listen.rpartition(":")
         try:
-            return await asyncio.start_server(self._answer, host.strip("[]"), int(port))
+            server = await asyncio.start_server(self._answer, host.strip("[]"), int(port))
         except OSError as exc:
             log.warning(
                 "Status endpoint unavailable; status is still written to status.json.",
                 extra={"listen": self.config.status_listen, "error": str(exc)},
             )
+            self._forget_status_address()  # a stale address would lead to another program
             return None
+        bound = server.sockets[0].getsockname()
+        listen = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
+        target = self.config.data_dir / STATUS_ADDRESS_FILE
+        tmp = target.with_suffix(".tmp-address")
+        try:
+            tmp.write_text(json.dumps({"listen": listen, "pid": os.getpid()}), encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:
+            log.warning(
+                "Status address could not be written; `status` reads status.json instead.",
+                extra={"path": str(target), "error": str(exc)},
+            )
+        log.debug("Status endpoint listening.", extra={"listen": listen})
+        return server
+
+    def _forget_status_address(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.config.data_dir / STATUS_ADDRESS_FILE).unlink(missing_ok=True)
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -501,6 +501,34 @@ async def test_status_comes_from_the_running_agent_else_from_file_and_database(
     assert after["database"]["records_by_state"] == {"pending": 4}  # type: ignore[index]
 
 
+async def test_status_finds_the_running_agent_after_its_config_changed(
+    tmp_path: Path, agents: list[subprocess.Popen[bytes]]
+) -> None:
+    """The port in the config is read once, at start: `status` asks at the address the
+    daemon wrote to its data folder, so a config rewritten under a running agent (another
+    port, or port 0) does not make a healthy agent look stopped."""
+    from tests.support.mosquitto import free_port
+
+    config = write_config(tmp_path, "mqtt://127.0.0.1:1", status_listen="127.0.0.1:0")
+    agents.append(start_agent(config))
+
+    async def answered() -> bool:
+        status, _, _ = await asyncio.to_thread(agent_status, config)
+        return status.get("answered_by") == "running agent"
+
+    await wait_for(answered, timeout=20)
+    write_config(tmp_path, "mqtt://127.0.0.1:1", status_listen=f"127.0.0.1:{free_port()}")
+    status, code, said = await asyncio.to_thread(agent_status, config)
+    assert status["answered_by"] == "running agent"
+    assert status["pid"] == agents[0].pid
+    assert code == 1  # running, with its problem named (no broker here), not "stopped"
+    assert "problem: the agent is not running" not in said
+    agents[0].send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(agents[0].wait, 30) == 0
+    assert not (tmp_path / "data" / "status.address").exists()
+    assert (await asyncio.to_thread(agent_status, config))[1] == 3
+
+
 async def test_status_counts_the_files_in_quarantine_not_the_refusals(tmp_path: Path) -> None:
     from agent.sources._quarantine import quarantine_file
 
