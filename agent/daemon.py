@@ -199,7 +199,7 @@ class Agent:
             await stop.wait()
             log.info("Agent stopping.")
             self.notifier.stopping()
-            self.scheduler.shutdown()
+            await self.scheduler.stop()
             if server is not None:
                 server.close()
                 self._forget_status_address()
