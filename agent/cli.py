@@ -14,24 +14,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.core
 
 from agent._version import __version__
 from agent.config import AgentConfig, load_agent_config
+from agent.contract._help import click_style_help
 from agent.contract.settings import ConfigError, default_config_path
 
 if TYPE_CHECKING:
     from agent.parsers import ParseContext
 
+click_style_help(typer.core)
 app = typer.Typer(
     name="tillbridge-agent",
     help="Tillbridge store agent: watches POS exports and forwards them to central.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # Click's own help: word-wrapped, metavars not type names
 )
-config_app = typer.Typer(help="Configuration commands.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Configuration commands.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(config_app, name="config")
-quarantine_app = typer.Typer(help="Files the agent refused.", no_args_is_help=True)
+quarantine_app = typer.Typer(
+    help="Files the agent refused.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(quarantine_app, name="quarantine")
 
 ConfigOption = Annotated[
