@@ -428,8 +428,15 @@ def logs(
         str | None, typer.Option(help="Least level: debug, info, warning (warn), error.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON lines.")] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Go on printing entries as they are written (Ctrl-C ends)."
+        ),
+    ] = False,
 ) -> None:
-    """Filter the agent's JSON log files (the rolled-over ones too)."""
+    """Filter the agent's JSON log files (the rolled-over ones too); with -f, follow the
+    log as it grows, across a rollover."""
     from agent.support import format_entry, log_level, parse_since, read_logs
 
     cfg = load_or_exit(config)
@@ -443,8 +450,14 @@ def logs(
     except ValueError as exc:
         typer.echo(f"--level: {exc}", err=True)
         raise typer.Exit(2) from None
-    for entry in read_logs(cfg.log_file, since=window, correlation=correlation, level=level):
-        typer.echo(json.dumps(entry, ensure_ascii=False) if as_json else format_entry(entry))
+    entries = read_logs(
+        cfg.log_file, since=window, correlation=correlation, level=level, follow=follow
+    )
+    try:
+        for entry in entries:
+            typer.echo(json.dumps(entry, ensure_ascii=False) if as_json else format_entry(entry))
+    except KeyboardInterrupt:
+        pass  # how a follow ends
 
 
 @app.command()

@@ -25,6 +25,7 @@ from agent import _failpoints as failpoints
 from agent._version import __version__
 from agent.config import AgentConfig
 from agent.contract import AgentInfo, Heartbeat
+from agent.contract.logs import bind, new_correlation_id
 from agent.contract.notify import Notifier
 from agent.eod import DayCounts, summarise_day
 from agent.lock import data_dir_lock
@@ -268,27 +269,35 @@ class Agent:
         cutoff = closed_before(now.astimezone(config.zone), config.end_of_day_close)
         queued = 0
         for day, revision in await outbox.days_to_summarise(cutoff.isoformat()):
-            skipped = await outbox.day_skipped(day)
-            transactions, covered = await outbox.day_transactions(day)
-            records = summarise_day(
-                store=config.store,
-                business_date=date.fromisoformat(day),
-                transactions=transactions,
-                counts=DayCounts(
-                    training=skipped.get("training", 0),
-                    control=skipped.get("control", 0),
-                    suspended=skipped.get("suspended", 0),
-                    refused=await outbox.day_refused(day),
-                ),
-                default_currency=config.currency,
-                closed_at=now,
-                revision=revision,
-                covered=covered,
-            )
-            await outbox.add_day_summary(day, revision, list(records), covered)
-            queued += len(records)
-            log.info("End of day queued.", extra={"business_date": day, "revision": revision})
+            with bind(business_date=day, correlation_id=new_correlation_id()):
+                queued += await self._summarise_day(day, revision, now)
         return queued
+
+    async def _summarise_day(self, day: str, revision: int, now: datetime) -> int:
+        """One closed day's end-of-day records, under the correlation id bound for it."""
+        outbox = self.outbox
+        assert outbox is not None
+        config = self.config
+        skipped = await outbox.day_skipped(day)
+        transactions, covered = await outbox.day_transactions(day)
+        records = summarise_day(
+            store=config.store,
+            business_date=date.fromisoformat(day),
+            transactions=transactions,
+            counts=DayCounts(
+                training=skipped.get("training", 0),
+                control=skipped.get("control", 0),
+                suspended=skipped.get("suspended", 0),
+                refused=await outbox.day_refused(day),
+            ),
+            default_currency=config.currency,
+            closed_at=now,
+            revision=revision,
+            covered=covered,
+        )
+        await outbox.add_day_summary(day, revision, list(records), covered)
+        log.info("End of day queued.", extra={"revision": revision})
+        return len(records)
 
     # -- recovery -------------------------------------------------------------------------
 
@@ -316,13 +325,14 @@ class Agent:
             )
         done = failed = 0
         for path in files:
-            item, items = await read_archived(self.config, path)
-            try:
-                outcome = await outbox.ingest(item, items, budget=False)
-            except ParseError as exc:
-                failed += 1
-                await self._quarantine_archived(path, item.sha256, exc)
-                continue
+            with bind(file=path.name, correlation_id=new_correlation_id()):
+                item, items = await read_archived(self.config, path)
+                try:
+                    outcome = await outbox.ingest(item, items, budget=False)
+                except ParseError as exc:
+                    failed += 1
+                    await self._quarantine_archived(path, item.sha256, exc)
+                    continue
             if not outcome.already_ingested:
                 done += 1
             failpoints.hit("reread.file_done")

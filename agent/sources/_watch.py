@@ -31,7 +31,7 @@ from typing import Any
 from watchdog.observers.api import BaseObserver
 
 from agent.config import AgentConfig, SourceSettings
-from agent.contract.logs import bind
+from agent.contract.logs import bind, new_correlation_id
 from agent.parsers import ParseContext, ParseError, parse_stream
 
 from ._events import alive, start_observer, stop_observer
@@ -365,8 +365,13 @@ class SourceWatcher:
         )
 
     async def _take(self, path: Path) -> None:
-        """Take one file; never raises (but for cancellation)."""
-        with bind(source=self.source.name, file=path.name):
+        """Take one file; never raises (but for cancellation). Every line about it, every
+        attempt, carries one correlation id, which its records carry to central."""
+        candidate = self._pending.get(path)
+        if candidate is not None and not candidate.correlation_id:
+            candidate.correlation_id = new_correlation_id()
+        cid = candidate.correlation_id if candidate is not None else new_correlation_id()
+        with bind(source=self.source.name, file=path.name, correlation_id=cid):
             try:
                 await self._take_file(path)
             except Exception as exc:

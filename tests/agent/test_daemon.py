@@ -145,6 +145,52 @@ async def test_files_reach_central_once_and_sigterm_stops_cleanly(
         await wait_for(offline, timeout=10)
 
 
+async def test_one_correlation_id_finds_a_file_in_the_agents_log_and_at_central(
+    tmp_path: Path, mosquitto: Mosquitto, agents: list[subprocess.Popen[bytes]]
+) -> None:
+    """The id central shows for a record is the one on every agent log line about its
+    file: `logs --correlation ID` finds the file's story (and a refused file's lines
+    share one id too)."""
+    config = write_config(tmp_path, mosquitto.url)
+    relay = central_config(mosquitto.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path / "c")
+    async with running_relay(relay) as (_, inbox):
+        expected = drop_counts(tmp_path / "pos", 1, 3, 4)
+        (tmp_path / "pos" / "broken.csv").write_text("not, a, count\n")
+        agents.append(start_agent(config))
+
+        async def arrived() -> bool:
+            return (await inbox.stats())["records"] >= expected
+
+        await wait_for(arrived, timeout=30)
+        found = await inbox.search_records(limit=100)
+        agents[0].send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(agents[0].wait, 30) == 0
+    by_id: dict[str, set[str]] = {}
+    for record in found:
+        by_id.setdefault(str(record["correlation_id"]), set()).add(str(record["key"]))
+    assert len(by_id) == 3  # one id per file, as central shows it
+    for correlation, keys in by_id.items():
+        result = subprocess.run(
+            [str(BIN), "logs", "--json", "--correlation", correlation, "--config", str(config)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        story = [json.loads(line) for line in result.stdout.splitlines()]
+        ingested = [e for e in story if e["msg"] == "File ingested."]
+        assert len(ingested) == 1, story
+        assert ingested[0]["records"] == len(keys) == 4
+        assert ingested[0]["file"].startswith("counts_")
+    lines = [
+        json.loads(line)
+        for line in (tmp_path / "data" / "logs" / "agent.log").read_text().splitlines()
+    ]
+    refused = [e for e in lines if e.get("file") == "broken.csv"]
+    assert any(e["msg"] == "File refused and quarantined." for e in refused)
+    assert len({e.get("correlation_id") for e in refused}) == 1
+    assert refused[0].get("correlation_id")
+
+
 async def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
     tmp_path: Path, mosquitto: Mosquitto, agents: list[subprocess.Popen[bytes]]
 ) -> None:
