@@ -84,6 +84,10 @@ UNMAPPED = ("GW-100", "Gift wrapping", Decimal("3.50"))
 """Sold once by store 0044: the SKU table lacks it, so the record waits in Exceptions."""
 
 
+TRADING_ENDS = timedelta(seconds=30)
+"""How long before the close the tills start on the next business day."""
+
+
 def sku_table() -> str:
     """Every item the tills sell, by its EAN and by the MICROS menu item number."""
     rows = ["pos_sku,sku"]
@@ -233,8 +237,10 @@ class Demo:
         self.started = time.monotonic()
 
     def business_day(self) -> date:
-        """The tills' trading day: the one the close has not ended yet."""
-        return closed_before(datetime.now(UTC), self.close)
+        """The tills' trading day: the one the close has not ended yet. The tills move on
+        to the next day `TRADING_ENDS` before the close, as a store stops selling before
+        its end-of-day run, so every file of the closed day is in when it is summarised."""
+        return closed_before(datetime.now(UTC) + TRADING_ENDS, self.close)
 
     def step(self) -> str | None:
         """Write one file per till (and a stock count now and then); cut or restore the

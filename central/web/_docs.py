@@ -1,17 +1,20 @@
 """The API's documentation page (`/docs`), served entirely from this installation: Swagger
-UI's files come from the `swagger-ui-bundle` package (Swagger UI, Apache-2.0) and the page
-starts it with a script of ours, so it works without internet and without inline script."""
+UI's files (5.x, which reads OpenAPI 3.1) come from the `swagger-ui-py` package (Swagger UI
+and the package both Apache-2.0, its LICENSE beside the files) and the page starts it with
+a script of ours, so it works without internet and without inline script."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 from ._guard import SECURITY_HEADERS
 
-__all__ = ["ASSETS", "mount_docs"]
+__all__ = ["ASSETS", "mount_docs", "swagger_ui_files"]
 
 ASSETS = "/docs/assets"
 
@@ -44,6 +47,15 @@ async def docs() -> HTMLResponse:
     return HTMLResponse(_PAGE, headers={"content-security-policy": _CSP})
 
 
+def swagger_ui_files() -> Path:
+    """The folder of Swagger UI's distribution files in the installed package (found
+    without importing it: only its files are wanted)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is not installed; it is one of the relay's dependencies")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
 def mount_docs(app: FastAPI) -> None:
-    app.mount(ASSETS, StaticFiles(directory=str(swagger_ui_path)), "docs-assets")
+    app.mount(ASSETS, StaticFiles(directory=str(swagger_ui_files())), "docs-assets")
     app.include_router(router)

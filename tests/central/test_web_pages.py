@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from agent.contract import AgentInfo, Heartbeat
+from central.web._docs import swagger_ui_files
 
 from .connectors import samples
 from .test_delivery import put
@@ -33,6 +34,8 @@ async def test_api_docs_come_from_the_installation_not_a_cdn(relay) -> None:  # 
     policy = page.headers["content-security-policy"]
     assert "script-src 'self';" in policy  # still no inline or foreign script
     assert (await client.get("/openapi.json")).json()["paths"]["/api/v1/records"]
+    # Swagger UI's licence travels with its files.
+    assert "Apache License" in (swagger_ui_files() / "LICENSE").read_text()
 
 
 async def test_records_page_through_results_and_show_their_zone(relay) -> None:  # type: ignore[no-untyped-def]
