@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -146,11 +147,15 @@ async def test_files_reach_central_once_and_sigterm_stops_cleanly(
 
 
 async def test_one_correlation_id_finds_a_file_in_the_agents_log_and_at_central(
-    tmp_path: Path, mosquitto: Mosquitto, agents: list[subprocess.Popen[bytes]]
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    agents: list[subprocess.Popen[bytes]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The id central shows for a record is the one on every agent log line about its
     file: `logs --correlation ID` finds the file's story (and a refused file's lines
-    share one id too)."""
+    share one id too); the relay's receipt names it as well."""
+    caplog.set_level(logging.INFO, logger="tillbridge.central")
     config = write_config(tmp_path, mosquitto.url)
     relay = central_config(mosquitto.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path / "c")
     async with running_relay(relay) as (_, inbox):
@@ -169,6 +174,9 @@ async def test_one_correlation_id_finds_a_file_in_the_agents_log_and_at_central(
     for record in found:
         by_id.setdefault(str(record["correlation_id"]), set()).add(str(record["key"]))
     assert len(by_id) == 3  # one id per file, as central shows it
+    receipts = [r for r in caplog.records if r.getMessage() == "Batch acknowledged."]
+    named = {c for r in receipts for c in getattr(r, "record_correlation_ids", [])}
+    assert set(by_id) <= named
     for correlation, keys in by_id.items():
         result = subprocess.run(
             [str(BIN), "logs", "--json", "--correlation", correlation, "--config", str(config)],
