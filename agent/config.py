@@ -164,7 +164,10 @@ class AgentConfig(Section):
         description="Local time after which a business day is closed and summarised.",
     )
     status_listen: str = Field(
-        default="127.0.0.1:8471", description="Local status endpoint (loopback only)."
+        default="127.0.0.1:8471",
+        description="Local status endpoint (loopback only; port 0 takes any free port). "
+        "The daemon writes the address it listens on to status.address in its data folder, "
+        "where the status command reads it.",
     )
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     sources: list[SourceSettings] = Field(default_factory=list)

@@ -92,6 +92,17 @@ _FIRST_BATCH = 200
 _IDLE_TICK_SECONDS = 5.0
 
 
+def _collect_disconnect(client: aiomqtt.Client) -> None:
+    """A link lost while the session was stopping (the broker went away too) leaves its
+    error in aiomqtt's disconnect future, which `__aexit__` does not read; unread, asyncio
+    logs "Future exception was never retrieved" at ERROR when it is collected. The loss is
+    already handled: read it here."""
+    disconnected = getattr(client, "_disconnected", None)
+    if isinstance(disconnected, asyncio.Future) and disconnected.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            disconnected.exception()
+
+
 @dataclasses.dataclass(slots=True)
 class _Flight:
     seqs: set[int]
@@ -190,7 +201,10 @@ class Uplink:
                             timeout=2,
                         )
                 finally:
-                    await client.__aexit__(None, None, None)
+                    try:
+                        await client.__aexit__(None, None, None)
+                    finally:
+                        _collect_disconnect(client)
             except aiomqtt.MqttError as exc:
                 error = str(exc)
                 hint = await self._scheme_hint()

@@ -30,7 +30,11 @@ __all__ = ["app", "describe", "group_of", "groups", "matches", "retry_matching",
 
 T = TypeVar("T")
 
-app = typer.Typer(help="The exception queue: records that need a person.", no_args_is_help=True)
+app = typer.Typer(
+    help="The exception queue: records that need a person.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 def describe(item: ExceptionItem, *, now: datetime | None = None) -> dict[str, Any]:

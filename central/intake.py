@@ -426,6 +426,9 @@ class Intake:
                 "committed": len(result.committed),
                 "duplicates": len(result.duplicates),
                 "rejected": len(bad),
+                # The ids the records carry from the agent (one per source file), as the
+                # dashboard shows them: the receipt is part of each record's story.
+                "record_correlation_ids": sorted({r.correlation_id for r in batch.records}),
             },
         )
 

@@ -30,6 +30,7 @@ from agent import _failpoints as failpoints
 from agent.config import OutboxSettings
 from agent.parsers import Parsed, Skipped
 from agent.sources import BudgetReached, IngestFile, IngestOutcome, archive_days
+from common.logs import correlation_id as bound_correlation_id
 from common.logs import new_correlation_id
 from contract import Inventory, Record, Transaction
 
@@ -390,7 +391,7 @@ class Outbox:
         budget and one chunk (checked after each). A file meeting an outbox that holds
         nothing unacknowledged goes in whole, whatever its size: nothing would drain to
         make room for it."""
-        correlation_id = new_correlation_id()
+        correlation_id = bound_correlation_id() or new_correlation_id()
         mirror = self._mirror
 
         async def job(db: aiosqlite.Connection) -> IngestOutcome:
@@ -444,7 +445,7 @@ class Outbox:
     async def add(self, records: Iterable[Record]) -> IngestOutcome:
         """Commit records that no file brought (end-of-day summaries)."""
         chunk: list[Parsed] = list(records)
-        correlation_id = new_correlation_id()
+        correlation_id = bound_correlation_id() or new_correlation_id()
 
         async def job(db: aiosqlite.Connection) -> IngestOutcome:
             counts = _FileCounts()
@@ -719,7 +720,7 @@ class Outbox:
     async def replay(self, items: Iterator[Parsed]) -> tuple[int, int]:
         """Send an archived file's records again: rows still held go back to pending, rows
         already purged are inserted anew. Returns (sent again, inserted)."""
-        correlation_id = new_correlation_id()
+        correlation_id = bound_correlation_id() or new_correlation_id()
 
         async def job(db: aiosqlite.Connection) -> tuple[int, int]:
             again = inserted = 0
@@ -824,7 +825,7 @@ class Outbox:
     ) -> None:
         """Queue a day's summary and remember the last seq it covered: records of that day
         committed later raise the next revision."""
-        correlation_id = new_correlation_id()
+        correlation_id = bound_correlation_id() or new_correlation_id()
 
         async def job(db: aiosqlite.Connection) -> None:
             await self._insert(db, list(records), correlation_id, _FileCounts())

@@ -32,7 +32,7 @@ from watchdog.observers.api import BaseObserver
 
 from agent.config import AgentConfig, SourceSettings
 from agent.parsers import ParseContext, ParseError, parse_stream
-from common.logs import bind
+from common.logs import bind, new_correlation_id
 
 from ._events import alive, start_observer, stop_observer
 from ._files import (
@@ -365,8 +365,13 @@ class SourceWatcher:
         )
 
     async def _ingest(self, path: Path) -> None:
-        """Take one file; never raises (but for cancellation)."""
-        with bind(source=self.source.name, file=path.name):
+        """Take one file; never raises (but for cancellation). Every line about it, every
+        attempt, carries one correlation id, which its records carry to central."""
+        candidate = self._pending.get(path)
+        if candidate is not None and not candidate.correlation_id:
+            candidate.correlation_id = new_correlation_id()
+        cid = candidate.correlation_id if candidate is not None else new_correlation_id()
+        with bind(source=self.source.name, file=path.name, correlation_id=cid):
             try:
                 await self._ingest_file(path)
             except Exception as exc:

@@ -13,7 +13,29 @@ from common.redact import redact_value
 
 from ._deps import AppState
 
-__all__ = ["fleet", "recon_day", "recon_days", "record_detail", "shown", "throughput_svg"]
+__all__ = [
+    "fleet",
+    "recon_day",
+    "recon_days",
+    "record_detail",
+    "shown",
+    "throughput_svg",
+    "when",
+]
+
+
+def when(value: object) -> str:
+    """An ISO time as the pages show it, with its zone: `2026-12-05 14:03:07 UTC`."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # the inbox keeps UTC
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 async def fleet(inbox: Inbox) -> list[dict[str, Any]]:
