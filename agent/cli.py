@@ -18,67 +18,28 @@ import typer.core
 
 from agent._version import __version__
 from agent.config import AgentConfig, load_agent_config
-from common.cli import click_style_help
-from common.settings import ConfigError, default_config_path
+from common.cli import config_option, group, program
+from common.cli import load_or_exit as _load_or_exit
 
 if TYPE_CHECKING:
     from agent.parsers import ParseContext
 
-click_style_help(typer.core)
-app = typer.Typer(
-    name="tillbridge-agent",
-    help="Tillbridge store agent: watches POS exports and forwards them to central.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # Click's own help: word-wrapped, metavars not type names
+app = program(
+    "tillbridge-agent",
+    "Tillbridge store agent: watches POS exports and forwards them to central.",
+    __version__,
 )
-config_app = typer.Typer(
-    help="Configuration commands.", no_args_is_help=True, rich_markup_mode=None
-)
+config_app = group("Configuration commands.")
 app.add_typer(config_app, name="config")
-quarantine_app = typer.Typer(
-    help="Files the agent refused.", no_args_is_help=True, rich_markup_mode=None
-)
+quarantine_app = group("Files the agent refused.")
 app.add_typer(quarantine_app, name="quarantine")
 
-ConfigOption = Annotated[
-    Path,
-    typer.Option(
-        "--config",
-        "-c",
-        help="The TOML config file (default: $TILLBRIDGE_CONFIG, else "
-        "/etc/tillbridge/agent.toml; %ProgramData%\\Tillbridge\\agent.toml on Windows).",
-        show_default=False,
-        default_factory=lambda: default_config_path("agent"),
-    ),
-]
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"tillbridge-agent {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    """Tillbridge store agent."""
+ConfigOption = Annotated[Path, config_option("agent")]
 
 
 def load_or_exit(config: Path) -> AgentConfig:
     """The config, or exit 2 with one line per problem on stderr."""
-    try:
-        return load_agent_config(config)
-    except ConfigError as exc:
-        for line in exc.problems:
-            typer.echo(line, err=True)
-        raise typer.Exit(2) from None
+    return _load_or_exit(load_agent_config, config)
 
 
 @config_app.command("check")
