@@ -18,8 +18,8 @@ import typer.core
 
 from agent._version import __version__
 from agent.config import AgentConfig, load_agent_config
-from agent.contract._help import click_style_help
-from agent.contract.settings import ConfigError, default_config_path
+from common.cli import click_style_help
+from common.settings import ConfigError, default_config_path
 
 if TYPE_CHECKING:
     from agent.parsers import ParseContext
@@ -91,7 +91,7 @@ def config_check(config: ConfigOption) -> None:
 @app.command()
 def schema() -> None:
     """Print the record contract (canonical record and batch envelope) as JSON Schema."""
-    from agent.contract import Batch, record_adapter
+    from contract import Batch, record_adapter
 
     doc = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -145,8 +145,8 @@ def parse(
 ) -> None:
     """Print canonical records as JSON lines; refused input exits 2 naming file, place, reason
     (a refused transaction is printed as its `refused` record too)."""
-    from agent.contract import Refused
     from agent.parsers import ParseError, Skipped, parse_bytes
+    from contract import Refused
 
     zone = _zone_or_exit(timezone)
     failed = False
@@ -230,8 +230,8 @@ def verify(
 def run(config: ConfigOption) -> None:
     """Run the store daemon until SIGTERM or SIGINT."""
     from agent._loop import loop_factory
-    from agent.contract.runtime import run_daemon
     from agent.daemon import Agent
+    from common.runtime import run_daemon
 
     cfg = load_or_exit(config)
     code = run_daemon(

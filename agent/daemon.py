@@ -24,9 +24,6 @@ from agent import _acl
 from agent import _failpoints as failpoints
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.contract import AgentInfo, Heartbeat
-from agent.contract.logs import bind, new_correlation_id
-from agent.contract.notify import Notifier
 from agent.eod import DayCounts, summarise_day
 from agent.lock import data_dir_lock
 from agent.outbox import Outbox
@@ -40,6 +37,9 @@ from agent.sources import (
     quarantine_copy,
 )
 from agent.uplink import Uplink
+from common.logs import bind, new_correlation_id
+from common.notify import Notifier
+from contract import AgentInfo, Heartbeat
 
 __all__ = ["Agent", "closed_before", "protect_data", "read_status", "read_status_address"]
 

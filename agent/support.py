@@ -30,8 +30,8 @@ from agent import _acl, _loop
 from agent._probe import scheme_mismatch
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.contract.redact import redact_text, redact_value
 from agent.sources import missing_drive_hint
+from common.redact import redact_text, redact_value
 
 __all__ = ["Check", "bundle", "doctor", "outbox_stats", "parse_since", "read_logs"]
 

@@ -32,7 +32,9 @@ from pydantic import ValidationError
 from agent._probe import scheme_mismatch
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.contract import (
+from agent.outbox import Outbox, OutRow
+from common.logs import bind
+from contract import (
     SCHEMA_VERSION,
     Ack,
     AgentInfo,
@@ -43,8 +45,6 @@ from agent.contract import (
     encode_batch,
     topic,
 )
-from agent.contract.logs import bind
-from agent.outbox import Outbox, OutRow
 
 __all__ = ["Uplink", "encode_rows", "offline_status"]
 
@@ -314,7 +314,7 @@ class Uplink:
         while True:
             self._expire()
             while len(self._flights) < settings.window:
-                rows = await self.outbox.take(self._batch_size())
+                rows = await self.outbox.claim_pending(self._batch_size())
                 if not rows:
                     break
                 for part in await self._split(rows):

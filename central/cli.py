@@ -15,15 +15,15 @@ from typing import Annotated, Any
 import typer
 import typer.core
 
-from agent.contract._help import click_style_help
-from agent.contract.modes import private_dir, too_open
-from agent.contract.notify import Notifier
-from agent.contract.redact import redact_text
-from agent.contract.runtime import run_daemon
-from agent.contract.settings import ConfigError, default_config_path
 from central._version import __version__
 from central.config import CentralConfig, load_central_config
-from central.exceptions import app as exceptions_app
+from central.exception_queue import app as exceptions_app
+from common.cli import click_style_help
+from common.modes import private_dir, too_open
+from common.notify import Notifier
+from common.redact import redact_text
+from common.runtime import run_daemon
+from common.settings import ConfigError, default_config_path
 
 click_style_help(typer.core)
 app = typer.Typer(

@@ -368,8 +368,8 @@ class MagestorePos(_Pos):
 
 def expected_totals(name: str, data: bytes, format_name: str, store: str) -> dict[str, Decimal]:
     """Key → total of each record the agent must forward from one file, by its own parsers."""
-    from agent.contract import Transaction
     from agent.parsers import ParseContext, parse_bytes
+    from contract import Transaction
 
     context = ParseContext(file_name=name, store=store)
     return {

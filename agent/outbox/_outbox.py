@@ -28,11 +28,11 @@ import aiosqlite
 from agent import _acl
 from agent import _failpoints as failpoints
 from agent.config import OutboxSettings
-from agent.contract import Inventory, Record, Transaction
-from agent.contract.logs import correlation_id as bound_correlation_id
-from agent.contract.logs import new_correlation_id
 from agent.parsers import Parsed, Skipped
 from agent.sources import BudgetReached, IngestFile, IngestOutcome, archive_days
+from common.logs import correlation_id as bound_correlation_id
+from common.logs import new_correlation_id
+from contract import Inventory, Record, Transaction
 
 from ._db import (
     SCHEMA,
@@ -128,7 +128,7 @@ class _FileCounts:
     unchanged: int = 0
 
 
-def _take(items: Iterator[Parsed], n: int) -> list[Parsed]:
+def _next_chunk(items: Iterator[Parsed], n: int) -> list[Parsed]:
     out: list[Parsed] = []
     for item in items:
         out.append(item)
@@ -400,7 +400,7 @@ class Outbox:
                     return IngestOutcome(0, 0, 0, already_ingested=True)
             held = (mirror.unacked_rows, mirror.unacked_bytes)
             counts = _FileCounts()
-            while chunk := await asyncio.to_thread(_take, items, CHUNK):
+            while chunk := await asyncio.to_thread(_next_chunk, items, CHUNK):
                 await self._insert(db, chunk, correlation_id, counts)
                 if budget and held[0] and self._over_budget():
                     needed = (mirror.unacked_rows - held[0], mirror.unacked_bytes - held[1])
@@ -571,7 +571,7 @@ class Outbox:
 
     # -- delivery (the uplink side) -------------------------------------------------------
 
-    async def take(self, limit: int) -> list[OutRow]:
+    async def claim_pending(self, limit: int) -> list[OutRow]:
         """The oldest pending rows, now marked sent (attempts counted)."""
         mirror = self._mirror
 
@@ -724,7 +724,7 @@ class Outbox:
 
         async def job(db: aiosqlite.Connection) -> tuple[int, int]:
             again = inserted = 0
-            while chunk := await asyncio.to_thread(_take, items, CHUNK):
+            while chunk := await asyncio.to_thread(_next_chunk, items, CHUNK):
                 records = [r for r in chunk if not isinstance(r, Skipped)]
                 keys = [r.key for r in records]
                 marks = ",".join("?" * len(keys))

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from agent.contract import Heartbeat, Record, Release, Transaction, make_key
+from contract import Heartbeat, Record, Release, Transaction, make_key
 
 __all__ = [
     "CLAIMABLE",

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any, Protocol, TypeVar
 
-from agent.contract import Heartbeat, Release
+from contract import Heartbeat, Release
 
 from ._model import (
     ALLOWED_FROM,

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from agent.contract.redact import redact_value
-from central.exceptions import retry_matching
+from central.exception_queue import retry_matching
 from central.recon import to_csv
+from common.redact import redact_value
 
 from . import _views
 from ._deps import Viewer, expected_csrf, operator, state, viewer

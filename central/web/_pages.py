@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from central.exceptions import retry_matching
+from central.exception_queue import retry_matching
 
 from . import _views
 from ._api import ExceptionId, RecordId, StoreId

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from agent.contract.redact import redact_value
-from central.exceptions import GROUP_SCAN, describe, groups
+from central.exception_queue import GROUP_SCAN, describe, groups
 from central.inbox import ExceptionItem, Inbox
 from central.recon import ReconDay, reconcile_day
+from common.redact import redact_value
 
 from ._deps import AppState
 

@@ -21,11 +21,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.config import AgentConfig, OutboxSettings, SourceSettings
-from agent.contract import Transaction, make_key
 from agent.daemon import Agent, closed_before, read_status
 from agent.outbox import Outbox
 from agent.parsers import Skipped
 from agent.sources import IngestFile, list_quarantined, retry_quarantined
+from contract import Transaction, make_key
 from tests.support.damage import wreck_pages
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import wait_for
@@ -333,7 +333,7 @@ async def test_end_of_day_is_queued_once_per_closed_day(tmp_path: Path) -> None:
         assert await agent.end_of_day(after_close) == 0  # once
         await outbox.ingest(IngestFile("pos", "b", "b", "b", 1), iter([sale("9", day, "2.00")]))
         assert await agent.end_of_day(after_close) == 1  # a late record raises the revision
-        rows = [r for r in await outbox.take(100) if r.kind == "end_of_day"]
+        rows = [r for r in await outbox.claim_pending(100) if r.kind == "end_of_day"]
         bodies = [json.loads(r.wire)["body"] for r in rows]
         assert [b["revision"] for b in bodies] == [1, 2]
         assert bodies[0]["by_kind"]["sale"] == {"count": 2, "amount": "15.50"}

@@ -7,8 +7,8 @@ import logging
 import zoneinfo
 from datetime import datetime
 
-from agent.contract.logs import configure_logging
 from agent.scheduler import Scheduler
+from common.logs import configure_logging
 
 
 async def test_interval_jobs_run_and_a_failing_job_keeps_running() -> None:

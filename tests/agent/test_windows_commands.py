@@ -25,8 +25,8 @@ import agent.daemon  # noqa: F401 - imported as on any platform: its dependencie
 from agent import selftest, support
 from agent.cli import app, main
 from agent.config import load_agent_config
-from agent.contract import runtime
 from agent.support import Check
+from common import runtime
 from tests.agent.windows import FakeMsvcrt, become_windows, fake_acl
 
 runner = CliRunner()

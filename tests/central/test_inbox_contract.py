@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from agent.contract import AgentInfo, Heartbeat, Release
 from central.inbox import Inbox, IncomingRecord, InvalidRecord, RecordState, open_inbox
+from contract import AgentInfo, Heartbeat, Release
 from tests.support.records import return_body, sale_body
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

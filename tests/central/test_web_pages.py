@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from agent.contract import AgentInfo, Heartbeat
 from central.web._docs import swagger_ui_files
+from contract import AgentInfo, Heartbeat
 
 from .connectors import samples
 from .test_delivery import put

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from agent.contract import EnvelopeError, Limits, WireRecord
 from central.intake import examine
+from contract import EnvelopeError, Limits, WireRecord
 from tests.support.records import batch, return_body, sale_body, wire
 
 __all__ = ["TARGETS", "FuzzReport", "fuzz", "mutate", "seeds"]

@@ -16,7 +16,6 @@ from typing import Any, cast
 import httpx
 import pytest
 
-from agent.contract import EndOfDayTotals
 from central.config import CentralConfig, InboxSettings, WebSettings
 from central.delivery import Delivery
 from central.inbox import Inbox, open_inbox
@@ -24,6 +23,7 @@ from central.inbox._deliveries import DeliverySql
 from central.recon import ReconDay, ReconLine, to_csv
 from central.web import add_user, create_app, remove_user
 from central.web._api import download_name
+from contract import EndOfDayTotals
 from tests.central.connectors import samples
 from tests.central.test_delivery import Servers, put
 from tests.central.test_web import PASSWORD, _exception, basic, relay, sign_in, with_csrf

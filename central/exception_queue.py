@@ -134,8 +134,8 @@ def with_inbox(cfg: CentralConfig, work: Callable[[Inbox], Awaitable[T]]) -> T:
 
 def _config(ctx: typer.Context, config: Path | None) -> CentralConfig:
     """The config named after the subcommand, else before it, else the default."""
-    from agent.contract.settings import default_config_path
     from central.cli import load_or_exit
+    from common.settings import default_config_path
 
     return load_or_exit(config or ctx.obj or default_config_path("central"))
 

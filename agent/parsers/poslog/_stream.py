@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from typing import BinaryIO
 from xml.etree.ElementTree import Element
 
-from ._base import ParseError
-from ._xml import local
+from .._base import ParseError
+from .._xml import local
 
 __all__ = ["transactions"]
 

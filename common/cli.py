@@ -1,7 +1,6 @@
 """Command-line help as Click writes it, for both programs: metavars such as `TEXT`,
 `PATH` and `FILES...` where Typer's help would show Python type names (`<str>`,
-`<list[Path]>`, `{files}...`). It is given Typer's `core` module rather than importing
-it, so the contract stays free of Typer."""
+`<list[Path]>`, `{files}...`)."""
 
 from __future__ import annotations
 
