@@ -23,8 +23,9 @@ import httpx
 
 from agent.contract import Inventory
 from central.connectors import Routed
+from central.connectors._adobe_commerce_orders import increment_id, mark_of
 from central.connectors._base import json_body
-from central.connectors.adobe_commerce import _marker, increment_id, oauth1_signature
+from central.connectors.adobe_commerce import oauth1_signature
 
 from .rules import Ruled
 
@@ -154,7 +155,7 @@ class FakeAdobeCommerce(Ruled):
                 if o["increment_id"] == number and state in (None, o["state"])
             )
         if record.kind in ("return", "void"):
-            marker = _marker(routed.key)
+            marker = mark_of(routed.key)
             return sum(
                 1
                 for m in self.creditmemos.values()
