@@ -58,7 +58,7 @@ def _priced(
     # The unit price carries the sign the quantity does not: an item at a negative amount
     # in a sale (a coupon, a returned deposit) is one unit at a negative price.
     if quantity and unit is not None and (quantity * unit).quantize(CENT, ROUND_HALF_UP) == net:
-        return quantity, abs(unit), ""
+        return quantity, unit, ""
     if quantity and (net / quantity) == (net / quantity).quantize(CENT):
         return quantity, (net / quantity).quantize(CENT), discounts
     shown = f"{quantity} x {line.unit_price}" if line.unit_price is not None else str(quantity)
