@@ -411,6 +411,12 @@ class Delivery:
                 )
             decisions.append(decision)
         await self.inbox.route_records(decisions, now=now)
+        # A refused transaction the store has read since (after a fix, under the same
+        # identity) closes its exception, whichever of the two arrived first.
+        for refused_id, key in await self.inbox.settle_refused(
+            [(r.id, r.kind, r.key) for r in claimed], now=now
+        ):
+            log.info("Refused transaction read again.", extra={"record_id": refused_id, "key": key})
         return len(claimed)
 
     async def run_once(self, *, now: datetime | None = None) -> int:
