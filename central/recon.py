@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from agent.contract import EndOfDay, EndOfDayTotals, Transaction, day_totals, record_adapter
+from agent.contract import (
+    EndOfDay,
+    EndOfDayTotals,
+    Refused,
+    Transaction,
+    day_totals,
+    record_adapter,
+)
 
 from .inbox import DayRecord, Inbox
 
@@ -48,6 +55,9 @@ class ReconDay:
     training: int = 0
     control: int = 0
     suspended: int = 0
+    refused_open: int = 0
+    """Refused transactions of the day not read again yet (nor closed by a person): money
+    the POS took that no target has seen."""
 
     @property
     def differences(self) -> int:
@@ -71,10 +81,14 @@ def reconcile(
     """One ReconDay per currency of the day (normally one)."""
     transactions: list[tuple[Transaction, DayRecord]] = []
     closing: dict[str, EndOfDay] = {}
+    refused = open_refused = 0
     for row in records:
         record = record_adapter.validate_python(row.body)
         if isinstance(record, Transaction):
             transactions.append((record, row))
+        elif isinstance(record, Refused):
+            refused += 1
+            open_refused += row.state != "resolved"
         elif isinstance(record, EndOfDay):
             # The newest summary wins. The seqs it covers say which that is: an agent
             # whose outbox was rebuilt numbers its revisions from 1 again, and a store's
@@ -92,7 +106,8 @@ def reconcile(
         for target in target_kinds
     }
     days = []
-    for currency in sorted(set(received) | set(closing)):
+    currencies = sorted(set(received) | set(closing)) or (["XXX"] if refused else [])
+    for currency in currencies:
         eod = closing.get(currency)
         ours = received.get(currency, {g: {} for g in GROUPS})
         pos_tables = (
@@ -115,6 +130,16 @@ def reconcile(
                     if group == "kind" and _off(theirs, got, tolerance):
                         differs = True
                 lines.append(ReconLine(group, name, pos, got, per_target, differs))
+        first = currency == currencies[0]  # refused records have no currency: counted once
+        if first and (refused or (eod is not None and eod.refused)):
+            # Transactions the store could not read: the POS's count beside what arrived,
+            # and a difference while any of them waits to be read again.
+            said = EndOfDayTotals(count=eod.refused) if eod is not None else None
+            got = EndOfDayTotals(count=refused)
+            differs = open_refused > 0 or (said is not None and said.count != refused)
+            lines.append(
+                ReconLine("kind", "refused", said, got, dict.fromkeys(target_kinds), differs)
+            )
         days.append(
             ReconDay(
                 store=store,
@@ -125,6 +150,7 @@ def reconcile(
                 training=eod.training if eod else 0,
                 control=eod.control if eod else 0,
                 suspended=eod.suspended if eod else 0,
+                refused_open=open_refused if first else 0,
             )
         )
     return days
