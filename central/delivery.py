@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
 
-from agent.contract import record_adapter
+from agent.contract import Record, Transaction, record_adapter
 from agent.contract.redact import redact_text
 
 from .config import CentralConfig
@@ -110,6 +111,23 @@ def _target_failure(result: DeliveryResult) -> bool:
     return all(o.status is None or o.status >= 500 or o.status == 429 for o in result.retry)
 
 
+def off_balance(record: Record) -> str:
+    """How a POS transaction misses its own total, in words ("" when it balances): its
+    lines (`imbalance`) and its tenders (the `tender_imbalance` attribute)."""
+    if not isinstance(record, Transaction):
+        return ""
+    said = []
+    if record.imbalance:
+        said.append(f"lines off by {record.imbalance}")
+    tenders = record.attributes.get("tender_imbalance")
+    try:
+        if tenders is not None and Decimal(tenders) != 0:
+            said.append(f"tenders off by {tenders}")
+    except InvalidOperation:
+        said.append(f"tenders off by {tenders!r}")
+    return ", ".join(said)
+
+
 @dataclass
 class _Claimed:
     item: DeliveryItem
@@ -176,6 +194,16 @@ class TargetWorker:
             record = record_adapter.validate_python(item.body)
         except ValueError as exc:  # pragma: no cover - the inbox holds validated bodies
             return _Claimed(item, None, f"stored record no longer validates: {exc}")
+        if self.settings.imbalance == "hold":
+            off = off_balance(record)
+            if off:
+                return _Claimed(
+                    item,
+                    None,
+                    f"held: the POS transaction does not balance ({off}); {self.settings.name} "
+                    'holds such records (imbalance = "hold"): retry once the POS data or '
+                    "the policy is fixed, or resolve",
+                )
         route = item.route
         return _Claimed(
             item,

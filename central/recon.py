@@ -31,6 +31,7 @@ from .inbox import DayRecord, Inbox
 __all__ = ["ReconDay", "ReconLine", "reconcile", "reconcile_day", "to_csv"]
 
 GROUPS = ("kind", "tender", "tax")
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class ReconDay:
     control: int = 0
     suspended: int = 0
     refused_open: int = 0
+    off_balance: int = 0
+    """Transactions of the day that miss their own total (`imbalance` or tenders): a
+    target whose imbalance policy is `post` posted them as the POS stated them."""
     """Refused transactions of the day not read again yet (nor closed by a person): money
     the POS took that no target has seen."""
 
@@ -130,6 +134,19 @@ def reconcile(
                     if group == "kind" and _off(theirs, got, tolerance):
                         differs = True
                 lines.append(ReconLine(group, name, pos, got, per_target, differs))
+        off = [(t, row) for t, row in transactions if t.currency == currency and _off_balance(t)]
+        if off:
+            # Posted off balance where a target's policy says `post`: flagged, with by how
+            # much the lines miss the totals, beside what each target took of them.
+            got = EndOfDayTotals(count=len(off), amount=sum((t.imbalance for t, _ in off), ZERO))
+            per_target = {
+                target: EndOfDayTotals(
+                    count=sum(1 for _, row in off if target in row.posted_to),
+                    amount=sum((t.imbalance for t, row in off if target in row.posted_to), ZERO),
+                )
+                for target in target_kinds
+            }
+            lines.append(ReconLine("kind", "off balance", None, got, per_target, True))
         first = currency == currencies[0]  # refused records have no currency: counted once
         if first and (refused or (eod is not None and eod.refused)):
             # Transactions the store could not read: the POS's count beside what arrived,
@@ -151,9 +168,15 @@ def reconcile(
                 control=eod.control if eod else 0,
                 suspended=eod.suspended if eod else 0,
                 refused_open=open_refused if first else 0,
+                off_balance=len(off),
             )
         )
     return days
+
+
+def _off_balance(txn: Transaction) -> bool:
+    tenders = txn.attributes.get("tender_imbalance")
+    return bool(txn.imbalance) or (tenders is not None and tenders.strip("0.-") != "")
 
 
 def _as_confirmed(txn: Transaction, row: DayRecord, target: str) -> Transaction:

@@ -122,6 +122,7 @@ def day_json(days: list[ReconDay]) -> list[dict[str, Any]]:
             "revision": d.revision,
             "differences": d.differences,
             "refused_open": d.refused_open,
+            "off_balance": d.off_balance,
             "lines": [
                 {
                     "group": line.group,

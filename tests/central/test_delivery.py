@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -214,6 +215,48 @@ async def test_a_refused_transaction_stays_open_while_another_is_read(inbox: Inb
     assert await state_of(inbox, refused.key) is RecordState.EXCEPTION
     (item,) = await inbox.exceptions()
     assert item.key == refused.key
+
+
+def _off_balance(number: str, **attributes: str) -> Transaction:
+    """A sale whose lines miss its POS total by 0.50 (the POS's own figures)."""
+    sale = samples.sale(number)
+    return sale.model_copy(
+        update={"imbalance": Decimal("0.50"), "attributes": {**sale.attributes, **attributes}}
+    )
+
+
+async def test_a_sale_off_balance_is_held_or_posted_by_each_targets_policy(inbox: Inbox) -> None:
+    servers = Servers()
+    sale = _off_balance("2301", tender_imbalance="0.50")
+    delivery = make(inbox, config(target("held"), target("posted", imbalance="post")), servers)
+    await put(inbox, sale)
+    await delivery.drain()
+    await delivery.aclose()
+    assert servers["posted"].puts == 1
+    assert servers["held"].calls == 0, "held before any call"
+    (item,) = await inbox.exceptions()
+    assert item.target == "held"
+    assert item.reason.startswith(
+        "held: the POS transaction does not balance (lines off by 0.50, tenders off by 0.50); "
+        'held holds such records (imbalance = "hold")'
+    )
+    record = await inbox.record_by_key(sale.key)
+    assert record is not None
+    states = {d["target"]: d["state"] for d in await inbox.deliveries_of(record.id)}
+    assert states == {"held": "exception", "posted": "posted"}
+
+
+async def test_hold_is_the_default_and_a_balanced_sale_is_never_held(inbox: Inbox) -> None:
+    assert target().imbalance == "hold"
+    servers = Servers()
+    delivery = make(inbox, config(target()), servers)
+    await put(inbox, samples.sale("2302"), _off_balance("2303"))
+    await delivery.drain()
+    await delivery.aclose()
+    assert servers["sandbox"].puts == 1
+    (item,) = await inbox.exceptions()
+    assert item.key == _off_balance("2303").key
+    assert "lines off by 0.50" in item.reason
 
 
 async def test_an_unknown_store_waits_in_the_exception_queue_until_routed(inbox: Inbox) -> None:

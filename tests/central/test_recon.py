@@ -205,3 +205,19 @@ async def test_refused_transactions_the_relay_never_received_are_a_difference(
     line = next(line for line in day.lines if (line.group, line.name) == ("kind", "refused"))
     assert (line.pos.count, line.received.count) == (2, 0)  # type: ignore[union-attr]
     assert line.differs
+
+
+async def test_a_sale_posted_off_balance_is_flagged(inbox: Inbox) -> None:
+    from .test_delivery import _off_balance
+
+    sales = [samples.sale("1"), _off_balance("2")]
+    await put(inbox, *sales)
+    delivery = make(inbox, config(target(imbalance="post")), Servers())
+    await delivery.drain()
+    await delivery.aclose()
+    (day,) = await reconcile_day(inbox, samples.STORE, samples.DAY, {"sandbox": ["sale"]})
+    line = next(line for line in day.lines if (line.group, line.name) == ("kind", "off balance"))
+    assert line.received == EndOfDayTotals(count=1, amount=Decimal("0.50"))
+    assert line.targets == {"sandbox": EndOfDayTotals(count=1, amount=Decimal("0.50"))}
+    assert line.differs
+    assert day.off_balance == 1
