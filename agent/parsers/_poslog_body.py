@@ -294,6 +294,13 @@ class Body:
         amount = money(text(el, "Amount"), where + "/Amount")
         if amount is None:
             amount = _ZERO  # tax exempt: the line is taxable at nothing
+        rate = money(text(el, "Percent"), where + "/Percent")
+        taxable = money(own_text(taxable_el), where + "/TaxableAmount")
+        # Oracle Xstore writes the rate as a fraction (0.0475000 for 4.75 %); the amount
+        # it gives says which reading is meant. The record holds percent.
+        if rate is not None and taxable and amount and _ZERO < rate < _ONE:
+            closer = abs(taxable * rate - amount) < abs(taxable * rate / 100 - amount)
+            rate = rate * 100 if closer else rate
         code = (
             text(el, "TaxGroupID")
             or text(el, "TaxAuthority")
@@ -304,8 +311,8 @@ class Body:
         )
         return {
             "code": code,
-            "rate": money(text(el, "Percent"), where + "/Percent"),
-            "taxable": money(own_text(taxable_el), where + "/TaxableAmount"),
+            "rate": rate,
+            "taxable": taxable,
             "amount": amount,
             "included": included,
         }

@@ -48,7 +48,9 @@ The rules, where POS exports differ:
   tax summary that says nothing follows its item lines' `TaxIncludedInPriceFlag`; with
   no flag at all, the reading that reconciles with the POS total is taken. An item's
   `Tax` without an amount is tax exempt (0); a transaction-level `Tax` without one only
-  restates a rate (Xstore) and is passed over. The total is `TransactionGrandAmount`,
+  restates a rate (Xstore) and is passed over. Rates are percent; Xstore's fractions
+  (`0.0475000`) are read as such where the tax amount shows it. The total is
+  `TransactionGrandAmount`,
   else `TransactionNetAmount` plus `TransactionTaxAmount`, and is never rewritten:
   `imbalance` says by how much the lines miss it, the `tender_imbalance` attribute by
   how much the tenders (net of change and cash back) do.
