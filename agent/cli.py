@@ -339,15 +339,30 @@ def quarantine_list(config: ConfigOption) -> None:
 
 @quarantine_app.command("retry")
 def quarantine_retry(
-    names: Annotated[list[str], typer.Argument(help="Quarantined file names.", show_default=False)],
+    names: Annotated[
+        list[str],
+        typer.Argument(
+            help="Quarantined file names, or keys of refused transactions (refused:…).",
+            show_default=False,
+        ),
+    ],
     config: ConfigOption,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say whether a refused transaction reads now.")
+    ] = False,
 ) -> None:
-    """Move quarantined files back into their source folder; the agent takes them again."""
+    """Move quarantined files back into their source folder; the agent takes them again.
+    A refused transaction (its key, as `quarantine list` shows it) is read again alone from
+    its archived file with the current settings; when it reads now it goes into its source
+    folder as a file of its own, and central closes its exception once the record arrives."""
     from agent.sources import retry_quarantined
 
     cfg = load_or_exit(config)
     failed = False
     for name in names:
+        if name.startswith("refused:"):
+            failed = not _retry_refused(cfg, name, dry_run=dry_run) or failed
+            continue
         try:
             target = retry_quarantined(cfg.quarantine_dir, name)
         except (KeyError, FileNotFoundError) as exc:
@@ -357,6 +372,23 @@ def quarantine_retry(
         typer.echo(f"{name}: moved back to {target}")
     if failed:
         raise typer.Exit(1)
+
+
+def _retry_refused(cfg: AgentConfig, key: str, *, dry_run: bool) -> bool:
+    from agent.retry import reread_refused
+
+    try:
+        outcome = reread_refused(cfg, key, write=not dry_run)
+    except (KeyError, LookupError) as exc:
+        typer.echo(f"{key}: {exc.args[0]}", err=True)
+        return False
+    origin = "" if outcome.origin == "archive" else " (from its kept fragment: not archived)"
+    if not outcome.readable:
+        typer.echo(f"{key}: {outcome.said}{origin}", err=True)
+        return False
+    where = f"; put in {outcome.written.parent} for the agent" if outcome.written else ""
+    typer.echo(f"{key}: reads now as {outcome.said}{origin}{where}")
+    return True
 
 
 @app.command()
