@@ -20,7 +20,7 @@ from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
 from central.config import CentralConfig
-from central.inbox import Inbox, IncomingRecord, InvalidRecord, link_key
+from central.inbox import IncomingRecord, InvalidRecord, Records, link_key
 from central.inbox._model import utcnow
 from central.inbox._sql import runs
 from common.logs import bind, new_correlation_id
@@ -206,7 +206,7 @@ def _few(ids: set[str]) -> list[str]:
 class Intake:
     """One relay's subscriber. `run(stop)` returns after `stop` is set and work in hand is done."""
 
-    def __init__(self, config: CentralConfig, inbox: Inbox) -> None:
+    def __init__(self, config: CentralConfig, inbox: Records) -> None:
         self.config = config
         self.inbox = inbox
         self.prefix = config.broker.topic_prefix.rstrip("/")

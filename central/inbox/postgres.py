@@ -17,7 +17,7 @@ import psycopg
 from psycopg import errors
 from psycopg.types.json import Jsonb
 
-from ._recon_sql import ViewSql
+from ._inbox_sql import InboxSql
 from ._sql import Conn
 
 __all__ = ["PostgresInbox", "open_postgres"]
@@ -51,7 +51,7 @@ class _PgConn:
                 await cursor.executemany(_pg(sql), [tuple(r) for r in rows])
 
 
-class PostgresInbox(ViewSql):
+class PostgresInbox(InboxSql):
     dialect = "postgres"
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"

@@ -18,7 +18,7 @@ import aiosqlite
 
 from common.modes import private_dir, private_file
 
-from ._recon_sql import ViewSql
+from ._inbox_sql import InboxSql
 from ._sql import Conn
 
 __all__ = ["SqliteInbox", "open_sqlite"]
@@ -42,7 +42,7 @@ class _SqliteConn:
             await self._db.executemany(sql, [tuple(r) for r in rows])
 
 
-class SqliteInbox(ViewSql):
+class SqliteInbox(InboxSql):
     dialect = "sqlite"
 
     def __init__(self, db: aiosqlite.Connection, relay_id: str = "") -> None:
