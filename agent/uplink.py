@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import gzip
-import json
 import logging
 import random
 import time
@@ -33,7 +31,6 @@ from agent._probe import scheme_mismatch
 from agent._version import __version__
 from agent.config import AgentConfig
 from agent.contract import (
-    SCHEMA_VERSION,
     Ack,
     AgentInfo,
     Batch,
@@ -41,12 +38,13 @@ from agent.contract import (
     Heartbeat,
     Release,
     encode_batch,
+    encode_records,
     topic,
 )
 from agent.contract.logs import bind
 from agent.outbox import Outbox, OutRow
 
-__all__ = ["Uplink", "encode_rows", "offline_status"]
+__all__ = ["Uplink", "offline_status"]
 
 log = logging.getLogger("tillbridge.agent.uplink")
 
@@ -54,29 +52,6 @@ SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 """How long the broker keeps this agent's session (its acks and commands) while it is away."""
 
 StatusSource = Callable[[bool], Awaitable[Heartbeat]]
-
-
-def encode_rows(
-    rows: list[OutRow],
-    *,
-    store: str,
-    agent_id: str,
-    batch_id: str,
-    sent_at: datetime,
-    level: int = 1,
-) -> bytes:
-    """A batch envelope, gzip-compressed, built from the stored JSON without re-parsing it."""
-    head = json.dumps(
-        {
-            "schema": SCHEMA_VERSION,
-            "store": store,
-            "agent": {"id": agent_id, "version": __version__},
-            "batch_id": batch_id,
-            "sent_at": sent_at.isoformat(),
-        }
-    )
-    data = b"".join([head[:-1].encode(), b',"records":[', b",".join(r.wire for r in rows), b"]}"])
-    return gzip.compress(data, compresslevel=level, mtime=0)
 
 
 def offline_status(store: str) -> bytes:
@@ -326,10 +301,11 @@ class Uplink:
         """Batches no larger than the byte limit, halving where the compressed size is over."""
         batch_id = self._batch_id()
         encode = functools.partial(
-            encode_rows,
-            rows,
+            encode_records,
+            [r.wire for r in rows],
             store=self.config.store,
             agent_id=self.config.agent_id,
+            agent_version=__version__,
             batch_id=batch_id,
             sent_at=datetime.now(UTC),
             level=self.config.uplink.compression_level,

@@ -1,7 +1,7 @@
 """The agent's durable buffer: records wait here, in SQLite, until central acknowledges them."""
 
 from ._db import Recovery
-from ._outbox import Outbox, OutboxStats, OutRow, wire_json
+from ._outbox import Outbox, OutboxStats, OutRow
 from ._refused import RefusedRow, list_refused
 from ._seal import SealError
 
@@ -13,5 +13,4 @@ __all__ = [
     "RefusedRow",
     "SealError",
     "list_refused",
-    "wire_json",
 ]

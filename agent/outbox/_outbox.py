@@ -28,7 +28,7 @@ import aiosqlite
 from agent import _acl
 from agent import _failpoints as failpoints
 from agent.config import OutboxSettings
-from agent.contract import Inventory, Record, Transaction
+from agent.contract import Inventory, Record, Transaction, record_json
 from agent.contract.logs import new_correlation_id
 from agent.parsers import Parsed, Skipped
 from agent.sources import BudgetReached, IngestFile, IngestOutcome, archive_days
@@ -500,7 +500,7 @@ class Outbox:
             mirror.maybe_pending = True
             occurred_at = record.occurred_at.isoformat()
             source = record.source.model_dump_json()
-            body = wire_json(
+            body = record_json(
                 seq,
                 record.key,
                 record.kind,
@@ -935,20 +935,3 @@ class Outbox:
     @property
     def last_seq(self) -> int:
         return self._mirror.next_seq - 1
-
-
-def wire_json(
-    seq: int,
-    key: str,
-    kind: str,
-    correlation_id: str,
-    occurred_at: str,
-    source: str,
-    body: str,
-) -> str:
-    """A record as it appears inside a batch (the contract's WireRecord), from JSON parts."""
-    return (
-        f'{{"kind":{json.dumps(kind)},"seq":{seq},"key":{json.dumps(key)},'
-        f'"correlation_id":{json.dumps(correlation_id)},'
-        f'"occurred_at":{json.dumps(occurred_at)},"source":{source},"body":{body}}}'
-    )
