@@ -35,6 +35,7 @@ log = logging.getLogger("tillbridge.central.inbox")
 
 T = TypeVar("T")
 _CHUNK = 200
+_PARKED_DETAIL = "original not posted yet"
 _RECORD_COLUMNS = (
     "key, store, seq, kind, correlation_id, occurred_at, link_key, batch_id, body, state, "
     "received_at, updated_at"
@@ -174,15 +175,13 @@ class SqlInbox:
         at = self._ts(now or utcnow())
 
         async def body(c: Conn) -> InsertResult:
-            await c.run(
-                "INSERT INTO stores (store, first_seen, last_seen) VALUES (?, ?, ?) "
-                "ON CONFLICT (store) DO NOTHING",
-                (store, at, at),
-            )
-            # The store row serialises batches of one store across relays.
+            # The store row serialises batches of one store across relays: the upsert
+            # locks it as FOR UPDATE would, in the same round trip that reads it.
             ((contiguous, max_seq),) = await c.fetch(
-                "SELECT contiguous_seq, max_seq FROM stores WHERE store = ?" + self.for_update,
-                (store,),
+                "INSERT INTO stores (store, first_seen, last_seen) VALUES (?, ?, ?) "
+                "ON CONFLICT (store) DO UPDATE SET last_seen = stores.last_seen "
+                "RETURNING contiguous_seq, max_seq",
+                (store, at, at),
             )
             links = sorted({r.link_key for r in records if r.link_key})
             posted: set[str] = set()
@@ -219,14 +218,26 @@ class SqlInbox:
                         at,
                     ]
                 values = ", ".join(["(" + _marks(12) + ")"] * len(part))
-                rows = await c.fetch(
+                insert = (
                     f"INSERT INTO records ({_RECORD_COLUMNS}) VALUES {values} "
-                    "ON CONFLICT (key) DO NOTHING RETURNING id, key, state",
-                    params,
+                    "ON CONFLICT (key) DO NOTHING RETURNING id, key, state"
                 )
+                if self.dialect == "postgres":
+                    # The state history in the same statement: one round trip, not two.
+                    rows = await c.fetch(
+                        f"WITH fresh AS ({insert}), history AS ("
+                        "INSERT INTO record_states (record_id, state, at, relay_id, detail) "
+                        "SELECT id, state, ?, CAST(? AS TEXT), CASE WHEN state = ? "
+                        f"THEN '{_PARKED_DETAIL}' END FROM fresh) "
+                        "SELECT id, key, state FROM fresh",
+                        [*params, at, self.relay_id, RecordState.PARKED.value],
+                    )
+                    new_keys.update(key for _, key, _ in rows)
+                    continue
+                rows = await c.fetch(insert, params)
                 for rid, key, state in rows:
                     new_keys.add(key)
-                    detail = "original not posted yet" if state == RecordState.PARKED else None
+                    detail = _PARKED_DETAIL if state == RecordState.PARKED else None
                     history.append((rid, state, at, self.relay_id, detail))
             if history:
                 await c.run_many(
@@ -353,10 +364,16 @@ class SqlInbox:
                 [(store, lo, hi, at) for lo, hi in merged],
             )
         missing = holes(watermark, merged)
-        old = await c.fetch(
-            "SELECT from_seq, to_seq, first_seen, last_requested, requests, next_request "
-            "FROM gaps WHERE store = ?",
-            (store,),
+        # Gaps lie between the watermark and the highest seq: a store with none before
+        # this batch has no gap rows to read.
+        old = (
+            await c.fetch(
+                "SELECT from_seq, to_seq, first_seen, last_requested, requests, next_request "
+                "FROM gaps WHERE store = ?",
+                (store,),
+            )
+            if max_seq > contiguous
+            else []
         )
         if [(f, t) for f, t, *_ in sorted(old)] != missing:
             await c.run("DELETE FROM gaps WHERE store = ?", (store,))

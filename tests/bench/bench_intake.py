@@ -88,10 +88,18 @@ def _relays(
                 proc.kill()
 
 
-def _wait_subscribed(broker: Mosquitto, count: int) -> None:
-    # The bench relays log at warning level (per-batch lines would skew the figure), so
-    # there is no "Connected" line to wait for; connecting takes well under this.
-    time.sleep(1.5 + 0.5 * count)
+def _wait_subscribed(broker: Mosquitto, count: int, timeout: float = 120) -> None:
+    """Until every relay has subscribed to the records, as the broker's own log says (the
+    bench relays log at warning level, and a batch published before the subscription
+    exists is never delivered): a fixed sleep was too short on a busy machine."""
+    log = broker.workdir / "mosquitto.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if sum(1 for line in text.splitlines() if line.endswith("/+/records")) >= count:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{count} relay(s) did not subscribe within {timeout:.0f} s")
 
 
 def _publish_and_wait(broker: Mosquitto, payloads: list[tuple[str, bytes]]) -> float:
@@ -199,7 +207,9 @@ def run() -> list[Row]:
                 if url is None:
                     postgres.reset_database(pg_url)
                     url = pg_url
-                broker = Mosquitto(work / f"broker-{label}-{relays}")
+                broker = Mosquitto(
+                    work / f"broker-{label}-{relays}", extra_config="log_type subscribe"
+                )
                 broker.start()
                 try:
                     with _relays(work / f"{label}-{relays}", broker, url, relays) as procs:
