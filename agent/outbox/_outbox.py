@@ -32,7 +32,7 @@ from agent.parsers import Parsed, Skipped
 from agent.sources import BudgetReached, IngestFile, IngestOutcome, archive_days
 from common.logs import correlation_id as bound_correlation_id
 from common.logs import new_correlation_id
-from contract import Inventory, Record, Transaction
+from contract import Inventory, Record, Transaction, record_json
 
 from ._db import (
     SCHEMA,
@@ -501,7 +501,7 @@ class Outbox:
             mirror.maybe_pending = True
             occurred_at = record.occurred_at.isoformat()
             source = record.source.model_dump_json()
-            body = wire_json(
+            body = record_json(
                 seq,
                 record.key,
                 record.kind,
@@ -936,20 +936,3 @@ class Outbox:
     @property
     def last_seq(self) -> int:
         return self._mirror.next_seq - 1
-
-
-def wire_json(
-    seq: int,
-    key: str,
-    kind: str,
-    correlation_id: str,
-    occurred_at: str,
-    source: str,
-    body: str,
-) -> str:
-    """A record as it appears inside a batch (the contract's WireRecord), from JSON parts."""
-    return (
-        f'{{"kind":{json.dumps(kind)},"seq":{seq},"key":{json.dumps(key)},'
-        f'"correlation_id":{json.dumps(correlation_id)},'
-        f'"occurred_at":{json.dumps(occurred_at)},"source":{source},"body":{body}}}'
-    )

@@ -29,6 +29,15 @@ class AuditSql(SqlInbox):
     async def _summarise(self, c: Conn, record_ids: Sequence[int], at: Any) -> None:
         """Bring each record's own state in line with its deliveries."""
         for part in _chunks(record_ids):
+            if self.for_update:
+                # Lock the records first, in one order: two targets finishing the same
+                # record at once would each read the other's delivery as not yet posted
+                # (neither had committed) and leave the record routed for good.
+                await c.fetch(
+                    f"SELECT id FROM records WHERE id IN ({_marks(len(part))}) ORDER BY id"
+                    + self.for_update,
+                    part,
+                )
             rows = await c.fetch(
                 "SELECT r.id, r.state, d.state FROM records r JOIN deliveries d "
                 f"ON d.record_id = r.id WHERE r.id IN ({_marks(len(part))})",

@@ -83,6 +83,9 @@ class IncomingRecord:
     occurred_at: datetime
     body: dict[str, Any]
     link_key: str | None = None
+    record: Any = field(default=None, compare=False, repr=False)
+    """The body validated (a `Record`), when the intake has it: routing and delivery
+    reuse it instead of validating the stored body again."""
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,9 @@ class _SqliteConn:
         self._db = db
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self._db.execute(sql, tuple(params)) as cursor:
-            return [tuple(row) for row in await cursor.fetchall()]
+        # One trip to the database thread, not three (execute, fetch, close).
+        rows = await self._db.execute_fetchall(sql, tuple(params))
+        return [tuple(row) for row in rows]
 
     async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
         await self._db.execute(sql, tuple(params))
