@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -480,6 +480,39 @@ def settle(
         result.retry.append(transport_failure(routed, exc, trace))
     else:
         raise exc
+
+
+async def deliver_each(
+    records: Iterable[Routed],
+    post: Callable[[Routed, list[Exchange]], Awaitable[str]],
+    confirmed: dict[int, Any],
+    result: DeliveryResult | None = None,
+    *,
+    before: Callable[[Routed], object] | None = None,
+) -> DeliveryResult:
+    """Post each record alone with `post` (it returns the target's reference): accepted
+    with what the target confirmed of it (`confirmed`, filled by `post`), or settled by
+    its error. `before` runs ahead of each (a connector binds the correlation id)."""
+    result = result if result is not None else DeliveryResult()
+    for routed in records:
+        trace: list[Exchange] = []
+        if before is not None:
+            before(routed)
+        try:
+            ref = await post(routed, trace)
+        except (ConnectorError, httpx.HTTPError) as exc:
+            settle(result, routed, trace, exc)
+        else:
+            result.accepted.append(
+                Outcome(
+                    routed.id,
+                    status=200,
+                    ref=ref,
+                    exchanges=trace,
+                    confirmed=confirmed.pop(routed.id, None),
+                )
+            )
+    return result
 
 
 class DryRunTransport(httpx.AsyncBaseTransport):

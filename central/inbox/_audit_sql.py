@@ -26,18 +26,26 @@ __all__ = ["AuditSql"]
 class AuditSql(SqlInbox):
     """The audit trail and the writes the delivery and exception roles share."""
 
+    async def _lock_records(self, c: Conn, record_ids: Sequence[int]) -> None:
+        """Lock these records, in id order, before anything else in the transaction
+        touches them. Two targets finishing the same record at once would otherwise each
+        read the other's delivery as not yet posted (neither had committed) and leave the
+        record routed for good; and an audit row's foreign key takes a share lock on its
+        record, so locking later, after writing audit rows, would deadlock two such
+        transactions. No-op where one writer holds the whole database (SQLite)."""
+        if not self.for_update:
+            return
+        for part in _chunks(sorted(set(record_ids))):
+            await c.fetch(
+                f"SELECT id FROM records WHERE id IN ({_marks(len(part))}) ORDER BY id"
+                + self.for_update,
+                part,
+            )
+
     async def _summarise(self, c: Conn, record_ids: Sequence[int], at: Any) -> None:
         """Bring each record's own state in line with its deliveries."""
+        await self._lock_records(c, record_ids)
         for part in _chunks(record_ids):
-            if self.for_update:
-                # Lock the records first, in one order: two targets finishing the same
-                # record at once would each read the other's delivery as not yet posted
-                # (neither had committed) and leave the record routed for good.
-                await c.fetch(
-                    f"SELECT id FROM records WHERE id IN ({_marks(len(part))}) ORDER BY id"
-                    + self.for_update,
-                    part,
-                )
             rows = await c.fetch(
                 "SELECT r.id, r.state, d.state FROM records r JOIN deliveries d "
                 f"ON d.record_id = r.id WHERE r.id IN ({_marks(len(part))})",

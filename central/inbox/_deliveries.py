@@ -255,6 +255,7 @@ class DeliveriesSql(AuditSql):
         at = self._ts(now or utcnow())
 
         async def body(c: Conn) -> None:
+            await self._lock_records(c, [u.record_id for u in updates])
             for u in updates:
                 rows = await c.fetch(
                     "SELECT attempts FROM deliveries WHERE record_id = ? AND target = ? "

@@ -68,7 +68,6 @@ from contract import Inventory, Transaction, currency_exponent
 
 from .._base import (
     Answered,
-    ConnectorError,
     DeliveryResult,
     Exchange,
     Outcome,
@@ -76,9 +75,9 @@ from .._base import (
     TargetSettings,
     Traced,
     Unfit,
+    deliver_each,
     for_location,
     outcome_for,
-    settle,
     transport_failure,
 )
 from ._orders import increment_id, mark_of, order_entity
@@ -245,25 +244,8 @@ class AdobeCommerceConnector:
         for start in range(0, len(stock), self._s.source_items_batch):
             batch = stock[start : start + self._s.source_items_batch]
             result.extend(await self._source_items(batch))
-        for routed in records:
-            if isinstance(routed.record, Inventory):
-                continue
-            trace: list[Exchange] = []
-            try:
-                ref = await self._transaction(routed, trace)
-            except (ConnectorError, httpx.HTTPError) as exc:
-                settle(result, routed, trace, exc)
-            else:
-                result.accepted.append(
-                    Outcome(
-                        routed.id,
-                        status=200,
-                        ref=ref,
-                        exchanges=trace,
-                        confirmed=self._stated.pop(routed.id, None),
-                    )
-                )
-        return result
+        transactions = (r for r in records if not isinstance(r.record, Inventory))
+        return await deliver_each(transactions, self._transaction, self._stated, result)
 
     # -- inventory ------------------------------------------------------------------------
 

@@ -41,16 +41,14 @@ from contract import (
 
 from .._base import (
     Answered,
-    ConnectorError,
     DeliveryResult,
     Exchange,
-    Outcome,
     Routed,
     TargetSettings,
     Traced,
     Unfit,
     correlation,
-    settle,
+    deliver_each,
 )
 from ._inventory import Inventories
 from ._orders import OrderDrafts, money, order_number, tax_added
@@ -195,25 +193,12 @@ class CommercetoolsConnector:
     # -- the seam -------------------------------------------------------------------------
 
     async def deliver(self, records: Sequence[Routed]) -> DeliveryResult:
-        result = DeliveryResult()
-        for routed in records:
-            trace: list[Exchange] = []
-            correlation.set(routed.correlation_id)
-            try:
-                ref = await self._one(routed, trace)
-            except (ConnectorError, httpx.HTTPError) as exc:
-                settle(result, routed, trace, exc)
-            else:
-                result.accepted.append(
-                    Outcome(
-                        routed.id,
-                        status=200,
-                        ref=ref,
-                        exchanges=trace,
-                        confirmed=self._stated.pop(routed.id, None),
-                    )
-                )
-        return result
+        return await deliver_each(
+            records,
+            self._one,
+            self._stated,
+            before=lambda routed: correlation.set(routed.correlation_id),
+        )
 
     async def _one(self, routed: Routed, trace: list[Exchange]) -> str:
         record = routed.record
