@@ -137,8 +137,8 @@ def parse(
 ) -> None:
     """Print canonical records as JSON lines; refused input exits 2 naming file, place, reason
     (a refused transaction is printed as its `refused` record too)."""
-    from agent.contract import Refused
-    from agent.parsers import ParseError, Skipped, parse_bytes
+    from agent.contract import Limits, Refused
+    from agent.parsers import ParseError, Skipped, bounded, parse_bytes
 
     zone = _zone_or_exit(timezone)
     failed = False
@@ -158,14 +158,18 @@ def parse(
             failed = True
             continue
         out = sys.stdout
+        limits = Limits()  # the relay's defaults: what the agent would send
         for item in items:
+            text = ""
+            if not isinstance(item, Skipped):
+                item, text = bounded(item, item.model_dump_json(), limits)
             if isinstance(item, Refused):
                 # One unreadable transaction: its record is printed like the others, and
                 # named on stderr so a script sees it.
                 typer.echo(f"{file}: {item.place}: {item.reason}", err=True)
                 failed = True
-            if not isinstance(item, Skipped):
-                out.write(item.model_dump_json() + "\n")
+            if text:
+                out.write(text + "\n")
         out.flush()
     if failed:
         raise typer.Exit(2)

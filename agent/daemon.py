@@ -111,6 +111,9 @@ async def read_archived(config: AgentConfig, path: Path) -> tuple[IngestFile, It
         encoding=source.encoding if source else None,
         delimiter=source.delimiter if source else None,
         columns=dict(source.columns) if source else {},
+        limits=config.limits,
+        transactions_per_file=config.limits.transactions_per_file,
+        thousands=source.thousands if source else "",
     )
     fmt = source.format if source else "auto"
     item = IngestFile("archive", str(path), path.name, sha, len(data))
@@ -149,7 +152,11 @@ class Agent:
         config = self.config
         key_file = config.outbox.key_file or config.data_dir / "outbox.key"
         outbox = await Outbox.open(
-            config.outbox_path, config.outbox, key_file=key_file, archive_dir=config.archive_dir
+            config.outbox_path,
+            config.outbox,
+            key_file=key_file,
+            archive_dir=config.archive_dir,
+            limits=config.limits,
         )
         self.outbox = outbox
         try:

@@ -24,7 +24,7 @@ from ._envelope import (
     topic,
 )
 from ._keys import inventory_key, key_digest, make_key
-from ._limits import LimitError, Limits, Oversize, check_value
+from ._limits import LimitError, Limits, Oversize, check_text, check_value
 from ._money import Amount, Quantity, Rate, currency_exponent, quantize_amount, to_decimal
 from ._pan import card_brand, luhn_valid, mask_pans, scrub_model, scrub_model_fields
 from ._records import (
@@ -92,6 +92,7 @@ __all__ = [
     "TransactionLink",
     "WireRecord",
     "card_brand",
+    "check_text",
     "check_value",
     "currency_exponent",
     "day_totals",

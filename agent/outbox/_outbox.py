@@ -28,9 +28,9 @@ import aiosqlite
 from agent import _acl
 from agent import _failpoints as failpoints
 from agent.config import OutboxSettings
-from agent.contract import Inventory, Record, Transaction
+from agent.contract import Inventory, Limits, Record, Transaction
 from agent.contract.logs import new_correlation_id
-from agent.parsers import Parsed, Skipped
+from agent.parsers import Parsed, Skipped, bounded
 from agent.sources import BudgetReached, IngestFile, IngestOutcome, archive_days
 
 from ._db import (
@@ -177,6 +177,8 @@ class Outbox:
         self._reader = reader
         self._sealer = sealer
         self.recovery = recovery
+        self.limits = Limits()
+        """The relay's limits: a record over them is committed as its refusal instead."""
         self.epoch = ""
         self.first_seq = 1
         self.floor_pending = False
@@ -209,6 +211,7 @@ class Outbox:
         *,
         key_file: Path,
         archive_dir: Path | None = None,
+        limits: Limits | None = None,
     ) -> Outbox:
         """Open (or create) the outbox; a damaged file is moved aside and a new one built.
 
@@ -240,6 +243,7 @@ class Outbox:
         reader = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
         await reader.execute("PRAGMA busy_timeout=10000")
         outbox = cls(path, settings, db=db, reader=reader, sealer=sealer, recovery=recovery)
+        outbox.limits = limits or Limits()
         await outbox._load()
         outbox._writer.start()
         await outbox.refresh_budget()
@@ -476,6 +480,13 @@ class Outbox:
                 records.append(item)
         if not records:
             return
+        # The JSON is written once; a record over the relay's limits becomes its own
+        # refusal here, so it is never sent to be refused there.
+        limits = self.limits
+        texts: list[str] = []
+        for index, record in enumerate(records):
+            records[index], text = bounded(record, record.model_dump_json(), limits)
+            texts.append(text)
         present = await self._present_keys(db, [r.key for r in records])
         levels = await self._levels(db, [r for r in records if isinstance(r, Inventory)])
         rows: list[tuple[Any, ...]] = []
@@ -483,7 +494,7 @@ class Outbox:
         level_rows: list[tuple[str, str, str, int]] = []
         now = time.time()
         mirror = self._mirror
-        for record in records:
+        for index, record in enumerate(records):
             if record.key in present:
                 counts.duplicates += 1
                 continue
@@ -507,7 +518,7 @@ class Outbox:
                 correlation_id,
                 occurred_at,
                 source,
-                record.model_dump_json(),
+                texts[index],
             ).encode()
             sealed = _has_contact(record)
             if sealed:

@@ -457,6 +457,9 @@ class SourceWatcher:
             encoding=self.source.encoding,
             delimiter=self.source.delimiter,
             columns=dict(self.source.columns),
+            limits=self.config.limits,
+            transactions_per_file=self.config.limits.transactions_per_file,
+            thousands=self.source.thousands,
         )
 
     async def _archive(self, path: Path) -> None:
