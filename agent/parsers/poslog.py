@@ -76,7 +76,7 @@ from ._poslog_body import Body
 from ._poslog_read import Reader, attr, flag, original_key, text
 from ._poslog_stream import transactions
 from ._refuse import RECOVERABLE, lenient_day, lenient_time, refused, xml_fragment
-from ._xml import refusing_unsafe_xml
+from ._xml import longest_run, refusing_unsafe_xml
 
 __all__ = ["PoslogParser"]
 
@@ -109,7 +109,8 @@ class PoslogParser:
 
     def _records(self, stream: BinaryIO, context: ParseContext) -> Iterator[Parsed]:
         previous: Parsed | None = None  # its time stands in for a refusal's own, if need be
-        for count, element in enumerate(transactions(stream), start=1):
+        longest = longest_run(context.limits.string_chars)
+        for count, element in enumerate(transactions(stream, longest), start=1):
             place = f"/POSLog/Transaction[{count}]"
             try:
                 parsed = _record(element, place, context)
