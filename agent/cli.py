@@ -388,7 +388,7 @@ def doctor(
 
     cfg = load_or_exit(config)
     failed = False
-    for check in run_checks(cfg, broker_timeout=timeout):
+    for check in run_checks(cfg, broker_timeout=timeout, config_file=config):
         typer.echo(f"{_mark(check.ok)} {check.name}: {check.detail}")
         if not check.ok:
             failed = True

@@ -36,6 +36,7 @@ from agent.sources import (
     Watchers,
     archive_days,
     list_quarantined,
+    purge_archive,
     quarantine_copy,
 )
 from agent.uplink import Uplink
@@ -243,6 +244,28 @@ class Agent:
     async def _purge(self) -> None:
         if self.outbox is not None:
             await self.outbox.purge()
+            await self.purge_archive()
+
+    async def purge_archive(self, today: date | None = None) -> list[tuple[date, int]]:
+        """Remove archive days older than `archive_days`, but never one the outbox still
+        needs (a pending re-read, or records central has not acknowledged); each purged
+        day is logged with its file count."""
+        config, outbox = self.config, self.outbox
+        if outbox is None or not config.archive_days:
+            return []
+        today = today or datetime.now(config.zone).date()
+        before = today - timedelta(days=config.archive_days)
+        await outbox.refresh_budget()  # the oldest unacknowledged record, read now
+        needed = outbox.archive_needed_from(config.zone)
+        if needed is not None and needed < before:
+            before = needed
+        purged = await asyncio.to_thread(purge_archive, config.archive_dir, before)
+        for day, files in purged:
+            log.info(
+                "Archive day purged.",
+                extra={"day": day.isoformat(), "files": files, "archive_days": config.archive_days},
+            )
+        return purged
 
     async def _end_of_day(self) -> None:
         await self.end_of_day()

@@ -18,7 +18,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -232,6 +232,11 @@ class Outbox:
         db = await aiosqlite.connect(path, isolation_level=None)
         for pragma in connect_pragmas():
             await db.execute(pragma)
+        # The database and its journal hold records: the agent's account alone reads them
+        # (SQLite gives a journal made later the database file's mode).
+        for own in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if own.exists():
+                _acl.try_protect(own, folder=False)
         async with db.execute(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
         ) as cur:
@@ -893,6 +898,20 @@ class Outbox:
             else:
                 log.info("Intake resumed: the outbox is below its budget.")
         self._budget = state
+
+    def archive_needed_from(self, zone: tzinfo) -> date | None:
+        """The first archive day the outbox may still need, or None when it needs none: a
+        pending re-read needs every day from its mark's `since` (all of them without one),
+        and the day before the oldest record central has not acknowledged is kept too
+        (should this outbox be damaged, a re-read would read it)."""
+        needed: list[date] = []
+        if self.reread is not None:
+            since = self.reread.get("since")
+            needed.append(date.fromisoformat(since) if since else date.min)
+        if self._oldest_unacked is not None:
+            oldest = datetime.fromtimestamp(self._oldest_unacked, zone).date()
+            needed.append(oldest - timedelta(days=1))
+        return min(needed) if needed else None
 
     async def refresh_budget(self) -> str:
         """Re-read age and free disk (counts are kept exact in memory), then re-check."""

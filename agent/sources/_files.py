@@ -19,6 +19,8 @@ import threading
 from datetime import date
 from pathlib import Path
 
+from agent import _acl
+
 from ._share import Unfit, is_other_volume, open_shared
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "look",
     "look_all",
     "move_to",
+    "purge_archive",
     "rename",
     "restore_staged",
     "safe_name",
@@ -270,11 +273,48 @@ def archive_file(path: Path, archive_dir: Path, day: str) -> Path:
     """Move an ingested file to `archive/<day>/` and drop its `.ready` marker.
 
     The archived file is flushed to disk: should the outbox ever be rebuilt, the archive is
-    the one copy of what it held, and a POS rarely flushes what it writes."""
-    target = move_to(path, archive_dir / day)
+    the one copy of what it held, and a POS rarely flushes what it writes. It holds card
+    numbers and names as the POS wrote them, so it and its day folder are readable by the
+    agent's account alone (0600 and 0700; on Windows an ACL, which a rename does not
+    inherit from the folder it lands in)."""
+    folder = archive_dir / day
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        _protected(folder, folder=True)
+    target = move_to(path, folder)
+    _protected(target, folder=False)
     try:
         sync_file(target)
     except OSError as exc:  # the file is archived all the same; the outbox holds its records
         log.warning("Archived file could not be flushed to disk.", extra={"error": str(exc)})
     drop_marker(path)
     return target
+
+
+def _protected(path: Path, *, folder: bool) -> None:
+    problem = _acl.try_protect(path, folder=folder)
+    if problem is not None:  # archived all the same; doctor names what is still open
+        log.warning(
+            "Archived file or folder could not be made readable by the agent alone.",
+            extra={"path": path.name, "error": problem},
+        )
+
+
+def purge_archive(archive_dir: Path, before: date) -> list[tuple[date, int]]:
+    """Remove the archive's day folders older than `before`: (day, files removed) of each,
+    oldest first. A day that cannot be removed whole stays for the next purge."""
+    purged: list[tuple[date, int]] = []
+    for when, folder in archive_days(archive_dir):
+        if when >= before:
+            break
+        count = sum(1 for p in folder.rglob("*") if p.is_file())
+        try:
+            shutil.rmtree(folder)
+        except OSError as exc:
+            log.warning(
+                "Archive day could not be purged; tried again at the next purge.",
+                extra={"day": when.isoformat(), "error": exc.strerror or str(exc)},
+            )
+            continue
+        purged.append((when, count))
+    return purged
