@@ -329,6 +329,11 @@ def _print_status(data: dict[str, Any]) -> None:
             f"{source.get('ingested', 0)} ingested, {source.get('quarantined', 0)} refused "
             "since start"
         )
+        if source.get("unfit"):
+            lines.append(
+                f"             {source['unfit']} path(s) skipped unopened: not regular files "
+                "(FIFO, device, socket, or a link leading outside; the log names each)"
+            )
     if "quarantined_files" in data:
         lines.append(f"quarantine   {data['quarantined_files']} file(s) (quarantine list)")
     typer.echo("\n".join(lines))
