@@ -225,4 +225,20 @@ def bounded(record: Record, text: str, limits: Limits) -> tuple[Record, str]:
             "fragment": over_again.fragment[:keep],
         }
     )
-    return cut, cut.model_dump_json()
+    text = cut.model_dump_json()
+    if check_text(text, limits) is None:
+        return cut, text
+    # What is over is an identifier the refusal repeats (a register "1e-70000000", a file
+    # name of fifty digits): the refusal names the transaction by its place alone.
+    source = cut.source
+    plain = cut.model_copy(
+        update={
+            "key": f"refused:{cut.store}:{source.sha256[:16]}:{source.position}"[:512],
+            "register": None,
+            "transaction_id": None,
+            "source": source.model_copy(update={"file": f"sha256-{source.sha256[:16]}"})
+            if check_text(source.model_dump_json(), limits) is not None
+            else source,
+        }
+    )
+    return plain, plain.model_dump_json()

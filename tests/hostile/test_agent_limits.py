@@ -150,3 +150,18 @@ def test_agent_limits_are_the_relays_with_one_more() -> None:
     relay_fields = set(Limits.model_fields)
     assert set(AgentLimits.model_fields) == relay_fields | {"transactions_per_file"}
     assert isinstance(AgentLimits(), Limits)
+
+
+async def test_an_identifier_over_a_limit_is_left_out_of_its_refusal(
+    outbox: Outbox, limits: AgentLimits
+) -> None:
+    data = poslog([(1, 1, "Tea"), (2, 1, "Tea")]).replace(
+        b"<WorkstationID>3</WorkstationID>", b"<WorkstationID>1e-70000000</WorkstationID>", 1
+    )
+    bodies = await _ingest(outbox, data, limits)
+    assert [b["kind"] for b in bodies] == ["refused", "sale"]
+    assert "body.register: a number with exponent -70000000" in str(bodies[0]["reason"])
+    assert bodies[0]["register"] is None
+    assert bodies[0]["place"] == "/POSLog/Transaction[1]"
+    for body in bodies:
+        assert check_value(body, limits, "body") is None
