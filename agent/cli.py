@@ -484,7 +484,7 @@ async def _replay(cfg: AgentConfig, first: date) -> tuple[int, int, int]:
     from agent.parsers import ParseError
 
     key_file = cfg.outbox.key_file or cfg.data_dir / "outbox.key"
-    outbox = await Outbox.open(cfg.outbox_path, cfg.outbox, key_file=key_file)
+    outbox = await Outbox.open(cfg.outbox_path, cfg.outbox, key_file=key_file, limits=cfg.limits)
     again = inserted = failed = 0
     files = archived_files(cfg.archive_dir, first)
     try:

@@ -147,3 +147,14 @@ def test_a_key_repeated_inside_a_magestore_order_refuses_that_order_alone() -> N
     assert len(refused) == 1
     assert "'sku' appears twice" in refused[0].reason
     assert [t.transaction_id for t in sold] == ["POS000107"]
+
+
+def test_a_quantity_in_e_notation_is_a_small_refusal_not_a_70_mb_record() -> None:
+    data = poslog([(1, 1, "Tea"), (2, 1, "Tea")]).replace(
+        b"<Quantity>1</Quantity>", b"<Quantity>1e-70000000</Quantity>", 1
+    )
+    first, second = parse_bytes(data, "poslog", context=ParseContext("f.xml"))
+    assert isinstance(first, Refused)
+    assert "'1e-70000000' is in E notation" in first.reason
+    assert len(first.model_dump_json()) < 4096
+    assert isinstance(second, Transaction)
