@@ -26,7 +26,7 @@ $(CTMOCK_STAMP): $(CTMOCK)/package.json $(CTMOCK)/package-lock.json
 # (setup.py, mypyc); here a failed compile is an error, where an end user's install falls
 # back to plain Python.
 NATIVE := TILLBRIDGE_REQUIRE_NATIVE=1 PYTHONWARNINGS="ignore:Editable installation"
-NATIVE_SOURCES := $(shell sed -n 's/^ *"\(agent\/.*\.py\)",$$/\1/p' setup.py)
+NATIVE_SOURCES := $(shell sed -n 's/^ *"\([a-z_/]*\.py\)",$$/\1/p' setup.py)
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -93,7 +93,7 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
-	find agent -name '*.so' -delete
+	find agent contract -name '*.so' -delete
 	rm -f tillbridge_native__mypyc.*.so
 
 bench: setup

@@ -18,14 +18,14 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 NATIVE = [
-    "agent/contract/_exact.py",
-    "agent/contract/_keys.py",
-    "agent/contract/_pan.py",
-    "agent/parsers/_poslog_body.py",
-    "agent/parsers/_poslog_read.py",
-    "agent/parsers/_poslog_stream.py",
-    "agent/parsers/_poslog_tender.py",
-    "agent/parsers/poslog.py",
+    "contract/_exact.py",
+    "contract/_keys.py",
+    "contract/_pan.py",
+    "agent/parsers/poslog/_body.py",
+    "agent/parsers/poslog/_read.py",
+    "agent/parsers/poslog/_stream.py",
+    "agent/parsers/poslog/_tender.py",
+    "agent/parsers/poslog/parser.py",
 ]
 GROUP = "tillbridge_native"  # the shared library the compiled modules load
 

@@ -14,24 +14,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+import typer.core
 
 from agent._version import __version__
 from agent.config import AgentConfig, load_agent_config
-from agent.contract.settings import ConfigError, default_config_path
+from common.cli import click_style_help
+from common.settings import ConfigError, default_config_path
 
 if TYPE_CHECKING:
     from agent.parsers import ParseContext
 
+click_style_help(typer.core)
 app = typer.Typer(
     name="tillbridge-agent",
     help="Tillbridge store agent: watches POS exports and forwards them to central.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # Click's own help: word-wrapped, metavars not type names
 )
-config_app = typer.Typer(help="Configuration commands.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Configuration commands.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(config_app, name="config")
-quarantine_app = typer.Typer(help="Files the agent refused.", no_args_is_help=True)
+quarantine_app = typer.Typer(
+    help="Files the agent refused.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(quarantine_app, name="quarantine")
 
 ConfigOption = Annotated[
@@ -83,7 +91,7 @@ def config_check(config: ConfigOption) -> None:
 @app.command()
 def schema() -> None:
     """Print the record contract (canonical record and batch envelope) as JSON Schema."""
-    from agent.contract import Batch, record_adapter
+    from contract import Batch, record_adapter
 
     doc = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -137,8 +145,8 @@ def parse(
 ) -> None:
     """Print canonical records as JSON lines; refused input exits 2 naming file, place, reason
     (a refused transaction is printed as its `refused` record too)."""
-    from agent.contract import Limits, Refused
     from agent.parsers import ParseError, Skipped, bounded, parse_bytes
+    from contract import Limits, Refused
 
     zone = _zone_or_exit(timezone)
     failed = False
@@ -226,8 +234,8 @@ def verify(
 def run(config: ConfigOption) -> None:
     """Run the store daemon until SIGTERM or SIGINT."""
     from agent._loop import loop_factory
-    from agent.contract.runtime import run_daemon
     from agent.daemon import Agent
+    from common.runtime import run_daemon
 
     cfg = load_or_exit(config)
     code = run_daemon(
@@ -247,26 +255,19 @@ def status(
     config: ConfigOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw status.")] = False,
 ) -> None:
-    """Connection, backlog, budget, files, recovery: from the running daemon's loopback
-    endpoint, else from what it last wrote and the outbox database.
+    """Connection, backlog, budget, files, recovery: from the running daemon (at the
+    address it wrote to its data folder), else from what it last wrote and the outbox
+    database.
 
     Exit codes as systemd's: 0 running and healthy, 1 running with a problem (named on
     stderr), 3 not running."""
-    import httpx
-
     from agent.daemon import read_status
     from agent.support import outbox_stats
 
     cfg = load_or_exit(config)
-    running = True
-    try:
-        # Loopback: never through a proxy from the environment or the system settings.
-        reply = httpx.get(f"http://{cfg.status_listen}/status", timeout=2, trust_env=False)
-        reply.raise_for_status()
-        data = reply.json()
-        data["answered_by"] = "running agent"
-    except (httpx.HTTPError, ValueError):
-        running = False
+    data = _ask_running_agent(cfg.data_dir)
+    running = data is not None
+    if data is None:
         data = read_status(cfg.data_dir)
         if data is None:
             typer.echo(f"no status in {cfg.data_dir}: the agent has not run here yet", err=True)
@@ -285,6 +286,29 @@ def status(
         raise typer.Exit(3)
     if problems:
         raise typer.Exit(1)
+
+
+def _ask_running_agent(data_dir: Path) -> dict[str, Any] | None:
+    """The running daemon's own status, from the address it wrote to its data folder at
+    start; None when no daemon answers there (or another process holds that port now)."""
+    import httpx
+
+    from agent.daemon import read_status_address
+
+    address = read_status_address(data_dir)
+    if address is None:
+        return None
+    try:
+        # Loopback: never through a proxy from the environment or the system settings.
+        reply = httpx.get(f"http://{address['listen']}/status", timeout=2, trust_env=False)
+        reply.raise_for_status()
+        data: dict[str, Any] = reply.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("pid") != address.get("pid"):
+        return None  # a crashed daemon's address, now someone else's port
+    data["answered_by"] = "running agent"
+    return data
 
 
 def _status_problems(data: dict[str, Any]) -> list[str]:
@@ -413,8 +437,15 @@ def logs(
         str | None, typer.Option(help="Least level: debug, info, warning (warn), error.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the JSON lines.")] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Go on printing entries as they are written (Ctrl-C ends)."
+        ),
+    ] = False,
 ) -> None:
-    """Filter the agent's JSON log files (the rolled-over ones too)."""
+    """Filter the agent's JSON log files (the rolled-over ones too); with -f, follow the
+    log as it grows, across a rollover."""
     from agent.support import format_entry, log_level, parse_since, read_logs
 
     cfg = load_or_exit(config)
@@ -428,8 +459,14 @@ def logs(
     except ValueError as exc:
         typer.echo(f"--level: {exc}", err=True)
         raise typer.Exit(2) from None
-    for entry in read_logs(cfg.log_file, since=window, correlation=correlation, level=level):
-        typer.echo(json.dumps(entry, ensure_ascii=False) if as_json else format_entry(entry))
+    entries = read_logs(
+        cfg.log_file, since=window, correlation=correlation, level=level, follow=follow
+    )
+    try:
+        for entry in entries:
+            typer.echo(json.dumps(entry, ensure_ascii=False) if as_json else format_entry(entry))
+    except KeyboardInterrupt:
+        pass  # how a follow ends
 
 
 @app.command()

@@ -7,7 +7,6 @@ Relative paths resolve against the config file's folder, never the working direc
 
 from __future__ import annotations
 
-import contextvars
 import os
 import socket
 import sys
@@ -15,26 +14,17 @@ import zoneinfo
 from pathlib import Path, PureWindowsPath
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import Field, field_validator, model_validator
 
-from agent.contract import Limits
-from agent.contract.settings import (
-    ENV_PREFIX,
+from common.settings import (
     BrokerSettings,
-    ConfigError,
+    FileSettings,
     LoggingSettings,
     Section,
-    check_broker_files,
-    describe_errors,
-    read_secret,
-    read_toml,
+    load_table,
+    settle_broker,
 )
+from contract import Limits
 
 __all__ = [
     "AgentConfig",
@@ -47,10 +37,6 @@ __all__ = [
 ]
 
 FORMATS = ("auto", "poslog", "micros", "magestore", "inventory", "oms")
-
-_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
-    "agent_toml_file", default=None
-)
 
 
 def _default_data_dir() -> Path:
@@ -196,7 +182,10 @@ class AgentConfig(Section):
         description="Local time after which a business day is closed and summarised.",
     )
     status_listen: str = Field(
-        default="127.0.0.1:8471", description="Local status endpoint (loopback only)."
+        default="127.0.0.1:8471",
+        description="Local status endpoint (loopback only; port 0 takes any free port). "
+        "The daemon writes the address it listens on to status.address in its data folder, "
+        "where the status command reads it.",
     )
     broker: BrokerSettings = Field(default_factory=BrokerSettings)
     sources: list[SourceSettings] = Field(default_factory=list)
@@ -256,61 +245,19 @@ class AgentConfig(Section):
         return self.data_dir / "quarantine"
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(FileSettings):
     """The whole file as the agent reads it: `[agent]`, and `[central]` left to the relay."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        case_sensitive=False,
-    )
 
     agent: AgentConfig
     central: dict[str, Any] | None = Field(default=None, description="The relay's table.")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Precedence: explicit arguments, then the environment, then the TOML file.
-        toml = _toml_file.get()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
-        return tuple(sources)
 
 
 def load_agent_config(file: Path) -> AgentConfig:
     """Load and validate the agent's config; ConfigError lists every problem."""
     file = Path(file)
-    data = read_toml(file)  # clear errors for a missing or malformed file
-    if "agent" not in data and not any(k.startswith(ENV_PREFIX + "AGENT") for k in os.environ):
-        raise ConfigError([f"{file}: agent: the [agent] table is missing"])
-    token = _toml_file.set(file)
-    try:
-        settings = AgentSettings()
-    except ValidationError as exc:
-        raise ConfigError(describe_errors(exc, file)) from None
-    finally:
-        _toml_file.reset(token)
-    config = settings.agent
+    config: AgentConfig = load_table(file, "agent", AgentSettings)
     _anchor(config, file.absolute().parent)
-    # Resolve the broker password now so a missing secret file is named at load.
-    password = read_secret(
-        config.broker.password,
-        config.broker.password_file,
-        key="agent.broker.password_file",
-        config_file=file,
-    )
-    if password is not None:
-        config.broker.password = SecretStr(password.get_secret_value())
-    check_broker_files(config.broker, file, "agent.broker")
+    settle_broker(config.broker, file, "agent.broker")
     return config
 
 

@@ -24,8 +24,6 @@ from agent import _acl
 from agent import _failpoints as failpoints
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.contract import AgentInfo, Heartbeat
-from agent.contract.notify import Notifier
 from agent.eod import DayCounts, summarise_day
 from agent.lock import data_dir_lock
 from agent.outbox import Outbox
@@ -40,12 +38,19 @@ from agent.sources import (
     quarantine_copy,
 )
 from agent.uplink import Uplink
+from common.logs import bind, new_correlation_id
+from common.notify import Notifier
+from contract import AgentInfo, Heartbeat
 
-__all__ = ["Agent", "closed_before", "protect_data", "read_status"]
+__all__ = ["Agent", "closed_before", "protect_data", "read_status", "read_status_address"]
 
 log = logging.getLogger("tillbridge.agent")
 
 STATUS_FILE = "status.json"
+STATUS_ADDRESS_FILE = "status.address"
+"""Where the running daemon answers `GET /status`, written at start to its data folder:
+the `status` command reads the address there, never the port in a config that may have
+changed since the daemon started (and `status_listen` may be port 0: any free port)."""
 
 
 def closed_before(now: datetime, close: str) -> date:
@@ -60,6 +65,18 @@ def read_status(data_dir: Path) -> dict[str, Any] | None:
     try:
         data: dict[str, Any] = json.loads((data_dir / STATUS_FILE).read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return data
+
+
+def read_status_address(data_dir: Path) -> dict[str, Any] | None:
+    """`{"listen": "127.0.0.1:PORT", "pid": N}` of the running daemon, or None when no
+    daemon has said where it answers (not running, or its endpoint could not bind)."""
+    try:
+        data = json.loads((data_dir / STATUS_ADDRESS_FILE).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("listen"), str):
         return None
     return data
 
@@ -191,9 +208,10 @@ class Agent:
             await stop.wait()
             log.info("Agent stopping.")
             self.notifier.stopping()
-            self.scheduler.shutdown()
+            await self.scheduler.stop()
             if server is not None:
                 server.close()
+                self._forget_status_address()
             await watchers.stop()
             await asyncio.wait_for(uplink_task, 30)
             await self.write_status()
@@ -281,27 +299,35 @@ class Agent:
         cutoff = closed_before(now.astimezone(config.zone), config.end_of_day_close)
         queued = 0
         for day, revision in await outbox.days_to_summarise(cutoff.isoformat()):
-            skipped = await outbox.day_skipped(day)
-            transactions, covered = await outbox.day_transactions(day)
-            records = summarise_day(
-                store=config.store,
-                business_date=date.fromisoformat(day),
-                transactions=transactions,
-                counts=DayCounts(
-                    training=skipped.get("training", 0),
-                    control=skipped.get("control", 0),
-                    suspended=skipped.get("suspended", 0),
-                    refused=await outbox.day_refused(day),
-                ),
-                default_currency=config.currency,
-                closed_at=now,
-                revision=revision,
-                covered=covered,
-            )
-            await outbox.add_day_summary(day, revision, list(records), covered)
-            queued += len(records)
-            log.info("End of day queued.", extra={"business_date": day, "revision": revision})
+            with bind(business_date=day, correlation_id=new_correlation_id()):
+                queued += await self._summarise_day(day, revision, now)
         return queued
+
+    async def _summarise_day(self, day: str, revision: int, now: datetime) -> int:
+        """One closed day's end-of-day records, under the correlation id bound for it."""
+        outbox = self.outbox
+        assert outbox is not None
+        config = self.config
+        skipped = await outbox.day_skipped(day)
+        transactions, covered = await outbox.day_transactions(day)
+        records = summarise_day(
+            store=config.store,
+            business_date=date.fromisoformat(day),
+            transactions=transactions,
+            counts=DayCounts(
+                training=skipped.get("training", 0),
+                control=skipped.get("control", 0),
+                suspended=skipped.get("suspended", 0),
+                refused=await outbox.day_refused(day),
+            ),
+            default_currency=config.currency,
+            closed_at=now,
+            revision=revision,
+            covered=covered,
+        )
+        await outbox.add_day_summary(day, revision, list(records), covered)
+        log.info("End of day queued.", extra={"revision": revision})
+        return len(records)
 
     # -- recovery -------------------------------------------------------------------------
 
@@ -329,13 +355,14 @@ class Agent:
             )
         done = failed = 0
         for path in files:
-            item, items = await read_archived(self.config, path)
-            try:
-                outcome = await outbox.ingest(item, items, budget=False)
-            except ParseError as exc:
-                failed += 1
-                await self._quarantine_archived(path, item.sha256, exc)
-                continue
+            with bind(file=path.name, correlation_id=new_correlation_id()):
+                item, items = await read_archived(self.config, path)
+                try:
+                    outcome = await outbox.ingest(item, items, budget=False)
+                except ParseError as exc:
+                    failed += 1
+                    await self._quarantine_archived(path, item.sha256, exc)
+                    continue
             if not outcome.already_ingested:
                 done += 1
             failpoints.hit("reread.file_done")
@@ -391,13 +418,32 @@ class Agent:
         """`GET /status` on the loopback address (config: status_listen) for field support."""
         host, _, port = self.config.status_listen.rpartition(":")
         try:
-            return await asyncio.start_server(self._answer, host.strip("[]"), int(port))
+            server = await asyncio.start_server(self._answer, host.strip("[]"), int(port))
         except OSError as exc:
             log.warning(
                 "Status endpoint unavailable; status is still written to status.json.",
                 extra={"listen": self.config.status_listen, "error": str(exc)},
             )
+            self._forget_status_address()  # a stale address would lead to another program
             return None
+        bound = server.sockets[0].getsockname()
+        listen = f"[{bound[0]}]:{bound[1]}" if ":" in bound[0] else f"{bound[0]}:{bound[1]}"
+        target = self.config.data_dir / STATUS_ADDRESS_FILE
+        tmp = target.with_suffix(".tmp-address")
+        try:
+            tmp.write_text(json.dumps({"listen": listen, "pid": os.getpid()}), encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError as exc:
+            log.warning(
+                "Status address could not be written; `status` reads status.json instead.",
+                extra={"path": str(target), "error": str(exc)},
+            )
+        log.debug("Status endpoint listening.", extra={"listen": listen})
+        return server
+
+    def _forget_status_address(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.config.data_dir / STATUS_ADDRESS_FILE).unlink(missing_ok=True)
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Iterable
 from datetime import date, datetime
 
-from agent.contract import EndOfDay, SourceRef, Transaction, day_totals, make_key
+from contract import EndOfDay, SourceRef, Transaction, day_totals, make_key
 
 __all__ = ["DayCounts", "summarise_day"]
 

@@ -30,6 +30,7 @@ class Scheduler:
         self.zone = zone
         self._scheduler: AsyncIOScheduler | None = None
         self._pending: list[tuple[str, object, Job]] = []
+        self._running: set[asyncio.Task[None]] = set()
 
     def every(self, name: str, seconds: float, job: Job) -> None:
         """Run `job` every `seconds`."""
@@ -45,7 +46,7 @@ class Scheduler:
             self._pending.append((name, trigger, job))
             return
         self._scheduler.add_job(
-            _guarded(name, job),
+            _guarded(name, job, self._running),
             trigger=trigger,
             id=name,
             name=name,
@@ -73,18 +74,42 @@ class Scheduler:
         return job.next_run_time.isoformat() if job and job.next_run_time else None
 
     def shutdown(self) -> None:
+        """Run no more jobs; those running go on (`stop` waits for them)."""
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         self._scheduler = None
 
+    async def stop(self, grace_seconds: float = 5.0) -> None:
+        """Run no more jobs and let those running finish, cancelling them after `grace_seconds`
+        (a heartbeat to a broker that went away): nothing is left for the loop to cancel
+        at exit, where APScheduler would log the cancellation as a failed job."""
+        self.shutdown()
+        running = set(self._running)
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=grace_seconds)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
 
-def _guarded(name: str, job: Job) -> Callable[[], Awaitable[None]]:
+
+def _guarded(
+    name: str, job: Job, running: set[asyncio.Task[None]]
+) -> Callable[[], Awaitable[None]]:
     async def run() -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            running.add(task)
         try:
             await job()
         except asyncio.CancelledError:
-            raise
+            # Only a stop cancels a job; it runs again at the next start.
+            log.debug("Scheduled job cancelled by the stop.", extra={"job": name})
         except Exception:  # a failing job is logged and runs again next time
             log.exception("Scheduled job failed.", extra={"job": name})
+        finally:
+            if task is not None:
+                running.discard(task)
 
     return run

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.config import AgentConfig, OutboxSettings, SourceSettings, load_agent_config
-from agent.contract.settings import ConfigError
+from common.settings import ConfigError
 
 __all__ = ["Check", "run_self_test"]
 

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig, load_agent_config
-from agent.contract.logs import configure_logging
-from agent.contract.redact import redact_text
-from agent.contract.settings import ConfigError
+from common.logs import configure_logging
+from common.redact import redact_text
+from common.settings import ConfigError
 
 __all__ = [
     "SERVICE_ACCOUNT",

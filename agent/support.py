@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import platform
 import re
 import shutil
@@ -18,20 +19,21 @@ import sqlite3
 import ssl
 import stat
 import sys
+import time
 import tomllib
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from agent import _acl, _loop
 from agent._probe import scheme_mismatch
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.contract.redact import redact_text, redact_value
 from agent.sources import archive_days, missing_drive_hint
+from common.redact import redact_text, redact_value
 
 __all__ = ["Check", "bundle", "doctor", "outbox_stats", "parse_since", "read_logs"]
 
@@ -369,31 +371,97 @@ def read_logs(
     correlation: str | None = None,
     level: str | None = None,
     now: datetime | None = None,
+    follow: bool = False,
+    poll_seconds: float = 0.5,
+    until: Callable[[], bool] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Log entries matching every filter given, oldest first."""
+    """Log entries matching every filter given, oldest first. With `follow`, then the
+    entries written from then on, as `tail -F` would (across a rollover), until `until()`
+    says to stop (or for ever)."""
     cutoff = (now or datetime.now(UTC)) - since if since else None
     least = _LEVELS[log_level(level or "debug")]
+
+    def keep(entry: dict[str, Any]) -> bool:
+        if _LEVELS.get(str(entry.get("level", "info")), 20) < least:
+            return False
+        if correlation and entry.get("correlation_id") != correlation:
+            return False
+        if cutoff is not None:
+            try:
+                when = datetime.fromisoformat(str(entry.get("ts")))
+            except ValueError:
+                return False
+            if when < cutoff:
+                return False
+        return True
+
     for path in _log_files(log_file):
+        if follow and path == log_file:
+            break  # the current file is read, then followed, below
         with path.open(encoding="utf-8", errors="replace") as handle:
             for line in handle:
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if not isinstance(entry, dict):
-                    continue
-                if _LEVELS.get(str(entry.get("level", "info")), 20) < least:
-                    continue
-                if correlation and entry.get("correlation_id") != correlation:
-                    continue
-                if cutoff is not None:
-                    try:
-                        when = datetime.fromisoformat(str(entry.get("ts")))
-                    except ValueError:
-                        continue
-                    if when < cutoff:
-                        continue
+                entry = _entry(line)
+                if entry is not None and keep(entry):
+                    yield entry
+    if follow:
+        for entry in _follow(log_file, poll_seconds, until or (lambda: False)):
+            if keep(entry):
                 yield entry
+
+
+def _entry(line: str) -> dict[str, Any] | None:
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return entry if isinstance(entry, dict) else None
+
+
+def _follow(
+    log_file: Path, poll_seconds: float, until: Callable[[], bool]
+) -> Iterator[dict[str, Any]]:
+    """Every entry of the current log file, then each one as it is written. A rollover
+    (renamed, or copied and truncated on Windows) is followed into the new file."""
+    handle: TextIO | None = None
+    identity: tuple[int, int] | None = None
+    partial = ""
+    try:
+        while not until():
+            if handle is None:
+                try:
+                    handle = log_file.open(encoding="utf-8", errors="replace")
+                except FileNotFoundError:
+                    time.sleep(poll_seconds)
+                    continue
+                opened = os.fstat(handle.fileno())
+                identity = (opened.st_dev, opened.st_ino)
+            line = handle.readline()
+            if line:
+                partial += line
+                if partial.endswith("\n"):  # a line still being written waits for its end
+                    entry = _entry(partial)
+                    partial = ""
+                    if entry is not None:
+                        yield entry
+                continue
+            try:
+                now = os.stat(log_file)
+            except FileNotFoundError:
+                now = None
+            moved = now is None or (now.st_dev, now.st_ino) != identity
+            if moved:  # renamed away: what was written to it before, then the new file
+                for rest in (partial + handle.read()).splitlines(keepends=True):
+                    entry = _entry(rest) if rest.endswith("\n") else None
+                    if entry is not None:
+                        yield entry
+            if moved or (now is not None and now.st_size < handle.tell()):
+                handle.close()  # rolled over: the new file from its start
+                handle, partial = None, ""
+                continue
+            time.sleep(poll_seconds)
+    finally:
+        if handle is not None:
+            handle.close()
 
 
 def format_entry(entry: dict[str, Any]) -> str:

@@ -32,7 +32,9 @@ from pydantic import ValidationError
 from agent._probe import scheme_mismatch
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.contract import (
+from agent.outbox import Outbox, OutRow
+from common.logs import bind
+from contract import (
     SCHEMA_VERSION,
     Ack,
     AgentInfo,
@@ -43,8 +45,6 @@ from agent.contract import (
     encode_batch,
     topic,
 )
-from agent.contract.logs import bind
-from agent.outbox import Outbox, OutRow
 
 __all__ = ["Uplink", "encode_rows", "offline_status"]
 
@@ -90,6 +90,17 @@ def offline_status(store: str) -> bytes:
 
 _FIRST_BATCH = 200
 _IDLE_TICK_SECONDS = 5.0
+
+
+def _collect_disconnect(client: aiomqtt.Client) -> None:
+    """A link lost while the session was stopping (the broker went away too) leaves its
+    error in aiomqtt's disconnect future, which `__aexit__` does not read; unread, asyncio
+    logs "Future exception was never retrieved" at ERROR when it is collected. The loss is
+    already handled: read it here."""
+    disconnected = getattr(client, "_disconnected", None)
+    if isinstance(disconnected, asyncio.Future) and disconnected.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            disconnected.exception()
 
 
 @dataclasses.dataclass(slots=True)
@@ -190,7 +201,10 @@ class Uplink:
                             timeout=2,
                         )
                 finally:
-                    await client.__aexit__(None, None, None)
+                    try:
+                        await client.__aexit__(None, None, None)
+                    finally:
+                        _collect_disconnect(client)
             except aiomqtt.MqttError as exc:
                 error = str(exc)
                 hint = await self._scheme_hint()
@@ -300,7 +314,7 @@ class Uplink:
         while True:
             self._expire()
             while len(self._flights) < settings.window:
-                rows = await self.outbox.take(self._batch_size())
+                rows = await self.outbox.claim_pending(self._batch_size())
                 if not rows:
                     break
                 for part in await self._split(rows):

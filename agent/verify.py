@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from agent.contract import Refused, Transaction, quantize_amount
 from agent.parsers import Parsed, Skipped
+from contract import Refused, Transaction, quantize_amount
 
 __all__ = ["FileReport", "render", "report"]
 

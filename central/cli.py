@@ -13,24 +13,30 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.core
 
-from agent.contract.modes import private_dir, too_open
-from agent.contract.notify import Notifier
-from agent.contract.redact import redact_text
-from agent.contract.runtime import run_daemon
-from agent.contract.settings import ConfigError, default_config_path
 from central._version import __version__
 from central.config import CentralConfig, load_central_config
-from central.exceptions import app as exceptions_app
+from central.exception_queue import app as exceptions_app
+from common.cli import click_style_help
+from common.modes import private_dir, too_open
+from common.notify import Notifier
+from common.redact import redact_text
+from common.runtime import run_daemon
+from common.settings import ConfigError, default_config_path
 
+click_style_help(typer.core)
 app = typer.Typer(
     name="tillbridge-central",
     help="Tillbridge central relay: stores every record once and delivers it.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # Click's own help: word-wrapped, metavars not type names
 )
-config_app = typer.Typer(help="Configuration commands.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Configuration commands.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(config_app, name="config")
 
 ConfigOption = Annotated[
@@ -202,19 +208,40 @@ def stats(
     if as_json:
         typer.echo(json.dumps(data))
         return
+    typer.echo(render_stats(data, cfg.inbox_url.split("://", 1)[0]), nl=False)
+
+
+def render_stats(data: dict[str, Any], backend: str, *, width: int | None = None) -> str:
+    """The inbox's counts as aligned tables: the figures, then deliveries per target with
+    one column per state (`--json` gives the same data to scripts)."""
+    import io
+
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Tillbridge relay inbox ({cfg.inbox_url.split('://', 1)[0]})")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_row("records", str(data["records"]))
+    figures = Table(title=f"Tillbridge relay inbox ({backend})", min_width=40)
+    figures.add_column("figure")
+    figures.add_column("value", justify="right")
+    figures.add_row("records", str(data["records"]))
     for state, count in data["by_state"].items():
-        table.add_row(f"  {state}", str(count))
+        figures.add_row(f"  {state}", str(count))
     for name, value in data.items():
-        if name not in ("records", "by_state"):
-            table.add_row(name, str(value))
-    Console().print(table)
+        if name not in ("records", "by_state", "deliveries"):
+            figures.add_row(name, str(value))
+    out = io.StringIO()
+    console = Console(file=out, width=width or 100, color_system=None, highlight=False)
+    console.print(figures)
+    deliveries: dict[str, dict[str, int]] = data.get("deliveries") or {}
+    if deliveries:
+        states = sorted({state for counts in deliveries.values() for state in counts})
+        table = Table(title="Deliveries by target")
+        table.add_column("target")
+        for state in states:
+            table.add_column(state, justify="right")
+        for target, counts in sorted(deliveries.items()):
+            table.add_row(target, *(str(counts.get(state, 0)) for state in states))
+        console.print(table)
+    return out.getvalue()
 
 
 async def _stats(cfg: CentralConfig) -> dict[str, Any]:
@@ -320,7 +347,9 @@ def provision_store(
     typer.echo("Reload the broker to apply: systemctl reload mosquitto (or send it SIGHUP).")
 
 
-user_app = typer.Typer(help="Dashboard users (viewer, operator).", no_args_is_help=True)
+user_app = typer.Typer(
+    help="Dashboard users (viewer, operator).", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @user_app.command("add")

@@ -5,7 +5,6 @@ the key and the file; secrets are `SecretStr`, read from files, never logged.
 
 from __future__ import annotations
 
-import contextvars
 import os
 import re
 import sys
@@ -14,26 +13,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from agent.contract import Limits
-from agent.contract.settings import (
-    ENV_PREFIX,
+from common.settings import (
     BrokerSettings,
     ConfigError,
+    FileSettings,
     LoggingSettings,
     Section,
-    check_broker_files,
-    describe_errors,
+    load_table,
     read_secret,
-    read_toml,
+    settle_broker,
 )
+from contract import Limits
 
 from .connectors import CONNECTORS, TargetConfig
 from .routing import RoutingSettings, StoreRoute
@@ -50,10 +42,6 @@ __all__ = [
     "WebSettings",
     "load_central_config",
 ]
-
-_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
-    "central_toml_file", default=None
-)
 
 
 def _default_data_dir() -> Path:
@@ -272,59 +260,18 @@ class CentralConfig(Section):
         return self.logging.file or self.data_dir / "logs" / "central.log"
 
 
-class CentralSettings(BaseSettings):
+class CentralSettings(FileSettings):
     """The whole file as the relay reads it: `[central]`, and `[agent]` left to the agent."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        case_sensitive=False,
-    )
 
     central: CentralConfig
     agent: dict[str, Any] | None = Field(default=None, description="The agent's table.")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Precedence: explicit arguments, then the environment, then the TOML file.
-        toml = _toml_file.get()
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if toml is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
-        return tuple(sources)
 
 
 def load_central_config(file: Path) -> CentralConfig:
     """Load and validate the relay's config; ConfigError lists every problem."""
     file = Path(file)
-    data = read_toml(file)
-    if "central" not in data and not any(k.startswith(ENV_PREFIX + "CENTRAL") for k in os.environ):
-        raise ConfigError([f"{file}: central: the [central] table is missing"])
-    token = _toml_file.set(file)
-    try:
-        settings = CentralSettings()
-    except ValidationError as exc:
-        raise ConfigError([_untagged(p) for p in describe_errors(exc, file)]) from None
-    finally:
-        _toml_file.reset(token)
-    config = settings.central
-    password = read_secret(
-        config.broker.password,
-        config.broker.password_file,
-        key="central.broker.password_file",
-        config_file=file,
-    )
-    if password is not None:
-        config.broker.password = SecretStr(password.get_secret_value())
-    check_broker_files(config.broker, file, "central.broker")
+    config: CentralConfig = load_table(file, "central", CentralSettings, problem=_untagged)
+    settle_broker(config.broker, file, "central.broker")
     problems = []
     for index, target in enumerate(config.targets):
         _read_target_secrets(target, index, file)

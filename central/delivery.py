@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from agent.contract import record_adapter
-from agent.contract.redact import redact_text
+from common.redact import redact_text
+from contract import record_adapter
 
 from .config import CentralConfig
 from .connectors import (

@@ -19,7 +19,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
-from agent.contract import (
+from central.config import CentralConfig
+from central.inbox import Inbox, IncomingRecord, InvalidRecord, link_key
+from central.inbox._model import utcnow
+from central.inbox._sql import runs
+from common.logs import bind, new_correlation_id
+from common.redact import mask_pans_json
+from contract import (
     SCHEMA_VERSION,
     Ack,
     Batch,
@@ -34,12 +40,6 @@ from agent.contract import (
     parse_topic,
     topic,
 )
-from agent.contract.logs import bind, new_correlation_id
-from agent.contract.redact import mask_pans_json
-from central.config import CentralConfig
-from central.inbox import Inbox, IncomingRecord, InvalidRecord, link_key
-from central.inbox._model import utcnow
-from central.inbox._sql import runs
 
 __all__ = ["Intake", "examine", "gather_refusals", "records_filter", "split_batch"]
 
@@ -426,6 +426,9 @@ class Intake:
                 "committed": len(result.committed),
                 "duplicates": len(result.duplicates),
                 "rejected": len(bad),
+                # The ids the records carry from the agent (one per source file), as the
+                # dashboard shows them: the receipt is part of each record's story.
+                "record_correlation_ids": sorted({r.correlation_id for r in batch.records}),
             },
         )
 

@@ -1,7 +1,7 @@
 """Reconciliation: per store and business day, what the POS says it did (its end-of-day
 totals, latest revision) beside what the relay received and what each target
 confirmed — by kind, tender type and tax code, in the same rule the agent used
-(`agent.contract.day_totals`). Where a target stated its own total for a sale (the
+(`contract.day_totals`). Where a target stated its own total for a sale (the
 order total commercetools or Adobe Commerce answered), that figure stands for the
 target, not the POS's. A line differs when a count differs or an amount differs by
 more than the tolerance.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from agent.contract import EndOfDay, EndOfDayTotals, Transaction, day_totals, record_adapter
+from contract import EndOfDay, EndOfDayTotals, Transaction, day_totals, record_adapter
 
 from .inbox import DayRecord, Inbox
 

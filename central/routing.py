@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from agent.contract import Inventory, Record, Refused, Transaction, record_adapter
-from agent.contract.redact import redact_value
-from agent.contract.settings import ConfigError, Section
+from common.redact import redact_value
+from common.settings import ConfigError, Section
+from contract import Inventory, Record, Refused, Transaction, record_adapter
 
 from .connectors import CONNECTORS, TargetSettings
 from .inbox import RouteDecision

@@ -1,7 +1,10 @@
 """`make demo`: a broker, the relay on SQLite with a dry-run target, and three stores —
 a POSLog store (with inventory counts), a MICROS restaurant and a Magestore shop — each
-an agent beside a till that writes export files at a steady pace. Midway one store
-loses its connection for a while and drains when it comes back. Ctrl-C stops it all.
+an agent beside a till that writes export files at a steady pace. Every page has
+something to show: one sale carries an item the SKU table lacks (Exceptions), the
+business day closes a few minutes after start (Reconciliation), and midway one store's
+link is cut for a while, its agent running on, and it drains when the link is back.
+Ctrl-C stops it all.
 """
 
 from __future__ import annotations
@@ -17,16 +20,19 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
+from agent.daemon import closed_before
 from central.web import add_user
 
 from .broker import Mosquitto, free_port
 from .chaos import Process, _command
-from .pos import MagestorePos, MicrosPos, PoslogPos, write_atomic
+from .link import Link
+from .pos import ITEMS, MagestorePos, MicrosPos, PoslogPos, write_atomic
 
-__all__ = ["main"]
+__all__ = ["Demo", "main", "write_configs"]
 
 STORES = (("0042", PoslogPos), ("0043", MicrosPos), ("0044", MagestorePos))
 SOURCE_EXTRA = {
@@ -74,18 +80,46 @@ def _broker(workdir: Path, *, embedded: bool = False) -> Mosquitto | EmbeddedBro
     return EmbeddedBroker(free_port())
 
 
-def _write_configs(workdir: Path, broker_url: str, web_port: int, *, cut: str = "") -> None:
+UNMAPPED = ("GW-100", "Gift wrapping", Decimal("3.50"))
+"""Sold once by store 0044: the SKU table lacks it, so the record waits in Exceptions."""
+
+
+TRADING_ENDS = timedelta(seconds=30)
+"""How long before the close the tills start on the next business day."""
+
+
+def sku_table() -> str:
+    """Every item the tills sell, by its EAN and by the MICROS menu item number."""
+    rows = ["pos_sku,sku"]
+    for ean, _, _ in ITEMS:
+        rows += [f"{ean},{ean}", f"{int(ean[-6:])},{ean}"]
+    return "\n".join(rows) + "\n"
+
+
+def close_time(now: datetime, seconds: float) -> str:
+    """The store's end-of-day close `seconds` from `now`, at the next whole minute."""
+    at = now + timedelta(seconds=seconds + 59)
+    return f"{at:%H:%M}"
+
+
+def write_configs(workdir: Path, broker_urls: dict[str, str], web_port: int, *, close: str) -> None:
+    """The relay's and each store's config, written once: nothing rewrites them while the
+    programs run (an outage is the store's link cut, not its config changed)."""
+    (workdir / "skus.csv").write_text(sku_table(), encoding="utf-8")
     (workdir / "central.toml").write_text(
         f"""[central]
 relay_id = "demo-relay"
 data_dir = "{workdir / "relay"}"
 [central.broker]
-url = "{broker_url}"
+url = "{broker_urls["relay"]}"
 protocol = "3.1.1"
 [central.web]
 listen = "127.0.0.1:{web_port}"
 [central.intake]
 gap_grace_seconds = 10
+[central.routing]
+sku_mode = "table"
+sku_table = "{workdir / "skus.csv"}"
 [[central.targets]]
 name = "commerce-dry-run"
 type = "http"
@@ -101,7 +135,6 @@ currency = "EUR"
     for store, pos in STORES:
         folder = workdir / store
         folder.mkdir(parents=True, exist_ok=True)
-        url = f"mqtt://127.0.0.1:{free_port()}" if store == cut else broker_url
         inventory = ""
         if pos is PoslogPos:
             inventory = f"""[[agent.sources]]
@@ -115,9 +148,10 @@ settle_seconds = 0.5
             f"""[agent]
 store = "{store}"
 data_dir = "{folder / "data"}"
-status_listen = "127.0.0.1:{free_port()}"
+end_of_day_close = "{close}"
+status_listen = "127.0.0.1:0"
 [agent.broker]
-url = "{url}"
+url = "{broker_urls[store]}"
 protocol = "3.1.1"
 [[agent.sources]]
 name = "till"
@@ -141,72 +175,141 @@ def _stock(folder: Path, n: int) -> None:
     write_atomic(folder / "stock", f"stock_{n:05d}.csv", ("\n".join(rows) + "\n").encode())
 
 
-def run(
-    workdir: Path, *, pace: float, outage_after: float, outage_for: float, embedded: bool = False
-) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    broker = _broker(workdir, embedded=embedded)
-    web_port = 8470 if _free(8470) else free_port()
-    _write_configs(workdir, broker.url, web_port)
-    relay = Process(
-        [*_command("tillbridge-central"), "run", "--config", str(workdir / "central.toml")],
-        workdir / "relay.out",
-    )
-    agents = {
-        store: Process(
-            [*_command("tillbridge-agent"), "run", "--config", str(workdir / store / "agent.toml")],
-            workdir / store / "agent.out",
+class Demo:
+    """The broker, the relay and three stores, stepped by `step()`: every step each till
+    writes a file; one sale of store 0044 sells an item the SKU table lacks; the tills'
+    business day closes `close_in` seconds after start (Reconciliation shows it); store
+    0043's link is cut after `outage_after` seconds and restored `outage_for` later, its
+    agent running all along with its backlog growing, then draining."""
+
+    OFFLINE = "0043"
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        outage_after: float = 60.0,
+        outage_for: float = 45.0,
+        close_in: float = 180.0,
+        embedded: bool = False,
+        web_port: int | None = None,
+    ) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.outage_after, self.outage_for = outage_after, outage_for
+        self.broker = _broker(workdir, embedded=embedded)
+        self.link = Link(self.broker.port)
+        self.web_port = web_port or (8470 if _free(8470) else free_port())
+        self.close = close_time(datetime.now(UTC), close_in)
+        urls = {store: self.broker.url for store, _ in STORES}
+        urls["relay"] = self.broker.url
+        urls[self.OFFLINE] = self.link.url
+        write_configs(workdir, urls, self.web_port, close=self.close)
+        self.relay = Process(
+            [*_command("tillbridge-central"), "run", "--config", str(workdir / "central.toml")],
+            workdir / "relay.out",
         )
-        for store, _ in STORES
-    }
-    tills = {store: pos(store, workdir / store / "pos") for store, pos in STORES}
+        self.agents = {
+            store: Process(
+                [
+                    *_command("tillbridge-agent"),
+                    "run",
+                    "--config",
+                    str(workdir / store / "agent.toml"),
+                ],
+                workdir / store / "agent.out",
+            )
+            for store, _ in STORES
+        }
+        self.tills = {store: pos(store, workdir / store / "pos") for store, pos in STORES}
+        self.tills["0044"].sell_once(*UNMAPPED)
+        self.password = secrets.token_urlsafe(9)
+        self.cut_state = "before"
+        self.steps = 0
+        self.started = 0.0
+
+    def start(self) -> None:
+        add_user(self.workdir / "relay" / "web-users.json", "demo", "operator", self.password)
+        self.broker.start()
+        self.relay.start()
+        for agent in self.agents.values():
+            agent.start()
+        self.started = time.monotonic()
+
+    def business_day(self) -> date:
+        """The tills' trading day: the one the close has not ended yet. The tills move on
+        to the next day `TRADING_ENDS` before the close, as a store stops selling before
+        its end-of-day run, so every file of the closed day is in when it is summarised."""
+        return closed_before(datetime.now(UTC) + TRADING_ENDS, self.close)
+
+    def step(self) -> str | None:
+        """Write one file per till (and a stock count now and then); cut or restore the
+        offline store's link when its time comes, and say so."""
+        self.steps += 1
+        day = self.business_day()
+        for till in self.tills.values():
+            till.till.business_date = day
+            till.write(5)
+        if self.steps % 10 == 1:
+            _stock(self.workdir / "0042", self.steps)
+        elapsed = time.monotonic() - self.started
+        if self.cut_state == "before" and elapsed > self.outage_after:
+            self.link.cut()
+            self.cut_state = "cut"
+            return f"Store {self.OFFLINE} lost its connection; its records wait in its outbox."
+        if self.cut_state == "cut" and elapsed > self.outage_after + self.outage_for:
+            self.link.restore()
+            self.cut_state = "after"
+            return f"Store {self.OFFLINE} is back online and drains its backlog."
+        return None
+
+    def stop(self) -> None:
+        for agent in self.agents.values():
+            agent.stop()
+        self.relay.stop()
+        self.link.close()
+        self.broker.stop()
+
+
+def run(
+    workdir: Path,
+    *,
+    pace: float,
+    outage_after: float,
+    outage_for: float,
+    close_in: float = 180.0,
+    embedded: bool = False,
+) -> None:
+    demo = Demo(
+        workdir,
+        outage_after=outage_after,
+        outage_for=outage_for,
+        close_in=close_in,
+        embedded=embedded,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    password = secrets.token_urlsafe(9)
-    add_user(workdir / "relay" / "web-users.json", "demo", "operator", password)
-    broker.start()
-    relay.start()
-    for agent in agents.values():
-        agent.start()
+    demo.start()
     print(f"Tillbridge demo running in {workdir}")
-    print(f"  broker     {broker.url}")
-    print(f"  dashboard  http://127.0.0.1:{web_port}/  sign in as demo / {password}")
+    print(f"  broker     {demo.broker.url}")
+    print(f"  dashboard  http://127.0.0.1:{demo.web_port}/  sign in as demo / {demo.password}")
     print(f"  relay log  {workdir / 'relay.out'}")
     print(f"  stores     {', '.join(f'{s} ({p.format})' for s, p in STORES)}")
+    print(f"  business day {demo.business_day()} closes at {demo.close} UTC: see Reconciliation")
+    print(f"  one sale of store 0044 sells {UNMAPPED[0]}, not in the SKU table: see Exceptions")
+    print(f"  a store    tillbridge-agent status --config {workdir / '0043' / 'agent.toml'}")
     print("Press Ctrl-C to stop.", flush=True)
-    started = time.monotonic()
-    cut_state = "before"
-    n = 0
     try:
         while not stop.is_set():
-            n += 1
-            for store, till in tills.items():
-                till.write(5)
-                del store
-            if n % 10 == 1:
-                _stock(workdir / "0042", n)
-            elapsed = time.monotonic() - started
-            if cut_state == "before" and elapsed > outage_after:
-                agents["0043"].stop()
-                _write_configs(workdir, broker.url, web_port, cut="0043")
-                agents["0043"].start()
-                cut_state = "cut"
-                print("Store 0043 lost its connection; its records wait in its outbox.", flush=True)
-            elif cut_state == "cut" and elapsed > outage_after + outage_for:
-                agents["0043"].stop()
-                _write_configs(workdir, broker.url, web_port)
-                agents["0043"].start()
-                cut_state = "after"
-                print("Store 0043 is back online and drains its backlog.", flush=True)
+            said = demo.step()
+            if said:
+                print(said, flush=True)
             stop.wait(pace)
     except KeyboardInterrupt:
         pass
     finally:
         print("Stopping…", flush=True)
-        for agent in agents.values():
-            agent.stop()
-        relay.stop()
-        broker.stop()
+        demo.stop()
         print(f"Stopped. Files, logs and the inbox stay in {workdir}.")
 
 
@@ -216,6 +319,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pace", type=float, default=2.0, help="Seconds between files.")
     parser.add_argument("--outage-after", type=float, default=60.0)
     parser.add_argument("--outage-for", type=float, default=45.0)
+    parser.add_argument(
+        "--close-in", type=float, default=180.0, help="Seconds until the business day closes."
+    )
     parser.add_argument(
         "--embedded-broker", action="store_true", help="Use amqtt even where Mosquitto is."
     )
@@ -227,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
             pace=args.pace,
             outage_after=args.outage_after,
             outage_for=args.outage_for,
+            close_in=args.close_in,
             embedded=args.embedded_broker,
         )
 

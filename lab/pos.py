@@ -79,6 +79,8 @@ class _Till:
     registers: int = 2
     numbers: dict[str, int] = field(default_factory=dict)
     sold: list[Sale] = field(default_factory=list)
+    once: list[Line] = field(default_factory=list)
+    """Lines the next sale carries besides its own (an item the catalogue lacks)."""
 
     def next_number(self, register: str) -> int:
         self.numbers[register] = self.numbers.get(register, 1000) + 1
@@ -118,6 +120,8 @@ class _Till:
             Line(sku, name, self.rng.randint(1, 3), price)
             for sku, name, price in self.rng.sample(ITEMS, self.rng.randint(1, 3))
         ]
+        lines += self.once
+        self.once = []
         total = sum((line.amount for line in lines), Decimal(0))
         if total > 10 and self.rng.random() < 0.4:
             cash = Decimal(self.rng.randint(1, int(total) - 1))
@@ -140,6 +144,10 @@ class _Pos:
         self.till = _Till(store, random.Random(seed), day or date.today())
         self.files = 0
         self.last = b""
+
+    def sell_once(self, sku: str, description: str, price: Decimal) -> None:
+        """The next sale also sells this item (one the commerce catalogue may not have)."""
+        self.till.once.append(Line(sku, description, 1, price))
 
     def _save(self, name: str, data: bytes) -> Path:
         self.files += 1
@@ -360,8 +368,8 @@ class MagestorePos(_Pos):
 
 def expected_totals(name: str, data: bytes, format_name: str, store: str) -> dict[str, Decimal]:
     """Key → total of each record the agent must forward from one file, by its own parsers."""
-    from agent.contract import Transaction
     from agent.parsers import ParseContext, parse_bytes
+    from contract import Transaction
 
     context = ParseContext(file_name=name, store=store)
     return {

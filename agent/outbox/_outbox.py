@@ -28,10 +28,11 @@ import aiosqlite
 from agent import _acl
 from agent import _failpoints as failpoints
 from agent.config import OutboxSettings
-from agent.contract import Inventory, Limits, Record, Transaction
-from agent.contract.logs import new_correlation_id
 from agent.parsers import Parsed, Skipped, bounded
 from agent.sources import BudgetReached, IngestFile, IngestOutcome, archive_days
+from common.logs import correlation_id as bound_correlation_id
+from common.logs import new_correlation_id
+from contract import Inventory, Limits, Record, Transaction
 
 from ._db import (
     SCHEMA,
@@ -127,7 +128,7 @@ class _FileCounts:
     unchanged: int = 0
 
 
-def _take(items: Iterator[Parsed], n: int) -> list[Parsed]:
+def _next_chunk(items: Iterator[Parsed], n: int) -> list[Parsed]:
     out: list[Parsed] = []
     for item in items:
         out.append(item)
@@ -399,7 +400,7 @@ class Outbox:
         budget and one chunk (checked after each). A file meeting an outbox that holds
         nothing unacknowledged goes in whole, whatever its size: nothing would drain to
         make room for it."""
-        correlation_id = new_correlation_id()
+        correlation_id = bound_correlation_id() or new_correlation_id()
         mirror = self._mirror
 
         async def job(db: aiosqlite.Connection) -> IngestOutcome:
@@ -408,7 +409,7 @@ class Outbox:
                     return IngestOutcome(0, 0, 0, already_ingested=True)
             held = (mirror.unacked_rows, mirror.unacked_bytes)
             counts = _FileCounts()
-            while chunk := await asyncio.to_thread(_take, items, CHUNK):
+            while chunk := await asyncio.to_thread(_next_chunk, items, CHUNK):
                 await self._insert(db, chunk, correlation_id, counts)
                 if budget and held[0] and self._over_budget():
                     needed = (mirror.unacked_rows - held[0], mirror.unacked_bytes - held[1])
@@ -453,7 +454,7 @@ class Outbox:
     async def add(self, records: Iterable[Record]) -> IngestOutcome:
         """Commit records that no file brought (end-of-day summaries)."""
         chunk: list[Parsed] = list(records)
-        correlation_id = new_correlation_id()
+        correlation_id = bound_correlation_id() or new_correlation_id()
 
         async def job(db: aiosqlite.Connection) -> IngestOutcome:
             counts = _FileCounts()
@@ -586,7 +587,7 @@ class Outbox:
 
     # -- delivery (the uplink side) -------------------------------------------------------
 
-    async def take(self, limit: int) -> list[OutRow]:
+    async def claim_pending(self, limit: int) -> list[OutRow]:
         """The oldest pending rows, now marked sent (attempts counted)."""
         mirror = self._mirror
 
@@ -735,11 +736,11 @@ class Outbox:
     async def replay(self, items: Iterator[Parsed]) -> tuple[int, int]:
         """Send an archived file's records again: rows still held go back to pending, rows
         already purged are inserted anew. Returns (sent again, inserted)."""
-        correlation_id = new_correlation_id()
+        correlation_id = bound_correlation_id() or new_correlation_id()
 
         async def job(db: aiosqlite.Connection) -> tuple[int, int]:
             again = inserted = 0
-            while chunk := await asyncio.to_thread(_take, items, CHUNK):
+            while chunk := await asyncio.to_thread(_next_chunk, items, CHUNK):
                 records = [r for r in chunk if not isinstance(r, Skipped)]
                 keys = [r.key for r in records]
                 marks = ",".join("?" * len(keys))
@@ -840,7 +841,7 @@ class Outbox:
     ) -> None:
         """Queue a day's summary and remember the last seq it covered: records of that day
         committed later raise the next revision."""
-        correlation_id = new_correlation_id()
+        correlation_id = bound_correlation_id() or new_correlation_id()
 
         async def job(db: aiosqlite.Connection) -> None:
             await self._insert(db, list(records), correlation_id, _FileCounts())

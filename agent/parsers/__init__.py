@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from agent.contract import scrub_model_fields
+from contract import scrub_model_fields
 
 from ._base import ParseContext, Parsed, ParseError, Parser, Skipped, rewound
 from ._refuse import RECOVERABLE, bounded
@@ -35,6 +35,8 @@ __all__ = [
 ]
 
 REGISTRY: dict[str, Parser] = {}
+"""Every parser by name, in sniffing order (the most specific formats first); filled from
+the table at the end of this module."""
 SNIFF_BYTES = 64 * 1024
 MASKED: Counter[str] = Counter()
 """Card numbers masked since the process started, by field name (never a value)."""
@@ -43,7 +45,7 @@ log = logging.getLogger("tillbridge.agent.parsers")
 
 
 def register(parser: Parser) -> Parser:
-    """Add a parser to the registry under its `name`."""
+    """Add a parser to the registry under its `name` (a format of a site's own)."""
     REGISTRY[parser.name] = parser
     return parser
 
@@ -101,9 +103,9 @@ def parse_stream(stream: BinaryIO, fmt: str, *, context: ParseContext) -> Iterat
 
 def compiled() -> bool:
     """True when the POSLog reader runs compiled (setup.py), False when as plain Python."""
-    from . import poslog
+    from .poslog import parser
 
-    return not str(poslog.__file__).endswith(".py")
+    return not str(parser.__file__).endswith(".py")
 
 
 def parse_bytes(data: bytes, fmt: str, *, context: ParseContext) -> list[Parsed]:
@@ -111,12 +113,20 @@ def parse_bytes(data: bytes, fmt: str, *, context: ParseContext) -> list[Parsed]
     return list(parse_stream(io.BytesIO(data), fmt, context=context))
 
 
-def _load_builtin() -> None:
-    # Import order is sniffing order: the most specific formats first.
-    from importlib import import_module
+# The built-in formats, in sniffing order: adding a format is its own module or folder and
+# one line here.
+from .inventory import InventoryParser  # noqa: E402
+from .magestore.parser import MagestoreParser  # noqa: E402
+from .micros.parser import MicrosParser  # noqa: E402
+from .oms import OmsParser  # noqa: E402
+from .poslog.parser import PoslogParser  # noqa: E402
 
-    for name in ("poslog", "oms", "micros", "magestore", "inventory"):
-        import_module(f"agent.parsers.{name}")
-
-
-_load_builtin()
+BUILTIN: tuple[Parser, ...] = (
+    PoslogParser(),
+    OmsParser(),
+    MicrosParser(),
+    MagestoreParser(),
+    InventoryParser(),
+)
+for _parser in BUILTIN:
+    register(_parser)

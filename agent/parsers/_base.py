@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import date
 from typing import BinaryIO, ClassVar, Literal, Protocol, cast
 
-from agent.contract import Limits, Record
+from contract import Limits, Record
 
 __all__ = ["Chain", "ParseContext", "ParseError", "Parsed", "Parser", "Skipped", "rewound"]
 

@@ -14,7 +14,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 from xml.etree.ElementTree import Element
 
-from agent.contract import Limits, Record, Refused, check_text, make_key
+from contract import Limits, Record, Refused, check_text, make_key
 
 from ._base import ParseContext
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.contract import Discount, Tax, TenderType, Transaction, TransactionLine
+from contract import Discount, Tax, TenderType, Transaction, TransactionLine
 
 from ._base import ParseError
 from ._text import Repeated, exact_decimal, first_error, load_json, refuse_repeated

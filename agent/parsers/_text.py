@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agent.contract import read_decimal
+from contract import read_decimal
 
 from ._base import ParseError
 

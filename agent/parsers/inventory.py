@@ -43,9 +43,8 @@ from typing import BinaryIO, ClassVar
 
 from pydantic import ValidationError
 
-from agent.contract import Inventory, SourceRef, inventory_key
+from contract import Inventory, SourceRef, inventory_key
 
-from . import register
 from ._base import ParseContext, Parsed, ParseError
 from ._text import (
     HEAD_BYTES,
@@ -408,6 +407,3 @@ def _resolve(header: list[str], mapping: dict[str, str], line: int) -> _Columns:
                 f"line {line}",
             )
     return _Columns(index, {role: plain[i] for role, i in index.items()}, len(header))
-
-
-register(InventoryParser())

@@ -63,9 +63,8 @@ from xml.etree.ElementTree import Element
 from defusedxml.ElementTree import iterparse
 from pydantic import ValidationError
 
-from agent.contract import Inventory, SourceRef, inventory_key
+from contract import Inventory, SourceRef, inventory_key
 
-from . import register
 from ._base import ParseContext, Parsed, ParseError
 from ._xml import guarded, longest_run, refusing_unsafe_xml
 from .inventory_time import Chain, Moment, moment_from_name, parse_quantity
@@ -283,6 +282,3 @@ def _where(element: Element, place: str) -> str:
         raise ParseError("no warehouse", f"{place}/@warehouse")
     location = element.get("location", "").strip()
     return f"{warehouse}/{location}" if location else warehouse
-
-
-register(OmsParser())

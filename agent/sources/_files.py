@@ -282,12 +282,12 @@ def archive_file(path: Path, archive_dir: Path, day: str) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         _protected(folder, folder=True)
     target = move_to(path, folder)
+    drop_marker(path)
     _protected(target, folder=False)
     try:
         sync_file(target)
     except OSError as exc:  # the file is archived all the same; the outbox holds its records
         log.warning("Archived file could not be flushed to disk.", extra={"error": str(exc)})
-    drop_marker(path)
     return target
 
 

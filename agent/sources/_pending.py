@@ -26,6 +26,7 @@ class Candidate:
     not_before: float = 0.0  # after a passing failure, or a change seen while reading
     failures: int = 0
     ingested: str | None = None  # sha256 committed, archiving still to do
+    correlation_id: str = ""  # given at the first attempt; its records carry it to central
 
 
 class Pending:

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent.contract.redact import redact_text
+from common.redact import redact_text
 
 from ._files import MOVE_LOCK, drop_marker, free_name, move_to, rename, safe_name
 

@@ -33,8 +33,8 @@ from typing import Any
 from watchdog.observers.api import BaseObserver
 
 from agent.config import AgentConfig, SourceSettings
-from agent.contract.logs import bind
 from agent.parsers import ParseContext, ParseError, parse_stream
+from common.logs import bind, new_correlation_id
 
 from ._events import alive, start_observer, stop_observer
 from ._files import (
@@ -312,7 +312,7 @@ class SourceWatcher:
         for path in ready:
             if self._stopping or not self._accepting():
                 break
-            await self._take(path)
+            await self._ingest(path)
         return 0.0 if ready else min(wait, until_rescan)
 
     def _accepting(self) -> bool:
@@ -403,16 +403,21 @@ class SourceWatcher:
             ),
         )
 
-    async def _take(self, path: Path) -> None:
-        """Take one file; never raises (but for cancellation)."""
-        with bind(source=self.source.name, file=safe_name(path.name)):
+    async def _ingest(self, path: Path) -> None:
+        """Take one file; never raises (but for cancellation). Every line about it, every
+        attempt, carries one correlation id, which its records carry to central."""
+        candidate = self._pending.get(path)
+        if candidate is not None and not candidate.correlation_id:
+            candidate.correlation_id = new_correlation_id()
+        cid = candidate.correlation_id if candidate is not None else new_correlation_id()
+        with bind(source=self.source.name, file=safe_name(path.name), correlation_id=cid):
             try:
-                await self._take_file(path)
+                await self._ingest_file(path)
             except Exception as exc:
                 log.exception("Unexpected failure while taking a file.", extra=self._log())
                 self._later(path, f"unexpected error: {_why(exc)}", level=logging.ERROR)
 
-    async def _take_file(self, path: Path) -> None:
+    async def _ingest_file(self, path: Path) -> None:
         candidate = self._pending.get(path)
         if candidate is None:
             return

@@ -26,12 +26,12 @@ from ._base import (
 )
 from .adobe_commerce import AdobeCommerceConnector, AdobeCommerceSettings
 from .adobe_commerce import dry_run_response as _adobe_dry_run
-from .commercetools import CommercetoolsConnector, CommercetoolsSettings
-from .commercetools import dry_run_response as _commercetools_dry_run
+from .commercetools.connector import CommercetoolsConnector, CommercetoolsSettings
+from .commercetools.connector import dry_run_response as _commercetools_dry_run
 from .http import HttpConnector, HttpSettings
 from .http import dry_run_response as _http_dry_run
-from .salesforce import SalesforceConnector, SalesforceSettings
-from .salesforce import dry_run_response as _salesforce_dry_run
+from .salesforce.connector import SalesforceConnector, SalesforceSettings
+from .salesforce.connector import dry_run_response as _salesforce_dry_run
 
 __all__ = [
     "CONNECTORS",

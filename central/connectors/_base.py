@@ -27,9 +27,9 @@ from typing import Any, Literal, Protocol
 import httpx
 from pydantic import Field
 
-from agent.contract import Record
-from agent.contract.redact import redact_text
-from agent.contract.settings import Section
+from common.redact import redact_text
+from common.settings import Section
+from contract import Record
 
 __all__ = [
     "Answered",
@@ -54,6 +54,7 @@ __all__ = [
     "outcome_for",
     "retry_after_seconds",
     "settle",
+    "spread",
     "transport_failure",
 ]
 
@@ -244,6 +245,26 @@ DryRunResponder = Callable[[httpx.Request], httpx.Response]
 correlation: ContextVar[str | None] = ContextVar("tillbridge_correlation", default=None)
 """The correlation id of the record being written; a connector sets it per record (each
 concurrent `deliver` runs in its own task, so each sees its own)."""
+
+
+def spread(amount: Decimal, weights: Sequence[Decimal], exponent: int) -> list[Decimal]:
+    """`amount` in shares proportional to `weights`, each in the currency's minor unit and
+    together exactly `amount` (largest remainders get the leftover units); nothing to
+    spread, or nothing to spread it over, gives zeros."""
+    shares = [Decimal(0)] * len(weights)
+    base = sum(weights, Decimal(0))
+    if not amount or not base:
+        return shares
+    if amount < 0:
+        return [-share for share in spread(-amount, weights, exponent)]
+    unit = Decimal(1).scaleb(-exponent)
+    exact = [amount * w / base for w in weights]
+    shares = [(e / unit).to_integral_value(rounding="ROUND_FLOOR") * unit for e in exact]
+    left = int((amount - sum(shares, Decimal(0))) / unit)
+    order = sorted(range(len(weights)), key=lambda i: exact[i] - shares[i], reverse=True)
+    for i in order[:left]:
+        shares[i] += unit
+    return shares
 
 
 def for_location(route: Mapping[str, str], name: str, location: str) -> str:

@@ -1,5 +1,6 @@
-"""Adobe Commerce (Magento 2 REST): stock as MSI source items, POS sales as orders,
-returns and voids as offline credit memos.
+"""Adobe Commerce (Magento 2 REST): stock levels as MSI source items, POS sales as
+orders, returns and voids as offline credit memos, a basket abandoned before tender as
+an order saved in state `canceled`, never invoiced.
 
 Why the order repository (`POST /V1/orders`) and not the cart flow: a POS sale is
 already complete — priced, taxed and paid at the till. The cart flow
@@ -14,13 +15,25 @@ everything, because an invoiced order can no longer be cancelled. By default a m
 refunds that amount as an adjustment and names the returned items in its comment: a
 memo with item quantities makes MSI write a compensating reservation for items it never
 shipped, and the salable quantity would drift above the POS's own stock level, which
-reaches Magento as source items.
+reaches Magento as source items. For the same reason a cancelled basket is saved as
+canceled rather than saved and then cancelled (`POST /V1/orders/{id}/cancel`): the
+cancellation would compensate a reservation the order never placed.
+
+Stock movements (deltas) are refused: a source item takes absolute quantities only, and
+Magento keeps nothing beside it where a movement already applied could be noted, so a
+resend after a lost answer would count twice. Send levels to Adobe Commerce.
 
 Amounts go as the POS computed them, order and `base_*` alike (the POS currency is the
 store's base currency), as exact decimals. A weighed line keeps its decimal quantity with
 `is_qty_decimal` set on the order item: without it, invoices and credit memos cast the
 quantity to a whole number. A credit memo carries the POS refund amount: what Magento
 would compute from the items is corrected by an adjustment.
+
+Least access: the integration needs the ACL resources of the routes it calls and no
+others: Sales (`Magento_Sales::sales` with the order, invoice and credit memo actions
+under it) for sales, returns, voids and cancels, and
+`Magento_InventoryApi::stock_source_item_assign` (source items) for inventory; a missing
+one is named in the refusal.
 
 Authentication: an integration's access token is sent OAuth 1.0a-signed (HMAC-SHA256),
 or as a bearer token where the shop allows that (Stores > Configuration > Services >
@@ -51,7 +64,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from agent.contract import Inventory, Transaction, currency_exponent, key_digest
+from contract import Inventory, Transaction, TransactionLine, currency_exponent, key_digest
 
 from ._base import (
     Answered,
@@ -66,6 +79,7 @@ from ._base import (
     for_location,
     outcome_for,
     settle,
+    spread,
     transport_failure,
 )
 
@@ -269,7 +283,10 @@ class AdobeCommerceConnector:
             record = routed.record
             assert isinstance(record, Inventory)
             if record.mode != "absolute":
-                reason = "Adobe Commerce source items take absolute quantities; this is a delta"
+                reason = (
+                    "Adobe Commerce source items take absolute quantities; this is a delta "
+                    "(a movement cannot be applied exactly once there: send levels)"
+                )
                 result.rejected.append(Outcome(routed.id, reason=reason))
                 continue
             items.append(
@@ -319,11 +336,13 @@ class AdobeCommerceConnector:
         record = routed.record
         if not isinstance(record, Transaction):
             raise Unfit(f"Adobe Commerce takes no {record.kind} records")
-        if record.kind == "sale" or (record.kind == "return" and not routed.original_ref):
+        if record.kind in ("sale", "cancel") or (
+            record.kind == "return" and not routed.original_ref
+        ):
             return await self._sale(routed, record, trace)
         if record.kind in ("return", "void"):
             return await self._credit_memo(routed, record, trace)
-        raise Unfit(f"Adobe Commerce takes no {record.kind} transactions")
+        raise Unfit(f"Adobe Commerce takes no {record.kind} transactions")  # pragma: no cover
 
     async def _find_order(self, number: str, trace: list[Exchange]) -> dict[str, Any] | None:
         params = {
@@ -345,10 +364,16 @@ class AdobeCommerceConnector:
                 f"store {record.store} has no country: set country in "
                 f'[central.stores."{record.store}"] (the order\'s billing address needs one)'
             )
-        items = []
-        line_tax = discounts = quantity = Decimal(0)
+        rows: list[tuple[TransactionLine, Decimal, Decimal, Decimal, Decimal]] = []
+        credits = credit_tax = Decimal(0)
         for line in record.lines:
             if line.voided or not line.sku:
+                continue
+            if line.amount < 0 < line.quantity:
+                # An item at a negative amount in a sale (a coupon, a returned deposit):
+                # a reduction of the receipt, so a discount over the other items.
+                credits -= line.amount - sum((d.amount for d in line.discounts), Decimal(0))
+                credit_tax += sum((t.amount for t in line.taxes), Decimal(0))
                 continue
             qty = abs(line.quantity)
             if not qty:
@@ -357,8 +382,29 @@ class AdobeCommerceConnector:
             discount = abs(sum((d.amount for d in line.discounts), Decimal(0)))
             gross = abs(line.amount)
             included = any(t.included for t in line.taxes)
-            row = gross - tax if included else gross
-            line_tax += tax
+            rows.append((line, qty, gross - tax if included else gross, tax, discount))
+        line_tax = sum((r[3] for r in rows), Decimal(0))
+        total = abs(record.total)
+        tax_total = (
+            abs(sum((t.amount for t in record.taxes), Decimal(0)))
+            if record.taxes
+            else line_tax + credit_tax
+        )
+        receipt_discount = abs(sum((d.amount for d in record.discounts), Decimal(0))) + credits
+        # Tax and discounts the POS states on the receipt, not on its lines, are spread
+        # over the items in proportion to their rows, to the cent: Magento's invoices and
+        # credit memos add up the items, and must come to the order's totals.
+        exponent = currency_exponent(record.currency)
+        weights = [r[2] for r in rows]
+        tax_shares = spread(tax_total - line_tax, weights, exponent)
+        discount_shares = spread(receipt_discount, weights, exponent)
+        items = []
+        discounts = quantity = Decimal(0)
+        for (line, qty, row, tax, discount), more_tax, more_discount in zip(
+            rows, tax_shares, discount_shares, strict=True
+        ):
+            tax += more_tax
+            discount += more_discount
             discounts += discount
             quantity += qty
             figures = {
@@ -384,11 +430,7 @@ class AdobeCommerceConnector:
                 # flag to a whole number.
                 item["is_qty_decimal"] = 1
             items.append(item)
-        total = abs(record.total)
-        tax_total = (
-            abs(sum((t.amount for t in record.taxes), Decimal(0))) if record.taxes else line_tax
-        )
-        discounts += abs(sum((d.amount for d in record.discounts), Decimal(0)))
+        discounts += receipt_discount - sum(discount_shares, Decimal(0))
         tenders = [
             {
                 "method": routed.payments.get(t.type.value, t.type.value),
@@ -418,12 +460,14 @@ class AdobeCommerceConnector:
             "tax_amount": tax_total,
             "discount_amount": -discounts,
         }
+        # Magento's Order::STATE_CANCELED is spelt "canceled".
+        state = "canceled" if record.kind == "cancel" else "processing"
         return {
             "entity": {
                 "increment_id": increment_id(routed.key),
                 "store_id": int(route["store_id"]),
-                "state": "processing",
-                "status": "processing",
+                "state": state,
+                "status": state,
                 "base_currency_code": record.currency,
                 "order_currency_code": record.currency,
                 "base_to_order_rate": 1,
@@ -464,7 +508,7 @@ class AdobeCommerceConnector:
             sign = -1 if record.total < 0 else 1
             self._stated[routed.id] = sign * _dec(order["grand_total"])
         invoiced = Decimal(str(order.get("total_invoiced") or 0))
-        if invoiced < Decimal(str(order.get("grand_total") or 0)):
+        if record.kind != "cancel" and invoiced < Decimal(str(order.get("grand_total") or 0)):
             response = await self._send(
                 "POST",
                 f"/order/{order['entity_id']}/invoice",
@@ -608,7 +652,10 @@ def _message(response: httpx.Response) -> str:
     except ValueError:
         return response.text[:200]
     if isinstance(body, dict) and "message" in body:
-        return _render(str(body["message"]), body.get("parameters"))
+        message = _render(str(body["message"]), body.get("parameters"))
+        if "isn't authorized to access" in message:
+            message += " (grant that resource to the integration: System > Integrations)"
+        return message
     return response.text[:200]
 
 

@@ -145,7 +145,18 @@ class DeliverySql(SqlInbox):
                     )
                     original = refs[0][0] if refs else None
                 superseded = False
-                if subject is not None:
+                body = self._obj(rbody)
+                if subject is not None and body.get("mode") == "delta":
+                    # A movement is folded into a later count, never into a later movement:
+                    # only a newer level posted makes it moot.
+                    newer = await c.fetch(
+                        "SELECT r.body FROM deliveries d JOIN records r ON r.id = d.record_id "
+                        "WHERE d.target = ? AND d.subject = ? AND d.seq > ? "
+                        "AND d.state = 'posted'",
+                        (target, subject, seq),
+                    )
+                    superseded = any(self._obj(b).get("mode") != "delta" for (b,) in newer)
+                elif subject is not None:
                     newer = await c.fetch(
                         "SELECT 1 FROM deliveries WHERE target = ? AND subject = ? AND seq > ? "
                         "AND state = 'posted' LIMIT 1",
@@ -161,7 +172,7 @@ class DeliverySql(SqlInbox):
                         seq=seq,
                         kind=kind,
                         correlation_id=cid,
-                        body=self._obj(rbody),
+                        body=body,
                         attempts=attempts,
                         route=self._obj(route),
                         subject=subject,

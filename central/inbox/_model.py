@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from agent.contract import Heartbeat, Record, Release, Transaction, make_key
+from contract import Heartbeat, Record, Release, Transaction, make_key
 
 __all__ = [
     "CLAIMABLE",
@@ -412,7 +412,12 @@ class Inbox(Protocol):
     async def ping(self) -> None: ...
 
     async def search_records(
-        self, text: str = "", *, store: str | None = None, limit: int = 50
+        self,
+        text: str = "",
+        *,
+        store: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
     ) -> list[dict[str, Any]]: ...
 
     async def record(self, record_id: int) -> dict[str, Any] | None: ...

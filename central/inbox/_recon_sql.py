@@ -77,13 +77,23 @@ class ViewSql(ReconSql):
         return self.json_text.format(field=name)
 
     async def search_records(
-        self, text: str = "", *, store: str | None = None, limit: int = 50
+        self,
+        text: str = "",
+        *,
+        store: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
     ) -> list[dict[str, Any]]:
         """Records whose key, transaction id or correlation id is `text`, newest first; at
         least 1 and at most 500 (a negative LIMIT means no limit on SQLite, an error on
-        PostgreSQL: neither reaches the database)."""
+        PostgreSQL: neither reaches the database). `before`: only records older than that
+        record id, for the next page."""
         limit = max(1, min(int(limit), 500))
-        where, params = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        params: list[str | int] = []
+        if before is not None:
+            where.append("id < ?")
+            params.append(int(before))
         if text:
             where.append(f"(key = ? OR correlation_id = ? OR {self._field('transaction_id')} = ?)")
             params += [text, text, text]

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any, Protocol, TypeVar
 
-from agent.contract import Heartbeat, Release
+from contract import Heartbeat, Release
 
 from ._model import (
     ALLOWED_FROM,
@@ -410,8 +410,12 @@ class SqlInbox:
                 "ELSE stores.last_seen END, "
                 "agent_id = COALESCE(excluded.agent_id, stores.agent_id), "
                 "agent_version = COALESCE(excluded.agent_version, stores.agent_version), "
-                "backlog_rows = excluded.backlog_rows, "
-                "oldest_unacked_seconds = excluded.oldest_unacked_seconds",
+                # An offline notice (the last will, a goodbye) does not know the backlog:
+                # the last reported backlog and lag stay, for Fleet to show while away.
+                "backlog_rows = CASE WHEN excluded.state = 'online' THEN excluded.backlog_rows "
+                "ELSE stores.backlog_rows END, "
+                "oldest_unacked_seconds = CASE WHEN excluded.state = 'online' "
+                "THEN excluded.oldest_unacked_seconds ELSE stores.oldest_unacked_seconds END",
                 (
                     heartbeat.store,
                     heartbeat.state,

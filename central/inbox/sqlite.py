@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from agent.contract.modes import private_dir, private_file
+from common.modes import private_dir, private_file
 
 from ._recon_sql import ViewSql
 from ._sql import Conn

@@ -31,6 +31,7 @@ from central.inbox import Inbox
 
 from . import _api, _pages
 from ._deps import AppState
+from ._docs import mount_docs
 from ._guard import SecurityHeaders, Throttle
 from ._users import add_user, end_sessions, load_users, remove_user, session_secret
 
@@ -43,7 +44,8 @@ log = logging.getLogger("tillbridge.central.web")
 
 
 def create_app(config: CentralConfig, inbox: Inbox) -> FastAPI:
-    # No /docs or /redoc: they run inline script from a CDN, which the CSP refuses.
+    # FastAPI's own /docs and /redoc load Swagger from a CDN with inline script: ours
+    # (_docs) serves the installed Swagger UI files instead.
     app = FastAPI(
         title="Tillbridge relay",
         version=__version__,
@@ -69,6 +71,7 @@ def create_app(config: CentralConfig, inbox: Inbox) -> FastAPI:
     )
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).parent / "static")), "static")
+    mount_docs(app)
     app.include_router(_api.router)
     app.include_router(_pages.router)
 

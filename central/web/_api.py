@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
-from agent.contract.redact import redact_value
-from central.exceptions import retry_matching
+from central.exception_queue import retry_matching
 from central.recon import to_csv
+from common.redact import redact_value
 
 from . import _views
 from ._deps import Viewer, expected_csrf, operator, state, viewer
@@ -52,8 +52,11 @@ async def records(
     q: Annotated[str, Query(max_length=512)] = "",
     store: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before: Annotated[
+        int | None, Query(ge=1, description="Only records older than this id: the next page.")
+    ] = None,
 ) -> list[dict[str, Any]]:
-    return await state(request).inbox.search_records(q, store=store, limit=limit)
+    return await state(request).inbox.search_records(q, store=store, limit=limit, before=before)
 
 
 @router.get("/records/{record_id}", summary="One record (redacted), its deliveries and audit")

@@ -7,13 +7,13 @@ import secrets
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from central.exceptions import retry_matching
+from central.exception_queue import retry_matching
 
 from . import _views
 from ._api import ExceptionId, RecordId, StoreId
@@ -23,6 +23,10 @@ __all__ = ["router", "templates"]
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+templates.env.filters["when"] = _views.when
+
+PAGE = 50
+"""Records per page; the next page starts below the last record shown."""
 
 
 async def _page(request: Request, name: str, **context: Any) -> Response:
@@ -95,9 +99,22 @@ async def records(
     request: Request,
     q: Annotated[str, Query(max_length=512)] = "",
     store: Annotated[str, Query(max_length=64)] = "",
+    before: Annotated[int | None, Query(ge=1)] = None,
 ) -> Response:
-    found = await state(request).inbox.search_records(q, store=store or None, limit=100)
-    return await _page(request, "records.html", records=found, q=q, store=store)
+    found = await state(request).inbox.search_records(
+        q, store=store or None, limit=PAGE + 1, before=before
+    )
+    older = found[PAGE - 1]["id"] if len(found) > PAGE else None
+    return await _page(
+        request,
+        "records.html",
+        records=found[:PAGE],
+        q=q,
+        store=store,
+        before=before,
+        older=urlencode({"q": q, "store": store, "before": older}) if older else "",
+        newest=urlencode({"q": q, "store": store}),
+    )
 
 
 @router.get("/records/{record_id}")

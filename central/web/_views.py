@@ -6,14 +6,36 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from agent.contract.redact import redact_value
-from central.exceptions import GROUP_SCAN, describe, groups
+from central.exception_queue import GROUP_SCAN, describe, groups
 from central.inbox import ExceptionItem, Inbox
 from central.recon import ReconDay, reconcile_day
+from common.redact import redact_value
 
 from ._deps import AppState
 
-__all__ = ["fleet", "recon_day", "recon_days", "record_detail", "shown", "throughput_svg"]
+__all__ = [
+    "fleet",
+    "recon_day",
+    "recon_days",
+    "record_detail",
+    "shown",
+    "throughput_svg",
+    "when",
+]
+
+
+def when(value: object) -> str:
+    """An ISO time as the pages show it, with its zone: `2026-12-05 14:03:07 UTC`."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # the inbox keeps UTC
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 async def fleet(inbox: Inbox) -> list[dict[str, Any]]:

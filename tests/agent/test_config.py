@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, load_agent_config
-from agent.contract.settings import ConfigError
 from central.config import CentralConfig, load_central_config
+from common.settings import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, OutboxSettings, UplinkSettings, load_agent_config
-from agent.contract.settings import BrokerSettings, ConfigError
 from agent.outbox import Outbox
 from agent.support import doctor
 from agent.uplink import Uplink
+from common.settings import BrokerSettings, ConfigError
 from tests.agent.test_uplink import STORE, fill, running_uplink
 from tests.agent.test_uplink_tls import tls_broker
 from tests.support.mosquitto import Mosquitto

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -20,11 +21,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.config import AgentConfig, OutboxSettings, SourceSettings
-from agent.contract import Transaction, make_key
 from agent.daemon import Agent, closed_before, read_status
 from agent.outbox import Outbox
 from agent.parsers import Skipped
 from agent.sources import IngestFile, list_quarantined, retry_quarantined
+from contract import Transaction, make_key
 from tests.support.damage import wreck_pages
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import wait_for
@@ -143,6 +144,59 @@ async def test_files_reach_central_once_and_sigterm_stops_cleanly(
             return any(s.state == "offline" for s in await inbox.stores())
 
         await wait_for(offline, timeout=10)
+
+
+async def test_one_correlation_id_finds_a_file_in_the_agents_log_and_at_central(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    agents: list[subprocess.Popen[bytes]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The id central shows for a record is the one on every agent log line about its
+    file: `logs --correlation ID` finds the file's story (and a refused file's lines
+    share one id too); the relay's receipt names it as well."""
+    caplog.set_level(logging.INFO, logger="tillbridge.central")
+    config = write_config(tmp_path, mosquitto.url)
+    relay = central_config(mosquitto.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path / "c")
+    async with running_relay(relay) as (_, inbox):
+        expected = drop_counts(tmp_path / "pos", 1, 3, 4)
+        (tmp_path / "pos" / "broken.csv").write_text("not, a, count\n")
+        agents.append(start_agent(config))
+
+        async def arrived() -> bool:
+            return (await inbox.stats())["records"] >= expected
+
+        await wait_for(arrived, timeout=30)
+        found = await inbox.search_records(limit=100)
+        agents[0].send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(agents[0].wait, 30) == 0
+    by_id: dict[str, set[str]] = {}
+    for record in found:
+        by_id.setdefault(str(record["correlation_id"]), set()).add(str(record["key"]))
+    assert len(by_id) == 3  # one id per file, as central shows it
+    receipts = [r for r in caplog.records if r.getMessage() == "Batch acknowledged."]
+    named = {c for r in receipts for c in getattr(r, "record_correlation_ids", [])}
+    assert set(by_id) <= named
+    for correlation, keys in by_id.items():
+        result = subprocess.run(
+            [str(BIN), "logs", "--json", "--correlation", correlation, "--config", str(config)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        story = [json.loads(line) for line in result.stdout.splitlines()]
+        ingested = [e for e in story if e["msg"] == "File ingested."]
+        assert len(ingested) == 1, story
+        assert ingested[0]["records"] == len(keys) == 4
+        assert ingested[0]["file"].startswith("counts_")
+    lines = [
+        json.loads(line)
+        for line in (tmp_path / "data" / "logs" / "agent.log").read_text().splitlines()
+    ]
+    refused = [e for e in lines if e.get("file") == "broken.csv"]
+    assert any(e["msg"] == "File refused and quarantined." for e in refused)
+    assert len({e.get("correlation_id") for e in refused}) == 1
+    assert refused[0].get("correlation_id")
 
 
 async def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(
@@ -279,7 +333,7 @@ async def test_end_of_day_is_queued_once_per_closed_day(tmp_path: Path) -> None:
         assert await agent.end_of_day(after_close) == 0  # once
         await outbox.ingest(IngestFile("pos", "b", "b", "b", 1), iter([sale("9", day, "2.00")]))
         assert await agent.end_of_day(after_close) == 1  # a late record raises the revision
-        rows = [r for r in await outbox.take(100) if r.kind == "end_of_day"]
+        rows = [r for r in await outbox.claim_pending(100) if r.kind == "end_of_day"]
         bodies = [json.loads(r.wire)["body"] for r in rows]
         assert [b["revision"] for b in bodies] == [1, 2]
         assert bodies[0]["by_kind"]["sale"] == {"count": 2, "amount": "15.50"}
@@ -499,6 +553,34 @@ async def test_status_comes_from_the_running_agent_else_from_file_and_database(
     assert str(after["answered_by"]).startswith("status file and database")
     assert after["connected"] is False
     assert after["database"]["records_by_state"] == {"pending": 4}  # type: ignore[index]
+
+
+async def test_status_finds_the_running_agent_after_its_config_changed(
+    tmp_path: Path, agents: list[subprocess.Popen[bytes]]
+) -> None:
+    """The port in the config is read once, at start: `status` asks at the address the
+    daemon wrote to its data folder, so a config rewritten under a running agent (another
+    port, or port 0) does not make a healthy agent look stopped."""
+    from tests.support.mosquitto import free_port
+
+    config = write_config(tmp_path, "mqtt://127.0.0.1:1", status_listen="127.0.0.1:0")
+    agents.append(start_agent(config))
+
+    async def answered() -> bool:
+        status, _, _ = await asyncio.to_thread(agent_status, config)
+        return status.get("answered_by") == "running agent"
+
+    await wait_for(answered, timeout=20)
+    write_config(tmp_path, "mqtt://127.0.0.1:1", status_listen=f"127.0.0.1:{free_port()}")
+    status, code, said = await asyncio.to_thread(agent_status, config)
+    assert status["answered_by"] == "running agent"
+    assert status["pid"] == agents[0].pid
+    assert code == 1  # running, with its problem named (no broker here), not "stopped"
+    assert "problem: the agent is not running" not in said
+    agents[0].send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(agents[0].wait, 30) == 0
+    assert not (tmp_path / "data" / "status.address").exists()
+    assert (await asyncio.to_thread(agent_status, config))[1] == 3
 
 
 async def test_status_counts_the_files_in_quarantine_not_the_refusals(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from agent.contract import SourceRef, Tax, Tender, TenderType, Transaction, TransactionLine
 from agent.eod import DayCounts, summarise_day
+from contract import SourceRef, Tax, Tender, TenderType, Transaction, TransactionLine
 
 DAY = date(2026, 11, 23)
 

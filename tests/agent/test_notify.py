@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.contract.notify import Notifier
+from common.notify import Notifier
 
 
 @pytest.fixture

@@ -15,7 +15,10 @@ from typing import Any
 import pytest
 
 from agent.config import OutboxSettings
-from agent.contract import (
+from agent.outbox import Outbox
+from agent.parsers import Parsed, ParseError, Skipped
+from agent.sources import BudgetReached, IngestFile
+from contract import (
     Customer,
     CustomerRecord,
     Inventory,
@@ -24,9 +27,6 @@ from agent.contract import (
     inventory_key,
     make_key,
 )
-from agent.outbox import Outbox
-from agent.parsers import Parsed, ParseError, Skipped
-from agent.sources import BudgetReached, IngestFile
 from tests.support.damage import wreck_pages
 
 DAY = date(2024, 5, 1)
@@ -98,7 +98,7 @@ async def test_seqs_are_gap_free_and_a_file_commits_with_its_mark(outbox: Outbox
         await outbox.ingest(file("b"), failing_after([sale("4"), sale("5")], 2))
     assert not await outbox.is_ingested("b" * 4)  # nothing of a refused file
     await outbox.ingest(file("c"), iter([sale("6")]))
-    rows = await outbox.take(100)
+    rows = await outbox.claim_pending(100)
     assert [r.seq for r in rows] == [1, 2, 3, 4]
     assert [r.key.rsplit(":", 1)[1] for r in rows] == ["1", "2", "3", "6"]
 
@@ -110,7 +110,7 @@ async def test_a_key_already_present_is_not_inserted_again(outbox: Outbox) -> No
     again = await outbox.ingest(file("a"), iter([sale("9")]))
     assert again.already_ingested
     assert again.inserted == 0
-    assert [r.seq for r in await outbox.take(10)] == [1, 2, 3]
+    assert [r.seq for r in await outbox.claim_pending(10)] == [1, 2, 3]
 
 
 async def test_skipped_transactions_are_counted_not_queued(outbox: Outbox) -> None:
@@ -127,7 +127,7 @@ async def test_skipped_transactions_are_counted_not_queued(outbox: Outbox) -> No
 
 async def test_rows_go_pending_sent_acked_and_are_purged_after_the_window(outbox: Outbox) -> None:
     await outbox.ingest(file("a"), iter([sale(str(i)) for i in range(1, 6)]))
-    sent = await outbox.take(3)
+    sent = await outbox.claim_pending(3)
     assert [r.attempts for r in sent] == [1, 1, 1]
     stats = await outbox.stats()
     assert (stats.pending, stats.sent, stats.acked) == (2, 3, 0)
@@ -143,39 +143,39 @@ async def test_rows_go_pending_sent_acked_and_are_purged_after_the_window(outbox
 
 async def test_unacknowledged_rows_are_sent_again_with_attempts_counted(outbox: Outbox) -> None:
     await outbox.ingest(file("a"), iter([sale("1"), sale("2")]))
-    await outbox.take(10)
-    assert await outbox.take(10) == []
+    await outbox.claim_pending(10)
+    assert await outbox.claim_pending(10) == []
     assert await outbox.requeue([2]) == 1
-    again = await outbox.take(10)
+    again = await outbox.claim_pending(10)
     assert [(r.seq, r.attempts) for r in again] == [(2, 2)]
     queued, missing = await outbox.resend(1, 2)  # central asks for both
     assert (queued, missing) == (2, 0)
-    assert [r.seq for r in await outbox.take(10)] == [1, 2]
+    assert [r.seq for r in await outbox.claim_pending(10)] == [1, 2]
 
 
 async def test_rows_put_back_go_out_first_even_in_the_middle_of_a_drain(outbox: Outbox) -> None:
     # Full batches: `take` starts where the last one ended instead of walking past the rows
     # in flight, and whatever puts a row back to pending moves that start back.
     await outbox.ingest(file("a"), iter([sale(str(i)) for i in range(1, 13)]))
-    assert [r.seq for r in await outbox.take(3)] == [1, 2, 3]
-    assert [r.seq for r in await outbox.take(3)] == [4, 5, 6]
+    assert [r.seq for r in await outbox.claim_pending(3)] == [1, 2, 3]
+    assert [r.seq for r in await outbox.claim_pending(3)] == [4, 5, 6]
     assert await outbox.requeue([2]) == 1
-    assert [r.seq for r in await outbox.take(3)] == [2, 7, 8]
+    assert [r.seq for r in await outbox.claim_pending(3)] == [2, 7, 8]
     await outbox.acknowledge([1, 2, 3], {})
     assert await outbox.resend(1, 1) == (1, 0)
-    assert [r.seq for r in await outbox.take(3)] == [1, 9, 10]
+    assert [r.seq for r in await outbox.claim_pending(3)] == [1, 9, 10]
     assert await outbox.requeue(None) == 8  # a reconnect: everything in flight goes again
-    assert [r.seq for r in await outbox.take(3)] == [1, 4, 5]
-    assert [r.seq for r in await outbox.take(20)] == [6, 7, 8, 9, 10, 11, 12]
+    assert [r.seq for r in await outbox.claim_pending(3)] == [1, 4, 5]
+    assert [r.seq for r in await outbox.claim_pending(20)] == [6, 7, 8, 9, 10, 11, 12]
     # Nothing left to send: an idle agent looking again costs no database work...
     jobs = outbox._writer.jobs
-    assert await outbox.take(20) == []
+    assert await outbox.claim_pending(20) == []
     assert outbox._writer.jobs == jobs
     # ...until a row is added or put back.
     await outbox.ingest(file("b"), iter([sale("13")]))
-    assert [r.seq for r in await outbox.take(20)] == [13]
+    assert [r.seq for r in await outbox.claim_pending(20)] == [13]
     assert await outbox.requeue([12]) == 1
-    assert [r.seq for r in await outbox.take(20)] == [12]
+    assert [r.seq for r in await outbox.claim_pending(20)] == [12]
 
 
 async def test_resend_of_purged_rows_says_how_many_are_gone(outbox: Outbox) -> None:
@@ -191,17 +191,17 @@ async def test_reopen_continues_the_sequence_and_resends_what_was_in_flight(
 ) -> None:
     box = await open_outbox(tmp_path)
     await box.ingest(file("a"), iter([sale("1"), sale("2")]))
-    await box.take(10)
+    await box.claim_pending(10)
     await box.acknowledge([1, 2], {})
     await box.purge(now=10**11)  # no row left to show the last seq
     await box.ingest(file("b"), iter([sale("3")]))
-    await box.take(10)  # seq 3 sent, never acknowledged
+    await box.claim_pending(10)  # seq 3 sent, never acknowledged
     await box.close()
 
     box = await open_outbox(tmp_path)
     try:
         await box.ingest(file("c"), iter([sale("4")]))
-        rows = await box.take(10)
+        rows = await box.claim_pending(10)
         assert [r.seq for r in rows] == [3, 4]
         assert rows[0].attempts == 2
     finally:
@@ -213,7 +213,7 @@ async def test_concurrent_writes_share_commits(outbox: Outbox) -> None:
     writer = outbox._writer
     assert writer.jobs >= 50
     assert writer.commits < writer.jobs
-    assert sorted(r.seq for r in await outbox.take(100)) == list(range(1, 51))
+    assert sorted(r.seq for r in await outbox.claim_pending(100)) == list(range(1, 51))
 
 
 async def test_budget_pauses_intake_and_resumes_by_itself(
@@ -284,7 +284,7 @@ async def test_customer_contact_is_sealed_at_rest(tmp_path: Path) -> None:
     )
     try:
         await box.ingest(file("a"), iter([record, sale("1")]))
-        rows = await box.take(10)
+        rows = await box.claim_pending(10)
         assert b"ann@example.com" in rows[0].wire  # the uplink gets it back
     finally:
         await box.close()
@@ -300,7 +300,7 @@ async def test_unchanged_inventory_levels_are_not_sent_again(outbox: Outbox) -> 
     second = await outbox.ingest(file("b"), iter([level("A", "5", "r2"), level("B", "1", "r2")]))
     third = await outbox.ingest(file("c"), iter([level("A", "5", "r3"), level("B", "2", "r3")]))
     assert (first.inserted, second.inserted, third.inserted) == (2, 1, 1)
-    rows = await outbox.take(10)
+    rows = await outbox.claim_pending(10)
     assert [r.key for r in rows] == [
         inventory_key("0042", "L1", "A", "r1"),
         inventory_key("0042", "L1", "B", "r1"),
@@ -324,7 +324,7 @@ async def test_a_damaged_database_is_moved_aside_and_rebuilt(tmp_path: Path) -> 
         assert stats.recovered is not None
         assert "rebuilt" in stats.recovered
         await box.ingest(file("b"), iter([sale("500")]))
-        rows = await box.take(10)
+        rows = await box.claim_pending(10)
         assert rows[0].seq > box.recovery.last_seq
         with sqlite3.connect(db) as conn:
             assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"

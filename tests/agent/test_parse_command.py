@@ -10,7 +10,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from agent.cli import app
-from agent.contract import record_adapter
+from contract import record_adapter
 from tests.agent.parsers.golden import TESTDATA, input_file
 
 runner = CliRunner()

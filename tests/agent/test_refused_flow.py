@@ -17,12 +17,12 @@ from typer.testing import CliRunner
 
 from agent.cli import app
 from agent.config import AgentConfig, OutboxSettings
-from agent.contract import Refused
 from agent.daemon import Agent
 from agent.eod import DayCounts, summarise_day
 from agent.outbox import Outbox, list_refused
 from agent.parsers import ParseContext, parse_stream
 from agent.sources import IngestFile
+from contract import Refused
 from tests.agent.parsers.golden import TESTDATA, input_file
 from tests.agent.test_daemon import write_config
 
@@ -63,7 +63,7 @@ async def test_a_refused_transaction_is_committed_sent_and_counted(outbox: Outbo
     )
     file = IngestFile(source="pos", path="/in/day.xml", name="day.xml", sha256=sha, size=len(data))
     outcome = await outbox.ingest(file, items)
-    rows = await outbox.take(10)
+    rows = await outbox.claim_pending(10)
     kinds = [row.kind for row in rows]
     assert kinds.count("refused") == 1
     assert outcome.inserted == len(rows) == 5  # four sales and the refused one
@@ -130,7 +130,7 @@ async def test_the_daemons_day_summary_counts_the_refused_transactions(tmp_path:
         agent = Agent(config)
         agent.outbox = box
         assert await agent.end_of_day(datetime(2024, 5, 3, 12, tzinfo=UTC)) == 1
-        (row,) = [r for r in await box.take(100) if r.kind == "end_of_day"]
+        (row,) = [r for r in await box.claim_pending(100) if r.kind == "end_of_day"]
         body = json.loads(row.wire)["body"]
         assert body["refused"] == 1
         assert body["by_kind"]["sale"]["count"] == 4

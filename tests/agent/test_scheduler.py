@@ -7,8 +7,8 @@ import logging
 import zoneinfo
 from datetime import datetime
 
-from agent.contract.logs import configure_logging
 from agent.scheduler import Scheduler
+from common.logs import configure_logging
 
 
 async def test_interval_jobs_run_and_a_failing_job_keeps_running() -> None:
@@ -65,3 +65,27 @@ def test_library_chatter_stays_below_the_daemons_level(restore_logging: None) ->
     assert logging.getLogger("tillbridge.agent").isEnabledFor(logging.INFO)
     configure_logging(level="debug", console=False)
     assert logging.getLogger("apscheduler.x").isEnabledFor(logging.DEBUG)
+
+
+async def test_a_stop_while_a_job_runs_logs_no_error(caplog: object) -> None:
+    """A heartbeat still waiting on the broker when the agent stops: `stop` lets it
+    finish or cancels it, and neither the job nor APScheduler logs an ERROR."""
+    import pytest
+
+    assert isinstance(caplog, pytest.LogCaptureFixture)
+    caplog.set_level(logging.DEBUG)
+    sched = Scheduler(zoneinfo.ZoneInfo("UTC"))
+    started = asyncio.Event()
+
+    async def slow() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    sched.every("heartbeat", 0.05, slow)
+    sched.start()
+    await asyncio.wait_for(started.wait(), 5)
+    await sched.stop(grace_seconds=0.1)
+    await asyncio.sleep(0.05)  # APScheduler's done-callback runs on the next turn
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == []
+    assert any(r.getMessage() == "Scheduled job cancelled by the stop." for r in caplog.records)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, load_agent_config
-from agent.contract.logs import bind, configure_logging
 from agent.support import doctor, parse_since, read_logs
+from common.logs import bind, configure_logging
 from tests.support.mosquitto import Mosquitto
 
 BIN = Path(sys.executable).parent / "tillbridge-agent"

@@ -17,12 +17,12 @@ import pytest
 from pydantic import SecretStr
 
 from agent.config import AgentConfig, OutboxSettings, UplinkSettings
-from agent.contract import Ack, Command, Heartbeat, Transaction, decode_batch, make_key, topic
-from agent.contract.settings import BrokerSettings
 from agent.outbox import Outbox
 from agent.sources import IngestFile
 from agent.uplink import Uplink, encode_rows
 from central.inbox import Inbox
+from common.settings import BrokerSettings
+from contract import Ack, Command, Heartbeat, Transaction, decode_batch, make_key, topic
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import wait_for
 from tests.support.relay import central_config, running_relay
@@ -188,7 +188,7 @@ async def test_a_batch_central_never_acknowledges_is_sent_again(
             return uplink.resent >= 10
 
         await wait_for(resent, timeout=20)
-    rows = await outbox.take(100)
+    rows = await outbox.claim_pending(100)
     assert all(r.attempts >= 3 for r in rows)  # still held, never dropped
 
 
@@ -239,7 +239,7 @@ async def test_batches_stay_under_the_byte_limit_and_decode(tmp_path: Path, outb
     await fill(outbox, 60, lines=40)  # large transactions with random SKUs compress badly
     config = agent_config(tmp_path, "mqtt://127.0.0.1:1", batch_max_bytes=8192)
     uplink = Uplink(config, outbox, status=None)  # type: ignore[arg-type]
-    rows = await outbox.take(500)
+    rows = await outbox.claim_pending(500)
     parts = await uplink._split(rows)
     assert len(parts) > 1
     seen = []

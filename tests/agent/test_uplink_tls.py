@@ -8,8 +8,8 @@ import asyncio
 from pathlib import Path
 
 from agent.config import AgentConfig, OutboxSettings, UplinkSettings
-from agent.contract.settings import BrokerSettings
 from agent.outbox import Outbox
+from common.settings import BrokerSettings
 from tests.agent.test_uplink import STORE, drained, fill, running_uplink
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.relay import central_config, running_relay

@@ -25,8 +25,8 @@ import agent.daemon  # noqa: F401 - imported as on any platform: its dependencie
 from agent import selftest, support
 from agent.cli import app, main
 from agent.config import load_agent_config
-from agent.contract import runtime
 from agent.support import Check
+from common import runtime
 from tests.agent.windows import FakeMsvcrt, become_windows, fake_acl
 
 runner = CliRunner()
@@ -204,7 +204,7 @@ def test_self_test_prints_on_a_cp1252_console(monkeypatch: pytest.MonkeyPatch) -
 
 class StatusHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        body = json.dumps({"store": "0042", "answered": True}).encode()
+        body = json.dumps({"store": "0042", "answered": True, "pid": 4242}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -224,7 +224,11 @@ def test_status_asks_the_running_agent_past_the_system_proxy(
         for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # a proxy that is not there
-        config = write_config(tmp_path, status_listen=f"127.0.0.1:{server.server_port}")
+        config = write_config(tmp_path)
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "status.address").write_text(
+            json.dumps({"listen": f"127.0.0.1:{server.server_port}", "pid": 4242})
+        )
         result = runner.invoke(app, ["status", "--config", str(config), "--json"])
     finally:
         server.shutdown()

@@ -33,7 +33,7 @@ IDLE_SECONDS = 20.0
 
 
 def _sale(n: int) -> object:
-    from agent.contract import Transaction, make_key
+    from contract import Transaction, make_key
 
     total = f"{n % 97 + 1}.{n % 100:02d}"
     return Transaction.model_validate(
@@ -89,11 +89,11 @@ async def _fill(data_dir: Path, count: int) -> float:
 async def _agent(data_dir: Path, port: int, idle_seconds: float) -> None:
     """Drain the outbox through the uplink; print drain seconds and idle CPU share."""
     from agent.config import AgentConfig
-    from agent.contract import Heartbeat
-    from agent.contract.runtime import tune_gc
-    from agent.contract.settings import BrokerSettings
     from agent.outbox import Outbox
     from agent.uplink import Uplink
+    from common.runtime import tune_gc
+    from common.settings import BrokerSettings
+    from contract import Heartbeat
 
     tune_gc()  # as the agent's daemon sets its collector up
     config = AgentConfig(

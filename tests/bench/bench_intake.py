@@ -24,7 +24,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import psycopg
 
-from agent.contract import DEFAULT_PREFIX, encode_batch
+from contract import DEFAULT_PREFIX, encode_batch
 from tests.bench.run import Row, cpu_seconds
 from tests.support import postgres
 from tests.support.mosquitto import Mosquitto

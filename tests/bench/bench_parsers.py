@@ -11,9 +11,9 @@ import io
 import time
 import xml.etree.ElementTree as ET
 
-from agent.contract import Transaction
-from agent.contract.runtime import tune_gc
 from agent.parsers import ParseContext, parse_stream
+from common.runtime import tune_gc
+from contract import Transaction
 from tests.bench.run import Row
 
 TRANSACTIONS = 20_000
@@ -159,7 +159,7 @@ def _parser_rate(data: bytes) -> float:
 
 
 def run() -> list[Row]:
-    tune_gc()  # the collector as both daemons set it up (agent.contract.runtime)
+    tune_gc()  # the collector as both daemons set it up (common.runtime)
     data = poslog_file(TRANSACTIONS)
     # Best of three for each, so a busy moment of the machine does not decide the figure.
     raw = max(_raw_rate(data) for _ in range(3))

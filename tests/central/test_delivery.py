@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.contract import Inventory, Transaction
 from central.config import CentralConfig
 from central.connectors import DeliveryResult, Outcome, TargetSettings
 from central.connectors.http import HttpSettings
 from central.delivery import Breaker, Delivery, retry_delay
 from central.inbox import Inbox, IncomingRecord, RecordState, link_key, utcnow
 from central.routing import RoutingSettings, StoreRoute
+from contract import Inventory, Transaction
 
 from .connectors import samples
 from .connectors.recording import RecordingServer
@@ -117,7 +117,7 @@ async def test_a_sale_is_posted_once_with_its_audit_trail(inbox: Inbox) -> None:
 
 
 async def test_a_refused_pos_transaction_goes_to_a_person_with_its_reason(inbox: Inbox) -> None:
-    from agent.contract import Refused
+    from contract import Refused
 
     servers = Servers()
     refused = Refused.model_validate(
@@ -554,3 +554,29 @@ async def test_a_limit_hold_waits_without_using_attempts_or_opening_the_breaker(
     await delivery.run_once(now=now + timedelta(hours=3, seconds=2))
     await delivery.aclose()
     assert await state_of(inbox, sale.key) is RecordState.POSTED
+
+
+async def test_movements_are_never_superseded_by_movements_only_by_a_newer_level(
+    inbox: Inbox,
+) -> None:
+    servers = Servers()
+    delivery = make(inbox, config(target()), servers)
+    later = samples.movement(5, "move-2")
+    earlier = samples.movement(-3, "move-1")
+    await put(inbox, later, seqs=[30_002])
+    await delivery.drain()
+    await put(inbox, earlier, seqs=[30_001])  # resent after a gap: it happened first
+    await delivery.drain()
+    assert sorted(servers["sandbox"].records) == sorted([later.key, earlier.key])
+    count = samples.inventory(quantity=40, reference="count-9")
+    stale = samples.movement(7, "move-0")
+    await put(inbox, count, seqs=[30_010])
+    await delivery.drain()
+    await put(inbox, stale, seqs=[30_000])  # before the count: the count holds it already
+    await delivery.drain()
+    await delivery.aclose()
+    assert stale.key not in servers["sandbox"].records
+    record = await inbox.record_by_key(stale.key)
+    assert record is not None
+    (d,) = await inbox.deliveries_of(record.id)
+    assert d["state"] == "superseded"

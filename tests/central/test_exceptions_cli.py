@@ -169,7 +169,7 @@ def test_retry_needs_ids_or_a_reason(tmp_path: Path) -> None:
 
 
 def test_the_same_cause_reads_the_same_for_every_record() -> None:
-    from central.exceptions import group_of
+    from central.exception_queue import group_of
 
     first = group_of("line 3: quantity 0.65 is not whole")
     assert first == group_of("line 12: quantity 1.250 is not whole")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from agent.contract import AgentInfo, Heartbeat, Release
 from central.inbox import Inbox, IncomingRecord, InvalidRecord, RecordState, open_inbox
+from contract import AgentInfo, Heartbeat, Release
 from tests.support.records import return_body, sale_body
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -344,7 +344,9 @@ async def test_heartbeats_feed_the_store_registry(inbox: Inbox) -> None:
     assert store.state == "offline"
     assert store.last_seen == T0
     assert (store.agent_id, store.agent_version) == ("bo-pc-1", "0.1.0")
-    assert store.oldest_unacked_seconds is None
+    # The last will says nothing of the backlog: the last reported one stays, shown
+    # while the store is away.
+    assert (store.backlog_rows, store.oldest_unacked_seconds) == (17, 4.5)
     await inbox.record_heartbeat(online, now=T0 + timedelta(minutes=2))
     stats = await inbox.stats()
     assert (stats["stores"], stats["online"]) == (1, 1)

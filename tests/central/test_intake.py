@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.contract import AgentInfo, Heartbeat, encode_batch
 from central.inbox import Inbox, open_inbox
+from contract import AgentInfo, Heartbeat, encode_batch
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import batch, sale_body, wait_for, wire
 from tests.support.relay import TestAgent, central_config, running_relay

@@ -23,7 +23,6 @@ from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from agent.config import AgentConfig, load_agent_config
-from agent.contract import Batch, encode_batch
 from central.cli import app
 from central.provision import (
     STORE_ID,
@@ -33,6 +32,7 @@ from central.provision import (
     set_password,
     verify_password,
 )
+from contract import Batch, encode_batch
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.records import batch, sale_body, wait_for, wire
 from tests.support.relay import central_config, running_relay

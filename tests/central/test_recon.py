@@ -6,10 +6,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from agent.contract import EndOfDay, EndOfDayTotals, Transaction, day_totals, make_key
 from central.connectors import DeliveryResult, Outcome
 from central.inbox import Inbox
 from central.recon import reconcile_day, to_csv
+from contract import EndOfDay, EndOfDayTotals, Transaction, day_totals, make_key
 
 from .connectors import samples
 from .test_delivery import Servers, config, make, put, target

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agent.contract import encode_batch
 from central.inbox import open_inbox
+from contract import encode_batch
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import batch, sale_body, wait_for, wire
 from tests.support.relay import TestAgent

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.contract.settings import ConfigError
 from central.config import load_central_config
 from central.routing import load_sku_table
+from common.settings import ConfigError
 
 BASE = """
 [central]

@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agent.contract import Release
 from central.config import CentralConfig, InboxSettings
 from central.delivery import Delivery
 from central.inbox import Inbox, IncomingRecord, open_inbox
 from central.routing import StoreRoute
 from central.web import add_user, create_app
+from contract import Release
 
 from .connectors import samples
 from .test_delivery import Servers, put, target

@@ -36,10 +36,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from agent.contract import EnvelopeError, Limits, WireRecord, check_value
 from agent.parsers import ParseContext, ParseError, Skipped, bounded, parse_bytes
 from agent.sources._intake import Records
 from central.intake import examine
+from contract import EnvelopeError, Limits, WireRecord, check_value
 from tests.support.records import batch, return_body, sale_body, wire
 
 __all__ = ["CORPORA", "TARGETS", "FuzzReport", "fuzz", "mutate", "seeds"]

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentLimits, OutboxSettings
-from agent.contract import Limits, Refused, check_text, check_value
 from agent.outbox import Outbox
 from agent.parsers import ParseContext, ParseError, parse_bytes, parse_stream
 from agent.sources import IngestFile
+from contract import Limits, Refused, check_text, check_value
 
 
 def poslog(transactions: list[tuple[int, int, str]]) -> bytes:
@@ -69,7 +69,7 @@ async def _ingest(outbox: Outbox, data: bytes, limits: AgentLimits) -> list[dict
     items = parse_stream(io.BytesIO(data), "poslog", context=context)
     file = IngestFile(source="pos", path="/in/day.xml", name="day.xml", sha256=sha, size=len(data))
     await outbox.ingest(file, items)
-    return [json.loads(row.wire)["body"] for row in await outbox.take(100)]
+    return [json.loads(row.wire)["body"] for row in await outbox.claim_pending(100)]
 
 
 async def test_a_transaction_with_too_many_lines_is_refused_alone(

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from agent.contract import Refused, Transaction, read_decimal, to_decimal
 from agent.parsers import ParseContext, ParseError, parse_bytes
 from agent.parsers.inventory_time import parse_quantity
+from contract import Refused, Transaction, read_decimal, to_decimal
 from tests.agent.parsers.golden import TESTDATA, input_file
 from tests.hostile.test_agent_limits import poslog
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from agent.contract import EnvelopeError, Limits, encode_batch
 from central.config import IntakeSettings
 from central.intake import examine, gather_refusals
+from contract import EnvelopeError, Limits, encode_batch
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import batch, sale_body, wait_for, wire
 from tests.support.relay import TestAgent, central_config, running_relay

@@ -12,8 +12,8 @@ from types import ModuleType
 
 import pytest
 
-from agent.contract import Customer, mask_pans, scrub_model
-from agent.contract.redact import redact_text, redact_value
+from common.redact import redact_text, redact_value
+from contract import Customer, mask_pans, scrub_model
 
 ROOT = Path(__file__).parents[2]
 LINEAR_SECONDS = 15
@@ -73,8 +73,8 @@ WRITTEN = [
 
 
 def _plain_pan() -> ModuleType:
-    """The card-number module as plain Python, beside whatever `agent.contract` loaded."""
-    spec = importlib.util.spec_from_file_location("plain_pan", ROOT / "agent/contract/_pan.py")
+    """The card-number module as plain Python, beside whatever `contract` loaded."""
+    spec = importlib.util.spec_from_file_location("plain_pan", ROOT / "contract/_pan.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)

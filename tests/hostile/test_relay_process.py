@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from agent.contract import Ack
+from contract import Ack
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import batch, sale_body, wait_for, wire
 from tests.support.relay import TestAgent

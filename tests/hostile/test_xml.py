@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from agent.contract import Limits
 from agent.parsers import ParseContext, ParseError, parse_bytes
+from contract import Limits
 from tests.agent.parsers.golden import TESTDATA, input_file
 
 POSLOG = input_file(TESTDATA / "poslog_multi_txn").read_bytes()

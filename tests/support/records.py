@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.contract import AgentInfo, Batch, WireRecord, encode_batch, make_key
+from contract import AgentInfo, Batch, WireRecord, encode_batch, make_key
 
 __all__ = ["batch", "deadline", "return_body", "sale_body", "sales_batch", "wait_for", "wire"]
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import aiomqtt
 
-from agent.contract import DEFAULT_PREFIX, Ack, Command
 from central.config import CentralBrokerSettings, CentralConfig, InboxSettings, IntakeSettings
 from central.inbox import Inbox, open_inbox
 from central.intake import Intake
+from contract import DEFAULT_PREFIX, Ack, Command
 
 __all__ = ["TestAgent", "central_config", "running_relay"]
 

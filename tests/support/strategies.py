@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from hypothesis import strategies as st
 
-from agent.contract import (
+from contract import (
     Card,
     Customer,
     Discount,

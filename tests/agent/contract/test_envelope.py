@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.contract import (
+from contract import (
     Ack,
     AgentInfo,
     Batch,

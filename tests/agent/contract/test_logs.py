@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from agent.contract.logs import (
+from common.logs import (
     SafeRotatingFileHandler,
     bind,
     configure_logging,
     new_correlation_id,
 )
-from agent.contract.redact import redact_text, redact_value
+from common.redact import redact_text, redact_value
 
 SECRETS = {
     "card": "4111 1111 1111 1111",
@@ -100,7 +100,7 @@ def test_rollover_survives_a_locked_file(tmp_path: Path, monkeypatch: pytest.Mon
     def locked(src: str, dst: str) -> None:
         raise PermissionError(32, "The process cannot access the file")
 
-    monkeypatch.setattr("agent.contract.logs.os.replace", locked)
+    monkeypatch.setattr("common.logs.os.replace", locked)
     try:
         for i in range(40):
             log.warning("line %03d %s", i, "x" * 20)

@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.contract import Customer, _pan, card_brand, luhn_valid, mask_pans, scrub_model
+from contract import Customer, _pan, card_brand, luhn_valid, mask_pans, scrub_model
 from tests.support.strategies import transactions
 
 
@@ -86,8 +86,8 @@ def test_a_pan_in_any_record_field_is_masked(txn, pan: str, where: str) -> None:
 
 
 def test_a_barcode_sku_is_not_taken_for_a_card_number() -> None:
-    from agent.contract import TransactionLine
-    from agent.contract._pan import gtin_valid
+    from contract import TransactionLine
+    from contract._pan import gtin_valid
 
     ean = "4006381333924"  # a valid EAN-13 that also passes the Luhn check
     assert gtin_valid(ean)
@@ -99,7 +99,7 @@ def test_a_barcode_sku_is_not_taken_for_a_card_number() -> None:
 
 
 def test_a_content_hash_is_not_taken_for_a_card_number() -> None:
-    from agent.contract import SourceRef
+    from contract import SourceRef
 
     digest = "ab" + "4111111111111111" + "c" * 46  # hex digits that hold a Luhn-valid run
     assert len(digest) == 64
@@ -139,8 +139,8 @@ def test_a_number_in_unicode_digits_is_still_found_in_a_record() -> None:
 
 
 def test_identifiers_are_masked_only_when_they_hold_an_issued_card_number() -> None:
-    from agent.contract import TransactionLine
-    from agent.contract._pan import issued_card
+    from contract import TransactionLine
+    from contract._pan import issued_card
 
     item = "4098765432109"  # a 13-digit item id: passes Luhn, not a GTIN, no card today
     assert luhn_valid(item)
@@ -160,7 +160,7 @@ def test_identifiers_are_masked_only_when_they_hold_an_issued_card_number() -> N
 
 
 def test_the_relay_spares_identifiers_the_same_way() -> None:
-    from agent.contract.redact import mask_pans_json
+    from common.redact import mask_pans_json
 
     body = {
         "transaction_id": "4098765432109",
@@ -175,8 +175,8 @@ def test_the_relay_spares_identifiers_the_same_way() -> None:
 
 
 def test_a_file_name_whose_digits_pass_luhn_across_an_underscore_is_kept() -> None:
-    from agent.contract import SourceRef
-    from agent.contract.redact import mask_pans_json
+    from common.redact import mask_pans_json
+    from contract import SourceRef
 
     name = "POSLog_0101_20261205145005_00036.xml"  # 19 digits across "_" that pass Luhn
     assert luhn_valid("2026120514500500036")

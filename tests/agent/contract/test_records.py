@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from agent.contract import (
+from contract import (
     SourceRef,
     Transaction,
     TransactionLine,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.contract.runtime import GC_THRESHOLD, run_daemon, tune_gc
-from agent.contract.settings import LoggingSettings
+from common.runtime import GC_THRESHOLD, run_daemon, tune_gc
+from common.settings import LoggingSettings
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ import json, sys
 from pathlib import Path
 import agent.parsers
 from tests.agent.parsers.test_compiled import outcomes
-assert not agent.parsers.compiled(), agent.parsers.poslog.__file__
+assert not agent.parsers.compiled(), agent.parsers.poslog.parser.__file__
 json.dump(outcomes(Path(sys.argv[1])), sys.stdout)
 """
 

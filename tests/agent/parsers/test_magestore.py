@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from agent.contract import Refused, Transaction
 from agent.parsers import REGISTRY, ParseContext, Parsed, ParseError, Skipped, parse_bytes
+from contract import Refused, Transaction
 
 from .golden import TESTDATA, cases, check_case, input_file
 from .test_micros import FUZZ, micros_mutations, parse_or_refuse

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.contract import Refused, Transaction
 from agent.parsers import REGISTRY, ParseContext, Parsed, ParseError, Skipped, parse_bytes
+from contract import Refused, Transaction
 
 from .golden import TESTDATA, cases, check_case, context_for, input_file, mutations, parse_raw
 

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.contract import Refused, Transaction
 from agent.parsers import (
     REGISTRY,
     ParseContext,
@@ -23,6 +22,7 @@ from agent.parsers import (
     parse_bytes,
     parse_stream,
 )
+from contract import Refused, Transaction
 
 from .golden import TESTDATA, cases, check_case, input_file
 

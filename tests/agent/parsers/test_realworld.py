@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from agent.contract import LineType, Refused, Transaction
 from agent.parsers import Skipped, parse_bytes
+from contract import LineType, Refused, Transaction
 
 from .golden import context_for, input_file
 

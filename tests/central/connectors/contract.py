@@ -18,7 +18,6 @@ from typing import Protocol
 import httpx
 import pytest
 
-from agent.contract.redact import redact_text
 from central.connectors import (
     CONNECTORS,
     Connector,
@@ -27,6 +26,7 @@ from central.connectors import (
     Routed,
     TargetSettings,
 )
+from common.redact import redact_text
 
 from . import samples
 from .rules import Probe
@@ -46,6 +46,10 @@ class FakeApi(Protocol):
         ...
 
     def inventory_level(self, routed: Routed) -> Decimal | None: ...
+
+    def payments_of(self, routed: Routed) -> int:
+        """How many payments the target holds for this record's order."""
+        ...
 
     def order_total(self, routed: Routed) -> Decimal:
         """The sale's total as the target derives it from the lines it holds."""
@@ -256,6 +260,31 @@ class ConnectorContract:
         h.fake.change_inventory_behind_our_back(second)
         _only(await h.deliver(second), "accepted")
         assert h.fake.inventory_level(second) == Decimal(12)
+
+    async def test_a_stock_movement_is_applied_once_despite_a_resend_and_a_concurrent_change(
+        self, h: Harness
+    ) -> None:
+        level = samples.routed(samples.inventory(quantity=17))
+        _only(await h.deliver(level), "accepted")
+        out = samples.routed(samples.movement(-3, "move-1"))
+        h.fake.change_inventory_behind_our_back(out)  # the level is now 22
+        _only(await h.deliver(out), "accepted")
+        assert h.fake.inventory_level(out) == Decimal(19)
+        again = samples.routed(out.record, attempts=1)  # type: ignore[arg-type]
+        _only(await h.deliver(again), "accepted")
+        assert h.fake.inventory_level(out) == Decimal(19), "a resend changes nothing"
+        received = samples.routed(samples.movement(10, "move-2"))
+        _only(await h.deliver(received), "accepted")
+        assert h.fake.inventory_level(out) == Decimal(29)
+
+    async def test_a_cancelled_basket_is_recorded_once_and_never_paid(self, h: Harness) -> None:
+        basket = samples.routed(samples.cancel("4201"))
+        _only(await h.deliver(basket), "accepted")
+        assert h.fake.stored(basket) == 1
+        again = samples.routed(basket.record, attempts=1)  # type: ignore[arg-type]
+        _only(await h.deliver(again), "accepted")
+        assert h.fake.stored(basket) == 1
+        assert h.fake.payments_of(basket) == 0
 
     def test_the_fake_enforces_each_documented_rule(self, case: Case) -> None:
         run_probes(case)

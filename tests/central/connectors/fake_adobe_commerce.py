@@ -21,10 +21,10 @@ from urllib.parse import parse_qsl, unquote
 
 import httpx
 
-from agent.contract import Inventory
 from central.connectors import Routed
 from central.connectors._base import json_body
 from central.connectors.adobe_commerce import _marker, increment_id, oauth1_signature
+from contract import Inventory
 
 from .rules import Ruled
 
@@ -36,6 +36,8 @@ ADMIN_USER = "relay-admin"
 ADMIN_PASSWORD = "admin-password-31"
 INPUT_LIMIT = 20
 REST = "/rest/all/V1"
+SALES = "Magento_Sales::sales"
+SOURCE_ITEMS = "Magento_InventoryApi::stock_source_item_assign"
 
 
 def _error(status: int, message: str, parameters: Any = None) -> httpx.Response:
@@ -95,12 +97,24 @@ class FakeAdobeCommerce(Ruled):
         "(developer.adobe.com/commerce/webapi/rest/tutorials/orders/order-issue-refund/)",
         "refund-qty": "an item refunds at most what was ordered and not yet refunded "
         "(app/code/Magento/Sales/Model/Order/Creditmemo/Item.php, setQty)",
+        "acl-resources": "an integration reaches a route only with its ACL resource: 401 "
+        "'The consumer isn't authorized to access %resources.' (magento/magento2 "
+        "app/code/Magento/Sales/etc/webapi.xml at e59cdf44: Magento_Sales::sales, whose "
+        "children later releases name per route; magento/inventory "
+        "InventoryApi/etc/webapi.xml: Magento_InventoryApi::stock_source_item_assign)",
     }
 
     def __init__(
-        self, *, without: Iterable[str] = (), bearer_allowed: bool = False, two_factor: bool = True
+        self,
+        *,
+        without: Iterable[str] = (),
+        bearer_allowed: bool = False,
+        two_factor: bool = True,
+        resources: Iterable[str] = (SALES, SOURCE_ITEMS),
     ) -> None:
         self._init_rules(without)
+        self.resources = set(resources)
+        """The ACL resources the integration was granted (an admin token has all)."""
         self.bearer_allowed = bearer_allowed
         self.two_factor = two_factor
         self.token_requests = 0
@@ -131,9 +145,14 @@ class FakeAdobeCommerce(Ruled):
 
     def stored(self, routed: Routed) -> int:
         record = routed.record
-        if record.kind == "sale":
+        if record.kind in ("sale", "cancel"):
             number = increment_id(routed.key)
-            return sum(1 for o in self.orders.values() if o["increment_id"] == number)
+            state = {"sale": None, "cancel": "canceled"}[record.kind]
+            return sum(
+                1
+                for o in self.orders.values()
+                if o["increment_id"] == number and state in (None, o["state"])
+            )
         if record.kind in ("return", "void"):
             marker = _marker(routed.key)
             return sum(
@@ -143,6 +162,13 @@ class FakeAdobeCommerce(Ruled):
             )
         assert isinstance(record, Inventory)
         return int((routed.route["source_code"], routed.skus[record.sku]) in self.source_items)
+
+    def payments_of(self, routed: Routed) -> int:
+        """Invoices paid against the order (an offline invoice marks it paid)."""
+        number = increment_id(routed.key)
+        return sum(
+            1 for o in self.orders.values() if o["increment_id"] == number and o["total_invoiced"]
+        )
 
     def order_total(self, routed: Routed) -> Decimal:
         """Rows plus tax less discount, as Magento totals an order; they must equal the
@@ -242,6 +268,13 @@ class FakeAdobeCommerce(Ruled):
             return self._admin_token(request)
         if refused := self._refused_auth(request):
             return refused
+        header = request.headers.get("authorization", "")
+        admin = header.removeprefix("Bearer ") in self._admin_tokens
+        needed = SOURCE_ITEMS if path.startswith("/inventory/") else SALES
+        if not admin and needed not in self.resources and self.enforces("acl-resources"):
+            return _error(
+                401, "The consumer isn't authorized to access %resources.", {"resources": needed}
+            )
         if request.method == "GET":
             return self._read(request, path)
         if self._fail:

@@ -1,8 +1,9 @@
 """An in-memory commercetools, written from the documented HTTP API: client-credentials
-tokens, `orders/import`, order lookup by number, versioned order updates (`addPayment`,
-`addReturnInfo`, `changeOrderState`), payments by key, channels by key, custom types by
-key and inventory entries queried by predicate with input variables and changed with
-`changeQuantity` — plus the faults the contract suite injects.
+tokens with their scopes, `orders/import`, order lookup by number, versioned order
+updates (`addPayment`, `addReturnInfo`, `setReturnPaymentState`, `changeOrderState`),
+payments by key, channels by key, custom types by key and inventory entries queried by
+predicate with input variables and changed with `changeQuantity`, `setCustomField` and
+`setCustomType` — plus the faults the contract suite injects.
 
 Every rule in `RULES` is enforced where the real API enforces it, and can be switched
 off (`without=`) so a test can show the contract suite notices.
@@ -21,10 +22,10 @@ from urllib.parse import unquote
 
 import httpx
 
-from agent.contract import Inventory, key_digest
 from central.connectors import Routed
 from central.connectors._base import json_body
-from central.connectors.commercetools import order_number
+from central.connectors.commercetools.connector import order_number
+from contract import Inventory, key_digest
 
 from .rules import Ruled
 
@@ -37,6 +38,30 @@ KEY = re.compile(r"^[A-Za-z0-9_-]{2,256}$")
 LINE_ITEM_LIMIT = 256
 ORDER_STATES = {"Open", "Confirmed", "Complete", "Cancelled"}
 PAYMENT_STATES = {"BalanceDue", "Failed", "Pending", "CreditOwed", "Paid"}
+RETURN_PAYMENT_STATES = {"NonRefundable", "Initial", "Refunded", "NotRefunded"}
+# The scope each endpoint needs (commercetools-api-reference api-specs/api/resources/*.raml,
+# securedBy); any one of a tuple will do.
+SCOPES = {
+    ("POST", "/orders"): ("manage_orders",),
+    ("GET", "/orders"): ("view_orders",),
+    ("POST", "/payments"): ("manage_payments",),
+    ("GET", "/payments"): ("view_payments",),
+    ("GET", "/channels"): ("view_channels", "view_products"),
+    ("POST", "/inventory"): ("manage_products",),
+    ("GET", "/inventory"): ("view_products",),
+}
+
+
+def granted(scopes: set[str], needed: tuple[str, ...]) -> bool:
+    """Whether `scopes` cover one of `needed`: manage_project covers all, manage_X
+    covers view_X (docs.commercetools.com/api/scopes)."""
+    if f"manage_project:{PROJECT}" in scopes:
+        return True
+    names = {s.removesuffix(f":{PROJECT}") for s in scopes}
+    names |= {"view_" + n.removeprefix("manage_") for n in names if n.startswith("manage_")}
+    return bool(names & set(needed))
+
+
 # A query predicate as the connector may write it: comparisons joined by `and`, values
 # as input variables or as string literals with `\"` and `\\` escaped.
 _LITERAL = r'"(?:[^"\\]|\\.)*"'
@@ -120,19 +145,32 @@ class FakeCommercetools(Ruled):
         "(docs.commercetools.com/api/predicates/query)",
         "state-values": "orderState and paymentState take only their documented values "
         "(docs.commercetools.com/api/projects/orders#orderstate)",
+        "return-payment-state": "a ReturnItem's paymentState is a ReturnPaymentState of an "
+        "existing returnItemId; a Returned item starts Initial "
+        "(docs.commercetools.com/api/projects/orders#set-returnpaymentstate)",
+        "scopes": "each endpoint needs its OAuth scope, else 403 insufficient_scope "
+        "(docs.commercetools.com/api/scopes; commercetools/sphere-order-export#94)",
     }
 
-    def __init__(self, *, without: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        without: Iterable[str] = (),
+        client_scopes: Iterable[str] = (f"manage_project:{PROJECT}",),
+    ) -> None:
         self._init_rules(without)
+        self.client_scopes = set(client_scopes)
+        """The scopes the API client holds: a token asks for some of them, or gets all."""
         self.token_requests = 0
         self.secrets = [CLIENT_SECRET]
-        self._valid: set[str] = set()
+        self._valid: dict[str, set[str]] = {}
+        self.scopes_asked: list[str] = []
         self._ids = itertools.count(1)
         self.orders: dict[str, dict[str, Any]] = {}
         self.payments: dict[str, dict[str, Any]] = {}
         self.channels = {"berlin-mitte-supply": {"id": "ch-supply", "key": "berlin-mitte-supply"}}
         self.inventory: dict[str, dict[str, Any]] = {}
-        self.types = {"tillbridge-pos-line"}
+        self.types = {"tillbridge-pos-line", "tillbridge-pos-stock"}
         self.correlation_ids: list[str] = []
         self.imports = 0
         self._fail: list[tuple[int, dict[str, str], str]] = []
@@ -163,9 +201,14 @@ class FakeCommercetools(Ruled):
 
     def stored(self, routed: Routed) -> int:
         kind = routed.record.kind
-        if kind == "sale":
+        if kind in ("sale", "cancel"):
+            # A cancelled basket is an order imported as Cancelled (a sale may be
+            # Cancelled later, by its void).
             return sum(
-                1 for o in self.orders.values() if o["orderNumber"] == order_number(routed.key)
+                1
+                for o in self.orders.values()
+                if o["orderNumber"] == order_number(routed.key)
+                and (kind == "sale" or o["orderState"] == "Cancelled")
             )
         if kind in ("return", "void"):
             tracking = key_digest(routed.key, 32)
@@ -183,6 +226,13 @@ class FakeCommercetools(Ruled):
         record = routed.record
         assert isinstance(record, Inventory)
         return sum(1 for e in self.inventory.values() if e["sku"] == routed.skus.get(record.sku))
+
+    def payments_of(self, routed: Routed) -> int:
+        return sum(
+            len(o["paymentInfo"]["payments"])
+            for o in self.orders.values()
+            if o["orderNumber"] == order_number(routed.key)
+        )
 
     def order_total(self, routed: Routed) -> Decimal:
         """Line prices times quantities plus custom lines, as commercetools adds them up;
@@ -205,19 +255,26 @@ class FakeCommercetools(Ruled):
 
     # -- the API --------------------------------------------------------------------------
 
-    def headers(self) -> dict[str, str]:
-        """A valid bearer token for probes."""
+    def headers(self, scopes: Iterable[str] = (f"manage_project:{PROJECT}",)) -> dict[str, str]:
+        """A valid bearer token with `scopes`, for probes."""
         token = f"tok-probe-{len(self._valid)}"
-        self._valid.add(token)
+        self._valid[token] = set(scopes)
         return {"Authorization": f"Bearer {token}"}
 
-    def call(self, method: str, path: str, body: Any = None, **params: str) -> httpx.Response:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        scopes: Iterable[str] = (f"manage_project:{PROJECT}",),
+        **params: str,
+    ) -> httpx.Response:
         """One request straight to the handler, as a probe sends it."""
         request = httpx.Request(
             method,
             f"https://api.ct.test/{PROJECT}{path}",
             params=params,
-            headers=self.headers(),
+            headers=self.headers(scopes),
             content=json.dumps(body).encode() if body is not None else None,
         )
         return self.handler(request)
@@ -233,6 +290,9 @@ class FakeCommercetools(Ruled):
         prefix = f"/{PROJECT}"
         assert path.startswith(prefix), path
         path = path.removeprefix(prefix)
+        needed = SCOPES[(request.method, "/" + path.split("/")[1])]
+        if not granted(self._valid[token], needed) and self.enforces("scopes"):
+            return _error(403, "insufficient_scope", "Insufficient scope")
         if request.method == "POST":
             if self._fail:
                 status, headers, message = self._fail.pop(0)
@@ -252,10 +312,27 @@ class FakeCommercetools(Ruled):
             return httpx.Response(401, json={"error": "invalid_client"})
         form = dict(x.split("=", 1) for x in request.content.decode().split("&"))
         assert form["grant_type"] == "client_credentials"
-        assert unquote(form["scope"]) == f"manage_project:{PROJECT}"
+        # The client may hold every scope; the token has what was asked for.
+        asked = unquote(form.get("scope", "").replace("+", " "))
+        self.scopes_asked.append(asked)
+        beyond = [
+            scope
+            for scope in asked.split()
+            if not granted(self.client_scopes, (scope.removesuffix(f":{PROJECT}"),))
+        ]
+        if beyond and self.enforces("scopes"):
+            return httpx.Response(
+                400,
+                json={
+                    "statusCode": 400,
+                    "message": f"Invalid scopes: {' '.join(beyond)}",
+                    "error": "invalid_scope",
+                    "error_description": f"Invalid scopes: {' '.join(beyond)}",
+                },
+            )
         self.token_requests += 1
         token = f"tok-{self.token_requests}-abcdef"
-        self._valid.add(token)
+        self._valid[token] = set(asked.split()) or set(self.client_scopes)
         self.secrets.append(token)
         return httpx.Response(
             200, json={"access_token": token, "expires_in": 172800, "token_type": "Bearer"}
@@ -341,17 +418,34 @@ class FakeCommercetools(Ruled):
             entry = {"id": f"inv-{next(self._ids)}", "version": 1, **body}
             if self.enforces("integer-quantity") and not _is_int(body["quantityOnStock"]):
                 return _error(400, "InvalidJsonInput", "quantityOnStock: not a whole number")
+            if refused := self._custom_refused(body.get("custom")):
+                return refused
             self.inventory[entry["id"]] = entry
             return _json(201, entry)
         if m := re.fullmatch(r"/inventory/([\w-]+)", path):
             entry = self.inventory[m.group(1)]
             if body["version"] != entry["version"] and self.enforces("concurrent-modification"):
                 return self._conflict(entry)
-            (action,) = body["actions"]
-            assert action["action"] == "changeQuantity"
-            entry["quantityOnStock"] = action["quantity"]
-            entry["version"] += 1
-            return _json(200, entry)
+            changed = json.loads(json.dumps(entry, default=str))  # all or nothing
+            for action in body["actions"]:
+                if action["action"] == "changeQuantity":
+                    if self.enforces("integer-quantity") and not _is_int(action["quantity"]):
+                        return _error(400, "InvalidJsonInput", "quantity: not a whole number")
+                    changed["quantityOnStock"] = action["quantity"]
+                elif action["action"] == "setCustomType":
+                    custom = {"type": action["type"], "fields": action.get("fields") or {}}
+                    if refused := self._custom_refused(custom):
+                        return refused
+                    changed["custom"] = custom
+                elif action["action"] == "setCustomField":
+                    if "custom" not in changed:
+                        return _error(400, "InvalidOperation", "The resource has no custom type.")
+                    changed["custom"]["fields"][action["name"]] = action["value"]
+                else:
+                    raise AssertionError(action)
+            changed["version"] += 1
+            self.inventory[entry["id"]] = changed
+            return _json(200, changed)
         raise AssertionError(f"unexpected POST {path}")
 
     def _conflict(self, resource: dict[str, Any]) -> httpx.Response:
@@ -475,9 +569,34 @@ class FakeCommercetools(Ruled):
             elif action["action"] == "addReturnInfo":
                 known = {li["id"] for li in order["lineItems"]}
                 assert all(i["lineItemId"] in known for i in action["items"])
+                items = [
+                    {
+                        "id": f"ri-{next(self._ids)}",
+                        "paymentState": (
+                            "Initial" if i["shipmentState"] == "Returned" else "NonRefundable"
+                        ),
+                        **i,
+                    }
+                    for i in action["items"]
+                ]
                 order["returnInfo"].append(
-                    {"items": action["items"], "returnTrackingId": action["returnTrackingId"]}
+                    {"items": items, "returnTrackingId": action["returnTrackingId"]}
                 )
+            elif action["action"] == "setReturnPaymentState":
+                by_id = {i["id"]: i for r in order["returnInfo"] for i in r["items"]}
+                item = by_id.get(action["returnItemId"])
+                state = action["paymentState"]
+                if self.enforces("return-payment-state"):
+                    if item is None:
+                        return _error(
+                            400,
+                            "InvalidOperation",
+                            f"No ReturnItem with id '{action['returnItemId']}' found.",
+                        )
+                    if state not in RETURN_PAYMENT_STATES:
+                        return _error(400, "InvalidJsonInput", f"paymentState {state}")
+                if item is not None:
+                    item["paymentState"] = state
             elif action["action"] == "changeOrderState":
                 if self.enforces("state-values") and action["orderState"] not in ORDER_STATES:
                     return _error(400, "InvalidJsonInput", f"orderState {action['orderState']}")

@@ -70,6 +70,9 @@ class FakeSalesforce(Ruled):
         "Bearer Flow for Server-to-Server Integration)",
         "invalid-session": "a call with an expired or unknown token: 401 INVALID_SESSION_ID "
         "(developer.salesforce.com/docs/atlas.en-us.api_rest.meta/api_rest/errorcodes.htm)",
+        "api-scope": "a token of a connected app without the api scope ('Manage user data "
+        "via APIs') is refused by the REST API: 401 'This session is not valid for use with "
+        "the REST API' (help.salesforce.com/s/articleView?id=005226515)",
         "request-limit": "past the org's daily API request limit: 403 REQUEST_LIMIT_EXCEEDED "
         "(developer.salesforce.com/docs/atlas.en-us.salesforce_app_limits_cheatsheet.meta/"
         "salesforce_app_limits_cheatsheet/salesforce_app_limits_platform_api.htm)",
@@ -97,6 +100,7 @@ class FakeSalesforce(Ruled):
         without: Iterable[str] = (),
         daily_limit: int = 100_000,
         negative_quantities: bool = False,
+        scopes: str = "api",
     ) -> None:
         self._init_rules(without)
         self.public_key = public_key
@@ -106,6 +110,9 @@ class FakeSalesforce(Ruled):
         self.token_requests = 0
         self.secrets = [CLIENT_SECRET]
         self._valid: set[str] = set()
+        self.app_scopes = scopes
+        """The connected app's OAuth scopes: every token it issues has them."""
+        self._scopes: dict[str, set[str]] = {}
         self._ids = itertools.count(1)
         self.rows: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self.created: dict[str, int] = {}
@@ -141,6 +148,17 @@ class FakeSalesforce(Ruled):
             order = self.rows["Order"].get(routed.original_ref or "")
             return int(bool(order) and order["Status"] == "Cancelled")  # type: ignore[index]
         return self.created.get(routed.key, 0)
+
+    def payments_of(self, routed: Routed) -> int:
+        """Payment rows of the record: any object's row whose external id is the
+        record key with a tender suffix (`KEY#t0`)."""
+        prefix = f"{routed.key}#t"
+        return sum(
+            1
+            for table in self.rows.values()
+            for row in table.values()
+            if any(isinstance(v, str) and v.startswith(prefix) for v in row.values())
+        )
 
     def order_total(self, routed: Routed) -> Decimal:
         """Each item's Quantity × UnitPrice to the cent, added up, as Order.TotalAmount."""
@@ -192,6 +210,10 @@ class FakeSalesforce(Ruled):
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         if token not in self._valid and self.enforces("invalid-session"):
             return _errors(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        if "api" not in self._scopes.get(token, {"api"}) and self.enforces("api-scope"):
+            return _errors(
+                401, "INVALID_SESSION_ID", "This session is not valid for use with the REST API"
+            )
         if self.used >= self.daily_limit and self.enforces("request-limit"):
             return _errors(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
         self.used += 1
@@ -247,9 +269,16 @@ class FakeSalesforce(Ruled):
         self.token_requests += 1
         token = f"00D!session-{self.token_requests}"
         self._valid.add(token)
+        self._scopes[token] = set(self.app_scopes.split())
         self.secrets.append(token)
         return httpx.Response(
-            200, json={"access_token": token, "instance_url": INSTANCE, "token_type": "Bearer"}
+            200,
+            json={
+                "access_token": token,
+                "instance_url": INSTANCE,
+                "token_type": "Bearer",
+                "scope": self.app_scopes,
+            },
         )
 
     def _verify(self, assertion: str) -> dict[str, Any]:

@@ -21,6 +21,9 @@ from .fake_adobe_commerce import (
     TOKEN,
     FakeAdobeCommerce,
 )
+from .fake_commercetools import CLIENT_ID as CT_CLIENT_ID
+from .fake_commercetools import CLIENT_SECRET as CT_CLIENT_SECRET
+from .fake_commercetools import PROJECT as CT_PROJECT
 from .fake_commercetools import FakeCommercetools
 from .fake_salesforce import CLIENT_ID, CLIENT_SECRET, LOGIN, MY_DOMAIN, FakeSalesforce
 from .rules import Probe
@@ -76,6 +79,49 @@ def _ct_tax(fake: FakeCommercetools) -> None:
     _refused(
         fake.call("POST", "/orders/import", _ct_order(line={"taxRate": nowhere})), 400, "country"
     )
+
+
+def _ct_return_state(fake: FakeCommercetools) -> None:
+    order = fake.call("POST", "/orders/import", _ct_order()).json()
+    info = {
+        "action": "addReturnInfo",
+        "returnTrackingId": "probe-r1",
+        "items": [
+            {"quantity": 1, "lineItemId": order["lineItems"][0]["id"], "shipmentState": "Returned"}
+        ],
+    }
+    order = fake.call("POST", f"/orders/{order['id']}", {"version": 1, "actions": [info]}).json()
+    (item,) = order["returnInfo"][0]["items"]
+    assert item["paymentState"] == "Initial"
+
+    def state(item_id: str, value: str) -> httpx.Response:
+        action = {"action": "setReturnPaymentState", "returnItemId": item_id, "paymentState": value}
+        return fake.call("POST", f"/orders/{order['id']}", {"version": 2, "actions": [action]})
+
+    _refused(state("no-such-item", "Refunded"), 400, "No ReturnItem")
+    _refused(state(item["id"], "Paid"), 400, "paymentState")
+
+
+def _ct_scopes(fake: FakeCommercetools) -> None:
+    orders_only = (f"manage_orders:{CT_PROJECT}",)
+    _refused(
+        fake.call("POST", "/payments", _ct_payment(), scopes=orders_only), 403, "insufficient_scope"
+    )
+    _refused(
+        fake.call("GET", "/inventory", scopes=orders_only, where="sku = :s", **{"var.s": "x"}),
+        403,
+        "insufficient_scope",
+    )
+    assert fake.call("GET", "/orders/order-number=none", scopes=orders_only).status_code == 404
+    fake.client_scopes = set(orders_only)
+    basic = base64.b64encode(f"{CT_CLIENT_ID}:{CT_CLIENT_SECRET}".encode()).decode()
+    beyond = httpx.Request(
+        "POST",
+        "https://auth.ct.test/oauth/token",
+        headers={"Authorization": f"Basic {basic}"},
+        data={"grant_type": "client_credentials", "scope": f"manage_products:{CT_PROJECT}"},
+    )
+    _refused(fake.handler(beyond), 400, "invalid_scope")
 
 
 COMMERCETOOLS: dict[str, Probe] = {
@@ -140,6 +186,8 @@ COMMERCETOOLS: dict[str, Probe] = {
     "state-values": lambda f: _refused(
         f.call("POST", "/orders/import", _ct_order(orderState="Done")), 400, "orderState"
     ),
+    "return-payment-state": _ct_return_state,
+    "scopes": _ct_scopes,
 }
 
 
@@ -225,6 +273,16 @@ def _mg_uninvoiced(fake: FakeAdobeCommerce) -> None:
     _refused(response, 400, "can't create creditmemo")
 
 
+def _mg_acl(fake: FakeAdobeCommerce) -> None:
+    fake.resources = {"Magento_Sales::sales"}
+    items = {"sourceItems": [{"sku": "SKU-PEN-BLUE", "source_code": "s", "quantity": 1}]}
+    _refused(
+        fake.call("POST", "/inventory/source-items", items),
+        401,
+        "Magento_InventoryApi::stock_source_item_assign",
+    )
+
+
 def _mg_admin(fake: FakeAdobeCommerce) -> None:
     request = httpx.Request(
         "POST",
@@ -262,6 +320,7 @@ ADOBE_COMMERCE: dict[str, Probe] = {
     "decimal-qty-flag": _mg_decimal,
     "creditmemo-needs-invoice": _mg_uninvoiced,
     "refund-qty": _mg_refund_qty,
+    "acl-resources": _mg_acl,
 }
 
 
@@ -351,6 +410,24 @@ def _sf_jwt(fake: FakeSalesforce) -> None:
     _refused(response, 400, "audience is invalid")
 
 
+def _sf_api_scope(fake: FakeSalesforce) -> None:
+    fake.app_scopes = "id refresh_token"
+    token = _sf_token(
+        fake,
+        MY_DOMAIN,
+        grant_type="client_credentials",
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+    ).json()["access_token"]
+    query = httpx.Request(
+        "GET",
+        f"{MY_DOMAIN}/services/data/v62.0/query",
+        params={"q": "SELECT Id FROM Contact WHERE Email = 'x'"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    _refused(fake.handler(query), 401, "not valid for use with the REST API")
+
+
 def _sf_limit(fake: FakeSalesforce) -> None:
     fake.daily_limit = 1
     first = fake.call("GET", "/query", q="SELECT Id FROM Contact WHERE Email = 'x'")
@@ -387,6 +464,7 @@ SALESFORCE: dict[str, Probe] = {
         401,
         "INVALID_SESSION_ID",
     ),
+    "api-scope": _sf_api_scope,
     "request-limit": _sf_limit,
     "collection-cap": lambda f: _refused(
         _sf_upsert(f, "Order", "POS_Key__c", *({"POS_Key__c": f"k{n}"} for n in range(201))),

@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from agent.contract import Inventory, Transaction, inventory_key, make_key
 from central.connectors import Routed
+from contract import Inventory, Transaction, inventory_key, make_key
 
 STORE = "0042"
 DAY = date(2026, 11, 20)
@@ -31,6 +31,7 @@ SKUS = {
     "4006381333931": "SKU-PEN-BLUE",
     "4006381333948": "SKU-PEN-RED",
     "2000000000017": "SKU-APPLES",
+    "2000000000024": "SKU-COUPON",
 }
 PAYMENTS = {"card": "adyen-pos", "cash": "cash"}
 TAX_CODES = {"A": "de-standard", "B": "de-reduced"}
@@ -242,6 +243,71 @@ def void(of: Transaction, number: str = "1003") -> Transaction:
             "links": [{"transaction_id": of.transaction_id, "key": of.key, "reason": "post-void"}],
         }
     )
+
+
+def us_sale(number: str = "1201") -> Transaction:
+    """A sale as a US grocery till writes it: sales tax added on the receipt only, a
+    loyalty reward on the receipt, a coupon rung up as an item at a negative amount, and
+    an item void (the line and its reversal, both voided). 28.84 at the till."""
+    base = sale(number)
+    pen = base.lines[0].model_copy(update={"taxes": []})
+    red = base.lines[1].model_copy(update={"taxes": []})
+    coupon = red.model_copy(
+        update={
+            "number": "3",
+            "sku": "2000000000024",
+            "description": "Coupon",
+            "unit_price": Decimal("2.00"),
+            "amount": Decimal("-2.00"),
+        }
+    )
+    voided = red.model_copy(update={"number": "4", "voided": True})
+    reversal = red.model_copy(
+        update={
+            "number": "5",
+            "quantity": Decimal(-1),
+            "amount": Decimal("-9.99"),
+            "voided": True,
+        }
+    )
+    return Transaction.model_validate(
+        {
+            **base.model_dump(),
+            "lines": [x.model_dump() for x in (pen, red, coupon, voided, reversal)],
+            "discounts": [{"code": "1465", "description": "PercentOff", "amount": Decimal("1.15")}],
+            "taxes": [
+                {
+                    "code": "1",
+                    "rate": Decimal("10.104"),
+                    "taxable": Decimal("20.00"),
+                    "amount": Decimal("2.02"),
+                    "included": False,
+                }
+            ],
+            "total": Decimal("28.84"),
+            "tenders": [{**base.tenders[0].model_dump(), "amount": Decimal("28.84")}],
+        }
+    )
+
+
+def cancel(number: str = "1004") -> Transaction:
+    """A basket rung up and abandoned before tender: its lines and total, no tender."""
+    basket = sale(number)
+    return basket.model_copy(
+        update={
+            "kind": "cancel",
+            "key": make_key("cancel", STORE, "3", DAY, number),
+            "tenders": [],
+        }
+    )
+
+
+def movement(
+    quantity: int = -3, reference: str = "move-1", sku: str = "4006381333931"
+) -> Inventory:
+    """A stock movement (a delta, as a receipt or a write-off is sent)."""
+    level = inventory(sku, quantity, reference)
+    return level.model_copy(update={"mode": "delta", "reason": "adjust"})
 
 
 def inventory(

@@ -55,6 +55,9 @@ class TestAdobeCommerceContract(ConnectorContract):
     # Integration tokens do not expire; source items are absolute and unversioned.
     test_an_expired_token_is_refreshed_once = None  # type: ignore[assignment]
     test_inventory_is_set_absolutely_and_survives_a_concurrent_change = None  # type: ignore[assignment]
+    # Movements are refused (a source item has no place to note one as applied); see
+    # test_a_stock_movement_is_refused_with_its_reason.
+    test_a_stock_movement_is_applied_once_despite_a_resend_and_a_concurrent_change = None  # type: ignore[assignment]
 
     @pytest.fixture
     def case(self) -> Case:
@@ -297,3 +300,47 @@ async def test_the_grand_total_magento_states_is_kept_for_reconciliation() -> No
     blind = samples.routed(samples.refund(samples.sale(), "8001"))
     (returned,) = (await _deliver(fake, blind)).accepted
     assert returned.confirmed == Decimal("-9.99"), "signed as the POS signs it"
+
+
+async def test_a_stock_movement_is_refused_with_its_reason() -> None:
+    fake = FakeAdobeCommerce()
+    result = await _deliver(fake, samples.routed(samples.movement(-3)))
+    (refused,) = result.rejected
+    assert "take absolute quantities; this is a delta" in refused.reason
+    assert fake.source_items == {}
+
+
+async def test_a_cancelled_basket_is_saved_canceled_without_a_reservation_or_invoice() -> None:
+    fake = FakeAdobeCommerce()
+    fake.source_items[("berlin_mitte", "SKU-PEN-BLUE")] = Decimal(10)
+    basket = samples.routed(samples.cancel())
+    result = await _deliver(fake, basket)
+    assert len(result.accepted) == 1, result
+    (order,) = fake.orders.values()
+    assert (order["state"], order["status"]) == ("canceled", "canceled")
+    assert order["total_invoiced"] == 0
+    assert fake.salable("SKU-PEN-BLUE") == Decimal(10), "nothing sold, nothing reserved"
+
+
+async def test_receipt_tax_and_discounts_are_spread_over_the_items_to_the_cent() -> None:
+    fake = FakeAdobeCommerce()
+    us = samples.routed(samples.us_sale())
+    await _deliver(fake, us)
+    assert fake.order_total(us) == Decimal("28.84"), "the items add up to the grand total"
+    (order,) = fake.orders.values()
+    assert [i["sku"] for i in order["items"]] == ["SKU-PEN-BLUE", "SKU-PEN-RED"]
+    assert sum(i["tax_amount"] for i in order["items"]) == order["tax_amount"] == Decimal("2.02")
+    assert sum(i["discount_amount"] for i in order["items"]) == Decimal("3.15")
+    assert order["discount_amount"] == Decimal("-3.15"), "the reward and the coupon"
+    assert order["total_invoiced"] == Decimal("28.84")
+
+
+async def test_an_integration_without_the_source_items_resource_is_told_which_one() -> None:
+    fake = FakeAdobeCommerce(resources={"Magento_Sales::sales"})
+    result = await _deliver(
+        fake, samples.routed(samples.inventory()), samples.routed(samples.sale())
+    )
+    (refused,) = result.retry
+    assert "Magento_InventoryApi::stock_source_item_assign" in refused.reason
+    assert "grant that resource to the integration" in refused.reason
+    assert len(result.accepted) == 1, "sales need only Magento_Sales::sales"

@@ -4,12 +4,14 @@ voids, tokens, inventory entries created when missing."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import httpx
 import pytest
 
-from central.connectors.commercetools import CommercetoolsConnector, CommercetoolsSettings
+from central.connectors.commercetools._inventory import movement_id
+from central.connectors.commercetools.connector import CommercetoolsConnector, CommercetoolsSettings
 
 from . import probes, samples
 from .contract import Case, ConnectorContract
@@ -248,3 +250,158 @@ async def test_the_order_total_commercetools_states_is_kept_for_reconciliation()
     again = samples.routed(grocery.record, attempts=1)  # type: ignore[arg-type]
     (found,) = (await _deliver(fake, again)).accepted  # type: ignore[attr-defined]
     assert found.confirmed == Decimal("19.92"), "read back from the order found"
+
+
+async def test_returned_items_are_marked_refunded_once_the_refund_is_on_the_payment() -> None:
+    fake = FakeCommercetools()
+    sale = samples.sale()
+    await _deliver(fake, samples.routed(sale))
+    back = samples.refund(sale)
+    await _deliver(fake, samples.routed(back, original_ref=sale.key))
+    await _deliver(fake, samples.routed(back, attempts=1, original_ref=sale.key))
+    (order,) = fake.orders.values()
+    (info,) = order["returnInfo"]
+    assert [(i["shipmentState"], i["paymentState"]) for i in info["items"]] == [
+        ("Returned", "Refunded")
+    ]
+    assert order["paymentState"] == "Paid", "settled at the till: nothing is due either way"
+
+
+async def test_the_token_asks_for_the_least_scopes_the_kinds_need() -> None:
+    fake = FakeCommercetools()
+    await _deliver(fake, samples.routed(samples.sale()))
+    p = PROJECT
+    assert fake.scopes_asked == [f"manage_orders:{p} manage_payments:{p} manage_products:{p}"]
+    sales_only = settings().model_copy(update={"kinds": ["sale"]})
+    stock_only = settings().model_copy(update={"kinds": ["inventory"]})
+    for narrow, wanted in (
+        (sales_only, "manage_orders manage_payments"),
+        (stock_only, "manage_products"),
+    ):
+        other = FakeCommercetools()
+        async with httpx.AsyncClient(transport=httpx.MockTransport(other.handler)) as client:
+            await CommercetoolsConnector(narrow, client).deliver(
+                [samples.routed(samples.inventory()), samples.routed(samples.sale())]
+            )
+        assert other.scopes_asked == [" ".join(f"{s}:{p}" for s in wanted.split())]
+
+
+async def test_without_the_products_scope_inventory_is_refused_and_sales_still_go() -> None:
+    fake = FakeCommercetools()
+    narrow = settings().model_copy(
+        update={"scopes": f"manage_orders:{PROJECT} manage_payments:{PROJECT}"}
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
+        result = await CommercetoolsConnector(narrow, client).deliver(
+            [samples.routed(samples.inventory()), samples.routed(samples.sale())]
+        )
+    (refused,) = result.retry
+    assert refused.status == 403
+    assert "insufficient_scope" in refused.reason
+    assert len(result.accepted) == 1
+    assert fake.inventory == {}
+
+
+async def test_a_cancelled_basket_is_an_order_imported_cancelled_without_payments() -> None:
+    fake = FakeCommercetools()
+    basket = samples.routed(samples.cancel())
+    (accepted,) = (await _deliver(fake, basket)).accepted  # type: ignore[attr-defined]
+    (order,) = fake.orders.values()
+    assert order["orderState"] == "Cancelled"
+    assert "paymentState" not in order
+    assert order["totalPrice"]["centAmount"] == 2997
+    assert accepted.confirmed == Decimal("29.97")
+    assert fake.payments == {}
+
+
+class Interfering:
+    """Changes the entry out of band just before our first update of it."""
+
+    def __init__(self, fake: FakeCommercetools) -> None:
+        self.fake = fake
+        self.conflicts = 0
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and "/inventory/" in request.url.path and not self.conflicts:
+            for entry in self.fake.inventory.values():
+                entry["version"] += 1
+                entry["quantityOnStock"] += 100
+        response = self.fake.handler(request)
+        self.conflicts += response.status_code == 409
+        return response
+
+
+async def test_a_movement_meeting_a_concurrent_change_is_read_again_and_applied_once() -> None:
+    fake = FakeCommercetools()
+    await _deliver(fake, samples.routed(samples.inventory(quantity=17)))
+    interfering = Interfering(fake)
+    out = samples.routed(samples.movement(-3))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(interfering.handler)) as client:
+        result = await CommercetoolsConnector(settings(), client).deliver([out])
+    assert len(result.accepted) == 1, result
+    assert interfering.conflicts == 1
+    (entry,) = fake.inventory.values()
+    assert entry["quantityOnStock"] == 114
+    assert entry["custom"]["fields"]["posMovements"] == [movement_id(out.key)]
+
+
+async def test_a_movement_of_an_item_without_an_entry_starts_from_nothing() -> None:
+    fake = FakeCommercetools()
+    received = samples.routed(samples.movement(12, "receipt-1"))
+    await _deliver(fake, received)
+    await _deliver(fake, samples.routed(received.record, attempts=1))  # type: ignore[arg-type]
+    (entry,) = fake.inventory.values()
+    assert entry["quantityOnStock"] == 12
+    assert entry["custom"]["type"] == {"typeId": "type", "key": "tillbridge-pos-stock"}
+
+
+async def test_without_an_entry_type_a_movement_is_refused_by_name() -> None:
+    fake = FakeCommercetools()
+    plain = settings().model_copy(update={"inventory_entry_type": ""})
+    async with httpx.AsyncClient(transport=httpx.MockTransport(fake.handler)) as client:
+        result = await CommercetoolsConnector(plain, client).deliver(
+            [samples.routed(samples.movement())]
+        )
+    assert "a stock movement needs inventory_entry_type" in result.rejected[0].reason
+    assert fake.inventory == {}
+
+
+async def test_a_receipt_taxed_sale_with_a_coupon_item_adds_up_to_the_cent() -> None:
+    fake = FakeCommercetools()
+    us = samples.routed(samples.us_sale())
+    (accepted,) = (await _deliver(fake, us)).accepted  # type: ignore[attr-defined]
+    assert fake.order_total(us) == Decimal("26.82"), "lines less coupon and reward, net"
+    (order,) = fake.orders.values()
+    assert [li["variant"]["sku"] for li in order["lineItems"]] == ["SKU-PEN-BLUE", "SKU-PEN-RED"]
+    assert sorted(c["money"]["centAmount"] for c in order["customLineItems"]) == [-200, -115]
+    assert order["taxedPrice"]["totalGross"]["centAmount"] == 2884
+    assert accepted.confirmed == Decimal("28.84")
+
+
+async def test_an_answer_without_taxedprice_states_no_gross_for_a_sale_taxed_on_top() -> None:
+    fake = FakeCommercetools()
+
+    def forgetful(request: httpx.Request) -> httpx.Response:
+        response = fake.handler(request)
+        if request.url.path.endswith("/orders/import"):
+            body = json.loads(response.content)
+            body.pop("taxedPrice", None)  # as the npm mock answers without line taxes
+            return httpx.Response(response.status_code, json=body)
+        return response
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(forgetful)) as client:
+        connector = CommercetoolsConnector(settings(), client)
+        us = await connector.deliver([samples.routed(samples.us_sale())])
+        eu = await connector.deliver([samples.routed(samples.sale())])
+    assert us.accepted[0].confirmed is None, "totalPrice is the net here, not the gross"
+    assert eu.accepted[0].confirmed == Decimal("29.97"), "tax included: totalPrice is gross"
+
+
+async def test_a_client_without_a_needed_scope_is_told_which_one() -> None:
+    p = PROJECT
+    fake = FakeCommercetools(client_scopes={f"manage_orders:{p}", f"manage_payments:{p}"})
+    result = await _deliver(fake, samples.routed(samples.sale()))
+    (refused,) = result.retry  # type: ignore[attr-defined]
+    assert f"invalid_scope: Invalid scopes: manage_products:{p}" in refused.reason
+    assert "must hold the scopes asked for" in refused.reason
+    assert fake.orders == {}

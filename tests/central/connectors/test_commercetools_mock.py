@@ -1,11 +1,18 @@
 """The commercetools connector against the third-party `@labdigital/commercetools-mock`
-server (npm) on 127.0.0.1: a sale, a split-tender payment, a linked return and an
-inventory update under a concurrent change.
+server (npm) on 127.0.0.1: a sale, a split-tender payment, a linked return, a cancelled
+basket, and inventory levels and movements under a concurrent change.
 
 The mock deviates from the real API where it matters for idempotency: it accepts a
 second order with the same `orderNumber` and a second payment with the same `key`, and
 answers 200 where the real API answers 201. So "once" is proven by our own count of
 what the mock holds after a re-delivery, never by the mock refusing a duplicate.
+
+The mock (4.4.0, the only version the registry holds) has no `setReturnPaymentState`
+update action: it answers `InvalidInput: Invalid action setReturnPaymentState`. Against
+it the connector runs with `return_payment_state = false`, and
+`test_the_mock_still_lacks_set_return_payment_state` fails the day a mock version
+implements it, so the setting can go. The action itself is proven against the biting
+fake (`test_commercetools.py`).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from central.connectors.commercetools import CommercetoolsConnector, CommercetoolsSettings
+from central.connectors.commercetools.connector import CommercetoolsConnector, CommercetoolsSettings
 from tests.support.ctmock import commercetools_mock
 
 from . import samples
@@ -96,6 +103,22 @@ def admin(mock_url: str) -> Admin:
             ],
         },
     )
+    admin.post(
+        "/types",
+        {
+            "key": "tillbridge-pos-stock",
+            "name": {"en": "POS stock"},
+            "resourceTypeIds": ["inventory-entry"],
+            "fieldDefinitions": [
+                {
+                    "name": "posMovements",
+                    "label": {"en": "POS movements applied"},
+                    "required": False,
+                    "type": {"name": "Set", "elementType": {"name": "String"}},
+                }
+            ],
+        },
+    )
     for key, role in (
         ("berlin-mitte-supply", "InventorySupply"),
         ("berlin-mitte-dist", "ProductDistribution"),
@@ -113,6 +136,7 @@ def settings(url: str) -> CommercetoolsSettings:
         project_key=PROJECT,
         client_id="relay",
         client_secret="relay-secret",
+        return_payment_state=False,  # the mock has no setReturnPaymentState (see above)
     )
 
 
@@ -270,3 +294,61 @@ async def test_a_grocery_day_is_imported_once_each_to_the_cent(
     assert len(returned["returnInfo"]) == 1
     (voided,) = admin.query("/orders", f'orderNumber="{day[1].key}"')
     assert voided["orderState"] == "Cancelled"
+
+
+async def test_the_mock_still_lacks_set_return_payment_state(
+    connector: CommercetoolsConnector, admin: Admin
+) -> None:
+    sale = samples.sale("9501")
+    await connector.deliver([samples.routed(sale)])
+    await connector.deliver([samples.routed(samples.refund(sale, "9502"), original_ref=sale.key)])
+    (order,) = admin.query("/orders", f'orderNumber="{sale.key}"')
+    (item,) = order["returnInfo"][0]["items"]
+    assert item["paymentState"] == "Initial"
+    answer = admin.http.post(
+        f"/orders/{order['id']}",
+        json={
+            "version": order["version"],
+            "actions": [
+                {
+                    "action": "setReturnPaymentState",
+                    "returnItemId": item["id"],
+                    "paymentState": "Refunded",
+                }
+            ],
+        },
+    )
+    assert answer.status_code == 400, "the mock has it now: drop return_payment_state=False"
+    assert "Invalid action setReturnPaymentState" in answer.text
+
+
+async def test_a_cancelled_basket_is_imported_cancelled_once_without_payments(
+    connector: CommercetoolsConnector, admin: Admin
+) -> None:
+    basket = samples.cancel("9601")
+    first = await connector.deliver([samples.routed(basket)])
+    assert len(first.accepted) == 1, first
+    await connector.deliver([samples.routed(basket, attempts=1)])
+    (order,) = admin.query("/orders", f'orderNumber="{basket.key}"')
+    assert order["orderState"] == "Cancelled"
+    assert not (order.get("paymentInfo") or {}).get("payments")
+    assert order["totalPrice"]["centAmount"] == 2997
+
+
+async def test_a_movement_is_applied_once_on_the_mocks_entry(mock_url: str, admin: Admin) -> None:
+    sku = "4006381333948"  # the red pen: an entry of its own
+    interfering = Interfering(admin)
+    async with httpx.AsyncClient(transport=interfering, timeout=10) as client:
+        connector = CommercetoolsConnector(settings(mock_url), client)
+        level = samples.inventory(sku, 40, "count-r1")
+        assert len((await connector.deliver([samples.routed(level)])).accepted) == 1
+        out = samples.movement(-3, "move-r1", sku)
+        first = await connector.deliver([samples.routed(out)])
+        again = await connector.deliver([samples.routed(out, attempts=1)])
+    assert len(first.accepted) == len(again.accepted) == 1, (first, again)
+    assert interfering.conflicts == 1, "the movement met the other change and re-read"
+    channel = admin.http.get("/channels/key=berlin-mitte-supply").json()
+    (entry,) = admin.query(
+        "/inventory", f'sku="SKU-PEN-RED" and supplyChannel(id="{channel["id"]}")'
+    )
+    assert entry["quantityOnStock"] == 99 - 3, "the other change's level, less ours, once"

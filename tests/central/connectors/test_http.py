@@ -22,6 +22,8 @@ class TestHttpContract(ConnectorContract):
     # A static bearer token and plain PUTs: nothing to refresh, no versions to conflict.
     test_an_expired_token_is_refreshed_once = None  # type: ignore[assignment]
     test_inventory_is_set_absolutely_and_survives_a_concurrent_change = None  # type: ignore[assignment]
+    # The record goes whole, movement or level; the receiver applies it (PUT by key).
+    test_a_stock_movement_is_applied_once_despite_a_resend_and_a_concurrent_change = None  # type: ignore[assignment]
 
     @pytest.fixture
     def case(self) -> Case:

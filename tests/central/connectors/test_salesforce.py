@@ -12,7 +12,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from central.connectors.salesforce import SalesforceConnector, SalesforceSettings, soql_quote
+from central.connectors.salesforce.connector import (
+    SalesforceConnector,
+    SalesforceSettings,
+    soql_quote,
+)
 
 from . import probes, samples
 from .contract import Case, ConnectorContract
@@ -46,6 +50,7 @@ def case() -> Case:
 class TestSalesforceContract(ConnectorContract):
     # Inventory stays in commerce; Salesforce takes sales, returns and customers.
     test_inventory_is_set_absolutely_and_survives_a_concurrent_change = None  # type: ignore[assignment]
+    test_a_stock_movement_is_applied_once_despite_a_resend_and_a_concurrent_change = None  # type: ignore[assignment]
 
     @pytest.fixture
     def case(self) -> Case:
@@ -162,7 +167,7 @@ async def test_the_jwt_bearer_flow_signs_its_assertion(tmp_path: Path) -> None:
 
 
 async def test_a_customer_record_upserts_its_contact_only() -> None:
-    from agent.contract import CustomerRecord
+    from contract import CustomerRecord
 
     fake = FakeSalesforce()
     sale = samples.sale(customer=True)
@@ -265,6 +270,20 @@ async def test_each_tender_is_a_payment_row_upserted_by_its_external_id() -> Non
     assert all(r["Order__c"] == {"POS_Key__c": sale.key} for r in rows)
 
 
+async def test_a_cancelled_basket_is_an_order_in_the_cancel_status_with_no_payment() -> None:
+    fake = FakeSalesforce()
+    basket = samples.cancel()
+    # A tender rung up before the basket was abandoned is no payment.
+    tendered = basket.model_copy(update={"tenders": samples.sale().tenders})
+    extra = {"payment_object": "POS_Payment__c"}
+    result = await _deliver(fake, samples.routed(tendered), **extra)
+    assert len(result.accepted) == 1, result  # type: ignore[attr-defined]
+    (order,) = fake.rows["Order"].values()
+    assert order["Status"] == "Cancelled"
+    assert fake.rows.get("POS_Payment__c", {}) == {}
+    assert len(fake.items_of(basket.key)) == 2
+
+
 async def test_near_the_daily_limit_delivery_holds_and_leaves_the_rest_to_others() -> None:
     fake = FakeSalesforce(daily_limit=20)
     fake.used = 17
@@ -286,7 +305,7 @@ async def test_when_the_limit_is_reached_every_record_is_held_not_failed() -> No
 
 async def test_a_dry_run_void_is_accepted_with_its_request_kept() -> None:
     from central.connectors import DryRunTransport
-    from central.connectors.salesforce import dry_run_response
+    from central.connectors.salesforce.connector import dry_run_response
 
     transport = DryRunTransport(dry_run_response)
     async with httpx.AsyncClient(transport=transport) as client:
@@ -310,3 +329,26 @@ async def test_a_login_host_refusing_client_credentials_is_named_in_the_reason()
     assert refused.reason == (
         "token refused: 400 unsupported_grant_type: request not supported on this domain"
     )
+
+
+async def test_receipt_discounts_and_a_coupon_item_come_to_the_pos_net_to_the_cent() -> None:
+    fake = FakeSalesforce()
+    fake.entries["SKU-COUPON"] = "01u000000000009"
+    us = samples.routed(samples.us_sale())
+    result = await _deliver(fake, us)
+    assert len(result.accepted) == 1, result  # type: ignore[attr-defined]
+    # 28.84 less the 2.02 tax added on the receipt: an Order's total is its items'.
+    assert fake.order_total(us) == Decimal("26.82")
+    items = sorted(fake.items_of(us.key), key=lambda i: i["POS_Line_Key__c"])
+    assert [i["POS_Line_Key__c"].rsplit("#", 1)[1] for i in items] == ["1", "2", "3"]
+    coupon = items[2]
+    assert (coupon["Quantity"], coupon["UnitPrice"]) == (1, Decimal("-2.00"))
+    assert "1465 (receipt)" in items[0]["Description"]
+
+
+async def test_a_token_without_the_api_scope_is_refused_by_name_before_any_call() -> None:
+    fake = FakeSalesforce(scopes="id refresh_token")
+    result = await _deliver(fake, samples.routed(samples.sale()))
+    (held,) = result.retry  # type: ignore[attr-defined]
+    assert "not api ('Manage user data via APIs')" in held.reason
+    assert fake.used == 0, "no REST call was made with a token that cannot make one"

@@ -11,10 +11,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from agent.contract import LineType, TenderType, make_key
+from contract import LineType, TenderType, make_key
 
-from ._base import ParseContext, Parsed, ParseError, Skipped
-from ._tabular import card_brand, mapped_tender, tender_type, transaction
+from .._base import ParseContext, Parsed, ParseError, Skipped
+from .._tabular import card_brand, mapped_tender, tender_type, transaction
 
 __all__ = ["Check", "Detail", "day", "moment", "records"]
 

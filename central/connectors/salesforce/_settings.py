@@ -10,7 +10,7 @@ from typing import Literal
 import httpx
 from pydantic import Field, SecretStr, model_validator
 
-from ._base import TargetSettings
+from .._base import TargetSettings
 
 __all__ = ["LOGIN_HOSTS", "MatchKey", "SalesforceSettings"]
 
@@ -61,6 +61,11 @@ class SalesforceSettings(TargetSettings):
         default="Cancelled",
         description="Status a void gives its original order (a value of the org's Order "
         "Status picklist).",
+    )
+    cancel_status: str = Field(
+        default="Cancelled",
+        description="Status of the order a basket abandoned before tender becomes (a value "
+        "of the org's Order Status picklist).",
     )
     negative_quantities: bool = Field(
         default=False,

@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ._pan import _HEX_DIGEST, IDENTIFIERS, gtin_valid, mask_identifier, mask_key, mask_pans
+from contract._pan import _HEX_DIGEST, IDENTIFIERS, gtin_valid, mask_identifier, mask_key, mask_pans
 
 __all__ = [
     "REDACTED",

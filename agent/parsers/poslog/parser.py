@@ -68,15 +68,14 @@ from xml.etree.ElementTree import Element
 
 from pydantic import ValidationError
 
-from agent.contract import Transaction, make_key, quantize_amount
+from contract import Transaction, make_key, quantize_amount
 
-from . import register
-from ._base import ParseContext, Parsed, ParseError, Skipped
-from ._poslog_body import Body
-from ._poslog_read import Reader, attr, flag, original_key, text
-from ._poslog_stream import transactions
-from ._refuse import RECOVERABLE, lenient_day, lenient_time, refused, xml_fragment
-from ._xml import longest_run, refusing_unsafe_xml
+from .._base import ParseContext, Parsed, ParseError, Skipped
+from .._refuse import RECOVERABLE, lenient_day, lenient_time, refused, xml_fragment
+from .._xml import longest_run, refusing_unsafe_xml
+from ._body import Body
+from ._read import Reader, attr, flag, original_key, text
+from ._stream import transactions
 
 __all__ = ["PoslogParser"]
 
@@ -429,6 +428,3 @@ def _refused(
         occurred_at=occurred,
         fallback_time=last,
     )
-
-
-register(PoslogParser())

@@ -149,6 +149,23 @@ class SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
 
 CHATTY_LOGGERS = ("apscheduler", "aiomqtt", "paho", "httpx", "httpcore", "watchdog")
 
+MQTT_CLIENT_LOGGER = "mqtt"
+"""aiomqtt's logger, where paho's own lines arrive: a connection reset is an ERROR there
+("failed to receive on socket"), though the uplink and intake handle it and say so in
+their own words. Its lines are debug lines, shown only when debug is asked for."""
+
+
+class DemoteToDebug(logging.Filter):
+    """Re-level a library's lines to DEBUG; drop them unless debug is on."""
+
+    def __init__(self, debug: bool) -> None:
+        super().__init__()
+        self.debug = debug
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return self.debug
+
 
 def configure_logging(
     *,
@@ -174,6 +191,10 @@ def configure_logging(
         logging.getLogger(chatty).setLevel(
             logging.NOTSET if level.lower() == "debug" else logging.WARNING
         )
+    client_logger = logging.getLogger(MQTT_CLIENT_LOGGER)
+    for old in [f for f in client_logger.filters if isinstance(f, DemoteToDebug)]:
+        client_logger.removeFilter(old)
+    client_logger.addFilter(DemoteToDebug(level.lower() == "debug"))
     redaction = RedactionFilter()
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,16 @@
 """commercetools: POS sales as imported orders in the store's context (the draft, to
-the cent, is `_commercetools_orders`), each tender as a Payment attached to its order;
-returns and voids as Refund transactions on the sale's payments, with return info or
-the order cancelled; inventory as absolute quantities on the SKU's entry for the store's
-(or the location's) supply channel. Every call carries the record's correlation id in
+the cent, is `_orders`), each tender as a Payment attached to its order;
+returns and voids as Refund transactions on the sale's payments, a return with return
+info whose items are marked refunded, a void with the order cancelled; a cancelled
+basket as an order imported in state `Cancelled`, without payments; inventory levels
+and movements on the SKU's entry for the store's (or the location's) supply channel
+(`_inventory`). Every call carries the record's correlation id in
 `X-Correlation-ID`.
+
+Scopes: the token asks for the least the configured kinds need (the endpoints' scopes in
+docs.commercetools.com/api/scopes): `manage_orders` for orders, `manage_payments` for
+the tenders and refunds, `manage_products` for inventory entries (it also reads the
+supply channel); `scopes` overrides it.
 
 Idempotency is ours, not the platform's: an order's `orderNumber` and a payment's `key`
 are derived from the record key, and after an attempt that may have arrived
@@ -25,14 +32,14 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from agent.contract import (
+from contract import (
     Inventory,
     Transaction,
     currency_exponent,
     key_digest,
 )
 
-from ._base import (
+from .._base import (
     Answered,
     ConnectorError,
     DeliveryResult,
@@ -43,12 +50,18 @@ from ._base import (
     Traced,
     Unfit,
     correlation,
-    for_location,
     settle,
 )
-from ._commercetools_orders import OrderDrafts, money, order_number
+from ._inventory import Inventories
+from ._orders import OrderDrafts, money, order_number, tax_added
 
-__all__ = ["CommercetoolsConnector", "CommercetoolsSettings", "dry_run_response", "order_number"]
+__all__ = [
+    "CommercetoolsConnector",
+    "CommercetoolsSettings",
+    "dry_run_response",
+    "least_scopes",
+    "order_number",
+]
 
 CONFLICT_REREADS = 3
 REFRESH_MARGIN = 60.0
@@ -69,7 +82,9 @@ class CommercetoolsSettings(TargetSettings):
     client_secret: SecretStr | None = Field(default=None, description="API client secret.")
     client_secret_file: str | None = Field(default=None, description="File holding the secret.")
     scopes: str = Field(
-        default="", description="Token scopes; default manage_project:{project_key}."
+        default="",
+        description="Token scopes, space-separated; default: the least the kinds need "
+        "(manage_orders, manage_payments, manage_products, each :{project_key}).",
     )
     locale: str = Field(default="en", description="Locale of line item and payment names.")
     payment_interface: str = Field(
@@ -81,9 +96,38 @@ class CommercetoolsSettings(TargetSettings):
         "posQuantity, posUnitPrice and posDiscount keep a weighed line's measured quantity, "
         "its unit price and its discount; empty: weighed lines are refused.",
     )
+    inventory_entry_type: str = Field(
+        default="tillbridge-pos-stock",
+        description="Key of the custom type (resourceTypeIds: inventory-entry) whose Set of "
+        "String field posMovements keeps the stock movements already applied to an entry, "
+        "so a resend applies none twice; empty: movements are refused, levels still go.",
+    )
+    return_payment_state: bool = Field(
+        default=True,
+        description="Mark each returned item Refunded (setReturnPaymentState) once the POS "
+        "refund is on the sale's payment; off only for a server without that action.",
+    )
 
     def missing(self) -> list[str]:
         return [] if self.dry_run or self.client_secret else ["client_secret_file"]
+
+
+ORDER_KINDS = frozenset({"sale", "return", "void", "cancel"})
+PAYMENT_KINDS = frozenset({"sale", "return", "void"})
+
+
+def least_scopes(settings: CommercetoolsSettings) -> str:
+    """The scopes the configured kinds need, and no more (docs.commercetools.com/api/scopes):
+    orders, payments for tenders and refunds, products for inventory entries."""
+    kinds = set(settings.kinds)
+    wanted = []
+    if kinds & ORDER_KINDS:
+        wanted.append("manage_orders")
+    if kinds & PAYMENT_KINDS:
+        wanted.append("manage_payments")
+    if "inventory" in kinds:
+        wanted.append("manage_products")
+    return " ".join(f"{scope}:{settings.project_key}" for scope in wanted)
 
 
 def _payment_key(record_key: str, suffix: str) -> str:
@@ -109,7 +153,7 @@ class CommercetoolsConnector:
         self._api = f"{settings.api_url.rstrip('/')}/{settings.project_key}"
         self._token: str | None = None
         self._expires = 0.0
-        self._channels: dict[str, str] = {}
+        self._stock = Inventories(self._call, _answer, settings.inventory_entry_type)
         self._drafts = OrderDrafts(settings.locale, settings.line_item_type)
         self._stated: dict[int, Decimal] = {}
         """Per record id: the order total commercetools answered for a sale."""
@@ -122,7 +166,7 @@ class CommercetoolsConnector:
     async def _bearer(self, fresh: bool = False) -> str:
         if fresh or self._token is None or self._clock() >= self._expires - REFRESH_MARGIN:
             secret = self._s.client_secret.get_secret_value() if self._s.client_secret else ""
-            scope = self._s.scopes or f"manage_project:{self._s.project_key}"
+            scope = self._s.scopes or least_scopes(self._s)
             response = await self._http.request(
                 "POST",
                 f"{self._s.auth_url.rstrip('/')}/oauth/token",
@@ -131,7 +175,12 @@ class CommercetoolsConnector:
                 headers={"Authorization": httpx.BasicAuth(self._s.client_id, secret)._auth_header},
             )
             if response.status_code != 200:
-                raise Answered(response, f"token refused: {response.status_code}")
+                reason = f"token refused: {_oauth_error(response)}"
+                # A client without the scopes is fixed by a person, as a wrong secret is:
+                # retried like a 403, not a rejection of the records waiting on it.
+                if "invalid_scope" in reason:
+                    raise Answered(httpx.Response(403, request=response.request), reason)
+                raise Answered(response, reason)
             body = response.json()
             self._token = str(body["access_token"])
             self._expires = self._clock() + float(body.get("expires_in", 3600))
@@ -169,10 +218,12 @@ class CommercetoolsConnector:
     async def _one(self, routed: Routed, trace: list[Exchange]) -> str:
         record = routed.record
         if isinstance(record, Inventory):
-            return await self._inventory(routed, record, trace)
+            return await self._stock.apply(routed, record, trace)
         if not isinstance(record, Transaction):
             raise Unfit(f"commercetools takes no {record.kind} records")
-        if record.kind == "sale" or (record.kind == "return" and not routed.original_ref):
+        if record.kind in ("sale", "cancel") or (
+            record.kind == "return" and not routed.original_ref
+        ):
             return await self._sale(routed, record, trace)
         if record.kind in ("return", "void"):
             return await self._refund(routed, record, trace)
@@ -204,11 +255,17 @@ class CommercetoolsConnector:
                 order = response.json()
         if order is None:  # pragma: no cover - a duplicate that cannot be found
             raise Unfit(f"order {number} reported as duplicate but not found")
-        gross = (order.get("taxedPrice") or {}).get("totalGross") or order.get("totalPrice")
+        # The gross is taxedPrice's; totalPrice is the gross only where no tax was added
+        # to the prices. An answer without taxedPrice for a sale taxed on top (as the npm
+        # mock gives when only the receipt carries the tax) states no gross at all.
+        gross = (order.get("taxedPrice") or {}).get("totalGross")
+        if gross is None and not tax_added(record):
+            gross = order.get("totalPrice")
         if gross:
             digits = int(gross.get("fractionDigits", currency_exponent(record.currency)))
             self._stated[routed.id] = Decimal(int(gross["centAmount"])).scaleb(-digits)
-        for index, tender in enumerate(record.tenders):
+        # A cancelled basket was never paid: the order records it, no payment follows.
+        for index, tender in enumerate(record.tenders if record.kind != "cancel" else ()):
             net = tender.amount - (tender.change or Decimal(0))
             kind = "Refund" if net < 0 else "Charge"
             payment = await self._payment(
@@ -400,7 +457,24 @@ class CommercetoolsConnector:
                     }
                 ]
 
-            await self._update_order(order, returned, trace)
+            order = await self._update_order(order, returned, trace)
+            if self._s.return_payment_state:
+                # The till paid the money back: the returned items are Refunded (they start
+                # Initial), docs.commercetools.com/api/projects/orders#set-returnpaymentstate.
+                def refunded(current: dict[str, Any]) -> list[dict[str, Any]]:
+                    return [
+                        {
+                            "action": "setReturnPaymentState",
+                            "returnItemId": item["id"],
+                            "paymentState": "Refunded",
+                        }
+                        for info in current.get("returnInfo") or []
+                        if info.get("returnTrackingId") == tracking
+                        for item in info.get("items") or []
+                        if item.get("paymentState") != "Refunded"
+                    ]
+
+                await self._update_order(order, refunded, trace)
         else:
 
             def cancelled(current: dict[str, Any]) -> list[dict[str, Any]]:
@@ -450,65 +524,6 @@ class CommercetoolsConnector:
             payment = reread.json()
         raise _answer(response, "the payment kept changing under us (409 after re-reading)")
 
-    # -- inventory ------------------------------------------------------------------------
-
-    async def _channel_id(self, key: str, trace: list[Exchange]) -> str:
-        if key not in self._channels:
-            response = await self._call("GET", f"/channels/key={quote(key, safe='')}", trace)
-            if response.status_code == 404:
-                raise Unfit(f"supply channel {key} does not exist in commercetools")
-            if response.status_code != 200:
-                raise _answer(response)
-            self._channels[key] = str(response.json()["id"])
-        return self._channels[key]
-
-    async def _inventory(self, routed: Routed, record: Inventory, trace: list[Exchange]) -> str:
-        if record.mode != "absolute":
-            raise Unfit("commercetools takes absolute levels; this is a delta")
-        if record.quantity != record.quantity.to_integral_value():
-            raise Unfit(f"quantity {record.quantity} is not whole")
-        quantity = int(record.quantity)
-        sku = routed.skus.get(record.sku, record.sku)
-        key = for_location(routed.route, "supply_channel", record.location)
-        channel = await self._channel_id(key, trace)
-        # Input variables, not values pasted into the predicate: a SKU may hold any
-        # character (docs.commercetools.com/api/predicates/query#input-variables).
-        query = {
-            "where": "sku = :sku and supplyChannel(id = :channel)",
-            "var.sku": sku,
-            "var.channel": channel,
-        }
-        for _ in range(CONFLICT_REREADS + 1):
-            found = await self._call("GET", "/inventory", trace, params=query)
-            if found.status_code != 200:
-                raise _answer(found)
-            results = found.json().get("results", [])
-            if not results:
-                draft = {
-                    "sku": sku,
-                    "supplyChannel": {"typeId": "channel", "id": channel},
-                    "quantityOnStock": quantity,
-                }
-                created = await self._call("POST", "/inventory", trace, json=draft)
-                if created.status_code in (200, 201):
-                    return str(created.json()["id"])
-                if _duplicate(created):
-                    continue  # created meanwhile: read it and set the level
-                raise _answer(created)
-            entry = results[0]
-            if entry.get("quantityOnStock") == quantity:
-                return str(entry["id"])
-            body = {
-                "version": entry["version"],
-                "actions": [{"action": "changeQuantity", "quantity": quantity}],
-            }
-            changed = await self._call("POST", f"/inventory/{entry['id']}", trace, json=body)
-            if changed.status_code == 200:
-                return str(entry["id"])
-            if changed.status_code != 409:
-                raise _answer(changed)
-        raise _answer(changed, "the inventory entry kept changing under us (409 after re-reading)")
-
 
 def _answer(response: httpx.Response, reason: str = "") -> Answered:
     return Answered(response, reason or _reason(response))
@@ -521,6 +536,24 @@ def _errors(response: httpx.Response) -> list[dict[str, Any]]:
         return []
     errors = body.get("errors") if isinstance(body, dict) else None
     return [e for e in errors or [] if isinstance(e, dict)]
+
+
+def _oauth_error(response: httpx.Response) -> str:
+    """`status error: description` of a refused token request (it names no secret); an
+    `invalid_scope` says which scopes the API client lacks."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("error"):
+        described = f": {body['error_description']}" if body.get("error_description") else ""
+        hint = (
+            " (the API client must hold the scopes asked for: see scopes and kinds)"
+            if body["error"] == "invalid_scope"
+            else ""
+        )
+        return f"{response.status_code} {body['error']}{described}{hint}"
+    return str(response.status_code)
 
 
 def _duplicate(response: httpx.Response) -> bool:

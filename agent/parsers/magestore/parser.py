@@ -51,13 +51,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, BinaryIO, ClassVar
 
-from . import register
-from ._base import ParseContext, Parsed, ParseError, rewound
-from ._magestore_csv import read_csv
-from ._magestore_order import order_records
-from ._refuse import RECOVERABLE, json_fragment, lenient_time, refused
-from ._tabular import ident, read_json, refuse_binary, sniff_head
-from ._text import HEAD_BYTES, Repeated, refuse_repeated
+from .._base import ParseContext, Parsed, ParseError, rewound
+from .._refuse import RECOVERABLE, json_fragment, lenient_time, refused
+from .._tabular import ident, read_json, refuse_binary, sniff_head
+from .._text import HEAD_BYTES, Repeated, refuse_repeated
+from ._csv import read_csv
+from ._order import order_records
 
 __all__ = ["MagestoreParser"]
 
@@ -161,6 +160,3 @@ class MagestoreParser:
             # One JSON document: read whole (a day's orders are a few MB at most).
             return _json(head + stream.read(), context)
         return read_csv(rewound(head, stream), context)
-
-
-register(MagestoreParser())

@@ -8,10 +8,10 @@ import io
 from collections.abc import Iterator
 from decimal import Decimal
 
-from ._base import ParseContext, Parsed, ParseError
-from ._micros_check import Check, Detail, day, moment, records
-from ._tabular import amount
-from ._text import HEAD_BYTES, choose_encoding, delimiter_setting
+from .._base import ParseContext, Parsed, ParseError
+from .._tabular import amount
+from .._text import HEAD_BYTES, choose_encoding, delimiter_setting
+from ._check import Check, Detail, day, moment, records
 
 __all__ = ["LAYOUT", "read_res"]
 

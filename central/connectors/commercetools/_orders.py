@@ -8,11 +8,11 @@ from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from agent.contract import Tax, Transaction, TransactionLine, currency_exponent, key_digest
+from contract import Tax, Transaction, TransactionLine, currency_exponent, key_digest
 
-from ._base import Routed, Unfit
+from .._base import Routed, Unfit
 
-__all__ = ["OrderDrafts", "money", "order_number"]
+__all__ = ["OrderDrafts", "money", "order_number", "tax_added"]
 
 
 def order_number(key: str) -> str:
@@ -183,9 +183,10 @@ class OrderDrafts:
         return item
 
     def order(self, routed: Routed, record: Transaction) -> dict[str, Any]:
-        """The POS transaction as an OrderImportDraft, to the cent: `totalPrice` and
-        `taxedPrice` are the POS's own figures, each line carries the tax the POS computed
-        (`taxedPrice` on the line), and discounts are negative custom line items."""
+        """The POS transaction (a sale, an unlinked return, a cancelled basket) as an
+        OrderImportDraft, to the cent: `totalPrice` and `taxedPrice` are the POS's own
+        figures, each line carries the tax the POS computed (`taxedPrice` on the line),
+        and discounts are negative custom line items."""
         route = routed.route
         currency = record.currency
         lines: list[dict[str, Any]] = []
@@ -193,7 +194,10 @@ class OrderDrafts:
         for index, line in enumerate(record.lines):
             if line.voided:
                 continue
-            if not line.sku:  # a fee, deposit or service charge: no product behind it
+            # A fee, deposit or service charge has no product behind it; an item at a
+            # negative amount in a sale (a coupon or a returned deposit rung up as an item)
+            # is a credit on the receipt: both go as custom line items at their amount.
+            if not line.sku or (line.amount < 0 < line.quantity):
                 value = line.amount - sum((d.amount for d in line.discounts), Decimal(0))
                 fee: dict[str, Any] = {
                     "name": {self._locale: line.description or line.type.value},
@@ -228,6 +232,11 @@ class OrderDrafts:
             "store": {"typeId": "store", "key": route["store"]},
             "completedAt": record.occurred_at.isoformat(),
         }
+        if record.kind == "cancel":
+            # A basket abandoned before tender: on record as a cancelled order that was
+            # never paid (docs.commercetools.com/api/projects/orders#orderstate).
+            draft["orderState"] = "Cancelled"
+            del draft["paymentState"], draft["completedAt"]
         if custom:
             draft["customLineItems"] = custom
         if taxes:
@@ -270,6 +279,11 @@ def _rate(tax: Tax, base: Decimal | None) -> Decimal:
         raise Unfit(f"tax {tax.code} has neither a rate nor a taxable amount")
     net = base - tax.amount if tax.included else base
     return (tax.amount / net).quantize(Decimal("0.0001")) if net else Decimal(0)
+
+
+def tax_added(record: Transaction) -> bool:
+    """Whether any of the transaction's tax was added to its prices (not included)."""
+    return any(t.amount and not t.included for t in _tax_summary(record))
 
 
 def _tax_summary(record: Transaction) -> list[Tax]:

@@ -52,13 +52,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, BinaryIO, ClassVar
 
-from . import register
-from ._base import ParseContext, Parsed, ParseError
-from ._micros_check import Check, Detail, day, moment, records
-from ._micros_res import read_res
-from ._refuse import RECOVERABLE, json_fragment, lenient_day, lenient_time, refused
-from ._tabular import amount, flag, ident, read_json, refuse_binary, sniff_head
-from ._text import HEAD_BYTES, Repeated, refuse_repeated
+from .._base import ParseContext, Parsed, ParseError
+from .._refuse import RECOVERABLE, json_fragment, lenient_day, lenient_time, refused
+from .._tabular import amount, flag, ident, read_json, refuse_binary, sniff_head
+from .._text import HEAD_BYTES, Repeated, refuse_repeated
+from ._check import Check, Detail, day, moment, records
+from ._res import read_res
 
 __all__ = ["MicrosParser"]
 
@@ -276,6 +275,3 @@ class MicrosParser:
         if sniff_head(data[:HEAD_BYTES])[:1] in (b"{", b"["):
             return _simphony(data, context)
         return read_res(data, context)
-
-
-register(MicrosParser())

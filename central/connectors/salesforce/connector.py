@@ -7,7 +7,8 @@ A return of a sale Salesforce holds is a reduction order (`IsReductionOrder`,
 `OriginalOrderId`, each item's `OriginalOrderItemId`, negative quantities); a void sets
 the original order's status. Weighed items keep their decimal quantity. Fields
 Salesforce takes only on create (an item's order and price book entry, a reduction
-order's links) are left out when an upsert meets an existing row. Each tender can
+order's links) are left out when an upsert meets an existing row. A basket abandoned
+before tender is an order in `cancel_status`, without payments. Each tender can
 become a payment row in a configured object. Every answer's `Sforce-Limit-Info` is
 read: near the org's daily limit, or when Salesforce says it is reached, delivery is
 held (not retried) until `limit_wait_seconds` have passed.
@@ -17,7 +18,10 @@ Contact is only linked, never overwritten; when the POS owns it, the match is up
 An external id that matches several records (300 Multiple Choices) is refused with the
 candidates named: nothing is guessed. `UNABLE_TO_LOCK_ROW` is retried. Tokens come
 from the OAuth client-credentials flow (on the org's My Domain) or the JWT bearer flow;
-the token answer's `instance_url` is where the API calls go.
+the token answer's `instance_url` is where the API calls go. The connected app needs one
+OAuth scope, `api` ("Manage user data via APIs"), and no other (no `full`, no
+`refresh_token`: both flows get a new token when one expires); a token without it is
+refused here with that said, before any call.
 """
 
 # ruff: noqa: S608  (SOQL here is joined from configured names and soql_quote()d values)
@@ -36,9 +40,15 @@ from urllib.parse import quote
 
 import httpx
 
-from agent.contract import Customer, CustomerRecord, Transaction, TransactionLine
+from contract import (
+    Customer,
+    CustomerRecord,
+    Transaction,
+    TransactionLine,
+    currency_exponent,
+)
 
-from ._base import (
+from .._base import (
     Answered,
     ConnectorError,
     DeliveryResult,
@@ -50,8 +60,9 @@ from ._base import (
     Unfit,
     outcome_for,
     settle,
+    spread,
 )
-from ._salesforce_settings import SalesforceSettings
+from ._settings import SalesforceSettings
 
 __all__ = ["SalesforceConnector", "SalesforceSettings", "dry_run_response", "soql_quote"]
 
@@ -135,6 +146,16 @@ class SalesforceConnector:
             if response.status_code != 200:
                 raise _answer(response, f"token refused: {_oauth_error(response)}")
             body = response.json()
+            granted = body.get("scope")
+            if isinstance(granted, str) and "api" not in granted.split():
+                # The one scope the connector needs; without it every REST call answers
+                # 401 "This session is not valid for use with the REST API".
+                raise _answer(
+                    httpx.Response(403, request=response.request),
+                    f"the connected app's token has the scopes '{granted}' but not api "
+                    "('Manage user data via APIs'), the one this connector needs: add it to "
+                    "the connected app",
+                )
             self._token = str(body["access_token"])
             self._instance = str(body["instance_url"]).rstrip("/")
         return self._token
@@ -213,11 +234,14 @@ class SalesforceConnector:
 
     async def _prepare(self, routed: Routed, trace: list[Exchange]) -> _Order:
         record = routed.record
-        if not isinstance(record, Transaction) or record.kind not in ("sale", "return"):
-            raise Unfit(f"Salesforce takes sales, returns and voids, not {record.kind}")
+        if not isinstance(record, Transaction) or record.kind not in ("sale", "return", "cancel"):
+            raise Unfit(f"Salesforce takes sales, returns, voids and cancels, not {record.kind}")
         reduction = record.kind == "return" and bool(routed.original_ref)
         if not reduction and not self._s.negative_quantities:
-            negative = [line.number for line in record.lines if line.quantity < 0]
+            # An item void (the line and its reversal, both voided) sends no item.
+            negative = [
+                line.number for line in record.lines if line.quantity < 0 and not line.voided
+            ]
             if negative:
                 raise Unfit(
                     f"line {negative[0]}: a negative quantity needs the original sale in "
@@ -233,7 +257,7 @@ class SalesforceConnector:
             self._s.order_external_id: routed.key,
             "AccountId": account,
             "EffectiveDate": record.business_date.isoformat(),
-            "Status": self._s.order_status,
+            "Status": self._s.cancel_status if record.kind == "cancel" else self._s.order_status,
             "Pricebook2Id": routed.route["price_book"],
             "Description": f"POS {record.kind} {record.store}/{record.register or '-'}/"
             f"{record.transaction_id}",
@@ -252,12 +276,22 @@ class SalesforceConnector:
             order["OriginalOrderId"] = routed.original_ref
             originals = await self._original_items(routed, record, trace)
         entries = await self._pricebook_entries(routed, record, trace)
+        lines = [line for line in record.lines if not line.voided and line.sku]
+        # Discounts on the receipt (a loyalty reward) go into the items' net prices, in
+        # proportion to their amounts and to the cent: an Order has no discount of its own,
+        # and its TotalAmount is the sum of its items.
+        shares = spread(
+            sum((d.amount for d in record.discounts), Decimal(0)),
+            [_weight(line, record.total) for line in lines],
+            currency_exponent(record.currency),
+        )
+        named = ", ".join(
+            f"{d.code or d.description or 'discount'} (receipt)" for d in record.discounts
+        )
         items = []
-        for line in record.lines:
-            if line.voided or not line.sku:
-                continue
+        for line, share in zip(lines, shares, strict=True):
             sku = routed.skus.get(line.sku, line.sku)
-            quantity, unit, note = _priced(line)
+            quantity, unit, note = _priced(line, share, named if share else "")
             item: dict[str, Any] = {
                 "attributes": {"type": self._s.order_item_object},
                 self._s.order_item_external_id: f"{routed.key}#{line.number}",
@@ -310,8 +344,9 @@ class SalesforceConnector:
         return found
 
     def _payments(self, routed: Routed, record: Transaction) -> list[dict[str, Any]]:
-        """One row per tender in the configured payment object and field map."""
-        if not self._s.payment_object:
+        """One row per tender in the configured payment object and field map (none for a
+        cancelled basket: nothing was paid)."""
+        if not self._s.payment_object or record.kind == "cancel":
             return []
         fields = self._s.payment_fields
         rows = []
@@ -539,25 +574,38 @@ class SalesforceConnector:
 CENT = Decimal("0.01")
 
 
-def _priced(line: TransactionLine) -> tuple[Decimal, Decimal, str]:
+def _priced(
+    line: TransactionLine, receipt: Decimal = Decimal(0), receipt_note: str = ""
+) -> tuple[Decimal, Decimal, str]:
     """Quantity, unit price and a note for one line, so that Salesforce's own
     `Quantity × UnitPrice` (rounded to the cent) is the POS line's amount after its
-    discounts: the POS quantity and unit price where they give it (weighed goods keep
-    their decimal quantity), else the net unit price where it divides to the cent, else
-    one unit at the line's net amount with the POS quantity and price in the note."""
-    net = line.amount - sum((d.amount for d in line.discounts), Decimal(0))
+    discounts and its share `receipt` of the receipt's: the POS quantity and unit price
+    where they give it (weighed goods keep their decimal quantity), else the net unit
+    price where it divides to the cent, else one unit at the line's net amount with the
+    POS quantity and price in the note."""
+    net = line.amount - sum((d.amount for d in line.discounts), Decimal(0)) - receipt
     quantity = line.quantity
     sign = -1 if quantity < 0 else 1
-    discounts = ", ".join(
-        f"{d.code or d.description or 'discount'} -{d.amount}" for d in line.discounts
-    )
+    named = [f"{d.code or d.description or 'discount'} -{d.amount}" for d in line.discounts]
+    if receipt:
+        named.append(f"{receipt_note} -{receipt}")
+    discounts = ", ".join(named)
     unit = line.unit_price
+    # The unit price carries the sign the quantity does not: an item at a negative amount
+    # in a sale (a coupon, a returned deposit) is one unit at a negative price.
     if quantity and unit is not None and (quantity * unit).quantize(CENT, ROUND_HALF_UP) == net:
         return quantity, abs(unit), ""
     if quantity and (net / quantity) == (net / quantity).quantize(CENT):
-        return quantity, abs(net / quantity).quantize(CENT), discounts
+        return quantity, (net / quantity).quantize(CENT), discounts
     shown = f"{quantity} x {line.unit_price}" if line.unit_price is not None else str(quantity)
-    return Decimal(sign), abs(net), "; ".join(filter(None, [f"POS {shown}", discounts]))
+    return Decimal(sign), net * sign, "; ".join(filter(None, [f"POS {shown}", discounts]))
+
+
+def _weight(line: TransactionLine, total: Decimal) -> Decimal:
+    """A line's part in the receipt's discounts: its net amount, where it goes the way of
+    the transaction (a coupon rung up in a sale takes none)."""
+    net = line.amount - sum((d.amount for d in line.discounts), Decimal(0))
+    return abs(net) if (net < 0) == (total < 0) else Decimal(0)
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""Config conventions shared by both programs: how problems are reported and how
-secrets are read. The settings classes themselves live in `agent.config` and
-`central.config`; this module needs only pydantic and the standard library.
+"""How both programs read their config: one loader (`load_table`) for a program's table
+of a TOML file with environment overrides, how problems are reported, and how secrets
+are read. The settings classes themselves live in `agent.config` and `central.config`.
 
 A problem is one line naming the file, the key and what is wrong:
 `/etc/tillbridge/agent.toml: agent.broker.pasword_file: unknown key`.
@@ -8,28 +8,39 @@ A problem is one line naming the file, the key and what is wrong:
 
 from __future__ import annotations
 
+import contextvars
 import os
 import ssl
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 __all__ = [
     "CONFIG_ENV",
     "ENV_PREFIX",
     "BrokerSettings",
     "ConfigError",
+    "FileSettings",
     "LoggingSettings",
     "Section",
     "check_broker_files",
     "default_config_path",
     "describe_errors",
     "env_name",
+    "load_table",
     "read_secret",
     "read_toml",
+    "settle_broker",
 ]
 
 ENV_PREFIX = "TILLBRIDGE_"
@@ -251,3 +262,73 @@ def check_broker_files(broker: BrokerSettings, file: Path, prefix: str) -> None:
                 )
     if problems:
         raise ConfigError(problems)
+
+
+_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "tillbridge_toml_file", default=None
+)
+
+
+class FileSettings(BaseSettings):
+    """The whole config file as one program reads it. A subclass declares its program's
+    table (`agent: AgentConfig`) and leaves the other program's table as a plain dict, so
+    one file can serve both. Precedence: explicit arguments, then the environment
+    (`TILLBRIDGE_AGENT__BROKER__URL`), then the TOML file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = _toml_file.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml))
+        return tuple(sources)
+
+
+def load_table(
+    file: Path,
+    table: str,
+    settings: type[FileSettings],
+    *,
+    problem: Callable[[str], str] = lambda line: line,
+) -> Any:
+    """`[table]` of `file` validated by `settings` (environment overrides included);
+    ConfigError lists every problem, each naming the file and the key. `problem` may
+    reword a problem line (the relay drops the connector type pydantic puts in a path)."""
+    file = Path(file)
+    data = read_toml(file)  # clear errors for a missing or malformed file
+    overridden = any(k.upper().startswith(f"{ENV_PREFIX}{table.upper()}") for k in os.environ)
+    if table not in data and not overridden:
+        raise ConfigError([f"{file}: {table}: the [{table}] table is missing"])
+    token = _toml_file.set(file)
+    try:
+        loaded = settings()
+    except ValidationError as exc:
+        raise ConfigError([problem(line) for line in describe_errors(exc, file)]) from None
+    finally:
+        _toml_file.reset(token)
+    return getattr(loaded, table)
+
+
+def settle_broker(broker: BrokerSettings, file: Path, prefix: str) -> None:
+    """Read the broker password from its file now, so a missing secret is named at load,
+    and check the TLS files the config names."""
+    password = read_secret(
+        broker.password, broker.password_file, key=f"{prefix}.password_file", config_file=file
+    )
+    if password is not None:
+        broker.password = SecretStr(password.get_secret_value())
+    check_broker_files(broker, file, prefix)

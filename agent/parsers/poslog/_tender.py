@@ -11,9 +11,9 @@ from decimal import Decimal
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from agent.contract import TenderType, card_brand
+from contract import TenderType, card_brand
 
-from ._poslog_read import Reader, attr, flag, own_text, text
+from ._read import Reader, attr, flag, own_text, text
 
 __all__ = ["read_tender"]
 

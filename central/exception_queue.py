@@ -30,7 +30,11 @@ __all__ = ["app", "describe", "group_of", "groups", "matches", "retry_matching",
 
 T = TypeVar("T")
 
-app = typer.Typer(help="The exception queue: records that need a person.", no_args_is_help=True)
+app = typer.Typer(
+    help="The exception queue: records that need a person.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 def describe(item: ExceptionItem, *, now: datetime | None = None) -> dict[str, Any]:
@@ -130,8 +134,8 @@ def with_inbox(cfg: CentralConfig, work: Callable[[Inbox], Awaitable[T]]) -> T:
 
 def _config(ctx: typer.Context, config: Path | None) -> CentralConfig:
     """The config named after the subcommand, else before it, else the default."""
-    from agent.contract.settings import default_config_path
     from central.cli import load_or_exit
+    from common.settings import default_config_path
 
     return load_or_exit(config or ctx.obj or default_config_path("central"))
 

@@ -10,10 +10,10 @@ import re
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
-from ._base import ParseContext, Parsed, ParseError, rewound
-from ._magestore_order import order_records
-from ._tabular import amount
-from ._text import HEAD_BYTES, choose_encoding, delimiter_setting, guess_delimiter
+from .._base import ParseContext, Parsed, ParseError, rewound
+from .._tabular import amount
+from .._text import HEAD_BYTES, choose_encoding, delimiter_setting, guess_delimiter
+from ._order import order_records
 
 __all__ = ["COLUMNS", "REQUIRED", "read_csv"]
 

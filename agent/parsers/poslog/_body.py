@@ -9,11 +9,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from agent.contract import LineType, currency_exponent
+from contract import LineType, currency_exponent
 
-from ._poslog_read import TRUE, Reader, attr, flag, link, own_text, text
-from ._poslog_tender import read_tender
-from ._xml import local
+from .._xml import local
+from ._read import TRUE, Reader, attr, flag, link, own_text, text
+from ._tender import read_tender
 
 __all__ = ["Body"]
 

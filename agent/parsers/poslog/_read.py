@@ -1,6 +1,6 @@
 """Reading values out of POSLog elements: text, flags, money, times and links.
 
-Element names are local names (see `_poslog_stream`); every refusal names its place
+Element names are local names (see `_stream`); every refusal names its place
 the way a support engineer would look it up (/POSLog/Transaction[3]/…/ExtendedAmount).
 """
 
@@ -11,10 +11,10 @@ from decimal import Decimal
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from agent.contract import make_key, read_decimal
+from contract import make_key, read_decimal
 
-from ._base import ParseContext, ParseError
-from ._xml import local
+from .._base import ParseContext, ParseError
+from .._xml import local
 
 __all__ = ["TRUE", "Reader", "attr", "flag", "link", "original_key", "own_text", "text"]
 

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 from typing import BinaryIO
 from xml.etree.ElementTree import Element
 
-from ._base import ParseError
-from ._xml import RawGuard, local
+from .._base import ParseError
+from .._xml import RawGuard, local
 
 __all__ = ["transactions"]
 

@@ -8,10 +8,10 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from agent.contract import LineType, TenderType, make_key
+from contract import LineType, TenderType, make_key
 
-from ._base import ParseContext, Parsed, ParseError
-from ._tabular import amount, card_brand, flag, ident, mapped_tender, tender_type, transaction
+from .._base import ParseContext, Parsed, ParseError
+from .._tabular import amount, card_brand, flag, ident, mapped_tender, tender_type, transaction
 
 __all__ = ["is_memo", "order_records"]
 
