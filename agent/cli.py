@@ -18,67 +18,28 @@ import typer.core
 
 from agent._version import __version__
 from agent.config import AgentConfig, load_agent_config
-from common.cli import click_style_help
-from common.settings import ConfigError, default_config_path
+from common.cli import config_option, group, program
+from common.cli import load_or_exit as _load_or_exit
 
 if TYPE_CHECKING:
     from agent.parsers import ParseContext
 
-click_style_help(typer.core)
-app = typer.Typer(
-    name="tillbridge-agent",
-    help="Tillbridge store agent: watches POS exports and forwards them to central.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # Click's own help: word-wrapped, metavars not type names
+app = program(
+    "tillbridge-agent",
+    "Tillbridge store agent: watches POS exports and forwards them to central.",
+    __version__,
 )
-config_app = typer.Typer(
-    help="Configuration commands.", no_args_is_help=True, rich_markup_mode=None
-)
+config_app = group("Configuration commands.")
 app.add_typer(config_app, name="config")
-quarantine_app = typer.Typer(
-    help="Files the agent refused.", no_args_is_help=True, rich_markup_mode=None
-)
+quarantine_app = group("Files the agent refused.")
 app.add_typer(quarantine_app, name="quarantine")
 
-ConfigOption = Annotated[
-    Path,
-    typer.Option(
-        "--config",
-        "-c",
-        help="The TOML config file (default: $TILLBRIDGE_CONFIG, else "
-        "/etc/tillbridge/agent.toml; %ProgramData%\\Tillbridge\\agent.toml on Windows).",
-        show_default=False,
-        default_factory=lambda: default_config_path("agent"),
-    ),
-]
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"tillbridge-agent {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    """Tillbridge store agent."""
+ConfigOption = Annotated[Path, config_option("agent")]
 
 
 def load_or_exit(config: Path) -> AgentConfig:
     """The config, or exit 2 with one line per problem on stderr."""
-    try:
-        return load_agent_config(config)
-    except ConfigError as exc:
-        for line in exc.problems:
-            typer.echo(line, err=True)
-        raise typer.Exit(2) from None
+    return _load_or_exit(load_agent_config, config)
 
 
 @config_app.command("check")
@@ -387,15 +348,30 @@ def quarantine_list(config: ConfigOption) -> None:
 
 @quarantine_app.command("retry")
 def quarantine_retry(
-    names: Annotated[list[str], typer.Argument(help="Quarantined file names.", show_default=False)],
+    names: Annotated[
+        list[str],
+        typer.Argument(
+            help="Quarantined file names, or keys of refused transactions (refused:…).",
+            show_default=False,
+        ),
+    ],
     config: ConfigOption,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say whether a refused transaction reads now.")
+    ] = False,
 ) -> None:
-    """Move quarantined files back into their source folder; the agent takes them again."""
+    """Move quarantined files back into their source folder; the agent takes them again.
+    A refused transaction (its key, as `quarantine list` shows it) is read again alone from
+    its archived file with the current settings; when it reads now it goes into its source
+    folder as a file of its own, and central closes its exception once the record arrives."""
     from agent.sources import retry_quarantined
 
     cfg = load_or_exit(config)
     failed = False
     for name in names:
+        if name.startswith("refused:"):
+            failed = not _retry_refused(cfg, name, dry_run=dry_run) or failed
+            continue
         try:
             target = retry_quarantined(cfg.quarantine_dir, name)
         except (KeyError, FileNotFoundError) as exc:
@@ -405,6 +381,23 @@ def quarantine_retry(
         typer.echo(f"{name}: moved back to {target}")
     if failed:
         raise typer.Exit(1)
+
+
+def _retry_refused(cfg: AgentConfig, key: str, *, dry_run: bool) -> bool:
+    from agent.retry import reread_refused
+
+    try:
+        outcome = reread_refused(cfg, key, write=not dry_run)
+    except (KeyError, LookupError) as exc:
+        typer.echo(f"{key}: {exc.args[0]}", err=True)
+        return False
+    origin = "" if outcome.origin == "archive" else " (from its kept fragment: not archived)"
+    if not outcome.readable:
+        typer.echo(f"{key}: {outcome.said}{origin}", err=True)
+        return False
+    where = f"; put in {outcome.written.parent} for the agent" if outcome.written else ""
+    typer.echo(f"{key}: reads now as {outcome.said}{origin}{where}")
+    return True
 
 
 @app.command()

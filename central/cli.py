@@ -18,76 +18,30 @@ import typer.core
 from central._version import __version__
 from central.config import CentralConfig, load_central_config
 from central.exception_queue import app as exceptions_app
-from common.cli import click_style_help
+from common.cli import config_option, group, program
+from common.cli import load_or_exit as _load_or_exit
 from common.modes import private_dir, too_open
 from common.notify import Notifier
 from common.redact import redact_text
 from common.runtime import run_daemon
-from common.settings import ConfigError, default_config_path
 
-click_style_help(typer.core)
-app = typer.Typer(
-    name="tillbridge-central",
-    help="Tillbridge central relay: stores every record once and delivers it.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # Click's own help: word-wrapped, metavars not type names
+app = program(
+    "tillbridge-central",
+    "Tillbridge central relay: stores every record once and delivers it.",
+    __version__,
 )
-config_app = typer.Typer(
-    help="Configuration commands.", no_args_is_help=True, rich_markup_mode=None
-)
+config_app = group("Configuration commands.")
 app.add_typer(config_app, name="config")
 
-ConfigOption = Annotated[
-    Path,
-    typer.Option(
-        "--config",
-        "-c",
-        help="The TOML config file (default: $TILLBRIDGE_CONFIG, else "
-        "/etc/tillbridge/central.toml; %ProgramData%\\Tillbridge\\central.toml on Windows).",
-        show_default=False,
-        default_factory=lambda: default_config_path("central"),
-    ),
-]
 
+ConfigOption = Annotated[Path, config_option("central")]
 
-OptionalConfig = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="The TOML config file, before or after the subcommand (default: "
-        "$TILLBRIDGE_CONFIG, else /etc/tillbridge/central.toml).",
-        show_default=False,
-    ),
-]
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"tillbridge-central {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    """Tillbridge central relay."""
+OptionalConfig = Annotated[Path | None, config_option("central", optional=True)]
 
 
 def load_or_exit(config: Path) -> CentralConfig:
     """The config, or exit 2 with one line per problem on stderr."""
-    try:
-        return load_central_config(config)
-    except ConfigError as exc:
-        for line in exc.problems:
-            typer.echo(line, err=True)
-        raise typer.Exit(2) from None
+    return _load_or_exit(load_central_config, config)
 
 
 @config_app.command("check")
@@ -347,9 +301,7 @@ def provision_store(
     typer.echo("Reload the broker to apply: systemctl reload mosquitto (or send it SIGHUP).")
 
 
-user_app = typer.Typer(
-    help="Dashboard users (viewer, operator).", no_args_is_help=True, rich_markup_mode=None
-)
+user_app = group("Dashboard users (viewer, operator).")
 
 
 @user_app.command("add")

@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
 
 from common.redact import redact_text
-from contract import record_adapter
+from contract import Record, Transaction, record_adapter
 
 from .config import CentralConfig
 from .connectors import (
@@ -110,6 +111,23 @@ def _target_failure(result: DeliveryResult) -> bool:
     return all(o.status is None or o.status >= 500 or o.status == 429 for o in result.retry)
 
 
+def off_balance(record: Record) -> str:
+    """How a POS transaction misses its own total, in words ("" when it balances): its
+    lines (`imbalance`) and its tenders (the `tender_imbalance` attribute)."""
+    if not isinstance(record, Transaction):
+        return ""
+    said = []
+    if record.imbalance:
+        said.append(f"lines off by {record.imbalance}")
+    tenders = record.attributes.get("tender_imbalance")
+    try:
+        if tenders is not None and Decimal(tenders) != 0:
+            said.append(f"tenders off by {tenders}")
+    except InvalidOperation:
+        said.append(f"tenders off by {tenders!r}")
+    return ", ".join(said)
+
+
 @dataclass
 class _Claimed:
     item: DeliveryItem
@@ -176,6 +194,16 @@ class TargetWorker:
             record = record_adapter.validate_python(item.body)
         except ValueError as exc:  # pragma: no cover - the inbox holds validated bodies
             return _Claimed(item, None, f"stored record no longer validates: {exc}")
+        if self.settings.imbalance == "hold":
+            off = off_balance(record)
+            if off:
+                return _Claimed(
+                    item,
+                    None,
+                    f"held: the POS transaction does not balance ({off}); {self.settings.name} "
+                    'holds such records (imbalance = "hold"): retry once the POS data or '
+                    "the policy is fixed, or resolve",
+                )
         route = item.route
         return _Claimed(
             item,
@@ -411,6 +439,12 @@ class Delivery:
                 )
             decisions.append(decision)
         await self.inbox.route_records(decisions, now=now)
+        # A refused transaction the store has read since (after a fix, under the same
+        # identity) closes its exception, whichever of the two arrived first.
+        for refused_id, key in await self.inbox.settle_refused(
+            [(r.id, r.kind, r.key) for r in claimed], now=now
+        ):
+            log.info("Refused transaction read again.", extra={"record_id": refused_id, "key": key})
         return len(claimed)
 
     async def run_once(self, *, now: datetime | None = None) -> int:

@@ -23,18 +23,16 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from .config import CentralConfig
+from common.cli import config_option, group, load_or_exit
+
+from .config import CentralConfig, load_central_config
 from .inbox import ExceptionItem, Inbox, open_inbox, utcnow
 
 __all__ = ["app", "describe", "group_of", "groups", "matches", "retry_matching", "with_inbox"]
 
 T = TypeVar("T")
 
-app = typer.Typer(
-    help="The exception queue: records that need a person.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-)
+app = group("The exception queue: records that need a person.")
 
 
 def describe(item: ExceptionItem, *, now: datetime | None = None) -> dict[str, Any]:
@@ -134,21 +132,12 @@ def with_inbox(cfg: CentralConfig, work: Callable[[Inbox], Awaitable[T]]) -> T:
 
 def _config(ctx: typer.Context, config: Path | None) -> CentralConfig:
     """The config named after the subcommand, else before it, else the default."""
-    from central.cli import load_or_exit
     from common.settings import default_config_path
 
-    return load_or_exit(config or ctx.obj or default_config_path("central"))
+    return load_or_exit(load_central_config, config or ctx.obj or default_config_path("central"))
 
 
-ConfigAfter = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="The TOML config file (also accepted before the subcommand).",
-        show_default=False,
-    ),
-]
+ConfigAfter = Annotated[Path | None, config_option("central", optional=True)]
 
 
 def _age(seconds: float) -> str:

@@ -191,6 +191,18 @@ def gather_refusals(
     return [*bad[:keep], aggregate], reasons
 
 
+RECEIPT_IDS = 20
+"""At most this many record correlation ids on a receipt line."""
+
+
+def _few(ids: set[str]) -> list[str]:
+    """The first `RECEIPT_IDS` ids, sorted, and how many more there were."""
+    shown = sorted(ids)
+    if len(shown) <= RECEIPT_IDS:
+        return shown
+    return [*shown[:RECEIPT_IDS], f"… {len(shown) - RECEIPT_IDS} more"]
+
+
 class Intake:
     """One relay's subscriber. `run(stop)` returns after `stop` is set and work in hand is done."""
 
@@ -427,8 +439,9 @@ class Intake:
                 "duplicates": len(result.duplicates),
                 "rejected": len(bad),
                 # The ids the records carry from the agent (one per source file), as the
-                # dashboard shows them: the receipt is part of each record's story.
-                "record_correlation_ids": sorted({r.correlation_id for r in batch.records}),
+                # dashboard shows them: the receipt is part of each record's story. A few
+                # at most: a batch of thousands of ids would stall the loop in redaction.
+                "record_correlation_ids": _few({r.correlation_id for r in batch.records}),
             },
         )
 

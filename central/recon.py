@@ -17,13 +17,21 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from contract import EndOfDay, EndOfDayTotals, Transaction, day_totals, record_adapter
+from contract import (
+    EndOfDay,
+    EndOfDayTotals,
+    Refused,
+    Transaction,
+    day_totals,
+    record_adapter,
+)
 
 from .inbox import DayRecord, Inbox
 
 __all__ = ["ReconDay", "ReconLine", "reconcile", "reconcile_day", "to_csv"]
 
 GROUPS = ("kind", "tender", "tax")
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,12 @@ class ReconDay:
     training: int = 0
     control: int = 0
     suspended: int = 0
+    refused_open: int = 0
+    off_balance: int = 0
+    """Transactions of the day that miss their own total (`imbalance` or tenders): a
+    target whose imbalance policy is `post` posted them as the POS stated them."""
+    """Refused transactions of the day not read again yet (nor closed by a person): money
+    the POS took that no target has seen."""
 
     @property
     def differences(self) -> int:
@@ -71,10 +85,14 @@ def reconcile(
     """One ReconDay per currency of the day (normally one)."""
     transactions: list[tuple[Transaction, DayRecord]] = []
     closing: dict[str, EndOfDay] = {}
+    refused = open_refused = 0
     for row in records:
         record = record_adapter.validate_python(row.body)
         if isinstance(record, Transaction):
             transactions.append((record, row))
+        elif isinstance(record, Refused):
+            refused += 1
+            open_refused += row.state != "resolved"
         elif isinstance(record, EndOfDay):
             # The newest summary wins. The seqs it covers say which that is: an agent
             # whose outbox was rebuilt numbers its revisions from 1 again, and a store's
@@ -92,7 +110,8 @@ def reconcile(
         for target in target_kinds
     }
     days = []
-    for currency in sorted(set(received) | set(closing)):
+    currencies = sorted(set(received) | set(closing)) or (["XXX"] if refused else [])
+    for currency in currencies:
         eod = closing.get(currency)
         ours = received.get(currency, {g: {} for g in GROUPS})
         pos_tables = (
@@ -115,6 +134,29 @@ def reconcile(
                     if group == "kind" and _off(theirs, got, tolerance):
                         differs = True
                 lines.append(ReconLine(group, name, pos, got, per_target, differs))
+        off = [(t, row) for t, row in transactions if t.currency == currency and _off_balance(t)]
+        if off:
+            # Posted off balance where a target's policy says `post`: flagged, with by how
+            # much the lines miss the totals, beside what each target took of them.
+            got = EndOfDayTotals(count=len(off), amount=sum((t.imbalance for t, _ in off), ZERO))
+            per_target = {
+                target: EndOfDayTotals(
+                    count=sum(1 for _, row in off if target in row.posted_to),
+                    amount=sum((t.imbalance for t, row in off if target in row.posted_to), ZERO),
+                )
+                for target in target_kinds
+            }
+            lines.append(ReconLine("kind", "off balance", None, got, per_target, True))
+        first = currency == currencies[0]  # refused records have no currency: counted once
+        if first and (refused or (eod is not None and eod.refused)):
+            # Transactions the store could not read: the POS's count beside what arrived,
+            # and a difference while any of them waits to be read again.
+            said = EndOfDayTotals(count=eod.refused) if eod is not None else None
+            got = EndOfDayTotals(count=refused)
+            differs = open_refused > 0 or (said is not None and said.count != refused)
+            lines.append(
+                ReconLine("kind", "refused", said, got, dict.fromkeys(target_kinds), differs)
+            )
         days.append(
             ReconDay(
                 store=store,
@@ -125,9 +167,16 @@ def reconcile(
                 training=eod.training if eod else 0,
                 control=eod.control if eod else 0,
                 suspended=eod.suspended if eod else 0,
+                refused_open=open_refused if first else 0,
+                off_balance=len(off),
             )
         )
     return days
+
+
+def _off_balance(txn: Transaction) -> bool:
+    tenders = txn.attributes.get("tender_imbalance")
+    return bool(txn.imbalance) or (tenders is not None and tenders.strip("0.-") != "")
 
 
 def _as_confirmed(txn: Transaction, row: DayRecord, target: str) -> Transaction:

@@ -2,7 +2,7 @@
 
 from ._db import Recovery
 from ._outbox import Outbox, OutboxStats, OutRow, wire_json
-from ._refused import RefusedRow, list_refused
+from ._refused import RefusedRow, list_refused, refused_body
 from ._seal import SealError
 
 __all__ = [
@@ -13,5 +13,6 @@ __all__ = [
     "RefusedRow",
     "SealError",
     "list_refused",
+    "refused_body",
     "wire_json",
 ]

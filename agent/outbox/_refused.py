@@ -11,8 +11,9 @@ import dataclasses
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
-__all__ = ["RefusedRow", "list_refused"]
+__all__ = ["RefusedRow", "list_refused", "refused_body"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,3 +58,23 @@ def list_refused(path: Path, limit: int = 500) -> list[RefusedRow]:
             )
         )
     return found
+
+
+def refused_body(path: Path, key: str) -> dict[str, Any] | None:
+    """The body of the refused record `key` in the outbox at `path` (None without one).
+    A purged row is gone: its transaction is then read again from the archive by name."""
+    if not path.exists():
+        return None
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        row = db.execute(
+            "SELECT r.sealed, b.wire FROM records AS r LEFT JOIN bodies AS b ON b.seq = r.seq "
+            "WHERE r.kind = 'refused' AND r.key = ? ORDER BY r.seq DESC LIMIT 1",
+            (key,),
+        ).fetchone()
+    finally:
+        db.close()
+    if row is None or row[1] is None or row[0]:
+        return None
+    body: dict[str, Any] = json.loads(bytes(row[1]))["body"]
+    return body

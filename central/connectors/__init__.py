@@ -24,8 +24,8 @@ from ._base import (
     Traced,
     classify,
 )
-from .adobe_commerce import AdobeCommerceConnector, AdobeCommerceSettings
-from .adobe_commerce import dry_run_response as _adobe_dry_run
+from .adobe_commerce.connector import AdobeCommerceConnector, AdobeCommerceSettings
+from .adobe_commerce.connector import dry_run_response as _adobe_dry_run
 from .commercetools.connector import CommercetoolsConnector, CommercetoolsSettings
 from .commercetools.connector import dry_run_response as _commercetools_dry_run
 from .http import HttpConnector, HttpSettings

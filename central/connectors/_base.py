@@ -135,6 +135,13 @@ class TargetSettings(Section):
         default_factory=list,
         description="Extra per-store routing keys this target requires (beyond the connector's).",
     )
+    imbalance: Literal["hold", "post"] = Field(
+        default="hold",
+        description="A POS transaction that does not balance (its `imbalance`, or its tenders' "
+        "`tender_imbalance`, is not zero): `hold` keeps it in the exception queue for this "
+        "target until a person retries or resolves it; `post` posts it as the POS stated it "
+        "and reconciliation flags it.",
+    )
 
     def missing(self) -> list[str]:
         """Keys this target cannot work without that the file leaves empty (checked after

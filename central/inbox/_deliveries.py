@@ -31,6 +31,10 @@ _EXCEPTION_COLUMNS = (
     "e.status, e.response, e.attempts, e.resolved_at, e.resolution, e.resolved_by, r.kind"
 )
 _DUE = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
+# Kinds of a POS transaction that was read: the partners of a `refused` record.
+_READABLE = ("sale", "return", "void", "cancel")
+FIXED_BY = "tillbridge"
+"""Who closes the exception of a refused transaction the store has since read."""
 
 
 class DeliverySql(SqlInbox):
@@ -80,6 +84,65 @@ class DeliverySql(SqlInbox):
                 await self._audits(c, [(d.record_id, "routed", d.snapshot) for d in part], at)
 
         await self._run(body)
+
+    async def settle_refused(
+        self, records: Sequence[tuple[int, str, str]], *, now: datetime | None = None
+    ) -> list[tuple[int, str]]:
+        """Close the exception of each refused transaction the store has since read.
+
+        `refused:S:R:D:T` and `sale:S:R:D:T` (or return, void, cancel) are the same POS
+        transaction: once the readable one is in the inbox, in whichever order the two
+        arrived, the refused one's open exceptions are resolved with a note naming it and
+        the refused record is marked resolved. `records` are (id, kind, key) of records
+        just routed; returns (refused record id, readable key) for each one settled.
+        """
+        partners: dict[str, tuple[int, str, str]] = {}
+        for record in records:
+            _record_id, kind, key = record
+            _head, sep, tail = key.partition(":")
+            if not sep:
+                continue
+            if kind == "refused":
+                for readable in _READABLE:
+                    partners[f"{readable}:{tail}"] = record
+            elif kind in _READABLE:
+                partners[f"refused:{tail}"] = record
+        if not partners:
+            return []
+        at = self._ts(now or utcnow())
+
+        async def body(c: Conn) -> list[tuple[int, str]]:
+            pairs: dict[int, str] = {}  # refused record id -> the readable key
+            for part in _chunks(list(partners)):
+                found = await c.fetch(
+                    f"SELECT id, kind, key FROM records WHERE key IN ({_marks(len(part))})", part
+                )
+                for record_id, kind, key in found:
+                    batch_id, _batch_kind, batch_key = partners[key]
+                    if kind == "refused":
+                        pairs[int(record_id)] = batch_key
+                    else:
+                        pairs[batch_id] = str(key)
+            settled = []
+            for refused_id, readable in sorted(pairs.items()):
+                open_rows = await c.fetch(
+                    "SELECT id FROM exceptions WHERE record_id = ? AND resolved_at IS NULL",
+                    (refused_id,),
+                )
+                if not open_rows:
+                    continue
+                note = f"read again by the store as {readable}"
+                await c.run(
+                    "UPDATE exceptions SET resolved_at = ?, resolution = ?, resolved_by = ? "
+                    "WHERE record_id = ? AND resolved_at IS NULL",
+                    (at, note, FIXED_BY, refused_id),
+                )
+                await self._audit(c, refused_id, None, "fixed", at, None, {"key": readable})
+                await self._set_state(c, [refused_id], RecordState.RESOLVED, at, note)
+                settled.append((refused_id, readable))
+            return settled
+
+        return await self._run(body)
 
     # -- delivery -------------------------------------------------------------------------
 

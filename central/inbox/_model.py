@@ -378,6 +378,10 @@ class Inbox(Protocol):
         self, decisions: Sequence[RouteDecision], *, now: datetime | None = None
     ) -> None: ...
 
+    async def settle_refused(
+        self, records: Sequence[tuple[int, str, str]], *, now: datetime | None = None
+    ) -> list[tuple[int, str]]: ...
+
     async def claim_deliveries(
         self,
         target: str,

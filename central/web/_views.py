@@ -125,6 +125,7 @@ async def recon_days(app: AppState, limit: int = 60) -> list[dict[str, Any]]:
                 "store": store,
                 "business_date": day.isoformat(),
                 "differences": sum(d.differences for d in days),
+                "refused_open": sum(d.refused_open for d in days),
                 "currencies": [d.currency for d in days],
             }
         )
@@ -142,6 +143,8 @@ def day_json(days: list[ReconDay]) -> list[dict[str, Any]]:
             "currency": d.currency,
             "revision": d.revision,
             "differences": d.differences,
+            "refused_open": d.refused_open,
+            "off_balance": d.off_balance,
             "lines": [
                 {
                     "group": line.group,

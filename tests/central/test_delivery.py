@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -148,6 +149,114 @@ async def test_a_refused_pos_transaction_goes_to_a_person_with_its_reason(inbox:
         "amount '12,3,4' is not a number"
     )
     assert servers["sandbox"].calls == 0  # nothing half-read reaches a target
+
+
+def _refused_of(sale: Transaction) -> Any:
+    """The `refused` record the store sent for `sale` before a fix let it read it."""
+    from contract import Refused, make_key
+
+    return Refused.model_validate(
+        {
+            "kind": "refused",
+            "key": make_key(
+                "refused", sale.store, sale.register, sale.business_date, sale.transaction_id
+            ),
+            "store": sale.store,
+            "business_date": sale.business_date,
+            "occurred_at": sale.occurred_at,
+            "source": {"file": "day.xml", "position": "/POSLog/Transaction[3]"},
+            "format": "poslog",
+            "register": sale.register,
+            "transaction_id": sale.transaction_id,
+            "place": "/POSLog/Transaction[3]/RetailTransaction",
+            "reason": "a line without ExtendedAmount or a unit price",
+            "fragment": "<Transaction>…</Transaction>",
+        }
+    )
+
+
+@pytest.mark.parametrize("readable_first", [False, True], ids=["refused-first", "readable-first"])
+async def test_a_refused_transaction_read_again_closes_its_exception(
+    inbox: Inbox, readable_first: bool
+) -> None:
+    servers = Servers()
+    sale = samples.sale("2201")
+    refused = _refused_of(sale)
+    first, second = (sale, refused) if readable_first else (refused, sale)
+    delivery = make(inbox, config(target()), servers)
+    await put(inbox, first)  # type: ignore[arg-type]
+    await delivery.drain()
+    if not readable_first:
+        assert await state_of(inbox, refused.key) is RecordState.EXCEPTION
+        assert len(await inbox.exceptions()) == 1
+    await put(inbox, second)  # type: ignore[arg-type]
+    await delivery.drain()
+    await delivery.aclose()
+    assert await state_of(inbox, sale.key) is RecordState.POSTED
+    assert await state_of(inbox, refused.key) is RecordState.RESOLVED
+    assert await inbox.exceptions() == []
+    (closed,) = await inbox.exceptions(include_closed=True)
+    assert closed.resolution == f"read again by the store as {sale.key}"
+    assert closed.resolved_by == "tillbridge"
+    record = await inbox.record_by_key(refused.key)
+    assert record is not None
+    steps = [entry.step for entry in await inbox.audit_trail(record.id)]
+    assert "fixed" in steps
+    assert servers["sandbox"].puts == 1  # the sale posts once; the refused record never
+
+
+async def test_a_refused_transaction_stays_open_while_another_is_read(inbox: Inbox) -> None:
+    servers = Servers()
+    refused = _refused_of(samples.sale("2202"))
+    delivery = make(inbox, config(target()), servers)
+    await put(inbox, refused, samples.sale("2203"))  # type: ignore[arg-type]
+    await delivery.drain()
+    await delivery.aclose()
+    assert await state_of(inbox, refused.key) is RecordState.EXCEPTION
+    (item,) = await inbox.exceptions()
+    assert item.key == refused.key
+
+
+def _off_balance(number: str, **attributes: str) -> Transaction:
+    """A sale whose lines miss its POS total by 0.50 (the POS's own figures)."""
+    sale = samples.sale(number)
+    return sale.model_copy(
+        update={"imbalance": Decimal("0.50"), "attributes": {**sale.attributes, **attributes}}
+    )
+
+
+async def test_a_sale_off_balance_is_held_or_posted_by_each_targets_policy(inbox: Inbox) -> None:
+    servers = Servers()
+    sale = _off_balance("2301", tender_imbalance="0.50")
+    delivery = make(inbox, config(target("held"), target("posted", imbalance="post")), servers)
+    await put(inbox, sale)
+    await delivery.drain()
+    await delivery.aclose()
+    assert servers["posted"].puts == 1
+    assert servers["held"].calls == 0, "held before any call"
+    (item,) = await inbox.exceptions()
+    assert item.target == "held"
+    assert item.reason.startswith(
+        "held: the POS transaction does not balance (lines off by 0.50, tenders off by 0.50); "
+        'held holds such records (imbalance = "hold")'
+    )
+    record = await inbox.record_by_key(sale.key)
+    assert record is not None
+    states = {d["target"]: d["state"] for d in await inbox.deliveries_of(record.id)}
+    assert states == {"held": "exception", "posted": "posted"}
+
+
+async def test_hold_is_the_default_and_a_balanced_sale_is_never_held(inbox: Inbox) -> None:
+    assert target().imbalance == "hold"
+    servers = Servers()
+    delivery = make(inbox, config(target()), servers)
+    await put(inbox, samples.sale("2302"), _off_balance("2303"))
+    await delivery.drain()
+    await delivery.aclose()
+    assert servers["sandbox"].puts == 1
+    (item,) = await inbox.exceptions()
+    assert item.key == _off_balance("2303").key
+    assert "lines off by 0.50" in item.reason
 
 
 async def test_an_unknown_store_waits_in_the_exception_queue_until_routed(inbox: Inbox) -> None:

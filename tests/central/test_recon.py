@@ -167,3 +167,57 @@ async def test_a_target_that_totals_a_sale_differently_is_highlighted(inbox: Inb
     assert sale_line.differs
     assert sale_line.received.amount == Decimal("59.94")
     assert sale_line.targets["sandbox"] == EndOfDayTotals(count=2, amount=Decimal("59.91"))
+
+
+async def test_a_refused_transaction_counts_until_the_store_reads_it_again(inbox: Inbox) -> None:
+    from .test_delivery import _refused_of
+
+    sales = [samples.sale("1"), samples.sale("2")]
+    unreadable = samples.sale("3")
+    await put(inbox, *sales, _refused_of(unreadable))  # type: ignore[arg-type]
+    await put(inbox, closing(sales, refused=1))  # type: ignore[arg-type]
+    delivery = make(inbox, config(target()), Servers())
+    await delivery.drain()
+    (day,) = await reconcile_day(inbox, samples.STORE, samples.DAY, {"sandbox": ["sale"]})
+    line = next(line for line in day.lines if (line.group, line.name) == ("kind", "refused"))
+    assert (line.pos, line.received) == (EndOfDayTotals(count=1), EndOfDayTotals(count=1))
+    assert line.targets == {"sandbox": None}, "no target takes a refused record"
+    assert line.differs, "money no target has seen"
+    assert day.refused_open == 1
+    assert day.differences == 1
+    assert "kind,refused,1,0,1,0,,,yes" in to_csv([day])
+
+    await put(inbox, unreadable)  # read again after a fix, under its own key
+    await delivery.drain()
+    await delivery.aclose()
+    (day,) = await reconcile_day(inbox, samples.STORE, samples.DAY, {"sandbox": ["sale"]})
+    line = next(line for line in day.lines if (line.group, line.name) == ("kind", "refused"))
+    assert not line.differs
+    assert day.refused_open == 0
+
+
+async def test_refused_transactions_the_relay_never_received_are_a_difference(
+    inbox: Inbox,
+) -> None:
+    sales = [samples.sale("1")]
+    await put(inbox, *sales, closing(sales, refused=2))  # type: ignore[arg-type]
+    (day,) = await reconcile_day(inbox, samples.STORE, samples.DAY, {"sandbox": ["sale"]})
+    line = next(line for line in day.lines if (line.group, line.name) == ("kind", "refused"))
+    assert (line.pos.count, line.received.count) == (2, 0)  # type: ignore[union-attr]
+    assert line.differs
+
+
+async def test_a_sale_posted_off_balance_is_flagged(inbox: Inbox) -> None:
+    from .test_delivery import _off_balance
+
+    sales = [samples.sale("1"), _off_balance("2")]
+    await put(inbox, *sales)
+    delivery = make(inbox, config(target(imbalance="post")), Servers())
+    await delivery.drain()
+    await delivery.aclose()
+    (day,) = await reconcile_day(inbox, samples.STORE, samples.DAY, {"sandbox": ["sale"]})
+    line = next(line for line in day.lines if (line.group, line.name) == ("kind", "off balance"))
+    assert line.received == EndOfDayTotals(count=1, amount=Decimal("0.50"))
+    assert line.targets == {"sandbox": EndOfDayTotals(count=1, amount=Decimal("0.50"))}
+    assert line.differs
+    assert day.off_balance == 1

@@ -208,6 +208,16 @@ class _Doc:
                 if tender is not None:
                     out.append(tender)
             break
+        else:
+            own = source.get("payment")
+            if refunds is False and isinstance(own, dict):
+                # A Magento order without web POS payments (the REST `GET /V1/orders`
+                # shape) carries one `payment`: what it paid, else what it ordered.
+                paid = own.get("amount_paid") or own.get("base_amount_paid")
+                pay = {**own, "amount_paid": paid or own.get("amount_ordered")}
+                tender = self._tender(pay, f"{self.place}.payment", sign)
+                if tender is not None:
+                    out.append(tender)
         return out
 
     def _tender(self, pay: dict[str, Any], where: str, sign: int) -> dict[str, Any] | None:

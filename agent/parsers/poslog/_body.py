@@ -33,8 +33,18 @@ _ZERO = Decimal(0)
 _ONE = Decimal(1)
 # The minor unit of each currency met, as a Decimal exponent (0.01 for EUR).
 _QUANTA: dict[str, Decimal] = {}
+# Item lines by element name, as the line kind they are read as. Oracle Xstore writes an
+# order taken at the till for delivery or pickup as `CustomerOrderForDelivery` /
+# `CustomerOrderForPickup` lines, priced and taxed like a `Sale`.
+_ITEM_PARTS = {
+    "Sale": "Sale",
+    "Return": "Return",
+    "CustomerOrderForDelivery": "Sale",
+    "CustomerOrderForPickup": "Sale",
+}
+_ORDERS = frozenset({"CustomerOrderForDelivery", "CustomerOrderForPickup"})
 _PARTS = frozenset(
-    {"Sale", "Return", "Tender", "TenderChange", "Tax", "Discount", "LoyaltyReward", *_EXTRA_LINES}
+    {"Tender", "TenderChange", "Tax", "Discount", "LoyaltyReward", *_ITEM_PARTS, *_EXTRA_LINES}
 )
 
 
@@ -79,13 +89,18 @@ class Body:
             name = part.tag
             if name not in _PARTS:
                 continue
-            if name == "Sale" or name == "Return":
+            kind = _ITEM_PARTS.get(name)
+            if kind is not None:
+                if name in _ORDERS and (attr(part, "ItemType") or "").lower() == "deposit":
+                    # Xstore closes a customer order with a `Deposit` line that restates
+                    # the order's total (tax 0); its priced lines already carry it.
+                    continue
                 line = self._item(
-                    part, name, number, voided or _void_attr(part), where + "/" + name
+                    part, kind, number, voided or _void_attr(part), where + "/" + name
                 )
                 found = part.find("TransactionLink")
                 found = own_link if found is None else found
-                self._link_line(line, found, name, where + "/" + name)
+                self._link_line(line, found, kind, where + "/" + name)
                 self._origins[id(line)] = (item, part)
                 self.lines.append(line)
             elif voided or _void_attr(part):
@@ -97,6 +112,11 @@ class Body:
             elif name == "LoyaltyReward":
                 self._reward(part, where + "/LoyaltyReward")
             elif name == "Tax":
+                if part.find("Amount") is None:
+                    # A transaction's tax line without an amount only restates a rate
+                    # (Oracle Xstore repeats each authority so after the item taxes);
+                    # the item lines hold the tax. An exempt item says so on its line.
+                    continue
                 self.taxes.append(self._tax(part, where + "/Tax", None))
             elif name == "Discount":
                 self._discount(part, where + "/Discount")
@@ -212,12 +232,15 @@ class Body:
                 value = self._round(before * units * percent / 100)
             else:
                 return None
-            action = "subtract"
+            # Signed: a new price above the one before (Xstore's prompted price on a
+            # delivery fee listed at 0.00) raises the line instead of lowering it.
+            action = "price"
         code = text(mod, "PromotionID") or text(mod, "DiscountID") or text(mod, "ReasonCode")
+        off = value if action == "price" else -abs(value) if action == "add" else abs(value)
         return {
             "code": code or "",
             "description": text(mod, "Description") or "",
-            "amount": -abs(value) if action == "add" else abs(value),
+            "amount": off,
             "reason": text(mod, "ReasonCode") or "",
         }
 
@@ -271,6 +294,13 @@ class Body:
         amount = money(text(el, "Amount"), where + "/Amount")
         if amount is None:
             amount = _ZERO  # tax exempt: the line is taxable at nothing
+        rate = money(text(el, "Percent"), where + "/Percent")
+        taxable = money(own_text(taxable_el), where + "/TaxableAmount")
+        # Oracle Xstore writes the rate as a fraction (0.0475000 for 4.75 %); the amount
+        # it gives says which reading is meant. The record holds percent.
+        if rate is not None and taxable and amount and _ZERO < rate < _ONE:
+            closer = abs(taxable * rate - amount) < abs(taxable * rate / 100 - amount)
+            rate = rate * 100 if closer else rate
         code = (
             text(el, "TaxGroupID")
             or text(el, "TaxAuthority")
@@ -281,8 +311,8 @@ class Body:
         )
         return {
             "code": code,
-            "rate": money(text(el, "Percent"), where + "/Percent"),
-            "taxable": money(own_text(taxable_el), where + "/TaxableAmount"),
+            "rate": rate,
+            "taxable": taxable,
             "amount": amount,
             "included": included,
         }

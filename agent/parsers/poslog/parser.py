@@ -25,8 +25,10 @@ The rules, where POS exports differ:
   Suspended, `TrainingModeFlag="true"` and till control (`ControlTransaction` and any
   transaction without a `RetailTransaction` or `CustomerOrderTransaction`) are counted,
   not forwarded.
-- Lines: `Sale` as signed by the POS, except that a `Sale` of negative quantity with a
-  positive amount is a returned line; `Return` lines always reduce the transaction
+- Lines: `Sale` as signed by the POS (Xstore's `CustomerOrderForDelivery` and
+  `CustomerOrderForPickup` lines are sales too; the `Deposit` line that closes such an
+  order restates its total and is left out), except that a `Sale` of negative quantity
+  with a positive amount is a returned line; `Return` lines always reduce the transaction
   (quantity, amount and tax made negative) and carry their `TransactionLink` (6.x links
   may hold the store in `BusinessUnit` itself and the day in `BusinessDayDate/Date`).
   A basket with returned and sold lines keeps both signs; its kind follows the sign of
@@ -35,7 +37,8 @@ The rules, where POS exports differ:
   (it names it with `ItemLink`/`CreateRefNumber`, or has the opposite amount of the same
   item) that line is flagged too. A voided line that is simply absent needs nothing.
 - Money: a line's amount is before its `RetailPriceModifier`s (`Subtract`, `Add`,
-  `Replace` with the new unit price, `Percent`, `PreviousPrice`/`NewPrice`); where the
+  `Replace` with the new unit price, which may raise it, `Percent`,
+  `PreviousPrice`/`NewPrice`); where the
   POS wrote `ExtendedAmount` after them (regular price × quantity − modifiers), the
   amount before them is taken, so nothing is subtracted twice. Unit prices keep every
   decimal the POS wrote; amounts computed from them round half up to the currency.
@@ -43,8 +46,11 @@ The rules, where POS exports differ:
   whether they are in the price (`TaxIncludedInPriceFlag`, `TaxIncludedFlag`,
   `IncludedInPriceFlag`, or `TaxIncludedInTaxableAmountFlag="true"`); a transaction's
   tax summary that says nothing follows its item lines' `TaxIncludedInPriceFlag`; with
-  no flag at all, the reading that reconciles with the POS total is taken. A `Tax`
-  without an amount is a tax-exempt line (0). The total is `TransactionGrandAmount`,
+  no flag at all, the reading that reconciles with the POS total is taken. An item's
+  `Tax` without an amount is tax exempt (0); a transaction-level `Tax` without one only
+  restates a rate (Xstore) and is passed over. Rates are percent; Xstore's fractions
+  (`0.0475000`) are read as such where the tax amount shows it. The total is
+  `TransactionGrandAmount`,
   else `TransactionNetAmount` plus `TransactionTaxAmount`, and is never rewritten:
   `imbalance` says by how much the lines miss it, the `tender_imbalance` attribute by
   how much the tenders (net of change and cash back) do.

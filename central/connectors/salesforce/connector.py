@@ -33,7 +33,6 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -44,8 +43,6 @@ from contract import (
     Customer,
     CustomerRecord,
     Transaction,
-    TransactionLine,
-    currency_exponent,
 )
 
 from .._base import (
@@ -60,8 +57,8 @@ from .._base import (
     Unfit,
     outcome_for,
     settle,
-    spread,
 )
+from ._items import priced_lines
 from ._settings import SalesforceSettings
 
 __all__ = ["SalesforceConnector", "SalesforceSettings", "dry_run_response", "soql_quote"]
@@ -276,22 +273,9 @@ class SalesforceConnector:
             order["OriginalOrderId"] = routed.original_ref
             originals = await self._original_items(routed, record, trace)
         entries = await self._pricebook_entries(routed, record, trace)
-        lines = [line for line in record.lines if not line.voided and line.sku]
-        # Discounts on the receipt (a loyalty reward) go into the items' net prices, in
-        # proportion to their amounts and to the cent: an Order has no discount of its own,
-        # and its TotalAmount is the sum of its items.
-        shares = spread(
-            sum((d.amount for d in record.discounts), Decimal(0)),
-            [_weight(line, record.total) for line in lines],
-            currency_exponent(record.currency),
-        )
-        named = ", ".join(
-            f"{d.code or d.description or 'discount'} (receipt)" for d in record.discounts
-        )
         items = []
-        for line, share in zip(lines, shares, strict=True):
+        for line, (quantity, unit, note) in priced_lines(record):
             sku = routed.skus.get(line.sku, line.sku)
-            quantity, unit, note = _priced(line, share, named if share else "")
             item: dict[str, Any] = {
                 "attributes": {"type": self._s.order_item_object},
                 self._s.order_item_external_id: f"{routed.key}#{line.number}",
@@ -569,43 +553,6 @@ class SalesforceConnector:
             retry_after=self._s.limit_wait_seconds if held else None,
             hold=held,
         )
-
-
-CENT = Decimal("0.01")
-
-
-def _priced(
-    line: TransactionLine, receipt: Decimal = Decimal(0), receipt_note: str = ""
-) -> tuple[Decimal, Decimal, str]:
-    """Quantity, unit price and a note for one line, so that Salesforce's own
-    `Quantity × UnitPrice` (rounded to the cent) is the POS line's amount after its
-    discounts and its share `receipt` of the receipt's: the POS quantity and unit price
-    where they give it (weighed goods keep their decimal quantity), else the net unit
-    price where it divides to the cent, else one unit at the line's net amount with the
-    POS quantity and price in the note."""
-    net = line.amount - sum((d.amount for d in line.discounts), Decimal(0)) - receipt
-    quantity = line.quantity
-    sign = -1 if quantity < 0 else 1
-    named = [f"{d.code or d.description or 'discount'} -{d.amount}" for d in line.discounts]
-    if receipt:
-        named.append(f"{receipt_note} -{receipt}")
-    discounts = ", ".join(named)
-    unit = line.unit_price
-    # The unit price carries the sign the quantity does not: an item at a negative amount
-    # in a sale (a coupon, a returned deposit) is one unit at a negative price.
-    if quantity and unit is not None and (quantity * unit).quantize(CENT, ROUND_HALF_UP) == net:
-        return quantity, abs(unit), ""
-    if quantity and (net / quantity) == (net / quantity).quantize(CENT):
-        return quantity, (net / quantity).quantize(CENT), discounts
-    shown = f"{quantity} x {line.unit_price}" if line.unit_price is not None else str(quantity)
-    return Decimal(sign), net * sign, "; ".join(filter(None, [f"POS {shown}", discounts]))
-
-
-def _weight(line: TransactionLine, total: Decimal) -> Decimal:
-    """A line's part in the receipt's discounts: its net amount, where it goes the way of
-    the transaction (a coupon rung up in a sale takes none)."""
-    net = line.amount - sum((d.amount for d in line.discounts), Decimal(0))
-    return abs(net) if (net < 0) == (total < 0) else Decimal(0)
 
 
 @dataclass

@@ -340,3 +340,27 @@ def test_a_prefix_the_root_declares_first_used_across_a_chunk_boundary(cut: int)
     assert len(records) == 102
     reference = records[0].model_dump(exclude={"source"})
     assert records[-2].model_dump(exclude={"source"}) == reference
+
+
+@pytest.mark.parametrize(
+    ("percent", "amount", "rate"),
+    [("0.0475000", "4.75", "4.7500000"), ("0.5", "0.50", "0.5"), ("19", "19.00", "19")],
+    ids=["xstore-fraction", "half-percent", "percent"],
+)
+def test_a_tax_rate_is_held_as_percent(percent: str, amount: str, rate: str) -> None:
+    total = f"{100 + float(amount):.2f}"
+    data = (
+        "<POSLog><Transaction><RetailStoreID>0042</RetailStoreID><WorkstationID>1"
+        "</WorkstationID><SequenceNumber>9</SequenceNumber><BusinessDayDate>2024-05-01"
+        "</BusinessDayDate><RetailTransaction><LineItem><Sale><ItemID>1</ItemID>"
+        "<ExtendedAmount>100.00</ExtendedAmount><Quantity>1</Quantity><Tax>"
+        f"<TaxableAmount>100.00</TaxableAmount><Amount>{amount}</Amount>"
+        f"<Percent>{percent}</Percent></Tax></Sale></LineItem>"
+        f'<Total TotalType="TransactionGrandAmount">{total}</Total>'
+        "</RetailTransaction></Transaction></POSLog>"
+    ).encode()
+    (record,) = parse_bytes(data, "poslog", context=_context("rate.xml", data))
+    assert isinstance(record, Transaction)
+    (tax,) = record.lines[0].taxes
+    assert str(tax.rate) == rate
+    assert record.imbalance == 0

@@ -23,7 +23,8 @@ import httpx
 
 from central.connectors import Routed
 from central.connectors._base import json_body
-from central.connectors.adobe_commerce import _marker, increment_id, oauth1_signature
+from central.connectors.adobe_commerce._orders import increment_id, mark_of
+from central.connectors.adobe_commerce.connector import oauth1_signature
 from contract import Inventory
 
 from .rules import Ruled
@@ -154,7 +155,7 @@ class FakeAdobeCommerce(Ruled):
                 if o["increment_id"] == number and state in (None, o["state"])
             )
         if record.kind in ("return", "void"):
-            marker = _marker(routed.key)
+            marker = mark_of(routed.key)
             return sum(
                 1
                 for m in self.creditmemos.values()
@@ -304,6 +305,8 @@ class FakeAdobeCommerce(Ruled):
     def _write(self, path: str, body: dict[str, Any]) -> httpx.Response:
         if path == "/orders":
             return self._save_order(body["entity"])
+        if m := re.fullmatch(r"/orders/(\d+)/cancel", path):
+            return self._cancel(self.orders[int(m.group(1))])
         if m := re.fullmatch(r"/order/(\d+)/invoice", path):
             return self._invoice(self.orders[int(m.group(1))], body)
         if m := re.fullmatch(r"/order/(\d+)/refund", path):
@@ -353,6 +356,20 @@ class FakeAdobeCommerce(Ruled):
         if item.get("is_qty_decimal") or not self.enforces("decimal-qty-flag"):
             return qty
         return Decimal(int(qty))
+
+    def _cancel(self, order: dict[str, Any]) -> httpx.Response:
+        """OrderManagementInterface::cancel. MSI compensates each item's open quantity
+        with a positive reservation, whether or not the order ever placed one
+        (magento/inventory InventorySales/Observer/CatalogInventory/
+        CancelOrderItemObserver.php)."""
+        for item in order["items"]:
+            done = max(Decimal(str(item.get("qty_shipped", 0))), Decimal(str(item["qty_invoiced"])))
+            open_qty = Decimal(str(item["qty_ordered"])) - done
+            if open_qty:
+                sku = item["sku"]
+                self.reservations[sku] = self.reservations.get(sku, Decimal(0)) + open_qty
+        order["state"] = order["status"] = "canceled"
+        return httpx.Response(200, json=True)
 
     def _invoice(self, order: dict[str, Any], body: dict[str, Any]) -> httpx.Response:
         assert body["capture"] is False

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
-from central.connectors.adobe_commerce import (
+from central.connectors.adobe_commerce.connector import (
     AdobeCommerceConnector,
     AdobeCommerceSettings,
     increment_id,
@@ -344,3 +344,15 @@ async def test_an_integration_without_the_source_items_resource_is_told_which_on
     assert "Magento_InventoryApi::stock_source_item_assign" in refused.reason
     assert "grant that resource to the integration" in refused.reason
     assert len(result.accepted) == 1, "sales need only Magento_Sales::sales"
+
+
+async def test_saving_then_cancelling_would_lift_the_salable_quantity_by_the_basket() -> None:
+    """Why a cancelled basket is saved as canceled: Magento's cancel endpoint compensates
+    a reservation that an order saved through the repository never placed."""
+    fake = FakeAdobeCommerce()
+    fake.source_items[("berlin_mitte", "SKU-PEN-BLUE")] = Decimal(10)
+    await _deliver(fake, samples.routed(samples.cancel("4301")))
+    assert fake.salable("SKU-PEN-BLUE") == Decimal(10)
+    (order,) = fake.orders.values()
+    fake.call("POST", f"/orders/{order['entity_id']}/cancel", {})
+    assert fake.salable("SKU-PEN-BLUE") == Decimal(12), "two pens that never left, counted"

@@ -352,3 +352,16 @@ async def test_a_token_without_the_api_scope_is_refused_by_name_before_any_call(
     (held,) = result.retry  # type: ignore[attr-defined]
     assert "not api ('Manage user data via APIs')" in held.reason
     assert fake.used == 0, "no REST call was made with a token that cannot make one"
+
+
+async def test_a_coupon_the_pos_writes_at_a_negative_unit_price_keeps_its_sign() -> None:
+    fake = FakeSalesforce()
+    fake.entries["SKU-COUPON"] = "01u000000000009"
+    us = samples.us_sale()
+    lines = [
+        line.model_copy(update={"unit_price": -line.unit_price}) if line.amount < 0 else line
+        for line in us.lines
+    ]
+    routed = samples.routed(us.model_copy(update={"lines": lines}))
+    await _deliver(fake, routed)
+    assert fake.order_total(routed) == Decimal("26.82")

@@ -64,9 +64,9 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from contract import Inventory, Transaction, TransactionLine, currency_exponent, key_digest
+from contract import Inventory, Transaction, currency_exponent
 
-from ._base import (
+from .._base import (
     Answered,
     ConnectorError,
     DeliveryResult,
@@ -79,9 +79,9 @@ from ._base import (
     for_location,
     outcome_for,
     settle,
-    spread,
     transport_failure,
 )
+from ._orders import increment_id, mark_of, order_entity
 
 __all__ = [
     "AdobeCommerceConnector",
@@ -155,15 +155,6 @@ class AdobeCommerceSettings(TargetSettings):
             }
             return [k for k, v in wanted.items() if not v]
         return ["token_file"] if not self.username else ["password_file"]
-
-
-def increment_id(key: str) -> str:
-    """Magento's increment_id (at most 32 characters) of a POS transaction."""
-    return "P" + key_digest(key, 31)
-
-
-def _marker(key: str) -> str:
-    return f"tillbridge:{key_digest(key, 24)}"
 
 
 class AdobeCommerceConnector:
@@ -356,151 +347,14 @@ class AdobeCommerceConnector:
         items = _read(response).get("items") or []
         return items[0] if items else None
 
-    def _order(self, routed: Routed, record: Transaction) -> dict[str, Any]:
-        route = routed.route
-        country = route.get("country", "")
-        if not country:
-            raise Unfit(
-                f"store {record.store} has no country: set country in "
-                f'[central.stores."{record.store}"] (the order\'s billing address needs one)'
-            )
-        rows: list[tuple[TransactionLine, Decimal, Decimal, Decimal, Decimal]] = []
-        credits = credit_tax = Decimal(0)
-        for line in record.lines:
-            if line.voided or not line.sku:
-                continue
-            if line.amount < 0 < line.quantity:
-                # An item at a negative amount in a sale (a coupon, a returned deposit):
-                # a reduction of the receipt, so a discount over the other items.
-                credits -= line.amount - sum((d.amount for d in line.discounts), Decimal(0))
-                credit_tax += sum((t.amount for t in line.taxes), Decimal(0))
-                continue
-            qty = abs(line.quantity)
-            if not qty:
-                raise Unfit(f"line {line.number}: quantity 0")
-            tax = abs(sum((t.amount for t in line.taxes), Decimal(0)))
-            discount = abs(sum((d.amount for d in line.discounts), Decimal(0)))
-            gross = abs(line.amount)
-            included = any(t.included for t in line.taxes)
-            rows.append((line, qty, gross - tax if included else gross, tax, discount))
-        line_tax = sum((r[3] for r in rows), Decimal(0))
-        total = abs(record.total)
-        tax_total = (
-            abs(sum((t.amount for t in record.taxes), Decimal(0)))
-            if record.taxes
-            else line_tax + credit_tax
-        )
-        receipt_discount = abs(sum((d.amount for d in record.discounts), Decimal(0))) + credits
-        # Tax and discounts the POS states on the receipt, not on its lines, are spread
-        # over the items in proportion to their rows, to the cent: Magento's invoices and
-        # credit memos add up the items, and must come to the order's totals.
-        exponent = currency_exponent(record.currency)
-        weights = [r[2] for r in rows]
-        tax_shares = spread(tax_total - line_tax, weights, exponent)
-        discount_shares = spread(receipt_discount, weights, exponent)
-        items = []
-        discounts = quantity = Decimal(0)
-        for (line, qty, row, tax, discount), more_tax, more_discount in zip(
-            rows, tax_shares, discount_shares, strict=True
-        ):
-            tax += more_tax
-            discount += more_discount
-            discounts += discount
-            quantity += qty
-            figures = {
-                "price": _unit(row, qty),
-                "original_price": _unit(row, qty),
-                "price_incl_tax": _unit(row + tax, qty),
-                "row_total": row,
-                "row_total_incl_tax": row + tax,
-                "tax_amount": tax,
-                "discount_amount": discount,
-            }
-            item: dict[str, Any] = {
-                "sku": routed.skus.get(line.sku, line.sku),
-                "name": line.description or line.sku,
-                "qty_ordered": qty,
-                "product_type": "simple",
-                "tax_percent": sum((t.rate or Decimal(0) for t in line.taxes), Decimal(0)),
-                **figures,
-                **{f"base_{k}": v for k, v in figures.items()},
-            }
-            if qty != qty.to_integral_value():
-                # Invoices and credit memos cast the quantity of an item without this
-                # flag to a whole number.
-                item["is_qty_decimal"] = 1
-            items.append(item)
-        discounts += receipt_discount - sum(discount_shares, Decimal(0))
-        tenders = [
-            {
-                "method": routed.payments.get(t.type.value, t.type.value),
-                "amount": str(t.amount),
-                "pos_method": t.method,
-            }
-            for t in record.tenders
-        ]
-        first = tenders[0]["method"] if tenders else "checkmo"
-        address = {
-            "firstname": "POS",
-            "lastname": f"Store {record.store}",
-            "street": [route.get("street", f"Store {record.store}")],
-            "city": route.get("city", "-"),
-            "postcode": route.get("postcode", "-"),
-            "country_id": country,
-            "telephone": "-",
-            "email": self._s.guest_email,
-            "address_type": "billing",
-        }
-        totals = {
-            "grand_total": total,
-            # Magento's identity grand = subtotal + tax - discount, from the POS's own
-            # figures (the items' rows add up to it when the lines carry their taxes).
-            "subtotal": total - tax_total + discounts,
-            "subtotal_incl_tax": total + discounts,
-            "tax_amount": tax_total,
-            "discount_amount": -discounts,
-        }
-        # Magento's Order::STATE_CANCELED is spelt "canceled".
-        state = "canceled" if record.kind == "cancel" else "processing"
-        return {
-            "entity": {
-                "increment_id": increment_id(routed.key),
-                "store_id": int(route["store_id"]),
-                "state": state,
-                "status": state,
-                "base_currency_code": record.currency,
-                "order_currency_code": record.currency,
-                "base_to_order_rate": 1,
-                "base_to_global_rate": 1,
-                "customer_is_guest": 1,
-                "customer_email": self._s.guest_email,
-                **totals,
-                **{f"base_{k}": v for k, v in totals.items()},
-                "total_qty_ordered": quantity,
-                "created_at": record.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
-                "items": items,
-                "billing_address": address,
-                "payment": {
-                    "method": first,
-                    "additional_information": [
-                        f"POS {record.store}/{record.register or '-'}/{record.transaction_id}",
-                        *(f"{t['method']} {t['amount']} ({t['pos_method']})" for t in tenders),
-                    ],
-                },
-                "status_histories": [
-                    {
-                        "comment": f"{_marker(routed.key)} POS key {routed.key}",
-                        "is_customer_notified": 0,
-                    }
-                ],
-            }
-        }
+    def _entity(self, routed: Routed, record: Transaction) -> dict[str, Any]:
+        return order_entity(routed, record, self._s.guest_email)
 
     async def _sale(self, routed: Routed, record: Transaction, trace: list[Exchange]) -> str:
         number = increment_id(routed.key)
         order = await self._find_order(number, trace) if routed.attempts else None
         if order is None:
-            response = await self._send("POST", "/orders", trace, json=self._order(routed, record))
+            response = await self._send("POST", "/orders", trace, json=self._entity(routed, record))
             if response.status_code != 200:
                 raise _answer(response)
             order = _read(response)
@@ -525,7 +379,7 @@ class AdobeCommerceConnector:
         if order is None:
             raise Unfit(f"original order {routed.original_ref} is not in Adobe Commerce")
         order_id = order["entity_id"]
-        marker = _marker(routed.key)
+        marker = mark_of(routed.key)
         params = {
             "searchCriteria[filter_groups][0][filters][0][field]": "order_id",
             "searchCriteria[filter_groups][0][filters][0][value]": str(order_id),
@@ -587,11 +441,6 @@ class AdobeCommerceConnector:
         if response.status_code != 200:
             raise _answer(response)
         return f"{routed.original_ref}/creditmemo/{response.json()}"
-
-
-def _unit(row: Decimal, qty: Decimal) -> Decimal:
-    """A unit price to Magento's four places."""
-    return (row / qty).quantize(Decimal("0.0001"))
 
 
 def _read(response: httpx.Response) -> Any:
