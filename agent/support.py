@@ -258,33 +258,28 @@ def _disk_check(config: AgentConfig) -> Check:
 
 
 async def _broker_check(config: AgentConfig, wait: float) -> Check:
-    import aiomqtt
+    from common.messaging import MessagingError, MqttTransport, options_for
 
     broker = config.broker
-    password = broker.password.get_secret_value() if broker.password else None
     try:
-        tls = broker.ssl_context()
+        broker.ssl_context()
     except (OSError, ssl.SSLError) as exc:
         return Check(
             "broker", False, f"TLS files unusable: {exc}", "Check ca_file, cert_file and key_file."
         )
-    client = aiomqtt.Client(
-        broker.host,
-        broker.port,
-        username=broker.username,
-        password=password,
-        identifier=f"{broker.client_id or 'tillbridge-agent-' + config.store}-doctor",
-        tls_context=tls,
-        timeout=wait,
-        protocol=aiomqtt.ProtocolVersion.V5
-        if broker.protocol == "5"
-        else aiomqtt.ProtocolVersion.V311,
+    # A clean session: the check leaves nothing behind at the broker.
+    transport = MqttTransport(
+        options_for(
+            broker,
+            f"{broker.client_id or 'tillbridge-agent-' + config.store}-doctor",
+            clean_session=True,
+            timeout=wait,
+        )
     )
     try:
-        async with asyncio.timeout(wait):
-            async with client:
-                pass
-    except (TimeoutError, aiomqtt.MqttError) as exc:
+        async with asyncio.timeout(wait), transport.connect():
+            pass
+    except (TimeoutError, MessagingError) as exc:
         hint = await scheme_mismatch(broker.host, broker.port, tls=broker.tls)
         if hint is not None:
             return Check(
@@ -294,7 +289,7 @@ async def _broker_check(config: AgentConfig, wait: float) -> Check:
                 f"Set agent.broker.url to the scheme the broker listens with on port "
                 f"{broker.port}.",
             )
-        if isinstance(exc, aiomqtt.MqttError):
+        if isinstance(exc, MessagingError):
             return _broker_error(broker.url, str(exc))
         return Check(
             "broker",

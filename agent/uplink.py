@@ -14,19 +14,13 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
-import gzip
-import json
 import logging
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
-import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
 from agent._probe import scheme_mismatch
@@ -34,8 +28,18 @@ from agent._version import __version__
 from agent.config import AgentConfig
 from agent.outbox import Outbox, OutRow
 from common.logs import bind
+from common.messaging import (
+    Backoff,
+    ClientOptions,
+    Connection,
+    MessagingError,
+    MqttTransport,
+    Transport,
+    Will,
+    keep_connected,
+    options_for,
+)
 from contract import (
-    SCHEMA_VERSION,
     Ack,
     AgentInfo,
     Batch,
@@ -43,40 +47,15 @@ from contract import (
     Heartbeat,
     Release,
     encode_batch,
+    encode_records,
     topic,
 )
 
-__all__ = ["Uplink", "encode_rows", "offline_status"]
+__all__ = ["Uplink", "offline_status"]
 
 log = logging.getLogger("tillbridge.agent.uplink")
 
-SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
-"""How long the broker keeps this agent's session (its acks and commands) while it is away."""
-
 StatusSource = Callable[[bool], Awaitable[Heartbeat]]
-
-
-def encode_rows(
-    rows: list[OutRow],
-    *,
-    store: str,
-    agent_id: str,
-    batch_id: str,
-    sent_at: datetime,
-    level: int = 1,
-) -> bytes:
-    """A batch envelope, gzip-compressed, built from the stored JSON without re-parsing it."""
-    head = json.dumps(
-        {
-            "schema": SCHEMA_VERSION,
-            "store": store,
-            "agent": {"id": agent_id, "version": __version__},
-            "batch_id": batch_id,
-            "sent_at": sent_at.isoformat(),
-        }
-    )
-    data = b"".join([head[:-1].encode(), b',"records":[', b",".join(r.wire for r in rows), b"]}"])
-    return gzip.compress(data, compresslevel=level, mtime=0)
 
 
 def offline_status(store: str) -> bytes:
@@ -92,17 +71,6 @@ _FIRST_BATCH = 200
 _IDLE_TICK_SECONDS = 5.0
 
 
-def _collect_disconnect(client: aiomqtt.Client) -> None:
-    """A link lost while the session was stopping (the broker went away too) leaves its
-    error in aiomqtt's disconnect future, which `__aexit__` does not read; unread, asyncio
-    logs "Future exception was never retrieved" at ERROR when it is collected. The loss is
-    already handled: read it here."""
-    disconnected = getattr(client, "_disconnected", None)
-    if isinstance(disconnected, asyncio.Future) and disconnected.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            disconnected.exception()
-
-
 @dataclasses.dataclass(slots=True)
 class _Flight:
     seqs: set[int]
@@ -113,8 +81,16 @@ class _Flight:
 class Uplink:
     """One agent's MQTT side. `run(stop)` returns after `stop` is set."""
 
-    def __init__(self, config: AgentConfig, outbox: Outbox, status: StatusSource) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        outbox: Outbox,
+        status: StatusSource,
+        transport: Transport | None = None,
+    ) -> None:
         self.config = config
+        self._transport = transport
+        """The broker from the config unless given (tests give a broker in memory)."""
         self.outbox = outbox
         self.status = status
         broker = config.broker
@@ -135,120 +111,63 @@ class Uplink:
         self.last_error_at: datetime | None = None
         self._probed = False
         self._hint: str | None = None
-        self._client: aiomqtt.Client | None = None
+        self._client: Connection | None = None
         self._flights: dict[str, _Flight] = {}
         self._bytes_per_record: float | None = None
 
     # -- connection -----------------------------------------------------------------------
 
-    def _make_client(self) -> aiomqtt.Client:
-        broker = self.config.broker
-        password = broker.password.get_secret_value() if broker.password else None
-        will = aiomqtt.Will(
-            topic(self.prefix, self.config.store, "status"),
-            offline_status(self.config.store),
-            qos=1,
-            retain=True,
-        )
-        common = {
-            "hostname": broker.host,
-            "port": broker.port,
-            "identifier": self.client_id,
-            "username": broker.username,
-            "password": password,
-            "keepalive": broker.keepalive,
-            "will": will,
-            "tls_context": broker.ssl_context(),
-            "max_inflight_messages": self.config.uplink.window * 2 + 10,
-            "timeout": 30.0,
-        }
-        if broker.protocol == "5":
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
-            return aiomqtt.Client(
-                protocol=aiomqtt.ProtocolVersion.V5,
-                clean_start=False,
-                properties=properties,
-                **common,  # type: ignore[arg-type]
-            )
-        return aiomqtt.Client(
-            protocol=aiomqtt.ProtocolVersion.V311,
-            clean_session=False,
-            **common,  # type: ignore[arg-type]
+    def _options(self) -> ClientOptions:
+        """Read at every connect: TLS files replaced on disk count from the next one."""
+        return options_for(
+            self.config.broker,
+            self.client_id,
+            will=Will(
+                topic(self.prefix, self.config.store, "status"),
+                offline_status(self.config.store),
+            ),
+            max_inflight=self.config.uplink.window * 2 + 10,
+            timeout=30.0,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Connect, send and receive until `stop` is set; reconnect whenever the link drops."""
         settings = self.config.uplink
-        delay = settings.reconnect_min_seconds
-        while not stop.is_set():
-            try:
-                client = self._make_client()
-                if not await self._connect(client, stop):
-                    break
-                try:
-                    self._client = client
-                    await self._on_connect(client)
-                    delay = settings.reconnect_min_seconds
-                    await self._session(client, stop)
-                    with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                        # A clean goodbye: say so rather than leave it to the last will.
-                        await client.publish(
-                            topic(self.prefix, self.config.store, "status"),
-                            offline_status(self.config.store),
-                            qos=1,
-                            retain=True,
-                            timeout=2,
-                        )
-                finally:
-                    try:
-                        await client.__aexit__(None, None, None)
-                    finally:
-                        _collect_disconnect(client)
-            except aiomqtt.MqttError as exc:
-                error = str(exc)
-                hint = await self._scheme_hint()
-                self.last_error = f"{hint} ({error})" if hint else error
-                self.last_error_at = datetime.now(UTC)
-                wait = delay * random.uniform(0.5, 1.0)
-                log.warning(
-                    "Broker unreachable; records stay in the outbox.",
-                    extra={
-                        "error": error,
-                        "broker": self.config.broker.url,
-                        "retry_in_seconds": round(wait, 2),
-                        **({"fix": hint} if hint else {}),
-                    },
-                )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
-                delay = min(delay * 2, settings.reconnect_max_seconds)
-            finally:
-                self._client = None
-                self.connected.clear()
-                await self._drop_flights()
-        if self._encoder is not None:
-            self._encoder.shutdown(wait=False)
-            self._encoder = None
+        try:
+            await keep_connected(
+                self._transport or MqttTransport(self._options),
+                stop,
+                backoff=Backoff(settings.reconnect_min_seconds, settings.reconnect_max_seconds),
+                on_connect=self._on_connect,
+                session=functools.partial(self._session, stop=stop),
+                on_lost=self._on_lost,
+                on_closed=self._on_closed,
+            )
+        finally:
+            if self._encoder is not None:
+                self._encoder.shutdown(wait=False)
+                self._encoder = None
         log.info("Uplink stopped.", extra={"batches": self.batches_sent})
 
-    @staticmethod
-    async def _connect(client: aiomqtt.Client, stop: asyncio.Event) -> bool:
-        """Connect, unless `stop` comes first: a broker that never answers (a TLS port
-        spoken to in plain MQTT waits for a handshake) must not hold the agent's stop."""
-        entering = asyncio.ensure_future(client.__aenter__())
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({entering, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-        if not entering.done():
-            entering.cancel()
-            with contextlib.suppress(BaseException):
-                await entering
-            return False
-        entering.result()  # the connection's error, if it failed
-        return True
+    async def _on_lost(self, exc: MessagingError, wait: float) -> None:
+        error = str(exc)
+        hint = await self._scheme_hint()
+        self.last_error = f"{hint} ({error})" if hint else error
+        self.last_error_at = datetime.now(UTC)
+        log.warning(
+            "Broker unreachable; records stay in the outbox.",
+            extra={
+                "error": error,
+                "broker": self.config.broker.url,
+                "retry_in_seconds": round(wait, 2),
+                **({"fix": hint} if hint else {}),
+            },
+        )
+
+    async def _on_closed(self) -> None:
+        self._client = None
+        self.connected.clear()
+        await self._drop_flights()
 
     async def _scheme_hint(self) -> str | None:
         """Once per run of failures: does the broker's port speak the other scheme?"""
@@ -259,7 +178,8 @@ class Uplink:
         self._hint = await scheme_mismatch(broker.host, broker.port, tls=broker.tls)
         return self._hint
 
-    async def _on_connect(self, client: aiomqtt.Client) -> None:
+    async def _on_connect(self, client: Connection) -> None:
+        self._client = client
         store = self.config.store
         await client.subscribe(topic(self.prefix, store, "ack"), qos=1)
         await client.subscribe(topic(self.prefix, store, "command"), qos=1)
@@ -278,7 +198,7 @@ class Uplink:
         )
         await self.publish_status()
 
-    async def _session(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+    async def _session(self, client: Connection, *, stop: asyncio.Event) -> None:
         tasks = {
             asyncio.create_task(self._read(client), name="uplink-read"),
             asyncio.create_task(self._send(client), name="uplink-send"),
@@ -293,6 +213,15 @@ class Uplink:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(MessagingError, TimeoutError):
+            # A clean goodbye: say so rather than leave it to the last will.
+            await client.publish(
+                topic(self.prefix, self.config.store, "status"),
+                offline_status(self.config.store),
+                qos=1,
+                retain=True,
+                timeout=2,
+            )
 
     async def _drop_flights(self) -> None:
         flights, self._flights = self._flights, {}
@@ -309,7 +238,7 @@ class Uplink:
         """New records are in the outbox: send them now rather than at the next tick."""
         self.wake.set()
 
-    async def _send(self, client: aiomqtt.Client) -> None:
+    async def _send(self, client: Connection) -> None:
         settings = self.config.uplink
         while True:
             self._expire()
@@ -340,10 +269,11 @@ class Uplink:
         """Batches no larger than the byte limit, halving where the compressed size is over."""
         batch_id = self._batch_id()
         encode = functools.partial(
-            encode_rows,
-            rows,
+            encode_records,
+            [r.wire for r in rows],
             store=self.config.store,
             agent_id=self.config.agent_id,
+            agent_version=__version__,
             batch_id=batch_id,
             sent_at=datetime.now(UTC),
             level=self.config.uplink.compression_level,
@@ -365,7 +295,7 @@ class Uplink:
         half = len(rows) // 2
         return await self._split(rows[:half]) + await self._split(rows[half:])
 
-    def _launch(self, client: aiomqtt.Client, part: tuple[list[OutRow], bytes, str]) -> None:
+    def _launch(self, client: Connection, part: tuple[list[OutRow], bytes, str]) -> None:
         rows, payload, batch_id = part
         flight = _Flight(seqs={r.seq for r in rows}, sent_at=time.monotonic())
         self._flights[batch_id] = flight
@@ -377,7 +307,7 @@ class Uplink:
 
     async def _publish(
         self,
-        client: aiomqtt.Client,
+        client: Connection,
         payload: bytes,
         batch_id: str,
         records: int,
@@ -421,16 +351,15 @@ class Uplink:
 
     # -- receiving ------------------------------------------------------------------------
 
-    async def _read(self, client: aiomqtt.Client) -> None:
+    async def _read(self, client: Connection) -> None:
         store = self.config.store
         ack_topic = topic(self.prefix, store, "ack")
         command_topic = topic(self.prefix, store, "command")
-        async for message in client.messages:
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            if message.topic.matches(ack_topic):
-                await self.handle_ack(payload)
-            elif message.topic.matches(command_topic):
-                await self.handle_command(payload)
+        async for message in client.messages():
+            if message.topic == ack_topic:
+                await self.handle_ack(message.payload)
+            elif message.topic == command_topic:
+                await self.handle_command(message.payload)
 
     async def handle_ack(self, payload: bytes) -> None:
         try:

@@ -80,12 +80,16 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
         "Relay started.",
         extra={"relay_id": cfg.relay_id, "inbox": cfg.inbox_url.split("://", 1)[0]},
     )
-    intake = Intake(cfg, inbox)
+    from central.validated import Validated
+
+    # Intake validates each record once; routing and delivery reuse that validation.
+    validated = Validated()
+    intake = Intake(cfg, inbox, validated=validated)
     notifier = Notifier()
     if cfg.delivery.enabled:
         from central.delivery import Delivery
 
-        delivery = Delivery(cfg, inbox)
+        delivery = Delivery(cfg, inbox, validated=validated)
         log.info(
             "Delivery started.",
             extra={

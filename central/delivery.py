@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from common.redact import redact_text
-from contract import Record, Transaction, record_adapter
+from contract import Record, Transaction
 
 from .config import CentralConfig
 from .connectors import (
@@ -36,6 +36,7 @@ from .connectors import (
 )
 from .inbox import DeliveryItem, DeliveryUpdate, Inbox, RecordState, RouteDecision, utcnow
 from .routing import Router, load_sku_table
+from .validated import Validated
 
 __all__ = ["Breaker", "Delivery", "TargetWorker", "retry_delay"]
 
@@ -148,8 +149,10 @@ class TargetWorker:
         lease: timedelta,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
+        validated: Validated | None = None,
     ) -> None:
         self.settings = settings
+        self.validated = validated if validated is not None else Validated()
         self.connector = connector
         self.inbox = inbox
         self.relay_id = relay_id
@@ -191,7 +194,7 @@ class TargetWorker:
 
     def _prepare(self, item: DeliveryItem) -> _Claimed:
         try:
-            record = record_adapter.validate_python(item.body)
+            record = self.validated.record(item.key, item.body)
         except ValueError as exc:  # pragma: no cover - the inbox holds validated bodies
             return _Claimed(item, None, f"stored record no longer validates: {exc}")
         if self.settings.imbalance == "hold":
@@ -374,9 +377,12 @@ class Delivery:
         *,
         transport_for: TransportFactory | None = None,
         rng: random.Random | None = None,
+        validated: Validated | None = None,
     ) -> None:
         self.config = config
         self.inbox = inbox
+        # Shared with the intake in a relay process: a record it took is not validated again.
+        self.validated = validated if validated is not None else Validated()
         self.relay_id = config.relay_id
         # Every call is in the audit trail; httpx's own request lines would only repeat
         # them, URL and all, in the relay's log.
@@ -408,6 +414,7 @@ class Delivery:
                     relay_id=self.relay_id,
                     lease=self.lease,
                     rng=rng,
+                    validated=self.validated,
                 )
             )
 
@@ -425,7 +432,8 @@ class Delivery:
         decisions = []
         for record in claimed:
             try:
-                decision = self.router.decide(record.id, record.body)
+                valid = self.validated.record(record.key, record.body)
+                decision = self.router.decide(record.id, record.body, valid)
             except ValueError as exc:
                 decision = RouteDecision(record.id, error=f"stored record is invalid: {exc}")
             if decision.error:

@@ -7,23 +7,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import random
 import re
 import zlib
 from collections import Counter
 from datetime import timedelta
 
-import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
 from central.config import CentralConfig
-from central.inbox import Inbox, IncomingRecord, InvalidRecord, link_key
+from central.inbox import IncomingRecord, InvalidRecord, Records, link_key
 from central.inbox._model import utcnow
 from central.inbox._sql import runs
+from central.validated import Validated
 from common.logs import bind, new_correlation_id
+from common.messaging import (
+    Backoff,
+    ClientOptions,
+    Connection,
+    MessagingError,
+    MqttTransport,
+    Transport,
+    keep_connected,
+    options_for,
+)
 from common.redact import mask_pans_json
 from contract import (
     SCHEMA_VERSION,
@@ -41,7 +49,7 @@ from contract import (
     topic,
 )
 
-__all__ = ["Intake", "examine", "gather_refusals", "records_filter", "split_batch"]
+__all__ = ["Intake", "examine", "gather_refusals", "records_filter", "small", "split_batch"]
 
 log = logging.getLogger("tillbridge.central.intake")
 
@@ -55,9 +63,6 @@ message size limit of the shipped broker configuration."""
 STATUS_BYTES = 64 * 1024
 """Largest heartbeat taken; a real one is a few hundred bytes."""
 _STORE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-
-SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
-"""How long the broker keeps the relay's session (and queues its messages) while it is away."""
 
 
 def records_filter(prefix: str, shared_group: str | None) -> str:
@@ -126,6 +131,8 @@ def split_batch(
             elif record.kind != wire.kind:
                 reason = "the body's kind differs from the record's kind"
             else:
+                # A card number never rests in the inbox, whatever the agent sent.
+                body = mask_pans_json(wire.body)
                 good.append(
                     IncomingRecord(
                         seq=wire.seq,
@@ -133,9 +140,12 @@ def split_batch(
                         kind=wire.kind,
                         correlation_id=wire.correlation_id,
                         occurred_at=wire.occurred_at,
-                        # A card number never rests in the inbox, whatever the agent sent.
-                        body=mask_pans_json(wire.body),
+                        body=body,
                         link_key=link_key(record),
+                        # The validation holds for the stored body only if masking left
+                        # it as it was (the usual case); otherwise routing validates
+                        # the masked body.
+                        record=record if body is wire.body else None,
                     )
                 )
                 continue
@@ -148,6 +158,27 @@ def split_batch(
             )
         )
     return good, bad
+
+
+INLINE_BYTES = 64 * 1024
+"""Largest batch, inflated, that the intake reads on its event loop (about a millisecond
+of work) rather than in a thread."""
+
+
+def small(payload: bytes) -> bool:
+    """True for a batch of at most INLINE_BYTES once inflated, found without inflating
+    more than that: a compressed bomb is never read on the event loop."""
+    if len(payload) > INLINE_BYTES:
+        return False
+    if payload[:2] != b"\x1f\x8b":
+        return True  # plain JSON: its size is its length
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        size = len(inflater.decompress(payload, INLINE_BYTES + 1))
+    except zlib.error:
+        return True  # not gzip after all: refused at once, whatever its size
+    # A second gzip member after the first could be of any size.
+    return inflater.eof and size <= INLINE_BYTES and not inflater.unused_data
 
 
 def examine(
@@ -206,86 +237,49 @@ def _few(ids: set[str]) -> list[str]:
 class Intake:
     """One relay's subscriber. `run(stop)` returns after `stop` is set and work in hand is done."""
 
-    def __init__(self, config: CentralConfig, inbox: Inbox) -> None:
+    def __init__(
+        self,
+        config: CentralConfig,
+        inbox: Records,
+        transport: Transport | None = None,
+        validated: Validated | None = None,
+    ) -> None:
         self.config = config
+        self.validated = validated
+        """Where the records this intake committed are kept validated, for routing."""
+        self._transport = transport
+        """The broker from the config unless given (tests give a broker in memory)."""
         self.inbox = inbox
         self.prefix = config.broker.topic_prefix.rstrip("/")
         self.client_id = config.broker.client_id or f"tillbridge-central-{config.relay_id}"
         self.counters: Counter[str] = Counter()
         self.connected = asyncio.Event()
-        self._client: aiomqtt.Client | None = None
+        self._client: Connection | None = None
         self._queues: list[asyncio.Queue[tuple[str, str, bytes]]] = [
             asyncio.Queue() for _ in range(config.intake.workers)
         ]
 
     # -- connection -----------------------------------------------------------------------
 
-    def _make_client(self) -> aiomqtt.Client:
-        broker = self.config.broker
-        password = broker.password.get_secret_value() if broker.password else None
-        tls = broker.ssl_context()
-        if broker.protocol == "5":
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
-            return aiomqtt.Client(
-                broker.host,
-                broker.port,
-                identifier=self.client_id,
-                username=broker.username,
-                password=password,
-                keepalive=broker.keepalive,
-                protocol=aiomqtt.ProtocolVersion.V5,
-                clean_start=False,
-                properties=properties,
-                tls_context=tls,
-            )
-        return aiomqtt.Client(
-            broker.host,
-            broker.port,
-            identifier=self.client_id,
-            username=broker.username,
-            password=password,
-            keepalive=broker.keepalive,
-            protocol=aiomqtt.ProtocolVersion.V311,
-            clean_session=False,
-            tls_context=tls,
-        )
+    def _options(self) -> ClientOptions:
+        """Read at every connect: TLS files replaced on disk count from the next one."""
+        return options_for(self.config.broker, self.client_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Subscribe and work until `stop` is set; reconnect with backoff when the broker goes."""
         settings = self.config.intake
         workers = [asyncio.create_task(self._worker(q)) for q in self._queues]
         upkeep = asyncio.create_task(self._upkeep(stop))
-        delay = settings.reconnect_min_seconds
         try:
-            while not stop.is_set():
-                try:
-                    async with self._make_client() as client:
-                        await client.subscribe(
-                            records_filter(self.prefix, self.config.broker.shared_group), qos=1
-                        )
-                        await client.subscribe(f"{self.prefix}/+/status", qos=1)
-                        self._client = client
-                        self.connected.set()
-                        log.info(
-                            "Connected to the broker.",
-                            extra={"client_id": self.client_id, "broker": self.config.broker.host},
-                        )
-                        delay = settings.reconnect_min_seconds
-                        await self._read(client, stop)
-                except aiomqtt.MqttError as exc:
-                    self._client = None
-                    self.connected.clear()
-                    log.warning(
-                        "Broker connection lost; reconnecting.",
-                        extra={"error": str(exc), "retry_in_seconds": round(delay, 2)},
-                    )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), delay * random.uniform(0.8, 1.2))
-                    delay = min(delay * 2, settings.reconnect_max_seconds)
-                finally:
-                    self._client = None
-                    self.connected.clear()
+            await keep_connected(
+                self._transport or MqttTransport(self._options),
+                stop,
+                backoff=Backoff(settings.reconnect_min_seconds, settings.reconnect_max_seconds),
+                on_connect=self._on_connect,
+                session=functools.partial(self._read, stop=stop),
+                on_lost=self._on_lost,
+                on_closed=self._on_closed,
+            )
         finally:
             upkeep.cancel()
             for task in workers:
@@ -293,7 +287,27 @@ class Intake:
             await asyncio.gather(upkeep, *workers, return_exceptions=True)
             log.info("Intake stopped.", extra=dict(self.counters))
 
-    async def _read(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
+    async def _on_connect(self, client: Connection) -> None:
+        await client.subscribe(records_filter(self.prefix, self.config.broker.shared_group), qos=1)
+        await client.subscribe(f"{self.prefix}/+/status", qos=1)
+        self._client = client
+        self.connected.set()
+        log.info(
+            "Connected to the broker.",
+            extra={"client_id": self.client_id, "broker": self.config.broker.host},
+        )
+
+    async def _on_lost(self, exc: MessagingError, wait: float) -> None:
+        log.warning(
+            "Broker connection lost; reconnecting.",
+            extra={"error": str(exc), "retry_in_seconds": round(wait, 2)},
+        )
+
+    async def _on_closed(self) -> None:
+        self._client = None
+        self.connected.clear()
+
+    async def _read(self, client: Connection, *, stop: asyncio.Event) -> None:
         reader = asyncio.create_task(self._pump(client))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -308,10 +322,10 @@ class Intake:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues)), DRAIN_SECONDS)
 
-    async def _pump(self, client: aiomqtt.Client) -> None:
-        async for message in client.messages:
+    async def _pump(self, client: Connection) -> None:
+        async for message in client.messages():
             try:
-                store, channel = parse_topic(self.prefix, message.topic.value)
+                store, channel = parse_topic(self.prefix, message.topic)
             except EnvelopeError:
                 continue
             if not _STORE.fullmatch(store):
@@ -323,7 +337,7 @@ class Intake:
                     extra={"event": "security", "topic_store": store[:64]},
                 )
                 continue
-            payload = message.payload if isinstance(message.payload, bytes) else b""
+            payload = message.payload
             # Batches of one store always go to the same worker, so they are handled in order.
             index = zlib.crc32(store.encode()) % len(self._queues)
             self._queues[index].put_nowait((store, channel, payload))
@@ -345,7 +359,7 @@ class Intake:
     async def _publish(self, name: str, payload: str) -> None:
         client = self._client
         if client is None:
-            raise aiomqtt.MqttError("not connected")
+            raise MessagingError("not connected")
         await client.publish(name, payload, qos=1)
 
     # -- batches --------------------------------------------------------------------------
@@ -354,11 +368,14 @@ class Intake:
         """Validate, refuse or commit one batch; acknowledge what was committed."""
         with bind(correlation_id=new_correlation_id(), store=store):
             try:
-                # Inflating, JSON and validation are CPU work: in a thread, so that the
-                # loop keeps answering /healthz, other stores and signals meanwhile.
-                batch, good, bad = await asyncio.to_thread(
-                    examine, payload, self.config.intake.limits
-                )
+                # Inflating, JSON and validation are CPU work: a large batch is read in a
+                # thread, so that the loop keeps answering /healthz, other stores and
+                # signals meanwhile; a small one (the usual) costs less than the hand-off.
+                limits = self.config.intake.limits
+                if small(payload):
+                    batch, good, bad = examine(payload, limits)
+                else:
+                    batch, good, bad = await asyncio.to_thread(examine, payload, limits)
             except EnvelopeError as exc:
                 await self._refuse("invalid", store, None, None, str(exc))
                 return
@@ -410,6 +427,12 @@ class Intake:
             batch_id=batch.batch_id,
             agent=(batch.agent.id, batch.agent.version),
         )
+        if self.validated is not None and result.committed:
+            # Only records this batch inserted: a duplicate's stored body may differ.
+            fresh = set(result.committed)
+            for record in good:
+                if record.record is not None and record.seq in fresh:
+                    self.validated.keep(record.key, record.record)
         self.counters["batches"] += 1
         self.counters["committed"] += len(result.committed)
         self.counters["duplicates"] += len(result.duplicates)

@@ -26,7 +26,7 @@ from contract import (
     record_adapter,
 )
 
-from .inbox import DayRecord, Inbox
+from .inbox import DayRecord, Views
 
 __all__ = ["ReconDay", "ReconLine", "reconcile", "reconcile_day", "to_csv"]
 
@@ -186,7 +186,7 @@ def _as_confirmed(txn: Transaction, row: DayRecord, target: str) -> Transaction:
 
 
 async def reconcile_day(
-    inbox: Inbox,
+    inbox: Views,
     store: str,
     business_date: date,
     target_kinds: dict[str, list[str]],

@@ -147,8 +147,12 @@ class Router:
         self._routing = routing
         self._skus = skus or SkuTable()
 
-    def decide(self, record_id: int, body: dict[str, Any]) -> RouteDecision:
-        record: Record = record_adapter.validate_python(body)
+    def decide(
+        self, record_id: int, body: dict[str, Any], record: Record | None = None
+    ) -> RouteDecision:
+        """`record` is `body` validated, when the caller has it already."""
+        if record is None:
+            record = record_adapter.validate_python(body)
         subject = None
         if isinstance(record, Inventory):
             subject = f"{record.store}|{record.location}|{record.sku}"

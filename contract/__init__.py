@@ -17,9 +17,6 @@ from ._envelope import (
     Rejection,
     Release,
     WireRecord,
-    decode_batch,
-    decode_batch_lenient,
-    encode_batch,
     parse_topic,
     topic,
 )
@@ -59,9 +56,18 @@ from ._records import (
     record_adapter,
 )
 from ._totals import DayTables, day_totals
+from ._wire import (
+    MAX_SEQ,
+    decode_batch,
+    decode_batch_lenient,
+    encode_batch,
+    encode_records,
+    record_json,
+)
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "MAX_SEQ",
     "SCHEMA_VERSION",
     "Ack",
     "AgentInfo",
@@ -107,6 +113,7 @@ __all__ = [
     "decode_batch",
     "decode_batch_lenient",
     "encode_batch",
+    "encode_records",
     "inventory_key",
     "key_digest",
     "luhn_valid",
@@ -116,6 +123,7 @@ __all__ = [
     "quantize_amount",
     "read_decimal",
     "record_adapter",
+    "record_json",
     "scrub_model",
     "scrub_model_fields",
     "to_decimal",

@@ -1,18 +1,17 @@
 """The wire contract between agent and central: batches, acks, heartbeats, commands.
 
 Everything that matters is in the payload, not in MQTT 5 properties, so the
-protocol also works on MQTT 3.1.1 brokers. Batches travel gzip-compressed JSON.
+protocol also works on MQTT 3.1.1 brokers. How a batch is written and read as bytes
+(gzip-compressed JSON) is `_wire`.
 """
 
 from __future__ import annotations
 
-import gzip
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from ._limits import LimitError, Limits, inflate, loads
 from ._records import Record, SourceRef
 
 __all__ = [
@@ -26,9 +25,6 @@ __all__ = [
     "Rejection",
     "Release",
     "WireRecord",
-    "decode_batch",
-    "decode_batch_lenient",
-    "encode_batch",
     "parse_topic",
     "topic",
 ]
@@ -174,73 +170,3 @@ def parse_topic(prefix: str, name: str) -> tuple[str, str]:
     if len(rest) != 2 or not rest[0]:
         raise EnvelopeError(f"topic {name!r} is not {{prefix}}/{{store}}/{{channel}}")
     return rest[0], rest[1]
-
-
-def encode_batch(batch: Batch) -> bytes:
-    """gzip-compressed JSON of a batch."""
-    raw = batch.model_dump_json(by_alias=True).encode()
-    return gzip.compress(raw, compresslevel=6, mtime=0)
-
-
-def decode_batch(payload: bytes, limits: Limits | None = None) -> Batch:
-    """Inverse of `encode_batch`; plain JSON is accepted too. Raises EnvelopeError, also for
-    a message over the byte limits; a number over the limits inside a record's body is kept
-    as an `Oversize` for `check_value` to refuse that record alone."""
-    limits = limits or Limits()
-    try:
-        obj = loads(inflate(payload, limits), limits)
-    except LimitError as exc:
-        raise EnvelopeError(str(exc)) from None
-    try:
-        return Batch.model_validate(obj)
-    except ValidationError as exc:
-        raise EnvelopeError(f"batch envelope is invalid: {_first_error(exc)}") from None
-
-
-MAX_SEQ = 2**63 - 1
-"""The largest seq either program stores (a signed 64-bit integer)."""
-
-
-def decode_batch_lenient(
-    payload: bytes, limits: Limits | None = None
-) -> tuple[Batch, list[tuple[int, str, str]]]:
-    """Like `decode_batch`, but a record that is no valid `WireRecord` is set aside as
-    (seq, key, reason) when it names a usable seq, so that it can be answered as rejected
-    instead of its whole batch being refused, and sent again, forever. The batch is still
-    refused when its envelope is invalid or a broken record names no usable seq."""
-    limits = limits or Limits()
-    try:
-        obj = loads(inflate(payload, limits), limits)
-    except LimitError as exc:
-        raise EnvelopeError(str(exc)) from None
-    try:
-        return Batch.model_validate(obj), []
-    except ValidationError as exc:
-        first = exc
-    raw = obj.get("records") if isinstance(obj, dict) else None
-    if not isinstance(raw, list):
-        raise EnvelopeError(f"batch envelope is invalid: {_first_error(first)}") from None
-    try:
-        envelope = Batch.model_validate({**obj, "records": []})
-    except ValidationError as exc:
-        raise EnvelopeError(f"batch envelope is invalid: {_first_error(exc)}") from None
-    kept: list[WireRecord] = []
-    broken: list[tuple[int, str, str]] = []
-    for index, item in enumerate(raw):
-        try:
-            kept.append(WireRecord.model_validate(item))
-            continue
-        except ValidationError as exc:
-            problem = _first_error(exc)
-        seq = item.get("seq") if isinstance(item, dict) else None
-        if type(seq) is not int or not 1 <= seq <= MAX_SEQ:
-            raise EnvelopeError(f"batch envelope is invalid: records.{index}.{problem}") from None
-        key = item.get("key")
-        broken.append((seq, key[:512] if isinstance(key, str) else "", problem[:300]))
-    return envelope.model_copy(update={"records": kept}), broken
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}" if where else str(err["msg"])

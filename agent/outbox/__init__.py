@@ -1,7 +1,7 @@
 """The agent's durable buffer: records wait here, in SQLite, until central acknowledges them."""
 
 from ._db import Recovery
-from ._outbox import Outbox, OutboxStats, OutRow, wire_json
+from ._outbox import Outbox, OutboxStats, OutRow
 from ._refused import RefusedRow, list_refused, refused_body
 from ._seal import SealError
 
@@ -14,5 +14,4 @@ __all__ = [
     "SealError",
     "list_refused",
     "refused_body",
-    "wire_json",
 ]

@@ -1,7 +1,11 @@
 """The relay's inbox: every record exactly once, its state and history, each store's
 stream and the fleet registry, on SQLite (one relay) or PostgreSQL (several).
 
-`open_inbox(url)` picks the backend from the URL's scheme.
+It is one protocol per role, each small: `Records` (batches in, the stream per store,
+a record's state), `Deliveries` (per target, with the audit trail), `ExceptionQueue`
+and `Views` (what people and reconciliation read). `Inbox` is all of them over one
+database; a part of the relay asks for the role it uses. `open_inbox(url)` picks the
+backend from the URL's scheme; both backends pass one contract suite.
 """
 
 from __future__ import annotations
@@ -13,19 +17,23 @@ from ._model import (
     AuditEntry,
     ClaimedRecord,
     DayRecord,
+    Deliveries,
     DeliveryItem,
     DeliveryState,
     DeliveryUpdate,
     ExceptionItem,
+    ExceptionQueue,
     Gap,
     Inbox,
     IncomingRecord,
     InsertResult,
     InvalidRecord,
+    Records,
     RecordState,
     Released,
     RouteDecision,
     StoreStatus,
+    Views,
     link_key,
     utcnow,
 )
@@ -35,19 +43,23 @@ __all__ = [
     "AuditEntry",
     "ClaimedRecord",
     "DayRecord",
+    "Deliveries",
     "DeliveryItem",
     "DeliveryState",
     "DeliveryUpdate",
     "ExceptionItem",
+    "ExceptionQueue",
     "Gap",
     "Inbox",
     "IncomingRecord",
     "InsertResult",
     "InvalidRecord",
     "RecordState",
+    "Records",
     "Released",
     "RouteDecision",
     "StoreStatus",
+    "Views",
     "link_key",
     "open_inbox",
     "utcnow",

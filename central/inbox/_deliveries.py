@@ -1,8 +1,5 @@
-"""Delivery on top of the inbox: one row per record and target with its own retry state,
-the audit trail of every step, and the exception queue a person works through.
-
-A record's own state summarises its deliveries: routed while any is pending, retrying
-while any waits for a retry, exception while any needs a person, posted when all are.
+"""Delivery in the inbox: one row per record and target with its own retry state, routed
+and claimed by the delivery workers, finished with each target's answer.
 """
 
 # ruff: noqa: S608  (SQL here is joined from constant fragments and `?` marks; values are bound)
@@ -12,24 +9,19 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from ._audit_sql import AuditSql
 from ._model import (
-    AuditEntry,
     DeliveryItem,
     DeliveryState,
     DeliveryUpdate,
-    ExceptionItem,
     RecordState,
     RouteDecision,
     utcnow,
 )
-from ._sql import Conn, SqlInbox, _chunks, _marks
+from ._sql import Conn, _chunks, _marks
 
-__all__ = ["DeliverySql"]
+__all__ = ["FIXED_BY", "DeliveriesSql"]
 
-_EXCEPTION_COLUMNS = (
-    "e.id, e.store, e.seq, e.key, e.record_id, e.reason, e.payload, e.created_at, e.target, "
-    "e.status, e.response, e.attempts, e.resolved_at, e.resolution, e.resolved_by, r.kind"
-)
 _DUE = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
 # Kinds of a POS transaction that was read: the partners of a `refused` record.
 _READABLE = ("sale", "return", "void", "cancel")
@@ -37,10 +29,8 @@ FIXED_BY = "tillbridge"
 """Who closes the exception of a refused transaction the store has since read."""
 
 
-class DeliverySql(SqlInbox):
-    """The delivery half of the inbox; backends extend this."""
-
-    # -- routing --------------------------------------------------------------------------
+class DeliveriesSql(AuditSql):
+    """The delivery role of the inbox."""
 
     async def route_records(
         self, decisions: Sequence[RouteDecision], *, now: datetime | None = None
@@ -143,8 +133,6 @@ class DeliverySql(SqlInbox):
             return settled
 
         return await self._run(body)
-
-    # -- delivery -------------------------------------------------------------------------
 
     async def claim_deliveries(
         self,
@@ -321,314 +309,6 @@ class DeliverySql(SqlInbox):
 
         await self._run(body)
 
-    async def _summarise(self, c: Conn, record_ids: Sequence[int], at: Any) -> None:
-        """Bring each record's own state in line with its deliveries."""
-        for part in _chunks(record_ids):
-            rows = await c.fetch(
-                "SELECT r.id, r.state, d.state FROM records r JOIN deliveries d "
-                f"ON d.record_id = r.id WHERE r.id IN ({_marks(len(part))})",
-                part,
-            )
-            states: dict[int, tuple[str, set[str]]] = {}
-            for rid, rstate, dstate in rows:
-                states.setdefault(rid, (rstate, set()))[1].add(dstate)
-            for rid, (current, ds) in states.items():
-                if ds & {DeliveryState.EXCEPTION.value}:
-                    wanted = RecordState.EXCEPTION
-                elif ds <= {"posted", "superseded", "resolved"}:
-                    wanted = RecordState.POSTED
-                elif DeliveryState.RETRYING.value in ds:
-                    wanted = RecordState.RETRYING
-                else:
-                    wanted = RecordState.ROUTED
-                if wanted.value != current:
-                    await self._set_state(c, [rid], wanted, at, None)
-
-    async def _set_state(
-        self, c: Conn, ids: Sequence[int], state: RecordState, at: Any, detail: str | None
-    ) -> None:
-        await c.run(
-            f"UPDATE records SET state = ?, updated_at = ?, claimed_by = NULL, lease_until = NULL "
-            f"WHERE id IN ({_marks(len(ids))})",
-            (state.value, at, *ids),
-        )
-        await self._history(c, [(i, state.value, detail) for i in ids], at, self.relay_id)
-        if state is RecordState.POSTED:
-            keys = await c.fetch(f"SELECT key FROM records WHERE id IN ({_marks(len(ids))})", ids)
-            await self._release(c, [k for (k,) in keys], at, self.relay_id)
-
-    async def _audits(
-        self, c: Conn, rows: Sequence[tuple[int, str, dict[str, Any] | None]], at: Any
-    ) -> None:
-        """Record-level audit steps (no target), many at once."""
-        await c.run_many(
-            "INSERT INTO audit (record_id, target, step, at, detail, relay_id) "
-            "VALUES (?, NULL, ?, ?, ?, ?)",
-            [
-                (rid, step, at, self._json(detail) if detail is not None else None, self.relay_id)
-                for rid, step, detail in rows
-            ],
-        )
-
-    async def _audit(
-        self,
-        c: Conn,
-        record_id: int,
-        target: str | None,
-        step: str,
-        at: Any,
-        status: int | None,
-        detail: dict[str, Any] | None,
-    ) -> None:
-        await c.run(
-            "INSERT INTO audit (record_id, target, step, at, status, detail, relay_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                record_id,
-                target,
-                step,
-                at,
-                status,
-                self._json(detail) if detail is not None else None,
-                self.relay_id,
-            ),
-        )
-
-    async def _open_exception(
-        self,
-        c: Conn,
-        record_id: int,
-        target: str | None,
-        reason: str,
-        status: int | None,
-        response: dict[str, Any] | None,
-        attempts: int,
-        at: Any,
-    ) -> None:
-        ((store, seq, key),) = await c.fetch(
-            "SELECT store, seq, key FROM records WHERE id = ?", (record_id,)
-        )
-        await c.run(
-            "INSERT INTO exceptions (store, seq, key, record_id, reason, created_at, target, "
-            "status, response, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                store,
-                seq,
-                key,
-                record_id,
-                reason or "exception",
-                at,
-                target,
-                status,
-                self._json(response) if response is not None else None,
-                attempts,
-            ),
-        )
-
-    # -- the exception queue --------------------------------------------------------------
-
-    def _exception(self, r: Sequence[Any]) -> ExceptionItem:
-        return ExceptionItem(
-            id=r[0],
-            store=r[1],
-            seq=r[2],
-            key=r[3],
-            record_id=r[4],
-            reason=r[5],
-            payload=self._obj(r[6]) if r[6] is not None else None,
-            created_at=self._dt(r[7]),
-            target=r[8],
-            status=r[9],
-            response=self._obj(r[10]) if r[10] is not None else None,
-            attempts=r[11] or 0,
-            resolved_at=self._dt(r[12]) if r[12] is not None else None,
-            resolution=r[13],
-            resolved_by=r[14],
-            kind=r[15],
-        )
-
-    async def exceptions(
-        self,
-        limit: int = 100,
-        *,
-        include_closed: bool = False,
-        store: str | None = None,
-        target: str | None = None,
-    ) -> list[ExceptionItem]:
-        where = ["1 = 1" if include_closed else "e.resolved_at IS NULL"]
-        params: list[Any] = []
-        if store is not None:
-            where.append("e.store = ?")
-            params.append(store)
-        if target is not None:
-            where.append("e.target = ?")
-            params.append(target)
-
-        async def body(c: Conn) -> list[ExceptionItem]:
-            rows = await c.fetch(
-                f"SELECT {_EXCEPTION_COLUMNS} FROM exceptions e "
-                "LEFT JOIN records r ON r.id = e.record_id "
-                f"WHERE {' AND '.join(where)} ORDER BY e.id LIMIT ?",
-                (*params, limit),
-            )
-            return [self._exception(r) for r in rows]
-
-        return await self._run(body)
-
-    async def exception(self, exception_id: int) -> ExceptionItem | None:
-        async def body(c: Conn) -> ExceptionItem | None:
-            rows = await c.fetch(
-                f"SELECT {_EXCEPTION_COLUMNS} FROM exceptions e "
-                "LEFT JOIN records r ON r.id = e.record_id WHERE e.id = ?",
-                (exception_id,),
-            )
-            return self._exception(rows[0]) if rows else None
-
-        return await self._run(body)
-
-    async def _open_one(self, c: Conn, exception_id: int) -> tuple[int | None, str | None]:
-        """The record and target of an open exception, locked; ValueError otherwise."""
-        rows = await c.fetch(
-            "SELECT record_id, target, resolved_at FROM exceptions WHERE id = ?" + self.for_update,
-            (exception_id,),
-        )
-        if not rows:
-            raise ValueError(f"no exception {exception_id}")
-        record_id, target, closed = rows[0]
-        if closed is not None:
-            raise ValueError(f"exception {exception_id} is already closed")
-        return record_id, target
-
-    async def retry_exception(
-        self, exception_id: int, *, by: str, now: datetime | None = None
-    ) -> str:
-        """Send the record through again; returns what was done, or raises ValueError."""
-        at = self._ts(now or utcnow())
-
-        async def body(c: Conn) -> str:
-            record_id, target = await self._open_one(c, exception_id)
-            if record_id is None:
-                raise ValueError(
-                    f"exception {exception_id} is a record refused at intake; "
-                    "the store must send it again corrected"
-                )
-            await c.run(
-                "UPDATE exceptions SET resolved_at = ?, resolution = 'retried', resolved_by = ? "
-                "WHERE id = ?",
-                (at, by, exception_id),
-            )
-            if target is not None:
-                await c.run(
-                    "UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, "
-                    "claimed_by = NULL, lease_until = NULL, updated_at = ? "
-                    "WHERE record_id = ? AND target = ? AND state = 'exception'",
-                    (at, at, record_id, target),
-                )
-                await self._audit(c, record_id, target, "retried", at, None, {"by": by})
-                await self._summarise(c, [record_id], at)
-                return f"record {record_id} queued again for {target}"
-            link = await c.fetch(
-                "SELECT o.state FROM records r LEFT JOIN records o ON o.key = r.link_key "
-                "WHERE r.id = ? AND r.link_key IS NOT NULL",
-                (record_id,),
-            )
-            waits = bool(link) and link[0][0] != RecordState.POSTED.value
-            state = RecordState.PARKED if waits else RecordState.RECEIVED
-            await c.run(
-                "UPDATE records SET state = ?, attempts = 0, next_attempt_at = NULL, "
-                "updated_at = ?, claimed_by = NULL, lease_until = NULL WHERE id = ?",
-                (state.value, at, record_id),
-            )
-            await self._history(c, [(record_id, state.value, f"retried by {by}")], at, by)
-            await self._audit(c, record_id, None, "retried", at, None, {"by": by})
-            return f"record {record_id} " + (
-                "waits again for its original" if waits else "goes through routing again"
-            )
-
-        return await self._run(body)
-
-    async def resolve_exception(
-        self, exception_id: int, note: str, *, by: str, now: datetime | None = None
-    ) -> None:
-        """Close an exception with a person's note; the record is not sent again."""
-        if not note.strip():
-            raise ValueError("a resolution needs a note saying what was done")
-        at = self._ts(now or utcnow())
-
-        async def body(c: Conn) -> None:
-            record_id, target = await self._open_one(c, exception_id)
-            await c.run(
-                "UPDATE exceptions SET resolved_at = ?, resolution = ?, resolved_by = ? "
-                "WHERE id = ?",
-                (at, note.strip(), by, exception_id),
-            )
-            if record_id is None:
-                return
-            await self._audit(c, record_id, target, "resolved", at, None, {"by": by, "note": note})
-            if target is not None:
-                await c.run(
-                    "UPDATE deliveries SET state = 'resolved', updated_at = ? "
-                    "WHERE record_id = ? AND target = ? AND state = 'exception'",
-                    (at, record_id, target),
-                )
-            still_open = await c.fetch(
-                "SELECT 1 FROM exceptions WHERE record_id = ? AND resolved_at IS NULL LIMIT 1",
-                (record_id,),
-            )
-            if still_open:
-                return
-            pending = await c.fetch(
-                "SELECT 1 FROM deliveries WHERE record_id = ? "
-                "AND state IN ('pending', 'retrying') LIMIT 1",
-                (record_id,),
-            )
-            if pending:
-                await self._summarise(c, [record_id], at)
-            else:
-                await self._set_state(c, [record_id], RecordState.RESOLVED, at, note.strip())
-
-        await self._run(body)
-
-    # -- the audit trail ------------------------------------------------------------------
-
-    async def audit_trail(self, record_id: int) -> list[AuditEntry]:
-        """Every step of one record: its states and each target's attempts, in time order
-        (at one instant, a target's steps come before the record state they led to)."""
-
-        async def body(c: Conn) -> list[AuditEntry]:
-            states = await c.fetch(
-                "SELECT at, state, detail, relay_id, id FROM record_states WHERE record_id = ?",
-                (record_id,),
-            )
-            steps = await c.fetch(
-                "SELECT at, step, target, status, detail, relay_id, id FROM audit "
-                "WHERE record_id = ?",
-                (record_id,),
-            )
-            out = [
-                (self._dt(at), 1, i, AuditEntry(self._dt(at), state, None, None, detail, relay))
-                for at, state, detail, relay, i in states
-            ]
-            out += [
-                (
-                    self._dt(at),
-                    0,
-                    i,
-                    AuditEntry(
-                        self._dt(at),
-                        step,
-                        target,
-                        status,
-                        self._obj(detail) if detail is not None else None,
-                        relay,
-                    ),
-                )
-                for at, step, target, status, detail, relay, i in steps
-            ]
-            return [entry for *_, entry in sorted(out, key=lambda e: e[:3])]
-
-        return await self._run(body)
-
     async def deliveries_of(self, record_id: int) -> list[dict[str, Any]]:
         async def body(c: Conn) -> list[dict[str, Any]]:
             rows = await c.fetch(
@@ -652,20 +332,6 @@ class DeliverySql(SqlInbox):
 
         return await self._run(body)
 
-    async def purge_audit(self, older_than: timedelta, *, now: datetime | None = None) -> int:
-        """Drop audit entries past the retention of records that are finished."""
-        cutoff = self._ts((now or utcnow()) - older_than)
-
-        async def body(c: Conn) -> int:
-            rows = await c.fetch(
-                "DELETE FROM audit WHERE at < ? AND record_id IN (SELECT id FROM records "
-                "WHERE state IN ('posted', 'resolved') AND updated_at < ?) RETURNING id",
-                (cutoff, cutoff),
-            )
-            return len(rows)
-
-        return await self._run(body)
-
     async def delivery_stats(self) -> dict[str, dict[str, int]]:
         async def body(c: Conn) -> dict[str, dict[str, int]]:
             out: dict[str, dict[str, int]] = {}
@@ -676,11 +342,6 @@ class DeliverySql(SqlInbox):
             return out
 
         return await self._run(body)
-
-    async def stats(self) -> dict[str, Any]:
-        base = await super().stats()
-        base["deliveries"] = await self.delivery_stats()
-        return base
 
 
 _STEP: dict[str, tuple[DeliveryState, str]] = {

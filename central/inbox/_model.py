@@ -16,19 +16,23 @@ __all__ = [
     "CLAIMABLE",
     "AuditEntry",
     "ClaimedRecord",
+    "Deliveries",
     "DeliveryItem",
     "DeliveryState",
     "DeliveryUpdate",
     "ExceptionItem",
+    "ExceptionQueue",
     "Gap",
     "Inbox",
     "IncomingRecord",
     "InsertResult",
     "InvalidRecord",
     "RecordState",
+    "Records",
     "Released",
     "RouteDecision",
     "StoreStatus",
+    "Views",
     "link_key",
     "utcnow",
 ]
@@ -79,6 +83,9 @@ class IncomingRecord:
     occurred_at: datetime
     body: dict[str, Any]
     link_key: str | None = None
+    record: Any = field(default=None, compare=False, repr=False)
+    """The body validated (a `Record`), when the intake has it: routing and delivery
+    reuse it instead of validating the stored body again."""
 
 
 @dataclass(frozen=True)
@@ -290,12 +297,10 @@ def link_key(record: Record) -> str | None:
     return None
 
 
-class Inbox(Protocol):
-    """The relay's durable store: every record once, its state, and each store's stream."""
-
-    relay_id: str
-
-    async def close(self) -> None: ...
+class Records(Protocol):
+    """Records in and out of the inbox: each store's batches stored once, the gap-free
+    stream per store (gaps, releases, heartbeats, refusals), and a record's state as it is
+    claimed and moved on."""
 
     async def insert_batch(
         self,
@@ -355,81 +360,6 @@ class Inbox(Protocol):
 
     async def record_by_key(self, key: str) -> ClaimedRecord | None: ...
 
-    async def exceptions(
-        self,
-        limit: int = 100,
-        *,
-        include_closed: bool = False,
-        store: str | None = None,
-        target: str | None = None,
-    ) -> list[ExceptionItem]: ...
-
-    async def exception(self, exception_id: int) -> ExceptionItem | None: ...
-
-    async def retry_exception(
-        self, exception_id: int, *, by: str, now: datetime | None = None
-    ) -> str: ...
-
-    async def resolve_exception(
-        self, exception_id: int, note: str, *, by: str, now: datetime | None = None
-    ) -> None: ...
-
-    async def route_records(
-        self, decisions: Sequence[RouteDecision], *, now: datetime | None = None
-    ) -> None: ...
-
-    async def settle_refused(
-        self, records: Sequence[tuple[int, str, str]], *, now: datetime | None = None
-    ) -> list[tuple[int, str]]: ...
-
-    async def claim_deliveries(
-        self,
-        target: str,
-        n: int,
-        relay_id: str,
-        lease: timedelta,
-        *,
-        now: datetime | None = None,
-    ) -> list[DeliveryItem]: ...
-
-    async def finish_deliveries(
-        self,
-        target: str,
-        updates: Sequence[DeliveryUpdate],
-        *,
-        relay_id: str,
-        now: datetime | None = None,
-    ) -> None: ...
-
-    async def audit_trail(self, record_id: int) -> list[AuditEntry]: ...
-
-    async def deliveries_of(self, record_id: int) -> list[dict[str, Any]]: ...
-
-    async def purge_audit(self, older_than: timedelta, *, now: datetime | None = None) -> int: ...
-
-    async def delivery_stats(self) -> dict[str, dict[str, int]]: ...
-
-    async def day_records(self, store: str, business_date: date) -> list[DayRecord]: ...
-
-    async def closed_days(self, limit: int = 200) -> list[tuple[str, date]]: ...
-
-    async def ping(self) -> None: ...
-
-    async def search_records(
-        self,
-        text: str = "",
-        *,
-        store: str | None = None,
-        limit: int = 50,
-        before: int | None = None,
-    ) -> list[dict[str, Any]]: ...
-
-    async def record(self, record_id: int) -> dict[str, Any] | None: ...
-
-    async def throughput(self, minutes: int = 60, *, now: datetime | None = None) -> list[int]: ...
-
-    async def delivery_latencies(self, *, since: timedelta = ...) -> list[float]: ...
-
     async def record_heartbeat(
         self, heartbeat: Heartbeat, *, now: datetime | None = None
     ) -> None: ...
@@ -466,4 +396,102 @@ class Inbox(Protocol):
 
     async def stores(self) -> list[StoreStatus]: ...
 
+
+class Deliveries(Protocol):
+    """Delivery: one row per record and target, routed, claimed by a worker under a lease
+    and finished with the target's answer; the audit trail of every step."""
+
+    async def route_records(
+        self, decisions: Sequence[RouteDecision], *, now: datetime | None = None
+    ) -> None: ...
+
+    async def settle_refused(
+        self, records: Sequence[tuple[int, str, str]], *, now: datetime | None = None
+    ) -> list[tuple[int, str]]: ...
+
+    async def claim_deliveries(
+        self,
+        target: str,
+        n: int,
+        relay_id: str,
+        lease: timedelta,
+        *,
+        now: datetime | None = None,
+    ) -> list[DeliveryItem]: ...
+
+    async def finish_deliveries(
+        self,
+        target: str,
+        updates: Sequence[DeliveryUpdate],
+        *,
+        relay_id: str,
+        now: datetime | None = None,
+    ) -> None: ...
+
+    async def deliveries_of(self, record_id: int) -> list[dict[str, Any]]: ...
+
+    async def delivery_stats(self) -> dict[str, dict[str, int]]: ...
+
+    async def audit_trail(self, record_id: int) -> list[AuditEntry]: ...
+
+    async def purge_audit(self, older_than: timedelta, *, now: datetime | None = None) -> int: ...
+
+
+class ExceptionQueue(Protocol):
+    """The exception queue: what needs a person, listed, retried or resolved."""
+
+    async def exceptions(
+        self,
+        limit: int = 100,
+        *,
+        include_closed: bool = False,
+        store: str | None = None,
+        target: str | None = None,
+    ) -> list[ExceptionItem]: ...
+
+    async def exception(self, exception_id: int) -> ExceptionItem | None: ...
+
+    async def retry_exception(
+        self, exception_id: int, *, by: str, now: datetime | None = None
+    ) -> str: ...
+
+    async def resolve_exception(
+        self, exception_id: int, note: str, *, by: str, now: datetime | None = None
+    ) -> None: ...
+
+
+class Views(Protocol):
+    """What people and reconciliation read: a store's business day, the closed days,
+    searches, a record, throughput, latencies and counts."""
+
+    async def day_records(self, store: str, business_date: date) -> list[DayRecord]: ...
+
+    async def closed_days(self, limit: int = 200) -> list[tuple[str, date]]: ...
+
+    async def search_records(
+        self,
+        text: str = "",
+        *,
+        store: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[dict[str, Any]]: ...
+
+    async def record(self, record_id: int) -> dict[str, Any] | None: ...
+
+    async def throughput(self, minutes: int = 60, *, now: datetime | None = None) -> list[int]: ...
+
+    async def delivery_latencies(self, *, since: timedelta = ...) -> list[float]: ...
+
     async def stats(self) -> dict[str, Any]: ...
+
+    async def ping(self) -> None: ...
+
+
+class Inbox(Records, Deliveries, ExceptionQueue, Views, Protocol):
+    """The relay's durable store, every role over one database: every record once, its
+    state, each store's stream, delivery, the exception queue and the views."""
+
+    relay_id: str
+
+    async def close(self) -> None: ...

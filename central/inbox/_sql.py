@@ -35,6 +35,7 @@ log = logging.getLogger("tillbridge.central.inbox")
 
 T = TypeVar("T")
 _CHUNK = 200
+_PARKED_DETAIL = "original not posted yet"
 _RECORD_COLUMNS = (
     "key, store, seq, kind, correlation_id, occurred_at, link_key, batch_id, body, state, "
     "received_at, updated_at"
@@ -174,16 +175,38 @@ class SqlInbox:
         at = self._ts(now or utcnow())
 
         async def body(c: Conn) -> InsertResult:
-            await c.run(
+            # The store row serialises batches of one store across relays: the upsert
+            # locks it as FOR UPDATE would, in the same round trip that reads it.
+            ((contiguous, max_seq),) = await c.fetch(
                 "INSERT INTO stores (store, first_seen, last_seen) VALUES (?, ?, ?) "
-                "ON CONFLICT (store) DO NOTHING",
+                "ON CONFLICT (store) DO UPDATE SET last_seen = stores.last_seen "
+                "RETURNING contiguous_seq, max_seq",
                 (store, at, at),
             )
-            # The store row serialises batches of one store across relays.
-            ((contiguous, max_seq),) = await c.fetch(
-                "SELECT contiguous_seq, max_seq FROM stores WHERE store = ?" + self.for_update,
-                (store,),
+            # The watermark, gaps and releases depend on the batch's seqs, not on which of
+            # its records turn out new: settled first, so that on PostgreSQL the store's
+            # row is brought up to date in the statement that inserts the records.
+            seqs = {r.seq for r in records} | {r.seq for r in rejected} | set(refused_seqs)
+            closed = await self._close_released(
+                c, store, contiguous, max_seq, released, batch_id, at
             )
+            contiguous, max_seq = await self._advance(
+                c, store, contiguous, max_seq, seqs, at, closed
+            )
+            for bad in rejected:
+                await c.run(
+                    "INSERT INTO exceptions (store, seq, key, reason, payload, dedupe, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe) DO NOTHING",
+                    (
+                        store,
+                        bad.seq,
+                        bad.key,
+                        bad.reason,
+                        self._json(bad.payload),
+                        f"invalid:{store}:{bad.seq}:{bad.key}",
+                        at,
+                    ),
+                )
             links = sorted({r.link_key for r in records if r.link_key})
             posted: set[str] = set()
             for link_part in _chunks(links):
@@ -197,6 +220,15 @@ class SqlInbox:
             for rec in records:
                 first_by_key.setdefault(rec.key, rec)
             fresh = sorted(first_by_key.values(), key=lambda r: r.key)
+            agent_set = ", agent_id = ?, agent_version = ?" if agent is not None else ""
+            agent_values = list(agent) if agent is not None else []
+            # One INSERT for the whole batch, and seqs that name one record each: then the
+            # records the INSERT returns say how many were new and how many repeats.
+            folded = (
+                self.dialect == "postgres"
+                and 0 < len(fresh) <= _CHUNK
+                and len({r.seq for r in records}) == len(records)
+            )
             new_keys: set[str] = set()
             history: list[tuple[Any, ...]] = []
             for part in _chunks(fresh):
@@ -219,14 +251,43 @@ class SqlInbox:
                         at,
                     ]
                 values = ", ".join(["(" + _marks(12) + ")"] * len(part))
-                rows = await c.fetch(
+                insert = (
                     f"INSERT INTO records ({_RECORD_COLUMNS}) VALUES {values} "
-                    "ON CONFLICT (key) DO NOTHING RETURNING id, key, state",
-                    params,
+                    "ON CONFLICT (key) DO NOTHING RETURNING id, key, state"
                 )
+                if self.dialect == "postgres":
+                    # The state history (and the store's row, when folded) in the same
+                    # statement: one round trip, not three.
+                    counted, counted_values = "", []
+                    if folded:
+                        counted = (
+                            ", counted AS (UPDATE stores SET contiguous_seq = ?, max_seq = ?, "
+                            "records = records + (SELECT count(*) FROM fresh), "
+                            "duplicates = duplicates + ? - (SELECT count(*) FROM fresh), "
+                            f"last_seen = ?{agent_set} WHERE store = ?)"
+                        )
+                        counted_values = [
+                            contiguous,
+                            max_seq,
+                            len(records),
+                            at,
+                            *agent_values,
+                            store,
+                        ]
+                    rows = await c.fetch(
+                        f"WITH fresh AS ({insert}), history AS ("
+                        "INSERT INTO record_states (record_id, state, at, relay_id, detail) "
+                        "SELECT id, state, ?, CAST(? AS TEXT), CASE WHEN state = ? "
+                        f"THEN '{_PARKED_DETAIL}' END FROM fresh){counted} "
+                        "SELECT id, key, state FROM fresh",
+                        [*params, at, self.relay_id, RecordState.PARKED.value, *counted_values],
+                    )
+                    new_keys.update(key for _, key, _ in rows)
+                    continue
+                rows = await c.fetch(insert, params)
                 for rid, key, state in rows:
                     new_keys.add(key)
-                    detail = "original not posted yet" if state == RecordState.PARKED else None
+                    detail = _PARKED_DETAIL if state == RecordState.PARKED else None
                     history.append((rid, state, at, self.relay_id, detail))
             if history:
                 await c.run_many(
@@ -237,34 +298,11 @@ class SqlInbox:
             committed = sorted(first_by_key[k].seq for k in new_keys)
             committed_set = set(committed)
             duplicates = sorted(r.seq for r in records if r.seq not in committed_set)
-            for bad in rejected:
-                await c.run(
-                    "INSERT INTO exceptions (store, seq, key, reason, payload, dedupe, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (dedupe) DO NOTHING",
-                    (
-                        store,
-                        bad.seq,
-                        bad.key,
-                        bad.reason,
-                        self._json(bad.payload),
-                        f"invalid:{store}:{bad.seq}:{bad.key}",
-                        at,
-                    ),
-                )
-            seqs = {r.seq for r in records} | {r.seq for r in rejected} | set(refused_seqs)
-            closed = await self._close_released(
-                c, store, contiguous, max_seq, released, batch_id, at
-            )
-            contiguous, max_seq = await self._advance(
-                c, store, contiguous, max_seq, seqs, at, closed
-            )
-            assignments = "contiguous_seq = ?, max_seq = ?, records = records + ?, "
-            assignments += "duplicates = duplicates + ?, last_seen = ?"
-            update: list[Any] = [contiguous, max_seq, len(committed), len(duplicates), at]
-            if agent is not None:
-                assignments += ", agent_id = ?, agent_version = ?"
-                update += list(agent)
-            await c.run(f"UPDATE stores SET {assignments} WHERE store = ?", [*update, store])
+            if not folded:
+                assignments = "contiguous_seq = ?, max_seq = ?, records = records + ?, "
+                assignments += f"duplicates = duplicates + ?, last_seen = ?{agent_set}"
+                update = [contiguous, max_seq, len(committed), len(duplicates), at, *agent_values]
+                await c.run(f"UPDATE stores SET {assignments} WHERE store = ?", [*update, store])
             return InsertResult(committed, duplicates)
 
         return await self._run(body)
@@ -353,10 +391,16 @@ class SqlInbox:
                 [(store, lo, hi, at) for lo, hi in merged],
             )
         missing = holes(watermark, merged)
-        old = await c.fetch(
-            "SELECT from_seq, to_seq, first_seen, last_requested, requests, next_request "
-            "FROM gaps WHERE store = ?",
-            (store,),
+        # Gaps lie between the watermark and the highest seq: a store with none before
+        # this batch has no gap rows to read.
+        old = (
+            await c.fetch(
+                "SELECT from_seq, to_seq, first_seen, last_requested, requests, next_request "
+                "FROM gaps WHERE store = ?",
+                (store,),
+            )
+            if max_seq > contiguous
+            else []
         )
         if [(f, t) for f, t, *_ in sorted(old)] != missing:
             await c.run("DELETE FROM gaps WHERE store = ?", (store,))

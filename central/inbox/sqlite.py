@@ -18,7 +18,7 @@ import aiosqlite
 
 from common.modes import private_dir, private_file
 
-from ._recon_sql import ViewSql
+from ._inbox_sql import InboxSql
 from ._sql import Conn
 
 __all__ = ["SqliteInbox", "open_sqlite"]
@@ -31,8 +31,9 @@ class _SqliteConn:
         self._db = db
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self._db.execute(sql, tuple(params)) as cursor:
-            return [tuple(row) for row in await cursor.fetchall()]
+        # One trip to the database thread, not three (execute, fetch, close).
+        rows = await self._db.execute_fetchall(sql, tuple(params))
+        return [tuple(row) for row in rows]
 
     async def run(self, sql: str, params: Sequence[Any] = ()) -> None:
         await self._db.execute(sql, tuple(params))
@@ -42,7 +43,7 @@ class _SqliteConn:
             await self._db.executemany(sql, [tuple(r) for r in rows])
 
 
-class SqliteInbox(ViewSql):
+class SqliteInbox(InboxSql):
     dialect = "sqlite"
 
     def __init__(self, db: aiosqlite.Connection, relay_id: str = "") -> None:

@@ -19,10 +19,20 @@ from pydantic import SecretStr
 from agent.config import AgentConfig, OutboxSettings, UplinkSettings
 from agent.outbox import Outbox
 from agent.sources import IngestFile
-from agent.uplink import Uplink, encode_rows
+from agent.uplink import Uplink
 from central.inbox import Inbox
 from common.settings import BrokerSettings
-from contract import Ack, Command, Heartbeat, Transaction, decode_batch, make_key, topic
+from contract import (
+    Ack,
+    Command,
+    Heartbeat,
+    Transaction,
+    decode_batch,
+    encode_records,
+    make_key,
+    record_json,
+    topic,
+)
 from tests.support.mosquitto import Mosquitto
 from tests.support.records import wait_for
 from tests.support.relay import central_config, running_relay
@@ -254,10 +264,8 @@ async def test_batches_stay_under_the_byte_limit_and_decode(tmp_path: Path, outb
 
 
 def test_encoded_batch_matches_the_contract() -> None:
-    from agent.outbox import OutRow, wire_json
-
     record = sale(7)
-    wire = wire_json(
+    wire = record_json(
         1,
         record.key,
         "sale",
@@ -266,9 +274,13 @@ def test_encoded_batch_matches_the_contract() -> None:
         record.source.model_dump_json(),
         record.model_dump_json(),
     )
-    row = OutRow(1, record.key, "sale", wire.encode(), 1)
-    payload = encode_rows(
-        [row], store=STORE, agent_id="till-pc", batch_id="b1", sent_at=datetime.now(UTC)
+    payload = encode_records(
+        [wire.encode()],
+        store=STORE,
+        agent_id="till-pc",
+        agent_version="0.1.0",
+        batch_id="b1",
+        sent_at=datetime.now(UTC),
     )
     batch = decode_batch(payload)
     assert batch.store == STORE

@@ -19,7 +19,7 @@ import pytest
 from central.config import CentralConfig, InboxSettings, WebSettings
 from central.delivery import Delivery
 from central.inbox import Inbox, open_inbox
-from central.inbox._deliveries import DeliverySql
+from central.inbox._inbox_sql import InboxSql
 from central.recon import ReconDay, ReconLine, to_csv
 from central.web import add_user, create_app, remove_user
 from central.web._api import download_name
@@ -243,7 +243,7 @@ async def test_the_audit_trail_request_text_is_redacted_like_the_body(relay: Rel
     whole = json.dumps({"customer": {"firstName": "Jana", "lastName": "Beispiel"}})
     cut = '{"order": {"shippingAddress": {"firstName": "Jana", "lastName": "Beisp…'
     detail = {"exchanges": [{"request": whole}, {"request": cut}], "dry_run": True}
-    sql = cast(DeliverySql, inbox)
+    sql = cast(InboxSql, inbox)
 
     async def write(c: Any) -> None:
         await sql._audit(

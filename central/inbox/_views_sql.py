@@ -1,5 +1,6 @@
-"""What reconciliation reads from the inbox: one store's records of one business day
-with the targets that confirmed each, and the days stores have closed."""
+"""What people and reconciliation read from the inbox: one store's records of one business
+day with the targets that confirmed each, the days stores have closed, and the searches
+and counts behind the dashboard and the API."""
 
 # ruff: noqa: S608  (SQL here is joined from constant fragments and `?` marks; values are bound)
 from __future__ import annotations
@@ -7,14 +8,13 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from ._deliveries import DeliverySql
 from ._model import DayRecord
-from ._sql import Conn, _chunks, _marks
+from ._sql import Conn, SqlInbox, _chunks, _marks
 
-__all__ = ["ReconSql", "ViewSql"]
+__all__ = ["ViewsSql"]
 
 
-class ReconSql(DeliverySql):
+class _ReconSql(SqlInbox):
     """What reconciliation reads: one store's records of one business day, and the days
     for which a store sent its end-of-day totals."""
 
@@ -68,7 +68,7 @@ class ReconSql(DeliverySql):
         return await self._run(body)
 
 
-class ViewSql(ReconSql):
+class ViewsSql(_ReconSql):
     """What the dashboard and the API read beside the contract: searches and counts."""
 
     json_text = "json_extract(body, '$.{field}')"
