@@ -99,8 +99,9 @@ clean:
 bench: setup
 	$(BIN)/python -m tests.bench.run bench-results
 
-# The long mutation fuzz of the relay's intake under a 512 MB memory cap; a short seeded
-# run is part of `make test` (tests/hostile/test_fuzz.py). FUZZ_RUNS and FUZZ_SEED vary it.
+# The long mutation fuzz of the relay's intake and of each parser (FUZZ_RUNS in all, shared
+# among the six targets) under a 512 MB memory cap; a short seeded run is part of
+# `make test` (tests/hostile/test_fuzz.py). FUZZ_RUNS and FUZZ_SEED vary it.
 FUZZ_RUNS ?= 1000000
 FUZZ_SEED ?= 1
 fuzz: setup

@@ -106,8 +106,8 @@ def parse(
 ) -> None:
     """Print canonical records as JSON lines; refused input exits 2 naming file, place, reason
     (a refused transaction is printed as its `refused` record too)."""
-    from agent.parsers import ParseError, Skipped, parse_bytes
-    from contract import Refused
+    from agent.parsers import ParseError, Skipped, bounded, parse_bytes
+    from contract import Limits, Refused
 
     zone = _zone_or_exit(timezone)
     failed = False
@@ -127,14 +127,18 @@ def parse(
             failed = True
             continue
         out = sys.stdout
+        limits = Limits()  # the relay's defaults: what the agent would send
         for item in items:
+            text = ""
+            if not isinstance(item, Skipped):
+                item, text = bounded(item, item.model_dump_json(), limits)
             if isinstance(item, Refused):
                 # One unreadable transaction: its record is printed like the others, and
                 # named on stderr so a script sees it.
                 typer.echo(f"{file}: {item.place}: {item.reason}", err=True)
                 failed = True
-            if not isinstance(item, Skipped):
-                out.write(item.model_dump_json() + "\n")
+            if text:
+                out.write(text + "\n")
         out.flush()
     if failed:
         raise typer.Exit(2)
@@ -310,6 +314,11 @@ def _print_status(data: dict[str, Any]) -> None:
             f"{source.get('ingested', 0)} ingested, {source.get('quarantined', 0)} refused "
             "since start"
         )
+        if source.get("unfit"):
+            lines.append(
+                f"             {source['unfit']} path(s) skipped unopened: not regular files "
+                "(FIFO, device, socket, or a link leading outside; the log names each)"
+            )
     if "quarantined_files" in data:
         lines.append(f"quarantine   {data['quarantined_files']} file(s) (quarantine list)")
     typer.echo("\n".join(lines))
@@ -401,7 +410,7 @@ def doctor(
 
     cfg = load_or_exit(config)
     failed = False
-    for check in run_checks(cfg, broker_timeout=timeout):
+    for check in run_checks(cfg, broker_timeout=timeout, config_file=config):
         typer.echo(f"{_mark(check.ok)} {check.name}: {check.detail}")
         if not check.ok:
             failed = True
@@ -505,7 +514,7 @@ async def _replay(cfg: AgentConfig, first: date) -> tuple[int, int, int]:
     from agent.parsers import ParseError
 
     key_file = cfg.outbox.key_file or cfg.data_dir / "outbox.key"
-    outbox = await Outbox.open(cfg.outbox_path, cfg.outbox, key_file=key_file)
+    outbox = await Outbox.open(cfg.outbox_path, cfg.outbox, key_file=key_file, limits=cfg.limits)
     again = inserted = failed = 0
     files = archived_files(cfg.archive_dir, first)
     try:

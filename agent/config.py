@@ -24,9 +24,11 @@ from common.settings import (
     load_table,
     settle_broker,
 )
+from contract import Limits
 
 __all__ = [
     "AgentConfig",
+    "AgentLimits",
     "AgentSettings",
     "OutboxSettings",
     "SourceSettings",
@@ -78,6 +80,11 @@ class SourceSettings(Section):
     rescan_seconds: float = Field(default=60.0, gt=0, description="Full rescan interval.")
     encoding: str | None = Field(default=None, description="Text encoding; unset: detect.")
     delimiter: str | None = Field(default=None, description="CSV delimiter; unset: detect.")
+    thousands: Literal["", ",", "'", " "] = Field(
+        default="",
+        description='Thousands separator the exports write in amounts ("1,234.50"); unset: '
+        "an amount with one is refused, as is any other separator.",
+    )
     columns: dict[str, str] = Field(
         default_factory=dict, description="CSV column map: canonical name → header in the file."
     )
@@ -139,6 +146,17 @@ class UplinkSettings(Section):
     heartbeat_seconds: float = Field(default=30, gt=0, description="Status heartbeat interval.")
 
 
+class AgentLimits(Limits):
+    """The relay's limits (keep both alike: a record over the relay's is refused there),
+    applied while files are read, and how many transactions one file may hold."""
+
+    transactions_per_file: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most transactions in one file; a file with more is refused whole.",
+    )
+
+
 class AgentConfig(Section):
     """The `[agent]` table."""
 
@@ -174,6 +192,12 @@ class AgentConfig(Section):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     uplink: UplinkSettings = Field(default_factory=UplinkSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    limits: AgentLimits = Field(default_factory=AgentLimits)
+    archive_days: int = Field(
+        default=30,
+        ge=0,
+        description="Days an archived POS file is kept before it is purged; 0 keeps them all.",
+    )
 
     @field_validator("timezone")
     @classmethod

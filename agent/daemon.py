@@ -34,6 +34,7 @@ from agent.sources import (
     Watchers,
     archive_days,
     list_quarantined,
+    purge_archive,
     quarantine_copy,
 )
 from agent.uplink import Uplink
@@ -128,6 +129,9 @@ async def read_archived(config: AgentConfig, path: Path) -> tuple[IngestFile, It
         encoding=source.encoding if source else None,
         delimiter=source.delimiter if source else None,
         columns=dict(source.columns) if source else {},
+        limits=config.limits,
+        transactions_per_file=config.limits.transactions_per_file,
+        thousands=source.thousands if source else "",
     )
     fmt = source.format if source else "auto"
     item = IngestFile("archive", str(path), path.name, sha, len(data))
@@ -166,7 +170,11 @@ class Agent:
         config = self.config
         key_file = config.outbox.key_file or config.data_dir / "outbox.key"
         outbox = await Outbox.open(
-            config.outbox_path, config.outbox, key_file=key_file, archive_dir=config.archive_dir
+            config.outbox_path,
+            config.outbox,
+            key_file=key_file,
+            archive_dir=config.archive_dir,
+            limits=config.limits,
         )
         self.outbox = outbox
         try:
@@ -254,6 +262,28 @@ class Agent:
     async def _purge(self) -> None:
         if self.outbox is not None:
             await self.outbox.purge()
+            await self.purge_archive()
+
+    async def purge_archive(self, today: date | None = None) -> list[tuple[date, int]]:
+        """Remove archive days older than `archive_days`, but never one the outbox still
+        needs (a pending re-read, or records central has not acknowledged); each purged
+        day is logged with its file count."""
+        config, outbox = self.config, self.outbox
+        if outbox is None or not config.archive_days:
+            return []
+        today = today or datetime.now(config.zone).date()
+        before = today - timedelta(days=config.archive_days)
+        await outbox.refresh_budget()  # the oldest unacknowledged record, read now
+        needed = outbox.archive_needed_from(config.zone)
+        if needed is not None and needed < before:
+            before = needed
+        purged = await asyncio.to_thread(purge_archive, config.archive_dir, before)
+        for day, files in purged:
+            log.info(
+                "Archive day purged.",
+                extra={"day": day.isoformat(), "files": files, "archive_days": config.archive_days},
+            )
+        return purged
 
     async def _end_of_day(self) -> None:
         await self.end_of_day()

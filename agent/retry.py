@@ -24,7 +24,7 @@ from agent.config import AgentConfig, SourceSettings
 from agent.outbox import refused_body
 from agent.parsers import ParseContext, ParseError, parse_bytes
 from agent.sources import archive_days
-from contract import Refused, Transaction
+from contract import Limits, Refused, Transaction
 
 __all__ = ["Reread", "reread_refused"]
 
@@ -73,6 +73,9 @@ def reread_refused(config: AgentConfig, key: str, *, write: bool = True) -> Rere
         encoding=source.encoding,
         delimiter=source.delimiter,
         columns=dict(source.columns),
+        limits=config.limits,
+        transactions_per_file=config.limits.transactions_per_file,
+        thousands=source.thousands,
     )
     try:
         items = parse_bytes(data, fmt, context=context)
@@ -131,9 +134,11 @@ def _cut_poslog(data: bytes, index: int) -> bytes | None:
     """`/POSLog/Transaction[index]` (1-based) as a file whose root is that Transaction."""
     from xml.etree import ElementTree as ET
 
+    from agent.parsers._xml import longest_run
     from agent.parsers.poslog._stream import transactions
 
-    for number, element in enumerate(transactions(io.BytesIO(data)), start=1):
+    longest = longest_run(Limits().string_chars)  # the file was read under these already
+    for number, element in enumerate(transactions(io.BytesIO(data), longest), start=1):
         if number == index:
             return bytes(ET.tostring(element, encoding="utf-8", xml_declaration=True))
     return None

@@ -17,8 +17,10 @@ import re
 import shutil
 import sqlite3
 import ssl
+import stat
 import sys
 import time
+import tomllib
 import zipfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,7 +32,7 @@ from agent import _acl, _loop
 from agent._probe import scheme_mismatch
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.sources import missing_drive_hint
+from agent.sources import archive_days, missing_drive_hint
 from common.redact import redact_text, redact_value
 
 __all__ = ["Check", "bundle", "doctor", "outbox_stats", "parse_since", "read_logs"]
@@ -112,21 +114,85 @@ def _folder_checks(config: AgentConfig) -> Iterator[Check]:
 
 
 def _protected(config: AgentConfig) -> list[tuple[str, Path]]:
-    """What only the agent may read. Files in the data folder (outbox, archive, quarantine,
-    default logs) are covered by the folder's own protection, which they inherit."""
+    """What only the agent may read: its secrets, its data folder and what is in it that a
+    POS file or a record passed through (the outbox and its journal, the quarantine, the
+    archive with every day folder and file: an archived file keeps the mode, or on
+    Windows the ACL, it had in the POS folder unless the agent set it)."""
+    data = config.data_dir
+    outbox = config.outbox_path
     items = [
-        ("data folder", config.data_dir),
-        ("outbox key", config.outbox.key_file or config.data_dir / "outbox.key"),
+        ("data folder", data),
+        ("outbox key", config.outbox.key_file or data / "outbox.key"),
         ("password file", config.broker.password_file),
         ("TLS key", config.broker.key_file),
+        ("outbox", outbox),
+        ("outbox journal", outbox.with_name(outbox.name + "-wal")),
+        ("outbox journal", outbox.with_name(outbox.name + "-shm")),
+        ("quarantine", config.quarantine_dir),
+        ("archive", config.archive_dir),
     ]
-    if not config.log_file.is_relative_to(config.data_dir):
+    for _day, folder in archive_days(config.archive_dir):
+        items.append(("archive day", folder))
+        items += [("archived file", path) for path in sorted(folder.rglob("*")) if path.is_file()]
+    if not config.log_file.is_relative_to(data):
         items.append(("log file", config.log_file))
     return [(label, path) for label, path in items if path is not None and path.exists()]
 
 
-def _permissions_check(config: AgentConfig) -> Check:
-    """The key, the data, the logs and the password files: readable by the agent alone."""
+_SHOWN = 5  # exposed paths named one by one; the rest are counted
+
+
+def _config_problem(config_file: Path | None, config: AgentConfig) -> str | None:
+    """The config file may be read by others (it names folders and the broker), but never
+    written by them (they could send the store's sales elsewhere), nor read when it holds
+    the MQTT password itself. POSIX modes; on Windows the installer sets its ACL."""
+    if config_file is None or sys.platform == "win32":
+        return None
+    try:
+        mode = stat.S_IMODE(config_file.stat().st_mode)
+    except OSError:
+        return None
+    if mode & 0o022:
+        return f"config file {config_file}: writable by other users (mode {mode:04o})"
+    if mode & 0o077 and _holds_password(config_file):
+        return (
+            f"config file {config_file}: holds the MQTT password, open to others (mode {mode:04o})"
+        )
+    return None
+
+
+def _holds_password(config_file: Path) -> bool:
+    """Whether the file itself sets the MQTT password (not a password file, nor the
+    environment)."""
+    try:
+        with config_file.open("rb") as handle:
+            doc = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    broker = doc.get("agent", {}).get("broker", {})
+    return isinstance(broker, dict) and "password" in broker
+
+
+def _owner_problems(items: list[tuple[str, Path]], data: Path) -> list[str]:
+    """Paths not owned by the data folder's owner (the agent's account): the agent may
+    not be able to read them, or their owner can change who may (POSIX)."""
+    if sys.platform == "win32" or not data.exists():
+        return []
+    owner = data.stat().st_uid
+    found = []
+    for label, path in items:
+        try:
+            uid = path.stat().st_uid
+        except OSError:
+            continue
+        if uid != owner:
+            found.append(f"{label} {path}: owned by uid {uid}, not the data folder's owner {owner}")
+    return found
+
+
+def _permissions_check(config: AgentConfig, config_file: Path | None = None) -> Check:
+    """The key, the data (the archive of raw POS files among it), the logs, the password
+    files and the config: readable by the agent alone, owned by its account."""
     exposed: list[str] = []
     fixes: list[str] = []
     items = _protected(config)
@@ -138,13 +204,22 @@ def _permissions_check(config: AgentConfig) -> Check:
         if problem is not None:
             exposed.append(f"{label} {path}: {problem}")
             fixes.append(_acl.fix(path))
+    owners = _owner_problems(items, config.data_dir)
+    exposed += owners
+    if owners:
+        fixes.append(f"chown -R <agent account> {config.data_dir}")
+    config_problem = _config_problem(config_file, config)
+    if config_problem is not None:
+        exposed.append(config_problem)
+        fixes.append(f"chmod 600 {config_file}")
     if exposed:
-        return Check(
-            "permissions",
-            False,
-            "; ".join(exposed),
-            "Allow only the agent's account: " + "; ".join(fixes),
+        more = len(exposed) - _SHOWN
+        said = "; ".join(exposed[:_SHOWN]) + (f"; and {more} more" if more > 0 else "")
+        fix_more = len(fixes) - _SHOWN
+        fixed = "; ".join(fixes[:_SHOWN]) + (
+            f"; and {fix_more} more like these" if fix_more > 0 else ""
         )
+        return Check("permissions", False, said, "Allow only the agent's account: " + fixed)
     return Check("permissions", True, f"{len(items)} path(s) readable by the agent alone")
 
 
@@ -249,10 +324,12 @@ def _clock_check(config: AgentConfig) -> Check:
     )
 
 
-def doctor(config: AgentConfig, *, broker_timeout: float = 5.0) -> list[Check]:
+def doctor(
+    config: AgentConfig, *, broker_timeout: float = 5.0, config_file: Path | None = None
+) -> list[Check]:
     """Every check, in the order a technician would look."""
     checks = [Check("config", True, "valid"), *_folder_checks(config), _database_check(config)]
-    checks.append(_permissions_check(config))
+    checks.append(_permissions_check(config, config_file))
     checks.append(_disk_check(config))
     checks.append(_clock_check(config))
     checks.append(_loop.run(_broker_check(config, broker_timeout)))

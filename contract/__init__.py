@@ -21,8 +21,16 @@ from ._envelope import (
     topic,
 )
 from ._keys import inventory_key, key_digest, make_key
-from ._limits import LimitError, Limits, Oversize, check_value
-from ._money import Amount, Quantity, Rate, currency_exponent, quantize_amount, to_decimal
+from ._limits import LimitError, Limits, Oversize, check_text, check_value
+from ._money import (
+    Amount,
+    Quantity,
+    Rate,
+    currency_exponent,
+    quantize_amount,
+    read_decimal,
+    to_decimal,
+)
 from ._pan import card_brand, luhn_valid, mask_pans, scrub_model, scrub_model_fields
 from ._records import (
     Card,
@@ -98,6 +106,7 @@ __all__ = [
     "TransactionLink",
     "WireRecord",
     "card_brand",
+    "check_text",
     "check_value",
     "currency_exponent",
     "day_totals",
@@ -112,6 +121,7 @@ __all__ = [
     "mask_pans",
     "parse_topic",
     "quantize_amount",
+    "read_decimal",
     "record_adapter",
     "record_json",
     "scrub_model",

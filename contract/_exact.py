@@ -5,7 +5,8 @@ and how far its total is from its lines. Amounts are rewritten through the model
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from typing import Any
 
 __all__ = [
@@ -13,8 +14,19 @@ __all__ = [
     "fix_exponents",
     "imbalance",
     "quantize_amount",
+    "read_decimal",
     "to_decimal",
 ]
+
+# The money rules for amounts and quantities written as text (POS files, record bodies):
+# ASCII digits, at most one leading sign, at most one decimal point ("12.30", "-4", ".5",
+# "3."). No exponent ("1e3": a till never writes one, and "1e-70000000" is 70 MB written
+# out), no underscore ("5_000", which Python reads), no other digits ("５", "٣"), no
+# spaces inside, and a thousands separator only where the source declares one, and then
+# only between groups of three ("1,234.50"). "-0" (and "-0.00") is 0, the same exponent.
+_PLAIN = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+_GROUPED: dict[str, re.Pattern[str]] = {}
+_EXPONENT_FORM = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][+-]?[0-9]+")
 
 # Currencies whose minor unit is not two digits (ISO 4217). Everything else is 2.
 _EXPONENTS: dict[str, int] = {
@@ -61,16 +73,58 @@ def to_decimal(value: Any) -> Decimal:
     elif isinstance(value, int):
         result = Decimal(value)
     elif isinstance(value, str):
-        text = value.strip()
         try:
-            result = Decimal(text)
-        except InvalidOperation:
-            raise ValueError(f"not a decimal number: {value!r}") from None
+            result = read_decimal(value)
+        except ValueError as exc:
+            if str(exc).startswith("not a number"):
+                raise ValueError(f"not a decimal number: {value!r}") from None
+            raise
     else:
         raise ValueError(f"expected a decimal string, got {type(value).__name__}")
     if not result.is_finite():
         raise ValueError(f"not a finite number: {value!r}")
+    if not result and result.is_signed():
+        return result.copy_abs()  # "-0" is 0
     return result
+
+
+def read_decimal(text: str, thousands: str = "") -> Decimal:
+    """An amount or quantity written as text, by the money rules above (`thousands`: the
+    separator the source declares, if any); ValueError saying which rule it breaks."""
+    value = text.strip()
+    if _PLAIN.fullmatch(value) is None:
+        if not thousands or _grouped(thousands).fullmatch(value) is None:
+            raise ValueError(_broken_rule(value, thousands))
+        value = value.replace(thousands, "")
+    result = Decimal(value)
+    if not result and result.is_signed():
+        return result.copy_abs()  # "-0.00" is 0.00
+    return result
+
+
+def _grouped(separator: str) -> re.Pattern[str]:
+    pattern = _GROUPED.get(separator)
+    if pattern is None:
+        mark = re.escape(separator)
+        pattern = _GROUPED[separator] = re.compile(
+            rf"[+-]?[0-9]{{1,3}}(?:{mark}[0-9]{{3}})+(?:\.[0-9]*)?"
+        )
+    return pattern
+
+
+def _broken_rule(value: str, thousands: str) -> str:
+    shown = repr(value[:40])
+    if value.lower().lstrip("+-") in ("nan", "snan", "inf", "infinity"):
+        return f"not a finite number: {shown}"
+    if _EXPONENT_FORM.fullmatch(value):
+        return f"{shown} is in E notation, which no amount is written in"
+    if any(not ("0" <= c <= "9") and c.isdigit() for c in value[:64]):
+        return f"{shown} has digits other than 0-9"
+    for separator in (",", "_", "'", " ", "\u00a0", "\u202f"):
+        if separator in value and _PLAIN.fullmatch(value.replace(separator, "")):
+            said = f"the source declares {thousands!r}" if thousands else "the source declares none"
+            return f"{shown} has a separator {separator!r} ({said}: the thousands setting)"
+    return f"not a number: {shown}"
 
 
 def quantize_amount(value: Decimal, currency: str) -> Decimal:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import zlib
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["LimitError", "Limits", "Oversize", "check_value", "inflate", "loads"]
+__all__ = ["LimitError", "Limits", "Oversize", "check_text", "check_value", "inflate", "loads"]
 
 
 class LimitError(ValueError):
@@ -197,6 +198,45 @@ def _walk(item: Any, limits: Limits, depth: int, key: str) -> tuple[str, list[st
 
 
 _NUMBER_START = frozenset("+-.0123456789")
+# Deeper than any record the contract's models can make (body, lines, a line, its
+# discounts, a discount: 4), so that the screen of `check_text` needs no depth count.
+_RECORD_DEPTH = 8
+# The screen's view of JSON text: what can be part of a number as "0", an exponent's
+# letter as "e", what ends a token as "|", anything else (other letters, any byte of a
+# character beyond ASCII) as "x". One C pass, and then only substring searches.
+_SHAPES = bytearray(b"x" * 256)
+for _byte in b"0123456789.+-":
+    _SHAPES[_byte] = ord("0")
+for _byte in b"eE":
+    _SHAPES[_byte] = ord("e")
+for _byte in b'":,[]{}':
+    _SHAPES[_byte] = ord("|")
+_SHAPE_TABLE = bytes(_SHAPES)
+del _SHAPES, _byte
+_EXPONENT_TOKEN = re.compile(rb"\|0+e0+\|")
+
+
+def check_text(text: str, limits: Limits, where: str = "body") -> str | None:
+    """`check_value` of a record's JSON as the contract's models write it, at the cost of
+    a few scans in C for nearly every record: a string over the limit needs text at least
+    that long, a list over its limit needs that many commas, and a number over the digit
+    or exponent limit needs a run of digits that long, or a token of digits, an exponent
+    letter and digits. Only text the screen does not clear is decoded and walked."""
+    if (
+        len(text) <= limits.string_chars
+        and text.count(",") < min(limits.list_items, limits.lines_per_transaction)
+        and limits.depth > _RECORD_DEPTH
+    ):
+        shape = text.encode().translate(_SHAPE_TABLE)
+        if b"0" * (limits.number_digits + 1) not in shape and (
+            b"e0" not in shape or _EXPONENT_TOKEN.search(shape) is None
+        ):
+            return None
+    try:
+        value = loads(text, limits)
+    except LimitError as exc:
+        return f"{where}: {exc}"
+    return check_value(value, limits, where)
 
 
 def _looks_numeric(text: str) -> bool:

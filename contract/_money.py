@@ -11,9 +11,17 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-from ._exact import currency_exponent, quantize_amount, to_decimal
+from ._exact import currency_exponent, quantize_amount, read_decimal, to_decimal
 
-__all__ = ["Amount", "Quantity", "Rate", "currency_exponent", "quantize_amount", "to_decimal"]
+__all__ = [
+    "Amount",
+    "Quantity",
+    "Rate",
+    "currency_exponent",
+    "quantize_amount",
+    "read_decimal",
+    "to_decimal",
+]
 
 
 def _serialise(value: Decimal) -> str:

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import shutil
 import time
-from datetime import datetime
+from datetime import date, datetime, timedelta, tzinfo
 
 from ._state import State
 
@@ -83,6 +83,20 @@ class Budget(State):
             else:
                 log.info("Intake resumed: the outbox is below its budget.")
         self._budget = state
+
+    def archive_needed_from(self, zone: tzinfo) -> date | None:
+        """The first archive day the outbox may still need, or None when it needs none: a
+        pending re-read needs every day from its mark's `since` (all of them without one),
+        and the day before the oldest record central has not acknowledged is kept too
+        (should this outbox be damaged, a re-read would read it)."""
+        needed: list[date] = []
+        if self.reread is not None:
+            since = self.reread.get("since")
+            needed.append(date.fromisoformat(since) if since else date.min)
+        if self._oldest_unacked is not None:
+            oldest = datetime.fromtimestamp(self._oldest_unacked, zone).date()
+            needed.append(oldest - timedelta(days=1))
+        return min(needed) if needed else None
 
     async def refresh_budget(self) -> str:
         """Re-read age and free disk (counts are kept exact in memory), then re-check."""

@@ -16,7 +16,7 @@ from typing import Any
 import aiosqlite
 
 from agent import _failpoints as failpoints
-from agent.parsers import Parsed, Skipped
+from agent.parsers import Parsed, Skipped, bounded
 from agent.sources import BudgetReached, IngestFile, IngestOutcome
 from common.logs import correlation_id as bound_correlation_id
 from common.logs import new_correlation_id
@@ -159,6 +159,13 @@ class Intake(Budget):
                 records.append(item)
         if not records:
             return
+        # The JSON is written once; a record over the relay's limits becomes its own
+        # refusal here, so it is never sent to be refused there.
+        limits = self.limits
+        texts: list[str] = []
+        for index, record in enumerate(records):
+            records[index], text = bounded(record, record.model_dump_json(), limits)
+            texts.append(text)
         present = await self._present_keys(db, [r.key for r in records])
         levels = await self._levels(db, [r for r in records if isinstance(r, Inventory)])
         rows: list[tuple[Any, ...]] = []
@@ -166,7 +173,7 @@ class Intake(Budget):
         level_rows: list[tuple[str, str, str, int]] = []
         now = time.time()
         mirror = self._mirror
-        for record in records:
+        for index, record in enumerate(records):
             if record.key in present:
                 counts.duplicates += 1
                 continue
@@ -190,7 +197,7 @@ class Intake(Budget):
                 correlation_id,
                 occurred_at,
                 source,
-                record.model_dump_json(),
+                texts[index],
             ).encode()
             sealed = _has_contact(record)
             if sealed:

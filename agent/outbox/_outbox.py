@@ -27,6 +27,7 @@ from agent import _acl
 from agent import _failpoints as failpoints
 from agent.config import OutboxSettings
 from agent.sources import archive_days
+from contract import Limits
 
 from ._budget import OutboxStats
 from ._days import Days
@@ -67,6 +68,8 @@ class Outbox(SendQueue, Days):
         self._reader = reader
         self._sealer = sealer
         self.recovery = recovery
+        self.limits = Limits()
+        """The relay's limits: a record over them is committed as its refusal instead."""
         self.epoch = ""
         self.first_seq = 1
         self.floor_pending = False
@@ -97,6 +100,7 @@ class Outbox(SendQueue, Days):
         *,
         key_file: Path,
         archive_dir: Path | None = None,
+        limits: Limits | None = None,
     ) -> Outbox:
         """Open (or create) the outbox; a damaged file is moved aside and a new one built.
 
@@ -117,6 +121,11 @@ class Outbox(SendQueue, Days):
         db = await aiosqlite.connect(path, isolation_level=None)
         for pragma in connect_pragmas():
             await db.execute(pragma)
+        # The database and its journal hold records: the agent's account alone reads them
+        # (SQLite gives a journal made later the database file's mode).
+        for own in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if own.exists():
+                _acl.try_protect(own, folder=False)
         async with db.execute(
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
         ) as cur:
@@ -128,6 +137,7 @@ class Outbox(SendQueue, Days):
         reader = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
         await reader.execute("PRAGMA busy_timeout=10000")
         outbox = cls(path, settings, db=db, reader=reader, sealer=sealer, recovery=recovery)
+        outbox.limits = limits or Limits()
         await outbox._load()
         outbox._writer.start()
         await outbox.refresh_budget()

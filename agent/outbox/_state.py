@@ -13,6 +13,7 @@ from typing import Any
 import aiosqlite
 
 from agent.config import OutboxSettings
+from contract import Limits
 
 from ._db import Recovery
 from ._seal import Sealer
@@ -77,6 +78,7 @@ class State:
     first_seq: int
     floor_pending: bool
     last_ack_at: datetime | None
+    limits: Limits  # the relay's: a record over them is committed as its refusal instead
     on_new_records: Callable[[], None] | None
     path: Path
     recovery: Recovery | None

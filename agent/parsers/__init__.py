@@ -16,7 +16,7 @@ from typing import BinaryIO
 from contract import scrub_model_fields
 
 from ._base import ParseContext, Parsed, ParseError, Parser, Skipped, rewound
-from ._refuse import RECOVERABLE
+from ._refuse import RECOVERABLE, bounded
 
 __all__ = [
     "MASKED",
@@ -26,6 +26,7 @@ __all__ = [
     "Parsed",
     "Parser",
     "Skipped",
+    "bounded",
     "compiled",
     "detect",
     "parse_bytes",
@@ -70,8 +71,16 @@ def parse_stream(stream: BinaryIO, fmt: str, *, context: ParseContext) -> Iterat
             parser = REGISTRY[fmt]
         except KeyError:
             raise ParseError(f"unknown format {fmt!r}") from None
+    most = context.transactions_per_file
+    count = 0
     try:
         for item in parser.parse(stream, context=context):
+            count += 1
+            if count > most:
+                raise ParseError(
+                    f"the file holds more than {most} transactions (the agent's "
+                    "limits.transactions_per_file); split it, or raise the limit and retry it"
+                )
             if isinstance(item, Skipped):
                 yield item
                 continue

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import date
 from typing import BinaryIO, ClassVar, Literal, Protocol, cast
 
-from contract import Record
+from contract import Limits, Record
 
 __all__ = ["Chain", "ParseContext", "ParseError", "Parsed", "Parser", "Skipped", "rewound"]
 
@@ -41,6 +41,13 @@ class ParseContext:
     encoding: str | None = None
     delimiter: str | None = None
     columns: dict[str, str] = dataclasses.field(default_factory=dict)
+    limits: Limits = dataclasses.field(default_factory=Limits)
+    """The relay's limits: XML parsers refuse text or a tag far over `string_chars`."""
+    transactions_per_file: int = 1_000_000
+    """Most transactions (records and skipped ones) one file may hold; past it the file is
+    refused whole."""
+    thousands: str = ""
+    """The thousands separator the source's exports write in amounts ("," or "."), if any."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -14,13 +14,14 @@ from typing import Any
 from xml.etree import ElementTree as ET
 from xml.etree.ElementTree import Element
 
-from contract import Refused, make_key
+from contract import Limits, Record, Refused, check_text, make_key
 
 from ._base import ParseContext
 
 __all__ = [
     "FRAGMENT_CHARS",
     "RECOVERABLE",
+    "bounded",
     "json_fragment",
     "lenient_day",
     "lenient_time",
@@ -182,3 +183,62 @@ def refused(
         "fragment": fragment[:FRAGMENT_CHARS],
     }
     return Refused.model_validate(values)
+
+
+def bounded(record: Record, text: str, limits: Limits) -> tuple[Record, str]:
+    """`record` and its JSON `text` when both are within `limits` (the relay's, so that the
+    agent never sends what the relay refuses); else the `refused` record of it, with the
+    limit it is over as its reason and its own JSON, cut, as its fragment."""
+    over = check_text(text, limits)
+    if over is None:
+        return record, text
+    if isinstance(record, Refused):
+        over_again = record  # a refusal's fragment or reason is what is over: cut them
+    else:
+        register = getattr(record, "register", None)
+        number = getattr(record, "transaction_id", None)
+        source = record.source
+        if number:
+            key = make_key("refused", record.store, register, record.business_date, number)
+        else:
+            key = f"refused:{record.store}:{source.sha256[:16] or source.file}:{source.position}"
+        over_again = Refused.model_validate(
+            {
+                "kind": "refused",
+                "key": key[:512],
+                "store": record.store,
+                "business_date": record.business_date,
+                "occurred_at": record.occurred_at,
+                "source": source,
+                "format": "limits",
+                "register": register,
+                "transaction_id": number,
+                "place": source.position,
+                "reason": f"over a limit: {over}",
+                "fragment": text,
+            }
+        )
+    keep = min(FRAGMENT_CHARS, limits.string_chars) // 2
+    cut = over_again.model_copy(
+        update={
+            "reason": over_again.reason[:keep],
+            "fragment": over_again.fragment[:keep],
+        }
+    )
+    text = cut.model_dump_json()
+    if check_text(text, limits) is None:
+        return cut, text
+    # What is over is an identifier the refusal repeats (a register "1e-70000000", a file
+    # name of fifty digits): the refusal names the transaction by its place alone.
+    source = cut.source
+    plain = cut.model_copy(
+        update={
+            "key": f"refused:{cut.store}:{source.sha256[:16]}:{source.position}"[:512],
+            "register": None,
+            "transaction_id": None,
+            "source": source.model_copy(update={"file": f"sha256-{source.sha256[:16]}"})
+            if check_text(source.model_dump_json(), limits) is not None
+            else source,
+        }
+    )
+    return plain, plain.model_dump_json()

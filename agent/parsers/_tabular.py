@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from contract import Discount, Tax, TenderType, Transaction, TransactionLine
 
 from ._base import ParseError
-from ._text import exact_decimal, first_error, load_json
+from ._text import Repeated, exact_decimal, first_error, load_json, refuse_repeated
 
 __all__ = [
     "BOMS_WIDE",
@@ -93,10 +93,15 @@ def flag(value: Any) -> bool:
     return isinstance(value, str) and value.strip().lower() in _TRUE
 
 
-def read_json(data: bytes) -> Any:
-    """The whole JSON document, numbers with a fraction as Decimal; any failure a ParseError."""
+def read_json(data: bytes, repeats: list[str] | None = None) -> Any:
+    """The whole JSON document, numbers with a fraction as Decimal; any failure a ParseError.
+    Keys an object repeats are added to `repeats` (see `_text.Repeated`); a document whose
+    top object repeats one is refused whole."""
     try:
-        return load_json(data)
+        doc = load_json(data, repeats)
+        if isinstance(doc, Repeated):
+            refuse_repeated(doc, "")
+        return doc
     except RecursionError:
         raise ParseError("the JSON nests too deeply to be a POS export") from None
     except ValueError as exc:  # e.g. an integer beyond Python's digit limit

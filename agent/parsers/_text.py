@@ -6,17 +6,21 @@ header line; one wording for refusals.
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
+
+from contract import read_decimal
 
 from ._base import ParseError
 
 __all__ = [
     "HEAD_BYTES",
+    "Repeated",
     "choose_encoding",
     "decode_head",
     "delimiter_setting",
@@ -24,6 +28,8 @@ __all__ = [
     "first_error",
     "guess_delimiter",
     "load_json",
+    "refuse_repeated",
+    "repeated_key",
 ]
 
 HEAD_BYTES = 64 * 1024
@@ -124,19 +130,81 @@ def exact_decimal(value: Any, place: str) -> Decimal | None:
         return None
     if isinstance(value, bool | float):
         raise ParseError(f"not an exact number: {value!r}", place)
+    if isinstance(value, Decimal | int):
+        result = Decimal(value)  # a JSON number (an exponent form arrives as text)
+        if not result.is_finite():
+            raise ParseError(f"not a finite number: {str(value)[:40]!r}", place)
+        return result.copy_abs() if not result and result.is_signed() else result
     try:
-        result = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ParseError(f"not a number: {str(value)[:40]!r}", place) from None
-    if not result.is_finite():
-        raise ParseError(f"not a finite number: {str(value)[:40]!r}", place)
-    return result
+        # The contract's money rules: plain digits, no exponent, no separators; "-0" is 0.
+        return read_decimal(str(value))
+    except ValueError as exc:
+        raise ParseError(str(exc), place) from None
 
 
-def load_json(data: bytes) -> Any:
-    """JSON with every number that has a fraction read as an exact Decimal."""
+def _json_number(text: str) -> Decimal | str:
+    """A JSON number with a fraction as an exact Decimal; one in E notation stays text, so
+    the amount reader refuses it by the money rules (its transaction, not the file)."""
+    if "e" in text or "E" in text:
+        return text
+    return Decimal(text)
+
+
+class Repeated(dict[str, Any]):
+    """A JSON object in which a key appears more than once: JSON parsers keep the last
+    value, another reader may keep the first, so which one the POS meant cannot be known
+    (a repeated `locRef` moved a check to another store). `key` names the first repeated."""
+
+    key: str = ""
+
+
+def _json_object(pairs: list[tuple[str, Any]], repeats: list[str]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) == len(pairs):
+        return found  # the common case: one dict made in C, one length compared
+    repeated = Repeated(found)
+    seen: set[str] = set()
+    for key, _value in pairs:
+        if key in seen:
+            repeated.key = key
+            break
+        seen.add(key)
+    repeats.append(repeated.key)
+    return repeated
+
+
+def repeated_key(value: Any) -> str | None:
+    """The first key repeated in an object anywhere inside `value`, or None."""
+    if isinstance(value, Repeated):
+        return value.key
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, dict | list):
+                found = repeated_key(item)
+                if found is not None:
+                    return found
+    return None
+
+
+def refuse_repeated(value: Any, place: str) -> None:
+    """ParseError at `place` when an object inside `value` repeats a key."""
+    key = repeated_key(value)
+    if key is not None:
+        raise ParseError(
+            f"the key {key[:64]!r} appears twice in one object; refused (which value the "
+            "POS meant cannot be known)",
+            place,
+        )
+
+
+def load_json(data: bytes, repeats: list[str] | None = None) -> Any:
+    """JSON with every number that has a fraction read as an exact Decimal; an object that
+    repeats a key is a `Repeated`, and its key is added to `repeats`."""
+    hook = functools.partial(_json_object, repeats=[] if repeats is None else repeats)
     try:
-        return json.loads(data, parse_float=Decimal)
+        return json.loads(data, parse_float=_json_number, object_pairs_hook=hook)
     except UnicodeDecodeError as exc:
         raise ParseError(f"the JSON is not UTF-8 text: {exc.reason}", f"byte {exc.start}") from None
     except json.JSONDecodeError as exc:

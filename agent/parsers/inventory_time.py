@@ -17,8 +17,8 @@ from ._base import Chain
 
 __all__ = ["Chain", "Moment", "moment_from_name", "parse_moment", "parse_quantity", "stamp"]
 
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
-_COMMA_NUMBER = re.compile(r"[+-]?\d+,\d+")
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")  # ASCII digits only
+_COMMA_NUMBER = re.compile(r"[+-]?[0-9]+,[0-9]+")
 _DOTTED = re.compile(
     r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?",
 )
@@ -44,15 +44,18 @@ class Moment:
 def parse_quantity(text: str, *, decimal_comma: bool = False) -> Decimal | None:
     """A plain decimal ("12", "-3", "0.250"); None when the text is not one.
 
-    Exponents, NaN and infinities are refused. With `decimal_comma`, "12,5" reads as 12.5
-    (semicolon- and tab-separated exports from European locales write it so).
+    Exponents, NaN, infinities, underscores and digits other than 0-9 are refused; "-0"
+    is 0. With `decimal_comma`, "12,5" reads as 12.5 (semicolon- and tab-separated
+    exports from European locales write it so).
     """
     value = text.strip()
     if _NUMBER.fullmatch(value):
-        return Decimal(value)
-    if decimal_comma and _COMMA_NUMBER.fullmatch(value):
-        return Decimal(value.replace(",", "."))
-    return None
+        result = Decimal(value)
+    elif decimal_comma and _COMMA_NUMBER.fullmatch(value):
+        result = Decimal(value.replace(",", "."))
+    else:
+        return None
+    return result.copy_abs() if not result and result.is_signed() else result  # "-0" is 0
 
 
 def parse_moment(text: str, zone: zoneinfo.ZoneInfo) -> Moment:

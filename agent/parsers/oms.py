@@ -66,7 +66,7 @@ from pydantic import ValidationError
 from contract import Inventory, SourceRef, inventory_key
 
 from ._base import ParseContext, Parsed, ParseError
-from ._xml import refusing_unsafe_xml
+from ._xml import guarded, longest_run, refusing_unsafe_xml
 from .inventory_time import Chain, Moment, moment_from_name, parse_quantity
 
 __all__ = ["OmsParser"]
@@ -110,7 +110,10 @@ class OmsParser:
         moment = moment_from_name(context.file_name, context.timezone)
         reader = _Reader(context, context.store, moment)
         source = cast(BinaryIO, io.BufferedReader(Chain(head, stream)))
-        yield from refusing_unsafe_xml(reader.records(source))
+        longest = longest_run(context.limits.string_chars)
+        # A DTD is allowed (OMS messages name theirs); defusedxml refuses its entities.
+        checked = guarded(head, source, longest, dtd=True)
+        yield from refusing_unsafe_xml(reader.records(checked))
 
 
 class _Reader:

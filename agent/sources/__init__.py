@@ -1,7 +1,7 @@
 """Watching the POS export folders: find complete files, parse them, hand them to the sink;
 archive what was taken and quarantine what was refused."""
 
-from ._files import archive_days
+from ._files import archive_days, purge_archive
 from ._glob import matches
 from ._quarantine import (
     QuarantinedFile,
@@ -26,6 +26,7 @@ __all__ = [
     "list_quarantined",
     "matches",
     "missing_drive_hint",
+    "purge_archive",
     "quarantine_copy",
     "retry_quarantined",
 ]

@@ -12,12 +12,16 @@ import dataclasses
 import hashlib
 import logging
 import os
+import re
 import shutil
+import stat as stat_mode
 import threading
 from datetime import date
 from pathlib import Path
 
-from ._share import is_other_volume, open_shared
+from agent import _acl
+
+from ._share import Unfit, is_other_volume, open_shared
 
 __all__ = [
     "MOVE_LOCK",
@@ -25,6 +29,7 @@ __all__ = [
     "STAGING",
     "ChangedError",
     "Look",
+    "Unfit",
     "archive_days",
     "archive_file",
     "drop_marker",
@@ -33,9 +38,13 @@ __all__ = [
     "look",
     "look_all",
     "move_to",
+    "purge_archive",
     "rename",
     "restore_staged",
+    "safe_name",
     "sync_file",
+    "unfit",
+    "unsafe_name",
 ]
 
 log = logging.getLogger("tillbridge.agent.sources")
@@ -58,10 +67,56 @@ class Look:
     marker: bool
 
 
-def look(path: Path) -> Look | None:
-    """The file's size, mtime and marker; None when it is gone. Other OSErrors propagate."""
+# Control characters (C0, DEL, C1) and line or paragraph separators: a name holding one
+# could inject a line into a quarantine note or a log read line by line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_KINDS = (
+    (stat_mode.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat_mode.S_ISSOCK, "a socket"),
+    (stat_mode.S_ISCHR, "a character device"),
+    (stat_mode.S_ISBLK, "a block device"),
+    (stat_mode.S_ISDIR, "a folder"),
+)
+
+
+def unsafe_name(name: str) -> bool:
+    """True when a file name holds a control character or a line separator."""
+    return _CONTROL.search(name) is not None
+
+
+def safe_name(name: str) -> str:
+    """`name` with each control character and line separator replaced by `_`."""
+    return _CONTROL.sub("_", name)
+
+
+def _kind(mode: int) -> str | None:
+    """What a non-regular file is, or None for a regular file."""
+    if stat_mode.S_ISREG(mode):
+        return None
+    return next((said for test, said in _KINDS if test(mode)), "not a regular file")
+
+
+def unfit(path: Path, folder: Path | None) -> os.stat_result:
+    """The file's stat, following a link only when it stays inside `folder` (its real
+    path); Unfit for anything but a regular file. FileNotFoundError when it is gone."""
+    found = os.lstat(path)
+    if stat_mode.S_ISLNK(found.st_mode):
+        if folder is not None:
+            real, inside = os.path.realpath(path), os.path.realpath(folder)
+            if os.path.commonpath([real, inside]) != inside:
+                raise Unfit(f"a link that leads outside the source folder ({real})")
+        found = os.stat(path)
+    kind = _kind(found.st_mode)
+    if kind is not None:
+        raise Unfit(f"{kind}, not a regular file")
+    return found
+
+
+def look(path: Path, folder: Path | None = None) -> Look | None:
+    """The file's size, mtime and marker; None when it is gone. Unfit when it is no regular
+    file (see `unfit`); other OSErrors propagate."""
     try:
-        stat = path.stat()
+        stat = unfit(path, folder)
     except FileNotFoundError:
         return None
     marker = os.path.exists(str(path) + READY_SUFFIX)
@@ -72,12 +127,13 @@ class ChangedError(OSError):
     """The file changed between two looks: the POS is still writing it."""
 
 
-def look_all(paths: list[Path]) -> dict[Path, Look | OSError | None]:
-    """`look` at each file; an OSError in place of a file that could not be looked at."""
+def look_all(paths: list[Path], folder: Path | None = None) -> dict[Path, Look | OSError | None]:
+    """`look` at each file; an OSError (Unfit among them) in place of a file that could
+    not be looked at."""
     out: dict[Path, Look | OSError | None] = {}
     for path in paths:
         try:
-            out[path] = look(path)
+            out[path] = look(path, folder)
         except OSError as exc:
             out[path] = exc
     return out
@@ -217,11 +273,48 @@ def archive_file(path: Path, archive_dir: Path, day: str) -> Path:
     """Move an ingested file to `archive/<day>/` and drop its `.ready` marker.
 
     The archived file is flushed to disk: should the outbox ever be rebuilt, the archive is
-    the one copy of what it held, and a POS rarely flushes what it writes."""
-    target = move_to(path, archive_dir / day)
+    the one copy of what it held, and a POS rarely flushes what it writes. It holds card
+    numbers and names as the POS wrote them, so it and its day folder are readable by the
+    agent's account alone (0600 and 0700; on Windows an ACL, which a rename does not
+    inherit from the folder it lands in)."""
+    folder = archive_dir / day
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        _protected(folder, folder=True)
+    target = move_to(path, folder)
+    drop_marker(path)
+    _protected(target, folder=False)
     try:
         sync_file(target)
     except OSError as exc:  # the file is archived all the same; the outbox holds its records
         log.warning("Archived file could not be flushed to disk.", extra={"error": str(exc)})
-    drop_marker(path)
     return target
+
+
+def _protected(path: Path, *, folder: bool) -> None:
+    problem = _acl.try_protect(path, folder=folder)
+    if problem is not None:  # archived all the same; doctor names what is still open
+        log.warning(
+            "Archived file or folder could not be made readable by the agent alone.",
+            extra={"path": path.name, "error": problem},
+        )
+
+
+def purge_archive(archive_dir: Path, before: date) -> list[tuple[date, int]]:
+    """Remove the archive's day folders older than `before`: (day, files removed) of each,
+    oldest first. A day that cannot be removed whole stays for the next purge."""
+    purged: list[tuple[date, int]] = []
+    for when, folder in archive_days(archive_dir):
+        if when >= before:
+            break
+        count = sum(1 for p in folder.rglob("*") if p.is_file())
+        try:
+            shutil.rmtree(folder)
+        except OSError as exc:
+            log.warning(
+                "Archive day could not be purged; tried again at the next purge.",
+                extra={"day": when.isoformat(), "error": exc.strerror or str(exc)},
+            )
+            continue
+        purged.append((when, count))
+    return purged

@@ -15,7 +15,7 @@ from typing import Any
 
 from common.redact import redact_text
 
-from ._files import MOVE_LOCK, drop_marker, free_name, move_to, rename
+from ._files import MOVE_LOCK, drop_marker, free_name, move_to, rename, safe_name
 
 __all__ = [
     "ERROR_SUFFIX",
@@ -67,10 +67,13 @@ def quarantine_file(
     """
     quarantine_dir.mkdir(parents=True, exist_ok=True)
     with MOVE_LOCK:
-        target = free_name(quarantine_dir, path.name, beside=(ERROR_SUFFIX,))
+        # A name with a control character is stored, and named in the note, safely: the
+        # note is read line by line, and `retry` puts the file back under this name.
+        name = safe_name(path.name)
+        target = free_name(quarantine_dir, name, beside=(ERROR_SUFFIX,))
         note = Path(str(target) + ERROR_SUFFIX)
         lines = [
-            f"File:        {path.name}",
+            f"File:        {name}",
             f"Source:      {source}",
             f"Folder:      {folder}",
             f"Quarantined: {when.isoformat(timespec='seconds')}",
@@ -78,7 +81,9 @@ def quarantine_file(
             f"Reason:      {_one_line(reason)}",
             f"Place:       {_one_line(place) or '(whole file)'}",
         ]
-        if target.name != path.name:
+        if name != path.name:
+            lines.append(f"Named:       {path.name!a} (as the POS wrote it)")
+        if target.name != name:
             lines.append(f"Stored as:   {target.name}")
         lines += [
             "",

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import BinaryIO
 
 __all__ = [
+    "Unfit",
     "held_open",
     "is_other_volume",
     "is_sharing_violation",
@@ -38,6 +40,12 @@ DRIVE_NO_ROOT_DIR = 1
 DRIVE_REMOTE = 4
 
 
+class Unfit(OSError):
+    """Something in a watched folder that is never opened as an export: a FIFO (opening
+    it would block until a writer came), a device, a socket, or a link that leads out of
+    the folder. The text says which."""
+
+
 def is_sharing_violation(exc: BaseException) -> bool:
     """Another process holds the file in a way that forbids what we tried (Windows)."""
     return getattr(exc, "winerror", None) in (ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION)
@@ -57,7 +65,18 @@ def open_shared(path: Path) -> BinaryIO:
     the file would fail while the agent reads it)."""
     if sys.platform == "win32":
         return _win_open(path, SHARE_ALL)
-    return path.open("rb")
+    # Non-blocking, so that a FIFO swapped in after the last look cannot hang the open; then
+    # anything but a regular file is closed unread.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise Unfit(f"{path.name}: not a regular file; not opened as an export")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def held_open(path: Path) -> bool:

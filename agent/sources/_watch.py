@@ -13,6 +13,8 @@ polled, and one a service cannot see is named as such.
 What goes wrong with one file never stops the watcher:
 
     ParseError (or any failure inside the parser)   the file's fault: quarantined
+    a name with a control character                  quarantined unread, under a safe name
+    a FIFO, device, socket, or link leading outside  skipped unopened, logged once
     a locked or unreadable file, a failing sink      passing: the file stays, tried again
 """
 
@@ -38,10 +40,14 @@ from ._events import alive, start_observer, stop_observer
 from ._files import (
     READY_SUFFIX,
     ChangedError,
+    Unfit,
     archive_file,
     hash_file,
     look_all,
     restore_staged,
+    safe_name,
+    unfit,
+    unsafe_name,
 )
 from ._glob import matches, relative_parts
 from ._intake import Records, ingest, open_unchanged
@@ -71,6 +77,7 @@ class SourceStats:
     quarantined: int = 0
     records: int = 0  # records newly committed from this source's files
     retrying: int = 0  # files left in place after a passing failure, to be tried again
+    unfit: int = 0  # FIFOs, devices, sockets and links leading outside: skipped, unopened
     paused: bool = False  # the sink's budget holds new files back
     watching: bool = False  # folder events arrive (else only the rescan finds files)
     mode: str = ""  # "events" or "polling" while watching
@@ -116,6 +123,7 @@ class SourceWatcher:
         self._next_rescan = 0.0
         self._unwatched_logged = False
         self._real_folder: Path | None = None  # the folder with links resolved, for events
+        self._unfit: dict[Path, str] = {}  # skipped paths and why, until they change or go
         # Never take our own archive or quarantine when data_dir sits inside the folder.
         own = relative_parts(PurePath(os.path.abspath(config.data_dir)), PurePath(self.folder))
         self._own = PurePath(*own) if own else None
@@ -231,7 +239,7 @@ class SourceWatcher:
             return None
         path = self.folder.joinpath(*parts)
         candidate = self._pending.get(path)
-        if candidate is None and self._wanted(path, parts):
+        if candidate is None and path not in self._unfit and self._wanted(path, parts):
             candidate = self._pending.add(path, time.monotonic())
             self.stats.pending = len(self._pending)
         return candidate
@@ -250,15 +258,30 @@ class SourceWatcher:
             await self._observe()
             own = self.folder / self._own if self._own is not None else None
 
-            def walk() -> list[Path]:
+            skipped = list(self._unfit)
+
+            def walk() -> tuple[list[Path], set[Path]]:
                 found: list[Path] = []
                 for root, dirs, files in os.walk(self.folder):
                     here = Path(root)
                     dirs[:] = [d for d in dirs if not d.startswith(".") and here / d != own]
                     found.extend(here / name for name in files)
-                return found
+                # A skipped path is looked at again once it is gone or has become a file.
+                settled: set[Path] = set()
+                for path in skipped:
+                    try:
+                        unfit(path, self.folder)
+                    except Unfit:
+                        continue
+                    except OSError:
+                        pass
+                    settled.add(path)
+                return found, settled
 
-            for path in await asyncio.to_thread(walk):
+            found, settled = await asyncio.to_thread(walk)
+            for path in settled:
+                self._unfit.pop(path, None)
+            for path in found:
                 self.seen(path)
 
     # -- the loop -------------------------------------------------------------------------
@@ -308,7 +331,11 @@ class SourceWatcher:
     async def _ready(self) -> tuple[list[Path], float]:
         """The complete files, oldest first, and how long until another may be complete."""
         due, wait = self._pending.due(time.monotonic())
-        looks = await asyncio.to_thread(look_all, due) if due else {}
+        looks = await asyncio.to_thread(look_all, due, self.folder) if due else {}
+        for path, seen in list(looks.items()):
+            if isinstance(seen, Unfit):
+                del looks[path]
+                self._skip(path, str(seen))
         ready, later = self._pending.judge(
             looks, time.monotonic(), marker_wait=MARKER_SECONDS, error_wait=IDLE_SECONDS
         )
@@ -346,6 +373,18 @@ class SourceWatcher:
         self.stats.last_error = text
         self.stats.last_error_at = datetime.now(self.config.zone).isoformat(timespec="seconds")
 
+    def _skip(self, path: Path, reason: str) -> None:
+        """Never open it (a FIFO would block the source): forget it until it changes."""
+        self._forget(path)
+        self._unfit[path] = reason
+        self.stats.unfit += 1
+        name = safe_name(path.name)
+        self._error(f"{name}: skipped: {reason}")
+        log.warning(
+            "Path in the source folder skipped: not a file the agent opens.",
+            extra=self._log(file=name, reason=reason),
+        )
+
     def _later(self, path: Path, reason: str, *, level: int = logging.WARNING) -> None:
         """Leave the file where it is and try again after a growing pause."""
         attempt, delay = self._pending.later(
@@ -371,7 +410,7 @@ class SourceWatcher:
         if candidate is not None and not candidate.correlation_id:
             candidate.correlation_id = new_correlation_id()
         cid = candidate.correlation_id if candidate is not None else new_correlation_id()
-        with bind(source=self.source.name, file=path.name, correlation_id=cid):
+        with bind(source=self.source.name, file=safe_name(path.name), correlation_id=cid):
             try:
                 await self._ingest_file(path)
             except Exception as exc:
@@ -382,6 +421,11 @@ class SourceWatcher:
         candidate = self._pending.get(path)
         if candidate is None:
             return
+        if unsafe_name(path.name):
+            # Never opened: its name would inject lines into notes and logs read by line.
+            said = "the file name holds a control character; quarantined unread, under a safe name"
+            await self._quarantine(path, "", ParseError(said, "file name"))
+            return
         try:
             sha256, size, mtime_ns = await asyncio.to_thread(hash_file, path)
         except FileNotFoundError:
@@ -389,6 +433,9 @@ class SourceWatcher:
             return
         except ChangedError:
             self._unsettle(path)
+            return
+        except Unfit as exc:  # swapped for a FIFO or a device since it was looked at
+            self._skip(path, str(exc))
             return
         except OSError as exc:  # still locked by the POS (Windows), or a share hiccup
             self._later(path, f"cannot read the file: {_why(exc)}", level=logging.INFO)
@@ -411,6 +458,9 @@ class SourceWatcher:
             return
         except ChangedError:
             self._unsettle(path)
+            return
+        except Unfit as exc:
+            self._skip(path, str(exc))
             return
         except OSError as exc:
             self._later(path, f"cannot open the file: {_why(exc)}", level=logging.INFO)
@@ -462,6 +512,9 @@ class SourceWatcher:
             encoding=self.source.encoding,
             delimiter=self.source.delimiter,
             columns=dict(self.source.columns),
+            limits=self.config.limits,
+            transactions_per_file=self.config.limits.transactions_per_file,
+            thousands=self.source.thousands,
         )
 
     async def _archive(self, path: Path) -> None:
@@ -502,11 +555,11 @@ class SourceWatcher:
             return
         self._done(path)
         self.stats.quarantined += 1
-        self._error(f"{path.name}: {error}")
+        self._error(f"{safe_name(path.name)}: {error}")
         log.warning(
             "File refused and quarantined.",
             extra=self._log(
-                file=path.name,
+                file=safe_name(path.name),
                 sha256=sha256,
                 reason=error.reason,
                 place=error.place,

@@ -180,7 +180,7 @@ def test_doctor_prints_on_a_cp1252_console(monkeypatch: pytest.MonkeyPatch, tmp_
         Check("config", True, "valid"),
         Check("source pos", False, "C:\\Kasse\\Export ☃ is gone", "Create it ✓"),
     ]
-    monkeypatch.setattr(support, "doctor", lambda cfg, broker_timeout: checks)
+    monkeypatch.setattr(support, "doctor", lambda cfg, broker_timeout, config_file=None: checks)
     code = run_main(monkeypatch, "doctor", "--config", str(write_config(tmp_path)))
     text = raw.getvalue().decode("cp1252")
     assert code == 1

@@ -1,14 +1,19 @@
-"""Mutation fuzzing of the relay's intake: real batches, damaged byte by byte and token by
-token (flips, cuts, splices, huge numbers and exponents, long strings, deep nesting, seqs at
-the edge of 64 bits), each fed to the intake's decode-and-sort step. An input passes when it
-is taken or refused with EnvelopeError within the time limit; anything else is a crash.
+"""Mutation fuzzing of the relay's intake and of every parser: real batches and real export
+files, damaged byte by byte and token by token (flips, cuts, splices, huge numbers and
+exponents, long strings and attributes, deep nesting, DTDs and entities, repeated keys, seqs
+at the edge of 64 bits). The intake target feeds the decode-and-sort step; a parser target
+parses the file as the agent does and holds each record to the relay's limits as the
+outbox does. An input passes when it is taken or refused (EnvelopeError, ParseError)
+within the time limit, and a parser never makes a record the relay would refuse; anything
+else is a crash.
 
-A short seeded run is part of `make test` (test_fuzz.py); `make fuzz` runs long:
+A short seeded run is part of `make test` (test_fuzz.py); `make fuzz` runs long, the runs
+shared among the targets:
 
     python -m tests.hostile.fuzz --runs 1000000 --seed 1 --memory-mb 512
 
-Targets are registered by name in TARGETS; each takes bytes and returns nothing or raises
-the target's own refusal.
+Targets are registered by name in TARGETS, each with its corpus in CORPORA; a target takes
+bytes and returns nothing or raises the target's own refusal.
 """
 
 from __future__ import annotations
@@ -27,16 +32,22 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from agent.parsers import ParseContext, ParseError, Skipped, bounded, parse_bytes
+from agent.sources._intake import Records
 from central.intake import examine
-from contract import EnvelopeError, Limits, WireRecord
+from contract import EnvelopeError, Limits, WireRecord, check_value
 from tests.support.records import batch, return_body, sale_body, wire
 
-__all__ = ["TARGETS", "FuzzReport", "fuzz", "mutate", "seeds"]
+__all__ = ["CORPORA", "TARGETS", "FuzzReport", "fuzz", "mutate", "seeds"]
 
 LIMITS = Limits()
+_TESTDATA = Path(__file__).resolve().parents[1] / "agent" / "parsers" / "testdata"
+_REALWORLD = _TESTDATA.parent / "realworld"
+_CORPUS_BYTES = 256 * 1024  # larger files make slow mutations and teach little more
 
 
 def _intake(data: bytes) -> None:
@@ -44,7 +55,42 @@ def _intake(data: bytes) -> None:
         examine(data, LIMITS)
 
 
-TARGETS: dict[str, Callable[[bytes], None]] = {"intake": _intake}
+def _parsing(fmt: str) -> Callable[[bytes], None]:
+    def check(data: bytes) -> None:
+        context = ParseContext(file_name="fuzz.dat", store="0042")
+        try:
+            # As the watcher reads a file: a record for another store refuses the file.
+            items = list(Records(iter(parse_bytes(data, fmt, context=context)), "0042"))
+        except ParseError:
+            return  # a refusal is an answer
+        for item in items:
+            if isinstance(item, Skipped):
+                continue
+            _record, text = bounded(item, item.model_dump_json(), LIMITS)
+            over = check_value(json.loads(text), LIMITS, "body")
+            if over is not None:
+                raise AssertionError(f"the agent made a record the relay refuses: {over}")
+
+    return check
+
+
+def _files(fmt: str) -> Callable[[], list[bytes]]:
+    """The golden and real-world inputs of a format, small ones, in a fixed order."""
+
+    def corpus() -> list[bytes]:
+        found = sorted(_TESTDATA.glob(f"{fmt}_*/input.*"))
+        if fmt == "poslog":
+            found += sorted(_REALWORLD.glob("*/input.xml"))
+        return [p.read_bytes() for p in found if p.stat().st_size <= _CORPUS_BYTES]
+
+    return corpus
+
+
+_PARSERS = ("poslog", "micros", "magestore", "inventory", "oms")
+TARGETS: dict[str, Callable[[bytes], None]] = {
+    "intake": _intake,
+    **{fmt: _parsing(fmt) for fmt in _PARSERS},
+}
 
 
 _SENT = datetime(2024, 5, 1, 18, 0, tzinfo=UTC)
@@ -71,6 +117,12 @@ def seeds() -> list[bytes]:
     return [text, gzip.compress(text, mtime=0), one.model_dump_json().encode()]
 
 
+CORPORA: dict[str, Callable[[], list[bytes]]] = {
+    "intake": seeds,
+    **{fmt: _files(fmt) for fmt in _PARSERS},
+}
+
+
 _TOKENS = [
     b"9" * 5000,
     b"1e-70000000",
@@ -92,6 +144,16 @@ _TOKENS = [
     b'{"a": 1, "a": 2}',
     b"1" * 50,
     b"\x1f\x8b",
+    b'<!DOCTYPE x [<!ENTITY e "' + b"a" * 1000 + b'">]>',
+    b"<!-- <a -->",
+    b"&e;",
+    b'<a b="' + b"x" * 2_000_000 + b'">',
+    b"<![CDATA[" + b"x" * 70_000 + b"]]>",
+    b"1,000.00",
+    b"5_000.00",
+    "５.００".encode(),
+    b"-0.00",
+    b'"locRef": "9999", "locRef": "0042",',
 ]
 
 
@@ -169,9 +231,9 @@ def _alarm(signum: int, frame: FrameType | None) -> None:
     raise _Hang
 
 
-def _inputs(runs: int, seed: int) -> Iterator[bytes]:
+def _inputs(target: str, runs: int, seed: int) -> Iterator[bytes]:
     rng = random.Random(seed)
-    corpus = seeds()
+    corpus = CORPORA[target]()
     for _ in range(runs):
         yield mutate(rng.choice(corpus), rng)
 
@@ -186,7 +248,7 @@ def fuzz(target: str, runs: int, seed: int, *, hang_seconds: int = 10) -> FuzzRe
         previous = signal.signal(signal.SIGALRM, _alarm)
     began = time.perf_counter()
     try:
-        for data in _inputs(runs, seed):
+        for data in _inputs(target, runs, seed):
             started = time.perf_counter()
             try:
                 if use_alarm:
@@ -222,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         cap = args.memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     failed = False
-    for target in args.target or sorted(TARGETS):
-        report = fuzz(target, args.runs, args.seed)
+    targets = args.target or sorted(TARGETS)
+    share, extra = divmod(args.runs, len(targets))  # --runs in all, shared among targets
+    for index, target in enumerate(targets):
+        report = fuzz(target, share + (1 if index < extra else 0), args.seed)
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{target}: {report.line()}, peak memory {peak_mb:.0f} MB", flush=True)
         for crash in report.crashes[:20]:

@@ -54,7 +54,7 @@ from typing import Any, BinaryIO, ClassVar
 from .._base import ParseContext, Parsed, ParseError, rewound
 from .._refuse import RECOVERABLE, json_fragment, lenient_time, refused
 from .._tabular import ident, read_json, refuse_binary, sniff_head
-from .._text import HEAD_BYTES
+from .._text import HEAD_BYTES, Repeated, refuse_repeated
 from ._csv import read_csv
 from ._order import order_records
 
@@ -81,10 +81,13 @@ def _orders(doc: Any) -> tuple[list[Any], str]:
 
 
 def _json(data: bytes, context: ParseContext) -> Iterator[Parsed]:
-    orders, base = _orders(read_json(data))
+    repeats: list[str] = []
+    orders, base = _orders(read_json(data, repeats))
     for index, raw in enumerate(orders):
         place = f"{base}[{index}]"
         try:
+            if repeats:
+                refuse_repeated(raw, place)  # which value the POS meant cannot be known
             found = list(order_records(raw, place, context))
         except ParseError as exc:
             if exc.place.startswith(_SETTINGS):
@@ -106,7 +109,8 @@ def _store(context: ParseContext, location: str | None) -> str | None:
 
 def _refused(raw: Any, place: str, reason: str, context: ParseContext) -> Parsed:
     """The `refused` record of an order, with what it still says about itself."""
-    fields = raw if isinstance(raw, dict) else {}
+    # An object that repeats a key says nothing certain about itself (not even its store).
+    fields = raw if isinstance(raw, dict) and not isinstance(raw, Repeated) else {}
     extension = fields.get("extension_attributes")
     extra = extension if isinstance(extension, dict) else {}
 

@@ -55,7 +55,7 @@ from typing import Any, BinaryIO, ClassVar
 from .._base import ParseContext, Parsed, ParseError
 from .._refuse import RECOVERABLE, json_fragment, lenient_day, lenient_time, refused
 from .._tabular import amount, flag, ident, read_json, refuse_binary, sniff_head
-from .._text import HEAD_BYTES
+from .._text import HEAD_BYTES, Repeated, refuse_repeated
 from ._check import Check, Detail, day, moment, records
 from ._res import read_res
 
@@ -188,7 +188,8 @@ def _simphony_line(check: Check, line: Any, index: int, where: str) -> None:
 
 
 def _simphony(data: bytes, context: ParseContext) -> Iterator[Parsed]:
-    doc = read_json(data)
+    repeats: list[str] = []
+    doc = read_json(data, repeats)
     loc = ""
     if isinstance(doc, dict):
         if (
@@ -209,6 +210,8 @@ def _simphony(data: bytes, context: ParseContext) -> Iterator[Parsed]:
     for index, raw in enumerate(checks):
         place = f"guestChecks[{index}]"
         try:
+            if repeats:
+                refuse_repeated(raw, place)  # which value the POS meant cannot be known
             built.append(_simphony_check(raw, place, loc, context))
             kept.append(raw)
         except ParseError as exc:
@@ -230,7 +233,8 @@ def _simphony(data: bytes, context: ParseContext) -> Iterator[Parsed]:
 
 def _refused(raw: Any, place: str, reason: str, loc: str, context: ParseContext) -> Parsed:
     """The `refused` record of a guest check, with what it still says about itself."""
-    fields = raw if isinstance(raw, dict) else {}
+    # An object that repeats a key says nothing certain about itself (not even its store).
+    fields = raw if isinstance(raw, dict) and not isinstance(raw, Repeated) else {}
     business = None
     for name in ("opnBusDt", "clsdBusDt"):
         business = business or lenient_day(ident(fields.get(name)))

@@ -7,11 +7,11 @@ the way a support engineer would look it up (/POSLog/Transaction[3]/…/Extended
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from contract import make_key
+from contract import make_key, read_decimal
 
 from .._base import ParseContext, ParseError
 from .._xml import local
@@ -84,15 +84,12 @@ class Reader:
         known = _NUMBERS.get(value)
         if known is not None:
             return known
-        number = value
-        if "," in value and value.count(".") == 1:
-            number = value.replace(",", "")  # "1,234.50": thousands separators
         try:
-            result = Decimal(number)
-        except InvalidOperation:
-            raise self.fail(f"not a number: {value[:40]!r}", where) from None
-        if not result.is_finite():
-            raise self.fail(f"not a finite number: {value[:40]!r}", where)
+            # The contract's money rules: plain digits, no exponent, a thousands separator
+            # only where the source declares one; "-0" is 0.
+            result = read_decimal(value, self.context.thousands)
+        except ValueError as exc:
+            raise self.fail(str(exc), where) from None
         if result and result.adjusted() > _MAGNITUDE:
             raise self.fail(f"a number out of range: {value[:40]!r}", where)
         if len(_NUMBERS) >= _NUMBERS_KEPT:

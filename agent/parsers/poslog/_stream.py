@@ -3,9 +3,10 @@
 The standard library's C parser builds the tree chunk by chunk. The root's children are
 the top-level elements: every one but the last is complete once a chunk has been fed, so
 those are handed over and dropped from the root, and the last follows with the next
-chunk. Nothing runs in Python per element, only per transaction. No DTD is accepted (so
-no entity is declared, expanded or fetched), and element names arrive as local names,
-whatever namespace or prefix the file uses.
+chunk. Nothing runs in Python per element, only per transaction. No DTD is accepted
+anywhere (so no entity is declared, expanded or fetched), text or a tag far over the
+string limit stops the file (`_xml.RawGuard`, two byte searches per chunk), and element
+names arrive as local names, whatever namespace or prefix the file uses.
 
 Most exports put every element in one default namespace (the NRF one, or none). Its
 declaration on the root is turned into a prefix declaration nobody uses before the
@@ -24,13 +25,12 @@ from typing import BinaryIO
 from xml.etree.ElementTree import Element
 
 from .._base import ParseError
-from .._xml import local
+from .._xml import RawGuard, local
 
 __all__ = ["transactions"]
 
 _PROLOGUE = 64 * 1024
 _CHUNK = 64 * 1024
-_DOCTYPE = re.compile(rb"<!\s*DOCTYPE|<!\s*ENTITY", re.IGNORECASE)
 _FIRST_ELEMENT = re.compile(rb"<[A-Za-z_]")
 _ROOT_TAG = re.compile(rb"""<[A-Za-z_][\w.:-]*(?:\s+[^\s=/>]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*/?>""")
 _DEFAULT_NS = re.compile(rb"""(\s)xmlns(\s*=\s*(?:"[^"]*"|'[^']*'))""")
@@ -39,14 +39,17 @@ _UNUSED_PREFIX = b"tb-default"
 _DECLARATION = b"xmlns"
 
 
-def transactions(stream: BinaryIO) -> Iterator[Element]:
+def transactions(stream: BinaryIO, longest: int) -> Iterator[Element]:
     """Each top-level `Transaction` element, complete, with local-name tags (or the root
     itself, where a file holds one `Transaction` and no `POSLog`).
 
     ET.ParseError, LookupError and UnicodeError escape for the caller to word (see
-    `_xml.refusing_unsafe_xml`).
+    `_xml.refusing_unsafe_xml`). `longest`: most bytes of one text or tag (RawGuard).
     """
-    chunk, root_tag = _without_default_namespace(_refusing_dtd(stream.read(_PROLOGUE)))
+    head = stream.read(_PROLOGUE)
+    guard = RawGuard(head, longest, dtd=False)
+    guard.check(head)
+    chunk, root_tag = _without_default_namespace(head)
     pull: ET.XMLPullParser[Element] = ET.XMLPullParser(events=("start",))
     root: Element | None = None
     bare = False  # one transaction per file, as the root, with no POSLog around it
@@ -73,6 +76,7 @@ def transactions(stream: BinaryIO) -> Iterator[Element]:
             del root[:-1]  # bounded memory: finished transactions are dropped
             yield from _finished(done, renaming, names)
         chunk = body = stream.read(_CHUNK)
+        guard.check(chunk)
     pull.close()
     if root is None:
         raise ParseError("the file holds no XML element", "byte 0")
@@ -122,21 +126,6 @@ def _rename(element: Element, names: dict[str, str]) -> None:
             if name is None:
                 name = names[tag] = local(tag)
             found.tag = name
-
-
-def _refusing_dtd(head: bytes) -> bytes:
-    """Entities can only be declared, and external resources only named, in a DTD, which
-    can only come before the root element: a file that has one is refused outright."""
-    probe = head
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        probe = head.decode("utf-16", errors="replace").encode("utf-8", errors="replace")
-    first = _FIRST_ELEMENT.search(probe)
-    if _DOCTYPE.search(probe[: first.start()] if first else probe):
-        raise ParseError(
-            "the XML declares a DTD; refused (entities and external references are never expanded)",
-            "DOCTYPE",
-        )
-    return head
 
 
 def _without_default_namespace(head: bytes) -> tuple[bytes, bytes | None]:

@@ -78,7 +78,7 @@ from contract import Transaction, make_key, quantize_amount
 
 from .._base import ParseContext, Parsed, ParseError, Skipped
 from .._refuse import RECOVERABLE, lenient_day, lenient_time, refused, xml_fragment
-from .._xml import refusing_unsafe_xml
+from .._xml import longest_run, refusing_unsafe_xml
 from ._body import Body
 from ._read import Reader, attr, flag, original_key, text
 from ._stream import transactions
@@ -114,7 +114,8 @@ class PoslogParser:
 
     def _records(self, stream: BinaryIO, context: ParseContext) -> Iterator[Parsed]:
         previous: Parsed | None = None  # its time stands in for a refusal's own, if need be
-        for count, element in enumerate(transactions(stream), start=1):
+        longest = longest_run(context.limits.string_chars)
+        for count, element in enumerate(transactions(stream, longest), start=1):
             place = f"/POSLog/Transaction[{count}]"
             try:
                 parsed = _record(element, place, context)

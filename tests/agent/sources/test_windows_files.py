@@ -17,14 +17,16 @@ from agent.sources import _share, retry_quarantined
 from agent.sources._files import STAGING, archive_file, hash_file, move_to, restore_staged
 from agent.sources._intake import open_unchanged
 from agent.sources._quarantine import quarantine_file
-from tests.agent.windows import WindowsFiles, become_windows
+from tests.agent.windows import WindowsFiles, become_windows, fake_acl
 
 from .fakes import FakeSink, StartWatcher, archived, counts, today, until
 
 
 @pytest.fixture
 def win(monkeypatch: pytest.MonkeyPatch) -> WindowsFiles:
-    return WindowsFiles(monkeypatch)
+    files = WindowsFiles(monkeypatch)
+    fake_acl(monkeypatch)  # archived files get the agent's ACL: through the fake backend
+    return files
 
 
 def plain_open(path: Path, share: int) -> BinaryIO:
