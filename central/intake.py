@@ -46,6 +46,7 @@ from contract import (
     check_value,
     decode_batch_lenient,
     parse_topic,
+    screen,
     topic,
 )
 
@@ -113,7 +114,11 @@ def split_batch(
         reason = f"batch holds {len(batch.records)} records (limit {limits.records_per_batch})"
         return [], [InvalidRecord(w.seq, w.key, reason, _summary(w)) for w in batch.records]
     for wire in batch.records:
-        over = check_value(wire.body, limits, "body") or check_value(wire.kind, limits, "kind")
+        # One walk finds an excess and masks card numbers; the reason is worded only for
+        # a record refused.
+        over_limit, body = screen(wire.body, limits)
+        over = check_value(wire.body, limits, "body") if over_limit else None
+        over = over or check_value(wire.kind, limits, "kind")
         if over is not None:
             bad.append(
                 InvalidRecord(wire.seq, wire.key, _short(f"over a limit: {over}"), _summary(wire))
@@ -131,8 +136,9 @@ def split_batch(
             elif record.kind != wire.kind:
                 reason = "the body's kind differs from the record's kind"
             else:
+                if over_limit:
+                    body = mask_pans_json(wire.body)  # the walk stopped early: mask it all
                 # A card number never rests in the inbox, whatever the agent sent.
-                body = mask_pans_json(wire.body)
                 good.append(
                     IncomingRecord(
                         seq=wire.seq,

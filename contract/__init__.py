@@ -47,6 +47,7 @@ from ._records import (
     TransactionLink,
     record_adapter,
 )
+from ._screen import screen
 from ._totals import DayTables, day_totals
 from ._wire import (
     MAX_SEQ,
@@ -114,6 +115,7 @@ __all__ = [
     "quantize_amount",
     "record_adapter",
     "record_json",
+    "screen",
     "scrub_model",
     "scrub_model_fields",
     "to_decimal",
