@@ -50,7 +50,15 @@ from contract import (
     topic,
 )
 
-__all__ = ["Intake", "examine", "gather_refusals", "records_filter", "small", "split_batch"]
+__all__ = [
+    "Intake",
+    "examine",
+    "gather_refusals",
+    "inline",
+    "records_filter",
+    "small",
+    "split_batch",
+]
 
 log = logging.getLogger("tillbridge.central.intake")
 
@@ -174,17 +182,30 @@ of work) rather than in a thread."""
 def small(payload: bytes) -> bool:
     """True for a batch of at most INLINE_BYTES once inflated, found without inflating
     more than that: a compressed bomb is never read on the event loop."""
+    return inline(payload, None) is not None
+
+
+def inline(payload: bytes, limits: Limits | None) -> bytes | None:
+    """A small batch's bytes to read on the event loop, or None for a large one (see
+    `small`). A gzip batch comes back inflated when its size is within the `limits`, so
+    that it is not inflated a second time; otherwise as it came, to be read as usual."""
     if len(payload) > INLINE_BYTES:
-        return False
+        return None
     if payload[:2] != b"\x1f\x8b":
-        return True  # plain JSON: its size is its length
+        return payload  # plain JSON: its size is its length
     inflater = zlib.decompressobj(wbits=31)
     try:
-        size = len(inflater.decompress(payload, INLINE_BYTES + 1))
+        data = inflater.decompress(payload, INLINE_BYTES + 1)
     except zlib.error:
-        return True  # not gzip after all: refused at once, whatever its size
+        return payload  # not gzip after all: refused at once, whatever its size
     # A second gzip member after the first could be of any size.
-    return inflater.eof and size <= INLINE_BYTES and not inflater.unused_data
+    if not inflater.eof or len(data) > INLINE_BYTES or inflater.unused_data:
+        return None
+    if limits is None or len(data) > min(limits.message_bytes, limits.inflated_bytes):
+        return payload  # the limits word the refusal, from the message as sent
+    if data[:2] == b"\x1f\x8b":
+        return payload  # gzip inside gzip is refused, never inflated twice
+    return data
 
 
 def examine(
@@ -378,8 +399,9 @@ class Intake:
                 # thread, so that the loop keeps answering /healthz, other stores and
                 # signals meanwhile; a small one (the usual) costs less than the hand-off.
                 limits = self.config.intake.limits
-                if small(payload):
-                    batch, good, bad = examine(payload, limits)
+                data = inline(payload, limits)
+                if data is not None:
+                    batch, good, bad = examine(data, limits)
                 else:
                     batch, good, bad = await asyncio.to_thread(examine, payload, limits)
             except EnvelopeError as exc:
@@ -460,6 +482,8 @@ class Intake:
                 topic(self.prefix, batch.store, "ack"), ack.model_dump_json(by_alias=True)
             )
             self.counters["acks"] += 1
+        if not log.isEnabledFor(logging.INFO):
+            return  # the receipt below reads every record: not made when not written
         log.info(
             "Batch acknowledged.",
             extra={
