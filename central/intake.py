@@ -46,6 +46,7 @@ from contract import (
     check_value,
     decode_batch_lenient,
     parse_topic,
+    record_adapter,
     screen,
     topic,
 )
@@ -61,6 +62,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("tillbridge.central.intake")
+
+validate_record = record_adapter.validate_python
 
 DRAIN_SECONDS = 5
 """On stop, how long batches already taken from the broker may take to be acknowledged:
@@ -133,7 +136,7 @@ def split_batch(
             )
             continue
         try:
-            record = wire.record()
+            record = validate_record(wire.body)  # `wire.record()`, without its lazy import
         except ValidationError as exc:
             reason = f"invalid record: {_reason(exc)}"
         else:
