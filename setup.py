@@ -21,6 +21,7 @@ NATIVE = [
     "contract/_exact.py",
     "contract/_keys.py",
     "contract/_pan.py",
+    "contract/_screen.py",
     "agent/parsers/poslog/_body.py",
     "agent/parsers/poslog/_read.py",
     "agent/parsers/poslog/_stream.py",

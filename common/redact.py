@@ -9,7 +9,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from contract._pan import _HEX_DIGEST, IDENTIFIERS, gtin_valid, mask_identifier, mask_key, mask_pans
+from contract._pan import mask_pans
+from contract._screen import mask_json as mask_pans_json
 
 __all__ = [
     "REDACTED",
@@ -111,38 +112,3 @@ def redact_json_text(text: str) -> str:
         return match.group()
 
     return _JSON_PAIR.sub(pair, redact_text(text))
-
-
-def mask_pans_json(value: Any, key: str = "") -> Any:
-    """Decoded JSON with every card number masked, keeping what `scrub_model` keeps: a
-    `sku` that is a GTIN, a `sha256` that is a digest, and identifier fields that do not
-    hold an issued card number. The relay applies it to every
-    record it takes, whatever the agent did; a value without a card number comes back
-    as the same object, uncopied (the common case, kept cheap)."""
-    if isinstance(value, str):
-        if len(value) < 13 or (key == "sku" and gtin_valid(value)):
-            return value
-        if key == "sha256" and _HEX_DIGEST.fullmatch(value):
-            return value
-        if key in IDENTIFIERS:
-            masked = mask_identifier(value)
-        else:
-            masked = mask_key(value) if key == "key" else mask_pans(value)
-        return value if masked == value else masked
-    if isinstance(value, dict):
-        changed: dict[Any, Any] | None = None
-        for name, inner in value.items():
-            new = mask_pans_json(inner, str(name))
-            if new is not inner:
-                changed = changed if changed is not None else dict(value)
-                changed[name] = new
-        return value if changed is None else changed
-    if isinstance(value, list):
-        items: list[Any] | None = None
-        for index, inner in enumerate(value):
-            new = mask_pans_json(inner, key)
-            if new is not inner:
-                items = items if items is not None else list(value)
-                items[index] = new
-        return value if items is None else items
-    return value

@@ -55,6 +55,7 @@ from ._records import (
     TransactionLink,
     record_adapter,
 )
+from ._screen import screen
 from ._totals import DayTables, day_totals
 from ._wire import (
     MAX_SEQ,
@@ -124,6 +125,7 @@ __all__ = [
     "read_decimal",
     "record_adapter",
     "record_json",
+    "screen",
     "scrub_model",
     "scrub_model_fields",
     "to_decimal",
