@@ -387,7 +387,9 @@ class Records(Protocol):
     ) -> list[Gap]:
         """Gaps older than `grace` whose next request is due, marked as asked now. Each
         request doubles the wait before the next (up to 64 × `grace`); a gap asked for
-        `max_requests` times becomes an exception for a person and is not asked for again."""
+        `max_requests` times becomes an exception for a person and is not asked for again.
+        A request counts only when the store could have answered it: not while it is
+        offline, nor while its last heartbeat reported rows still to send."""
         ...
 
     async def releases(self, store: str | None = None, *, limit: int = 100) -> list[Released]:

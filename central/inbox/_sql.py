@@ -704,8 +704,14 @@ class SqlInbox:
         at, cutoff = self._ts(moment), self._ts(moment - grace)
 
         async def body(c: Conn) -> list[Gap]:
+            # A request counts towards `max_requests` only when the store could have
+            # answered it: not while it is offline (the request waits for it), nor while
+            # its last heartbeat still reported rows to send (a store draining a long
+            # backlog sends the missing seqs in their turn). Either way it is asked again.
             rows = await c.fetch(
-                "UPDATE gaps SET last_requested = ?, requests = requests + 1 "
+                "UPDATE gaps SET last_requested = ?, requests = requests + CASE WHEN EXISTS "
+                "(SELECT 1 FROM stores s WHERE s.store = gaps.store AND (s.state = 'offline' "
+                "OR (s.state = 'online' AND s.backlog_rows > 0))) THEN 0 ELSE 1 END "
                 "WHERE (store, from_seq) IN (SELECT store, from_seq FROM gaps "
                 "WHERE first_seen <= ? AND requests < ? "
                 "AND (next_request IS NULL OR next_request <= ?) "

@@ -297,6 +297,43 @@ async def test_due_gaps_are_asked_for_after_a_doubling_wait_then_given_to_a_pers
     assert len(await inbox.exceptions(10)) == 1
 
 
+async def test_a_gap_counts_no_requests_while_its_store_is_away_or_still_draining(
+    inbox: Inbox,
+) -> None:
+    """A store that is offline, or still sending a long backlog, has not failed to answer:
+    its gap is asked for again but never handed to a person for that."""
+    await inbox.insert_batch("0042", sales("0042", [1, 5]), now=T0)
+    grace = timedelta(seconds=60)
+
+    async def beat(state: str, backlog: int, at: datetime) -> None:
+        await inbox.record_heartbeat(
+            Heartbeat(store="0042", state=state, backlog_rows=backlog), now=at
+        )
+
+    moment = T0 + timedelta(seconds=61)
+    await beat("online", 5000, moment)
+    for _ in range(5):  # draining: asked each grace period, never counted
+        (gap,) = await inbox.due_gaps(grace, max_requests=3, now=moment)
+        assert gap.requests == 0
+        moment += grace
+    await beat("offline", 0, moment)  # the last will: no backlog said
+    for _ in range(3):  # away: the same
+        (gap,) = await inbox.due_gaps(grace, max_requests=3, now=moment)
+        assert gap.requests == 0
+        moment += grace
+    assert await inbox.exceptions(10) == []
+    # Back, with nothing left to send: now each request counts, and the third hands it on.
+    await beat("online", 0, moment)
+    counted = []
+    for _ in range(3):
+        (gap,) = await inbox.due_gaps(grace, max_requests=3, now=moment)
+        counted.append(gap.requests)
+        moment += grace * 2**gap.requests
+    assert counted == [1, 2, 3]
+    (item,) = await inbox.exceptions(10)
+    assert "seqs 2-4 still missing after 3 requests" in item.reason
+
+
 async def test_released_seqs_close_their_gap_and_are_kept_as_the_stores_audit(
     inbox: Inbox,
 ) -> None:
