@@ -23,6 +23,15 @@ from ._sql import Conn, _chunks, _marks
 __all__ = ["FIXED_BY", "DeliveriesSql"]
 
 _DUE = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
+CLAIM_DUE = (
+    "SELECT d.record_id, d.subject FROM deliveries d WHERE d.target = ? "
+    # The states are written out, not bound: the partial index `deliveries_queue` (schema
+    # 6) serves the claim only where the planner sees they are the index's own.
+    f"AND d.state IN ({', '.join(repr(s) for s in _DUE)}) AND d.next_attempt_at <= ? "
+    "AND (d.lease_until IS NULL OR d.lease_until < ?) "
+    "ORDER BY d.seq, d.record_id LIMIT ?"
+)
+"""The due deliveries of a target, oldest seq first (the claim adds its row locking)."""
 # Kinds of a POS transaction that was read: the partners of a `refused` record.
 _READABLE = ("sale", "return", "void", "cancel")
 FIXED_BY = "tillbridge"
@@ -152,13 +161,7 @@ class DeliveriesSql(AuditSql):
         at, until = self._ts(moment), self._ts(moment + lease)
 
         async def body(c: Conn) -> list[DeliveryItem]:
-            rows = await c.fetch(
-                "SELECT d.record_id, d.subject FROM deliveries d WHERE d.target = ? "
-                f"AND d.state IN ({_marks(len(_DUE))}) AND d.next_attempt_at <= ? "
-                "AND (d.lease_until IS NULL OR d.lease_until < ?) "
-                f"ORDER BY d.seq, d.record_id LIMIT ?{self.skip_locked}",
-                (target, *_DUE, at, at, n * 4),
-            )
+            rows = await c.fetch(CLAIM_DUE + self.skip_locked, (target, at, at, n * 4))
             chosen: list[int] = []
             subjects: set[str] = set()
             for record_id, subject in rows:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from central.inbox import Inbox, IncomingRecord, InvalidRecord, RecordState, open_inbox
 from contract import AgentInfo, Heartbeat, Release
@@ -394,3 +395,27 @@ async def test_refusals_are_counted(inbox: Inbox) -> None:
     await inbox.record_refusal("invalid", "0042", None, None, "not gzip")
     stats = await inbox.stats()
     assert (stats["refused"], stats["spoofed"], stats["records"]) == (2, 1, 0)
+
+
+async def test_a_claim_walks_the_delivery_queue_index(inbox: Inbox) -> None:
+    """A worker's claim is served by the index of due deliveries in seq order, so a backlog
+    of a million pending deliveries costs a claim the first rows of an index, not a sort
+    of them all. (The planner is told to avoid a full scan, as it would with a big table.)"""
+    from typing import cast
+
+    from central.inbox._deliveries import CLAIM_DUE
+    from central.inbox._inbox_sql import InboxSql
+
+    sql = cast(InboxSql, inbox)
+    postgres = bool(sql.for_update)
+
+    async def plan(c: Any) -> str:
+        if postgres:
+            await c.run("SET LOCAL enable_seqscan = off")
+            rows = await c.fetch("EXPLAIN " + CLAIM_DUE, ("recorder", T0, T0, 10))
+        else:
+            rows = await c.fetch("EXPLAIN QUERY PLAN " + CLAIM_DUE, ("recorder", T0, T0, 10))
+        return "\n".join(" ".join(str(v) for v in row) for row in rows)
+
+    shown = await sql._run(plan)
+    assert "deliveries_queue" in shown, shown
