@@ -83,7 +83,8 @@ class IntakeSettings(Section):
         ge=1,
         le=1000,
         description="Requests for a missing seq range (each after twice the wait of the one "
-        "before) before it goes to the exception queue for a person.",
+        "before) before it goes to the exception queue for a person; only requests made "
+        "while the store is online with nothing left to send count.",
     )
     park_max_hours: float = Field(
         default=72, gt=0, description="How long a return waits for its original sale."
