@@ -17,11 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from common.redact import redact_text
+from common.settings import ConfigError
 from contract import Record, Transaction
 
 from .config import CentralConfig
@@ -44,6 +46,15 @@ log = logging.getLogger("tillbridge.central.delivery")
 
 TransportFactory = Callable[[TargetSettings], httpx.AsyncBaseTransport | None]
 RETRY_AFTER_CAP = 24 * 3600.0
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """What tells a file changed: its modification time and size (None when unreadable)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def retry_delay(
@@ -388,7 +399,11 @@ class Delivery:
         # them, URL and all, in the relay's log.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         self.lease = timedelta(seconds=config.delivery.lease_seconds)
-        skus = load_sku_table(config.routing.sku_table) if config.routing.sku_table else None
+        self._sku_stamp: tuple[int, int] | None = None
+        skus = None
+        if config.routing.sku_table is not None:
+            self._sku_stamp = _stamp(config.routing.sku_table)
+            skus = load_sku_table(config.routing.sku_table)
         self.router = Router(config.targets, config.stores, config.routing, skus)
         self._clients: list[httpx.AsyncClient] = []
         self.workers: list[TargetWorker] = []
@@ -418,8 +433,32 @@ class Delivery:
                 )
             )
 
+    def _fresh_skus(self) -> None:
+        """Read the SKU table again when its file changed, so a mapping added for a record
+        in the exception queue routes it on retry without a restart. A table that no longer
+        reads keeps the one in use, said once in the log."""
+        path = self.config.routing.sku_table
+        if path is None:
+            return
+        stamp = _stamp(path)
+        if stamp == self._sku_stamp:
+            return
+        self._sku_stamp = stamp
+        try:
+            skus = load_sku_table(path)
+        except ConfigError as exc:
+            log.error(
+                "SKU table changed but cannot be read; the one in use stays.",
+                extra={"file": str(path), "problems": exc.problems},
+            )
+            return
+        cfg = self.config
+        self.router = Router(cfg.targets, cfg.stores, cfg.routing, skus)
+        log.info("SKU table read again.", extra={"file": str(path)})
+
     async def route_once(self, *, now: datetime | None = None) -> int:
         """Route a batch of received records; returns how many."""
+        self._fresh_skus()
         claimed = await self.inbox.claim(
             self.config.delivery.route_batch,
             self.relay_id,

@@ -7,6 +7,7 @@ import json
 import random
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -282,6 +283,46 @@ async def test_an_unknown_store_waits_in_the_exception_queue_until_routed(inbox:
     closed = await inbox.exception(item.id)
     assert closed is not None
     assert closed.resolution == "retried"
+
+
+async def test_a_sku_added_to_the_table_routes_its_record_on_retry_without_a_restart(
+    inbox: Inbox, tmp_path: Path
+) -> None:
+    """The operator's way with an unmapped SKU: add it to the SKU table, retry the
+    exception. The relay reads the table again when the file changed; a table that no
+    longer reads keeps the one in use."""
+    table = tmp_path / "skus.csv"
+    table.write_text("pos_sku,sku\n4006381333948,PEN-RED\n", encoding="utf-8")
+    strict = target("strict", maps_required=True)
+    routing = {
+        "sku_mode": "table",
+        "sku_table": table,
+        "payments": {"strict": {"card": "psp", "cash": "cash"}},
+        "tax_codes": {"strict": {"A": "std"}},
+    }
+    servers = Servers()
+    delivery = make(inbox, config(strict, **routing), servers)
+    sale = samples.sale()
+    await put(inbox, sale)
+    await delivery.drain()
+    (item,) = await inbox.exceptions()
+    assert "SKU 4006381333931 (line 1) has no mapping" in item.reason
+    # A broken edit first: the table in use stays, the record waits as it was.
+    table.write_text("pos_sku\n", encoding="utf-8")
+    await inbox.retry_exception(item.id, by="operator")
+    await delivery.drain()
+    (again,) = await inbox.exceptions()
+    assert "has no mapping" in again.reason
+    # The fix: the missing SKU added. Retried, it routes and posts, same relay.
+    table.write_text(
+        "pos_sku,sku\n4006381333948,PEN-RED\n4006381333931,PEN-BLUE\n", encoding="utf-8"
+    )
+    await inbox.retry_exception(again.id, by="operator")
+    await delivery.drain()
+    await delivery.aclose()
+    assert await state_of(inbox, sale.key) is RecordState.POSTED
+    assert await inbox.exceptions() == []
+    assert servers["strict"].puts == 1
 
 
 @pytest.mark.parametrize(
