@@ -43,8 +43,8 @@ class AuditSql(SqlInbox):
             )
 
     async def _summarise(self, c: Conn, record_ids: Sequence[int], at: Any) -> None:
-        """Bring each record's own state in line with its deliveries."""
-        await self._lock_records(c, record_ids)
+        """Bring each record's own state in line with its deliveries. The caller has
+        locked the records (`_lock_records`) at the start of its transaction."""
         for part in _chunks(record_ids):
             rows = await c.fetch(
                 "SELECT r.id, r.state, d.state FROM records r JOIN deliveries d "

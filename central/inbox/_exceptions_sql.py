@@ -112,6 +112,7 @@ class ExceptionsSql(AuditSql):
                     f"exception {exception_id} is a record refused at intake; "
                     "the store must send it again corrected"
                 )
+            await self._lock_records(c, [record_id])
             await c.run(
                 "UPDATE exceptions SET resolved_at = ?, resolution = 'retried', resolved_by = ? "
                 "WHERE id = ?",
@@ -157,6 +158,8 @@ class ExceptionsSql(AuditSql):
 
         async def body(c: Conn) -> None:
             record_id, target = await self._open_one(c, exception_id)
+            if record_id is not None:
+                await self._lock_records(c, [record_id])
             await c.run(
                 "UPDATE exceptions SET resolved_at = ?, resolution = ?, resolved_by = ? "
                 "WHERE id = ?",
