@@ -12,6 +12,8 @@ import shutil
 import threading
 from pathlib import Path
 
+import pytest
+
 from lab.demo import UNMAPPED, Demo
 from tests.support.mosquitto import free_port
 
@@ -20,6 +22,9 @@ from .test_dashboard_browser import _until, browser
 __all__ = ["browser"]  # the fixture, shared with the other browser test
 
 
+# The walk waits on real time: the outage to begin, the business day to close (30 s in)
+# and delivery to catch up, each step with its own bound below; 82 s on a quiet host.
+@pytest.mark.timeout(300)
 async def test_the_demo_in_a_real_browser_offline(browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     shots = tmp_path / "screenshots"
     shots.mkdir()
