@@ -51,14 +51,18 @@ def config_check(config: ConfigOption) -> None:
 
 @app.command()
 def schema() -> None:
-    """Print the record contract (canonical record and batch envelope) as JSON Schema."""
-    from contract import Batch, record_adapter
+    """Print the contract as JSON Schema: the canonical record and batch envelope going
+    up, the downlink's messages, batch and answer going down."""
+    from contract import Batch, DownAck, DownBatch, down_body_adapter, record_adapter
 
     doc = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Tillbridge record contract",
         "record": record_adapter.json_schema(),
         "batch": Batch.model_json_schema(by_alias=True),
+        "down_message": down_body_adapter.json_schema(),
+        "down_batch": DownBatch.model_json_schema(by_alias=True),
+        "down_ack": DownAck.model_json_schema(by_alias=True),
     }
     typer.echo(json.dumps(doc, indent=2))
 

@@ -156,7 +156,11 @@ class Command(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def topic(prefix: str, store: str, channel: Literal["records", "ack", "status", "command"]) -> str:
+Channel = Literal["records", "ack", "status", "command", "down", "downack"]
+"""Up: `records`, `status`, `downack`; down: `ack`, `command`, `down` (`_downlink`)."""
+
+
+def topic(prefix: str, store: str, channel: Channel) -> str:
     """`{prefix}/{store}/{channel}`."""
     return f"{prefix.rstrip('/')}/{store}/{channel}"
 

@@ -25,6 +25,8 @@ __all__ = [
     "Discount",
     "EndOfDay",
     "EndOfDayTotals",
+    "FulfilledLine",
+    "Fulfillment",
     "Inventory",
     "LineLink",
     "LineType",
@@ -66,6 +68,7 @@ class RecordKind(StrEnum):
     END_OF_DAY = "end_of_day"
     CUSTOMER = "customer"
     REFUSED = "refused"
+    FULFILLMENT = "fulfillment"
 
 
 TransactionKind = Literal["sale", "return", "void", "cancel"]
@@ -305,11 +308,36 @@ class Refused(_Base):
     )
 
 
-Record = Annotated[
-    Transaction | Inventory | EndOfDay | CustomerRecord | Refused, Field(discriminator="kind")
-]
+class FulfilledLine(_Model):
+    """What the store did with one line of an online order."""
+
+    line_id: str | None = Field(
+        default=None, max_length=128, description="The platform's line id, where the POS has it."
+    )
+    sku: str = Field(default="", max_length=128, description="The POS item id.")
+    handed_over: Quantity = Field(
+        default=Decimal(0), ge=0, description="Picked up by, or shipped to, the customer."
+    )
+    cancelled: Quantity = Field(default=Decimal(0), ge=0, description="Will not be fulfilled.")
+
+
+class Fulfillment(_Base):
+    """The POS handed over, partly handed over, shipped or cancelled an online order the
+    store received on the downlink. Central posts it to the platform the order came from;
+    lines not named keep their state (a partial pickup leaves the rest open)."""
+
+    kind: Literal["fulfillment"]
+    order_number: _ID = Field(description="The online order's number as the POS recorded it.")
+    status: Literal["picked_up", "partially_picked_up", "shipped", "cancelled"]
+    register: str | None = None
+    transaction_id: _ID = Field(description="The POS transaction that recorded it.")
+    lines: list[FulfilledLine] = Field(default_factory=list, max_length=500)
+    tracking: str | None = Field(default=None, max_length=128, description="Carrier reference.")
+
+
+AnyRecord = Transaction | Inventory | EndOfDay | CustomerRecord | Refused | Fulfillment
+
+Record = Annotated[AnyRecord, Field(discriminator="kind")]
 """Any canonical record; `kind` says which."""
 
-record_adapter: TypeAdapter[Transaction | Inventory | EndOfDay | CustomerRecord | Refused] = (
-    TypeAdapter(Record)
-)
+record_adapter: TypeAdapter[AnyRecord] = TypeAdapter(Record)
