@@ -20,6 +20,9 @@ __all__ = [
     "DeliveryItem",
     "DeliveryState",
     "DeliveryUpdate",
+    "DownRow",
+    "Downlink",
+    "DownlinkSummary",
     "ExceptionItem",
     "ExceptionQueue",
     "Gap",
@@ -488,6 +491,87 @@ class Views(Protocol):
     async def stats(self) -> dict[str, Any]: ...
 
     async def ping(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class DownRow:
+    """One message of a store's downlink queue."""
+
+    store: str
+    seq: int
+    kind: str
+    key: str
+    body: str  # JSON of the message (contract.down_body_adapter)
+    queued_at: datetime
+    sent_at: datetime | None = None
+    sends: int = 0
+    settled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class DownlinkSummary:
+    """A store's downlink as the dashboard and `stats` show it."""
+
+    store: str
+    pending: int  # queued and not yet answered by the store
+    delivered: int  # answered by the store
+    oldest_waiting: datetime | None  # queued_at of the oldest pending message
+    last_settled: datetime | None
+    past_promise: int  # orders delivered to the store, not fulfilled, past promised_by
+
+
+class Downlink(Protocol):
+    """The way down: each store's durable queue with its own gap-free seq, the order
+    sources' cursors, and what central knows of each order it sent."""
+
+    async def enqueue(self, store: str, kind: str, key: str, body: str) -> tuple[int, bool]:
+        """Queue a message for `store` under the next seq of its downlink, once per `key`:
+        (seq, True) when queued now, (the existing seq, False) when the key was queued
+        before. The seq is gap-free per store, also with several relays."""
+        ...
+
+    async def due_down(
+        self, *, resend_after: timedelta, limit: int = 100, now: datetime | None = None
+    ) -> dict[str, list[DownRow]]:
+        """Per store, its unanswered messages in seq order (at most `limit` each) that were
+        never sent or were last sent more than `resend_after` ago."""
+        ...
+
+    async def pending_down(self, store: str, *, limit: int = 100) -> list[DownRow]:
+        """A store's unanswered messages in seq order, sent or not (for a store that has
+        just come back online)."""
+        ...
+
+    async def mark_down_sent(
+        self, store: str, seqs: Sequence[int], *, now: datetime | None = None
+    ) -> None: ...
+
+    async def settle_down(
+        self, store: str, seqs: Sequence[int], through: int, *, now: datetime | None = None
+    ) -> int:
+        """The store holds `seqs` and every seq up to `through`: mark them answered (only
+        seqs that exist for that store). Returns how many changed."""
+        ...
+
+    async def down_order(self, store: str, order_number: str) -> DownRow | None:
+        """The newest `order` message queued for `store` with that order number (so a
+        fulfilment can be posted to the order's own target)."""
+        ...
+
+    async def mark_fulfilled(self, store: str, order_number: str, status: str) -> None:
+        """Note what the store did with an order (for the past-promise count and recon)."""
+        ...
+
+    async def downlink_summary(self, *, now: datetime | None = None) -> list[DownlinkSummary]: ...
+
+    async def source_cursor(self, name: str) -> str | None:
+        """The durable cursor of an order source (None before its first run)."""
+        ...
+
+    async def advance_cursor(self, name: str, before: str | None, after: str) -> bool:
+        """Move a source's cursor from `before` to `after` only if it still is `before`
+        (compare-and-set), so two relays never both advance past the same orders."""
+        ...
 
 
 class Inbox(Records, Deliveries, ExceptionQueue, Views, Protocol):
