@@ -7,12 +7,15 @@ earlier order the store handed over, shipped or cancelled becomes a `fulfillment
 from __future__ import annotations
 
 import hashlib
+import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
 from agent.parsers import ParseContext, parse_bytes
 from contract import Fulfillment, Refused, Transaction
+from lab.pos import PickupCounter, PoslogPos
 
 HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 <POSLog xmlns="http://www.nrf-arts.org/IXRetail/namespace/"
@@ -120,3 +123,35 @@ def test_an_order_line_that_names_no_order_is_refused_alone(status: str) -> None
     (refused,) = records
     assert isinstance(refused, Refused)
     assert "names no order" in refused.reason
+
+
+def test_the_simulated_pickup_counter_writes_what_the_parser_reads(tmp_path: Path) -> None:
+    imports = tmp_path / "imports"
+    imports.mkdir()
+    for number, lines in (("WEB-1", 2), ("WEB-2", 2)):
+        order = {
+            "kind": "order",
+            "order_number": number,
+            "lines": [
+                {"sku": f"47{n}", "quantity": "1", "unit_price": "5.00"} for n in range(lines)
+            ],
+        }
+        (imports / f"{number}.json").write_text(json.dumps(order))
+    pos = PoslogPos("0042", tmp_path / "export")
+    counter = PickupCounter(pos, imports)
+    assert counter.serve(partial=lambda number: number == "WEB-2") == ["WEB-1", "WEB-2"]
+    assert counter.waiting() == []  # each imported once
+    assert counter.serve() == []
+    found: dict[str, Fulfillment] = {}
+    for path in sorted((tmp_path / "export").iterdir()):
+        data = path.read_bytes()
+        context = ParseContext(file_name=path.name, sha256=hashlib.sha256(data).hexdigest())
+        for record in parse_bytes(data, "poslog", context=context):
+            assert isinstance(record, Fulfillment)
+            found[record.order_number] = record
+    assert found["WEB-1"].status == "picked_up"
+    assert found["WEB-2"].status == "partially_picked_up"
+    assert [(x.sku, x.handed_over, x.cancelled) for x in found["WEB-2"].lines] == [
+        ("470", Decimal(1), Decimal(0)),
+        ("471", Decimal(0), Decimal(1)),
+    ]
