@@ -103,6 +103,19 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
         notifier.ready(f"relay {cfg.relay_id}: taking batches")
 
     helpers = [asyncio.create_task(announce()), asyncio.create_task(notifier.keep_alive(stop))]
+    sending: asyncio.Task[None] | None = None
+    if cfg.downlink.enabled:
+        from central.downlink import DownlinkSender
+
+        # The way down runs beside the intake on its own connection; messages it has not
+        # sent or that were not answered stay queued in the inbox for the next start.
+        downlink = DownlinkSender(cfg, inbox)
+        sending = asyncio.create_task(downlink.run(stop), name="downlink")
+        helpers.append(sending)
+        log.info(
+            "Downlink started.",
+            extra={"resend_seconds": cfg.downlink.resend_seconds},
+        )
     delivering = (
         asyncio.create_task(delivery.run(stop), name="delivery") if cfg.delivery.enabled else None
     )
@@ -122,6 +135,10 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
             delivering.cancel()
             await asyncio.gather(delivering, return_exceptions=True)
         notifier.stopping()
+        if sending is not None:
+            # An answer being settled is committed before the inbox closes.
+            stop.set()
+            await asyncio.wait({sending}, timeout=5)
         for task in helpers:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
