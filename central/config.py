@@ -179,9 +179,7 @@ class DeliverySettings(Section):
 class DownlinkSettings(Section):
     """`[central.downlink]`: how the relay sends each store its queued messages."""
 
-    enabled: bool = Field(
-        default=True, description="Send queued online orders down to the stores."
-    )
+    enabled: bool = Field(default=True, description="Send queued online orders down to the stores.")
     resend_seconds: float = Field(
         default=30,
         gt=0,

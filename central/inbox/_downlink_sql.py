@@ -220,7 +220,7 @@ class DownlinkSql(SqlInbox):
             return counts, late
 
         counts, late = await self._run(work)
-        past = {store: n for store, n in late}
+        past: dict[str, int] = dict(late)
         return [
             DownlinkSummary(
                 store=store,

@@ -555,9 +555,7 @@ async def test_a_source_cursor_moves_only_from_where_it_was(inbox: Inbox) -> Non
     assert await inbox.advance_cursor("ct-orders", None, "2024-05-01T10:00:00Z")
     assert not await inbox.advance_cursor("ct-orders", None, "2024-05-01T11:00:00Z")
     assert not await inbox.advance_cursor("ct-orders", "stale", "2024-05-01T11:00:00Z")
-    assert await inbox.advance_cursor(
-        "ct-orders", "2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z"
-    )
+    assert await inbox.advance_cursor("ct-orders", "2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z")
     assert await inbox.source_cursor("ct-orders") == "2024-05-01T11:00:00Z"
     assert await inbox.source_cursor("adobe-orders") is None
 
@@ -571,8 +569,7 @@ async def test_two_relays_enqueueing_at_once_leave_no_gap_and_no_second_copy(
         # Each relay reads the same 40 orders at the same time, and 20 of its own.
         shared = [queued(order("0042", f"S{n}")) for n in range(40)]
         own = {
-            name: [queued(order("0042", f"{name}{n}")) for n in range(20)]
-            for name in ("a", "b")
+            name: [queued(order("0042", f"{name}{n}")) for n in range(20)] for name in ("a", "b")
         }
 
         async def source(inbox: Inbox, name: str) -> list[tuple[int, bool]]:
