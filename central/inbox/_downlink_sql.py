@@ -12,7 +12,7 @@ that lock, so a message queued twice at once is queued once and uses no seq twic
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,6 +27,10 @@ __all__ = ["DownlinkSql"]
 _ROW_COLUMNS = "store, seq, kind, key, body, queued_at, sent_at, sends, settled_at"
 _FINAL = ("picked_up", "shipped", "cancelled")
 """Fulfilment statuses after which an order no longer waits at the store."""
+
+
+def _utc(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment is not None else None
 
 
 class DownlinkSql(SqlInbox):
@@ -266,8 +270,8 @@ class DownlinkSql(SqlInbox):
             s.store: {
                 "pending": s.pending,
                 "delivered": s.delivered,
-                "oldest_waiting": s.oldest_waiting.isoformat() if s.oldest_waiting else None,
-                "last_settled": s.last_settled.isoformat() if s.last_settled else None,
+                "oldest_waiting": _utc(s.oldest_waiting),
+                "last_settled": _utc(s.last_settled),
                 "past_promise": s.past_promise,
             }
             for s in await self.downlink_summary()
