@@ -3,8 +3,8 @@
 Each store gets a Mosquitto user of its own (user name = store id) and a random
 password. One block of ACL patterns lets every store write only its own records,
 status and downlink answers and read only its own acks, commands and downlink; the
-relay's user reads and writes every store's topics. The password file is written in Mosquitto 2's hashed format, so
-the relay's host needs no mosquitto_passwd binary.
+relay's user reads and writes every store's topics. The password file is written in
+Mosquitto 2's hashed format, so the relay's host needs no mosquitto_passwd binary.
 """
 
 from __future__ import annotations
