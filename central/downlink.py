@@ -5,7 +5,8 @@ queue from the store's `DownAck` on `{prefix}/{store}/downack`.
 
 The queue lives in the inbox (`Downlink` role); this module only moves it. A message is
 let go only when its store answered for it, on that store's own topic: an answer whose
-payload names another store is refused, counted and logged as a security event.
+payload names another store is refused, counted, logged as a security event and kept
+with the inbox's refusals (`stats`: spoofed).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from pydantic import ValidationError
 
@@ -47,7 +49,7 @@ from contract import (
     topic,
 )
 
-__all__ = ["BATCH_BYTES", "DownlinkSender", "answers_filter", "status_filter"]
+__all__ = ["BATCH_BYTES", "DownlinkInbox", "DownlinkSender", "answers_filter", "status_filter"]
 
 log = logging.getLogger("tillbridge.central.downlink")
 
@@ -58,6 +60,22 @@ ANSWER_BYTES = 256 * 1024
 STATUS_BYTES = 64 * 1024
 """Largest heartbeat read (the intake's limit)."""
 _STORE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+class DownlinkInbox(Downlink, Protocol):
+    """What the sender uses of the inbox: the downlink, and the register of refused
+    messages (a forged answer is kept there beside forged batches)."""
+
+    async def record_refusal(
+        self,
+        kind: str,
+        topic_store: str,
+        envelope_store: str | None,
+        batch_id: str | None,
+        reason: str,
+        *,
+        now: datetime | None = None,
+    ) -> None: ...
 
 
 def _shared(prefix: str, channel: str, shared_group: str | None) -> str:
@@ -115,7 +133,7 @@ class DownlinkSender:
     """One relay's downlink. `run(stop)` returns after `stop` is set."""
 
     def __init__(
-        self, config: CentralConfig, inbox: Downlink, transport: Transport | None = None
+        self, config: CentralConfig, inbox: DownlinkInbox, transport: Transport | None = None
     ) -> None:
         self.config = config
         self.settings = config.downlink
@@ -234,6 +252,9 @@ class DownlinkSender:
                     "batch_id": answer.batch_id,
                 },
             )
+            await self.inbox.record_refusal(
+                "spoofed", store, answer.store, answer.batch_id, "downlink answer store differs"
+            )
             return 0
         settled = await self.inbox.settle_down(store, answer.committed, answer.through)
         self.counters["answers"] += 1
@@ -298,7 +319,9 @@ class DownlinkSender:
             return 0
         due = await self.inbox.due_down(
             resend_after=timedelta(seconds=self.settings.resend_seconds),
-            limit=self.settings.batch_messages,
+            # Ten batches a store per pass: a long queue drains without waiting a poll
+            # between batches.
+            limit=self.settings.batch_messages * 10,
         )
         sent = 0
         for store, rows in due.items():

@@ -218,6 +218,8 @@ async def test_an_answer_from_another_stores_topic_settles_nothing(
         await wait_for(lambda: _now(sender.counters["spoofed_answers"] == 1))
         assert [r.seq for r in await inbox.pending_down("0042")] == [1]
         assert sender.counters["settled"] == 0
+        stats = await inbox.stats()
+        assert (stats["spoofed"], stats["downlink"]["0042"]["pending"]) == (1, 1)
         assert any(
             getattr(r, "event", None) == "security" and getattr(r, "topic_store", None) == "0043"
             for r in caplog.records

@@ -248,3 +248,6 @@ async def test_the_fleet_shows_each_stores_orders_on_the_way_down(relay) -> None
     assert "1 pending · 2 delivered" in page
     assert "2 past promise" in page
     assert "never" in page
+    metrics = (await client.get("/metrics")).text
+    assert 'tillbridge_downlink_pending{store="0042"} 1.0' in metrics
+    assert 'tillbridge_downlink_past_promise{store="0042"} 2.0' in metrics
