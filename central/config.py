@@ -36,6 +36,7 @@ __all__ = [
     "CentralConfig",
     "CentralSettings",
     "DeliverySettings",
+    "DownlinkSettings",
     "InboxSettings",
     "IntakeSettings",
     "ReconSettings",
@@ -175,6 +176,23 @@ class DeliverySettings(Section):
     route_batch: int = Field(default=200, ge=1, le=5000, description="Records routed at once.")
 
 
+class DownlinkSettings(Section):
+    """`[central.downlink]`: how the relay sends each store its queued messages."""
+
+    enabled: bool = Field(default=True, description="Send queued online orders down to the stores.")
+    resend_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="A message the store has not answered is sent again after this long.",
+    )
+    poll_seconds: float = Field(
+        default=2, gt=0, description="How often the relay looks for messages due to be sent."
+    )
+    batch_messages: int = Field(
+        default=50, ge=1, le=1000, description="Most messages in one batch to a store."
+    )
+
+
 class ReconSettings(Section):
     tolerance: Decimal = Field(
         default=Decimal("0.01"),
@@ -204,6 +222,7 @@ class CentralConfig(Section):
     web: WebSettings = Field(default_factory=WebSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    downlink: DownlinkSettings = Field(default_factory=DownlinkSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     recon: ReconSettings = Field(default_factory=ReconSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
