@@ -34,8 +34,8 @@ The rules, where POS exports differ:
 - Lines: `Sale` as signed by the POS (Xstore's `CustomerOrderForDelivery` and
   `CustomerOrderForPickup` lines of an order taken now are sales too; the `Deposit`
   line that closes such an order restates its total and is left out), except that a
-  `Sale` of negative quantity with a positive amount is a returned line; `Return` lines always reduce the transaction
-  (quantity, amount and tax made negative) and carry their `TransactionLink` (6.x links
+  `Sale` of negative quantity with a positive amount is a returned line; `Return` lines
+  always reduce the transaction (quantity, amount and tax made negative) and carry their `TransactionLink` (6.x links
   may hold the store in `BusinessUnit` itself and the day in `BusinessDayDate/Date`).
   A basket with returned and sold lines keeps both signs; its kind follows the sign of
   its total (`sale` or `return`) and it says `exchange` in its attributes. A line with
