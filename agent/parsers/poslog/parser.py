@@ -32,16 +32,17 @@ The rules, where POS exports differ:
   a `fulfillment` record per order, keyed by the transaction and the order; a
   transaction holding nothing else gives no sale.
 - Lines: `Sale` as signed by the POS (Xstore's `CustomerOrderForDelivery` and
-  `CustomerOrderForPickup` lines of an order taken now are sales too; the `Deposit`
-  line that closes such an order restates its total and is left out), except that a
-  `Sale` of negative quantity with a positive amount is a returned line; `Return` lines
-  always reduce the transaction (quantity, amount and tax made negative) and carry their `TransactionLink` (6.x links
-  may hold the store in `BusinessUnit` itself and the day in `BusinessDayDate/Date`).
-  A basket with returned and sold lines keeps both signs; its kind follows the sign of
-  its total (`sale` or `return`) and it says `exchange` in its attributes. A line with
-  `VoidFlag="true"` is kept, flagged voided; when it is a void entry for an earlier line
-  (it names it with `ItemLink`/`CreateRefNumber`, or has the opposite amount of the same
-  item) that line is flagged too. A voided line that is simply absent needs nothing.
+  `CustomerOrderForPickup` lines of an order taken now are sales too; the `Deposit` line
+  that closes such an order restates its total and is left out), except that a `Sale` of
+  negative quantity with a positive amount is a returned line; `Return` lines always
+  reduce the transaction (quantity, amount and tax made negative) and carry their
+  `TransactionLink` (6.x links may hold the store in `BusinessUnit` itself and the day
+  in `BusinessDayDate/Date`). A basket with returned and sold lines keeps both signs;
+  its kind follows the sign of its total (`sale` or `return`) and it says `exchange` in
+  its attributes. A line with `VoidFlag="true"` is kept, flagged voided; when it is a
+  void entry for an earlier line (it names it with `ItemLink`/`CreateRefNumber`, or has
+  the opposite amount of the same item) that line is flagged too. A voided line that is
+  simply absent needs nothing.
 - Money: a line's amount is before its `RetailPriceModifier`s (`Subtract`, `Add`,
   `Replace` with the new unit price, which may raise it, `Percent`,
   `PreviousPrice`/`NewPrice`); where the
