@@ -82,8 +82,11 @@ class Fulfilments:
             await self._update(order, cancel, trace)
             return f"{number}/cancelled"
         key = delivery_key(routed.key)
-        items = self._items(routed, record, order, number)
         with_shipping = order.get("shippingInfo") is not None
+        held = (order.get("shippingInfo") or {}).get("deliveries") or []
+        # Sent before (its answer lost): its delivery is there, nothing more to add.
+        done = any(d.get("key") == key for d in held)
+        items = [] if done else self._items(routed, record, order, number)
 
         def fulfil(current: dict[str, Any]) -> list[dict[str, Any]]:
             actions: list[dict[str, Any]] = []
@@ -111,7 +114,8 @@ class Fulfilments:
             return actions
 
         await self._update(order, fulfil, trace)
-        return f"{number}/{key}" if items and with_shipping else f"{number}/{record.status}"
+        wrote = done or (items and with_shipping)
+        return f"{number}/{key}" if wrote else f"{number}/{record.status}"
 
     def _items(
         self, routed: Routed, record: Fulfillment, order: dict[str, Any], number: str
