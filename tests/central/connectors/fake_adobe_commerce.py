@@ -359,8 +359,9 @@ class FakeAdobeCommerce(Ruled):
             )
         ]
         for order in reversed(sorts):
+            field = order["field"]
             found.sort(
-                key=lambda row, f=order["field"]: _sort_value(row.get(f)),
+                key=lambda row: _sort_value(row.get(field)),
                 reverse=order.get("direction", "ASC") == "DESC",
             )
         total = len(found)
