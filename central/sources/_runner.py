@@ -27,7 +27,7 @@ import httpx
 
 from contract import OnlineOrder, OrderCancel, down_body_adapter, order_key
 
-from ..connectors import CONNECTORS, DryRunTransport, TargetSettings
+from ..connectors import CONNECTORS, TargetSettings
 from ..inbox import utcnow
 from ..routing import SkuTable, load_sku_table
 from ._base import Page, Platform, SkuMap, SourceError, SourceInbox, StoreMap
@@ -234,11 +234,14 @@ class OrderSources:
             if not source.enabled:
                 continue
             target = next(t for t in config.targets if t.name == source.target)
-            transport: httpx.AsyncBaseTransport | None
             if target.dry_run:
-                transport = DryRunTransport(CONNECTORS[target.type].dry_run)
-            else:
-                transport = transport_for(target) if transport_for else None
+                # A dry run sends nothing and has no credentials to read with.
+                log.info(
+                    "Order source reads nothing: its target is a dry run.",
+                    extra={"source": name, "target": target.name},
+                )
+                continue
+            transport = transport_for(target) if transport_for else None
             client = httpx.AsyncClient(
                 transport=transport,
                 timeout=target.timeout_seconds,

@@ -225,3 +225,8 @@ async def test_a_cancel_magento_will_not_do_needs_a_person(fake: FakeAdobeCommer
     assert "did not cancel order 000000700" in refused.rejected[0].reason
     assert [o.ref for o in accepted.accepted] == ["000000700/canceled"]
     assert order["state"] == "canceled"
+
+
+def test_a_source_whose_target_is_a_dry_run_reads_nothing() -> None:
+    cfg = orders.config({**target(), "dry_run": True}, {})
+    assert OrderSources(cfg, MemoryDownlink()).runners == []
