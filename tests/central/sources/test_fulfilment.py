@@ -225,3 +225,19 @@ async def test_salesforce_says_a_fulfilment_is_not_for_it() -> None:
         result = await SalesforceConnector(salesforce_settings(), client).deliver([routed])
     (refused,) = result.rejected
     assert "not fulfillment" in refused.reason
+
+
+def test_a_fulfilment_names_what_keeps_it_from_its_order_target() -> None:
+    order = sent(imported(FakeCommercetools(), "WEB-5"))
+    record = orders.fulfillment("WEB-5", "picked_up")
+    cfg = relay_config()
+    elsewhere = order.model_copy(update={"target": "ct-old"})
+    decision = delivery_router(cfg).decide(
+        1, record.model_dump(mode="json"), record, order=elsewhere
+    )
+    assert decision.error == "order WEB-5 came from target ct-old, which is not configured"
+    cfg.targets[0].kinds = ["sale"]
+    decision = delivery_router(cfg).decide(1, record.model_dump(mode="json"), record, order=order)
+    assert decision.error == (
+        'target ct does not take fulfillment records: add "fulfillment" to its kinds'
+    )
