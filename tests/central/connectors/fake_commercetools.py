@@ -38,7 +38,16 @@ CLIENT_SECRET = "ct-secret-0123456789"
 KEY = re.compile(r"^[A-Za-z0-9_-]{2,256}$")
 LINE_ITEM_LIMIT = 256
 ORDER_STATES = {"Open", "Confirmed", "Complete", "Cancelled"}
-SHIPMENT_STATES = {"Shipped", "Delivered", "Ready", "Pending", "Delayed", "Partial", "Backorder"}
+SHIPMENT_STATES = {
+    "Shipped",
+    "Delivered",
+    "Ready",
+    "Pending",
+    "Delayed",
+    "Partial",
+    "Backorder",
+    "Canceled",
+}
 PAYMENT_STATES = {"BalanceDue", "Failed", "Pending", "CreditOwed", "Paid"}
 RETURN_PAYMENT_STATES = {"NonRefundable", "Initial", "Refunded", "NotRefunded"}
 # The scope each endpoint needs (commercetools-api-reference api-specs/api/resources/*.raml,
