@@ -1,25 +1,22 @@
 """A store's fulfilment on its way up: routed to the target its order came from (found
 with `Downlink.down_order`), noted with `mark_fulfilled`, posted once by the
 commercetools connector against the biting fake even when sent again, and an unknown
-order kept as an exception with its reason. The inbox is SQLite; the downlink is the
-in-memory one of `tests/support/downlink.py`."""
+order kept as an exception with its reason. The inbox is SQLite and PostgreSQL (the
+shared fixture); the downlink is the in-memory one of `tests/support/downlink.py`."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from central.config import CentralConfig
 from central.connectors.commercetools.connector import CommercetoolsConnector
 from central.connectors.salesforce.connector import SalesforceConnector
 from central.delivery import Delivery
-from central.inbox import Inbox, IncomingRecord, RecordState, open_inbox
+from central.inbox import Inbox, IncomingRecord, RecordState
 from contract import Fulfillment, OnlineOrder, down_body_adapter, order_key
 from tests.central.connectors.fake_commercetools import (
     CLIENT_ID,
@@ -116,15 +113,6 @@ def sent(order: dict[str, Any]) -> OnlineOrder:
 async def queue(downlink: MemoryDownlink, order: OnlineOrder) -> None:
     body = down_body_adapter.dump_json(order).decode()
     await downlink.enqueue(order.store, order.kind, order_key(order), body)
-
-
-@pytest.fixture
-async def inbox(tmp_path: Path) -> AsyncIterator[Inbox]:
-    opened = await open_inbox(f"sqlite:///{tmp_path / 'inbox.db'}", relay_id="relay-test")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def put(inbox: Inbox, *records: Fulfillment) -> None:

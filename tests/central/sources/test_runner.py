@@ -1,20 +1,18 @@
 """The order-source runner with a stand-in platform: a platform that cannot be read
 moves nothing, a page another relay took first is left to it (its refusals counted
-once), and a refusal is visible in the relay's stats on a real SQLite inbox."""
+once), and a refusal is visible in the relay's stats on a real inbox (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from central.inbox import Inbox, open_inbox
+from central.inbox import Inbox
 from central.sources import OrderSourceSettings, Page, Refusal, SourceError, SourceRunner
 from contract import OnlineOrder
 from tests.support.downlink import MemoryDownlink
@@ -124,15 +122,6 @@ class Combined(MemoryDownlink):
 
     async def record_refusal(self, *args: Any, **kwargs: Any) -> None:
         await self.inbox.record_refusal(*args, **kwargs)
-
-
-@pytest.fixture
-async def inbox(tmp_path: Path) -> AsyncIterator[Inbox]:
-    opened = await open_inbox(f"sqlite:///{tmp_path / 'inbox.db'}", relay_id="relay-test")
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def test_a_refused_order_shows_in_the_relay_stats(inbox: Inbox) -> None:
