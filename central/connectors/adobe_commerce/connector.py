@@ -31,7 +31,8 @@ would compute from the items is corrected by an adjustment.
 
 Least access: the integration needs the ACL resources of the routes it calls and no
 others: Sales (`Magento_Sales::sales` with the order, invoice and credit memo actions
-under it) for sales, returns, voids and cancels, and
+under it, and the ship and cancel actions where it takes fulfilments and is an order
+source) for sales, returns, voids, cancels and fulfilments, and
 `Magento_InventoryApi::stock_source_item_assign` (source items) for inventory; a missing
 one is named in the refusal.
 
