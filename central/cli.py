@@ -10,7 +10,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 import typer.core
@@ -24,6 +24,9 @@ from common.modes import private_dir, too_open
 from common.notify import Notifier
 from common.redact import redact_text
 from common.runtime import run_daemon
+
+if TYPE_CHECKING:
+    from central.sources import OrderSources
 
 app = program(
     "tillbridge-central",
@@ -119,6 +122,10 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
     delivering = (
         asyncio.create_task(delivery.run(stop), name="delivery") if cfg.delivery.enabled else None
     )
+    sources = _order_sources(cfg, inbox)
+    if sources is not None:
+        helpers.append(asyncio.create_task(sources.run(stop), name="order-sources"))
+        log.info("Order sources polling.", extra={"sources": [r.name for r in sources.runners]})
     if cfg.web.enabled:
         from central.web import create_app, serve
 
@@ -142,8 +149,26 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
         for task in helpers:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
+        if sources is not None:
+            await sources.aclose()
         await inbox.close()
     log.info("Relay stopped.", extra={"relay_id": cfg.relay_id})
+
+
+def _order_sources(cfg: CentralConfig, inbox: object) -> OrderSources | None:
+    """The relay's order sources over its inbox's downlink, None when none is enabled (or
+    the inbox keeps no downlink yet: said in the log)."""
+    if not any(s.enabled for s in cfg.order_sources.values()):
+        return None
+    from central.sources import OrderSources, SourceInbox
+
+    if not hasattr(inbox, "down_order"):
+        logging.getLogger("tillbridge.central").error(
+            "Order sources need an inbox with a downlink; they stay off.",
+            extra={"sources": sorted(cfg.order_sources)},
+        )
+        return None
+    return OrderSources(cfg, cast(SourceInbox, inbox))
 
 
 @app.command("doctor")

@@ -29,6 +29,7 @@ from contract import Limits
 
 from .connectors import CONNECTORS, TargetConfig
 from .routing import RoutingSettings, StoreRoute
+from .sources._settings import OrderSourceSettings
 
 __all__ = [
     "AuditSettings",
@@ -233,6 +234,10 @@ class CentralConfig(Section):
         default_factory=dict,
         description='Routing per store id ("default" for stores without their own table).',
     )
+    order_sources: dict[str, OrderSourceSettings] = Field(
+        default_factory=dict,
+        description="Platforms whose online orders go down to the stores, by name.",
+    )
 
     @model_validator(mode="after")
     def _known_targets(self) -> CentralConfig:
@@ -248,6 +253,25 @@ class CentralConfig(Section):
                         f"stores.{store}.{key}: not a target name or type "
                         f"(known: {', '.join(sorted(known))})"
                     )
+        by_name = {t.name: t for t in self.targets}
+        for name, source in self.order_sources.items():
+            target = by_name.get(source.target)
+            if target is None:
+                raise ValueError(
+                    f"order_sources.{name}.target: no [[central.targets]] entry is named "
+                    f"{source.target!r}"
+                )
+            if target.type != source.type:
+                raise ValueError(
+                    f"order_sources.{name}.target: {source.target} is a {target.type} target, "
+                    f"not {source.type}"
+                )
+            if "fulfillment" not in target.kinds:
+                raise ValueError(
+                    f"order_sources.{name}.target: target {source.target} must take the "
+                    '"fulfillment" kind (add it to its kinds), so what the store does with '
+                    "an order reaches the platform"
+                )
         for table_name in ("payments", "tax_codes"):
             for key in getattr(self.routing, table_name):
                 if key not in known:
