@@ -10,7 +10,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.core
@@ -26,6 +26,7 @@ from common.redact import redact_text
 from common.runtime import run_daemon
 
 if TYPE_CHECKING:
+    from central.inbox import Inbox
     from central.sources import OrderSources
 
 app = program(
@@ -155,20 +156,13 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
     log.info("Relay stopped.", extra={"relay_id": cfg.relay_id})
 
 
-def _order_sources(cfg: CentralConfig, inbox: object) -> OrderSources | None:
-    """The relay's order sources over its inbox's downlink, None when none is enabled (or
-    the inbox keeps no downlink yet: said in the log)."""
+def _order_sources(cfg: CentralConfig, inbox: Inbox) -> OrderSources | None:
+    """The relay's order sources over its inbox's downlink, None when none is enabled."""
     if not any(s.enabled for s in cfg.order_sources.values()):
         return None
-    from central.sources import OrderSources, SourceInbox
+    from central.sources import OrderSources
 
-    if not hasattr(inbox, "down_order"):
-        logging.getLogger("tillbridge.central").error(
-            "Order sources need an inbox with a downlink; they stay off.",
-            extra={"sources": sorted(cfg.order_sources)},
-        )
-        return None
-    return OrderSources(cfg, cast(SourceInbox, inbox))
+    return OrderSources(cfg, inbox)
 
 
 @app.command("doctor")

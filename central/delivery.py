@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 
@@ -402,9 +402,7 @@ class Delivery:
         self.config = config
         self.inbox = inbox
         # Where a fulfilment finds the order it answers: the inbox's own downlink.
-        self.downlink = downlink or (
-            cast(Downlink, inbox) if hasattr(inbox, "down_order") else None
-        )
+        self.downlink: Downlink = downlink or inbox
         # Shared with the intake in a relay process: a record it took is not validated again.
         self.validated = validated if validated is not None else Validated()
         self.relay_id = config.relay_id
@@ -508,7 +506,6 @@ class Delivery:
         for done in fulfilled:
             # What the store did, whatever the platform answers: the past-promise count
             # and reconciliation read it.
-            assert self.downlink is not None
             await self.downlink.mark_fulfilled(done.store, done.order_number, done.status)
         # A refused transaction the store has read since (after a fix, under the same
         # identity) closes its exception, whichever of the two arrived first.
@@ -520,8 +517,6 @@ class Delivery:
 
     async def _order_of(self, record: Fulfillment) -> OnlineOrder | None:
         """The online order central sent the store under the fulfilment's number."""
-        if self.downlink is None:
-            return None
         row = await self.downlink.down_order(record.store, record.order_number)
         if row is None:
             return None
