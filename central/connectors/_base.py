@@ -286,7 +286,9 @@ class Traced:
     Request bodies and responses are kept as redacted excerpts (whole request bodies
     with `keep_full`, which dry-run targets use); headers are never kept (they carry
     tokens). Transport errors are noted and re-raised. With `correlation_header`, each
-    call carries the current record's correlation id in that header.
+    call carries the current record's correlation id in that header, as
+    `correlation_value` writes it where the platform documents a shape around it
+    (Salesforce's `client=…`); the bare id otherwise.
     """
 
     def __init__(
@@ -296,9 +298,11 @@ class Traced:
         keep_full: bool = False,
         clock: Callable[[], float] = time.monotonic,
         correlation_header: str | None = None,
+        correlation_value: Callable[[str], str] = str,
     ):
         self.client = client
         self._correlation_header = correlation_header
+        self._correlation_value = correlation_value
         self._limit = 1_000_000 if keep_full else EXCERPT_CHARS
         self._clock = clock
 
@@ -313,7 +317,7 @@ class Traced:
         if self._correlation_header and current:
             kwargs["headers"] = {
                 **(kwargs.get("headers") or {}),
-                self._correlation_header: current,
+                self._correlation_header: self._correlation_value(current),
             }
         if "json" in kwargs:
             # Every connector's JSON goes through json_body: decimals stay exact.

@@ -13,6 +13,12 @@ become a payment row in a configured object. Every answer's `Sforce-Limit-Info` 
 read: near the org's daily limit, or when Salesforce says it is reached, delivery is
 held (not retried) until `limit_wait_seconds` have passed.
 
+Every call names the record it writes in `Sforce-Call-Options: client=tillbridge/<id>`
+(the record's correlation id): the one request header the REST API documents for
+identifying a caller, whose `client` value Salesforce keeps in its logs (Event
+Monitoring's `CLIENT_NAME`). A collection carries the records of one correlation id
+(a POS file's records share one), so each call names exactly what it writes.
+
 Which system owns the profile is configurable: when Salesforce owns it, a matched
 Contact is only linked, never overwritten; when the POS owns it, the match is updated.
 An external id that matches several records (300 Multiple Choices) is refused with the
@@ -55,19 +61,35 @@ from .._base import (
     Routed,
     Traced,
     Unfit,
+    correlation,
     outcome_for,
     settle,
 )
 from ._items import priced_lines
 from ._settings import SalesforceSettings
 
-__all__ = ["SalesforceConnector", "SalesforceSettings", "dry_run_response", "soql_quote"]
+__all__ = [
+    "SalesforceConnector",
+    "SalesforceSettings",
+    "call_client",
+    "dry_run_response",
+    "soql_quote",
+]
 
 COLLECTION_LIMIT = 200
 CREATE_ONLY_ORDER = ("IsReductionOrder", "OriginalOrderId")
 # Set when an order is created, never again: a repeat must not undo a void's status.
 FIRST_ONLY_ORDER = (*CREATE_ONLY_ORDER, "Status")
 RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE"})
+CALL_OPTIONS = "Sforce-Call-Options"
+
+
+def call_client(correlation_id: str) -> str:
+    """The call options header's value: its `client` field, this program and then the
+    record's correlation id (developer.salesforce.com/docs/atlas.en-us.api_rest.meta/
+    api_rest/headers_calloptions.htm). The id comes from a store: anything but letters,
+    digits, `_`, `.` and `-` becomes `_`, so it can never add a field of its own."""
+    return "client=tillbridge/" + re.sub(r"[^A-Za-z0-9_.-]", "_", correlation_id)
 
 
 def soql_quote(value: str) -> str:
@@ -91,7 +113,12 @@ class SalesforceConnector:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._s = settings
-        self._http = Traced(client, keep_full=settings.dry_run)
+        self._http = Traced(
+            client,
+            keep_full=settings.dry_run,
+            correlation_header=CALL_OPTIONS,
+            correlation_value=call_client,
+        )
         self._clock = clock
         self._token: str | None = None
         self._instance = ""
@@ -199,6 +226,7 @@ class SalesforceConnector:
         orders: list[_Order] = []
         for routed in records:
             trace: list[Exchange] = []
+            correlation.set(routed.correlation_id)
             try:
                 if isinstance(routed.record, CustomerRecord):
                     contact = await self._contact(routed.record.customer, trace)
@@ -215,8 +243,13 @@ class SalesforceConnector:
                 orders.append(await self._prepare(routed, trace))
             except (ConnectorError, httpx.HTTPError) as exc:
                 settle(result, routed, trace, exc)
-        for start in range(0, len(orders), COLLECTION_LIMIT):
-            result.extend(await self._upsert_orders(orders[start : start + COLLECTION_LIMIT]))
+        by_correlation: dict[str, list[_Order]] = {}
+        for order in orders:
+            by_correlation.setdefault(order.routed.correlation_id, []).append(order)
+        for correlation_id, group in by_correlation.items():
+            correlation.set(correlation_id)
+            for start in range(0, len(group), COLLECTION_LIMIT):
+                result.extend(await self._upsert_orders(group[start : start + COLLECTION_LIMIT]))
         return result
 
     async def _void(self, routed: Routed, trace: list[Exchange]) -> str:

@@ -60,6 +60,19 @@ def _literals(text: str) -> list[str]:
     ]
 
 
+def _call_options(value: str) -> dict[str, str] | None:
+    """The fields of a Sforce-Call-Options value, or None when it is not as documented."""
+    fields: dict[str, str] = {}
+    for part in re.split(r"[;,]", value):
+        name, sep, field = part.strip().partition("=")
+        if not sep or name not in ("client", "defaultNamespace") or name in fields:
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9_./-]+", field):
+            return None
+        fields[name] = field
+    return fields
+
+
 class FakeSalesforce(Ruled):
     RULES: ClassVar[dict[str, str]] = {
         "my-domain-client-credentials": "the client-credentials flow works only on the "
@@ -87,6 +100,11 @@ class FakeSalesforce(Ruled):
         "negative-quantity": "a negative OrderItem.Quantity needs the org setting 'Enable "
         "Negative Quantity', except on a reduction order's items "
         "(help.salesforce.com, Reduction Orders; Order Settings)",
+        "call-options": "Sforce-Call-Options holds name=value fields, client and "
+        "defaultNamespace, separated by ';' (',' in older examples); the fake refuses any "
+        "other shape with 400 so a malformed header is noticed, what an org answers to one "
+        "being undocumented (developer.salesforce.com/docs/atlas.en-us.api_rest.meta/"
+        "api_rest/headers_calloptions.htm)",
         "reduction-links": "a reduction order item's OriginalOrderItemId is an item of the "
         "order named in OriginalOrderId (developer.salesforce.com/docs/"
         "atlas.en-us.object_reference.meta/object_reference/"
@@ -123,6 +141,8 @@ class FakeSalesforce(Ruled):
         }
         self._fail: list[tuple[int, dict[str, str], str]] = []
         self._drop = False
+        self.call_clients: list[str | None] = []
+        """The `client` of each API call's Sforce-Call-Options (None: no header)."""
 
     # -- fault hooks and reads ------------------------------------------------------------
 
@@ -214,6 +234,11 @@ class FakeSalesforce(Ruled):
             return _errors(
                 401, "INVALID_SESSION_ID", "This session is not valid for use with the REST API"
             )
+        options = request.headers.get("sforce-call-options")
+        fields = _call_options(options) if options is not None else {}
+        if fields is None and self.enforces("call-options"):
+            return _errors(400, "INVALID_HEADER", f"Sforce-Call-Options: {options!r}")
+        self.call_clients.append((fields or {}).get("client"))
         if self.used >= self.daily_limit and self.enforces("request-limit"):
             return _errors(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
         self.used += 1

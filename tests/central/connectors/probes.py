@@ -25,7 +25,15 @@ from .fake_commercetools import CLIENT_ID as CT_CLIENT_ID
 from .fake_commercetools import CLIENT_SECRET as CT_CLIENT_SECRET
 from .fake_commercetools import PROJECT as CT_PROJECT
 from .fake_commercetools import FakeCommercetools
-from .fake_salesforce import CLIENT_ID, CLIENT_SECRET, LOGIN, MY_DOMAIN, FakeSalesforce
+from .fake_salesforce import (
+    API,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    INSTANCE,
+    LOGIN,
+    MY_DOMAIN,
+    FakeSalesforce,
+)
 from .rules import Probe
 
 
@@ -515,6 +523,17 @@ def _sf_limit(fake: FakeSalesforce) -> None:
     )
 
 
+def _sf_call_options(fake: FakeSalesforce) -> None:
+    for value in ("client=a;defaultNamespace=b;client=c", "tillbridge", "client=a b"):
+        request = httpx.Request(
+            "GET",
+            f"{INSTANCE}{API}/query",
+            params={"q": "SELECT Id FROM Contact WHERE Email = 'x'"},
+            headers={"Authorization": f"Bearer {fake.session()}", "Sforce-Call-Options": value},
+        )
+        _refused(fake.handler(request), 400, "Sforce-Call-Options")
+
+
 SALESFORCE: dict[str, Probe] = {
     "my-domain-client-credentials": lambda f: _refused(
         _sf_token(
@@ -550,4 +569,5 @@ SALESFORCE: dict[str, Probe] = {
     "create-only-fields": _sf_create_only,
     "negative-quantity": _sf_negative,
     "reduction-links": _sf_reduction,
+    "call-options": _sf_call_options,
 }

@@ -4,6 +4,7 @@ documented REST API) and its own behaviours: customer matching, profile ownershi
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from central.connectors.salesforce.connector import (
     SalesforceConnector,
     SalesforceSettings,
+    call_client,
     soql_quote,
 )
 
@@ -365,3 +367,46 @@ async def test_a_coupon_the_pos_writes_at_a_negative_unit_price_keeps_its_sign()
     routed = samples.routed(us.model_copy(update={"lines": lines}))
     await _deliver(fake, routed)
     assert fake.order_total(routed) == Decimal("26.82")
+
+
+async def test_every_call_names_the_records_it_writes_in_the_call_options_header() -> None:
+    """Sforce-Call-Options `client=tillbridge/<correlation id>` on every API call, and a
+    collection only ever holds the records of one correlation id."""
+    fake = FakeSalesforce()
+    one = samples.routed(samples.sale("9101", customer=True))
+    two = samples.Routed(
+        **{**samples.routed(samples.sale("9102")).__dict__, "correlation_id": "f2"}
+    )
+    three = samples.Routed(
+        **{**samples.routed(samples.sale("9103")).__dict__, "correlation_id": "f2"}
+    )
+    seen: list[tuple[str, str, list[str]]] = []
+
+    def watching(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/services/data/"):
+            body = json.loads(request.content) if request.content else {}
+            keys = [r.get("POS_Key__c") for r in body.get("records", []) if "POS_Key__c" in r]
+            seen.append((request.url.path, request.headers.get("sforce-call-options", ""), keys))
+        return fake.handler(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(watching)) as client:
+        result = await SalesforceConnector(settings(), client).deliver([one, two, three])
+    assert len(result.accepted) == 3
+    assert seen, "calls were made"
+    assert all(header for _, header, _ in seen), "every API call carries the header"
+    assert {header for _, header, _ in seen} == {
+        call_client(one.correlation_id),
+        "client=tillbridge/f2",
+    }
+    assert call_client(one.correlation_id) == "client=tillbridge/corr-" + one.key.replace(":", "_")
+    upserts = [(header, keys) for path, header, keys in seen if path.endswith("/Order/POS_Key__c")]
+    assert sorted(upserts) == [
+        (call_client(one.correlation_id), [one.key]),
+        ("client=tillbridge/f2", [two.key, three.key]),
+    ]
+    assert fake.call_clients
+    assert None not in fake.call_clients
+
+
+def test_a_store_supplied_id_cannot_add_a_field_to_the_call_options() -> None:
+    assert call_client("abc;defaultNamespace=evil") == "client=tillbridge/abc_defaultNamespace_evil"
