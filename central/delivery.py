@@ -240,6 +240,8 @@ class TargetWorker:
                 tax_codes=route.get("tax_codes", {}),
                 attempts=item.attempts,
                 original_ref=item.original_ref,
+                noted=item.ref,
+                level_ref=item.level_ref,
             ),
         )
 
@@ -279,13 +281,19 @@ class TargetWorker:
             self.breaker.success()
         return self._updates(batch, result)
 
-    def _deferred(self, c: _Claimed, wait: float, reason: str) -> DeliveryUpdate:
+    def _deferred(
+        self, c: _Claimed, wait: float, reason: str, outcome: Outcome | None = None
+    ) -> DeliveryUpdate:
         return DeliveryUpdate(
             c.item.record_id,
             "deferred",
             reason=reason,
             retry_at=utcnow() + timedelta(seconds=max(wait, 0.1)),
             count_attempt=False,
+            ref=outcome.ref if outcome else None,
+            status=outcome.status if outcome else None,
+            exchanges=[e.as_dict() for e in outcome.exchanges] if outcome else [],
+            dry_run=self.settings.dry_run,
         )
 
     def _updates(self, batch: Sequence[_Claimed], result: DeliveryResult) -> list[DeliveryUpdate]:
@@ -329,7 +337,8 @@ class TargetWorker:
             if outcome.hold and held is not None:
                 # The target's limit, not the record: wait for it without using an attempt.
                 wait = outcome.retry_after if outcome.retry_after is not None else 60.0
-                updates.append(self._deferred(held, min(wait, RETRY_AFTER_CAP), outcome.reason))
+                wait = min(wait, RETRY_AFTER_CAP)
+                updates.append(self._deferred(held, wait, outcome.reason, outcome))
                 continue
             updates.append(self._retry(held, outcome))
         for record_id, c in by_id.items():

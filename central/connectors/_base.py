@@ -170,6 +170,12 @@ class Routed:
     tax_codes: Mapping[str, str] = field(default_factory=dict)
     attempts: int = 0
     original_ref: str | None = None
+    noted: str | None = None
+    """What this connector noted on an earlier attempt of the record (an outcome's `ref`
+    on a retry or hold), or None."""
+    level_ref: str | None = None
+    """A stock movement: this target's ref for the last update of the same item it
+    confirmed (the latest posted, whatever its seq), or None when none was."""
 
     @property
     def kind(self) -> str:
@@ -214,8 +220,9 @@ class Outcome:
     """For an accepted sale: the total the target itself states for it (signed as the POS
     signs it), which reconciliation sets beside the POS's; None where the answer has none."""
     hold: bool = False
-    """A retry the target asked for as a whole (a usage limit reached or near): the relay
-    waits `retry_after` seconds without counting an attempt against the record."""
+    """A retry that uses no attempt: the target asked for it as a whole (a usage limit
+    reached or near), or the connector noted what it needs before it writes (its `ref`,
+    handed back as `Routed.noted`). The relay waits `retry_after` seconds."""
 
 
 @dataclass

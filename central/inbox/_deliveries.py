@@ -183,14 +183,15 @@ class DeliveriesSql(AuditSql):
             )
             found = await c.fetch(
                 "SELECT d.record_id, r.key, r.store, r.seq, r.kind, r.correlation_id, r.body, "
-                "d.attempts - 1, d.route, d.subject, r.link_key FROM deliveries d "
+                "d.attempts - 1, d.route, d.subject, r.link_key, d.ref FROM deliveries d "
                 "JOIN records r ON r.id = d.record_id "
                 f"WHERE d.target = ? AND d.record_id IN ({_marks(len(chosen))}) ORDER BY d.seq",
                 (target, *chosen),
             )
             items = []
-            for rid, key, store, seq, kind, cid, rbody, attempts, route, subject, link in found:
-                original = None
+            for row in found:
+                rid, key, store, seq, kind, cid, rbody, attempts, route, subject, link, ref = row
+                original = level = None
                 if link is not None:
                     refs = await c.fetch(
                         "SELECT d.ref FROM deliveries d JOIN records r ON r.id = d.record_id "
@@ -210,6 +211,15 @@ class DeliveriesSql(AuditSql):
                         (target, subject, seq),
                     )
                     superseded = any(self._obj(b).get("mode") != "delta" for (b,) in newer)
+                    # What the target holds now, as far as the relay confirmed it: a
+                    # connector that writes a movement as a level adds to this.
+                    last = await c.fetch(
+                        "SELECT ref FROM deliveries WHERE target = ? AND subject = ? "
+                        "AND state = 'posted' AND record_id <> ? "
+                        "ORDER BY posted_at DESC, seq DESC LIMIT 1",
+                        (target, subject, rid),
+                    )
+                    level = last[0][0] if last else None
                 elif subject is not None:
                     newer = await c.fetch(
                         "SELECT 1 FROM deliveries WHERE target = ? AND subject = ? AND seq > ? "
@@ -232,6 +242,8 @@ class DeliveriesSql(AuditSql):
                         subject=subject,
                         original_ref=original,
                         superseded=superseded,
+                        ref=ref,
+                        level_ref=level,
                     )
                 )
             return items

@@ -220,6 +220,12 @@ class DeliveryItem:
     subject: str | None
     original_ref: str | None
     superseded: bool
+    ref: str | None = None
+    """What this target's connector noted on an earlier attempt (a retry's or a hold's
+    ref), or None."""
+    level_ref: str | None = None
+    """A stock movement: the ref of this target's last posted update of the same subject
+    (the latest posted, not the highest seq), or None when none was posted."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from central.inbox import Inbox, IncomingRecord, RecordState, link_key, utcnow
 from central.routing import RoutingSettings, StoreRoute
 from contract import Inventory, Transaction
 
-from .connectors import samples
+from .connectors import samples, test_adobe_commerce
+from .connectors.fake_adobe_commerce import FakeAdobeCommerce
 from .connectors.recording import RecordingServer
 
 TOKEN = "static-token-123"
@@ -730,3 +731,73 @@ async def test_movements_are_never_superseded_by_movements_only_by_a_newer_level
     assert record is not None
     (d,) = await inbox.deliveries_of(record.id)
     assert d["state"] == "superseded"
+
+
+async def test_adobe_commerce_movements_count_once_across_a_relay_that_died_mid_write(
+    inbox: Inbox,
+) -> None:
+    """A movement goes to Adobe Commerce as the level it leads to, built on the level the
+    relay last posted for the item (by posting time) or on the quantity noted before the
+    first: a relay that dies after Magento applied it sends the same level again."""
+    fake = FakeAdobeCommerce()
+    fake.known_skus |= {"4006381333931", "4006381333948"}
+    fake.source_items[("berlin_mitte", "4006381333948")] = Decimal(5)
+    adobe = test_adobe_commerce.settings().model_copy(update={"name": "adobe"})
+    route = StoreRoute.model_validate(
+        {"currency": "EUR", "adobe_commerce": {"source_code": "berlin_mitte", "store_id": "1"}}
+    )
+    cfg = config(adobe, stores={samples.STORE: route})
+    delivery = Delivery(
+        cfg,
+        inbox,
+        transport_for=lambda _settings: httpx.MockTransport(fake.handler),
+        rng=random.Random(7),
+    )
+    blue, red = ("berlin_mitte", "4006381333931"), ("berlin_mitte", "4006381333948")
+    clock = utcnow()
+
+    async def run(seconds: float) -> None:
+        nonlocal clock
+        clock += timedelta(seconds=seconds)
+        await delivery.run_once(now=clock)
+
+    await put(inbox, samples.inventory(quantity=17), seqs=[40_001])
+    await run(1)
+    assert fake.source_items[blue] == 17
+    # The relay claims a movement, Magento applies it, the relay dies before recording.
+    out = samples.movement(-3, "move-1")
+    await put(inbox, out, seqs=[40_002])
+    await delivery.route_once(now=clock)
+    (claimed,) = await inbox.claim_deliveries(
+        "adobe", 5, "relay-dead", timedelta(seconds=30), now=clock
+    )
+    assert claimed.level_ref == "berlin_mitte/4006381333931@17"
+    assert claimed.attempts == 0
+    await delivery.workers[0].connector.deliver([delivery.workers[0]._prepare(claimed).routed])  # type: ignore[list-item]
+    assert fake.source_items[blue] == 14
+    await run(60)  # the lease ran out: another relay takes it over
+    assert fake.source_items[blue] == 14, "the same level again, not 11"
+    assert await state_of(inbox, out.key) is RecordState.POSTED
+    # A movement of an item the relay never posted a level of: noted first, then written.
+    red_in = samples.movement(4, "move-2", sku="4006381333948")
+    await put(inbox, red_in, seqs=[40_003])
+    await run(1)
+    assert fake.source_items[red] == 5, "only read"
+    await run(1)
+    assert fake.source_items[red] == 9
+    record = await inbox.record_by_key(red_in.key)
+    assert record is not None
+    (d,) = await inbox.deliveries_of(record.id)
+    assert (d["state"], d["attempts"], d["ref"]) == ("posted", 1, "berlin_mitte/4006381333948@9")
+    # A movement that happened earlier but is posted later builds on the latest posted.
+    late, early = samples.movement(2, "move-4"), samples.movement(-1, "move-3")
+    await put(inbox, late, seqs=[40_005])
+    await run(1)
+    await put(inbox, early, seqs=[40_004])
+    await run(1)
+    assert fake.source_items[blue] == 15
+    after = samples.movement(-5, "move-5")
+    await put(inbox, after, seqs=[40_006])
+    await run(1)
+    await delivery.aclose()
+    assert fake.source_items[blue] == 10, "17 - 3 + 2 - 1 - 5"

@@ -19,9 +19,9 @@ reaches Magento as source items. For the same reason a cancelled basket is saved
 canceled rather than saved and then cancelled (`POST /V1/orders/{id}/cancel`): the
 cancellation would compensate a reservation the order never placed.
 
-Stock movements (deltas) are refused: a source item takes absolute quantities only, and
-Magento keeps nothing beside it where a movement already applied could be noted, so a
-resend after a lost answer would count twice. Send levels to Adobe Commerce.
+Stock movements (deltas) are written as the level they lead to, computed from the last
+level the relay confirmed for the item, so a resend writes the same level and never
+counts twice (`_stock`).
 
 Amounts go as the POS computed them, order and `base_*` alike (the POS currency is the
 store's base currency), as exact decimals. A weighed line keeps its decimal quantity with
@@ -33,8 +33,9 @@ Least access: the integration needs the ACL resources of the routes it calls and
 others: Sales (`Magento_Sales::sales` with the order, invoice and credit memo actions
 under it, and the ship and cancel actions where it takes fulfilments and is an order
 source) for sales, returns, voids, cancels and fulfilments, and
-`Magento_InventoryApi::stock_source_item_assign` (source items) for inventory; a missing
-one is named in the refusal.
+`Magento_InventoryApi::stock_source_item_assign` (source items) for inventory, and
+`Magento_InventoryApi::source` where stores send movements (the quantity is read before
+the first); a missing one is named in the refusal.
 
 Authentication: an integration's access token is sent OAuth 1.0a-signed (HMAC-SHA256),
 or as a bearer token where the shop allows that (Stores > Configuration > Services >
@@ -72,6 +73,7 @@ from contract import Fulfillment, Inventory, Transaction, currency_exponent
 
 from .._base import (
     Answered,
+    ConnectorError,
     DeliveryResult,
     Exchange,
     Outcome,
@@ -82,10 +84,12 @@ from .._base import (
     deliver_each,
     for_location,
     outcome_for,
+    settle,
     transport_failure,
 )
 from ._fulfilment import Fulfilments
 from ._orders import increment_id, mark_of, order_entity
+from ._stock import BEFORE, level_in, level_ref, noted_ref, source_item_query
 
 __all__ = [
     "AdobeCommerceConnector",
@@ -263,25 +267,33 @@ class AdobeCommerceConnector:
     async def _source_items(self, batch: Sequence[Routed]) -> DeliveryResult:
         result = DeliveryResult()
         items: list[dict[str, Any]] = []
+        refs: dict[int, str] = {}
+        sendable: list[Routed] = []
         for routed in batch:
             record = routed.record
             assert isinstance(record, Inventory)
-            if record.mode != "absolute":
-                reason = (
-                    "Adobe Commerce source items take absolute quantities; this is a delta "
-                    "(a movement cannot be applied exactly once there: send levels)"
-                )
-                result.rejected.append(Outcome(routed.id, reason=reason))
-                continue
+            sku = routed.skus.get(record.sku, record.sku)
+            source = for_location(routed.route, "source_code", record.location)
+            level = record.quantity
+            if record.mode == "delta":
+                base = level_in(routed.level_ref, source, sku)
+                if base is None and routed.noted and routed.noted.startswith(BEFORE):
+                    base = level_in(routed.noted.removeprefix(BEFORE), source, sku)
+                if base is None:
+                    await self._note_level(routed, source, sku, result)
+                    continue
+                level = base + record.quantity
             items.append(
                 {
-                    "sku": routed.skus.get(record.sku, record.sku),
-                    "source_code": for_location(routed.route, "source_code", record.location),
-                    "quantity": record.quantity,
-                    "status": 1 if record.quantity > 0 else 0,
+                    "sku": sku,
+                    "source_code": source,
+                    "quantity": level,
+                    # Magento refuses "In Stock" at a quantity of zero or less.
+                    "status": 1 if level > 0 else 0,
                 }
             )
-        sendable = [r for r in batch if not any(o.id == r.id for o in result.rejected)]
+            refs[routed.id] = level_ref(source, sku, level)
+            sendable.append(routed)
         if not sendable:
             return result
         trace: list[Exchange] = []
@@ -306,13 +318,41 @@ class AdobeCommerceConnector:
             reason = _reason_or_empty(response)
             verdict, outcome = outcome_for(routed, response, list(trace), reason)
             if verdict == "accepted":
-                record = routed.record
-                assert isinstance(record, Inventory)
-                sku = routed.skus.get(record.sku, record.sku)
-                source = for_location(routed.route, "source_code", record.location)
-                outcome.ref = f"{source}/{sku}"
+                outcome.ref = refs[routed.id]
             result.add(verdict, outcome)
         return result
+
+    async def _note_level(
+        self, routed: Routed, source: str, sku: str, result: DeliveryResult
+    ) -> None:
+        """Before the first movement of an item the relay never confirmed a level of:
+        read the quantity Magento holds and note it (a hold, no write; see `_stock`)."""
+        trace: list[Exchange] = []
+        try:
+            response = await self._send(
+                "GET", "/inventory/source-items", trace, params=source_item_query(source, sku)
+            )
+            if response.status_code != 200:
+                raise _answer(response)
+        except (ConnectorError, httpx.HTTPError) as exc:
+            settle(result, routed, trace, exc)
+            return
+        found = [
+            i
+            for i in _read(response).get("items") or []
+            if (i.get("source_code"), i.get("sku")) == (source, sku)
+        ]
+        quantity = _dec(found[0].get("quantity")) if found else Decimal(0)
+        outcome = Outcome(
+            routed.id,
+            reason=f"noted the quantity Magento holds ({quantity}) before the first movement",
+            status=response.status_code,
+            ref=noted_ref(source, sku, quantity),
+            retry_after=0,
+            exchanges=trace,
+        )
+        outcome.hold = True
+        result.retry.append(outcome)
 
     # -- sales, returns, voids ------------------------------------------------------------
 

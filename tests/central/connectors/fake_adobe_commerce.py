@@ -41,12 +41,19 @@ INPUT_LIMIT = 20
 REST = "/rest/all/V1"
 SALES = "Magento_Sales::sales"
 SOURCE_ITEMS = "Magento_InventoryApi::stock_source_item_assign"
+SOURCE_READ = "Magento_InventoryApi::source"
 
 
 def _error(status: int, message: str, parameters: Any = None) -> httpx.Response:
     body: dict[str, Any] = {"message": message}
     if parameters is not None:
         body["parameters"] = parameters
+    return httpx.Response(status, json=body)
+
+
+def _json_error(status: int, message: str, error: str, parameters: Any) -> httpx.Response:
+    """A ValidationException as the REST API answers it: the message and each error."""
+    body = {"message": message, "errors": [{"message": error, "parameters": parameters}]}
     return httpx.Response(status, json=body)
 
 
@@ -140,7 +147,12 @@ class FakeAdobeCommerce(Ruled):
         "'The consumer isn't authorized to access %resources.' (magento/magento2 "
         "app/code/Magento/Sales/etc/webapi.xml at e59cdf44: Magento_Sales::sales, whose "
         "children later releases name per route; magento/inventory "
-        "InventoryApi/etc/webapi.xml: Magento_InventoryApi::stock_source_item_assign)",
+        "InventoryApi/etc/webapi.xml: Magento_InventoryApi::stock_source_item_assign to "
+        "save source items, Magento_InventoryApi::source to read them)",
+        "in-stock-above-zero": "a source item 'In Stock' at a quantity of zero or less is "
+        'refused: \'Product cannot have "status" "In Stock" while product "quantity" '
+        "equals or below zero' (magento/inventory Inventory/Model/SourceItem/Validator/"
+        "StatusConsistencyValidator.php)",
     }
 
     def __init__(
@@ -149,7 +161,7 @@ class FakeAdobeCommerce(Ruled):
         without: Iterable[str] = (),
         bearer_allowed: bool = False,
         two_factor: bool = True,
-        resources: Iterable[str] = (SALES, SOURCE_ITEMS),
+        resources: Iterable[str] = (SALES, SOURCE_ITEMS, SOURCE_READ),
     ) -> None:
         self._init_rules(without)
         self.resources = set(resources)
@@ -310,7 +322,9 @@ class FakeAdobeCommerce(Ruled):
             return refused
         header = request.headers.get("authorization", "")
         admin = header.removeprefix("Bearer ") in self._admin_tokens
-        needed = SOURCE_ITEMS if path.startswith("/inventory/") else SALES
+        needed = SALES
+        if path.startswith("/inventory/"):
+            needed = SOURCE_READ if request.method == "GET" else SOURCE_ITEMS
         if not admin and needed not in self.resources and self.enforces("acl-resources"):
             return _error(
                 401, "The consumer isn't authorized to access %resources.", {"resources": needed}
@@ -342,7 +356,12 @@ class FakeAdobeCommerce(Ruled):
             for _, _, condition in group:
                 if condition not in CONDITIONS and self.enforces("condition-types"):
                     return _error(400, f'Invalid condition type "{condition}".')
+        stock = {
+            key: {"sku": key[1], "source_code": key[0], "quantity": q, "status": int(q > 0)}
+            for key, q in self.source_items.items()
+        }
         pool = {
+            "/inventory/source-items": stock,
             "/orders": self.orders,
             "/creditmemos": self.creditmemos,
             "/shipments": self.shipments,
@@ -391,6 +410,22 @@ class FakeAdobeCommerce(Ruled):
             for item in items:
                 if item["sku"] not in self.known_skus:
                     return _error(400, "Product that you are trying to add is not exists.")
+                quantity = Decimal(str(item["quantity"]))
+                if (
+                    quantity <= 0
+                    and item.get("status") == 1
+                    and self.enforces("in-stock-above-zero")
+                ):
+                    message = (
+                        'Product cannot have "%status" "%in_stock" while product "%quantity" '
+                        "equals or below zero"
+                    )
+                    parameters = {
+                        "status": "status",
+                        "in_stock": "In Stock",
+                        "quantity": "quantity",
+                    }
+                    return _json_error(400, "Validation Failed", message, parameters)
             for item in items:
                 key = (item["source_code"], item["sku"])
                 self.source_items[key] = Decimal(str(item["quantity"]))

@@ -8,10 +8,13 @@ import base64
 import json
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from central.connectors.adobe_commerce._stock import source_item_query
 
 from .fake_adobe_commerce import (
     ADMIN_PASSWORD,
@@ -332,6 +335,20 @@ def _mg_acl(fake: FakeAdobeCommerce) -> None:
         401,
         "Magento_InventoryApi::stock_source_item_assign",
     )
+    fake.resources = {"Magento_Sales::sales", "Magento_InventoryApi::stock_source_item_assign"}
+    query = urlencode(source_item_query("s", "SKU-PEN-BLUE"))
+    _refused(fake.call("GET", f"/inventory/source-items?{query}"), 401, "InventoryApi::source")
+
+
+def _mg_in_stock(fake: FakeAdobeCommerce) -> None:
+    for quantity in (0, -2):
+        item = {"sku": "SKU-PEN-BLUE", "source_code": "s", "quantity": quantity, "status": 1}
+        _refused(
+            fake.call("POST", "/inventory/source-items", {"sourceItems": [item]}),
+            400,
+            "equals or below zero",
+        )
+    assert fake.source_items == {}
 
 
 def _mg_admin(fake: FakeAdobeCommerce) -> None:
@@ -405,6 +422,7 @@ ADOBE_COMMERCE: dict[str, Probe] = {
     "ship-qty": _mg_ship_qty,
     "cancel-state": _mg_cancel_state,
     "condition-types": _mg_condition,
+    "in-stock-above-zero": _mg_in_stock,
 }
 
 

@@ -18,6 +18,7 @@ from central.connectors.adobe_commerce.connector import (
     AdobeCommerceSettings,
     increment_id,
 )
+from contract import Inventory
 
 from . import probes, samples
 from .contract import Case, ConnectorContract
@@ -26,6 +27,7 @@ from .fake_adobe_commerce import (
     ADMIN_USER,
     CONSUMER_KEY,
     CONSUMER_SECRET,
+    SOURCE_ITEMS,
     TOKEN,
     TOKEN_SECRET,
     FakeAdobeCommerce,
@@ -55,8 +57,9 @@ class TestAdobeCommerceContract(ConnectorContract):
     # Integration tokens do not expire; source items are absolute and unversioned.
     test_an_expired_token_is_refreshed_once = None  # type: ignore[assignment]
     test_inventory_is_set_absolutely_and_survives_a_concurrent_change = None  # type: ignore[assignment]
-    # Movements are refused (a source item has no place to note one as applied); see
-    # test_a_stock_movement_is_refused_with_its_reason.
+    # A movement is written as a level built on the relay's last confirmed one (the POS
+    # owns the source's quantity: a change made in Magento meanwhile is overwritten), and
+    # needs the relay's state between attempts: test_a_first_movement_notes_… below.
     test_a_stock_movement_is_applied_once_despite_a_resend_and_a_concurrent_change = None  # type: ignore[assignment]
 
     @pytest.fixture
@@ -192,6 +195,57 @@ async def test_a_store_without_a_country_is_refused_not_sent_as_germany() -> Non
     assert fake.orders == {}
 
 
+ITEM = ("berlin_mitte", "SKU-PEN-BLUE")
+
+
+class Relay:
+    """What the relay's inbox hands the connector for one stock item, as
+    `claim_deliveries` does: the ref of the last update it posted (`level_ref`), each
+    record's attempts, and what the connector noted on an earlier attempt (`noted`)."""
+
+    def __init__(self) -> None:
+        self.level_ref: str | None = None
+        self.noted: dict[str, str] = {}
+        self.attempts: dict[str, int] = {}
+
+    async def attempt(
+        self,
+        fake: FakeAdobeCommerce,
+        routed: samples.Routed,
+        *,
+        lost: bool = False,
+        **extra: object,
+    ) -> Any:
+        """One claim and its verdict; `lost`: the relay dies before recording it."""
+        stock = isinstance(routed.record, Inventory)
+        claimed = samples.Routed(
+            **{
+                **routed.__dict__,
+                "attempts": self.attempts.get(routed.key, 0),
+                "noted": self.noted.get(routed.key),
+                "level_ref": self.level_ref if stock else None,
+            }
+        )
+        self.attempts[routed.key] = self.attempts.get(routed.key, 0) + 1  # counted at the claim
+        result = await _deliver(fake, claimed, **extra)
+        if lost:
+            return result
+        (outcome,) = result.accepted + result.retry + result.rejected
+        if outcome.ref:
+            self.noted[routed.key] = outcome.ref
+        if result.accepted and stock:
+            self.level_ref = outcome.ref
+        return result
+
+    async def post(self, fake: FakeAdobeCommerce, routed: samples.Routed, **extra: object) -> None:
+        for _ in range(5):
+            result = await self.attempt(fake, routed, **extra)
+            assert not result.rejected, result.rejected
+            if result.accepted:
+                return
+        raise AssertionError(f"{routed.key} was never posted")
+
+
 class PosStore:
     """The POS's own view of one SKU: its on-hand, and the levels it exports."""
 
@@ -255,6 +309,111 @@ async def test_the_salable_quantity_stays_the_pos_on_hand(events: list[tuple[str
         assert salable == on_hand
 
 
+def _sold(sale: samples.Transaction, quantity: int) -> samples.Transaction:
+    """`sale` as one line of `quantity` blue pens, without tax or tenders."""
+    line = sale.lines[0].model_copy(
+        update={"quantity": Decimal(quantity), "amount": Decimal("9.99") * quantity, "taxes": []}
+    )
+    return sale.model_copy(
+        update={"lines": [line], "total": line.amount, "taxes": [], "tenders": []}
+    )
+
+
+async def _replay_movements(
+    fake: FakeAdobeCommerce, events: list[tuple[str, int, str]]
+) -> list[tuple[Decimal, Decimal]]:
+    """A POS that sends movements: each sale, return and receipt as the stock movement it
+    makes, a count as a level; each update delivered through `Relay`, the way a fault
+    says (`lost-answer`: Magento applied it and the answer never came; `relay-died`: the
+    relay died after the write, before it recorded anything). Salable beside on-hand."""
+    relay = Relay()
+    on_hand = Decimal(40)
+    seen = []
+    sold: list[samples.Transaction] = []
+    await relay.post(fake, samples.routed(samples.inventory(quantity=40, reference="level-0")))
+    for n, (event, quantity, fault) in enumerate(events):
+        moved = Decimal(0)
+        if event == "sale":
+            sale = _sold(samples.sale(f"7{n:03d}"), quantity)
+            await relay.post(fake, samples.routed(sale))
+            sold.append(sale)
+            moved = Decimal(-quantity)
+        elif event == "return" and sold:
+            sale = sold.pop(0)
+            back = samples.routed(
+                samples.refund(sale, f"8{n:03d}"), original_ref=increment_id(sale.key)
+            )
+            await relay.post(fake, back)
+            moved = Decimal(1)
+        elif event == "receipt":
+            moved = Decimal(quantity)
+        if event == "count":
+            on_hand = Decimal(quantity)
+            update = samples.inventory(quantity=0, reference=f"level-{n}")
+            update = update.model_copy(update={"quantity": on_hand})
+        else:
+            on_hand += moved
+            update = samples.movement(0, f"move-{n}").model_copy(update={"quantity": moved})
+        routed = samples.routed(update)
+        if fault == "lost-answer":
+            fake.drop_answer_to_next_write()
+        if fault == "relay-died":
+            if routed.key not in relay.noted and relay.level_ref is None:
+                await relay.attempt(fake, routed)  # the first movement notes Magento's level
+            await relay.attempt(fake, routed, lost=True)
+        await relay.post(fake, routed)
+        seen.append((fake.salable("SKU-PEN-BLUE"), on_hand))
+    return seen
+
+
+MOVEMENT_EVENTS = st.lists(
+    st.tuples(
+        st.sampled_from(["sale", "return", "receipt", "count"]),
+        st.integers(min_value=1, max_value=3),
+        st.sampled_from(["", "", "lost-answer", "relay-died"]),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@examples(max_examples=40, deadline=None, derandomize=True)
+@given(events=MOVEMENT_EVENTS)
+async def test_with_movements_the_salable_quantity_stays_the_pos_on_hand(
+    events: list[tuple[str, int, str]],
+) -> None:
+    """Sales, returns and receipts sent as movements, counts as levels, each update
+    delivered again after a lost answer or a relay that died between write and record."""
+    for salable, on_hand in await _replay_movements(FakeAdobeCommerce(), events):
+        assert salable == on_hand
+
+
+async def test_a_movement_resent_after_the_relay_died_counts_once() -> None:
+    steps = await _replay_movements(
+        FakeAdobeCommerce(),
+        [("sale", 2, "relay-died"), ("receipt", 5, "lost-answer"), ("return", 1, "relay-died")],
+    )
+    assert steps == [
+        (Decimal(38), Decimal(38)),
+        (Decimal(43), Decimal(43)),
+        (Decimal(44), Decimal(44)),
+    ]
+
+
+async def test_a_first_movement_without_a_confirmed_level_counts_once_after_the_relay_died() -> (
+    None
+):
+    fake = FakeAdobeCommerce()
+    fake.source_items[ITEM] = Decimal(8)
+    relay = Relay()
+    routed = samples.routed(samples.movement(-2, "move-1"))
+    await relay.attempt(fake, routed)  # notes 8
+    await relay.attempt(fake, routed, lost=True)  # writes 6, then the relay dies
+    assert fake.source_items[ITEM] == 6
+    await relay.post(fake, routed)
+    assert fake.source_items[ITEM] == 6, "built on the noted 8, not on the 6 it finds"
+
+
 async def test_memos_with_item_quantities_would_drift_the_salable_quantity_upward() -> None:
     events = [("sale", 2), ("return", 1), ("sale", 1), ("return", 1)]
     steps = await _replay(FakeAdobeCommerce(), events, refund_items=True)
@@ -272,8 +431,8 @@ async def test_a_location_with_its_own_source_is_set_there() -> None:
     front = samples.routed(samples.inventory(quantity=4, reference="count-2"))
     result = await _deliver(fake, routed, front)
     assert sorted(o.ref for o in result.accepted) == [
-        "berlin_back/SKU-PEN-BLUE",
-        "berlin_mitte/SKU-PEN-BLUE",
+        "berlin_back/SKU-PEN-BLUE@9",
+        "berlin_mitte/SKU-PEN-BLUE@4",
     ]
     assert fake.source_items == {
         ("berlin_back", "SKU-PEN-BLUE"): 9,
@@ -302,11 +461,57 @@ async def test_the_grand_total_magento_states_is_kept_for_reconciliation() -> No
     assert returned.confirmed == Decimal("-9.99"), "signed as the POS signs it"
 
 
-async def test_a_stock_movement_is_refused_with_its_reason() -> None:
+async def test_a_first_movement_notes_magentos_quantity_then_writes_the_level_once() -> None:
     fake = FakeAdobeCommerce()
-    result = await _deliver(fake, samples.routed(samples.movement(-3)))
-    (refused,) = result.rejected
-    assert "take absolute quantities; this is a delta" in refused.reason
+    fake.source_items[ITEM] = Decimal(12)
+    relay = Relay()
+    out = samples.routed(samples.movement(-3, "move-1"))
+    first = await relay.attempt(fake, out)
+    (noted,) = first.retry
+    assert noted.hold, "noting the quantity uses no attempt"
+    assert noted.ref == "before berlin_mitte/SKU-PEN-BLUE@12"
+    assert fake.source_items[ITEM] == 12, "nothing written before the quantity is noted"
+    fake.drop_answer_to_next_write()
+    lost = await relay.attempt(fake, out)
+    assert "no answer" in lost.retry[0].reason
+    assert fake.source_items[ITEM] == 9
+    again = await relay.attempt(fake, out)
+    (posted,) = again.accepted
+    assert posted.ref == "berlin_mitte/SKU-PEN-BLUE@9"
+    assert fake.source_items[ITEM] == 9, "the resend wrote the same level"
+    await relay.post(fake, samples.routed(samples.movement(10, "move-2")))
+    assert fake.source_items[ITEM] == 19
+
+
+async def test_a_movement_builds_on_the_level_the_relay_confirmed_not_on_magentos() -> None:
+    """The relay died after Magento applied the movement and before it kept the answer:
+    the movement is sent again from the same confirmed level, so it counts once."""
+    fake = FakeAdobeCommerce()
+    relay = Relay()
+    await relay.post(fake, samples.routed(samples.inventory(quantity=17)))
+    out = samples.routed(samples.movement(-3, "move-1"))
+    await relay.attempt(fake, out, lost=True)  # written, never recorded
+    assert fake.source_items[ITEM] == 14
+    await relay.post(fake, out)
+    assert fake.source_items[ITEM] == 14
+    assert relay.level_ref == "berlin_mitte/SKU-PEN-BLUE@14"
+
+
+async def test_a_movement_to_zero_or_below_is_written_out_of_stock() -> None:
+    fake = FakeAdobeCommerce()
+    relay = Relay()
+    await relay.post(fake, samples.routed(samples.inventory(quantity=2)))
+    await relay.post(fake, samples.routed(samples.movement(-5, "move-1")))
+    assert fake.source_items[ITEM] == -3
+    assert fake.salable("SKU-PEN-BLUE") == -3
+
+
+async def test_a_movement_is_read_from_a_source_only_with_the_read_resource() -> None:
+    fake = FakeAdobeCommerce(resources={"Magento_Sales::sales", SOURCE_ITEMS})
+    result = await Relay().attempt(fake, samples.routed(samples.movement(-3)))
+    (refused,) = result.retry
+    assert not refused.hold
+    assert "Magento_InventoryApi::source" in refused.reason
     assert fake.source_items == {}
 
 
