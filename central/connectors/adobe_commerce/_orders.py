@@ -159,7 +159,8 @@ def order_entity(routed: Routed, record: Transaction, guest_email: str) -> dict[
             },
             "status_histories": [
                 {
-                    "comment": f"{mark_of(routed.key)} POS key {routed.key}",
+                    "comment": f"{mark_of(routed.key)} POS key {routed.key} "
+                    f"correlation {routed.correlation_id}",
                     "is_customer_notified": 0,
                 }
             ],

@@ -45,6 +45,11 @@ user's token only where two-factor authentication is off.
 What a store did with an online order (a `fulfillment`) becomes a shipment or a
 cancellation of the order it came from (`_fulfilment`).
 
+Correlation: the Magento REST API documents no request header for a caller's
+correlation id, so none is sent; the record's id is written into the order's status
+history comment and the credit memo's comment, beside the record key, and every call is
+in the relay's audit trail under the record.
+
 Idempotency: the order's `increment_id` is derived from the record key (`P` + a digest,
 within Magento's 32 characters) and looked up before creating after a possible earlier
 attempt; a credit memo carries `tillbridge:<digest>` in its comment and is looked for
@@ -462,7 +467,8 @@ class AdobeCommerceConnector:
             "notify": False,
             "appendComment": True,
             "comment": {
-                "comment": f"{marker} POS {record.kind} {record.transaction_id}: {returned}",
+                "comment": f"{marker} POS {record.kind} {record.transaction_id}: {returned} "
+                f"(correlation {routed.correlation_id})",
                 "is_visible_on_front": 0,
             },
             "arguments": {

@@ -562,3 +562,17 @@ async def test_saving_then_cancelling_would_lift_the_salable_quantity_by_the_bas
     order["state"] = order["status"] = "pending"  # saved open instead, then cancelled
     fake.call("POST", f"/orders/{order['entity_id']}/cancel", {})
     assert fake.salable("SKU-PEN-BLUE") == Decimal(12), "two pens that never left, counted"
+
+
+async def test_the_order_and_the_memo_name_the_records_correlation_id() -> None:
+    """Magento documents no correlation header: the id goes where Magento keeps text."""
+    fake = FakeAdobeCommerce()
+    sale = samples.sale()
+    sold = samples.routed(sale)
+    await _deliver(fake, sold)
+    (order,) = fake.orders.values()
+    assert f"correlation {sold.correlation_id}" in order["status_histories"][0]["comment"]
+    back = samples.routed(samples.refund(sale), original_ref=increment_id(sale.key))
+    await _deliver(fake, back)
+    (memo,) = fake.creditmemos.values()
+    assert f"(correlation {back.correlation_id})" in memo["comments"][0]["comment"]
