@@ -295,7 +295,9 @@ class Traced:
     tokens). Transport errors are noted and re-raised. With `correlation_header`, each
     call carries the current record's correlation id in that header, as
     `correlation_value` writes it where the platform documents a shape around it
-    (Salesforce's `client=…`); the bare id otherwise.
+    (Salesforce's `client=…`); the bare id otherwise. The id comes from a store, so any
+    character a header cannot carry as it is (outside visible ASCII) goes as `_`: an id
+    with a line break or an `é` never fails a call, let alone its batch.
     """
 
     def __init__(
@@ -324,7 +326,9 @@ class Traced:
         if self._correlation_header and current:
             kwargs["headers"] = {
                 **(kwargs.get("headers") or {}),
-                self._correlation_header: self._correlation_value(current),
+                self._correlation_header: _HEADER_UNSAFE.sub(
+                    "_", self._correlation_value(current)
+                ),
             }
         if "json" in kwargs:
             # Every connector's JSON goes through json_body: decimals stay exact.
@@ -379,6 +383,9 @@ class Traced:
             if response.status_code != 401:
                 break
         return response
+
+
+_HEADER_UNSAFE = re.compile(r"[^\x21-\x7e]")
 
 
 def _public_url(url: httpx.URL) -> str:

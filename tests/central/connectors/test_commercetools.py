@@ -405,3 +405,16 @@ async def test_a_client_without_a_needed_scope_is_told_which_one() -> None:
     assert f"invalid_scope: Invalid scopes: manage_products:{p}" in refused.reason
     assert "must hold the scopes asked for" in refused.reason
     assert fake.orders == {}
+
+
+async def test_a_correlation_id_a_header_cannot_carry_goes_with_those_characters_replaced() -> None:
+    """A store chooses its correlation ids: one with a line break or a non-ASCII letter
+    must neither fail the call (httpx refuses such header values) nor its batch."""
+    fake = FakeCommercetools()
+    odd = samples.Routed(
+        **{**samples.routed(samples.sale("6101")).__dict__, "correlation_id": "café\nday 1"}
+    )
+    plain = samples.routed(samples.sale("6102"))
+    result = await _deliver(fake, odd, plain)
+    assert len(result.accepted) == 2  # type: ignore[attr-defined]
+    assert set(fake.correlation_ids) == {"caf__day_1", plain.correlation_id}
