@@ -326,9 +326,7 @@ class Traced:
         if self._correlation_header and current:
             kwargs["headers"] = {
                 **(kwargs.get("headers") or {}),
-                self._correlation_header: _HEADER_UNSAFE.sub(
-                    "_", self._correlation_value(current)
-                ),
+                self._correlation_header: _HEADER_UNSAFE.sub("_", self._correlation_value(current)),
             }
         if "json" in kwargs:
             # Every connector's JSON goes through json_body: decimals stay exact.

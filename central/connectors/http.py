@@ -3,7 +3,8 @@ attempt that may have arrived, `GET` that address first and send only if it is a
 
 The sandbox target for demos and fault runs (a recording server counts what it was
 sent), and a bridge to an in-house integration layer. `PUT` by idempotency key makes
-a repeat harmless on any server that stores by the path.
+a repeat harmless on any server that stores by the path. Every call carries the record's
+correlation id in `X-Correlation-ID`, as well as in the body.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ._base import (
     Routed,
     TargetSettings,
     Traced,
+    correlation,
     outcome_for,
     transport_failure,
 )
@@ -48,7 +50,9 @@ class HttpConnector:
 
     def __init__(self, settings: HttpSettings, client: httpx.AsyncClient):
         self._settings = settings
-        self._http = Traced(client, keep_full=settings.dry_run)
+        self._http = Traced(
+            client, keep_full=settings.dry_run, correlation_header="X-Correlation-ID"
+        )
         self._base = settings.url.rstrip("/")
         token = settings.token.get_secret_value() if settings.token else None
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -57,6 +61,7 @@ class HttpConnector:
         result = DeliveryResult()
         for routed in records:
             trace: list[Exchange] = []
+            correlation.set(routed.correlation_id)
             body = {
                 "key": routed.key,
                 "correlation_id": routed.correlation_id,

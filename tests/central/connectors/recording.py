@@ -29,9 +29,12 @@ class RecordingServer:
         self._drop = False
         self.down = False
         self.calls = 0
+        self.correlation_ids: list[str] = []
+        """The X-Correlation-ID of each call ("" where none was sent)."""
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.calls += 1
+        self.correlation_ids.append(request.headers.get("x-correlation-id", ""))
         if self.down:
             return httpx.Response(503, json={"error": "down"})
         if request.headers.get("authorization") != f"Bearer {self.token}":

@@ -55,3 +55,16 @@ async def test_a_wrong_token_is_retried_not_rejected() -> None:
     assert len(result.retry) == 1
     assert result.retry[0].status == 401
     assert not server.records
+
+
+async def test_every_call_carries_the_records_correlation_id() -> None:
+    from central.connectors.http import HttpConnector
+
+    server = RecordingServer()
+    one, two = samples.routed(samples.sale("6201")), samples.routed(samples.sale("6202"))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server.handler)) as client:
+        connector = HttpConnector(_settings(False), client)
+        await connector.deliver([one, two])
+        again = samples.routed(one.record, attempts=1)  # type: ignore[arg-type]
+        await connector.deliver([again])
+    assert server.correlation_ids == [one.correlation_id, two.correlation_id, one.correlation_id]
