@@ -52,6 +52,14 @@ class SalesforceSettings(TargetSettings):
     account_id: str = Field(default="", description="Account of orders without a customer.")
     order_object: str = Field(default="Order", description="Order sObject.")
     order_external_id: str = Field(default="POS_Key__c", description="Order external id field.")
+    order_total_field: str = Field(
+        default="",
+        description="A field of the order holding its total as Salesforce sums it from its "
+        "items (TotalAmount), read back after each collection (one query) and set beside the "
+        "POS's total in reconciliation; empty: not read, and the POS's total stands for "
+        "Salesforce. TotalAmount holds no tax outside the price: in a store whose prices "
+        "exclude tax, reconciliation then shows that tax as a difference.",
+    )
     order_item_object: str = Field(default="OrderItem", description="Order item sObject.")
     order_item_external_id: str = Field(
         default="POS_Line_Key__c", description="Order item external id field."

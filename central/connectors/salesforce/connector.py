@@ -27,7 +27,8 @@ from the OAuth client-credentials flow (on the org's My Domain) or the JWT beare
 the token answer's `instance_url` is where the API calls go. The connected app needs one
 OAuth scope, `api` ("Manage user data via APIs"), and no other (no `full`, no
 `refresh_token`: both flows get a new token when one expires); a token without it is
-refused here with that said, before any call.
+refused here with that said, before any call. With `order_total_field`, the orders'
+totals as Salesforce sums them (`TotalAmount`) are read back for reconciliation.
 """
 
 # ruff: noqa: S608  (SOQL here is joined from configured names and soql_quote()d values)
@@ -39,6 +40,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -570,7 +572,38 @@ class SalesforceConnector:
             else:
                 outcome = Outcome(o.routed.id, status=200, ref=order_id, exchanges=o.trace + shared)
                 result.accepted.append(outcome)
+        await self._confirm_totals(batch, result.accepted, shared)
         return result
+
+    async def _confirm_totals(
+        self, batch: list[_Order], accepted: list[Outcome], trace: list[Exchange]
+    ) -> None:
+        """Set on each accepted order the total Salesforce sums from its items (one query
+        for the collection). The orders are posted whatever this read answers: without
+        an answer, reconciliation keeps the POS's figure for them."""
+        field, key = self._s.order_total_field, self._s.order_external_id
+        by_id = {o.routed.id: o.routed.key for o in batch}
+        keys = [by_id[a.id] for a in accepted if a.id in by_id]
+        if not field or not keys:
+            return
+        query = (
+            f"SELECT {key}, {field} FROM {self._s.order_object} "
+            f"WHERE {key} IN ({', '.join(soql_quote(k) for k in keys)})"
+        )
+        try:
+            response = await self._api("GET", "/query", trace, params={"q": query})
+        except (ConnectorError, httpx.HTTPError):
+            return
+        if response.status_code != 200:
+            return
+        totals = {
+            row.get(key): row.get(field)
+            for row in json.loads(response.content, parse_float=Decimal).get("records", [])
+        }
+        for outcome in accepted:
+            total = totals.get(by_id.get(outcome.id))
+            if isinstance(total, int | Decimal):
+                outcome.confirmed = Decimal(total)
 
     def _failed(
         self, o: _Order, verdict: tuple[Literal["retry", "rejected"], str], trace: list[Exchange]

@@ -363,6 +363,18 @@ class FakeSalesforce(Ruled):
         for field in fields:
             if field == "Product2.StockKeepingUnit":
                 out["Product2"] = {"StockKeepingUnit": sku_of.get(row.get("PricebookEntryId"))}
+            elif field == "TotalAmount":
+                # A roll-up of its items' TotalPrice, each Quantity × UnitPrice to the cent.
+                items = [i for i in self.rows["OrderItem"].values() if i["OrderId"] == row["Id"]]
+                out[field] = sum(
+                    (
+                        (Decimal(str(i["Quantity"])) * Decimal(str(i["UnitPrice"]))).quantize(
+                            Decimal("0.01"), ROUND_HALF_UP
+                        )
+                        for i in items
+                    ),
+                    Decimal(0),
+                )
             else:
                 out[field] = row.get(field)
         return out

@@ -410,3 +410,55 @@ async def test_every_call_names_the_records_it_writes_in_the_call_options_header
 
 def test_a_store_supplied_id_cannot_add_a_field_to_the_call_options() -> None:
     assert call_client("abc;defaultNamespace=evil") == "client=tillbridge/abc_defaultNamespace_evil"
+
+
+async def test_the_total_salesforce_sums_is_read_back_where_configured() -> None:
+    fake = FakeSalesforce()
+    grocery = samples.routed(samples.grocery())
+    sale = samples.routed(samples.sale("9201"))
+    result = await _deliver(fake, grocery, sale, order_total_field="TotalAmount")
+    confirmed = {o.id: o.confirmed for o in result.accepted}  # type: ignore[attr-defined]
+    assert confirmed == {
+        grocery.id: grocery.record.total,  # type: ignore[union-attr]
+        sale.id: sale.record.total,  # type: ignore[union-attr]
+    }
+    unread = await _deliver(FakeSalesforce(), grocery)
+    assert [o.confirmed for o in unread.accepted] == [None]  # type: ignore[attr-defined]
+
+
+async def test_a_total_that_cannot_be_read_leaves_the_order_posted() -> None:
+    fake = FakeSalesforce()
+    sale = samples.routed(samples.sale("9301"))
+
+    def no_reads_of_totals(request: httpx.Request) -> httpx.Response:
+        if "TotalAmount" in request.url.params.get("q", ""):
+            return httpx.Response(400, json=[{"errorCode": "INVALID_FIELD", "message": "No"}])
+        return fake.handler(request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(no_reads_of_totals)) as client:
+        connector = SalesforceConnector(settings(order_total_field="TotalAmount"), client)
+        result = await connector.deliver([sale])
+    (posted,) = result.accepted
+    assert posted.confirmed is None
+
+
+async def test_an_order_of_a_store_whose_prices_exclude_tax_totals_without_the_tax() -> None:
+    """Salesforce's TotalAmount sums the items; the tax outside their prices is on no
+    item, so reconciliation shows it as the difference it is (README: Targets)."""
+    sale = samples.sale("9401")
+    outside = [
+        line.model_copy(
+            update={"taxes": [t.model_copy(update={"included": False}) for t in line.taxes]}
+        )
+        for line in sale.lines
+    ]
+    taxes = [t.model_copy(update={"included": False}) for t in sale.taxes]
+    excluded = sale.model_copy(
+        update={"lines": outside, "taxes": taxes, "total": sale.total + Decimal("4.79")}
+    )
+    result = await _deliver(
+        FakeSalesforce(), samples.routed(excluded), order_total_field="TotalAmount"
+    )
+    (posted,) = result.accepted  # type: ignore[attr-defined]
+    assert excluded.total == Decimal("34.76")
+    assert posted.confirmed == Decimal("29.97"), "the 4.79 of tax is on no item"
