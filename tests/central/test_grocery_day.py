@@ -207,6 +207,7 @@ async def test_the_real_grocery_day_reaches_every_target_once_and_reconciles(
         "crm": FakeSalesforce(),
     }
     fakes["crm"].entries.update({sku: f"01u{n:012d}" for n, sku in enumerate(sorted(skus))})
+    fakes["crm"].formulas["POS_Total__c"] = ("TotalAmount", "POS_Tax__c")
     targets = [
         test_commercetools.settings().model_copy(update={"name": "ct", "kinds": KINDS}),
         CommercetoolsSettings(
@@ -220,7 +221,12 @@ async def test_the_real_grocery_day_reaches_every_target_once_and_reconciles(
             return_payment_state=False,  # the mock lacks setReturnPaymentState
         ),
         test_adobe_commerce.settings().model_copy(update={"name": "adobe", "kinds": KINDS}),
-        test_salesforce.settings().model_copy(update={"name": "crm", "kinds": KINDS}),
+        test_salesforce.settings(
+            # US prices exclude the tax: it goes into POS_Tax__c, and the org's formula
+            # POS_Total__c adds it to the items' TotalAmount.
+            order_tax_field="POS_Tax__c",
+            order_total_field="POS_Total__c",
+        ).model_copy(update={"name": "crm", "kinds": KINDS}),
     ]
     route = StoreRoute.model_validate(
         {
@@ -285,14 +291,14 @@ async def test_the_real_grocery_day_reaches_every_target_once_and_reconciles(
         assert confirmed is not None
         assert (confirmed.count, confirmed.amount) == (42, total), name
 
-    # What each target stated for each sale: the biting fakes and Adobe keep the POS's
+    # What each target stated for each sale: the biting fakes keep the POS's
     # gross; the npm mock derives taxedPrice from line taxes only, so where the receipt
     # alone carries the (US, excluded) tax it states no gross and the POS total stands.
     rows = {r.body["key"]: r for r in await inbox.day_records(store, date)}
     for sale in sales:
         stated = rows[sale.key].confirmed
         assert Decimal(stated["ct"]) == Decimal(stated["adobe"]) == sale.total, sale.key
-        assert "crm" not in stated, "Salesforce's answer states no total"
+        assert Decimal(stated["crm"]) == sale.total, "Salesforce's POS_Total__c, read back"
         if any(t.amount for t in sale.taxes):
             assert "ct-mock" not in stated, sale.key
         else:

@@ -11,7 +11,7 @@ from contract import Transaction, TransactionLine, currency_exponent
 
 from .._base import spread
 
-__all__ = ["priced_lines"]
+__all__ = ["priced_lines", "tax_outside"]
 
 
 def priced_lines(
@@ -36,6 +36,15 @@ def priced_lines(
 
 
 CENT = Decimal("0.01")
+
+
+def tax_outside(record: Transaction) -> Decimal:
+    """The tax the POS charged on top of its prices (none where they include it), signed
+    as the transaction's total: the receipt's taxes, else its lines'. An Order's items
+    add up to its TotalAmount without it."""
+    taxes = record.taxes or [t for line in record.lines if not line.voided for t in line.taxes]
+    amount = abs(sum((t.amount for t in taxes if not t.included), Decimal(0)))
+    return -amount if record.total < 0 else amount
 
 
 def _priced(

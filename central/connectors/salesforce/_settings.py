@@ -52,13 +52,19 @@ class SalesforceSettings(TargetSettings):
     account_id: str = Field(default="", description="Account of orders without a customer.")
     order_object: str = Field(default="Order", description="Order sObject.")
     order_external_id: str = Field(default="POS_Key__c", description="Order external id field.")
+    order_tax_field: str = Field(
+        default="",
+        description="A currency field of the order (e.g. POS_Tax__c) that receives the tax "
+        "the POS charged on top of its prices: an Order has no tax of its own, and its items "
+        "add up to TotalAmount without it. Empty: not sent.",
+    )
     order_total_field: str = Field(
         default="",
-        description="A field of the order holding its total as Salesforce sums it from its "
-        "items (TotalAmount), read back after each collection (one query) and set beside the "
-        "POS's total in reconciliation; empty: not read, and the POS's total stands for "
-        "Salesforce. TotalAmount holds no tax outside the price: in a store whose prices "
-        "exclude tax, reconciliation then shows that tax as a difference.",
+        description="A field of the order holding its total as Salesforce states it, read "
+        "back after each collection (one query) and set beside the POS's total in "
+        "reconciliation: TotalAmount (its items), or where order_tax_field is set a formula "
+        "field adding that to it (e.g. POS_Total__c = TotalAmount + POS_Tax__c). Empty: not "
+        "read, and the POS's total stands for Salesforce.",
     )
     order_item_object: str = Field(default="OrderItem", description="Order item sObject.")
     order_item_external_id: str = Field(

@@ -27,8 +27,10 @@ from the OAuth client-credentials flow (on the org's My Domain) or the JWT beare
 the token answer's `instance_url` is where the API calls go. The connected app needs one
 OAuth scope, `api` ("Manage user data via APIs"), and no other (no `full`, no
 `refresh_token`: both flows get a new token when one expires); a token without it is
-refused here with that said, before any call. With `order_total_field`, the orders'
-totals as Salesforce sums them (`TotalAmount`) are read back for reconciliation.
+refused here with that said, before any call. An Order has no tax of its own: with
+`order_tax_field` the tax the POS charged on top of its prices goes into that field, and
+with `order_total_field` the orders' totals as Salesforce states them are read back for
+reconciliation.
 """
 
 # ruff: noqa: S608  (SOQL here is joined from configured names and soql_quote()d values)
@@ -67,7 +69,7 @@ from .._base import (
     outcome_for,
     settle,
 )
-from ._items import priced_lines
+from ._items import priced_lines, tax_outside
 from ._settings import SalesforceSettings
 
 __all__ = [
@@ -296,6 +298,8 @@ class SalesforceConnector:
         }
         if contact:
             order["BillToContactId"] = contact
+        if self._s.order_tax_field:
+            order[self._s.order_tax_field] = tax_outside(record)
         if self._s.order_location_field:
             location = routed.route.get("location")
             if not location:

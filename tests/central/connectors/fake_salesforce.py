@@ -141,6 +141,8 @@ class FakeSalesforce(Ruled):
         }
         self._fail: list[tuple[int, dict[str, str], str]] = []
         self._drop = False
+        self.formulas: dict[str, tuple[str, ...]] = {}
+        """Formula fields of the org: each the sum of the fields it names."""
         self.call_clients: list[str | None] = []
         """The `client` of each API call's Sforce-Call-Options (None: no header)."""
 
@@ -363,6 +365,10 @@ class FakeSalesforce(Ruled):
         for field in fields:
             if field == "Product2.StockKeepingUnit":
                 out["Product2"] = {"StockKeepingUnit": sku_of.get(row.get("PricebookEntryId"))}
+            elif field in self.formulas:
+                # A formula field the org's admin made: the sum of the fields it names.
+                parts = self._select(row, list(self.formulas[field]))
+                out[field] = sum((Decimal(str(v or 0)) for v in parts.values()), Decimal(0))
             elif field == "TotalAmount":
                 # A roll-up of its items' TotalPrice, each Quantity × UnitPrice to the cent.
                 items = [i for i in self.rows["OrderItem"].values() if i["OrderId"] == row["Id"]]

@@ -462,3 +462,33 @@ async def test_an_order_of_a_store_whose_prices_exclude_tax_totals_without_the_t
     (posted,) = result.accepted  # type: ignore[attr-defined]
     assert excluded.total == Decimal("34.76")
     assert posted.confirmed == Decimal("29.97"), "the 4.79 of tax is on no item"
+
+
+async def test_tax_on_top_of_the_prices_goes_into_the_tax_field_and_the_total_adds_up() -> None:
+    """With the org's POS_Tax__c and a formula POS_Total__c = TotalAmount + POS_Tax__c,
+    what Salesforce states is the POS's total to the cent, tax outside the prices too."""
+    sale = samples.sale("9501")
+    outside = [
+        line.model_copy(
+            update={"taxes": [t.model_copy(update={"included": False}) for t in line.taxes]}
+        )
+        for line in sale.lines
+    ]
+    taxes = [t.model_copy(update={"included": False}) for t in sale.taxes]
+    excluded = samples.routed(
+        sale.model_copy(update={"lines": outside, "taxes": taxes, "total": Decimal("34.76")})
+    )
+    included = samples.routed(samples.sale("9502"))
+    fake = FakeSalesforce()
+    fake.formulas["POS_Total__c"] = ("TotalAmount", "POS_Tax__c")
+    result = await _deliver(
+        fake,
+        excluded,
+        included,
+        order_tax_field="POS_Tax__c",
+        order_total_field="POS_Total__c",
+    )
+    confirmed = {o.id: o.confirmed for o in result.accepted}  # type: ignore[attr-defined]
+    assert confirmed == {excluded.id: Decimal("34.76"), included.id: Decimal("29.97")}
+    taxed = {o["POS_Key__c"]: o["POS_Tax__c"] for o in fake.rows["Order"].values()}
+    assert taxed == {excluded.key: Decimal("4.79"), included.key: Decimal(0)}
