@@ -24,7 +24,7 @@ __all__ = ["FIXED_BY", "DeliveriesSql"]
 
 _DUE = (DeliveryState.PENDING.value, DeliveryState.RETRYING.value)
 CLAIM_DUE = (
-    "SELECT d.record_id, d.subject FROM deliveries d WHERE d.target = ? "
+    "SELECT d.record_id, d.subject, d.seq FROM deliveries d WHERE d.target = ? "
     # The states are written out, not bound: the partial index `deliveries_queue` (schema
     # 6) serves the claim only where the planner sees they are the index's own.
     f"AND d.state IN ({', '.join(repr(s) for s in _DUE)}) AND d.next_attempt_at <= ? "
@@ -155,7 +155,9 @@ class DeliveriesSql(AuditSql):
         """Up to `n` due deliveries for `target`, oldest seq first.
 
         Inventory of one subject (store, location, SKU) is handed out one update at a
-        time, lowest seq first, and never while another claim on it is live.
+        time, lowest seq first, and never while another claim on it is live or an earlier
+        update of it still waits for a retry: a movement never overtakes the count before
+        it (which it would then supersede).
         """
         moment = now or utcnow()
         at, until = self._ts(moment), self._ts(moment + lease)
@@ -164,9 +166,9 @@ class DeliveriesSql(AuditSql):
             rows = await c.fetch(CLAIM_DUE + self.skip_locked, (target, at, at, n * 4))
             chosen: list[int] = []
             subjects: set[str] = set()
-            for record_id, subject in rows:
+            for record_id, subject, seq in rows:
                 if subject is not None:
-                    if subject in subjects or await self._subject_busy(c, target, subject, at):
+                    if subject in subjects or await self._subject_busy(c, target, subject, at, seq):
                         continue
                     subjects.add(subject)
                 chosen.append(record_id)
@@ -250,11 +252,13 @@ class DeliveriesSql(AuditSql):
 
         return await self._run(body)
 
-    async def _subject_busy(self, c: Conn, target: str, subject: str, at: Any) -> bool:
+    async def _subject_busy(self, c: Conn, target: str, subject: str, at: Any, seq: int) -> bool:
+        """Another update of the subject is claimed, or an earlier one is still to go."""
         rows = await c.fetch(
-            "SELECT 1 FROM deliveries WHERE target = ? AND subject = ? AND lease_until >= ? "
+            "SELECT 1 FROM deliveries WHERE target = ? AND subject = ? "
+            "AND (lease_until >= ? OR seq < ?) "
             f"AND state IN ({_marks(len(_DUE))}) LIMIT 1",
-            (target, subject, at, *_DUE),
+            (target, subject, at, seq, *_DUE),
         )
         return bool(rows)
 

@@ -801,3 +801,25 @@ async def test_adobe_commerce_movements_count_once_across_a_relay_that_died_mid_
     await run(1)
     await delivery.aclose()
     assert fake.source_items[blue] == 10, "17 - 3 + 2 - 1 - 5"
+
+
+async def test_a_movement_waits_while_the_count_before_it_is_retried(inbox: Inbox) -> None:
+    """Had the movement gone first, the count (an earlier seq) would have been superseded
+    by it, and the target would hold the old level plus the movement, not the count's."""
+    servers = Servers()
+    delivery = make(inbox, config(target()), servers)
+    count = samples.inventory(quantity=40, reference="count-50")
+    moved = samples.movement(-2, "move-51")
+    servers["sandbox"].fail_next_write(503, message="busy")
+    await put(inbox, count, seqs=[50_001])
+    now = utcnow()
+    await delivery.run_once(now=now)
+    await put(inbox, moved, seqs=[50_002])
+    await delivery.run_once(now=now + timedelta(milliseconds=10))
+    assert moved.key not in servers["sandbox"].records, "it waits for the count"
+    for minutes in range(1, 4):
+        await delivery.run_once(now=now + timedelta(minutes=minutes))
+    await delivery.aclose()
+    assert await state_of(inbox, count.key) is RecordState.POSTED
+    assert await state_of(inbox, moved.key) is RecordState.POSTED
+    assert list(servers["sandbox"].records)[-2:] == [count.key, moved.key]
