@@ -500,6 +500,25 @@ def outbox_stats(config: AgentConfig) -> dict[str, Any]:
     }
 
 
+def downlink_stats(config: AgentConfig) -> dict[str, Any] | None:
+    """Orders from central as `downlink.db` holds them, read-only (the agent is not
+    answering); None when the downlink is off."""
+    from agent.downlink import summarise
+
+    settings = config.downlink
+    if not settings.enabled:
+        return None
+    path = config.downlink_path
+    if not path.exists():
+        return {"received": 0, "written": 0, "waiting": 0, "alerts": []}
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            summary = summarise(conn, settings.alert_after_seconds, time.time())
+    except sqlite3.DatabaseError as exc:
+        return {"error": str(exc), "alerts": []}
+    return {**dataclasses.asdict(summary), "writer": settings.writer}
+
+
 def _versions() -> dict[str, str]:
     out = {
         "tillbridge": __version__,

@@ -16,6 +16,7 @@ import logging
 import random
 import sqlite3
 import time
+from datetime import datetime
 from collections.abc import Callable
 
 from pydantic import ValidationError
@@ -141,7 +142,13 @@ class Downlink:
             prior = await self.store.written_as(row.order_ref)
         try:
             written_as = await self.writer.write(
-                DownItem(seq=row.seq, key=row.key, body=body, prior=prior)
+                DownItem(
+                    seq=row.seq,
+                    key=row.key,
+                    body=body,
+                    issued_at=datetime.fromisoformat(row.issued_at),
+                    prior=prior,
+                )
             )
         except WriteError as exc:
             await self._failed(row, exc)

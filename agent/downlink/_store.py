@@ -62,6 +62,7 @@ class DownRow:
     key: str
     order_ref: str
     order_number: str
+    issued_at: str
     body: str
     received_at: float
     attempts: int
@@ -185,7 +186,8 @@ class DownlinkStore:
 
     def _unwritten(self) -> list[DownRow]:
         rows = self._conn.execute(
-            "SELECT seq, kind, key, order_ref, order_number, body, received_at, attempts,"
+            "SELECT seq, kind, key, order_ref, order_number, issued_at, body, received_at,"
+            " attempts,"
             " next_attempt, last_error FROM downlink WHERE written_at IS NULL ORDER BY seq"
         ).fetchall()
         return [DownRow(*row) for row in rows]

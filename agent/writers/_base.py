@@ -8,6 +8,7 @@ the alert.
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 from typing import Protocol
 
 from contract import OnlineOrder, OrderCancel
@@ -22,6 +23,8 @@ class DownItem:
     seq: int
     key: str
     body: OnlineOrder | OrderCancel
+    issued_at: datetime | None = None
+    """When central queued it."""
     prior: str | None = None
     """For a cancellation: where its order was written (the file name, the check ref)."""
 

@@ -127,13 +127,17 @@ def _poslog(item: DownItem) -> bytes:
     tx = _sub(root, "Transaction")
     unit = _sub(tx, "BusinessUnit")
     _sub(unit, "UnitID", body.store)
+    _sub(tx, "SequenceNumber", str(item.seq))  # central's downlink seq: unique per store
     _sub(tx, "ReceiptNumber", body.order_number)
     if isinstance(body, OnlineOrder):
         _sub(tx, "BusinessDayDate", body.created_at.date().isoformat())
+        _sub(tx, "BeginDateTime", body.created_at.isoformat())
         _sub(tx, "POSLogDateTime", body.created_at.isoformat(), TypeCode="Transaction")
         _sub(tx, "CurrencyCode", body.currency)
         _order(tx, body)
     else:
+        if item.issued_at is not None:  # the order's cancellation, as central queued it
+            _sub(tx, "BeginDateTime", item.issued_at.isoformat())
         order = _sub(tx, "CustomerOrderTransaction", TypeCode="Transaction")
         order.set("TransactionStatus", "Voided")
         _sub(order, "CustomerOrderID", body.order_id)
