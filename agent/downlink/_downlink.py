@@ -16,8 +16,8 @@ import logging
 import random
 import sqlite3
 import time
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 
 from pydantic import ValidationError
 

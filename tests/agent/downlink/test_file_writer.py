@@ -26,7 +26,10 @@ def _item(seq: int = 1, **kw: object) -> DownItem:
 def test_names_are_safe_and_distinct() -> None:
     assert file_name("order:ct-main:id-1:3", ".json") == "order_ct-main_id-1_3.json"
     odd = file_name("order:ct/main:..\\x y:3", ".json")
-    assert odd.endswith(".json") and "/" not in odd and "\\" not in odd and " " not in odd
+    assert odd.endswith(".json")
+    assert "/" not in odd
+    assert "\\" not in odd
+    assert " " not in odd
     assert not odd.startswith(".")
     # Two keys that differ only in unsafe characters never share a name.
     assert file_name("order:a/b:1:1", ".csv") != file_name("order:a?b:1:1", ".csv")
@@ -52,7 +55,8 @@ async def test_an_order_lands_once_and_a_resend_makes_no_second_file(
 async def test_json_carries_the_order(tmp_path: Path) -> None:
     name = await FileWriter(tmp_path, "json").write(_item(seq=7))
     data = json.loads((tmp_path / name).read_text())
-    assert data["seq"] == 7 and data["order_number"] == "10001"
+    assert data["seq"] == 7
+    assert data["order_number"] == "10001"
     assert [line["sku"] for line in data["lines"]] == ["4711", "815"]
     assert data["total"] == "47.80"
 
@@ -72,7 +76,8 @@ async def test_poslog_is_read_back_by_the_agents_own_parser(tmp_path: Path) -> N
     CustomerOrderTransaction lines, takes it with the order's lines and total."""
     name = await FileWriter(tmp_path, "poslog").write(_item())
     data = (tmp_path / name).read_bytes()
-    assert b"<CustomerOrderTransaction" in data and b"CustomerOrderForPickup" in data
+    assert b"<CustomerOrderTransaction" in data
+    assert b"CustomerOrderForPickup" in data
     context = ParseContext(file_name=name, sha256="0" * 64, store="0042")
     records = [r for r in parse_bytes(data, "poslog", context=context) if hasattr(r, "lines")]
     assert len(records) == 1

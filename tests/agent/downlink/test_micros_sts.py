@@ -58,7 +58,8 @@ async def test_a_cancel_voids_the_check(tmp_path: Path) -> None:
     writer = _writer(tmp_path, fake)
     ref = await writer.write(_item(order()))
     assert await writer.write(_item(cancel(), seq=2, prior=ref)) == ref
-    assert fake.voided == [ref] and not fake.checks
+    assert fake.voided == [ref]
+    assert not fake.checks
     # Again (a resend): the check is gone already, which is what was wanted.
     assert await writer.write(_item(cancel(), seq=2, prior=ref)) == ref
 
@@ -69,16 +70,19 @@ async def test_unreachable_is_retryable_and_an_unknown_item_is_permanent(tmp_pat
     fake.down = True
     with pytest.raises(WriteError) as caught:
         await writer.write(_item(order()))
-    assert not caught.value.permanent and "unreachable" in caught.value.reason
+    assert not caught.value.permanent
+    assert "unreachable" in caught.value.reason
     fake.down = False
     odd = order(lines=[{**order().lines[0].model_dump(mode="json"), "sku": "999"}], total="37.80")
     with pytest.raises(WriteError) as caught:
         await writer.write(_item(odd))
-    assert caught.value.permanent and "999 is not configured" in caught.value.reason
+    assert caught.value.permanent
+    assert "999 is not configured" in caught.value.reason
     named = order(lines=[{**order().lines[0].model_dump(mode="json"), "sku": "ABC-1"}])
     with pytest.raises(WriteError, match="not a Simphony menu item number") as caught:
         await writer.write(_item(named))
-    assert caught.value.permanent and not fake.checks
+    assert caught.value.permanent
+    assert not fake.checks
 
 
 async def test_a_refused_token_is_retryable(tmp_path: Path) -> None:
