@@ -74,7 +74,7 @@ class Downlink:
                 extra={"batch_id": batch.batch_id, "batch_store": batch.store},
             )
             return None
-        held, through = await self.store.commit(batch.messages)
+        held, through = await self.store.commit(batch.messages, self.clock())
         self.batches += 1
         log.info(
             "Downlink batch committed.",
@@ -153,7 +153,7 @@ class Downlink:
         except WriteError as exc:
             await self._failed(row, exc)
             return False
-        await self.store.mark_written(row.seq, written_as)
+        await self.store.mark_written(row.seq, written_as, self.clock())
         self._alerted.discard(row.seq)
         log.info(
             "Order written to the POS.",

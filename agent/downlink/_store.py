@@ -129,17 +129,18 @@ class DownlinkStore:
 
     # -- taking messages ------------------------------------------------------------------
 
-    async def commit(self, messages: Sequence[DownMessage]) -> tuple[list[int], int]:
+    async def commit(
+        self, messages: Sequence[DownMessage], now: float | None = None
+    ) -> tuple[list[int], int]:
         """Commit the messages not held yet, in one transaction. Returns every seq of the
         batch the store now holds (new or held before) and `through`, the highest seq
         below which it holds every message. Only then may the caller acknowledge."""
-        held, through = await self._run(self._commit, messages)
+        held, through = await self._run(self._commit, messages, now or time.time())
         failpoints.hit("downlink.committed")
         return held, through
 
-    def _commit(self, messages: Sequence[DownMessage]) -> tuple[list[int], int]:
+    def _commit(self, messages: Sequence[DownMessage], now: float) -> tuple[list[int], int]:
         conn = self._conn
-        now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
             for message in messages:
@@ -192,12 +193,12 @@ class DownlinkStore:
         ).fetchall()
         return [DownRow(*row) for row in rows]
 
-    async def mark_written(self, seq: int, written_as: str) -> None:
+    async def mark_written(self, seq: int, written_as: str, now: float | None = None) -> None:
         await self._run(
             self._write_sql,
             "UPDATE downlink SET written_at = ?, written_as = ?, last_error = NULL,"
             " attempts = attempts + 1 WHERE seq = ?",
-            (time.time(), written_as, seq),
+            (now or time.time(), written_as, seq),
         )
 
     async def mark_failed(self, seq: int, error: str, next_attempt: float) -> None:
