@@ -482,6 +482,7 @@ class Agent:
         assert outbox is not None
         stats = await outbox.stats()
         sources = self.watchers.stats() if self.watchers is not None else {}
+        orders = await self.downlink.summary() if self.downlink is not None else None
         return Heartbeat(
             store=self.config.store,
             state="online",
@@ -497,6 +498,8 @@ class Agent:
             budget=stats.budget,
             free_disk_bytes=stats.free_disk_bytes,
             seq_floor_wanted=outbox.floor_pending,
+            orders_waiting=orders.waiting if orders else 0,
+            orders_alert=orders.alert_count if orders else 0,
         )
 
     async def _quarantined_now(self) -> int:

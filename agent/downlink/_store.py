@@ -77,7 +77,9 @@ class DownSummary:
     waiting: int
     oldest_waiting_seconds: float | None
     through: int
+    alert_count: int
     alerts: list[dict[str, Any]]
+    """The first 50 of them, oldest first."""
 
 
 def _order_of(message: DownMessage) -> tuple[str, str]:
@@ -267,5 +269,6 @@ def summarise(conn: sqlite3.Connection, alert_after: float, now: float) -> DownS
         waiting=len(waiting),
         oldest_waiting_seconds=round(now - waiting[0][3], 1) if waiting else None,
         through=int(through_row[0]) if through_row else 0,
+        alert_count=len(alerts),
         alerts=alerts[:50],
     )

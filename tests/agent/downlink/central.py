@@ -35,6 +35,7 @@ class Central:
         self.client = client
         self.acks: list[DownAck] = []
         self.raw: list[tuple[str, bytes]] = []
+        self.heartbeats: list[dict[str, object]] = []
 
     async def send(self, *messages: DownMessage, store: str = STORE, to: str = STORE) -> None:
         await self.client.publish(f"{PREFIX}/{to}/down", payload(*messages, store=store), qos=1)
@@ -58,12 +59,15 @@ class Central:
             self.raw.append((str(message.topic), data))
             if str(message.topic).endswith("/downack"):
                 self.acks.append(decode_down_ack(data))
+            elif str(message.topic).endswith("/status"):
+                self.heartbeats.append(json.loads(data))
 
 
 @contextlib.asynccontextmanager
 async def central(port: int) -> AsyncIterator[Central]:
     async with aiomqtt.Client("127.0.0.1", port, identifier="central-downlink-test") as client:
         await client.subscribe(f"{PREFIX}/+/downack", qos=1)
+        await client.subscribe(f"{PREFIX}/+/status", qos=1)
         stand_in = Central(client)
         task = asyncio.create_task(stand_in._collect())
         try:

@@ -130,6 +130,12 @@ async def test_a_failing_writer_keeps_the_order_pending_and_status_shows_it(
             return bool(summary.alerts) and summary.alerts[0]["attempts"] >= 2
 
         await wait_for(alerted, timeout=15)
+
+        async def heartbeat_says_so() -> bool:  # what central's dashboard reads
+            last = hub.heartbeats[-1] if hub.heartbeats else {}
+            return last.get("orders_waiting") == 1 and last.get("orders_alert") == 1
+
+        await wait_for(heartbeat_says_so, timeout=10)
         shown = await asyncio.to_thread(_status, config)
         assert shown.returncode == 1, shown.stderr
         assert "order A (downlink seq 1) not written to the POS" in shown.stderr
@@ -143,3 +149,9 @@ async def test_a_failing_writer_keeps_the_order_pending_and_status_shows_it(
         assert "not written to the POS" not in shown.stderr
         assert "0 received and not yet written to the POS" in shown.stdout
         assert shown.returncode == 0, shown.stderr
+
+        async def heartbeat_clear() -> bool:
+            last = hub.heartbeats[-1] if hub.heartbeats else {}
+            return last.get("orders_waiting") == 0 and last.get("orders_alert") == 0
+
+        await wait_for(heartbeat_clear, timeout=10)
