@@ -111,6 +111,23 @@ def _folder_checks(config: AgentConfig) -> Iterator[Check]:
             f"{folder}" + (f": {problem}" if problem else " is readable and writable"),
             "Give the service user read and write access (files are moved to the archive).",
         )
+    down = config.downlink
+    if down.enabled and down.writer == "file" and down.folder is not None:
+        if not down.folder.is_dir():
+            yield Check(
+                "order import folder",
+                False,
+                f"{down.folder} does not exist or is not reachable; orders wait in downlink.db",
+                "Create the POS's order import folder or correct [agent.downlink] folder.",
+            )
+        else:
+            problem = _writable(down.folder)
+            yield Check(
+                "order import folder",
+                problem is None,
+                f"{down.folder}" + (f": {problem}" if problem else " is writable"),
+                "Give the service user write access to the POS's order import folder.",
+            )
 
 
 def _protected(config: AgentConfig) -> list[tuple[str, Path]]:

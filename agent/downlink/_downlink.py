@@ -133,9 +133,8 @@ class Downlink:
         try:
             body = down_body_adapter.validate_json(row.body)
         except ValidationError as exc:
-            error = WriteError(f"the message cannot be read: {exc.errors()[0]['msg']}")
-            error.permanent = True
-            await self._failed(row, error)
+            reason = f"the message cannot be read: {exc.errors()[0]['msg']}"
+            await self._failed(row, WriteError(reason, permanent=True))
             return False
         prior = None
         if body.kind == "order_cancel":
@@ -152,6 +151,9 @@ class Downlink:
             )
         except WriteError as exc:
             await self._failed(row, exc)
+            return False
+        except Exception as exc:  # noqa: BLE001 - a writer's bug keeps the order pending
+            await self._failed(row, WriteError(f"the writer failed: {type(exc).__name__}: {exc}"))
             return False
         await self.store.mark_written(row.seq, written_as, self.clock())
         self._alerted.discard(row.seq)

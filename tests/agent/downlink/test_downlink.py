@@ -36,6 +36,8 @@ class FlakyWriter:
     async def write(self, item: DownItem) -> str:
         if item.body.order_number in self.failing:
             raise WriteError("the POS import folder is offline")
+        if item.body.order_number == "BUG":
+            raise RuntimeError("a bug in the writer")
         self.written.append((item.seq, item.body.kind, item.prior))
         return f"written-{item.seq}"
 
@@ -171,3 +173,11 @@ async def test_purge_forgets_written_rows_but_not_that_they_were_held(downlink: 
     assert (await downlink.summary()).received == 0  # not taken in again
     await downlink.write_due()
     assert _writer(downlink).written == [(1, "order", None)]
+
+
+async def test_a_writer_that_crashes_keeps_the_order_pending(downlink: Downlink) -> None:
+    await downlink.handle(payload(message(1, order("BUG")), message(2, order("B"))))
+    await downlink.write_due()
+    assert _writer(downlink).written == [(2, "order", None)]
+    [row] = await downlink.store.unwritten()
+    assert row.last_error == "the writer failed: RuntimeError: a bug in the writer"
