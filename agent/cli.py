@@ -290,6 +290,12 @@ def _status_problems(data: dict[str, Any]) -> list[str]:
     for name, source in (data.get("sources") or {}).items():
         if source.get("last_error"):
             problems.append(f"source {name}: {source['last_error']}")
+    clashes = (data.get("downlink") or {}).get("seq_clashes")
+    if clashes:
+        problems.append(
+            f"central sent {clashes} order message(s) under seqs this store holds for others; "
+            "not acknowledged (see the log)"
+        )
     for alert in (data.get("downlink") or {}).get("alerts") or []:
         problems.append(
             f"order {alert['order_number']} (downlink seq {alert['seq']}) not written to the "

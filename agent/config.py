@@ -201,8 +201,8 @@ class DownlinkSettings(Section):
     keep_written_days: float = Field(
         default=30,
         ge=1,
-        description="Written orders are remembered this long (a resend within it makes no "
-        "second file even when the POS has taken the first away).",
+        description="A written order's content is kept this long; its seq, key and where "
+        "it went are kept for good (a resend never makes a second file or check).",
     )
     micros_sts: MicrosStsSettings = Field(default_factory=MicrosStsSettings)
 

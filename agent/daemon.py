@@ -561,6 +561,7 @@ class Agent:
             ),
             "alert_after_seconds": settings.alert_after_seconds,
             "refused_batches": downlink.refused_batches,
+            "seq_clashes": downlink.clashes,
         }
 
     async def write_status(self) -> None:

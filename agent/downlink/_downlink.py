@@ -54,6 +54,8 @@ class Downlink:
         self._alerted: set[int] = set()
         self.batches = 0
         self.refused_batches = 0
+        self.clashes = 0
+        """Messages refused because their seq names another message this store holds."""
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -74,8 +76,15 @@ class Downlink:
                 extra={"batch_id": batch.batch_id, "batch_store": batch.store},
             )
             return None
-        held, through = await self.store.commit(batch.messages, self.clock())
+        held, clashes, through = await self.store.commit(batch.messages, self.clock())
         self.batches += 1
+        if clashes:
+            self.clashes += len(clashes)
+            log.error(
+                "Central sent other messages under seqs this store already holds; not "
+                "acknowledged (was central's downlink queue rebuilt?).",
+                extra={"batch_id": batch.batch_id, "seqs": clashes[:20]},
+            )
         log.info(
             "Downlink batch committed.",
             extra={"batch_id": batch.batch_id, "messages": len(held), "through": through},

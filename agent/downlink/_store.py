@@ -133,24 +133,35 @@ class DownlinkStore:
 
     async def commit(
         self, messages: Sequence[DownMessage], now: float | None = None
-    ) -> tuple[list[int], int]:
-        """Commit the messages not held yet, in one transaction. Returns every seq of the
-        batch the store now holds (new or held before) and `through`, the highest seq
-        below which it holds every message. Only then may the caller acknowledge."""
-        held, through = await self._run(self._commit, messages, now or time.time())
+    ) -> tuple[list[int], list[int], int]:
+        """Commit the messages not held yet, in one transaction. Returns the seqs of the
+        batch the store now holds (new or held before), the seqs it refuses because it
+        holds another message under them, and `through`, the highest seq below which it
+        holds every message. Only then may the caller acknowledge."""
+        held, clashes, through = await self._run(self._commit, messages, now or time.time())
         failpoints.hit("downlink.committed")
-        return held, through
+        return held, clashes, through
 
-    def _commit(self, messages: Sequence[DownMessage], now: float) -> tuple[list[int], int]:
+    def _commit(
+        self, messages: Sequence[DownMessage], now: float
+    ) -> tuple[list[int], list[int], int]:
         conn = self._conn
+        held: list[int] = []
+        clashes: list[int] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             for message in messages:
-                if message.seq <= self.through:
-                    continue  # held, and perhaps written and purged since
+                row = conn.execute(
+                    "SELECT key FROM downlink WHERE seq = ?", (message.seq,)
+                ).fetchone()
+                if row is not None:
+                    # Held already (a resend) - unless central now numbers another message
+                    # with it (its queue was rebuilt): then it is not this store's to settle.
+                    (clashes if row[0] != message.key else held).append(message.seq)
+                    continue
                 ref, number = _order_of(message)
                 conn.execute(
-                    "INSERT OR IGNORE INTO downlink (seq, kind, key, order_ref, order_number,"
+                    "INSERT INTO downlink (seq, kind, key, order_ref, order_number,"
                     " issued_at, body, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         message.seq,
@@ -163,6 +174,7 @@ class DownlinkStore:
                         now,
                     ),
                 )
+                held.append(message.seq)
             through = self.through
             for (seq,) in conn.execute(
                 "SELECT seq FROM downlink WHERE seq > ? ORDER BY seq", (through,)
@@ -180,7 +192,7 @@ class DownlinkStore:
             conn.execute("ROLLBACK")
             raise
         self.through = through
-        return [m.seq for m in messages], through
+        return held, clashes, through
 
     # -- the writer loop ------------------------------------------------------------------
 
@@ -228,16 +240,18 @@ class DownlinkStore:
         return await self._run(query)
 
     async def purge(self, before: float) -> int:
-        """Forget written messages older than `before`; `through` keeps their seqs held."""
+        """Drop the bodies of messages written before `before`; the row (seq, key, where it
+        went) stays, small, so a resend of it years on is still known and not written."""
 
-        def delete() -> int:
+        def empty() -> int:
             cur = self._conn.execute(
-                "DELETE FROM downlink WHERE written_at IS NOT NULL AND written_at < ? AND seq <= ?",
-                (before, self.through),
+                "UPDATE downlink SET body = '' WHERE written_at IS NOT NULL AND written_at < ?"
+                " AND body != ''",
+                (before,),
             )
             return cur.rowcount
 
-        return await self._run(delete)
+        return await self._run(empty)
 
     async def summary(self, alert_after: float, now: float | None = None) -> DownSummary:
         return await self._run(summarise, self._conn, alert_after, now or time.time())

@@ -160,7 +160,7 @@ async def test_an_unreadable_message_is_kept_and_shown_never_dropped(downlink: D
     assert "cannot be read" in row.last_error
 
 
-async def test_purge_forgets_written_rows_but_not_that_they_were_held(downlink: Downlink) -> None:
+async def test_purge_drops_bodies_but_not_that_they_were_held(downlink: Downlink) -> None:
     await downlink.handle(payload(message(1, order("A"))))
     await downlink.write_due()
     clock = downlink.clock
@@ -170,9 +170,20 @@ async def test_purge_forgets_written_rows_but_not_that_they_were_held(downlink: 
     ack = await downlink.handle(payload(message(1, order("A"))))
     assert ack is not None
     assert (ack.committed, ack.through) == ([1], 1)
-    assert (await downlink.summary()).received == 0  # not taken in again
     await downlink.write_due()
-    assert _writer(downlink).written == [(1, "order", None)]
+    assert _writer(downlink).written == [(1, "order", None)]  # not written again
+
+
+async def test_a_seq_central_reuses_for_another_message_is_not_acknowledged(
+    downlink: Downlink,
+) -> None:
+    """Central's queue rebuilt, numbering from 1 again: seq 1 now names another order. The
+    store must not settle it as held (the new order would never be written)."""
+    await downlink.handle(payload(message(1, order("A"))))
+    ack = await downlink.handle(payload(message(1, order("Z")), message(2, order("B"))))
+    assert ack is not None
+    assert (ack.committed, ack.through) == ([2], 2)
+    assert downlink.clashes == 1
 
 
 async def test_a_writer_that_crashes_keeps_the_order_pending(downlink: Downlink) -> None:
