@@ -155,3 +155,25 @@ async def test_a_failing_writer_keeps_the_order_pending_and_status_shows_it(
             return last.get("orders_waiting") == 0 and last.get("orders_alert") == 0
 
         await wait_for(heartbeat_clear, timeout=10)
+
+
+async def test_status_of_a_stopped_agent_reads_the_waiting_orders_from_its_database(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    config_file = downlink_config(tmp_path, mosquitto.url, alert_after_seconds=3600)
+    agent = Agent(load_agent_config(config_file), config_file=config_file)
+    stop = asyncio.Event()
+    task = asyncio.create_task(agent.run(stop))
+    try:
+        await wait_for(
+            lambda: asyncio.sleep(0, agent.uplink is not None and agent.uplink.connected.is_set())
+        )
+        async with central(mosquitto.port) as hub:
+            await hub.send(message(1, order("A")), message(2, order("B")))
+            await hub.ack_for({1, 2})
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    shown = await asyncio.to_thread(_status, config_file)
+    assert shown.returncode == 3  # not running
+    assert "2 received and not yet written to the POS" in shown.stdout

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -90,10 +91,18 @@ async def test_a_cancel_is_a_file_of_its_own(tmp_path: Path) -> None:
     writer = FileWriter(tmp_path, "poslog")
     await writer.write(_item())
     body = cancel()
-    name = await writer.write(DownItem(seq=2, key=order_key(body), body=body, prior="x"))
+    issued = datetime(2026, 12, 5, 10, tzinfo=UTC)
+    item = DownItem(seq=2, key=order_key(body), body=body, issued_at=issued, prior="x")
+    name = await writer.write(item)
     assert name.startswith("order_cancel_")
     assert len(list(tmp_path.iterdir())) == 2
-    assert b'TransactionStatus="Voided"' in (tmp_path / name).read_bytes()
+    data = (tmp_path / name).read_bytes()
+    assert b'TransactionStatus="Voided"' in data
+    # The agent's parser reads it as a transaction cancelled whole.
+    context = ParseContext(file_name=name, sha256="0" * 64, store="0042")
+    [parsed] = parse_bytes(data, "poslog", context=context)
+    assert getattr(parsed, "kind", None) == "cancel"
+    assert getattr(parsed, "occurred_at", None) == issued
 
 
 async def test_no_partial_file_is_ever_visible_and_no_temporary_file_stays(
