@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig, load_agent_config
+from common import settings
 from common.logs import configure_logging
 from common.redact import redact_text
 from common.settings import ConfigError
@@ -85,12 +85,9 @@ Report = Callable[[str], None]
 
 
 def default_config_path() -> Path:
-    """`TILLBRIDGE_CONFIG`, else `%PROGRAMDATA%\\Tillbridge\\agent.toml` (absolute)."""
-    configured = os.environ.get("TILLBRIDGE_CONFIG")
-    if configured:
-        return Path(configured).resolve()
-    base = Path(os.environ.get("PROGRAMDATA", "C:/ProgramData"))
-    return (base / "Tillbridge" / "agent.toml").resolve()
+    """The service's config: `TILLBRIDGE_CONFIG`, else `%ProgramData%\\Tillbridge\\agent.toml`
+    (the service runs on Windows only; absolute whatever the working folder)."""
+    return settings.default_config_path("agent", windows=True)
 
 
 def _agent_daemon(

@@ -10,7 +10,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.core
@@ -24,6 +24,10 @@ from common.modes import private_dir, too_open
 from common.notify import Notifier
 from common.redact import redact_text
 from common.runtime import run_daemon
+
+if TYPE_CHECKING:
+    from central.inbox import Inbox
+    from central.sources import OrderSources
 
 app = program(
     "tillbridge-central",
@@ -103,9 +107,26 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
         notifier.ready(f"relay {cfg.relay_id}: taking batches")
 
     helpers = [asyncio.create_task(announce()), asyncio.create_task(notifier.keep_alive(stop))]
+    sending: asyncio.Task[None] | None = None
+    if cfg.downlink.enabled:
+        from central.downlink import DownlinkSender
+
+        # The way down runs beside the intake on its own connection; messages it has not
+        # sent or that were not answered stay queued in the inbox for the next start.
+        downlink = DownlinkSender(cfg, inbox)
+        sending = asyncio.create_task(downlink.run(stop), name="downlink")
+        helpers.append(sending)
+        log.info(
+            "Downlink started.",
+            extra={"resend_seconds": cfg.downlink.resend_seconds},
+        )
     delivering = (
         asyncio.create_task(delivery.run(stop), name="delivery") if cfg.delivery.enabled else None
     )
+    sources = _order_sources(cfg, inbox)
+    if sources is not None:
+        helpers.append(asyncio.create_task(sources.run(stop), name="order-sources"))
+        log.info("Order sources polling.", extra={"sources": [r.name for r in sources.runners]})
     if cfg.web.enabled:
         from central.web import create_app, serve
 
@@ -122,11 +143,26 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
             delivering.cancel()
             await asyncio.gather(delivering, return_exceptions=True)
         notifier.stopping()
+        if sending is not None:
+            # An answer being settled is committed before the inbox closes.
+            stop.set()
+            await asyncio.wait({sending}, timeout=5)
         for task in helpers:
             task.cancel()
         await asyncio.gather(*helpers, return_exceptions=True)
+        if sources is not None:
+            await sources.aclose()
         await inbox.close()
     log.info("Relay stopped.", extra={"relay_id": cfg.relay_id})
+
+
+def _order_sources(cfg: CentralConfig, inbox: Inbox) -> OrderSources | None:
+    """The relay's order sources over its inbox's downlink, None when none is enabled."""
+    if not any(s.enabled for s in cfg.order_sources.values()):
+        return None
+    from central.sources import OrderSources
+
+    return OrderSources(cfg, inbox)
 
 
 @app.command("doctor")
@@ -160,7 +196,9 @@ def stats(
     config: ConfigOption,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Records by state, stores, exceptions, duplicates, refused batches and gaps."""
+    """Records by state, stores, exceptions, duplicates, refused batches and gaps; each
+    store's downlink: messages pending and delivered, the oldest waiting, orders past
+    their promised time."""
     cfg = load_or_exit(config)
     data = asyncio.run(_stats(cfg))
     if as_json:
@@ -170,8 +208,9 @@ def stats(
 
 
 def render_stats(data: dict[str, Any], backend: str, *, width: int | None = None) -> str:
-    """The inbox's counts as aligned tables: the figures, then deliveries per target with
-    one column per state (`--json` gives the same data to scripts)."""
+    """The inbox's counts as aligned tables: the figures, deliveries per target with one
+    column per state, and the downlink per store (`--json` gives the same data to
+    scripts)."""
     import io
 
     from rich.console import Console
@@ -184,7 +223,7 @@ def render_stats(data: dict[str, Any], backend: str, *, width: int | None = None
     for state, count in data["by_state"].items():
         figures.add_row(f"  {state}", str(count))
     for name, value in data.items():
-        if name not in ("records", "by_state", "deliveries"):
+        if name not in ("records", "by_state", "deliveries", "downlink"):
             figures.add_row(name, str(value))
     out = io.StringIO()
     console = Console(file=out, width=width or 100, color_system=None, highlight=False)
@@ -199,6 +238,21 @@ def render_stats(data: dict[str, Any], backend: str, *, width: int | None = None
         for target, counts in sorted(deliveries.items()):
             table.add_row(target, *(str(counts.get(state, 0)) for state in states))
         console.print(table)
+    downlink: dict[str, dict[str, Any]] = data.get("downlink") or {}
+    if downlink:
+        down = Table(title="Downlink by store")
+        for heading in ("store", "pending", "delivered", "oldest waiting", "past promise"):
+            down.add_column(heading, justify="left" if heading == "store" else "right")
+        for store, figures_of in sorted(downlink.items()):
+            oldest = figures_of.get("oldest_waiting")
+            down.add_row(
+                store,
+                str(figures_of["pending"]),
+                str(figures_of["delivered"]),
+                oldest.replace("T", " ")[:19] + " UTC" if oldest else "-",
+                str(figures_of["past_promise"]),
+            )
+        console.print(down)
     return out.getvalue()
 
 

@@ -29,6 +29,7 @@ from contract import Limits
 
 from .connectors import CONNECTORS, TargetConfig
 from .routing import RoutingSettings, StoreRoute
+from .sources._settings import OrderSourceSettings
 
 __all__ = [
     "AuditSettings",
@@ -36,6 +37,7 @@ __all__ = [
     "CentralConfig",
     "CentralSettings",
     "DeliverySettings",
+    "DownlinkSettings",
     "InboxSettings",
     "IntakeSettings",
     "ReconSettings",
@@ -175,6 +177,23 @@ class DeliverySettings(Section):
     route_batch: int = Field(default=200, ge=1, le=5000, description="Records routed at once.")
 
 
+class DownlinkSettings(Section):
+    """`[central.downlink]`: how the relay sends each store its queued messages."""
+
+    enabled: bool = Field(default=True, description="Send queued online orders down to the stores.")
+    resend_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="A message the store has not answered is sent again after this long.",
+    )
+    poll_seconds: float = Field(
+        default=2, gt=0, description="How often the relay looks for messages due to be sent."
+    )
+    batch_messages: int = Field(
+        default=50, ge=1, le=1000, description="Most messages in one batch to a store."
+    )
+
+
 class ReconSettings(Section):
     tolerance: Decimal = Field(
         default=Decimal("0.01"),
@@ -204,6 +223,7 @@ class CentralConfig(Section):
     web: WebSettings = Field(default_factory=WebSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    downlink: DownlinkSettings = Field(default_factory=DownlinkSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     recon: ReconSettings = Field(default_factory=ReconSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
@@ -213,6 +233,10 @@ class CentralConfig(Section):
     stores: dict[str, StoreRoute] = Field(
         default_factory=dict,
         description='Routing per store id ("default" for stores without their own table).',
+    )
+    order_sources: dict[str, OrderSourceSettings] = Field(
+        default_factory=dict,
+        description="Platforms whose online orders go down to the stores, by name.",
     )
 
     @model_validator(mode="after")
@@ -229,6 +253,25 @@ class CentralConfig(Section):
                         f"stores.{store}.{key}: not a target name or type "
                         f"(known: {', '.join(sorted(known))})"
                     )
+        by_name = {t.name: t for t in self.targets}
+        for name, source in self.order_sources.items():
+            target = by_name.get(source.target)
+            if target is None:
+                raise ValueError(
+                    f"order_sources.{name}.target: no [[central.targets]] entry is named "
+                    f"{source.target!r}"
+                )
+            if target.type != source.type:
+                raise ValueError(
+                    f"order_sources.{name}.target: {source.target} is a {target.type} target, "
+                    f"not {source.type}"
+                )
+            if "fulfillment" not in target.kinds:
+                raise ValueError(
+                    f"order_sources.{name}.target: target {source.target} must take the "
+                    '"fulfillment" kind (add it to its kinds), so what the store does with '
+                    "an order reaches the platform"
+                )
         for table_name in ("payments", "tax_codes"):
             for key in getattr(self.routing, table_name):
                 if key not in known:

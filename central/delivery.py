@@ -24,7 +24,7 @@ import httpx
 
 from common.redact import redact_text
 from common.settings import ConfigError
-from contract import Record, Transaction
+from contract import Fulfillment, OnlineOrder, Record, Transaction, down_body_adapter
 
 from .config import CentralConfig
 from .connectors import (
@@ -36,7 +36,15 @@ from .connectors import (
     Routed,
     TargetSettings,
 )
-from .inbox import DeliveryItem, DeliveryUpdate, Inbox, RecordState, RouteDecision, utcnow
+from .inbox import (
+    DeliveryItem,
+    DeliveryUpdate,
+    Downlink,
+    Inbox,
+    RecordState,
+    RouteDecision,
+    utcnow,
+)
 from .routing import Router, load_sku_table
 from .validated import Validated
 
@@ -389,9 +397,12 @@ class Delivery:
         transport_for: TransportFactory | None = None,
         rng: random.Random | None = None,
         validated: Validated | None = None,
+        downlink: Downlink | None = None,
     ) -> None:
         self.config = config
         self.inbox = inbox
+        # Where a fulfilment finds the order it answers: the inbox's own downlink.
+        self.downlink: Downlink = downlink or inbox
         # Shared with the intake in a relay process: a record it took is not validated again.
         self.validated = validated if validated is not None else Validated()
         self.relay_id = config.relay_id
@@ -469,10 +480,16 @@ class Delivery:
         if not claimed:
             return 0
         decisions = []
+        fulfilled: list[Fulfillment] = []
         for record in claimed:
             try:
                 valid = self.validated.record(record.key, record.body)
-                decision = self.router.decide(record.id, record.body, valid)
+                order = None
+                if isinstance(valid, Fulfillment):
+                    order = await self._order_of(valid)
+                decision = self.router.decide(record.id, record.body, valid, order=order)
+                if isinstance(valid, Fulfillment) and not decision.error:
+                    fulfilled.append(valid)
             except ValueError as exc:
                 decision = RouteDecision(record.id, error=f"stored record is invalid: {exc}")
             if decision.error:
@@ -486,6 +503,10 @@ class Delivery:
                 )
             decisions.append(decision)
         await self.inbox.route_records(decisions, now=now)
+        for done in fulfilled:
+            # What the store did, whatever the platform answers: the past-promise count
+            # and reconciliation read it.
+            await self.downlink.mark_fulfilled(done.store, done.order_number, done.status)
         # A refused transaction the store has read since (after a fix, under the same
         # identity) closes its exception, whichever of the two arrived first.
         for refused_id, key in await self.inbox.settle_refused(
@@ -493,6 +514,14 @@ class Delivery:
         ):
             log.info("Refused transaction read again.", extra={"record_id": refused_id, "key": key})
         return len(claimed)
+
+    async def _order_of(self, record: Fulfillment) -> OnlineOrder | None:
+        """The online order central sent the store under the fulfilment's number."""
+        row = await self.downlink.down_order(record.store, record.order_number)
+        if row is None:
+            return None
+        body = down_body_adapter.validate_json(row.body)
+        return body if isinstance(body, OnlineOrder) else None
 
     async def run_once(self, *, now: datetime | None = None) -> int:
         """One pass: route, then every target once. Returns the work done."""

@@ -1,10 +1,10 @@
 """Per-store broker credentials, behind `tillbridge-central provision-store`.
 
 Each store gets a Mosquitto user of its own (user name = store id) and a random
-password. One block of ACL patterns lets every store write only its own records and
-status and read only its own acks and commands; the relay's user reads and writes
-every store's topics. The password file is written in Mosquitto 2's hashed format, so
-the relay's host needs no mosquitto_passwd binary.
+password. One block of ACL patterns lets every store write only its own records,
+status and downlink answers and read only its own acks, commands and downlink; the
+relay's user reads and writes every store's topics. The password file is written in
+Mosquitto 2's hashed format, so the relay's host needs no mosquitto_passwd binary.
 """
 
 from __future__ import annotations
@@ -121,21 +121,26 @@ def acl_block(prefix: str, relay_user: str) -> str:
         "# Written by `tillbridge-central provision-store`; the command replaces these\n"
         "# lines, so change them in the command, not here. Pattern lines apply to every\n"
         "# user: %u is the connecting user, which for a store is its id, so each store\n"
-        "# writes only its own records and status and reads only its own acks and\n"
-        "# commands. Anything not granted is denied: Mosquitto drops a refused publish\n"
-        "# and closes the publisher's connection.\n"
+        "# writes only its own records, status and downlink answers and reads only its\n"
+        "# own acks, commands and downlink. Anything not granted is denied: Mosquitto\n"
+        "# drops a refused publish and closes the publisher's connection.\n"
         f"pattern write {p}/%u/records\n"
         f"pattern write {p}/%u/status\n"
         f"pattern read {p}/%u/ack\n"
         f"pattern read {p}/%u/command\n"
-        "# The relay reads every store's records and status and answers every store.\n"
-        "# A shared subscription ($share/<group>/...) is checked against the topic\n"
-        "# after the group, so these lines cover several relays sharing the load.\n"
+        f"pattern read {p}/%u/down\n"
+        f"pattern write {p}/%u/downack\n"
+        "# The relay reads every store's records, status and downlink answers, and\n"
+        "# writes every store's acks, commands and downlink. A shared subscription\n"
+        "# ($share/<group>/...) is checked against the topic after the group, so\n"
+        "# these lines cover several relays sharing the load.\n"
         f"user {relay_user}\n"
         f"topic read {p}/+/records\n"
         f"topic read {p}/+/status\n"
         f"topic write {p}/+/ack\n"
         f"topic write {p}/+/command\n"
+        f"topic write {p}/+/down\n"
+        f"topic read {p}/+/downack\n"
         f"{ACL_END}{p}\n"
     )
 

@@ -18,7 +18,15 @@ from pydantic import ConfigDict, Field, field_validator
 
 from common.redact import redact_value
 from common.settings import ConfigError, Section
-from contract import Inventory, Record, Refused, Transaction, record_adapter
+from contract import (
+    Fulfillment,
+    Inventory,
+    OnlineOrder,
+    Record,
+    Refused,
+    Transaction,
+    record_adapter,
+)
 
 from .connectors import CONNECTORS, TargetSettings
 from .inbox import RouteDecision
@@ -148,9 +156,16 @@ class Router:
         self._skus = skus or SkuTable()
 
     def decide(
-        self, record_id: int, body: dict[str, Any], record: Record | None = None
+        self,
+        record_id: int,
+        body: dict[str, Any],
+        record: Record | None = None,
+        *,
+        order: OnlineOrder | None = None,
     ) -> RouteDecision:
-        """`record` is `body` validated, when the caller has it already."""
+        """`record` is `body` validated, when the caller has it already. A fulfilment
+        goes with `order`, the online order central sent the store under its number
+        (`Downlink.down_order`), and only to the target that order came from."""
         if record is None:
             record = record_adapter.validate_python(body)
         subject = None
@@ -169,6 +184,8 @@ class Router:
                 error=f"the store could not read this POS transaction ({where}): {record.reason}",
                 snapshot=snapshot,
             )
+        if isinstance(record, Fulfillment):
+            return self._fulfilment(record_id, record, order, snapshot)
         targets = [t for t in self._targets if record.kind in t.kinds]
         if not targets:
             return RouteDecision(record_id, snapshot=snapshot | {"targets": []}, subject=subject)
@@ -191,6 +208,66 @@ class Router:
             snapshot=snapshot | {"routes": routes},
             subject=subject,
         )
+
+    def _fulfilment(
+        self,
+        record_id: int,
+        record: Fulfillment,
+        order: OnlineOrder | None,
+        snapshot: dict[str, Any],
+    ) -> RouteDecision:
+        """The one route of a fulfilment: the target its order came from, with the order's
+        ids, and `skus` mapping each POS item the store names without a line id to the
+        order's line (the platform's line id)."""
+        number = record.order_number
+        if order is None:
+            return RouteDecision(
+                record_id,
+                error=f"order {number} is not an online order central sent store "
+                f"{record.store}: there is no order to post this {record.status} to",
+                snapshot=snapshot,
+            )
+        target = next((t for t in self._targets if t.name == order.target), None)
+        if target is None:
+            reason = f"order {number} came from target {order.target}, which is not configured"
+            return RouteDecision(record_id, error=reason, snapshot=snapshot)
+        if record.kind not in target.kinds:
+            return RouteDecision(
+                record_id,
+                error=f'target {target.name} does not take fulfillment records: add "fulfillment" '
+                "to its kinds",
+                snapshot=snapshot,
+            )
+        on_order = {line.line_id for line in order.lines}
+        lines: dict[str, str] = {}
+        for line in record.lines:
+            if line.line_id:
+                if line.line_id not in on_order:
+                    reason = f"line {line.line_id} is not on order {number}"
+                    return RouteDecision(record_id, error=reason, snapshot=snapshot)
+                continue
+            found = [o.line_id for o in order.lines if o.sku == line.sku]
+            if len(found) != 1:
+                reason = (
+                    f"SKU {line.sku} is not on order {number}"
+                    if not found
+                    else f"SKU {line.sku} is on {len(found)} lines of order {number}: the "
+                    "store must name the line_id"
+                )
+                return RouteDecision(record_id, error=reason, snapshot=snapshot)
+            lines[line.sku] = found[0]
+        store = self._stores.get(record.store) or self._stores.get("default")
+        tables = store.tables if store is not None else {}
+        table = tables.get(target.name) or tables.get(target.type) or {}
+        route = {
+            **{k: str(v) for k, v in table.items()},
+            "order_id": order.order_id,
+            "order_number": order.order_number,
+            "order_source": order.source,
+            "fulfilment": order.fulfilment,
+        }
+        routes = {target.name: {"route": route, "skus": lines, "payments": {}, "tax_codes": {}}}
+        return RouteDecision(record_id, routes=routes, snapshot=snapshot | {"routes": routes})
 
     def _route(self, record: Record, store: StoreRoute, target: TargetSettings) -> dict[str, Any]:
         kind = target.type

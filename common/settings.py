@@ -63,19 +63,17 @@ class Section(BaseModel):
 CONFIG_ENV = "TILLBRIDGE_CONFIG"
 
 
-def default_config_path(program: str) -> Path:
+def default_config_path(program: str, *, windows: bool | None = None) -> Path:
     """Where a command looks for its config when `--config` is not given: the file that
     `TILLBRIDGE_CONFIG` names, else the platform's place (`/etc/tillbridge/<program>.toml`,
-    `%ProgramData%\\Tillbridge\\<program>.toml` on Windows)."""
+    `%ProgramData%\\Tillbridge\\<program>.toml` on Windows, or wherever `windows` says).
+    Always absolute: a service starts in a folder of the system's choosing."""
     named = os.environ.get(CONFIG_ENV)
     if named:
-        return Path(named)
-    if sys.platform == "win32":
-        return (
-            Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData"))
-            / "Tillbridge"
-            / f"{program}.toml"
-        )
+        return Path(named).resolve()
+    if sys.platform == "win32" if windows is None else windows:
+        base = Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData"))
+        return (base / "Tillbridge" / f"{program}.toml").resolve()
     return Path("/etc/tillbridge") / f"{program}.toml"
 
 

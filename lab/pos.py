@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
 
-__all__ = ["MagestorePos", "MicrosPos", "PoslogPos", "Sale", "expected_totals", "write_atomic"]
+__all__ = [
+    "MagestorePos",
+    "MicrosPos",
+    "PickupCounter",
+    "PoslogPos",
+    "Sale",
+    "expected_totals",
+    "write_atomic",
+]
 
 CENT = Decimal("0.01")
 ITEMS = [
@@ -174,6 +183,42 @@ class PoslogPos(_Pos):
         xml = f'<?xml version="1.0" encoding="UTF-8"?>\n<POSLog xmlns="{_NS}">\n{body}</POSLog>\n'
         return self._save(f"POSLog_{self.store}_{moment:%Y%m%d%H%M%S}_{{n:05d}}.xml", xml.encode())
 
+    def hand_over(
+        self,
+        order_number: str,
+        lines: Sequence[tuple[str, Decimal, Decimal]],
+        *,
+        keep: int,
+        now: datetime | None = None,
+    ) -> Path:
+        """One file with one transaction: the first `keep` of an online order's lines
+        (POS item, quantity, unit price) handed over, the rest cancelled."""
+        moment = now or datetime.now(UTC)
+        register = "1"
+        number = self.till.next_number(register)
+        items = []
+        for n, (sku, quantity, price) in enumerate(lines, start=1):
+            status = "PickedUp" if n <= keep else "Cancelled"
+            items.append(
+                f"<LineItem><SequenceNumber>{n}</SequenceNumber><CustomerOrderForPickup "
+                f'ItemType="Stock" OrderStatus="{status}"><AccountNumber>{order_number}'
+                f"</AccountNumber><ItemID>{sku}</ItemID>"
+                f"<ActualSalesUnitPrice>{price}</ActualSalesUnitPrice>"
+                f"<ExtendedAmount>{(price * quantity).quantize(CENT)}</ExtendedAmount>"
+                f"<Quantity>{quantity}</Quantity></CustomerOrderForPickup></LineItem>"
+            )
+        xml = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<POSLog xmlns="{_NS}">\n'
+            f"  <Transaction><RetailStoreID>{self.store}</RetailStoreID>"
+            f"<WorkstationID>{register}</WorkstationID><SequenceNumber>{number}</SequenceNumber>"
+            f"<BusinessDayDate>{self.till.business_date.isoformat()}</BusinessDayDate>"
+            f"<EndDateTime>{moment.isoformat(timespec='seconds')}</EndDateTime>"
+            "<OperatorID>207</OperatorID><CurrencyCode>EUR</CurrencyCode>"
+            f'<RetailTransaction TransactionStatus="Totaled">{"".join(items)}'
+            "</RetailTransaction></Transaction>\n</POSLog>\n"
+        )
+        return self._save(f"POSLog_{self.store}_{moment:%Y%m%d%H%M%S}_{{n:05d}}.xml", xml.encode())
+
     def _transaction(self, s: Sale) -> str:
         status = "PostVoided" if s.voided else "Totaled"
         items = []
@@ -227,6 +272,55 @@ class PoslogPos(_Pos):
             f'<Total TotalType="TransactionGrandAmount">{s.total}</Total>'
             "</RetailTransaction></Transaction>\n"
         )
+
+
+class PickupCounter:
+    """The store's pickup counter: it takes the online orders the agent wrote into the
+    POS import folder (JSON, as the `file` writer writes them), hands each over to its
+    customer — all of it, or with some lines cancelled — and the till records that in
+    its POSLog export the way Oracle Xstore does: `CustomerOrderForPickup` lines with
+    an `OrderStatus` and the order in `AccountNumber`. An imported file is moved to
+    `imported/` as a POS import does, so each order is handed over once."""
+
+    def __init__(self, pos: PoslogPos, imports: Path) -> None:
+        self.pos = pos
+        self.imports = imports
+        self.handed: dict[str, dict[str, Decimal]] = {}
+        """order number → POS item → quantity handed over."""
+        self.cancelled: dict[str, dict[str, Decimal]] = {}
+
+    def waiting(self) -> list[Path]:
+        if not self.imports.is_dir():
+            return []
+        return sorted(p for p in self.imports.iterdir() if p.is_file() and p.suffix == ".json")
+
+    def serve(self, *, partial: Callable[[str], bool] = lambda _: False) -> list[str]:
+        """Hand over every order waiting; `partial(order_number)` says which customers
+        take only the first line and cancel the rest. Returns the order numbers."""
+        served = []
+        for path in self.waiting():
+            order = json.loads(path.read_text(encoding="utf-8"))
+            order = order.get("order", order)
+            if order.get("kind", "order") != "order":
+                path.replace(self._done(path))
+                continue
+            number = str(order["order_number"])
+            lines = [
+                (str(line["sku"]), Decimal(str(line["quantity"])), Decimal(str(line["unit_price"])))
+                for line in order["lines"]
+            ]
+            cut = partial(number) and len(lines) > 1
+            self.pos.hand_over(number, lines, keep=1 if cut else len(lines))
+            self.handed[number] = {sku: q for sku, q, _ in (lines[:1] if cut else lines)}
+            self.cancelled[number] = {sku: q for sku, q, _ in lines[1:]} if cut else {}
+            path.replace(self._done(path))
+            served.append(number)
+        return served
+
+    def _done(self, path: Path) -> Path:
+        done = self.imports / "imported"
+        done.mkdir(exist_ok=True)
+        return done / path.name
 
 
 class MicrosPos(_Pos):

@@ -53,8 +53,12 @@ def test_schema_prints_the_record_contract() -> None:
         "end_of_day",
         "customer",
         "refused",
+        "fulfillment",
     }
     assert "records" in doc["batch"]["properties"]
+    assert set(doc["down_message"]["discriminator"]["mapping"]) == {"order", "order_cancel"}
+    assert "messages" in doc["down_batch"]["properties"]
+    assert "through" in doc["down_ack"]["properties"]
     assert doc["record"]["$defs"]["Transaction"]["properties"]["total"]["type"] == "string"
 
 

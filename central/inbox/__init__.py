@@ -2,8 +2,9 @@
 stream and the fleet registry, on SQLite (one relay) or PostgreSQL (several).
 
 It is one protocol per role, each small: `Records` (batches in, the stream per store,
-a record's state), `Deliveries` (per target, with the audit trail), `ExceptionQueue`
-and `Views` (what people and reconciliation read). `Inbox` is all of them over one
+a record's state), `Deliveries` (per target, with the audit trail), `ExceptionQueue`,
+`Views` (what people and reconciliation read) and `Downlink` (each store's queue of
+messages going down, with its own gap-free seq). `Inbox` is all of them over one
 database; a part of the relay asks for the role it uses. `open_inbox(url)` picks the
 backend from the URL's scheme; both backends pass one contract suite.
 """

@@ -1,22 +1,24 @@
 """The whole inbox both backends implement: the records role (`_sql`), delivery
-(`_deliveries`), the exception queue (`_exceptions_sql`) and what people read
-(`_views_sql`), joined over one dialect."""
+(`_deliveries`), the exception queue (`_exceptions_sql`), what people read
+(`_views_sql`) and the way down (`_downlink_sql`), joined over one dialect."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ._deliveries import DeliveriesSql
+from ._downlink_sql import DownlinkSql
 from ._exceptions_sql import ExceptionsSql
 from ._views_sql import ViewsSql
 
 __all__ = ["InboxSql"]
 
 
-class InboxSql(DeliveriesSql, ExceptionsSql, ViewsSql):
+class InboxSql(DeliveriesSql, ExceptionsSql, ViewsSql, DownlinkSql):
     """Every role of the inbox over one SQL dialect; a backend adds its connections."""
 
     async def stats(self) -> dict[str, Any]:
         base = await super().stats()
         base["deliveries"] = await self.delivery_stats()
+        base["downlink"] = await self.downlink_stats()
         return base

@@ -574,9 +574,10 @@ class Downlink(Protocol):
         ...
 
 
-class Inbox(Records, Deliveries, ExceptionQueue, Views, Protocol):
+class Inbox(Records, Deliveries, ExceptionQueue, Views, Downlink, Protocol):
     """The relay's durable store, every role over one database: every record once, its
-    state, each store's stream, delivery, the exception queue and the views."""
+    state, each store's stream, delivery, the exception queue, the views and the way
+    down."""
 
     relay_id: str
 

@@ -122,6 +122,13 @@ async def render_metrics(inbox: Inbox) -> bytes:
     gauge("stores_online", "Stores online.").set(stats["online"])
     gauge("duplicates", "Duplicate records dropped.").set(stats["duplicates"])
     gauge("missing_seqs", "Sequence numbers not yet received.").set(stats["missing"])
+    pending = gauge("downlink_pending", "Downlink messages not yet answered.", ("store",))
+    late = gauge(
+        "downlink_past_promise", "Orders at the store past their promised time.", ("store",)
+    )
+    for store, down in stats.get("downlink", {}).items():
+        pending.labels(store).set(down["pending"])
+        late.labels(store).set(down["past_promise"])
     latency = Histogram(
         "tillbridge_delivery_latency_seconds",
         "From receipt to the target's confirmation (deliveries of the last hour).",

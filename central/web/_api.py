@@ -40,7 +40,11 @@ async def stats(request: Request, _: Signed) -> dict[str, Any]:
     return await state(request).inbox.stats()
 
 
-@router.get("/fleet", summary="Each store: online or offline, last seen, backlog, lag, version")
+@router.get(
+    "/fleet",
+    summary="Each store: online or offline, last seen, backlog, lag, version, and its "
+    "downlink (orders pending, delivered, oldest waiting, past their promised time)",
+)
 async def fleet(request: Request, _: Signed) -> list[dict[str, Any]]:
     return await _views.fleet(state(request).inbox)
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from central.exception_queue import GROUP_SCAN, describe, groups
-from central.inbox import ExceptionItem, Inbox
+from central.inbox import DownlinkSummary, ExceptionItem, Inbox
 from central.recon import ReconDay, reconcile_day
 from common.redact import redact_value
 
@@ -38,9 +38,33 @@ def when(value: object) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
+def _downlink(summary: DownlinkSummary | None, now: datetime) -> dict[str, Any]:
+    """A store's way down as the fleet shows it (zeros for a store with none)."""
+    if summary is None:
+        return {
+            "pending": 0,
+            "delivered": 0,
+            "oldest_waiting": None,
+            "waiting_seconds": None,
+            "past_promise": 0,
+        }
+    oldest = summary.oldest_waiting
+    return {
+        "pending": summary.pending,
+        "delivered": summary.delivered,
+        "oldest_waiting": oldest.astimezone(UTC).isoformat() if oldest else None,
+        "waiting_seconds": round((now - oldest).total_seconds()) if oldest else None,
+        "past_promise": summary.past_promise,
+    }
+
+
 async def fleet(inbox: Inbox) -> list[dict[str, Any]]:
+    """Each store as the fleet page and API show it: its stream up and its way down. A
+    store with orders queued that has never reported is listed too, so that orders
+    waiting for a store that never came up are seen."""
     now = datetime.now(UTC)
-    return [
+    down = {s.store: s for s in await inbox.downlink_summary(now=now)}
+    shown = [
         {
             "store": s.store,
             "state": s.state,
@@ -63,9 +87,28 @@ async def fleet(inbox: Inbox) -> list[dict[str, Any]]:
                 if s.last_release is not None
                 else None
             ),
+            "downlink": _downlink(down.pop(s.store, None), now),
         }
         for s in await inbox.stores()
     ]
+    for store, summary in sorted(down.items()):
+        shown.append(
+            {
+                "store": store,
+                "state": "unknown",
+                "last_seen": None,
+                "seen_seconds_ago": None,
+                "backlog_rows": None,
+                "lag_seconds": None,
+                "agent_version": None,
+                "records": 0,
+                "duplicates": 0,
+                "missing": 0,
+                "release": None,
+                "downlink": _downlink(summary, now),
+            }
+        )
+    return shown
 
 
 async def record_detail(inbox: Inbox, record_id: int) -> dict[str, Any] | None:

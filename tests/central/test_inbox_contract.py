@@ -6,8 +6,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from central.inbox import Inbox, IncomingRecord, InvalidRecord, RecordState, open_inbox
 from contract import AgentInfo, Heartbeat, Release
+from tests.support.online_orders import cancel, order, queued
 from tests.support.records import return_body, sale_body
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -419,3 +422,170 @@ async def test_a_claim_walks_the_delivery_queue_index(inbox: Inbox) -> None:
 
     shown = await sql._run(plan)
     assert "deliveries_queue" in shown, shown
+
+
+# -- the way down -------------------------------------------------------------------------
+
+
+async def test_enqueue_numbers_each_stores_downlink_without_gaps_and_once_per_key(
+    inbox: Inbox,
+) -> None:
+    assert await inbox.enqueue(*queued(order("0042", "A1"))) == (1, True)
+    assert await inbox.enqueue(*queued(order("0042", "A2"))) == (2, True)
+    assert await inbox.enqueue(*queued(order("0043", "B1"))) == (1, True)
+    # The same order read again is the message already queued; a new version queues again.
+    assert await inbox.enqueue(*queued(order("0042", "A1"))) == (1, False)
+    assert await inbox.enqueue(*queued(order("0042", "A1", version=2))) == (3, True)
+    assert await inbox.enqueue(*queued(cancel("0042", "A2"))) == (4, True)
+    assert [r.seq for r in await inbox.pending_down("0042")] == [1, 2, 3, 4]
+    first = (await inbox.pending_down("0042"))[0]
+    assert (first.kind, first.key, first.sends, first.sent_at) == (
+        "order",
+        "order:shop:id-A1:1",
+        0,
+        None,
+    )
+    assert order("0042", "A1").model_validate_json(first.body) == order("0042", "A1")
+
+
+async def test_enqueue_refuses_a_body_that_is_not_the_message_it_claims(inbox: Inbox) -> None:
+    store, kind, key, body = queued(order("0042", "A1"))
+    with pytest.raises(ValueError, match="for 0042, not a order for 0043"):
+        await inbox.enqueue("0043", kind, key, body)
+    with pytest.raises(ValueError, match="not a order_cancel"):
+        await inbox.enqueue(store, "order_cancel", key, body)
+    with pytest.raises(ValueError, match="invalid"):
+        await inbox.enqueue(store, kind, key, '{"kind": "order"}')
+    # Nothing refused used a seq.
+    assert await inbox.enqueue(store, kind, key, body) == (1, True)
+
+
+async def test_due_messages_are_the_unsent_and_those_sent_longer_ago_than_the_interval(
+    inbox: Inbox,
+) -> None:
+    wait = timedelta(seconds=30)
+    for number in ("A1", "A2", "A3"):
+        await inbox.enqueue(*queued(order("0042", number)))
+    await inbox.enqueue(*queued(order("0043", "B1")))
+    due = await inbox.due_down(resend_after=wait, now=T0)
+    assert {store: [r.seq for r in rows] for store, rows in due.items()} == {
+        "0042": [1, 2, 3],
+        "0043": [1],
+    }
+    assert [r.seq for r in (await inbox.due_down(resend_after=wait, limit=2, now=T0))["0042"]] == [
+        1,
+        2,
+    ]
+    await inbox.mark_down_sent("0042", [1, 2], now=T0)
+    await inbox.mark_down_sent("0043", [1], now=T0)
+    later = await inbox.due_down(resend_after=wait, now=T0 + timedelta(seconds=10))
+    assert {store: [r.seq for r in rows] for store, rows in later.items()} == {"0042": [3]}
+    again = await inbox.due_down(resend_after=wait, now=T0 + wait)
+    assert [r.seq for r in again["0042"]] == [1, 2, 3]
+    await inbox.mark_down_sent("0042", [1], now=T0 + wait)
+    (one,) = [r for r in await inbox.pending_down("0042") if r.seq == 1]
+    assert (one.sends, one.sent_at) == (2, T0 + wait)
+    # A store back online gets everything unanswered, sent lately or not.
+    assert [r.seq for r in await inbox.pending_down("0042", limit=2)] == [1, 2]
+
+
+async def test_a_stores_answer_settles_its_listed_seqs_and_everything_through(
+    inbox: Inbox,
+) -> None:
+    for number in ("A1", "A2", "A3", "A4", "A5"):
+        await inbox.enqueue(*queued(order("0042", number)))
+    await inbox.enqueue(*queued(order("0043", "B1")))
+    assert await inbox.settle_down("0042", [4], 2, now=T0) == 3
+    assert [r.seq for r in await inbox.pending_down("0042")] == [3, 5]
+    # Seqs already answered, and seqs that were never queued, change nothing.
+    assert await inbox.settle_down("0042", [1, 4, 99], 0, now=T0) == 0
+    # One store's answer never settles another store's messages.
+    assert await inbox.settle_down("0043", [], 0, now=T0) == 0
+    assert [r.seq for r in await inbox.pending_down("0043")] == [1]
+    assert await inbox.settle_down("0042", [], 5, now=T0) == 2
+    assert await inbox.pending_down("0042") == []
+    assert await inbox.due_down(resend_after=timedelta(0), now=T0) == {
+        "0043": await inbox.pending_down("0043")
+    }
+
+
+async def test_an_order_is_found_by_number_and_late_orders_are_counted(inbox: Inbox) -> None:
+    early = T0 - timedelta(hours=1)
+    await inbox.enqueue(*queued(order("0042", "A1", promised_by=early)))
+    await inbox.enqueue(*queued(order("0042", "A1", version=2, promised_by=early)))
+    await inbox.enqueue(*queued(order("0042", "A2", promised_by=early)))
+    await inbox.enqueue(*queued(order("0042", "A3", promised_by=T0 + timedelta(hours=1))))
+    await inbox.enqueue(*queued(order("0042", "A4", promised_by=early)))
+    await inbox.enqueue(*queued(order("0042", "A5", promised_by=None)))
+    await inbox.enqueue(*queued(cancel("0042", "A4")))
+    await inbox.enqueue(*queued(order("0043", "A1", promised_by=early)))
+    found = await inbox.down_order("0042", "A1")
+    assert found is not None
+    assert (found.seq, found.key) == (2, "order:shop:id-A1:2")
+    assert await inbox.down_order("0042", "nope") is None
+    assert (await inbox.down_order("0043", "A1") or found).store == "0043"
+
+    (summary, _) = await inbox.downlink_summary(now=T0)
+    assert (summary.store, summary.pending, summary.delivered, summary.past_promise) == (
+        "0042",
+        7,
+        0,
+        0,  # an order the store does not hold yet is not late at the store
+    )
+    await inbox.settle_down("0042", [], 7, now=T0)
+    await inbox.mark_fulfilled("0042", "A2", "partially_picked_up")
+    (summary, other) = await inbox.downlink_summary(now=T0)
+    # A1 (newest version) and A2 (partly picked up): late. A3 is not due, A4 was
+    # cancelled, A5 has no promise.
+    assert (summary.pending, summary.delivered, summary.past_promise) == (0, 7, 2)
+    assert (summary.oldest_waiting, summary.last_settled) == (None, T0)
+    assert (other.store, other.pending, other.past_promise) == ("0043", 1, 0)
+    assert other.oldest_waiting is not None
+    await inbox.mark_fulfilled("0042", "A1", "picked_up")
+    await inbox.mark_fulfilled("0042", "A2", "picked_up")
+    (summary, _) = await inbox.downlink_summary(now=T0)
+    assert summary.past_promise == 0
+    stats = await inbox.stats()
+    assert stats["downlink"]["0042"]["delivered"] == 7
+    assert stats["downlink"]["0043"]["pending"] == 1
+
+
+async def test_a_source_cursor_moves_only_from_where_it_was(inbox: Inbox) -> None:
+    assert await inbox.source_cursor("ct-orders") is None
+    assert await inbox.advance_cursor("ct-orders", None, "2024-05-01T10:00:00Z")
+    assert not await inbox.advance_cursor("ct-orders", None, "2024-05-01T11:00:00Z")
+    assert not await inbox.advance_cursor("ct-orders", "stale", "2024-05-01T11:00:00Z")
+    assert await inbox.advance_cursor("ct-orders", "2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z")
+    assert await inbox.source_cursor("ct-orders") == "2024-05-01T11:00:00Z"
+    assert await inbox.source_cursor("adobe-orders") is None
+
+
+async def test_two_relays_enqueueing_at_once_leave_no_gap_and_no_second_copy(
+    inbox_url: str,
+) -> None:
+    one = await open_inbox(inbox_url, relay_id="relay-a")
+    two = await open_inbox(inbox_url, relay_id="relay-b")
+    try:
+        # Each relay reads the same 40 orders at the same time, and 20 of its own.
+        shared = [queued(order("0042", f"S{n}")) for n in range(40)]
+        own = {
+            name: [queued(order("0042", f"{name}{n}")) for n in range(20)] for name in ("a", "b")
+        }
+
+        async def source(inbox: Inbox, name: str) -> list[tuple[int, bool]]:
+            messages = shared + own[name]
+            return list(await asyncio.gather(*(inbox.enqueue(*m) for m in messages)))
+
+        a, b = await asyncio.gather(source(one, "a"), source(two, "b"))
+        new = sorted(seq for seq, fresh in a + b if fresh)
+        assert new == list(range(1, 81))
+        # Each shared order was queued by exactly one relay; the other got its seq back.
+        assert [s for s, _ in a[:40]] == [s for s, _ in b[:40]]
+        assert sum(fresh for _, fresh in a[:40] + b[:40]) == 40
+        pending = await one.pending_down("0042", limit=1000)
+        assert [r.seq for r in pending] == list(range(1, 81))
+        assert len({r.key for r in pending}) == 80
+        assert await one.enqueue(*queued(order("0042", "next"))) == (81, True)
+    finally:
+        await one.close()
+        await two.close()

@@ -24,6 +24,8 @@ from typer.testing import CliRunner
 
 from agent.config import AgentConfig, load_agent_config
 from central.cli import app
+from central.downlink import DownlinkSender
+from central.inbox import open_inbox
 from central.provision import (
     STORE_ID,
     acl_block,
@@ -32,8 +34,9 @@ from central.provision import (
     set_password,
     verify_password,
 )
-from contract import Batch, encode_batch
+from contract import Batch, DownAck, decode_down, encode_batch, encode_down
 from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.online_orders import order, queued
 from tests.support.records import batch, sale_body, wait_for, wire
 from tests.support.relay import central_config, running_relay
 from tests.support.tls import make_pki
@@ -336,6 +339,100 @@ async def test_the_broker_keeps_each_store_to_its_own_topics(tmp_path: Path) -> 
                 (t("0043", "ack"), b"ack-for-b"),
                 (t("0043", "command"), b"command-for-b"),
             ]
+    finally:
+        broker.stop()
+
+
+async def test_the_broker_keeps_each_stores_downlink_to_itself(tmp_path: Path) -> None:
+    fleet = provision_fleet(tmp_path)
+    broker = secured_broker(tmp_path / "broker", fleet)
+    broker.start()
+    try:
+        pw = fleet.passwords
+        async with (
+            connected(broker.port, "relay", pw["relay"]) as relay,
+            connected(broker.port, "0042", pw["0042"]) as a,
+            connected(broker.port, "0043", pw["0043"]) as b,
+            connected(broker.port, "0042", pw["0042"]) as snoop,
+        ):
+            await relay.mqtt.subscribe(f"$share/relays/{PREFIX}/+/downack", qos=1)
+            for store, client in (("0042", a), ("0043", b)):
+                await client.mqtt.subscribe(t(store, "down"), qos=1)
+            # Store A reaching for B's downlink, directly and by wildcard.
+            await snoop.mqtt.subscribe(t("0043", "down"), qos=1)
+            await snoop.mqtt.subscribe(f"{PREFIX}/+/down", qos=1)
+            await snoop.mqtt.subscribe(f"{PREFIX}/+/downack", qos=1)
+
+            # A answers for B, and sends a downlink message as only the relay may.
+            for name in (t("0043", "downack"), t("0043", "down"), t("0042", "down")):
+                await attempt(broker.port, "0042", pw["0042"], name, aiomqtt.ProtocolVersion.V311)
+            await attempt(
+                broker.port, "0042", pw["0042"], t("0043", "downack"), aiomqtt.ProtocolVersion.V5
+            )
+            await a.mqtt.publish(t("0042", "downack"), b"a-answer", qos=1)
+            await b.mqtt.publish(t("0043", "downack"), b"b-answer", qos=1)
+            await relay.wait_for(t("0042", "downack"), b"a-answer")
+            await relay.wait_for(t("0043", "downack"), b"b-answer")
+
+            await relay.mqtt.publish(t("0043", "down"), b"orders-for-b", qos=1)
+            await relay.mqtt.publish(t("0042", "down"), b"orders-for-a", qos=1)
+            await a.wait_for(t("0042", "down"), b"orders-for-a")
+            await b.wait_for(t("0043", "down"), b"orders-for-b")
+            await snoop.wait_for(t("0042", "down"), b"orders-for-a")
+
+            assert sorted(relay.received) == [
+                (t("0042", "downack"), b"a-answer"),
+                (t("0043", "downack"), b"b-answer"),
+            ]
+            assert a.received == [(t("0042", "down"), b"orders-for-a")]
+            assert snoop.received == a.received
+            assert b.received == [(t("0043", "down"), b"orders-for-b")]
+    finally:
+        broker.stop()
+
+
+async def test_the_relay_sends_the_way_down_through_the_acl_with_a_shared_subscription(
+    tmp_path: Path,
+) -> None:
+    fleet = provision_fleet(tmp_path, ("0042", "0043"))
+    broker = secured_broker(tmp_path / "broker", fleet)
+    broker.start()
+    try:
+        config = central_config(
+            broker.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path, shared_group="relays"
+        )
+        config.broker.username = "relay"
+        config.broker.password = SecretStr(RELAY_PASSWORD)
+        inbox = await open_inbox(config.inbox_url)
+        sender = DownlinkSender(config, inbox)
+        stop = asyncio.Event()
+        async with (
+            connected(broker.port, "0042", fleet.passwords["0042"]) as store,
+            connected(broker.port, "0043", fleet.passwords["0043"]) as other,
+        ):
+            await store.mqtt.subscribe(t("0042", "down"), qos=1)
+            await inbox.enqueue(*queued(order("0042", "A1")))
+            task = asyncio.create_task(sender.run(stop))
+            try:
+                await wait_for(lambda: _now(store.payloads(t("0042", "down"))))
+                down = decode_down(store.payloads(t("0042", "down"))[0])
+                # Store 0043 answers for 0042 on its own topic: the broker lets it through,
+                # the relay refuses it.
+                forged = DownAck(store="0042", batch_id=down.batch_id, committed=[1], through=1)
+                await other.mqtt.publish(t("0043", "downack"), encode_down(forged), qos=1)
+                await wait_for(lambda: _now(sender.counters["spoofed_answers"] == 1))
+                assert [r.seq for r in await inbox.pending_down("0042")] == [1]
+                answer = DownAck(store="0042", batch_id=down.batch_id, committed=[1], through=1)
+                await store.mqtt.publish(t("0042", "downack"), encode_down(answer), qos=1)
+
+                async def settled() -> bool:
+                    return await inbox.pending_down("0042") == []
+
+                await wait_for(settled)
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 20)
+                await inbox.close()
     finally:
         broker.stop()
 

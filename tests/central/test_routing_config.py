@@ -106,3 +106,76 @@ def test_a_target_without_its_credentials_is_refused_by_key(tmp_path: Path) -> N
     ]
     file.write_text(file.read_text() + "dry_run = true\n", encoding="utf-8")
     assert load_central_config(file).targets[0].dry_run
+
+
+SOURCE = """
+[[central.targets]]
+name = "ct"
+type = "commercetools"
+api_url = "https://api.ct.test"
+auth_url = "https://auth.ct.test"
+project_key = "acme"
+client_id = "relay"
+dry_run = true
+kinds = ["sale", "fulfillment"]
+"""
+
+
+def test_an_order_source_names_an_existing_target_of_its_type(tmp_path: Path) -> None:
+    problems = load(
+        tmp_path,
+        SOURCE + '[central.order_sources.web]\ntype = "commercetools"\n'
+        'target = "ctt"\npickup_methods = ["click-collect"]\n',
+    )
+    assert problems == [
+        f"{tmp_path / 'central.toml'}: central: order_sources.web.target: no "
+        "[[central.targets]] entry is named 'ctt'"
+    ]
+    problems = load(
+        tmp_path, SOURCE + '[central.order_sources.web]\ntype = "adobe_commerce"\ntarget = "ct"\n'
+    )
+    assert any(
+        "order_sources.web.target: ct is a commercetools target, not adobe_commerce" in p
+        for p in problems
+    )
+
+
+def test_an_order_source_target_must_take_fulfilment(tmp_path: Path) -> None:
+    no_kind = SOURCE.replace('kinds = ["sale", "fulfillment"]', 'kinds = ["sale"]')
+    problems = load(
+        tmp_path,
+        no_kind + '[central.order_sources.web]\ntype = "commercetools"\n'
+        'target = "ct"\npickup_methods = ["click-collect"]\n',
+    )
+    assert any('target ct must take the "fulfillment" kind' in p for p in problems)
+
+
+def test_an_order_source_says_which_orders_are_a_stores(tmp_path: Path) -> None:
+    file = tmp_path / "central.toml"
+    problems = load(
+        tmp_path,
+        SOURCE + '[central.order_sources.web]\ntype = "commercetools"\n'
+        'target = "ct"\nintervl_seconds = 5\npickup_methods = ["c"]\n',
+    )
+    assert problems == [f"{file}: central.order_sources.web.intervl_seconds: unknown key"]
+    problems = load(
+        tmp_path, SOURCE + '[central.order_sources.web]\ntype = "commercetools"\ntarget = "ct"\n'
+    )
+    assert any(
+        p.startswith(f"{file}: central.order_sources.web")
+        and "pickup_methods, ship_from_store_methods or fulfilment_field" in p
+        for p in problems
+    ), problems
+
+
+def test_a_valid_order_source_loads(tmp_path: Path) -> None:
+    file = tmp_path / "central.toml"
+    file.write_text(
+        BASE.format(tmp=tmp_path)
+        + SOURCE
+        + '[central.order_sources.web]\ntype = "commercetools"\ntarget = "ct"\n'
+        'pickup_methods = ["click-collect"]\nstores = { "berlin-mitte" = "0042" }\n',
+        encoding="utf-8",
+    )
+    config = load_central_config(file)
+    assert config.order_sources["web"].stores == {"berlin-mitte": "0042"}

@@ -3,6 +3,7 @@ with a column per state (not a Python dict); `--json` for scripts."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from central.cli import render_stats
@@ -10,9 +11,12 @@ from central.config import CentralConfig, InboxSettings
 from central.delivery import Delivery
 from central.inbox import open_inbox
 from central.routing import StoreRoute
+from tests.support.online_orders import order, queued
 
 from .connectors import samples
 from .test_delivery import Servers, put, target
+
+QUEUED = datetime(2024, 5, 1, 10, 15, tzinfo=UTC)
 
 
 async def test_deliveries_are_an_aligned_table(tmp_path: Path) -> None:
@@ -46,3 +50,30 @@ async def test_deliveries_are_an_aligned_table(tmp_path: Path) -> None:
         end = header.index(state) + len(state)
         assert row[:end].rstrip().endswith(str(count)), (state, header, row)
         assert row[end - len(str(count)) : end] == str(count), (state, header, row)
+
+
+async def test_the_downlink_is_a_table_of_stores(tmp_path: Path) -> None:
+    inbox = await open_inbox(f"sqlite:///{tmp_path / 'inbox.db'}")
+    try:
+        for number in ("A1", "A2", "A3"):
+            await inbox.enqueue(*queued(order("0042", number)), now=QUEUED)
+        await inbox.settle_down("0042", [1], 0)
+        data = await inbox.stats()
+    finally:
+        await inbox.close()
+    assert data["downlink"] == {
+        "0042": {
+            "pending": 2,
+            "delivered": 1,
+            "oldest_waiting": "2024-05-01T10:15:00+00:00",
+            "last_settled": data["downlink"]["0042"]["last_settled"],
+            "past_promise": 1,  # A1, promised for 11:00 that day, is at the store
+        }
+    }
+    text = render_stats(data, "sqlite", width=100)
+    assert "{" not in text
+    lines = text.splitlines()
+    header = next(line for line in lines if "pending" in line and "past promise" in line)
+    row = next(line for line in lines if "0042" in line)
+    cells = [c.strip() for c in row.split("│")[1:-1]]
+    assert cells == ["0042", "2", "1", "2024-05-01 10:15:00 UTC", "1"], (header, row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,8 @@ from central.delivery import Delivery
 from central.inbox import Inbox, IncomingRecord, open_inbox
 from central.routing import StoreRoute
 from central.web import add_user, create_app
-from contract import Release
+from contract import Heartbeat, Release
+from tests.support.online_orders import order, queued
 
 from .connectors import samples
 from .test_delivery import Servers, put, target
@@ -223,3 +225,29 @@ async def test_the_fleet_shows_seqs_a_store_released_after_a_rebuild(relay) -> N
     assert "1–84" in page
     assert "outbox rebuilt" in page
     assert why in page  # the reason, as the store gave it
+
+
+async def test_the_fleet_shows_each_stores_orders_on_the_way_down(relay) -> None:  # type: ignore[no-untyped-def]
+    _, inbox, client = relay
+    await inbox.record_heartbeat(Heartbeat(store="0042", state="online"))
+    late = datetime(2024, 5, 1, 11, 0, tzinfo=UTC)
+    for number in ("A1", "A2", "A3"):
+        await inbox.enqueue(*queued(order("0042", number, promised_by=late)))
+    await inbox.settle_down("0042", [], 2)
+    # A store that has never reported, with an order waiting for it.
+    await inbox.enqueue(*queued(order("0099", "B1")))
+    first, second = (await client.get("/api/v1/fleet", headers=basic("vera"))).json()
+    assert (first["store"], second["store"], second["state"]) == ("0042", "0099", "unknown")
+    down = first["downlink"]
+    assert (down["pending"], down["delivered"], down["past_promise"]) == (1, 2, 2)
+    assert down["oldest_waiting"] is not None
+    assert down["waiting_seconds"] >= 0
+    assert (second["downlink"]["pending"], second["last_seen"]) == (1, None)
+    await sign_in(client, "vera")
+    page = (await client.get("/fleet")).text
+    assert "1 pending · 2 delivered" in page
+    assert "2 past promise" in page
+    assert "never" in page
+    metrics = (await client.get("/metrics")).text
+    assert 'tillbridge_downlink_pending{store="0042"} 1.0' in metrics
+    assert 'tillbridge_downlink_past_promise{store="0042"} 2.0' in metrics

@@ -43,6 +43,24 @@ _ITEM_PARTS = {
     "CustomerOrderForPickup": "Sale",
 }
 _ORDERS = frozenset({"CustomerOrderForDelivery", "CustomerOrderForPickup"})
+# What a customer-order line's `OrderStatus` says the store did with an order placed
+# before (Oracle Xstore's xcenter POSLog schema: `CustomerOrderForPickup` and
+# `CustomerOrderForDelivery` carry an `OrderStatus` attribute and the order in
+# `AccountNumber`). A line in any other status (`New`, `Open`) is an order taken at the
+# till now: a sale line, as before.
+_FULFILLED = {
+    "pickedup": "picked_up",
+    "picked_up": "picked_up",
+    "complete": "picked_up",
+    "completed": "picked_up",
+    "fulfilled": "picked_up",
+    "partiallypickedup": "partially_picked_up",
+    "partially_picked_up": "partially_picked_up",
+    "partial": "partially_picked_up",
+    "shipped": "shipped",
+    "cancelled": "cancelled",
+    "canceled": "cancelled",
+}
 _PARTS = frozenset(
     {"Tender", "TenderChange", "Tax", "Discount", "LoyaltyReward", *_ITEM_PARTS, *_EXTRA_LINES}
 )
@@ -59,6 +77,9 @@ class Body:
         self.taxes: list[dict[str, Any]] = []
         self.discounts: list[dict[str, Any]] = []
         self.links: list[dict[str, Any]] = []
+        # Lines of online orders the store handed over, shipped or cancelled: not sold
+        # now (the platform holds the order and its payment), told back as fulfilment.
+        self.fulfilled: list[dict[str, Any]] = []
         self.returns = 0
         self.sales = 0
         self.declined = 0  # tenders the host refused: kept out of the payments, counted
@@ -95,6 +116,8 @@ class Body:
                     # Xstore closes a customer order with a `Deposit` line that restates
                     # the order's total (tax 0); its priced lines already carry it.
                     continue
+                if name in _ORDERS and self._fulfilled(part, voided, where + "/" + name):
+                    continue
                 line = self._item(
                     part, kind, number, voided or _void_attr(part), where + "/" + name
                 )
@@ -122,6 +145,36 @@ class Body:
                 self._discount(part, where + "/Discount")
             elif name in _EXTRA_LINES:
                 self._extra(part, name, number, where + "/" + name)
+
+    def _fulfilled(self, part: Element, voided: bool, where: str) -> bool:
+        """Note a line of an earlier order the store now handed over, shipped or
+        cancelled; False when the line is an order taken now (a sale line)."""
+        status = (attr(part, "OrderStatus") or "").replace(" ", "").replace("-", "_").lower()
+        said = _FULFILLED.get(status)
+        if said is None:
+            return False
+        if voided:
+            return True  # voided on the till: nothing was handed over
+        order = text(part, "AccountNumber") or text(part, "OrderID") or text(part, "OrderNumber")
+        if not order:
+            raise self.reader.fail(
+                f"an order line in status {attr(part, 'OrderStatus')!r} names no order "
+                "(AccountNumber or OrderID)",
+                where,
+            )
+        quantity = self.reader.money(text(part, "Quantity"), where + "/Quantity")
+        count = abs(quantity) if quantity is not None else _ONE
+        self.fulfilled.append(
+            {
+                "order_number": order,
+                "status": said,
+                "line_id": text(part, "OrderLineID") or text(part, "OrderLineId"),
+                "sku": text(part, "ItemID") or "",
+                "handed_over": _ZERO if said == "cancelled" else count,
+                "cancelled": count if said == "cancelled" else _ZERO,
+            }
+        )
+        return True
 
     def _item(
         self, el: Element, name: str, number: str, voided: bool, where: str

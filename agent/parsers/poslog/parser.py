@@ -25,17 +25,24 @@ The rules, where POS exports differ:
   Suspended, `TrainingModeFlag="true"` and till control (`ControlTransaction` and any
   transaction without a `RetailTransaction` or `CustomerOrderTransaction`) are counted,
   not forwarded.
+- Online orders: a `CustomerOrderForPickup` / `CustomerOrderForDelivery` line whose
+  `OrderStatus` says the store handed over (PickedUp, Complete, Fulfilled), partly
+  handed over (Partial), shipped (Shipped) or cancelled (Cancelled) an order placed
+  before, named in `AccountNumber` (Xstore) or `OrderID`, is not sold again: it becomes
+  a `fulfillment` record per order, keyed by the transaction and the order; a
+  transaction holding nothing else gives no sale.
 - Lines: `Sale` as signed by the POS (Xstore's `CustomerOrderForDelivery` and
-  `CustomerOrderForPickup` lines are sales too; the `Deposit` line that closes such an
-  order restates its total and is left out), except that a `Sale` of negative quantity
-  with a positive amount is a returned line; `Return` lines always reduce the transaction
-  (quantity, amount and tax made negative) and carry their `TransactionLink` (6.x links
-  may hold the store in `BusinessUnit` itself and the day in `BusinessDayDate/Date`).
-  A basket with returned and sold lines keeps both signs; its kind follows the sign of
-  its total (`sale` or `return`) and it says `exchange` in its attributes. A line with
-  `VoidFlag="true"` is kept, flagged voided; when it is a void entry for an earlier line
-  (it names it with `ItemLink`/`CreateRefNumber`, or has the opposite amount of the same
-  item) that line is flagged too. A voided line that is simply absent needs nothing.
+  `CustomerOrderForPickup` lines of an order taken now are sales too; the `Deposit` line
+  that closes such an order restates its total and is left out), except that a `Sale` of
+  negative quantity with a positive amount is a returned line; `Return` lines always
+  reduce the transaction (quantity, amount and tax made negative) and carry their
+  `TransactionLink` (6.x links may hold the store in `BusinessUnit` itself and the day
+  in `BusinessDayDate/Date`). A basket with returned and sold lines keeps both signs;
+  its kind follows the sign of its total (`sale` or `return`) and it says `exchange` in
+  its attributes. A line with `VoidFlag="true"` is kept, flagged voided; when it is a
+  void entry for an earlier line (it names it with `ItemLink`/`CreateRefNumber`, or has
+  the opposite amount of the same item) that line is flagged too. A voided line that is
+  simply absent needs nothing.
 - Money: a line's amount is before its `RetailPriceModifier`s (`Subtract`, `Add`,
   `Replace` with the new unit price, which may raise it, `Percent`,
   `PreviousPrice`/`NewPrice`); where the
@@ -74,7 +81,7 @@ from xml.etree.ElementTree import Element
 
 from pydantic import ValidationError
 
-from contract import Transaction, make_key, quantize_amount
+from contract import Fulfillment, Transaction, make_key, quantize_amount
 
 from .._base import ParseContext, Parsed, ParseError, Skipped
 from .._refuse import RECOVERABLE, lenient_day, lenient_time, refused, xml_fragment
@@ -118,7 +125,7 @@ class PoslogParser:
         for count, element in enumerate(transactions(stream, longest), start=1):
             place = f"/POSLog/Transaction[{count}]"
             try:
-                parsed = _record(element, place, context)
+                parsed, fulfilled = _record(element, place, context)
             except ParseError as exc:
                 # One unreadable transaction never holds back the rest of its file.
                 yield _refused(element, exc.place or place, exc.reason, context, previous)
@@ -127,8 +134,10 @@ class PoslogParser:
                 reason = f"unreadable transaction ({type(exc).__name__}: {exc})"
                 yield _refused(element, place, reason, context, previous)
                 continue
-            previous = parsed
-            yield parsed
+            previous = parsed if parsed is not None else previous
+            if parsed is not None:
+                yield parsed
+            yield from fulfilled
 
 
 def _header(el: Element, reader: Reader) -> dict[str, Any]:
@@ -174,7 +183,10 @@ def _status(el: Element, retail: Element | None) -> str:
     return ""
 
 
-def _record(el: Element, place: str, context: ParseContext) -> Parsed:
+def _record(
+    el: Element, place: str, context: ParseContext
+) -> tuple[Parsed | None, list[Fulfillment]]:
+    """The transaction's record, and what it says the store did with online orders."""
     reader = Reader(place, context)
     head = _header(el, reader)
     retail = el.find("RetailTransaction")
@@ -189,7 +201,7 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
     elif status in _SUSPENDED:
         skip = "suspended"
     if skip is not None or retail is None:
-        return Skipped(
+        skipped = Skipped(
             reason=skip or "control",
             store=head["store"],
             business_date=head["business_date"],
@@ -197,9 +209,13 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
             register=head["register"],
             place=place,
         )
+        return skipped, []
     body = Body(reader, "/RetailTransaction")
     body.currency = head["currency"]
     body.read(retail)
+    fulfilled = _fulfilments(body, head, place, context)
+    if fulfilled and not body.lines and not body.tenders:
+        return None, fulfilled  # only online orders handed over: nothing sold here now
     cancelled = (
         status in _CANCEL or (status == "voided" and not body.links) or flag(el, "CancelFlag")
     )
@@ -251,14 +267,65 @@ def _record(el: Element, place: str, context: ParseContext) -> Parsed:
     )
     gap = _tender_gap(body.tenders, total) if body.tenders and kind != "cancel" else _ZERO
     if not imbalance and not gap:
-        return record
+        return record, fulfilled
     updates: dict[str, Any] = {}
     if imbalance:
         updates["imbalance"] = imbalance
     if gap:
         shown = format(quantize_amount(gap, record.currency), "f")
         updates["attributes"] = {**record.attributes, "tender_imbalance": shown}
-    return record.model_copy(update=updates)
+    return record.model_copy(update=updates), fulfilled
+
+
+def _fulfilments(
+    body: Body, head: dict[str, Any], place: str, context: ParseContext
+) -> list[Fulfillment]:
+    """One `fulfillment` record per online order the transaction handed over, shipped
+    or cancelled, keyed by the transaction and the order (a re-read gives the same)."""
+    by_order: dict[str, list[dict[str, Any]]] = {}
+    for line in body.fulfilled:
+        by_order.setdefault(line["order_number"], []).append(line)
+    found: list[Fulfillment] = []
+    for order, lines in by_order.items():
+        said = {line["status"] for line in lines}
+        if said == {"cancelled"}:
+            status = "cancelled"
+        elif "shipped" in said:
+            status = "shipped"
+        elif "partially_picked_up" in said or "cancelled" in said:
+            status = "partially_picked_up"
+        else:
+            status = "picked_up"
+        key = make_key(
+            "fulfillment",
+            head["store"],
+            head["register"],
+            head["business_date"],
+            f"{head['transaction_id']}:{order}",
+        )
+        try:
+            fulfilment = Fulfillment(
+                kind="fulfillment",
+                key=key,
+                store=head["store"],
+                business_date=head["business_date"],
+                occurred_at=head["occurred_at"],
+                source={"file": context.file_name, "position": place, "sha256": context.sha256},
+                order_number=order,
+                status=status,
+                register=head["register"],
+                transaction_id=head["transaction_id"],
+                lines=[
+                    {k: line[k] for k in ("line_id", "sku", "handed_over", "cancelled")}
+                    for line in lines
+                ],
+            )
+        except ValidationError as exc:
+            err = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ParseError(f"order {order!r}: {where}: {err['msg']}", place) from None
+        found.append(fulfilment)
+    return found
 
 
 def _tender_gap(tenders: list[dict[str, Any]], total: Decimal) -> Decimal:

@@ -31,7 +31,8 @@ would compute from the items is corrected by an adjustment.
 
 Least access: the integration needs the ACL resources of the routes it calls and no
 others: Sales (`Magento_Sales::sales` with the order, invoice and credit memo actions
-under it) for sales, returns, voids and cancels, and
+under it, and the ship and cancel actions where it takes fulfilments and is an order
+source) for sales, returns, voids, cancels and fulfilments, and
 `Magento_InventoryApi::stock_source_item_assign` (source items) for inventory; a missing
 one is named in the refusal.
 
@@ -39,6 +40,9 @@ Authentication: an integration's access token is sent OAuth 1.0a-signed (HMAC-SH
 or as a bearer token where the shop allows that (Stores > Configuration > Services >
 OAuth > "Allow OAuth Access Tokens to be used as standalone Bearer tokens"); an admin
 user's token only where two-factor authentication is off.
+
+What a store did with an online order (a `fulfillment`) becomes a shipment or a
+cancellation of the order it came from (`_fulfilment`).
 
 Idempotency: the order's `increment_id` is derived from the record key (`P` + a digest,
 within Magento's 32 characters) and looked up before creating after a possible earlier
@@ -64,7 +68,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import Field, SecretStr
 
-from contract import Inventory, Transaction, currency_exponent
+from contract import Fulfillment, Inventory, Transaction, currency_exponent
 
 from .._base import (
     Answered,
@@ -80,6 +84,7 @@ from .._base import (
     outcome_for,
     transport_failure,
 )
+from ._fulfilment import Fulfilments
 from ._orders import increment_id, mark_of, order_entity
 
 __all__ = [
@@ -178,6 +183,7 @@ class AdobeCommerceConnector:
         self._stated: dict[int, Decimal] = {}
         """Per record id: the grand total Magento answered for a sale (the POS's sign)."""
         self._admin_until = 0.0
+        self._fulfilments = Fulfilments(self._send, _answer, _read)
 
     async def aclose(self) -> None:
         return None
@@ -235,6 +241,11 @@ class AdobeCommerceConnector:
             method, url, {**params, **oauth}, consumer, secret
         )
         return "OAuth " + ", ".join(f'{k}="{_pct(v)}"' for k, v in sorted(oauth.items()))
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An authorised call to the shop's REST API outside delivery: the order source
+        reads orders with the target's credentials."""
+        return await self._send(method, path, [], **kwargs)
 
     # -- the seam -------------------------------------------------------------------------
 
@@ -307,6 +318,8 @@ class AdobeCommerceConnector:
 
     async def _transaction(self, routed: Routed, trace: list[Exchange]) -> str:
         record = routed.record
+        if isinstance(record, Fulfillment):
+            return await self._fulfilments.post(routed, record, trace)
         if not isinstance(record, Transaction):
             raise Unfit(f"Adobe Commerce takes no {record.kind} records")
         if record.kind in ("sale", "cancel") or (

@@ -4,8 +4,9 @@ returns and voids as Refund transactions on the sale's payments, a return with r
 info whose items are marked refunded, a void with the order cancelled; a cancelled
 basket as an order imported in state `Cancelled`, without payments; inventory levels
 and movements on the SKU's entry for the store's (or the location's) supply channel
-(`_inventory`). Every call carries the record's correlation id in
-`X-Correlation-ID`.
+(`_inventory`); what a store did with an online order (a `fulfillment`) as a delivery
+and the order's shipment and order state (`_fulfilment`). Every call carries the
+record's correlation id in `X-Correlation-ID`.
 
 Scopes: the token asks for the least the configured kinds need (the endpoints' scopes in
 docs.commercetools.com/api/scopes): `manage_orders` for orders, `manage_payments` for
@@ -33,6 +34,7 @@ import httpx
 from pydantic import Field, SecretStr
 
 from contract import (
+    Fulfillment,
     Inventory,
     Transaction,
     currency_exponent,
@@ -50,6 +52,7 @@ from .._base import (
     correlation,
     deliver_each,
 )
+from ._fulfilment import Fulfilments
 from ._inventory import Inventories
 from ._orders import OrderDrafts, money, order_number, tax_added
 
@@ -110,7 +113,7 @@ class CommercetoolsSettings(TargetSettings):
         return [] if self.dry_run or self.client_secret else ["client_secret_file"]
 
 
-ORDER_KINDS = frozenset({"sale", "return", "void", "cancel"})
+ORDER_KINDS = frozenset({"sale", "return", "void", "cancel", "fulfillment"})
 PAYMENT_KINDS = frozenset({"sale", "return", "void"})
 
 
@@ -153,6 +156,7 @@ class CommercetoolsConnector:
         self._expires = 0.0
         self._stock = Inventories(self._call, _answer, settings.inventory_entry_type)
         self._drafts = OrderDrafts(settings.locale, settings.line_item_type)
+        self._fulfilments = Fulfilments(self._call, self._update_order, _answer)
         self._stated: dict[int, Decimal] = {}
         """Per record id: the order total commercetools answered for a sale."""
 
@@ -190,6 +194,11 @@ class CommercetoolsConnector:
         url = path if path.startswith("http") else f"{self._api}{path}"
         return await self._http.authorized(method, url, trace, self._bearer, **kwargs)
 
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An authorised call to the project's API outside delivery: the order source
+        reads orders with the target's credentials and token."""
+        return await self._call(method, path, [], **kwargs)
+
     # -- the seam -------------------------------------------------------------------------
 
     async def deliver(self, records: Sequence[Routed]) -> DeliveryResult:
@@ -204,6 +213,8 @@ class CommercetoolsConnector:
         record = routed.record
         if isinstance(record, Inventory):
             return await self._stock.apply(routed, record, trace)
+        if isinstance(record, Fulfillment):
+            return await self._fulfilments.post(routed, record, trace)
         if not isinstance(record, Transaction):
             raise Unfit(f"commercetools takes no {record.kind} records")
         if record.kind in ("sale", "cancel") or (

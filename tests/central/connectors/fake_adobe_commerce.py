@@ -1,6 +1,8 @@
 """An in-memory Adobe Commerce (Magento 2 REST), written from the documented routes:
-`POST /V1/orders` (salesOrderRepositoryV1 save), `GET /V1/orders` with searchCriteria,
-offline invoices, credit memos by `POST /V1/order/{id}/refund` and their list, MSI
+`POST /V1/orders` (salesOrderRepositoryV1 save), `GET /V1/orders` with searchCriteria
+(filter groups ANDed, condition types, sort orders, pages), `GET /V1/orders/{id}`,
+offline invoices, credit memos by `POST /V1/order/{id}/refund` and their list,
+shipments by `POST /V1/order/{id}/ship` and their list, cancellation, MSI
 `POST /V1/inventory/source-items` (all or nothing), the admin token endpoint, and
 integration tokens either OAuth 1.0a-signed or as bearer tokens — with the faults the
 contract suite injects.
@@ -54,18 +56,45 @@ def _json(body: Any) -> httpx.Response:
     )
 
 
-def _criteria(request: httpx.Request) -> dict[str, str]:
-    """field → value of the first filter group, as Magento reads searchCriteria."""
-    fields: dict[str, str] = {}
-    values: dict[str, str] = {}
+CONDITIONS = {
+    "eq": lambda a, b: a == b,
+    "gt": lambda a, b: a > b,
+    "gteq": lambda a, b: a >= b,
+    "lt": lambda a, b: a < b,
+    "lteq": lambda a, b: a <= b,
+}
+
+
+def _search(request: httpx.Request) -> tuple[list[list[tuple[str, str, str]]], list[Any], int, int]:
+    """searchCriteria as Magento reads it: filter groups (ANDed) of filters (ORed) with
+    their condition types (default eq), sort orders, page size and current page
+    (developer.adobe.com/commerce/webapi/rest/use-rest/performing-searches/)."""
+    groups: dict[int, dict[int, dict[str, str]]] = {}
+    sorts: dict[int, dict[str, str]] = {}
+    size, page = 0, 1
     for name, value in request.url.params.multi_items():
-        m = re.fullmatch(r"searchCriteria\[filter_groups\]\[0\]\[filters\]\[(\d+)\]\[(\w+)\]", name)
-        assert m, f"not searchCriteria: {name}"
-        if m.group(2) == "field":
-            fields[m.group(1)] = value
-        elif m.group(2) == "value":
-            values[m.group(1)] = value
-    return {fields[i]: values[i] for i in fields}
+        if m := re.fullmatch(
+            r"searchCriteria\[filter_groups\]\[(\d+)\]\[filters\]\[(\d+)\]\[(\w+)\]", name
+        ):
+            group = groups.setdefault(int(m.group(1)), {})
+            group.setdefault(int(m.group(2)), {})[m.group(3)] = value
+        elif m := re.fullmatch(r"searchCriteria\[sortOrders\]\[(\d+)\]\[(\w+)\]", name):
+            sorts.setdefault(int(m.group(1)), {})[m.group(2)] = value
+        elif name == "searchCriteria[pageSize]":
+            size = int(value)
+        elif name == "searchCriteria[currentPage]":
+            page = int(value)
+        else:
+            raise AssertionError(f"not searchCriteria: {name}")
+    filters = [
+        [(f["field"], f["value"], f.get("condition_type", "eq")) for _, f in sorted(g.items())]
+        for _, g in sorted(groups.items())
+    ]
+    return filters, [sorts[i] for i in sorted(sorts)], size, page
+
+
+def _sort_value(value: Any) -> Any:
+    return int(value) if isinstance(value, int) or str(value).isdigit() else str(value)
 
 
 class FakeAdobeCommerce(Ruled):
@@ -98,6 +127,15 @@ class FakeAdobeCommerce(Ruled):
         "(developer.adobe.com/commerce/webapi/rest/tutorials/orders/order-issue-refund/)",
         "refund-qty": "an item refunds at most what was ordered and not yet refunded "
         "(app/code/Magento/Sales/Model/Order/Creditmemo/Item.php, setQty)",
+        "ship-qty": "POST /V1/order/{id}/ship validates the total shipped quantity of each "
+        "item: no more than ordered and not yet shipped or canceled "
+        "(developer.adobe.com/commerce/webapi/rest/tutorials/inventory/create-shipment/)",
+        "cancel-state": "an order that cannot be canceled (complete, closed, already "
+        "canceled) answers false to POST /V1/orders/{id}/cancel "
+        "(app/code/Magento/Sales/Model/Service/OrderService.php, cancel: canCancel)",
+        "condition-types": "a filter's condition_type is one of Magento's (eq, gt, gteq, lt, "
+        "lteq, …); another is refused "
+        "(developer.adobe.com/commerce/webapi/rest/use-rest/performing-searches/)",
         "acl-resources": "an integration reaches a route only with its ACL resource: 401 "
         "'The consumer isn't authorized to access %resources.' (magento/magento2 "
         "app/code/Magento/Sales/etc/webapi.xml at e59cdf44: Magento_Sales::sales, whose "
@@ -124,6 +162,7 @@ class FakeAdobeCommerce(Ruled):
         self._ids = itertools.count(1)
         self.orders: dict[int, dict[str, Any]] = {}
         self.creditmemos: dict[int, dict[str, Any]] = {}
+        self.shipments: dict[int, dict[str, Any]] = {}
         self.source_items: dict[tuple[str, str], Decimal] = {}
         self.reservations: dict[str, Decimal] = {}
         self.known_skus = {"SKU-PEN-BLUE", "SKU-PEN-RED", "SKU-APPLES"}
@@ -283,24 +322,52 @@ class FakeAdobeCommerce(Ruled):
             response = _error(status, message)
             response.headers.update(headers)
             return response
-        response = self._write(path, json.loads(request.content, parse_float=Decimal))
+        response = self._write(path, json.loads(request.content or b"{}", parse_float=Decimal))
         if self._drop:
             self._drop = False
             raise httpx.ReadTimeout("answer lost", request=request)
         return response
 
     def _read(self, request: httpx.Request, path: str) -> httpx.Response:
-        criteria = _criteria(request)
-        if path == "/orders":
-            found = [
-                o for o in self.orders.values() if o["increment_id"] == criteria["increment_id"]
-            ]
-            return _json({"items": found, "total_count": len(found)})
-        if path == "/creditmemos":
-            order_id = int(criteria["order_id"])
-            found = [m for m in self.creditmemos.values() if m["order_id"] == order_id]
-            return _json({"items": found, "total_count": len(found)})
-        raise AssertionError(f"unexpected GET {path}")
+        if m := re.fullmatch(r"/orders/(\d+)", path):
+            order = self.orders.get(int(m.group(1)))
+            if order is None:
+                return _error(
+                    404,
+                    "The entity that was requested doesn't exist. Verify the entity and try again.",
+                )
+            return _json(order)
+        filters, sorts, size, page = _search(request)
+        for group in filters:
+            for _, _, condition in group:
+                if condition not in CONDITIONS and self.enforces("condition-types"):
+                    return _error(400, f'Invalid condition type "{condition}".')
+        pool = {
+            "/orders": self.orders,
+            "/creditmemos": self.creditmemos,
+            "/shipments": self.shipments,
+        }[path]
+        found = [
+            row
+            for row in pool.values()
+            if all(
+                any(
+                    CONDITIONS.get(c, CONDITIONS["eq"])(_sort_value(row.get(f)), _sort_value(v))
+                    for f, v, c in group
+                )
+                for group in filters
+            )
+        ]
+        for order in reversed(sorts):
+            field = order["field"]
+            found.sort(
+                key=lambda row: _sort_value(row.get(field)),
+                reverse=order.get("direction", "ASC") == "DESC",
+            )
+        total = len(found)
+        if size:
+            found = found[(page - 1) * size : page * size]
+        return _json({"items": found, "total_count": total})
 
     def _write(self, path: str, body: dict[str, Any]) -> httpx.Response:
         if path == "/orders":
@@ -311,6 +378,8 @@ class FakeAdobeCommerce(Ruled):
             return self._invoice(self.orders[int(m.group(1))], body)
         if m := re.fullmatch(r"/order/(\d+)/refund", path):
             return self._refund(self.orders[int(m.group(1))], body)
+        if m := re.fullmatch(r"/order/(\d+)/ship", path):
+            return self._ship(self.orders[int(m.group(1))], body)
         if path == "/inventory/source-items":
             items = body["sourceItems"]
             if len(items) > INPUT_LIMIT and self.enforces("input-limit"):
@@ -362,6 +431,10 @@ class FakeAdobeCommerce(Ruled):
         with a positive reservation, whether or not the order ever placed one
         (magento/inventory InventorySales/Observer/CatalogInventory/
         CancelOrderItemObserver.php)."""
+        if order.get("state") in ("complete", "closed", "canceled") and self.enforces(
+            "cancel-state"
+        ):
+            return httpx.Response(200, json=False)
         for item in order["items"]:
             done = max(Decimal(str(item.get("qty_shipped", 0))), Decimal(str(item["qty_invoiced"])))
             open_qty = Decimal(str(item["qty_ordered"])) - done
@@ -370,6 +443,51 @@ class FakeAdobeCommerce(Ruled):
                 self.reservations[sku] = self.reservations.get(sku, Decimal(0)) + open_qty
         order["state"] = order["status"] = "canceled"
         return httpx.Response(200, json=True)
+
+    def _ship(self, order: dict[str, Any], body: dict[str, Any]) -> httpx.Response:
+        """ShipOrderInterface::execute: a shipment of the items named (all that remain when
+        none are), each within what is left to ship."""
+        refused = _error(
+            400,
+            "Shipment Document Validation Error(s):\nThe order does not allow a shipment "
+            "to be created.",
+        )
+        by_id = {i["item_id"]: i for i in order["items"]}
+
+        def left(item: dict[str, Any]) -> Decimal:
+            return (
+                Decimal(str(item["qty_ordered"]))
+                - Decimal(str(item.get("qty_shipped", 0)))
+                - Decimal(str(item.get("qty_canceled", 0)))
+            )
+
+        wanted = [
+            (by_id[i["order_item_id"]], Decimal(str(i["qty"]))) for i in body.get("items") or []
+        ]
+        if not wanted:
+            wanted = [(i, left(i)) for i in order["items"] if left(i) > 0]
+        if self.enforces("ship-qty") and (
+            order.get("state") == "canceled"
+            or not wanted
+            or any(qty <= 0 or qty > left(item) for item, qty in wanted)
+        ):
+            return refused
+        for item, qty in wanted:
+            item["qty_shipped"] = Decimal(str(item.get("qty_shipped", 0))) + qty
+        shipment_id = next(self._ids)
+        self.shipments[shipment_id] = {
+            "entity_id": shipment_id,
+            "order_id": order["entity_id"],
+            "items": [{"order_item_id": i["item_id"], "qty": q} for i, q in wanted],
+            "tracks": body.get("tracks") or [],
+            "comments": [body["comment"]] if body.get("comment") else [],
+            "source_code": ((body.get("arguments") or {}).get("extension_attributes") or {}).get(
+                "source_code"
+            ),
+        }
+        if all(left(i) <= 0 for i in order["items"]) and order.get("total_invoiced"):
+            order["state"] = order["status"] = "complete"
+        return httpx.Response(200, json=shipment_id)
 
     def _invoice(self, order: dict[str, Any], body: dict[str, Any]) -> httpx.Response:
         assert body["capture"] is False

@@ -1,6 +1,7 @@
 """An in-memory commercetools, written from the documented HTTP API: client-credentials
 tokens with their scopes, `orders/import`, order lookup by number, versioned order
-updates (`addPayment`, `addReturnInfo`, `setReturnPaymentState`, `changeOrderState`),
+updates (`addPayment`, `addReturnInfo`, `setReturnPaymentState`, `changeOrderState`,
+`addDelivery`, `changeShipmentState`),
 payments by key, channels by key, custom types by key and inventory entries queried by
 predicate with input variables and changed with `changeQuantity`, `setCustomField` and
 `setCustomType` — plus the faults the contract suite injects.
@@ -37,6 +38,16 @@ CLIENT_SECRET = "ct-secret-0123456789"
 KEY = re.compile(r"^[A-Za-z0-9_-]{2,256}$")
 LINE_ITEM_LIMIT = 256
 ORDER_STATES = {"Open", "Confirmed", "Complete", "Cancelled"}
+SHIPMENT_STATES = {
+    "Shipped",
+    "Delivered",
+    "Ready",
+    "Pending",
+    "Delayed",
+    "Partial",
+    "Backorder",
+    "Canceled",
+}
 PAYMENT_STATES = {"BalanceDue", "Failed", "Pending", "CreditOwed", "Paid"}
 RETURN_PAYMENT_STATES = {"NonRefundable", "Initial", "Refunded", "NotRefunded"}
 # The scope each endpoint needs (commercetools-api-reference api-specs/api/resources/*.raml,
@@ -150,6 +161,13 @@ class FakeCommercetools(Ruled):
         "(docs.commercetools.com/api/projects/orders#set-returnpaymentstate)",
         "scopes": "each endpoint needs its OAuth scope, else 403 insufficient_scope "
         "(docs.commercetools.com/api/scopes; commercetools/sphere-order-export#94)",
+        "delivery-items": "a DeliveryItem names a (custom) line item of the order by id, with "
+        "an Int quantity (docs.commercetools.com/api/projects/orders#deliveryitem)",
+        "delivery-key": "a Delivery's key is unique among the order's deliveries and matches "
+        "the key pattern: DuplicateField (docs.commercetools.com/api/projects/orders#delivery; "
+        "docs.commercetools.com/api/releases/2023-05-17-introduced-key-field-on-delivery)",
+        "shipment-state-values": "shipmentState takes only a ShipmentState value "
+        "(docs.commercetools.com/api/projects/orders#shipmentstate)",
     }
 
     def __init__(
@@ -448,6 +466,29 @@ class FakeCommercetools(Ruled):
             return _json(200, changed)
         raise AssertionError(f"unexpected POST {path}")
 
+    def _delivery_refused(
+        self, order: dict[str, Any], action: dict[str, Any]
+    ) -> httpx.Response | None:
+        lines = {li["id"] for li in [*order["lineItems"], *order.get("customLineItems", [])]}
+        if self.enforces("delivery-items"):
+            for item in action.get("items") or []:
+                if item.get("id") not in lines:
+                    return _error(
+                        400, "InvalidOperation", f"No line item with id '{item.get('id')}'."
+                    )
+                if not _is_int(item.get("quantity")):
+                    return _error(400, "InvalidJsonInput", "items -> quantity: not an Int")
+        key = action.get("deliveryKey")
+        if key is not None and self.enforces("delivery-key"):
+            if not KEY.fullmatch(key):
+                return _error(400, "InvalidJsonInput", f"'{key}' is not a valid key.")
+            held = ((order.get("shippingInfo") or {}).get("deliveries")) or []
+            if any(d.get("key") == key for d in held):
+                return _error(
+                    400, "DuplicateField", f"A duplicate value '{key}' exists for field 'key'."
+                )
+        return None
+
     def _conflict(self, resource: dict[str, Any]) -> httpx.Response:
         return _error(
             409,
@@ -601,6 +642,25 @@ class FakeCommercetools(Ruled):
                 if self.enforces("state-values") and action["orderState"] not in ORDER_STATES:
                     return _error(400, "InvalidJsonInput", f"orderState {action['orderState']}")
                 order["orderState"] = action["orderState"]
+            elif action["action"] == "addDelivery":
+                if refused := self._delivery_refused(order, action):
+                    return refused
+                info = order.get("shippingInfo")
+                if info is None:
+                    return _error(400, "InvalidOperation", "Resource has no shipping info")
+                delivery = {"id": f"del-{next(self._ids)}", "items": action["items"]}
+                if "deliveryKey" in action:
+                    delivery["key"] = action["deliveryKey"]
+                if "parcels" in action:
+                    delivery["parcels"] = [
+                        {"id": f"par-{next(self._ids)}", **p} for p in action["parcels"]
+                    ]
+                info.setdefault("deliveries", []).append(delivery)
+            elif action["action"] == "changeShipmentState":
+                state = action["shipmentState"]
+                if self.enforces("shipment-state-values") and state not in SHIPMENT_STATES:
+                    return _error(400, "InvalidJsonInput", f"shipmentState {state}")
+                order["shipmentState"] = state
             elif action["action"] == "changePaymentState":
                 if self.enforces("state-values") and action["paymentState"] not in PAYMENT_STATES:
                     return _error(400, "InvalidJsonInput", f"paymentState {action['paymentState']}")

@@ -124,6 +124,46 @@ def _ct_scopes(fake: FakeCommercetools) -> None:
     _refused(fake.handler(beyond), 400, "invalid_scope")
 
 
+def _ct_shipping(fake: FakeCommercetools) -> dict[str, Any]:
+    shipping = {"shippingMethodName": "Click & Collect", "price": _ct_payment()["amountPlanned"]}
+    order: dict[str, Any] = fake.call(
+        "POST", "/orders/import", _ct_order(shippingInfo=shipping)
+    ).json()
+    return order
+
+
+def _ct_deliver(fake: FakeCommercetools, order: dict[str, Any], **action: Any) -> httpx.Response:
+    body = {"version": order["version"], "actions": [{"action": "addDelivery", **action}]}
+    return fake.call("POST", f"/orders/{order['id']}", body)
+
+
+def _ct_delivery_items(fake: FakeCommercetools) -> None:
+    order = _ct_shipping(fake)
+    _refused(
+        _ct_deliver(fake, order, items=[{"id": "no-such-line", "quantity": 1}]),
+        400,
+        "No line item",
+    )
+    line = order["lineItems"][0]["id"]
+    _refused(_ct_deliver(fake, order, items=[{"id": line, "quantity": 0.5}]), 400, "not an Int")
+
+
+def _ct_delivery_key(fake: FakeCommercetools) -> None:
+    order = _ct_shipping(fake)
+    items = [{"id": order["lineItems"][0]["id"], "quantity": 1}]
+    _refused(_ct_deliver(fake, order, items=items, deliveryKey="pos:1"), 400, "not a valid key")
+    first = _ct_deliver(fake, order, items=items, deliveryKey="pos-1")
+    assert first.status_code == 200, first.text
+    _refused(_ct_deliver(fake, first.json(), items=items, deliveryKey="pos-1"), 400, "Duplicate")
+
+
+def _ct_shipment_state(fake: FakeCommercetools) -> None:
+    order = _ct_shipping(fake)
+    action = {"action": "changeShipmentState", "shipmentState": "PickedUp"}
+    body = {"version": order["version"], "actions": [action]}
+    _refused(fake.call("POST", f"/orders/{order['id']}", body), 400, "shipmentState")
+
+
 COMMERCETOOLS: dict[str, Probe] = {
     "integer-quantity": lambda f: _refused(
         f.call("POST", "/orders/import", _ct_order(line={"quantity": 0.65})), 400, "not an Int"
@@ -188,6 +228,9 @@ COMMERCETOOLS: dict[str, Probe] = {
     ),
     "return-payment-state": _ct_return_state,
     "scopes": _ct_scopes,
+    "delivery-items": _ct_delivery_items,
+    "delivery-key": _ct_delivery_key,
+    "shipment-state-values": _ct_shipment_state,
 }
 
 
@@ -292,6 +335,36 @@ def _mg_admin(fake: FakeAdobeCommerce) -> None:
     _refused(fake.handler(request), 401, "2fa provider-specific endpoints")
 
 
+def _mg_ship_qty(fake: FakeAdobeCommerce) -> None:
+    order = _mg_saved(fake)
+    items = [{"order_item_id": order["items"][0]["item_id"], "qty": 3}]
+    response = fake.call("POST", f"/order/{order['entity_id']}/ship", {"items": items})
+    _refused(response, 400, "does not allow a shipment")
+
+
+def _mg_cancel_state(fake: FakeAdobeCommerce) -> None:
+    order = _mg_saved(fake)
+    fake.call("POST", f"/order/{order['entity_id']}/invoice", {"capture": False})
+    response = fake.call("POST", f"/orders/{order['entity_id']}/cancel")
+    assert response.status_code == 200, response.text
+    assert response.json() is False, "an invoiced order was cancelled"
+
+
+def _mg_condition(fake: FakeAdobeCommerce) -> None:
+    request = httpx.Request(
+        "GET",
+        f"https://shop.test{REST}/orders",
+        params={
+            "searchCriteria[filter_groups][0][filters][0][field]": "updated_at",
+            "searchCriteria[filter_groups][0][filters][0][value]": "2026-01-01 00:00:00",
+            "searchCriteria[filter_groups][0][filters][0][condition_type]": "after",
+        },
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    fake.bearer_allowed = True
+    _refused(fake.handler(request), 400, "Invalid condition type")
+
+
 ADOBE_COMMERCE: dict[str, Probe] = {
     "input-limit": lambda f: _refused(
         f.call(
@@ -321,6 +394,9 @@ ADOBE_COMMERCE: dict[str, Probe] = {
     "creditmemo-needs-invoice": _mg_uninvoiced,
     "refund-qty": _mg_refund_qty,
     "acl-resources": _mg_acl,
+    "ship-qty": _mg_ship_qty,
+    "cancel-state": _mg_cancel_state,
+    "condition-types": _mg_condition,
 }
 
 
