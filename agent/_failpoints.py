@@ -26,6 +26,7 @@ POINTS = {
     "reread.cleared": "the re-read mark is cleared",
     "ingest.committing": "a file's records are inserted, not yet committed (POS or archive)",
     "ingest.committed": "a file's records are committed, the file not yet archived",
+    "downlink.committed": "a downlink batch is committed at the store, not yet acknowledged",
 }
 
 

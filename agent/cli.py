@@ -227,7 +227,7 @@ def status(
     Exit codes as systemd's: 0 running and healthy, 1 running with a problem (named on
     stderr), 3 not running."""
     from agent.daemon import read_status
-    from agent.support import outbox_stats
+    from agent.support import downlink_stats, outbox_stats
 
     cfg = load_or_exit(config)
     data = _ask_running_agent(cfg.data_dir)
@@ -240,6 +240,7 @@ def status(
         data["answered_by"] = "status file and database (the agent is not answering)"
         data["connected"] = False
         data["database"] = outbox_stats(cfg)
+        data["downlink"] = downlink_stats(cfg)
     problems = _status_problems(data) if running else ["the agent is not running"]
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -289,6 +290,17 @@ def _status_problems(data: dict[str, Any]) -> list[str]:
     for name, source in (data.get("sources") or {}).items():
         if source.get("last_error"):
             problems.append(f"source {name}: {source['last_error']}")
+    clashes = (data.get("downlink") or {}).get("seq_clashes")
+    if clashes:
+        problems.append(
+            f"central sent {clashes} order message(s) under seqs this store holds for others; "
+            "not acknowledged (see the log)"
+        )
+    for alert in (data.get("downlink") or {}).get("alerts") or []:
+        problems.append(
+            f"order {alert['order_number']} (downlink seq {alert['seq']}) not written to the "
+            f"POS for {alert['waiting_seconds'] // 60} min: {alert.get('last_error') or 'waiting'}"
+        )
     return problems
 
 
@@ -325,7 +337,29 @@ def _print_status(data: dict[str, Any]) -> None:
             )
     if "quarantined_files" in data:
         lines.append(f"quarantine   {data['quarantined_files']} file(s) (quarantine list)")
+    lines.extend(_downlink_lines(data.get("downlink")))
     typer.echo("\n".join(lines))
+
+
+def _downlink_lines(down: dict[str, Any] | None) -> list[str]:
+    """Orders from central: waiting to be written to the POS, and each one past its alert."""
+    if not down:
+        return []
+    if down.get("error"):
+        return [f"orders       downlink.db unreadable: {down['error']}"]
+    oldest = down.get("oldest_waiting_seconds")
+    lines = [
+        f"orders       {down.get('waiting', 0)} received and not yet written to the POS"
+        + (f" (oldest {oldest:.0f} s)" if oldest is not None else "")
+        + f", {down.get('written', 0)} written ({down.get('writer', '?')})"
+    ]
+    for alert in down.get("alerts") or []:
+        lines.append(
+            f"ORDER ALERT  {alert['kind']} {alert['order_number']} (seq {alert['seq']}) "
+            f"waiting {alert['waiting_seconds']} s, {alert['attempts']} attempt(s): "
+            f"{alert.get('last_error') or 'not tried yet'}"
+        )
+    return lines
 
 
 @quarantine_app.command("list")

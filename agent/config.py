@@ -30,6 +30,8 @@ __all__ = [
     "AgentConfig",
     "AgentLimits",
     "AgentSettings",
+    "DownlinkSettings",
+    "MicrosStsSettings",
     "OutboxSettings",
     "SourceSettings",
     "UplinkSettings",
@@ -146,6 +148,92 @@ class UplinkSettings(Section):
     heartbeat_seconds: float = Field(default=30, gt=0, description="Status heartbeat interval.")
 
 
+class MicrosStsSettings(Section):
+    """Where the `micros_sts` writer posts checks: Simphony Transaction Services Gen2 on
+    the store's network, in one revenue center."""
+
+    url: str = Field(
+        default="",
+        pattern=r"^(https?://\S+)?$",
+        description="The Checks API base path, `https://host/api/v1` (EMC: Enterprise "
+        "Parameters, Applications, Transaction Services Generation 2 Services).",
+    )
+    org_short_name: str = Field(default="", max_length=64, description="Organization.")
+    loc_ref: str = Field(default="", max_length=64, description="Location (property).")
+    rvc_ref: int = Field(default=0, ge=0, description="Revenue center number.")
+    employee_ref: int = Field(
+        default=0, ge=0, description="Employee object number the checks are opened under."
+    )
+    order_type_ref: int | None = Field(
+        default=None, ge=0, description="Order type of the checks; unset: the RVC's default."
+    )
+    token_file: Path | None = Field(
+        default=None,
+        description="File holding the OpenID Connect ID token sent as the bearer; read at "
+        "every request, so whatever renews it takes effect at once.",
+    )
+    timeout_seconds: float = Field(default=30, gt=0, description="Per request.")
+
+
+class DownlinkSettings(Section):
+    """Orders central sends this store, and how they reach the POS."""
+
+    enabled: bool = Field(
+        default=False, description="Take orders on `{prefix}/{store}/down` and write them."
+    )
+    writer: Literal["file", "micros_sts"] = Field(
+        default="file", description="How an order reaches the POS (a writer by name)."
+    )
+    folder: Path | None = Field(
+        default=None, description="The POS's order import folder (writer `file`)."
+    )
+    format: Literal["json", "csv", "poslog"] = Field(
+        default="json", description="File format of the `file` writer."
+    )
+    alert_after_seconds: float = Field(
+        default=900,
+        gt=0,
+        description="An order not yet written this long after it arrived raises an alert "
+        "in status and the heartbeat (it keeps being retried: nothing is dropped).",
+    )
+    retry_min_seconds: float = Field(default=2, gt=0, description="First retry delay.")
+    retry_max_seconds: float = Field(default=300, gt=0, description="Longest retry delay.")
+    keep_written_days: float = Field(
+        default=30,
+        ge=1,
+        description="A written order's content is kept this long; its seq, key and where "
+        "it went are kept for good (a resend never makes a second file or check).",
+    )
+    micros_sts: MicrosStsSettings = Field(default_factory=MicrosStsSettings)
+
+    @model_validator(mode="after")
+    def _writer_settings(self) -> DownlinkSettings:
+        if not self.enabled:
+            return self
+        if self.writer == "file" and self.folder is None:
+            raise ValueError("writer `file` needs `folder`, the POS's order import folder")
+        if self.writer == "micros_sts":
+            sts = self.micros_sts
+            missing = [
+                name
+                for name, value in (
+                    ("url", sts.url),
+                    ("org_short_name", sts.org_short_name),
+                    ("loc_ref", sts.loc_ref),
+                    ("rvc_ref", sts.rvc_ref),
+                    ("token_file", sts.token_file),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    "writer `micros_sts` needs [agent.downlink.micros_sts] " + ", ".join(missing)
+                )
+        if self.retry_max_seconds < self.retry_min_seconds:
+            raise ValueError("retry_max_seconds is below retry_min_seconds")
+        return self
+
+
 class AgentLimits(Limits):
     """The relay's limits (keep both alike: a record over the relay's is refused there),
     applied while files are read, and how many transactions one file may hold."""
@@ -191,6 +279,7 @@ class AgentConfig(Section):
     sources: list[SourceSettings] = Field(default_factory=list)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     uplink: UplinkSettings = Field(default_factory=UplinkSettings)
+    downlink: DownlinkSettings = Field(default_factory=DownlinkSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     limits: AgentLimits = Field(default_factory=AgentLimits)
     archive_days: int = Field(
@@ -224,6 +313,19 @@ class AgentConfig(Section):
             raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
         return self
 
+    @model_validator(mode="after")
+    def _orders_not_read_back(self) -> AgentConfig:
+        """An order written into a folder the agent watches would be read back as a sale."""
+        folder = self.downlink.folder
+        if self.downlink.enabled and folder is not None:
+            for source in self.sources:
+                if folder == source.path or folder.is_relative_to(source.path):
+                    raise ValueError(
+                        f"downlink.folder {folder} lies in source {source.name!r}'s folder: "
+                        "the agent would read its own orders back"
+                    )
+        return self
+
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
@@ -235,6 +337,10 @@ class AgentConfig(Section):
     @property
     def outbox_path(self) -> Path:
         return self.data_dir / "outbox.db"
+
+    @property
+    def downlink_path(self) -> Path:
+        return self.data_dir / "downlink.db"
 
     @property
     def archive_dir(self) -> Path:
@@ -278,6 +384,11 @@ def _anchor(config: AgentConfig, base: Path) -> None:
         config.outbox.key_file = _anchored(config.outbox.key_file, base)
     if config.logging.file is not None:
         config.logging.file = _anchored(config.logging.file, base)
+    downlink = config.downlink
+    if downlink.folder is not None:
+        downlink.folder = _anchored(downlink.folder, base)
+    if downlink.micros_sts.token_file is not None:
+        downlink.micros_sts.token_file = _anchored(downlink.micros_sts.token_file, base)
     broker = config.broker
     for name in ("password_file", "ca_file", "cert_file", "key_file"):
         value = getattr(broker, name)

@@ -24,6 +24,7 @@ from agent import _acl
 from agent import _failpoints as failpoints
 from agent._version import __version__
 from agent.config import AgentConfig
+from agent.downlink import Downlink, DownlinkStore
 from agent.eod import DayCounts, summarise_day
 from agent.lock import data_dir_lock
 from agent.outbox import Outbox
@@ -38,6 +39,7 @@ from agent.sources import (
     quarantine_copy,
 )
 from agent.uplink import Uplink
+from agent.writers import make_writer
 from common.logs import bind, new_correlation_id
 from common.notify import Notifier
 from contract import AgentInfo, Heartbeat
@@ -153,6 +155,7 @@ class Agent:
         self.notifier = notifier or Notifier()
         self.outbox: Outbox | None = None
         self.uplink: Uplink | None = None
+        self.downlink: Downlink | None = None
         self.watchers: Watchers | None = None
         self.scheduler = Scheduler(config.zone)
         self.started_at = datetime.now(UTC)
@@ -177,8 +180,13 @@ class Agent:
             limits=config.limits,
         )
         self.outbox = outbox
+        downlink_task: asyncio.Task[None] | None = None
         try:
-            uplink = Uplink(config, outbox, self.heartbeat)
+            if config.downlink.enabled:
+                store = await DownlinkStore.open(config.downlink_path)
+                self.downlink = Downlink(config, store, make_writer(config.downlink))
+                downlink_task = asyncio.create_task(self.downlink.run(stop), name="downlink")
+            uplink = Uplink(config, outbox, self.heartbeat, downlink=self.downlink)
             self.uplink = uplink
             outbox.on_new_records = uplink.notify
             uplink_task = asyncio.create_task(uplink.run(stop), name="uplink")
@@ -214,9 +222,13 @@ class Agent:
                 self._forget_status_address()
             await watchers.stop()
             await asyncio.wait_for(uplink_task, 30)
+            if downlink_task is not None:
+                await asyncio.wait_for(downlink_task, 30)
             await self.write_status()
         finally:
             self.scheduler.shutdown()
+            if self.downlink is not None:
+                await self.downlink.store.close()
             await outbox.close()
         log.info("Agent stopped.", extra={"store": config.store})
 
@@ -263,6 +275,8 @@ class Agent:
         if self.outbox is not None:
             await self.outbox.purge()
             await self.purge_archive()
+        if self.downlink is not None:
+            await self.downlink.purge()
 
     async def purge_archive(self, today: date | None = None) -> list[tuple[date, int]]:
         """Remove archive days older than `archive_days`, but never one the outbox still
@@ -468,6 +482,7 @@ class Agent:
         assert outbox is not None
         stats = await outbox.stats()
         sources = self.watchers.stats() if self.watchers is not None else {}
+        orders = await self.downlink.summary() if self.downlink is not None else None
         return Heartbeat(
             store=self.config.store,
             state="online",
@@ -483,6 +498,8 @@ class Agent:
             budget=stats.budget,
             free_disk_bytes=stats.free_disk_bytes,
             seq_floor_wanted=outbox.floor_pending,
+            orders_waiting=orders.waiting if orders else 0,
+            orders_alert=orders.alert_count if orders else 0,
         )
 
     async def _quarantined_now(self) -> int:
@@ -526,6 +543,25 @@ class Agent:
                 "in_flight": uplink.in_flight if uplink else 0,
             },
             "next_end_of_day": self.scheduler.next_run("end_of_day"),
+            "downlink": await self._downlink_status(),
+        }
+
+    async def _downlink_status(self) -> dict[str, Any] | None:
+        """Orders from central: received, written to the POS, waiting, and alerts."""
+        downlink = self.downlink
+        if downlink is None:
+            return None
+        summary = await downlink.summary()
+        settings = self.config.downlink
+        return {
+            **dataclasses.asdict(summary),
+            "writer": settings.writer,
+            "target": (
+                str(settings.folder) if settings.writer == "file" else settings.micros_sts.url
+            ),
+            "alert_after_seconds": settings.alert_after_seconds,
+            "refused_batches": downlink.refused_batches,
+            "seq_clashes": downlink.clashes,
         }
 
     async def write_status(self) -> None:

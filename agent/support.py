@@ -111,6 +111,23 @@ def _folder_checks(config: AgentConfig) -> Iterator[Check]:
             f"{folder}" + (f": {problem}" if problem else " is readable and writable"),
             "Give the service user read and write access (files are moved to the archive).",
         )
+    down = config.downlink
+    if down.enabled and down.writer == "file" and down.folder is not None:
+        if not down.folder.is_dir():
+            yield Check(
+                "order import folder",
+                False,
+                f"{down.folder} does not exist or is not reachable; orders wait in downlink.db",
+                "Create the POS's order import folder or correct [agent.downlink] folder.",
+            )
+        else:
+            problem = _writable(down.folder)
+            yield Check(
+                "order import folder",
+                problem is None,
+                f"{down.folder}" + (f": {problem}" if problem else " is writable"),
+                "Give the service user write access to the POS's order import folder.",
+            )
 
 
 def _protected(config: AgentConfig) -> list[tuple[str, Path]]:
@@ -498,6 +515,25 @@ def outbox_stats(config: AgentConfig) -> dict[str, Any]:
         "last_seq": last,
         "quick_check": verdict,
     }
+
+
+def downlink_stats(config: AgentConfig) -> dict[str, Any] | None:
+    """Orders from central as `downlink.db` holds them, read-only (the agent is not
+    answering); None when the downlink is off."""
+    from agent.downlink import summarise
+
+    settings = config.downlink
+    if not settings.enabled:
+        return None
+    path = config.downlink_path
+    if not path.exists():
+        return {"received": 0, "written": 0, "waiting": 0, "alerts": []}
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            summary = summarise(conn, settings.alert_after_seconds, time.time())
+    except sqlite3.DatabaseError as exc:
+        return {"error": str(exc), "alerts": []}
+    return {**dataclasses.asdict(summary), "writer": settings.writer}
 
 
 def _versions() -> dict[str, str]:

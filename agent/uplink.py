@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from agent._probe import scheme_mismatch
 from agent._version import __version__
 from agent.config import AgentConfig
+from agent.downlink import Downlink
 from agent.outbox import Outbox, OutRow
 from common.logs import bind
 from common.messaging import (
@@ -47,6 +48,7 @@ from contract import (
     Heartbeat,
     Release,
     encode_batch,
+    encode_down,
     encode_records,
     topic,
 )
@@ -87,8 +89,12 @@ class Uplink:
         outbox: Outbox,
         status: StatusSource,
         transport: Transport | None = None,
+        downlink: Downlink | None = None,
     ) -> None:
         self.config = config
+        self.downlink = downlink
+        """Orders from central, when `[agent.downlink]` is enabled: same connection, same
+        persistent session, QoS 1."""
         self._transport = transport
         """The broker from the config unless given (tests give a broker in memory)."""
         self.outbox = outbox
@@ -183,6 +189,8 @@ class Uplink:
         store = self.config.store
         await client.subscribe(topic(self.prefix, store, "ack"), qos=1)
         await client.subscribe(topic(self.prefix, store, "command"), qos=1)
+        if self.downlink is not None:
+            await client.subscribe(topic(self.prefix, store, "down"), qos=1)
         # Whatever was in flight on the last connection may be lost: send it again.
         requeued = await self.outbox.requeue()
         self.last_error = self.last_error_at = None
@@ -355,11 +363,27 @@ class Uplink:
         store = self.config.store
         ack_topic = topic(self.prefix, store, "ack")
         command_topic = topic(self.prefix, store, "command")
+        down_topic = topic(self.prefix, store, "down")
         async for message in client.messages():
             if message.topic == ack_topic:
                 await self.handle_ack(message.payload)
             elif message.topic == command_topic:
                 await self.handle_command(message.payload)
+            elif message.topic == down_topic and self.downlink is not None:
+                await self.handle_down(client, message.payload)
+
+    async def handle_down(self, client: Connection, payload: bytes) -> None:
+        """Commit a downlink batch, then (only then) answer central on `downack`."""
+        assert self.downlink is not None
+        answer = await self.downlink.handle(payload)
+        if answer is None:
+            return
+        await client.publish(
+            topic(self.prefix, self.config.store, "downack"),
+            encode_down(answer),
+            qos=1,
+            timeout=30,
+        )
 
     async def handle_ack(self, payload: bytes) -> None:
         try:

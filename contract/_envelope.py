@@ -140,6 +140,18 @@ class Heartbeat(_Model):
         description="The agent's outbox was rebuilt and no last seq could be read from the "
         "damaged one: it numbers no record until central answers with a `floor` command.",
     )
+    orders_waiting: int = Field(
+        default=0,
+        ge=0,
+        description="Downlink messages (orders, cancellations) committed at the store and "
+        "not yet written to the POS.",
+    )
+    orders_alert: int = Field(
+        default=0,
+        ge=0,
+        description="Of those, how many have waited past the agent's alert time: the POS "
+        "does not take them (the agent keeps trying).",
+    )
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 

@@ -59,7 +59,7 @@ def test_every_key_is_documented_in_the_example(model: type, table: str) -> None
         section, _, key = dotted.rpartition(".")
         tables = {"broker", "sources", "outbox", "uplink", "logging", "inbox", "intake", "web"}
         tables |= {"delivery", "audit", "routing", "targets", "stores", "payments", "tax_codes"}
-        tables |= {"recon", "limits", "downlink", "order_sources"}
+        tables |= {"recon", "limits", "downlink", "order_sources", "micros_sts"}
         if key in tables:
             continue
         pattern = rf"^#? ?{re.escape(key)} = "
@@ -119,6 +119,27 @@ def test_secret_is_read_from_its_file(tmp_path: Path) -> None:
         ),
         ('[agent]\nstore = "1"\nstatus_listen = "0.0.0.0:1"\n', ["binds to 127.0.0.1"]),
         ("[agent\nstore=1", ["not valid TOML"]),
+        (
+            '[agent]\nstore = "1"\n[agent.downlink]\nenabled = true\n',
+            ["agent.downlink: writer `file` needs `folder`"],
+        ),
+        (
+            '[agent]\nstore = "1"\n[agent.downlink]\nenabled = true\nwriter = "pos"\n',
+            ["agent.downlink.writer: Input should be 'file' or 'micros_sts'"],
+        ),
+        (
+            '[agent]\nstore = "1"\n[agent.downlink]\nenabled = true\nwriter = "micros_sts"\n'
+            '[agent.downlink.micros_sts]\nurl = "https://sts/api/v1"\nrvc_ref = 4\n',
+            [
+                "agent.downlink: writer `micros_sts` needs "
+                "[agent.downlink.micros_sts] org_short_name, loc_ref, token_file"
+            ],
+        ),
+        (
+            '[agent]\nstore = "1"\n[[agent.sources]]\nname = "pos"\npath = "/pos"\n'
+            '[agent.downlink]\nenabled = true\nfolder = "/pos/orders"\n',
+            ["agent: downlink.folder /pos/orders lies in source 'pos'"],
+        ),
         ('[central]\nrelay_id = "x"\n', ["agent: the [agent] table is missing"]),
     ],
 )

@@ -95,7 +95,8 @@ CASES = {
 
 def test_every_fail_point_is_exercised() -> None:
     used = {point.split("=")[0] for steps in CASES.values() for point, _ in steps}
-    assert used == set(POINTS)
+    # The downlink's fail points are the downlink tests' own (tests/agent/downlink).
+    assert used == {p for p in POINTS if not p.startswith("downlink.")}
 
 
 @pytest.mark.timeout(180)
