@@ -3,6 +3,7 @@ orders for pickup and ship-from-store: for the order-source and downlink tests."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -47,20 +48,26 @@ def place(
     store: str = "berlin-mitte",
     sku: str = "SKU-PEN-BLUE",
     quantity: int = 3,
+    more: Sequence[tuple[str, int]] = (),
 ) -> dict[str, Any]:
-    """An online order as the shop would have it: paid for, to pick up or ship."""
+    """An online order as the shop would have it: paid for, to pick up or ship; `more`
+    adds lines (SKU, quantity) after the first."""
     zero = {"currencyCode": "EUR", "centAmount": 0}
+    lines = [(sku, quantity), *more]
     return admin.post(
         "/orders/import",
         {
             "orderNumber": number,
-            "totalPrice": {"currencyCode": "EUR", "centAmount": 999 * quantity},
+            "totalPrice": {
+                "currencyCode": "EUR",
+                "centAmount": 999 * sum(q for _, q in lines),
+            },
             "lineItems": [
                 {
-                    "name": {"en": "Blue pen"},
-                    "variant": {"sku": sku},
+                    "name": {"en": "Pen"},
+                    "variant": {"sku": line_sku},
                     "price": {"value": {"currencyCode": "EUR", "centAmount": 999}},
-                    "quantity": quantity,
+                    "quantity": line_quantity,
                     "taxRate": {
                         "name": "DE 19",
                         "amount": 0.19,
@@ -68,6 +75,7 @@ def place(
                         "country": "DE",
                     },
                 }
+                for line_sku, line_quantity in lines
             ],
             "shippingAddress": {
                 "country": "DE",
