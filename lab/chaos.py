@@ -2,10 +2,13 @@
 schedule, SIGKILLs agents and relays, stops and restarts the broker (with and without
 its persistence), cuts a store off, holds one store at a full buffer, and corrupts an
 agent's database. At the end every POS transaction must be in the inbox exactly once
-and posted exactly once to the recording target.
+and posted exactly once to the recording target. Online orders flow the other way through
+the same faults: queued at central for each store while the run goes on, each must land
+in its store's import folder exactly once.
 
 `python -m lab.chaos --stores 3 --transactions 3000 --seed 7` (`make chaos`);
-prints `chaos: N sent, N received, N posted, 0 lost, 0 duplicated, K faults`.
+prints `chaos: N sent, N received, N posted, 0 lost, 0 duplicated, K faults` and
+`downlink: N queued, N written, 0 lost, 0 duplicated`.
 """
 
 from __future__ import annotations
@@ -95,12 +98,18 @@ class ChaosResult:
     """Per store: lines where the relay's reconciliation of the day differs (or -1 when the
     store's end-of-day never arrived)."""
     seconds: float = 0.0
+    orders_queued: int = 0
+    orders_written: int = 0
+    orders_lost: int = 0
+    orders_duplicated: int = 0
 
     @property
     def summary(self) -> str:
         return (
             f"chaos: {self.sent} sent, {self.received} received, {self.posted} posted, "
-            f"{self.lost} lost, {self.duplicated} duplicated, {len(self.faults)} faults"
+            f"{self.lost} lost, {self.duplicated} duplicated, {len(self.faults)} faults\n"
+            f"downlink: {self.orders_queued} queued, {self.orders_written} written, "
+            f"{self.orders_lost} lost, {self.orders_duplicated} duplicated"
         )
 
 
@@ -166,6 +175,71 @@ class Stage:
             for s in self.stores
         }
         self.expected: dict[str, Decimal] = {}
+        self.orders: dict[str, set[str]] = {s: set() for s in self.stores}
+        """Per store, the numbers of the online orders queued for it at central."""
+        self.unqueued: list[tuple[str, str]] = []
+        self._numbered = 0
+
+    def queue_orders(self, count: int) -> None:
+        """`count` new online orders for every store, queued at central the way an order
+        source queues them. While the inbox is away (a fault) they are queued on a later
+        round under the same numbers: queueing is idempotent by key."""
+        for store in self.stores:
+            for _ in range(count):
+                self._numbered += 1
+                self.unqueued.append((store, f"WEB-{store}-{self._numbered:05d}"))
+        try:
+            asyncio.run(self._queue_orders())
+        except Exception as exc:  # noqa: BLE001 - the inbox may be mid-fault; next round
+            print(f"orders wait for the next round ({type(exc).__name__})", flush=True)
+
+    async def _queue_orders(self) -> None:
+        from central.inbox import open_inbox
+        from contract import OnlineOrder, order_key
+
+        inbox = await open_inbox(self.inbox_url, relay_id="chaos-shop")
+        try:
+            while self.unqueued:
+                store, number = self.unqueued[0]
+                order = OnlineOrder.model_validate(
+                    {
+                        "source": "commercetools",
+                        "target": "shop",
+                        "order_id": f"id-{number}",
+                        "order_number": number,
+                        "version": 1,
+                        "store": store,
+                        "fulfilment": "pickup",
+                        "created_at": datetime.now(UTC),
+                        "currency": "EUR",
+                        "taxed": "included",
+                        "lines": [
+                            {
+                                "line_id": "1",
+                                "sku": "4006381333931",
+                                "quantity": "2",
+                                "unit_price": "2.49",
+                                "amount": "4.98",
+                            }
+                        ],
+                        "tax_total": "0.80",
+                        "total": "4.98",
+                    }
+                )
+                await inbox.enqueue(store, "order", order_key(order), order.model_dump_json())
+                self.orders[store].add(number)
+                self.unqueued.pop(0)
+        finally:
+            await inbox.close()
+
+    def orders_written(self) -> dict[str, list[str]]:
+        """Per store, the order number of every order file its agent wrote."""
+        found: dict[str, list[str]] = {}
+        for store in self.stores:
+            folder = self.workdir / store / "orders-in"
+            files = folder.glob("*.json") if folder.is_dir() else iter(())
+            found[store] = [json.loads(p.read_text())["order_number"] for p in files]
+        return found
 
     def write(self, store: str, count: int) -> None:
         """One POS file, and the keys the agent must forward from it."""
@@ -188,6 +262,9 @@ gap_grace_seconds = 3
 [central.delivery]
 poll_seconds = 0.2
 lease_seconds = 20
+[central.downlink]
+resend_seconds = 3
+poll_seconds = 0.3
 [[central.targets]]
 name = "recorder"
 type = "http"
@@ -208,6 +285,7 @@ currency = "EUR"
             rows = 40 if index == 0 and self.small_buffer else 5_000_000
             folder = self.workdir / store
             folder.mkdir(parents=True, exist_ok=True)
+            (folder / "orders-in").mkdir(exist_ok=True)  # the POS's order import folder
             (folder / "agent.toml").write_text(
                 f"""[agent]
 store = "{store}"
@@ -231,6 +309,13 @@ ack_timeout_seconds = 4
 reconnect_min_seconds = 0.2
 reconnect_max_seconds = 2
 heartbeat_seconds = 2
+[agent.downlink]
+enabled = true
+writer = "file"
+folder = "{folder / "orders-in"}"
+format = "json"
+retry_min_seconds = 0.5
+retry_max_seconds = 5
 """,
                 encoding="utf-8",
             )
@@ -638,6 +723,8 @@ class Journal:
             "duplicated": result.duplicated,
             "differences": result.differences,
             "reconciliation": result.recon_differences,
+            "orders_lost": result.orders_lost,
+            "orders_duplicated": result.orders_duplicated,
             "seconds": round(result.seconds, 1),
         }
         self._write()
@@ -683,16 +770,19 @@ def run_chaos(
         fault_every = max(files * stores // max(len(plan), 1), 1)
         written = 0
         todo = list(plan)
+        order_every = max(files // 10, 1)  # about ten rounds of orders for each store
         for round_ in range(files):
             for store in stage.stores:
                 stage.write(store, per_file)
                 written += 1
                 if written % fault_every == 0 and todo:
                     strike(todo.pop(0))
+            if round_ % order_every == 0:
+                stage.queue_orders(2)
             time.sleep(0.2)
-            del round_
         for left in todo:
             strike(left)
+        stage.queue_orders(0)  # any the inbox could not take during a fault
         expected = set(stage.expected)
         say(f"written: {len(expected)} transactions; waiting for them to arrive and post")
         deadline = time.monotonic() + settle_timeout
@@ -701,7 +791,11 @@ def run_chaos(
                 if not process.alive:
                     process.start()
                     say(f"restarted {name}")
-            if expected <= stage.posted_keys():
+            if stage.unqueued:
+                stage.queue_orders(0)
+            landed = stage.orders_written()
+            every_order = all(stage.orders[s] <= set(landed[s]) for s in stage.stores)
+            if expected <= stage.posted_keys() and every_order:
                 break
             time.sleep(1)
         first = stage.stores[0]
@@ -734,6 +828,15 @@ def run_chaos(
             recon_differences=recon,
             seconds=time.monotonic() - started,
         )
+        landed = stage.orders_written()
+        result.orders_queued = sum(len(v) for v in stage.orders.values())
+        result.orders_written = sum(len(set(landed[s]) & stage.orders[s]) for s in stage.stores)
+        result.orders_lost = result.orders_queued - result.orders_written
+        result.orders_duplicated = sum(
+            len(landed[s]) - len(set(landed[s])) + len(set(landed[s]) - stage.orders[s])
+            for s in stage.stores
+        )
+        say(f"orders: {result.orders_written} of {result.orders_queued} written once")
         journal.finish(result)
         return result
     finally:
@@ -783,6 +886,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"totals differ for stores {', '.join(result.differences)}")
     print(f"reconciliation: {result.recon_differences}")
     ok = result.lost == 0 and result.duplicated == 0 and not result.differences
+    ok = ok and result.orders_lost == 0 and result.orders_duplicated == 0
     ok = ok and not any(result.recon_differences.values())
     sys.exit(0 if ok else 1)
 

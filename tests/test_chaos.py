@@ -28,6 +28,10 @@ def test_faults_lose_and_double_nothing(tmp_path: Path) -> None:
     assert result.sent > 300
     assert (result.received, result.posted) == (result.sent, result.sent)
     assert (result.lost, result.duplicated) == (0, 0)
+    # Online orders queued for the stores during the same faults: each written once.
+    assert result.orders_queued >= 3 * 2 * 5
+    assert result.orders_written == result.orders_queued
+    assert (result.orders_lost, result.orders_duplicated) == (0, 0)
     assert result.differences == []
     # Each store's end-of-day (after the faults, the latest revision) matches the relay's
     # inbox and what the target confirmed: -1 would mean the day never closed.
