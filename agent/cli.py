@@ -388,11 +388,12 @@ def quarantine_retry(
 
 
 def _retry_refused(cfg: AgentConfig, key: str, *, dry_run: bool) -> bool:
+    from agent.outbox import SealError
     from agent.retry import reread_refused
 
     try:
         outcome = reread_refused(cfg, key, write=not dry_run)
-    except (KeyError, LookupError) as exc:
+    except (KeyError, LookupError, SealError) as exc:
         typer.echo(f"{key}: {exc.args[0]}", err=True)
         return False
     origin = "" if outcome.origin == "archive" else " (from its kept fragment: not archived)"
@@ -514,10 +515,10 @@ async def _replay(cfg: AgentConfig, first: date) -> tuple[int, int, int]:
     from rich.progress import Progress
 
     from agent.daemon import archived_files, read_archived
-    from agent.outbox import Outbox
+    from agent.outbox import Outbox, SealError
     from agent.parsers import ParseError
 
-    key_file = cfg.outbox.key_file or cfg.data_dir / "outbox.key"
+    key_file = cfg.outbox_key_file
     outbox = await Outbox.open(cfg.outbox_path, cfg.outbox, key_file=key_file, limits=cfg.limits)
     again = inserted = failed = 0
     files = archived_files(cfg.archive_dir, first)
@@ -525,10 +526,10 @@ async def _replay(cfg: AgentConfig, first: date) -> tuple[int, int, int]:
         with Progress(transient=True) as progress:
             task = progress.add_task("Re-queuing archived files", total=len(files))
             for path in files:
-                _, items = await read_archived(cfg, path)
                 try:
+                    _, items = await read_archived(cfg, path)
                     sent, fresh = await outbox.replay(items)
-                except ParseError as exc:
+                except (ParseError, SealError) as exc:
                     failed += 1
                     typer.echo(f"{path}: {exc}", err=True)
                 else:

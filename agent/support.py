@@ -30,9 +30,10 @@ from typing import Any, TextIO
 
 from agent import _acl, _loop
 from agent._probe import scheme_mismatch
+from agent._seal import SealError, key_id, load_key
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.sources import archive_days, missing_drive_hint
+from agent.sources import archive_days, missing_drive_hint, sealed_key_ids
 from common.redact import redact_text, redact_value
 
 __all__ = ["Check", "bundle", "doctor", "outbox_stats", "parse_since", "read_logs"]
@@ -122,7 +123,7 @@ def _protected(config: AgentConfig) -> list[tuple[str, Path]]:
     outbox = config.outbox_path
     items = [
         ("data folder", data),
-        ("outbox key", config.outbox.key_file or data / "outbox.key"),
+        ("outbox key", config.outbox_key_file),
         ("password file", config.broker.password_file),
         ("TLS key", config.broker.key_file),
         ("outbox", outbox),
@@ -221,6 +222,37 @@ def _permissions_check(config: AgentConfig, config_file: Path | None = None) -> 
         )
         return Check("permissions", False, said, "Allow only the agent's account: " + fixed)
     return Check("permissions", True, f"{len(items)} path(s) readable by the agent alone")
+
+
+def _archive_check(config: AgentConfig) -> Check:
+    """Whether every sealed archived file opens with the outbox key there is now (by the
+    key id each names), and what is still plain."""
+    ids = sealed_key_ids(config.archive_dir)
+    plain = ids.pop(None, 0)
+    sealed = sum(ids.values())
+    key_file = config.outbox_key_file
+    try:
+        current: str | None = key_id(load_key(key_file)) if key_file.exists() else None
+    except SealError:
+        current = None
+    other = {said: n for said, n in ids.items() if said != current}
+    fix = (
+        f"Restore the outbox key file {key_file} those files were sealed with (a backup of "
+        "the data folder); until then `replay`, `quarantine retry refused:…` and a rebuild "
+        "of the outbox cannot read them."
+    )
+    if other:
+        names = ", ".join(f"{n} with key id {said}" for said, n in sorted(other.items()))
+        now = f"the key in {key_file} has id {current}" if current else f"{key_file} is missing"
+        return Check("archive", False, f"sealed files that do not open: {names}; {now}", fix)
+    if not sealed and not plain:
+        return Check("archive", True, "no archived files")
+    said = f"{sealed} file(s) sealed with the outbox key (id {current})" if sealed else ""
+    if plain:
+        later = " (the agent seals them at its next start)" if config.archive_encrypt else ""
+        kept = "" if config.archive_encrypt else " (archive_encrypt = false)"
+        said += ("; " if said else "") + f"{plain} plain file(s){kept}{later}"
+    return Check("archive", True, said)
 
 
 def _database_check(config: AgentConfig) -> Check:
@@ -330,6 +362,7 @@ def doctor(
     """Every check, in the order a technician would look."""
     checks = [Check("config", True, "valid"), *_folder_checks(config), _database_check(config)]
     checks.append(_permissions_check(config, config_file))
+    checks.append(_archive_check(config))
     checks.append(_disk_check(config))
     checks.append(_clock_check(config))
     checks.append(_loop.run(_broker_check(config, broker_timeout)))

@@ -1,7 +1,7 @@
 """Watching the POS export folders: find complete files, parse them, hand them to the sink;
 archive what was taken and quarantine what was refused."""
 
-from ._files import archive_days, purge_archive
+from ._files import archive_days, purge_archive, seal_archive, sealed_key_ids
 from ._glob import matches
 from ._quarantine import (
     QuarantinedFile,
@@ -9,6 +9,7 @@ from ._quarantine import (
     quarantine_copy,
     retry_quarantined,
 )
+from ._sealed import clear_scratch, copy_archived_file, read_archived_file
 from ._share import missing_drive_hint
 from ._sink import BudgetReached, FileSink, IngestFile, IngestOutcome
 from ._watch import SourceStats, SourceWatcher, Watchers
@@ -23,10 +24,15 @@ __all__ = [
     "SourceWatcher",
     "Watchers",
     "archive_days",
+    "clear_scratch",
+    "copy_archived_file",
     "list_quarantined",
     "matches",
     "missing_drive_hint",
     "purge_archive",
     "quarantine_copy",
+    "read_archived_file",
     "retry_quarantined",
+    "seal_archive",
+    "sealed_key_ids",
 ]

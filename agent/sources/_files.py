@@ -16,11 +16,14 @@ import re
 import shutil
 import stat as stat_mode
 import threading
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 from agent import _acl
+from agent._seal import SealError
 
+from ._sealed import seal_file, sealed_key_id
 from ._share import Unfit, is_other_volume, open_shared
 
 __all__ = [
@@ -42,6 +45,8 @@ __all__ = [
     "rename",
     "restore_staged",
     "safe_name",
+    "seal_archive",
+    "sealed_key_ids",
     "sync_file",
     "unfit",
     "unsafe_name",
@@ -269,8 +274,9 @@ def archive_days(archive_dir: Path) -> list[tuple[date, Path]]:
     return sorted(days)
 
 
-def archive_file(path: Path, archive_dir: Path, day: str) -> Path:
-    """Move an ingested file to `archive/<day>/` and drop its `.ready` marker.
+def archive_file(path: Path, archive_dir: Path, day: str, *, key: bytes | None = None) -> Path:
+    """Move an ingested file to `archive/<day>/` and drop its `.ready` marker; with a `key`
+    (`archive_encrypt`), seal it there with the outbox key (see `_sealed`).
 
     The archived file is flushed to disk: should the outbox ever be rebuilt, the archive is
     the one copy of what it held, and a POS rarely flushes what it writes. It holds card
@@ -284,6 +290,14 @@ def archive_file(path: Path, archive_dir: Path, day: str) -> Path:
     target = move_to(path, folder)
     drop_marker(path)
     _protected(target, folder=False)
+    if key is not None:
+        try:
+            seal_file(target, key, archive_dir)
+        except (OSError, SealError) as exc:  # archived all the same, 0600; the next start seals it
+            log.warning(
+                "Archived file could not be sealed; it stays plain until the next start.",
+                extra={"path": target.name, "error": getattr(exc, "strerror", None) or str(exc)},
+            )
     try:
         sync_file(target)
     except OSError as exc:  # the file is archived all the same; the outbox holds its records
@@ -318,3 +332,38 @@ def purge_archive(archive_dir: Path, before: date) -> list[tuple[date, int]]:
             continue
         purged.append((when, count))
     return purged
+
+
+def seal_archive(archive_dir: Path, key: bytes, *, stopping: Callable[[], bool] = bool) -> int:
+    """Seal every plain archived file with `key`: those archived before `archive_encrypt`
+    was set, or left plain by a stop part-way. Returns how many were sealed; a file that
+    cannot be sealed now is logged and left for the next start. `stopping()` true ends it
+    between two files."""
+    sealed = 0
+    for _when, folder in archive_days(archive_dir):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            if stopping():
+                return sealed
+            try:
+                sealed += seal_file(path, key, archive_dir)
+            except (OSError, SealError) as exc:
+                log.warning(
+                    "Archived file could not be sealed; tried again at the next start.",
+                    extra={"path": path.name, "error": getattr(exc, "strerror", None) or str(exc)},
+                )
+    return sealed
+
+
+def sealed_key_ids(archive_dir: Path) -> dict[str | None, int]:
+    """How many archived files were sealed with each key id (None: plain files)."""
+    found: dict[str | None, int] = {}
+    for _when, folder in archive_days(archive_dir):
+        for path in folder.rglob("*"):
+            try:
+                if not path.is_file():
+                    continue
+                said = sealed_key_id(path)
+            except OSError:
+                continue  # purged meanwhile, or unreadable: doctor's permission check says
+            found[said] = found.get(said, 0) + 1
+    return found

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from common.redact import redact_text
 
 from ._files import MOVE_LOCK, drop_marker, free_name, move_to, rename, safe_name
+from ._sealed import copy_archived_file
 
 __all__ = [
     "ERROR_SUFFIX",
@@ -102,13 +102,19 @@ def quarantine_file(
     return target
 
 
-def quarantine_copy(path: Path, quarantine_dir: Path, **note: Any) -> Path:
-    """Quarantine a copy of `path`, which stays where it is (an archived file the agent
-    can no longer read: the archive keeps its copy, the quarantine shows and retries it)."""
+def quarantine_copy(path: Path, quarantine_dir: Path, *, key_file: Path, **note: Any) -> Path:
+    """Quarantine a copy of the archived file `path`, which stays where it is (a file the
+    agent can no longer read: the archive keeps its copy, the quarantine shows and retries
+    it). The copy is the file as the POS wrote it: a sealed one is opened with the outbox
+    key in `key_file`, since `quarantine retry` hands it back to the parsers."""
     staging = quarantine_dir / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
     staged = staging / path.name
-    shutil.copyfile(path, staged)
+    try:
+        copy_archived_file(path, staged, key_file)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
     try:
         return quarantine_file(staged, quarantine_dir, **note)
     finally:

@@ -32,6 +32,7 @@ from typing import Any
 
 from watchdog.observers.api import BaseObserver
 
+from agent._seal import SealError, load_or_create_key
 from agent.config import AgentConfig, SourceSettings
 from agent.parsers import ParseContext, ParseError, parse_stream
 from common.logs import bind, new_correlation_id
@@ -124,6 +125,7 @@ class SourceWatcher:
         self._unwatched_logged = False
         self._real_folder: Path | None = None  # the folder with links resolved, for events
         self._unfit: dict[Path, str] = {}  # skipped paths and why, until they change or go
+        self._archive_key: bytes | None = None  # the outbox key, with archive_encrypt
         # Never take our own archive or quarantine when data_dir sits inside the folder.
         own = relative_parts(PurePath(os.path.abspath(config.data_dir)), PurePath(self.folder))
         self._own = PurePath(*own) if own else None
@@ -138,6 +140,16 @@ class SourceWatcher:
         if self._task is not None:
             return
         self._stopping = False
+        if self.config.archive_encrypt and self._archive_key is None:
+            try:
+                key_file = self.config.outbox_key_file
+                self._archive_key = await asyncio.to_thread(load_or_create_key, key_file)
+            except (OSError, SealError) as exc:  # files still flow; doctor names the key
+                self._error(f"archived files cannot be sealed: {_why(exc)}")
+                log.error(
+                    "Outbox key unusable; archived files stay plain (0600) until it is fixed.",
+                    extra=self._log(error=_why(exc)),
+                )
         try:  # files an interrupted cross-volume archive left staged go back to be taken
             await asyncio.to_thread(restore_staged, self.folder)
         except OSError as exc:
@@ -520,7 +532,9 @@ class SourceWatcher:
     async def _archive(self, path: Path) -> None:
         day = datetime.now(self.config.zone).date().isoformat()
         try:
-            target = await asyncio.to_thread(archive_file, path, self.config.archive_dir, day)
+            target = await asyncio.to_thread(
+                archive_file, path, self.config.archive_dir, day, key=self._archive_key
+            )
         except FileNotFoundError:
             # Someone moved it first; the records are committed all the same.
             self._done(path)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from agent import _acl
+from agent._seal import load_or_create_key
 from agent.config import load_agent_config
 from agent.daemon import protect_data
-from agent.outbox._seal import load_or_create_key
 from agent.service import ServiceRunner
 from agent.support import _permissions_check
 from tests.agent.windows import fake_acl

@@ -24,7 +24,13 @@ from agent.config import AgentConfig, OutboxSettings, SourceSettings
 from agent.daemon import Agent, closed_before, read_status
 from agent.outbox import Outbox
 from agent.parsers import Skipped
-from agent.sources import IngestFile, list_quarantined, retry_quarantined
+from agent.sources import (
+    IngestFile,
+    archive_days,
+    list_quarantined,
+    read_archived_file,
+    retry_quarantined,
+)
 from contract import Transaction, make_key
 from tests.support.damage import wreck_pages
 from tests.support.mosquitto import Mosquitto
@@ -288,7 +294,8 @@ async def test_an_archived_file_that_no_longer_reads_is_quarantined_not_dropped(
     assert unreadable.exists()  # the archive keeps its copy
     [quarantined] = list_quarantined(config.quarantine_dir)
     assert quarantined.name == "counts_00009.csv"
-    assert quarantined.path.read_bytes() == unreadable.read_bytes()
+    # The file as the POS wrote it (the archive's copy may be sealed with the outbox key).
+    assert quarantined.path.read_bytes() == read_archived_file(unreadable, config.outbox_key_file)
     assert "could not be re-read from the archive" in quarantined.reason
     assert quarantined.folder == str(tmp_path / "pos")  # `quarantine retry` takes it there
     assert retry_quarantined(config.quarantine_dir, quarantined.name).parent == tmp_path / "pos"
@@ -487,7 +494,8 @@ async def test_replay_sends_archived_files_again_and_needs_the_agent_stopped(
             return (await inbox.stats())["records"] >= expected
 
         await wait_for(arrived, timeout=30)
-        day = next((tmp_path / "data" / "archive").iterdir()).name
+        [(_, folder)] = archive_days(tmp_path / "data" / "archive")
+        day = folder.name
         busy = subprocess.run(
             [str(BIN), "replay", "--config", str(config), "--since", day],
             capture_output=True,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, SourceSettings
-from agent.sources import BudgetReached, SourceWatcher, Watchers
+from agent.sources import BudgetReached, SourceWatcher, Watchers, read_archived_file
 
 from .fakes import STORE, FakeSink, StartWatcher, archived, counts, make_config, today, until
 
@@ -189,7 +189,8 @@ async def test_archive_names_never_clash(
 
     assert (day / "a.csv").read_text() == "archived yesterday evening"
     assert (day / "a-2.csv").read_text() == "and again"
-    assert (day / "a-3.csv").read_text() == counts(1)
+    key_file = tmp_path / "data" / "outbox.key"  # archive_encrypt: sealed with the outbox key
+    assert read_archived_file(day / "a-3.csv", key_file) == counts(1).encode()
 
 
 async def test_back_pressure_holds_files_in_the_folder_and_resumes(
