@@ -287,8 +287,12 @@ def _status_problems(data: dict[str, Any]) -> list[str]:
     if data.get("recovery") and "waiting" in data["recovery"]:
         problems.append(data["recovery"])
     for name, source in (data.get("sources") or {}).items():
-        if source.get("last_error"):
-            problems.append(f"source {name}: {source['last_error']}")
+        unreadable = source.get("unreadable_now") or {}
+        for path, reason in unreadable.items():
+            problems.append(f"source {name}: cannot read {path}: {reason}")
+        said = source.get("last_error")
+        if said and not any(said == f"cannot read {p}: {r}" for p, r in unreadable.items()):
+            problems.append(f"source {name}: {said}")
     return problems
 
 
@@ -321,7 +325,14 @@ def _print_status(data: dict[str, Any]) -> None:
         if source.get("unfit"):
             lines.append(
                 f"             {source['unfit']} path(s) skipped unopened: not regular files "
-                "(FIFO, device, socket, or a link leading outside; the log names each)"
+                "(FIFO, device, socket, a link that loops or leads outside; the log names each)"
+            )
+        for path, reason in (source.get("unreadable_now") or {}).items():
+            lines.append(f"             CANNOT READ {path}: {reason}")
+        if source.get("unreadable"):
+            lines.append(
+                f"             {source['unreadable']} time(s) a folder could not be read "
+                "since start"
             )
     if "quarantined_files" in data:
         lines.append(f"quarantine   {data['quarantined_files']} file(s) (quarantine list)")

@@ -33,7 +33,7 @@ from agent._probe import scheme_mismatch
 from agent._seal import SealError, key_id, load_key
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.sources import archive_days, missing_drive_hint, sealed_key_ids
+from agent.sources import archive_days, folder_problem, missing_drive_hint, sealed_key_ids
 from common.redact import redact_text, redact_value
 
 __all__ = ["Check", "bundle", "doctor", "outbox_stats", "parse_since", "read_logs"]
@@ -92,18 +92,22 @@ def _folder_checks(config: AgentConfig) -> Iterator[Check]:
     )
     for source in config.sources:
         folder = Path(source.path)
-        if not folder.is_dir():
-            drive = missing_drive_hint(folder)
-            yield Check(
-                f"source {source.name}",
-                False,
-                f"{folder}: {drive}" if drive else f"{folder} does not exist or is not reachable",
-                "Set the source's path to the share's UNC path (\\\\server\\share\\folder) and "
-                "give the service's account access to the share."
-                if drive
-                else "Create the export folder or correct the source's path (UNC shares: check "
-                "the service user can reach the share).",
-            )
+        problem = folder_problem(folder)
+        if problem is not None:
+            if missing_drive_hint(folder):
+                fix = (
+                    "Set the source's path to the share's UNC path (\\\\server\\share\\folder) "
+                    "and give the service's account access to the share."
+                )
+            elif problem == "permission denied":
+                fix = "Give the service user read and write access to the folder."
+            else:
+                fix = (
+                    "Create the export folder or correct the source's path (a link that loops "
+                    "or leads nowhere: point it at the real folder; UNC shares: check the "
+                    "service user can reach the share)."
+                )
+            yield Check(f"source {source.name}", False, f"{folder}: {problem}", fix)
             continue
         problem = _writable(folder)
         yield Check(

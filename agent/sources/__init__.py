@@ -1,7 +1,7 @@
 """Watching the POS export folders: find complete files, parse them, hand them to the sink;
 archive what was taken and quarantine what was refused."""
 
-from ._files import archive_days, purge_archive, seal_archive, sealed_key_ids
+from ._files import archive_days, folder_problem, purge_archive, seal_archive, sealed_key_ids
 from ._glob import matches
 from ._quarantine import (
     QuarantinedFile,
@@ -26,6 +26,7 @@ __all__ = [
     "archive_days",
     "clear_scratch",
     "copy_archived_file",
+    "folder_problem",
     "list_quarantined",
     "matches",
     "missing_drive_hint",

@@ -9,6 +9,7 @@ and only that copy, which the POS no longer knows, is copied over and deleted.""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import logging
 import os
@@ -24,7 +25,7 @@ from agent import _acl
 from agent._seal import SealError
 
 from ._sealed import seal_file, sealed_key_id
-from ._share import Unfit, is_other_volume, open_shared
+from ._share import Unfit, is_other_volume, missing_drive_hint, open_shared
 
 __all__ = [
     "MOVE_LOCK",
@@ -36,11 +37,13 @@ __all__ = [
     "archive_days",
     "archive_file",
     "drop_marker",
+    "folder_problem",
     "free_name",
     "hash_file",
     "look",
     "look_all",
     "move_to",
+    "path_problem",
     "purge_archive",
     "rename",
     "restore_staged",
@@ -101,16 +104,61 @@ def _kind(mode: int) -> str | None:
     return next((said for test, said in _KINDS if test(mode)), "not a regular file")
 
 
+_WIN_LOOP = 1921  # ERROR_CANT_RESOLVE_FILENAME: Windows' word for a link loop
+
+
+def _looped(exc: OSError) -> bool:
+    return exc.errno == errno.ELOOP or getattr(exc, "winerror", None) == _WIN_LOOP
+
+
+def path_problem(exc: OSError) -> str:
+    """What an OSError met on a watched path means, in the words `status` shows."""
+    if _looped(exc):
+        return "a symbolic link loop"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    return exc.strerror or str(exc)
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why the watcher cannot list `folder`, in words; None when it can. Blocking: it may
+    reach a network share."""
+    try:
+        found = os.stat(folder)
+    except FileNotFoundError:
+        if os.path.islink(folder):
+            return f"a link to a folder that does not exist ({os.readlink(folder)})"
+        return missing_drive_hint(folder) or "missing: it does not exist, or is not reachable"
+    except OSError as exc:
+        return path_problem(exc)
+    if not stat_mode.S_ISDIR(found.st_mode):
+        return "not a folder"
+    try:
+        with os.scandir(folder) as entries:
+            next(entries, None)
+    except OSError as exc:
+        return path_problem(exc)
+    return None
+
+
 def unfit(path: Path, folder: Path | None) -> os.stat_result:
     """The file's stat, following a link only when it stays inside `folder` (its real
-    path); Unfit for anything but a regular file. FileNotFoundError when it is gone."""
+    path); Unfit for anything but a regular file, and for a link that loops.
+    FileNotFoundError when it is gone."""
     found = os.lstat(path)
     if stat_mode.S_ISLNK(found.st_mode):
         if folder is not None:
             real, inside = os.path.realpath(path), os.path.realpath(folder)
             if os.path.commonpath([real, inside]) != inside:
                 raise Unfit(f"a link that leads outside the source folder ({real})")
-        found = os.stat(path)
+        try:
+            found = os.stat(path)
+        except OSError as exc:
+            if _looped(exc):
+                raise Unfit("a symbolic link loop, not a regular file") from None
+            raise
     kind = _kind(found.st_mode)
     if kind is not None:
         raise Unfit(f"{kind}, not a regular file")

@@ -14,8 +14,14 @@ What goes wrong with one file never stops the watcher:
 
     ParseError (or any failure inside the parser)   the file's fault: quarantined
     a name with a control character                  quarantined unread, under a safe name
-    a FIFO, device, socket, or link leading outside  skipped unopened, logged once
+    a FIFO, device, socket, a link that loops or
+      leads outside                                  skipped unopened, logged once
     a locked or unreadable file, a failing sink      passing: the file stays, tried again
+
+What goes wrong with a folder never stops the other sources: a watched folder (or a folder
+below it) that is missing, loops or may not be listed is counted, logged once per change
+and shown in `status` with its path and reason until it reads again; the files beside it
+flow, and it is looked at again at every rescan.
 """
 
 from __future__ import annotations
@@ -43,8 +49,10 @@ from ._files import (
     ChangedError,
     Unfit,
     archive_file,
+    folder_problem,
     hash_file,
     look_all,
+    path_problem,
     restore_staged,
     safe_name,
     unfit,
@@ -79,6 +87,8 @@ class SourceStats:
     records: int = 0  # records newly committed from this source's files
     retrying: int = 0  # files left in place after a passing failure, to be tried again
     unfit: int = 0  # FIFOs, devices, sockets and links leading outside: skipped, unopened
+    unreadable: int = 0  # times a watched folder became unreadable (missing, loop, denied)
+    unreadable_now: dict[str, str] = dataclasses.field(default_factory=dict)  # path → why
     paused: bool = False  # the sink's budget holds new files back
     watching: bool = False  # folder events arrive (else only the rescan finds files)
     mode: str = ""  # "events" or "polling" while watching
@@ -173,7 +183,35 @@ class SourceWatcher:
 
     def snapshot(self) -> SourceStats:
         """A copy of the stats, safe to keep."""
-        return dataclasses.replace(self.stats)
+        return dataclasses.replace(self.stats, unreadable_now=dict(self.stats.unreadable_now))
+
+    async def _unobserve(self) -> None:
+        """Stop folder events while the folder itself cannot be read (a rescan starts them
+        again once it can)."""
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            await asyncio.to_thread(stop_observer, observer, 1.0)
+        self.stats.watching = False
+        self.stats.mode = ""
+
+    def _paths_changed(self, problems: dict[str, str]) -> None:
+        """What a rescan found unreadable: each new path or new reason counted and logged
+        once, each path that reads again logged once."""
+        before = self.stats.unreadable_now
+        top = safe_name(str(self.folder))
+        for path, reason in problems.items():
+            if before.get(path) == reason:
+                continue
+            self.stats.unreadable += 1
+            self._error(f"cannot read {path}: {reason}")
+            log.log(
+                logging.ERROR if path == top else logging.WARNING,
+                "Source path cannot be read; looking again at every rescan, other files flow.",
+                extra=self._log(path=path, reason=reason),
+            )
+        for path in before.keys() - problems.keys():
+            log.info("Source path readable again.", extra=self._log(path=path))
+        self.stats.unreadable_now = problems
 
     async def _observe(self) -> None:
         """Start folder events, or start them again when they died (share gone and back)."""
@@ -267,14 +305,28 @@ class SourceWatcher:
                 return
             self._rescan_due = False
             self._next_rescan = time.monotonic() + self.source.rescan_seconds
-            await self._observe()
+            top = await asyncio.to_thread(folder_problem, self.folder)
+            if top is None:
+                await self._observe()
+            else:
+                await self._unobserve()
             own = self.folder / self._own if self._own is not None else None
-
             skipped = list(self._unfit)
+            problems: dict[str, str] = {}
+            if top is not None:
+                problems[safe_name(str(self.folder))] = top
+
+            def failed(exc: OSError) -> None:  # a folder below that cannot be listed
+                where = exc.filename if isinstance(exc.filename, str) else str(self.folder)
+                # Not one whose files `exclude` leaves out (`lost+found/**`): nothing missed.
+                inside = PurePath(where, "file")
+                if matches(inside, PurePath(self.folder), ["**"], self.source.exclude):
+                    problems[safe_name(where)] = path_problem(exc)
 
             def walk() -> tuple[list[Path], set[Path]]:
                 found: list[Path] = []
-                for root, dirs, files in os.walk(self.folder):
+                walked = os.walk(self.folder, onerror=failed) if top is None else iter(())
+                for root, dirs, files in walked:
                     here = Path(root)
                     dirs[:] = [d for d in dirs if not d.startswith(".") and here / d != own]
                     found.extend(here / name for name in files)
@@ -291,6 +343,7 @@ class SourceWatcher:
                 return found, settled
 
             found, settled = await asyncio.to_thread(walk)
+            self._paths_changed(problems)
             for path in settled:
                 self._unfit.pop(path, None)
             for path in found:

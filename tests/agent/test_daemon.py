@@ -617,3 +617,42 @@ async def test_status_counts_the_files_in_quarantine_not_the_refusals(tmp_path: 
     assert (await agent.status())["quarantined_files"] == 2
     retry_quarantined(config.quarantine_dir, "a.csv")  # taken back: no longer in quarantine
     assert (await agent.status())["quarantined_files"] == 1
+
+
+async def test_status_names_a_source_folder_that_cannot_be_read(
+    tmp_path: Path, agents: list[subprocess.Popen[bytes]]
+) -> None:
+    config = write_config(tmp_path, "mqtt://127.0.0.1:1", status_listen="127.0.0.1:0")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    config.write_text(
+        config.read_text()
+        + f'[[agent.sources]]\nname = "loop"\npath = "{loop}"\nformat = "inventory"\n'
+    )
+    drop_counts(tmp_path / "pos", 1, 1, 2)
+    agents.append(start_agent(config))
+
+    async def shown() -> bool:
+        status, _, _ = await asyncio.to_thread(agent_status, config)
+        if status.get("answered_by") != "running agent":
+            return False
+        sources = status["sources"]
+        return sources["counts"]["ingested"] == 1 and bool(  # type: ignore[index]
+            sources["loop"]["unreadable_now"]  # type: ignore[index]
+        )
+
+    await wait_for(shown, timeout=20)
+    status, _, _ = await asyncio.to_thread(agent_status, config)
+    assert status["sources"]["loop"]["unreadable_now"] == {  # type: ignore[index]
+        str(loop): "a symbolic link loop"
+    }
+    assert status["sources"]["loop"]["unreadable"] == 1  # type: ignore[index]
+    text = subprocess.run(
+        [str(BIN), "status", "--config", str(config)], capture_output=True, text=True
+    )
+    assert text.returncode == 1
+    assert f"CANNOT READ {loop}: a symbolic link loop" in text.stdout
+    assert f"problem: source loop: cannot read {loop}: a symbolic link loop" in text.stderr
+    assert text.stderr.count(f"cannot read {loop}") == 1  # its last error is not said twice
+    agents[0].send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(agents[0].wait, 30) == 0

@@ -413,11 +413,15 @@ async def test_a_missing_folder_is_watched_once_it_appears(tmp_path: Path, sink:
     await watcher.start()
     try:
         assert not watcher.stats.watching
-        assert "cannot watch" in (watcher.stats.last_error or "")
+        missing = "missing: it does not exist, or is not reachable"
+        assert watcher.stats.last_error == f"cannot read {tmp_path / 'pos'}: {missing}"
+        assert watcher.stats.unreadable_now == {str(tmp_path / "pos"): missing}
         (tmp_path / "pos").mkdir()
         (tmp_path / "pos" / "a.csv").write_text(counts(1))
         await watcher.rescan()  # the daemon's periodic rescan, or our own
         assert watcher.stats.watching
+        assert watcher.stats.unreadable_now == {}
+        assert watcher.stats.unreadable == 1
         await until(lambda: sink.names() == ["a.csv"])
         (tmp_path / "pos" / "b.csv").write_text(counts(2))  # now by event
         await until(lambda: sink.names() == ["a.csv", "b.csv"])
