@@ -217,6 +217,8 @@ def _permissions_check(config: AgentConfig, config_file: Path | None = None) -> 
     if config_problem is not None:
         exposed.append(config_problem)
         fixes.append(f"chmod 600 {config_file}")
+    # What is not looked at must be said, never passed over in silence.
+    unchecked = _WINDOWS_UNCHECKED if sys.platform == "win32" else ""
     if exposed:
         more = len(exposed) - _SHOWN
         said = "; ".join(exposed[:_SHOWN]) + (f"; and {more} more" if more > 0 else "")
@@ -224,8 +226,18 @@ def _permissions_check(config: AgentConfig, config_file: Path | None = None) -> 
         fixed = "; ".join(fixes[:_SHOWN]) + (
             f"; and {fix_more} more like these" if fix_more > 0 else ""
         )
-        return Check("permissions", False, said, "Allow only the agent's account: " + fixed)
-    return Check("permissions", True, f"{len(items)} path(s) readable by the agent alone")
+        return Check(
+            "permissions", False, said + unchecked, "Allow only the agent's account: " + fixed
+        )
+    return Check(
+        "permissions", True, f"{len(items)} path(s) readable by the agent alone{unchecked}"
+    )
+
+
+_WINDOWS_UNCHECKED = (
+    " (their ACLs checked; not checked on Windows: who owns each path, and who may change "
+    "the config file: see icacls on it)"
+)
 
 
 def _archive_check(config: AgentConfig) -> Check:
