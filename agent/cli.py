@@ -312,6 +312,11 @@ def _print_status(data: dict[str, Any]) -> None:
         f" oldest {outbox.get('oldest_unacked_seconds') or 0:.0f} s",
         f"intake       {outbox.get('budget', 'unknown')}",
     ]
+    if outbox.get("rejected"):
+        lines.append(
+            f"rejected     {outbox['rejected']} record(s) central refused for good: kept, "
+            "never sent again (quarantine list)"
+        )
     if outbox.get("recovered"):
         lines.append(f"RECOVERED    {outbox['recovered']}")
     if data.get("recovery"):
@@ -343,8 +348,8 @@ def _print_status(data: dict[str, Any]) -> None:
 def quarantine_list(config: ConfigOption) -> None:
     """Quarantined files, oldest first, with the reason and place of each refusal; then the
     transactions refused one by one (their files went on), as the outbox holds them."""
-    from agent.outbox import list_refused
-    from agent.sources import list_quarantined
+    from agent.outbox import list_refused, list_rejected
+    from agent.sources import list_quarantined, safe_name
 
     cfg = load_or_exit(config)
     items = list_quarantined(cfg.quarantine_dir)
@@ -359,6 +364,12 @@ def quarantine_list(config: ConfigOption) -> None:
     for row in refused:
         typer.echo(f"{row.file}  {row.business_date}  {row.key}  [{row.state}]")
         typer.echo(f"    {row.place}: {row.reason}")
+    rejected = list_rejected(cfg.outbox_path)
+    if rejected:
+        typer.echo(f"rejected by central ({len(rejected)}), kept and never sent again:")
+    for held in rejected:
+        typer.echo(f"{held.kind}  {held.business_date}  {held.key}")
+        typer.echo(f"    {safe_name(held.reason)}")
 
 
 @quarantine_app.command("retry")

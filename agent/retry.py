@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from agent.config import AgentConfig, SourceSettings
 from agent.outbox import SealError, refused_body
 from agent.parsers import ParseContext, ParseError, parse_bytes
-from agent.sources import archive_days, read_archived_file
+from agent.sources import archive_days, read_archived_file, safe_name
 from contract import Limits, Refused, Transaction
 
 __all__ = ["Reread", "reread_refused"]
@@ -55,7 +56,8 @@ def reread_refused(config: AgentConfig, key: str, *, write: bool = True) -> Rere
     fmt = str(body.get("format") or "auto")
     source = _source_for(config, fmt)
     file_info = body.get("source") or {}
-    name = str(file_info.get("file") or "refused")
+    # A file name only, and a safe one: what is written below goes into the source folder.
+    name = safe_name(os.path.basename(str(file_info.get("file") or ""))) or "refused"
     place = str(body.get("place") or "")
     original = _archived(config, name, str(file_info.get("sha256") or ""))
     data = _cut(original, fmt, place) if original is not None else None

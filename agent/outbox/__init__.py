@@ -4,7 +4,7 @@ from agent._seal import SealError
 
 from ._db import Recovery
 from ._outbox import Outbox, OutboxStats, OutRow
-from ._refused import RefusedRow, list_refused, refused_body
+from ._refused import RefusedRow, RejectedRow, list_refused, list_rejected, refused_body
 
 __all__ = [
     "OutRow",
@@ -12,7 +12,9 @@ __all__ = [
     "OutboxStats",
     "Recovery",
     "RefusedRow",
+    "RejectedRow",
     "SealError",
     "list_refused",
+    "list_rejected",
     "refused_body",
 ]

@@ -1,7 +1,14 @@
 """Watching the POS export folders: find complete files, parse them, hand them to the sink;
 archive what was taken and quarantine what was refused."""
 
-from ._files import archive_days, folder_problem, purge_archive, seal_archive, sealed_key_ids
+from ._files import (
+    archive_days,
+    folder_problem,
+    purge_archive,
+    safe_name,
+    seal_archive,
+    sealed_key_ids,
+)
 from ._glob import matches
 from ._quarantine import (
     QuarantinedFile,
@@ -34,6 +41,7 @@ __all__ = [
     "quarantine_copy",
     "read_archived_file",
     "retry_quarantined",
+    "safe_name",
     "seal_archive",
     "sealed_key_ids",
 ]
