@@ -33,7 +33,13 @@ from agent._probe import scheme_mismatch
 from agent._seal import SealError, key_id, load_key
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.sources import archive_days, folder_problem, missing_drive_hint, sealed_key_ids
+from agent.sources import (
+    ERROR_SUFFIX,
+    archive_days,
+    folder_problem,
+    missing_drive_hint,
+    sealed_key_ids,
+)
 from common.redact import redact_text, redact_value
 
 __all__ = ["Check", "bundle", "doctor", "outbox_stats", "parse_since", "read_logs"]
@@ -121,8 +127,8 @@ def _folder_checks(config: AgentConfig) -> Iterator[Check]:
 def _protected(config: AgentConfig) -> list[tuple[str, Path]]:
     """What only the agent may read: its secrets, its data folder and what is in it that a
     POS file or a record passed through (the outbox and its journal, the quarantine, the
-    archive with every day folder and file: an archived file keeps the mode, or on
-    Windows the ACL, it had in the POS folder unless the agent set it)."""
+    archive with every day folder and file, and the quarantined files: a moved file keeps
+    the mode, or on Windows the ACL, it had in the POS folder unless the agent set it)."""
     data = config.data_dir
     outbox = config.outbox_path
     items = [
@@ -139,6 +145,12 @@ def _protected(config: AgentConfig) -> list[tuple[str, Path]]:
     for _day, folder in archive_days(config.archive_dir):
         items.append(("archive day", folder))
         items += [("archived file", path) for path in sorted(folder.rglob("*")) if path.is_file()]
+    if config.quarantine_dir.is_dir():  # refused POS files: card numbers as the POS wrote them
+        items += [
+            ("quarantined file", path)
+            for path in sorted(config.quarantine_dir.iterdir())
+            if path.is_file() and not path.name.endswith(ERROR_SUFFIX)
+        ]
     if not config.log_file.is_relative_to(data):
         items.append(("log file", config.log_file))
     return [(label, path) for label, path in items if path is not None and path.exists()]

@@ -11,6 +11,7 @@ from ._files import (
 )
 from ._glob import matches
 from ._quarantine import (
+    ERROR_SUFFIX,
     QuarantinedFile,
     list_quarantined,
     quarantine_copy,
@@ -22,6 +23,7 @@ from ._sink import BudgetReached, FileSink, IngestFile, IngestOutcome
 from ._watch import SourceStats, SourceWatcher, Watchers
 
 __all__ = [
+    "ERROR_SUFFIX",
     "BudgetReached",
     "FileSink",
     "IngestFile",

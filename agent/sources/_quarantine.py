@@ -7,11 +7,13 @@ and is tried again, and no copy of it is left behind."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agent import _acl
 from common.redact import redact_text
 
 from ._files import MOVE_LOCK, drop_marker, free_name, move_to, rename, safe_name
@@ -26,6 +28,8 @@ __all__ = [
 ]
 
 ERROR_SUFFIX = ".error.txt"
+
+log = logging.getLogger("tillbridge.agent.sources")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,6 +103,15 @@ def quarantine_file(
             note.unlink(missing_ok=True)
             raise
     drop_marker(path)
+    # A refused POS file holds card numbers as the POS wrote them, like an archived one: the
+    # agent's account alone reads it (a rename keeps the POS's mode, or on Windows its ACL,
+    # and Windows lets anyone open a file by its path through a folder they cannot list).
+    problem = _acl.try_protect(target, folder=False)
+    if problem is not None:
+        log.warning(
+            "Quarantined file could not be made readable by the agent alone.",
+            extra={"path": target.name, "error": problem},
+        )
     return target
 
 
