@@ -636,10 +636,10 @@ async def test_status_names_a_source_folder_that_cannot_be_read(
         status, _, _ = await asyncio.to_thread(agent_status, config)
         if status.get("answered_by") != "running agent":
             return False
-        sources = status["sources"]
-        return sources["counts"]["ingested"] == 1 and bool(  # type: ignore[index]
-            sources["loop"]["unreadable_now"]  # type: ignore[index]
-        )
+        sources: dict[str, dict[str, object]] = status["sources"]  # type: ignore[assignment]
+        if set(sources) != {"counts", "loop"}:  # the watchers are not started yet
+            return False
+        return sources["counts"]["ingested"] == 1 and bool(sources["loop"]["unreadable_now"])
 
     await wait_for(shown, timeout=20)
     status, _, _ = await asyncio.to_thread(agent_status, config)
