@@ -199,8 +199,9 @@ class Agent:
                 await self._await_floor(stop)
             if outbox.reread is not None and not stop.is_set():
                 await self.reread_archive()  # a new or rebuilt outbox: before new files
+            # What a stop part-way through sealing left, before anything seals again.
+            await asyncio.to_thread(clear_scratch, config.archive_dir)
             if config.archive_encrypt:  # files archived plain before, or by a stop part-way
-                await asyncio.to_thread(clear_scratch, config.archive_dir)
                 sealing = asyncio.create_task(self.seal_archive(stop), name="seal-archive")
             watchers = Watchers(
                 config, outbox, config_file=str(self.config_file) if self.config_file else ""
