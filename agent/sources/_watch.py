@@ -86,7 +86,7 @@ class SourceStats:
     quarantined: int = 0
     records: int = 0  # records newly committed from this source's files
     retrying: int = 0  # files left in place after a passing failure, to be tried again
-    unfit: int = 0  # FIFOs, devices, sockets and links leading outside: skipped, unopened
+    unfit: int = 0  # FIFOs, devices, sockets, links that loop or lead outside: skipped
     unreadable: int = 0  # times a watched folder became unreadable (missing, loop, denied)
     unreadable_now: dict[str, str] = dataclasses.field(default_factory=dict)  # path → why
     paused: bool = False  # the sink's budget holds new files back
