@@ -288,8 +288,12 @@ def _status_problems(data: dict[str, Any]) -> list[str]:
     if data.get("recovery") and "waiting" in data["recovery"]:
         problems.append(data["recovery"])
     for name, source in (data.get("sources") or {}).items():
-        if source.get("last_error"):
-            problems.append(f"source {name}: {source['last_error']}")
+        unreadable = source.get("unreadable_now") or {}
+        for path, reason in unreadable.items():
+            problems.append(f"source {name}: cannot read {path}: {reason}")
+        said = source.get("last_error")
+        if said and not any(said == f"cannot read {p}: {r}" for p, r in unreadable.items()):
+            problems.append(f"source {name}: {said}")
     clashes = (data.get("downlink") or {}).get("seq_clashes")
     if clashes:
         problems.append(
@@ -320,6 +324,11 @@ def _print_status(data: dict[str, Any]) -> None:
         f" oldest {outbox.get('oldest_unacked_seconds') or 0:.0f} s",
         f"intake       {outbox.get('budget', 'unknown')}",
     ]
+    if outbox.get("rejected"):
+        lines.append(
+            f"rejected     {outbox['rejected']} record(s) central refused for good: kept, "
+            "never sent again (quarantine list)"
+        )
     if outbox.get("recovered"):
         lines.append(f"RECOVERED    {outbox['recovered']}")
     if data.get("recovery"):
@@ -333,7 +342,14 @@ def _print_status(data: dict[str, Any]) -> None:
         if source.get("unfit"):
             lines.append(
                 f"             {source['unfit']} path(s) skipped unopened: not regular files "
-                "(FIFO, device, socket, or a link leading outside; the log names each)"
+                "(FIFO, device, socket, a link that loops or leads outside; the log names each)"
+            )
+        for path, reason in (source.get("unreadable_now") or {}).items():
+            lines.append(f"             CANNOT READ {path}: {reason}")
+        if source.get("unreadable"):
+            lines.append(
+                f"             {source['unreadable']} time(s) a folder could not be read "
+                "since start"
             )
     if "quarantined_files" in data:
         lines.append(f"quarantine   {data['quarantined_files']} file(s) (quarantine list)")
@@ -366,8 +382,8 @@ def _downlink_lines(down: dict[str, Any] | None) -> list[str]:
 def quarantine_list(config: ConfigOption) -> None:
     """Quarantined files, oldest first, with the reason and place of each refusal; then the
     transactions refused one by one (their files went on), as the outbox holds them."""
-    from agent.outbox import list_refused
-    from agent.sources import list_quarantined
+    from agent.outbox import list_refused, list_rejected
+    from agent.sources import list_quarantined, safe_name
 
     cfg = load_or_exit(config)
     items = list_quarantined(cfg.quarantine_dir)
@@ -382,6 +398,12 @@ def quarantine_list(config: ConfigOption) -> None:
     for row in refused:
         typer.echo(f"{row.file}  {row.business_date}  {row.key}  [{row.state}]")
         typer.echo(f"    {row.place}: {row.reason}")
+    rejected = list_rejected(cfg.outbox_path)
+    if rejected:
+        typer.echo(f"rejected by central ({len(rejected)}), kept and never sent again:")
+    for held in rejected:
+        typer.echo(f"{held.kind}  {held.business_date}  {held.key}")
+        typer.echo(f"    {safe_name(held.reason)}")
 
 
 @quarantine_app.command("retry")
@@ -422,11 +444,12 @@ def quarantine_retry(
 
 
 def _retry_refused(cfg: AgentConfig, key: str, *, dry_run: bool) -> bool:
+    from agent.outbox import SealError
     from agent.retry import reread_refused
 
     try:
         outcome = reread_refused(cfg, key, write=not dry_run)
-    except (KeyError, LookupError) as exc:
+    except (KeyError, LookupError, SealError) as exc:
         typer.echo(f"{key}: {exc.args[0]}", err=True)
         return False
     origin = "" if outcome.origin == "archive" else " (from its kept fragment: not archived)"
@@ -548,10 +571,10 @@ async def _replay(cfg: AgentConfig, first: date) -> tuple[int, int, int]:
     from rich.progress import Progress
 
     from agent.daemon import archived_files, read_archived
-    from agent.outbox import Outbox
+    from agent.outbox import Outbox, SealError
     from agent.parsers import ParseError
 
-    key_file = cfg.outbox.key_file or cfg.data_dir / "outbox.key"
+    key_file = cfg.outbox_key_file
     outbox = await Outbox.open(cfg.outbox_path, cfg.outbox, key_file=key_file, limits=cfg.limits)
     again = inserted = failed = 0
     files = archived_files(cfg.archive_dir, first)
@@ -559,10 +582,10 @@ async def _replay(cfg: AgentConfig, first: date) -> tuple[int, int, int]:
         with Progress(transient=True) as progress:
             task = progress.add_task("Re-queuing archived files", total=len(files))
             for path in files:
-                _, items = await read_archived(cfg, path)
                 try:
+                    _, items = await read_archived(cfg, path)
                     sent, fresh = await outbox.replay(items)
-                except ParseError as exc:
+                except (ParseError, SealError) as exc:
                     failed += 1
                     typer.echo(f"{path}: {exc}", err=True)
                 else:

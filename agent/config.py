@@ -287,6 +287,11 @@ class AgentConfig(Section):
         ge=0,
         description="Days an archived POS file is kept before it is purged; 0 keeps them all.",
     )
+    archive_encrypt: bool = Field(
+        default=True,
+        description="Store archived POS files (full card numbers and names as the POS wrote "
+        "them) encrypted with the outbox key; every reader opens them transparently.",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -341,6 +346,11 @@ class AgentConfig(Section):
     @property
     def downlink_path(self) -> Path:
         return self.data_dir / "downlink.db"
+
+    @property
+    def outbox_key_file(self) -> Path:
+        """The outbox key: `outbox.key_file`, by default `outbox.key` in the data folder."""
+        return self.outbox.key_file or self.data_dir / "outbox.key"
 
     @property
     def archive_dir(self) -> Path:

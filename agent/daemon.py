@@ -22,6 +22,7 @@ from typing import Any
 
 from agent import _acl
 from agent import _failpoints as failpoints
+from agent._seal import SealError, key_id, load_or_create_key
 from agent._version import __version__
 from agent.config import AgentConfig
 from agent.downlink import Downlink, DownlinkStore
@@ -34,9 +35,13 @@ from agent.sources import (
     IngestFile,
     Watchers,
     archive_days,
+    clear_scratch,
     list_quarantined,
     purge_archive,
     quarantine_copy,
+    read_archived_file,
+    seal_archive,
+    sealed_key_ids,
 )
 from agent.uplink import Uplink
 from agent.writers import make_writer
@@ -117,10 +122,11 @@ def protect_data(config: AgentConfig) -> None:
 
 
 async def read_archived(config: AgentConfig, path: Path) -> tuple[IngestFile, Iterator[Parsed]]:
-    """An archived file as the watcher would have read it. The archive does not say which
-    source a file came from: with one source its settings apply, otherwise detection."""
+    """An archived file as the watcher would have read it (a sealed one opened with the
+    outbox key: SealError when it does not open). The archive does not say which source a
+    file came from: with one source its settings apply, otherwise detection."""
     source = config.sources[0] if len(config.sources) == 1 else None
-    data = await asyncio.to_thread(path.read_bytes)
+    data = await asyncio.to_thread(read_archived_file, path, config.outbox_key_file)
     sha = hashlib.sha256(data).hexdigest()
     context = ParseContext(
         file_name=path.name,
@@ -171,7 +177,8 @@ class Agent:
 
     async def _run_locked(self, stop: asyncio.Event) -> None:
         config = self.config
-        key_file = config.outbox.key_file or config.data_dir / "outbox.key"
+        key_file = config.outbox_key_file
+        key_was_there = await asyncio.to_thread(key_file.exists)
         outbox = await Outbox.open(
             config.outbox_path,
             config.outbox,
@@ -181,7 +188,10 @@ class Agent:
         )
         self.outbox = outbox
         downlink_task: asyncio.Task[None] | None = None
+        sealing: asyncio.Task[int] | None = None
         try:
+            if not key_was_there:
+                await self._key_made_anew()
             if config.downlink.enabled:
                 store = await DownlinkStore.open(config.downlink_path)
                 self.downlink = Downlink(config, store, make_writer(config.downlink))
@@ -197,6 +207,10 @@ class Agent:
                 await self._await_floor(stop)
             if outbox.reread is not None and not stop.is_set():
                 await self.reread_archive()  # a new or rebuilt outbox: before new files
+            # What a stop part-way through sealing left, before anything seals again.
+            await asyncio.to_thread(clear_scratch, config.archive_dir)
+            if config.archive_encrypt:  # files archived plain before, or by a stop part-way
+                sealing = asyncio.create_task(self.seal_archive(stop), name="seal-archive")
             watchers = Watchers(
                 config, outbox, config_file=str(self.config_file) if self.config_file else ""
             )
@@ -227,6 +241,9 @@ class Agent:
             await self.write_status()
         finally:
             self.scheduler.shutdown()
+            if sealing is not None:  # it stops between two files once `stop` is set
+                with contextlib.suppress(Exception):
+                    await sealing
             if self.downlink is not None:
                 await self.downlink.store.close()
             await outbox.close()
@@ -299,6 +316,40 @@ class Agent:
             )
         return purged
 
+    async def seal_archive(self, stop: asyncio.Event) -> int:
+        """Seal every plain archived file with the outbox key (`archive_encrypt` set on an
+        archive kept plain until now, or a file a stop left plain); returns how many."""
+        config = self.config
+        try:
+            key = await asyncio.to_thread(load_or_create_key, config.outbox_key_file)
+        except (OSError, SealError) as exc:
+            log.error(
+                "Archive cannot be sealed: the outbox key is unusable.", extra={"error": str(exc)}
+            )
+            return 0
+        sealed = await asyncio.to_thread(
+            seal_archive, config.archive_dir, key, stopping=stop.is_set
+        )
+        if sealed:
+            log.info(
+                "Archived files sealed with the outbox key.",
+                extra={"files": sealed, "key_id": key_id(key)},
+            )
+        return sealed
+
+    async def _key_made_anew(self) -> None:
+        """The outbox key was missing at start and a new one was made: archived files
+        sealed with the old one no longer open with it. Say so once, loudly."""
+        config = self.config
+        ids = await asyncio.to_thread(sealed_key_ids, config.archive_dir)
+        sealed = sum(n for said, n in ids.items() if said is not None)
+        if sealed:
+            log.error(
+                "The outbox key was missing and a new one was made; archived files sealed "
+                "with the old key do not open until it is restored.",
+                extra={"key_file": str(config.outbox_key_file), "files": sealed},
+            )
+
     async def _end_of_day(self) -> None:
         await self.end_of_day()
 
@@ -367,10 +418,18 @@ class Agent:
                     "marked_at": mark.get("at"),
                 },
             )
-        done = failed = 0
+        done = failed = sealed = 0
         for path in files:
             with bind(file=path.name, correlation_id=new_correlation_id()):
-                item, items = await read_archived(self.config, path)
+                try:
+                    item, items = await read_archived(self.config, path)
+                except SealError as exc:  # the key it was sealed with is needed: wait for it
+                    sealed += 1
+                    log.error(
+                        "Archived file does not open; the re-read resumes at the next start.",
+                        extra={"file": str(path), "error": str(exc)},
+                    )
+                    continue
                 try:
                     outcome = await outbox.ingest(item, items, budget=False)
                 except ParseError as exc:
@@ -381,6 +440,14 @@ class Agent:
                 done += 1
             failpoints.hit("reread.file_done")
         failpoints.hit("reread.all_done")
+        if sealed:  # the mark stays, and with it every archive day it reads (never purged)
+            self.recovery_note = (
+                f"re-read {done} archived file(s); {sealed} do not open with the outbox key "
+                f"{self.config.outbox_key_file} (see the log): restore the key they were "
+                "sealed with and start the agent again"
+            )
+            log.error("Archive re-read unfinished.", extra={"files": done, "sealed": sealed})
+            return done, failed + sealed
         await outbox.finish_reread()
         if outbox.recovery is None and not done and not failed:
             self.recovery_note = None  # a new outbox with nothing behind it: nothing to say
@@ -402,6 +469,7 @@ class Agent:
                 quarantine_copy,
                 path,
                 config.quarantine_dir,
+                key_file=config.outbox_key_file,
                 source=source.name if source else "archive",
                 folder=source.path if source else path.parent,
                 sha256=sha256,
@@ -410,7 +478,7 @@ class Agent:
                 when=datetime.now(config.zone),
                 config_file=str(self.config_file or "<config file>"),
             )
-        except OSError as exc:
+        except (OSError, SealError) as exc:
             target = None
             log.error(
                 "Archived file could not be copied to quarantine.",

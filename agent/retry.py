@@ -16,14 +16,15 @@ import dataclasses
 import hashlib
 import io
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig, SourceSettings
-from agent.outbox import refused_body
+from agent.outbox import SealError, refused_body
 from agent.parsers import ParseContext, ParseError, parse_bytes
-from agent.sources import archive_days
+from agent.sources import archive_days, read_archived_file, safe_name
 from contract import Limits, Refused, Transaction
 
 __all__ = ["Reread", "reread_refused"]
@@ -47,17 +48,19 @@ class Reread:
 def reread_refused(config: AgentConfig, key: str, *, write: bool = True) -> Reread:
     """Read the refused transaction `key` again; when it reads, put it where its source
     takes it (unless `write` is false). KeyError when the outbox holds no such record,
-    LookupError when no source reads its format."""
+    LookupError when no source reads its format, SealError when its archived file is
+    sealed and does not open with the outbox key."""
     body = refused_body(config.outbox_path, key)
     if body is None:
         raise KeyError("no refused transaction with that key in the outbox")
     fmt = str(body.get("format") or "auto")
     source = _source_for(config, fmt)
     file_info = body.get("source") or {}
-    name = str(file_info.get("file") or "refused")
+    # A file name only, and a safe one: what is written below goes into the source folder.
+    name = safe_name(os.path.basename(str(file_info.get("file") or ""))) or "refused"
     place = str(body.get("place") or "")
-    original = _archived(config.archive_dir, name, str(file_info.get("sha256") or ""))
-    data = _cut(original.read_bytes(), fmt, place) if original is not None else None
+    original = _archived(config, name, str(file_info.get("sha256") or ""))
+    data = _cut(original, fmt, place) if original is not None else None
     origin = "archive"
     if data is None:
         data, origin = _from_fragment(body, fmt), "fragment"
@@ -104,12 +107,22 @@ def _source_for(config: AgentConfig, fmt: str) -> SourceSettings:
     raise LookupError(f"no source reads {fmt} files: add one with format = {fmt!r}")
 
 
-def _archived(archive_dir: Path, name: str, sha256: str) -> Path | None:
-    """The archived copy of the file `name`, newest day first, checked by its SHA-256."""
-    for _day, folder in reversed(archive_days(archive_dir)):
+def _archived(config: AgentConfig, name: str, sha256: str) -> bytes | None:
+    """The archived copy of the file `name` as the POS wrote it (opened with the outbox key
+    when sealed), newest day first, checked by its SHA-256. SealError when a copy of that
+    name does not open and none other matches: the fragment must not stand in silently."""
+    problem: SealError | None = None
+    for _day, folder in reversed(archive_days(config.archive_dir)):
         for path in folder.rglob(Path(name).name):
-            if not sha256 or hashlib.sha256(path.read_bytes()).hexdigest() == sha256:
-                return path
+            try:
+                data = read_archived_file(path, config.outbox_key_file)
+            except SealError as exc:
+                problem = problem or exc
+                continue
+            if not sha256 or hashlib.sha256(data).hexdigest() == sha256:
+                return data
+    if problem is not None:
+        raise problem
     return None
 
 

@@ -30,9 +30,16 @@ from typing import Any, TextIO
 
 from agent import _acl, _loop
 from agent._probe import scheme_mismatch
+from agent._seal import SealError, key_id, load_key
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.sources import archive_days, missing_drive_hint
+from agent.sources import (
+    ERROR_SUFFIX,
+    archive_days,
+    folder_problem,
+    missing_drive_hint,
+    sealed_key_ids,
+)
 from common.redact import redact_text, redact_value
 
 __all__ = ["Check", "bundle", "doctor", "outbox_stats", "parse_since", "read_logs"]
@@ -91,18 +98,22 @@ def _folder_checks(config: AgentConfig) -> Iterator[Check]:
     )
     for source in config.sources:
         folder = Path(source.path)
-        if not folder.is_dir():
-            drive = missing_drive_hint(folder)
-            yield Check(
-                f"source {source.name}",
-                False,
-                f"{folder}: {drive}" if drive else f"{folder} does not exist or is not reachable",
-                "Set the source's path to the share's UNC path (\\\\server\\share\\folder) and "
-                "give the service's account access to the share."
-                if drive
-                else "Create the export folder or correct the source's path (UNC shares: check "
-                "the service user can reach the share).",
-            )
+        problem = folder_problem(folder)
+        if problem is not None:
+            if missing_drive_hint(folder):
+                fix = (
+                    "Set the source's path to the share's UNC path (\\\\server\\share\\folder) "
+                    "and give the service's account access to the share."
+                )
+            elif problem == "permission denied":
+                fix = "Give the service user read and write access to the folder."
+            else:
+                fix = (
+                    "Create the export folder or correct the source's path (a link that loops "
+                    "or leads nowhere: point it at the real folder; UNC shares: check the "
+                    "service user can reach the share)."
+                )
+            yield Check(f"source {source.name}", False, f"{folder}: {problem}", fix)
             continue
         problem = _writable(folder)
         yield Check(
@@ -133,13 +144,13 @@ def _folder_checks(config: AgentConfig) -> Iterator[Check]:
 def _protected(config: AgentConfig) -> list[tuple[str, Path]]:
     """What only the agent may read: its secrets, its data folder and what is in it that a
     POS file or a record passed through (the outbox and its journal, the quarantine, the
-    archive with every day folder and file: an archived file keeps the mode, or on
-    Windows the ACL, it had in the POS folder unless the agent set it)."""
+    archive with every day folder and file, and the quarantined files: a moved file keeps
+    the mode, or on Windows the ACL, it had in the POS folder unless the agent set it)."""
     data = config.data_dir
     outbox = config.outbox_path
     items = [
         ("data folder", data),
-        ("outbox key", config.outbox.key_file or data / "outbox.key"),
+        ("outbox key", config.outbox_key_file),
         ("password file", config.broker.password_file),
         ("TLS key", config.broker.key_file),
         ("outbox", outbox),
@@ -151,6 +162,12 @@ def _protected(config: AgentConfig) -> list[tuple[str, Path]]:
     for _day, folder in archive_days(config.archive_dir):
         items.append(("archive day", folder))
         items += [("archived file", path) for path in sorted(folder.rglob("*")) if path.is_file()]
+    if config.quarantine_dir.is_dir():  # refused POS files: card numbers as the POS wrote them
+        items += [
+            ("quarantined file", path)
+            for path in sorted(config.quarantine_dir.iterdir())
+            if path.is_file() and not path.name.endswith(ERROR_SUFFIX)
+        ]
     if not config.log_file.is_relative_to(data):
         items.append(("log file", config.log_file))
     return [(label, path) for label, path in items if path is not None and path.exists()]
@@ -229,6 +246,8 @@ def _permissions_check(config: AgentConfig, config_file: Path | None = None) -> 
     if config_problem is not None:
         exposed.append(config_problem)
         fixes.append(f"chmod 600 {config_file}")
+    # What is not looked at must be said, never passed over in silence.
+    unchecked = _WINDOWS_UNCHECKED if sys.platform == "win32" else ""
     if exposed:
         more = len(exposed) - _SHOWN
         said = "; ".join(exposed[:_SHOWN]) + (f"; and {more} more" if more > 0 else "")
@@ -236,8 +255,49 @@ def _permissions_check(config: AgentConfig, config_file: Path | None = None) -> 
         fixed = "; ".join(fixes[:_SHOWN]) + (
             f"; and {fix_more} more like these" if fix_more > 0 else ""
         )
-        return Check("permissions", False, said, "Allow only the agent's account: " + fixed)
-    return Check("permissions", True, f"{len(items)} path(s) readable by the agent alone")
+        return Check(
+            "permissions", False, said + unchecked, "Allow only the agent's account: " + fixed
+        )
+    return Check(
+        "permissions", True, f"{len(items)} path(s) readable by the agent alone{unchecked}"
+    )
+
+
+_WINDOWS_UNCHECKED = (
+    " (their ACLs checked; not checked on Windows: who owns each path, and who may change "
+    "the config file: see icacls on it)"
+)
+
+
+def _archive_check(config: AgentConfig) -> Check:
+    """Whether every sealed archived file opens with the outbox key there is now (by the
+    key id each names), and what is still plain."""
+    ids = sealed_key_ids(config.archive_dir)
+    plain = ids.pop(None, 0)
+    sealed = sum(ids.values())
+    key_file = config.outbox_key_file
+    try:
+        current: str | None = key_id(load_key(key_file)) if key_file.exists() else None
+    except SealError:
+        current = None
+    other = {said: n for said, n in ids.items() if said != current}
+    fix = (
+        f"Restore the outbox key file {key_file} those files were sealed with (a backup of "
+        "the data folder); until then `replay`, `quarantine retry refused:…` and a rebuild "
+        "of the outbox cannot read them."
+    )
+    if other:
+        names = ", ".join(f"{n} with key id {said}" for said, n in sorted(other.items()))
+        now = f"the key in {key_file} has id {current}" if current else f"{key_file} is missing"
+        return Check("archive", False, f"sealed files that do not open: {names}; {now}", fix)
+    if not sealed and not plain:
+        return Check("archive", True, "no archived files")
+    said = f"{sealed} file(s) sealed with the outbox key (id {current})" if sealed else ""
+    if plain:
+        later = " (the agent seals them at its next start)" if config.archive_encrypt else ""
+        kept = "" if config.archive_encrypt else " (archive_encrypt = false)"
+        said += ("; " if said else "") + f"{plain} plain file(s){kept}{later}"
+    return Check("archive", True, said)
 
 
 def _database_check(config: AgentConfig) -> Check:
@@ -347,6 +407,7 @@ def doctor(
     """Every check, in the order a technician would look."""
     checks = [Check("config", True, "valid"), *_folder_checks(config), _database_check(config)]
     checks.append(_permissions_check(config, config_file))
+    checks.append(_archive_check(config))
     checks.append(_disk_check(config))
     checks.append(_clock_check(config))
     checks.append(_loop.run(_broker_check(config, broker_timeout)))

@@ -20,7 +20,7 @@ from central.config import CentralConfig, load_central_config
 from central.exception_queue import app as exceptions_app
 from common.cli import config_option, group, program
 from common.cli import load_or_exit as _load_or_exit
-from common.modes import private_dir, too_open
+from common.modes import modes_checked, private_dir, too_open
 from common.notify import Notifier
 from common.redact import redact_text
 from common.runtime import run_daemon
@@ -179,6 +179,14 @@ def doctor(config: ConfigOption) -> None:
     if cfg.broker.key_file is not None:
         paths.append(Path(cfg.broker.key_file))
     problems += [f"too open: {line}" for line in too_open(paths)]
+    modes = "modes private"
+    if not modes_checked():  # said, never passed in silence
+        modes = "modes not checked on Windows"
+        typer.echo(
+            f"NOTE modes not checked on Windows: check with icacls that only SYSTEM, "
+            f"Administrators and the relay's account may read {cfg.data_dir} and the files "
+            "in it (the inbox, keys, users file and logs)"
+        )
     try:
         asyncio.run(_stats(cfg))
     except Exception as exc:  # noqa: BLE001 - a self-check reports, it does not raise
@@ -188,7 +196,7 @@ def doctor(config: ConfigOption) -> None:
         typer.echo(f"FAIL {line}")
     if problems:
         raise typer.Exit(1)
-    typer.echo(f"OK {config}: config valid, inbox opens, modes private")
+    typer.echo(f"OK {config}: config valid, inbox opens, {modes}")
 
 
 @app.command("stats")

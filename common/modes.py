@@ -9,7 +9,14 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["PRIVATE_DIR", "PRIVATE_FILE", "private_dir", "private_file", "too_open"]
+__all__ = [
+    "PRIVATE_DIR",
+    "PRIVATE_FILE",
+    "modes_checked",
+    "private_dir",
+    "private_file",
+    "too_open",
+]
 
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
@@ -33,8 +40,15 @@ def private_file(path: Path) -> Path:
     return path
 
 
+def modes_checked() -> bool:
+    """Whether `too_open` can tell anything here: False on Windows, where it says nothing
+    and a caller must say that it did not check."""
+    return _POSIX
+
+
 def too_open(paths: Iterable[Path]) -> list[str]:
-    """One line per existing path that others may read: what it is and what it should be."""
+    """One line per existing path that others may read: what it is and what it should be
+    (none on Windows: see `modes_checked`)."""
     if not _POSIX:
         return []
     found = []

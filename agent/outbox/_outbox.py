@@ -25,6 +25,7 @@ import aiosqlite
 
 from agent import _acl
 from agent import _failpoints as failpoints
+from agent._seal import Sealer, load_or_create_key
 from agent.config import OutboxSettings
 from agent.sources import archive_days
 from contract import Limits
@@ -40,7 +41,6 @@ from ._db import (
     schema_statements,
 )
 from ._queue import OutRow, SendQueue
-from ._seal import Sealer, load_or_create_key
 from ._state import Mirror
 from ._writer import GroupWriter
 

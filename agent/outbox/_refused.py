@@ -1,4 +1,5 @@
-"""Refused transactions held in the outbox, listed for field support (`quarantine list`).
+"""Refused transactions held in the outbox, and records central rejected for good, listed
+for field support (`quarantine list`).
 
 Read through a read-only connection, so the list can be taken beside a running agent; a
 refused record carries no customer, so its body is never sealed. Rows central
@@ -13,7 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RefusedRow", "list_refused", "refused_body"]
+__all__ = ["RefusedRow", "RejectedRow", "list_refused", "list_rejected", "refused_body"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -27,6 +28,37 @@ class RefusedRow:
     file: str
     place: str
     reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RejectedRow:
+    """A record central answered as rejected on the ack path: kept, never sent again."""
+
+    seq: int
+    key: str
+    kind: str
+    business_date: str
+    reason: str
+
+
+def list_rejected(path: Path, limit: int = 500) -> list[RejectedRow]:
+    """The records central rejected, oldest first (none without an outbox). Only their
+    key and central's reason are read: a body may be sealed, and is not needed here."""
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = db.execute(
+            "SELECT seq, key, kind, business_date, rejected FROM records "
+            "WHERE rejected IS NOT NULL ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+    finally:
+        db.close()
+    return [
+        RejectedRow(int(seq), str(key), str(kind), str(day), str(reason))
+        for seq, key, kind, day, reason in rows
+    ]
 
 
 def list_refused(path: Path, limit: int = 500) -> list[RefusedRow]:

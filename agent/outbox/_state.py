@@ -12,11 +12,11 @@ from typing import Any
 
 import aiosqlite
 
+from agent._seal import Sealer
 from agent.config import OutboxSettings
 from contract import Limits
 
 from ._db import Recovery
-from ._seal import Sealer
 from ._writer import GroupWriter
 
 __all__ = ["Mirror", "State"]

@@ -9,6 +9,7 @@ and only that copy, which the POS no longer knows, is copied over and deleted.""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import logging
 import os
@@ -16,12 +17,15 @@ import re
 import shutil
 import stat as stat_mode
 import threading
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 from agent import _acl
+from agent._seal import SealError
 
-from ._share import Unfit, is_other_volume, open_shared
+from ._sealed import seal_file, sealed_key_id
+from ._share import Unfit, is_other_volume, missing_drive_hint, open_shared
 
 __all__ = [
     "MOVE_LOCK",
@@ -33,15 +37,19 @@ __all__ = [
     "archive_days",
     "archive_file",
     "drop_marker",
+    "folder_problem",
     "free_name",
     "hash_file",
     "look",
     "look_all",
     "move_to",
+    "path_problem",
     "purge_archive",
     "rename",
     "restore_staged",
     "safe_name",
+    "seal_archive",
+    "sealed_key_ids",
     "sync_file",
     "unfit",
     "unsafe_name",
@@ -96,16 +104,61 @@ def _kind(mode: int) -> str | None:
     return next((said for test, said in _KINDS if test(mode)), "not a regular file")
 
 
+_WIN_LOOP = 1921  # ERROR_CANT_RESOLVE_FILENAME: Windows' word for a link loop
+
+
+def _looped(exc: OSError) -> bool:
+    return exc.errno == errno.ELOOP or getattr(exc, "winerror", None) == _WIN_LOOP
+
+
+def path_problem(exc: OSError) -> str:
+    """What an OSError met on a watched path means, in the words `status` shows."""
+    if _looped(exc):
+        return "a symbolic link loop"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    return exc.strerror or str(exc)
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why the watcher cannot list `folder`, in words; None when it can. Blocking: it may
+    reach a network share."""
+    try:
+        found = os.stat(folder)
+    except FileNotFoundError:
+        if os.path.islink(folder):
+            return f"a link to a folder that does not exist ({os.readlink(folder)})"
+        return missing_drive_hint(folder) or "missing: it does not exist, or is not reachable"
+    except OSError as exc:
+        return path_problem(exc)
+    if not stat_mode.S_ISDIR(found.st_mode):
+        return "not a folder"
+    try:
+        with os.scandir(folder) as entries:
+            next(entries, None)
+    except OSError as exc:
+        return path_problem(exc)
+    return None
+
+
 def unfit(path: Path, folder: Path | None) -> os.stat_result:
     """The file's stat, following a link only when it stays inside `folder` (its real
-    path); Unfit for anything but a regular file. FileNotFoundError when it is gone."""
+    path); Unfit for anything but a regular file, and for a link that loops.
+    FileNotFoundError when it is gone."""
     found = os.lstat(path)
     if stat_mode.S_ISLNK(found.st_mode):
         if folder is not None:
             real, inside = os.path.realpath(path), os.path.realpath(folder)
             if os.path.commonpath([real, inside]) != inside:
                 raise Unfit(f"a link that leads outside the source folder ({real})")
-        found = os.stat(path)
+        try:
+            found = os.stat(path)
+        except OSError as exc:
+            if _looped(exc):
+                raise Unfit("a symbolic link loop, not a regular file") from None
+            raise
     kind = _kind(found.st_mode)
     if kind is not None:
         raise Unfit(f"{kind}, not a regular file")
@@ -269,8 +322,9 @@ def archive_days(archive_dir: Path) -> list[tuple[date, Path]]:
     return sorted(days)
 
 
-def archive_file(path: Path, archive_dir: Path, day: str) -> Path:
-    """Move an ingested file to `archive/<day>/` and drop its `.ready` marker.
+def archive_file(path: Path, archive_dir: Path, day: str, *, key: bytes | None = None) -> Path:
+    """Move an ingested file to `archive/<day>/` and drop its `.ready` marker; with a `key`
+    (`archive_encrypt`), seal it there with the outbox key (see `_sealed`).
 
     The archived file is flushed to disk: should the outbox ever be rebuilt, the archive is
     the one copy of what it held, and a POS rarely flushes what it writes. It holds card
@@ -284,6 +338,14 @@ def archive_file(path: Path, archive_dir: Path, day: str) -> Path:
     target = move_to(path, folder)
     drop_marker(path)
     _protected(target, folder=False)
+    if key is not None:
+        try:
+            seal_file(target, key, archive_dir)
+        except (OSError, SealError) as exc:  # archived all the same, 0600; the next start seals it
+            log.warning(
+                "Archived file could not be sealed; it stays plain until the next start.",
+                extra={"path": target.name, "error": getattr(exc, "strerror", None) or str(exc)},
+            )
     try:
         sync_file(target)
     except OSError as exc:  # the file is archived all the same; the outbox holds its records
@@ -318,3 +380,38 @@ def purge_archive(archive_dir: Path, before: date) -> list[tuple[date, int]]:
             continue
         purged.append((when, count))
     return purged
+
+
+def seal_archive(archive_dir: Path, key: bytes, *, stopping: Callable[[], bool] = bool) -> int:
+    """Seal every plain archived file with `key`: those archived before `archive_encrypt`
+    was set, or left plain by a stop part-way. Returns how many were sealed; a file that
+    cannot be sealed now is logged and left for the next start. `stopping()` true ends it
+    between two files."""
+    sealed = 0
+    for _when, folder in archive_days(archive_dir):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            if stopping():
+                return sealed
+            try:
+                sealed += seal_file(path, key, archive_dir)
+            except (OSError, SealError) as exc:
+                log.warning(
+                    "Archived file could not be sealed; tried again at the next start.",
+                    extra={"path": path.name, "error": getattr(exc, "strerror", None) or str(exc)},
+                )
+    return sealed
+
+
+def sealed_key_ids(archive_dir: Path) -> dict[str | None, int]:
+    """How many archived files were sealed with each key id (None: plain files)."""
+    found: dict[str | None, int] = {}
+    for _when, folder in archive_days(archive_dir):
+        for path in folder.rglob("*"):
+            try:
+                if not path.is_file():
+                    continue
+                said = sealed_key_id(path)
+            except OSError:
+                continue  # purged meanwhile, or unreadable: doctor's permission check says
+            found[said] = found.get(said, 0) + 1
+    return found

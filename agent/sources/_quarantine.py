@@ -7,15 +7,17 @@ and is tried again, and no copy of it is left behind."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agent import _acl
 from common.redact import redact_text
 
 from ._files import MOVE_LOCK, drop_marker, free_name, move_to, rename, safe_name
+from ._sealed import copy_archived_file
 
 __all__ = [
     "ERROR_SUFFIX",
@@ -26,6 +28,8 @@ __all__ = [
 ]
 
 ERROR_SUFFIX = ".error.txt"
+
+log = logging.getLogger("tillbridge.agent.sources")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,16 +103,31 @@ def quarantine_file(
             note.unlink(missing_ok=True)
             raise
     drop_marker(path)
+    # A refused POS file holds card numbers as the POS wrote them, like an archived one: the
+    # agent's account alone reads it (a rename keeps the POS's mode, or on Windows its ACL,
+    # and Windows lets anyone open a file by its path through a folder they cannot list).
+    problem = _acl.try_protect(target, folder=False)
+    if problem is not None:
+        log.warning(
+            "Quarantined file could not be made readable by the agent alone.",
+            extra={"path": target.name, "error": problem},
+        )
     return target
 
 
-def quarantine_copy(path: Path, quarantine_dir: Path, **note: Any) -> Path:
-    """Quarantine a copy of `path`, which stays where it is (an archived file the agent
-    can no longer read: the archive keeps its copy, the quarantine shows and retries it)."""
+def quarantine_copy(path: Path, quarantine_dir: Path, *, key_file: Path, **note: Any) -> Path:
+    """Quarantine a copy of the archived file `path`, which stays where it is (a file the
+    agent can no longer read: the archive keeps its copy, the quarantine shows and retries
+    it). The copy is the file as the POS wrote it: a sealed one is opened with the outbox
+    key in `key_file`, since `quarantine retry` hands it back to the parsers."""
     staging = quarantine_dir / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
     staged = staging / path.name
-    shutil.copyfile(path, staged)
+    try:
+        copy_archived_file(path, staged, key_file)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
     try:
         return quarantine_file(staged, quarantine_dir, **note)
     finally:

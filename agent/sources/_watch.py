@@ -14,8 +14,14 @@ What goes wrong with one file never stops the watcher:
 
     ParseError (or any failure inside the parser)   the file's fault: quarantined
     a name with a control character                  quarantined unread, under a safe name
-    a FIFO, device, socket, or link leading outside  skipped unopened, logged once
+    a FIFO, device, socket, a link that loops or
+      leads outside                                  skipped unopened, logged once
     a locked or unreadable file, a failing sink      passing: the file stays, tried again
+
+What goes wrong with a folder never stops the other sources: a watched folder (or a folder
+below it) that is missing, loops or may not be listed is counted, logged once per change
+and shown in `status` with its path and reason until it reads again; the files beside it
+flow, and it is looked at again at every rescan.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Any
 
 from watchdog.observers.api import BaseObserver
 
+from agent._seal import SealError, load_or_create_key
 from agent.config import AgentConfig, SourceSettings
 from agent.parsers import ParseContext, ParseError, parse_stream
 from common.logs import bind, new_correlation_id
@@ -42,8 +49,10 @@ from ._files import (
     ChangedError,
     Unfit,
     archive_file,
+    folder_problem,
     hash_file,
     look_all,
+    path_problem,
     restore_staged,
     safe_name,
     unfit,
@@ -77,7 +86,9 @@ class SourceStats:
     quarantined: int = 0
     records: int = 0  # records newly committed from this source's files
     retrying: int = 0  # files left in place after a passing failure, to be tried again
-    unfit: int = 0  # FIFOs, devices, sockets and links leading outside: skipped, unopened
+    unfit: int = 0  # FIFOs, devices, sockets, links that loop or lead outside: skipped
+    unreadable: int = 0  # times a watched folder became unreadable (missing, loop, denied)
+    unreadable_now: dict[str, str] = dataclasses.field(default_factory=dict)  # path → why
     paused: bool = False  # the sink's budget holds new files back
     watching: bool = False  # folder events arrive (else only the rescan finds files)
     mode: str = ""  # "events" or "polling" while watching
@@ -124,6 +135,7 @@ class SourceWatcher:
         self._unwatched_logged = False
         self._real_folder: Path | None = None  # the folder with links resolved, for events
         self._unfit: dict[Path, str] = {}  # skipped paths and why, until they change or go
+        self._archive_key: bytes | None = None  # the outbox key, with archive_encrypt
         # Never take our own archive or quarantine when data_dir sits inside the folder.
         own = relative_parts(PurePath(os.path.abspath(config.data_dir)), PurePath(self.folder))
         self._own = PurePath(*own) if own else None
@@ -138,6 +150,16 @@ class SourceWatcher:
         if self._task is not None:
             return
         self._stopping = False
+        if self.config.archive_encrypt and self._archive_key is None:
+            try:
+                key_file = self.config.outbox_key_file
+                self._archive_key = await asyncio.to_thread(load_or_create_key, key_file)
+            except (OSError, SealError) as exc:  # files still flow; doctor names the key
+                self._error(f"archived files cannot be sealed: {_why(exc)}")
+                log.error(
+                    "Outbox key unusable; archived files stay plain (0600) until it is fixed.",
+                    extra=self._log(error=_why(exc)),
+                )
         try:  # files an interrupted cross-volume archive left staged go back to be taken
             await asyncio.to_thread(restore_staged, self.folder)
         except OSError as exc:
@@ -161,7 +183,35 @@ class SourceWatcher:
 
     def snapshot(self) -> SourceStats:
         """A copy of the stats, safe to keep."""
-        return dataclasses.replace(self.stats)
+        return dataclasses.replace(self.stats, unreadable_now=dict(self.stats.unreadable_now))
+
+    async def _unobserve(self) -> None:
+        """Stop folder events while the folder itself cannot be read (a rescan starts them
+        again once it can)."""
+        observer, self._observer = self._observer, None
+        if observer is not None:
+            await asyncio.to_thread(stop_observer, observer, 1.0)
+        self.stats.watching = False
+        self.stats.mode = ""
+
+    def _paths_changed(self, problems: dict[str, str]) -> None:
+        """What a rescan found unreadable: each new path or new reason counted and logged
+        once, each path that reads again logged once."""
+        before = self.stats.unreadable_now
+        top = safe_name(str(self.folder))
+        for path, reason in problems.items():
+            if before.get(path) == reason:
+                continue
+            self.stats.unreadable += 1
+            self._error(f"cannot read {path}: {reason}")
+            log.log(
+                logging.ERROR if path == top else logging.WARNING,
+                "Source path cannot be read; looking again at every rescan, other files flow.",
+                extra=self._log(path=path, reason=reason),
+            )
+        for path in before.keys() - problems.keys():
+            log.info("Source path readable again.", extra=self._log(path=path))
+        self.stats.unreadable_now = problems
 
     async def _observe(self) -> None:
         """Start folder events, or start them again when they died (share gone and back)."""
@@ -255,14 +305,28 @@ class SourceWatcher:
                 return
             self._rescan_due = False
             self._next_rescan = time.monotonic() + self.source.rescan_seconds
-            await self._observe()
+            top = await asyncio.to_thread(folder_problem, self.folder)
+            if top is None:
+                await self._observe()
+            else:
+                await self._unobserve()
             own = self.folder / self._own if self._own is not None else None
-
             skipped = list(self._unfit)
+            problems: dict[str, str] = {}
+            if top is not None:
+                problems[safe_name(str(self.folder))] = top
+
+            def failed(exc: OSError) -> None:  # a folder below that cannot be listed
+                where = exc.filename if isinstance(exc.filename, str) else str(self.folder)
+                # Not one whose files `exclude` leaves out (`lost+found/**`): nothing missed.
+                inside = PurePath(where, "file")
+                if matches(inside, PurePath(self.folder), ["**"], self.source.exclude):
+                    problems[safe_name(where)] = path_problem(exc)
 
             def walk() -> tuple[list[Path], set[Path]]:
                 found: list[Path] = []
-                for root, dirs, files in os.walk(self.folder):
+                walked = os.walk(self.folder, onerror=failed) if top is None else iter(())
+                for root, dirs, files in walked:
                     here = Path(root)
                     dirs[:] = [d for d in dirs if not d.startswith(".") and here / d != own]
                     found.extend(here / name for name in files)
@@ -279,6 +343,7 @@ class SourceWatcher:
                 return found, settled
 
             found, settled = await asyncio.to_thread(walk)
+            self._paths_changed(problems)
             for path in settled:
                 self._unfit.pop(path, None)
             for path in found:
@@ -520,7 +585,9 @@ class SourceWatcher:
     async def _archive(self, path: Path) -> None:
         day = datetime.now(self.config.zone).date().isoformat()
         try:
-            target = await asyncio.to_thread(archive_file, path, self.config.archive_dir, day)
+            target = await asyncio.to_thread(
+                archive_file, path, self.config.archive_dir, day, key=self._archive_key
+            )
         except FileNotFoundError:
             # Someone moved it first; the records are committed all the same.
             self._done(path)

@@ -24,7 +24,13 @@ from agent.config import AgentConfig, OutboxSettings, SourceSettings
 from agent.daemon import Agent, closed_before, read_status
 from agent.outbox import Outbox
 from agent.parsers import Skipped
-from agent.sources import IngestFile, list_quarantined, retry_quarantined
+from agent.sources import (
+    IngestFile,
+    archive_days,
+    list_quarantined,
+    read_archived_file,
+    retry_quarantined,
+)
 from contract import Transaction, make_key
 from tests.support.damage import wreck_pages
 from tests.support.mosquitto import Mosquitto
@@ -288,7 +294,8 @@ async def test_an_archived_file_that_no_longer_reads_is_quarantined_not_dropped(
     assert unreadable.exists()  # the archive keeps its copy
     [quarantined] = list_quarantined(config.quarantine_dir)
     assert quarantined.name == "counts_00009.csv"
-    assert quarantined.path.read_bytes() == unreadable.read_bytes()
+    # The file as the POS wrote it (the archive's copy may be sealed with the outbox key).
+    assert quarantined.path.read_bytes() == read_archived_file(unreadable, config.outbox_key_file)
     assert "could not be re-read from the archive" in quarantined.reason
     assert quarantined.folder == str(tmp_path / "pos")  # `quarantine retry` takes it there
     assert retry_quarantined(config.quarantine_dir, quarantined.name).parent == tmp_path / "pos"
@@ -487,7 +494,8 @@ async def test_replay_sends_archived_files_again_and_needs_the_agent_stopped(
             return (await inbox.stats())["records"] >= expected
 
         await wait_for(arrived, timeout=30)
-        day = next((tmp_path / "data" / "archive").iterdir()).name
+        [(_, folder)] = archive_days(tmp_path / "data" / "archive")
+        day = folder.name
         busy = subprocess.run(
             [str(BIN), "replay", "--config", str(config), "--since", day],
             capture_output=True,
@@ -609,3 +617,42 @@ async def test_status_counts_the_files_in_quarantine_not_the_refusals(tmp_path: 
     assert (await agent.status())["quarantined_files"] == 2
     retry_quarantined(config.quarantine_dir, "a.csv")  # taken back: no longer in quarantine
     assert (await agent.status())["quarantined_files"] == 1
+
+
+async def test_status_names_a_source_folder_that_cannot_be_read(
+    tmp_path: Path, agents: list[subprocess.Popen[bytes]]
+) -> None:
+    config = write_config(tmp_path, "mqtt://127.0.0.1:1", status_listen="127.0.0.1:0")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    config.write_text(
+        config.read_text()
+        + f'[[agent.sources]]\nname = "loop"\npath = "{loop}"\nformat = "inventory"\n'
+    )
+    drop_counts(tmp_path / "pos", 1, 1, 2)
+    agents.append(start_agent(config))
+
+    async def shown() -> bool:
+        status, _, _ = await asyncio.to_thread(agent_status, config)
+        if status.get("answered_by") != "running agent":
+            return False
+        sources: dict[str, dict[str, object]] = status["sources"]  # type: ignore[assignment]
+        if set(sources) != {"counts", "loop"}:  # the watchers are not started yet
+            return False
+        return sources["counts"]["ingested"] == 1 and bool(sources["loop"]["unreadable_now"])
+
+    await wait_for(shown, timeout=20)
+    status, _, _ = await asyncio.to_thread(agent_status, config)
+    assert status["sources"]["loop"]["unreadable_now"] == {  # type: ignore[index]
+        str(loop): "a symbolic link loop"
+    }
+    assert status["sources"]["loop"]["unreadable"] == 1  # type: ignore[index]
+    text = subprocess.run(
+        [str(BIN), "status", "--config", str(config)], capture_output=True, text=True
+    )
+    assert text.returncode == 1
+    assert f"CANNOT READ {loop}: a symbolic link loop" in text.stdout
+    assert f"problem: source loop: cannot read {loop}: a symbolic link loop" in text.stderr
+    assert text.stderr.count(f"cannot read {loop}") == 1  # its last error is not said twice
+    agents[0].send_signal(signal.SIGTERM)
+    assert await asyncio.to_thread(agents[0].wait, 30) == 0

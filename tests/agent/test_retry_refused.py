@@ -165,3 +165,19 @@ async def test_a_refused_guest_check_reads_again_with_its_numbers_as_written(
     (check,) = json.loads(text)["guestChecks"]
     assert check["chkNum"] == 4102
     assert f"sale 150.50 EUR (sale:{refused_record.key.split(':', 1)[1]})" == outcome.said
+
+
+async def test_a_retried_transaction_is_written_inside_its_source_folder(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    data = input_file(TESTDATA / "poslog_multi_txn").read_bytes()
+    # The record names its file with a path that climbs out: only the name is used.
+    items = _as_an_older_agent_refused(data, "poslog", "../../escape\n.xml", 2)
+    await _ingest(config, "escape_.xml", data, items)  # archived under its safe name
+    cfg = load_agent_config(config)
+    (row,) = list_refused(cfg.outbox_path)
+    result = CliRunner().invoke(app, ["quarantine", "retry", row.key, "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    (written,) = (tmp_path / "pos").iterdir()
+    assert written.name.startswith("escape_.retry-")
+    assert not list(tmp_path.glob("escape*"))
+    assert not list(tmp_path.parent.glob("escape*"))

@@ -165,3 +165,47 @@ async def test_an_identifier_over_a_limit_is_left_out_of_its_refusal(
     assert bodies[0]["place"] == "/POSLog/Transaction[1]"
     for body in bodies:
         assert check_value(body, limits, "body") is None
+
+
+async def test_a_record_central_rejected_shows_in_status_and_quarantine_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from typer.testing import CliRunner
+
+    from agent.cli import _print_status, app
+    from agent.config import AgentConfig
+    from tests.agent.test_outbox import file, sale
+
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\nstore = "0042"\ndata_dir = "{tmp_path / "data"}"\n')
+    cfg = AgentConfig(store="0042", data_dir=tmp_path / "data")
+    box = await Outbox.open(cfg.outbox_path, cfg.outbox, key_file=cfg.outbox_key_file)
+    try:
+        await box.ingest(file("a"), iter([sale("1"), sale("2")]))
+        await box.claim_pending(2)
+        await box.acknowledge([1], {2: "description: 9000 characters, the limit is 4096\nX"})
+        stats = await box.stats()
+        assert await box.claim_pending(2) == []  # never sent again
+    finally:
+        await box.close()
+    listed = CliRunner().invoke(app, ["quarantine", "list", "--config", str(config)])
+    assert listed.exit_code == 0, listed.output
+    assert "rejected by central (1), kept and never sent again:" in listed.output
+    assert "sale  2024-05-01  sale:0042:1:2024-05-01:2" in listed.output
+    # central's reason on one line: a newline in it cannot forge another entry
+    assert "    description: 9000 characters, the limit is 4096_X" in listed.output
+    _print_status(
+        {
+            "store": "0042",
+            "agent_id": "pc",
+            "version": "x",
+            "answered_by": "running agent",
+            "written_at": "now",
+            "broker": "b",
+            "connected": True,
+            "outbox": {"rejected": stats.rejected},
+        }
+    )
+    assert "rejected     1 record(s) central refused for good: kept, never sent again" in (
+        capsys.readouterr().out
+    )

@@ -10,7 +10,7 @@ import logging
 import os
 import stat
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from agent.config import AgentConfig, load_agent_config
 from agent.daemon import Agent
 from agent.outbox import Outbox
 from agent.sources._files import archive_file
+from agent.sources._quarantine import quarantine_file
 from agent.support import _permissions_check
 from tests.agent.windows import fake_acl
 
@@ -194,4 +195,52 @@ def test_doctor_names_a_config_holding_the_password_others_could_read(tmp_path: 
     )
     assert "s3cret" not in check.detail + check.fix
     os.chmod(file, 0o600)
+    assert _permissions_check(config, file).ok
+
+
+def _quarantine(pos: Path, quarantine: Path) -> Path:
+    (pos / "bad.xml").write_text("<POSLog>4111 1111 1111 1111")
+    os.chmod(pos / "bad.xml", 0o644)
+    return quarantine_file(
+        pos / "bad.xml",
+        quarantine,
+        source="pos",
+        folder=pos,
+        sha256="",
+        reason="broken",
+        place="",
+        when=datetime(2026, 12, 5, tzinfo=UTC),
+    )
+
+
+def test_a_quarantined_file_is_readable_by_the_agent_alone(tmp_path: Path) -> None:
+    pos = tmp_path / "pos"
+    pos.mkdir()
+    target = _quarantine(pos, tmp_path / "quarantine")
+    assert mode(target) == 0o600  # like an archived file: it holds what the POS wrote
+
+
+def test_on_windows_a_quarantined_file_gets_the_agents_acl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acl = fake_acl(monkeypatch)
+    pos = tmp_path / "pos"
+    pos.mkdir()
+    target = _quarantine(pos, tmp_path / "quarantine")
+    assert acl.protected == {target: False}
+
+
+def test_doctor_names_a_quarantined_file_others_could_read(tmp_path: Path) -> None:
+    config, file = _agent_config(tmp_path)
+    config.quarantine_dir.mkdir(mode=0o700)
+    bad = config.quarantine_dir / "bad.xml"
+    bad.write_text("<POSLog>")
+    os.chmod(bad, 0o644)
+    (config.quarantine_dir / "bad.xml.error.txt").write_text("Reason: broken")
+    os.chmod(config.quarantine_dir / "bad.xml.error.txt", 0o644)  # the note: no POS data
+    check = _permissions_check(config, file)
+    assert not check.ok
+    assert f"quarantined file {bad}: open to its group and other users (mode 0644)" in check.detail
+    assert "error.txt" not in check.detail
+    os.chmod(bad, 0o600)
     assert _permissions_check(config, file).ok

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from contract import Ack
 from tests.support.mosquitto import Mosquitto
@@ -154,3 +155,25 @@ def test_doctor_names_files_others_could_read(tmp_path: Path) -> None:
     )
     assert fixed.returncode == 0, fixed.stdout
     assert fixed.stdout.startswith("OK ")
+
+
+def test_doctor_on_windows_says_it_did_not_check_modes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from central.cli import app
+    from common import modes
+
+    data = tmp_path / "central-data"
+    data.mkdir()
+    os.chmod(data, 0o755)  # noqa: S103 - too open, and on Windows not looked at
+    config = tmp_path / "central.toml"
+    config.write_text(f'[central]\ndata_dir = "{data}"\n')
+    monkeypatch.setattr(modes, "_POSIX", False)  # Windows: a mode means "read-only" only
+    result = CliRunner().invoke(app, ["doctor", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "NOTE modes not checked on Windows: check with icacls" in result.output
+    assert str(data) in result.output
+    assert result.output.splitlines()[-1].endswith("modes not checked on Windows")
+    assert "modes private" not in result.output  # never claimed when not looked at

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import AgentConfig, SourceSettings
-from agent.sources import BudgetReached, SourceWatcher, Watchers
+from agent.sources import BudgetReached, SourceWatcher, Watchers, read_archived_file
 
 from .fakes import STORE, FakeSink, StartWatcher, archived, counts, make_config, today, until
 
@@ -189,7 +189,8 @@ async def test_archive_names_never_clash(
 
     assert (day / "a.csv").read_text() == "archived yesterday evening"
     assert (day / "a-2.csv").read_text() == "and again"
-    assert (day / "a-3.csv").read_text() == counts(1)
+    key_file = tmp_path / "data" / "outbox.key"  # archive_encrypt: sealed with the outbox key
+    assert read_archived_file(day / "a-3.csv", key_file) == counts(1).encode()
 
 
 async def test_back_pressure_holds_files_in_the_folder_and_resumes(
@@ -412,11 +413,15 @@ async def test_a_missing_folder_is_watched_once_it_appears(tmp_path: Path, sink:
     await watcher.start()
     try:
         assert not watcher.stats.watching
-        assert "cannot watch" in (watcher.stats.last_error or "")
+        missing = "missing: it does not exist, or is not reachable"
+        assert watcher.stats.last_error == f"cannot read {tmp_path / 'pos'}: {missing}"
+        assert watcher.stats.unreadable_now == {str(tmp_path / "pos"): missing}
         (tmp_path / "pos").mkdir()
         (tmp_path / "pos" / "a.csv").write_text(counts(1))
         await watcher.rescan()  # the daemon's periodic rescan, or our own
         assert watcher.stats.watching
+        assert watcher.stats.unreadable_now == {}
+        assert watcher.stats.unreadable == 1
         await until(lambda: sink.names() == ["a.csv"])
         (tmp_path / "pos" / "b.csv").write_text(counts(2))  # now by event
         await until(lambda: sink.names() == ["a.csv", "b.csv"])

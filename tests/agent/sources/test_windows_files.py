@@ -17,7 +17,7 @@ from agent.sources import _share, retry_quarantined
 from agent.sources._files import STAGING, archive_file, hash_file, move_to, restore_staged
 from agent.sources._intake import open_unchanged
 from agent.sources._quarantine import quarantine_file
-from tests.agent.windows import WindowsFiles, become_windows, fake_acl
+from tests.agent.windows import WindowsFiles, fake_acl
 
 from .fakes import FakeSink, StartWatcher, archived, counts, today, until
 
@@ -281,7 +281,7 @@ async def test_short_names_never_reach_the_archive(
     long.write_text(counts(1))
     short = folder / "SALES_~1.CSV"
     os.link(long, short)  # the 8.3 alias: another name of the same file
-    become_windows(monkeypatch)
+    fake_acl(monkeypatch)  # Windows; the outbox key and archive get the agent's ACL
     monkeypatch.setattr(_share, "_win_long_name", lambda p: str(long) if p == str(short) else p)
     monkeypatch.setattr(_share, "_win_open", plain_open)
     await start(settle_seconds=0.05)
@@ -294,7 +294,7 @@ async def test_short_names_never_reach_the_archive(
 async def test_a_mapped_network_drive_is_polled(
     monkeypatch: pytest.MonkeyPatch, start: StartWatcher, folder: Path
 ) -> None:
-    become_windows(monkeypatch)
+    fake_acl(monkeypatch)
     monkeypatch.setattr(_share, "_win_open", plain_open)
     on_z(monkeypatch, folder)
     monkeypatch.setattr(_share, "_win_drive_type", lambda root: _share.DRIVE_REMOTE)
@@ -305,7 +305,7 @@ async def test_a_mapped_network_drive_is_polled(
 async def test_a_drive_a_service_cannot_see_is_named_as_such(
     monkeypatch: pytest.MonkeyPatch, start: StartWatcher, folder: Path
 ) -> None:
-    become_windows(monkeypatch)
+    fake_acl(monkeypatch)
     on_z(monkeypatch, folder)
     monkeypatch.setattr(_share, "_win_drive_type", lambda root: _share.DRIVE_NO_ROOT_DIR)
     folder.rmdir()

@@ -1,13 +1,16 @@
-"""Encryption at rest for records that carry customer contact (AES-256-GCM).
+"""The outbox key, and encryption at rest with it (AES-256-GCM): records that carry
+customer contact, and (`agent.sources`) archived POS files.
 
 The key is 32 random bytes in a file readable only by the service user (mode 0600, or
 an ACL on Windows: `agent._acl`); it is made on first start. A sealed body is
 `nonce || ciphertext`, bound to its idempotency key so a sealed body cannot be moved to
-another row unnoticed.
+another row unnoticed. A key's id (`key_id`) names it in what was sealed with it, so a
+file that does not open can say whether the key was replaced or the file damaged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -16,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from agent import _acl
 
-__all__ = ["Sealer", "load_or_create_key"]
+__all__ = ["SealError", "Sealer", "key_id", "load_key", "load_or_create_key"]
 
 log = logging.getLogger("tillbridge.agent.outbox")
 
@@ -58,6 +61,28 @@ def load_or_create_key(path: Path) -> bytes:
                 extra={"path": str(path), "error": problem},
             )
     return data
+
+
+def load_key(path: Path) -> bytes:
+    """The existing key in `path`, never a new one (a reader of what was sealed with it);
+    SealError naming the file when it is missing or unusable."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SealError(
+            f"the outbox key {path} is missing: restore it from a backup of the agent's "
+            "data folder (a new key cannot open what the old one sealed)"
+        ) from None
+    except OSError as exc:
+        raise SealError(f"the outbox key {path} cannot be read: {exc.strerror or exc}") from None
+    if len(data) != KEY_BYTES:
+        raise SealError(f"{path}: the outbox key must be {KEY_BYTES} bytes, found {len(data)}")
+    return data
+
+
+def key_id(key: bytes) -> str:
+    """A short public name of `key` (16 hex digits of a hash; it reveals nothing of it)."""
+    return hashlib.sha256(b"tillbridge outbox key id\x00" + key).hexdigest()[:16]
 
 
 class Sealer:
