@@ -74,6 +74,15 @@ from ._records import (
     TransactionLink,
     record_adapter,
 )
+from ._reference import (
+    REFERENCE_KINDS,
+    CustomerPurge,
+    ItemPrice,
+    RefCustomer,
+    RefItem,
+    reference_entity,
+    reference_key,
+)
 from ._screen import screen
 from ._totals import DayTables, day_totals
 from ._wire import (
@@ -89,6 +98,7 @@ __all__ = [
     "DEFAULT_PREFIX",
     "DOWN_KINDS",
     "MAX_SEQ",
+    "REFERENCE_KINDS",
     "SCHEMA_VERSION",
     "Ack",
     "AgentInfo",
@@ -97,6 +107,7 @@ __all__ = [
     "Card",
     "Command",
     "Customer",
+    "CustomerPurge",
     "CustomerRecord",
     "DayTables",
     "Discount",
@@ -111,6 +122,7 @@ __all__ = [
     "Fulfillment",
     "Heartbeat",
     "Inventory",
+    "ItemPrice",
     "LimitError",
     "Limits",
     "LineLink",
@@ -125,6 +137,8 @@ __all__ = [
     "Rate",
     "Record",
     "RecordKind",
+    "RefCustomer",
+    "RefItem",
     "Refused",
     "Rejection",
     "Release",
@@ -161,6 +175,8 @@ __all__ = [
     "read_decimal",
     "record_adapter",
     "record_json",
+    "reference_entity",
+    "reference_key",
     "screen",
     "scrub_model",
     "scrub_model_fields",

@@ -24,6 +24,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, V
 from ._envelope import SCHEMA_VERSION, EnvelopeError, StoreId
 from ._limits import LimitError, Limits, inflate, loads
 from ._money import Amount, Quantity, Rate
+from ._reference import CustomerPurge, RefCustomer, RefItem
 
 __all__ = [
     "DOWN_KINDS",
@@ -136,9 +137,10 @@ class OrderCancel(_Model):
     reason: str = Field(default="", max_length=500)
 
 
-DownBody = Annotated[OnlineOrder | OrderCancel, Field(discriminator="kind")]
-down_body_adapter: TypeAdapter[OnlineOrder | OrderCancel] = TypeAdapter(DownBody)
-DOWN_KINDS = ("order", "order_cancel")
+AnyDown = OnlineOrder | OrderCancel | RefCustomer | CustomerPurge | RefItem
+DownBody = Annotated[AnyDown, Field(discriminator="kind")]
+down_body_adapter: TypeAdapter[AnyDown] = TypeAdapter(DownBody)
+DOWN_KINDS = ("order", "order_cancel", "customer", "customer_purge", "item")
 
 
 def order_key(body: OnlineOrder | OrderCancel) -> str:
@@ -151,12 +153,12 @@ class DownMessage(_Model):
     """One message in a store's downlink queue."""
 
     seq: int = Field(ge=1, le=2**63 - 1, description="Per store, gap-free, central's downlink seq.")
-    kind: Literal["order", "order_cancel"]
+    kind: Literal["order", "order_cancel", "customer", "customer_purge", "item"]
     key: str = Field(min_length=1, max_length=512)
     issued_at: AwareDatetime = Field(description="When central queued it.")
     body: dict[str, Any] = Field(description="The message as JSON (`down_body_adapter`).")
 
-    def read(self) -> OnlineOrder | OrderCancel:
+    def read(self) -> AnyDown:
         """The body as its model (raises pydantic's ValidationError)."""
         return down_body_adapter.validate_python(self.body)
 

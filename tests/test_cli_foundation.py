@@ -56,7 +56,13 @@ def test_schema_prints_the_record_contract() -> None:
         "fulfillment",
     }
     assert "records" in doc["batch"]["properties"]
-    assert set(doc["down_message"]["discriminator"]["mapping"]) == {"order", "order_cancel"}
+    assert set(doc["down_message"]["discriminator"]["mapping"]) == {
+        "order",
+        "order_cancel",
+        "customer",
+        "customer_purge",
+        "item",
+    }
     assert "messages" in doc["down_batch"]["properties"]
     assert "through" in doc["down_ack"]["properties"]
     assert doc["record"]["$defs"]["Transaction"]["properties"]["total"]["type"] == "string"

@@ -23,7 +23,14 @@ from pydantic import ValidationError
 
 from agent.config import AgentConfig
 from agent.writers import DownItem, WriteError, Writer
-from contract import DownAck, EnvelopeError, decode_down, down_body_adapter
+from contract import (
+    DownAck,
+    EnvelopeError,
+    OnlineOrder,
+    OrderCancel,
+    decode_down,
+    down_body_adapter,
+)
 
 from ._store import DownlinkStore, DownRow, DownSummary
 
@@ -144,6 +151,11 @@ class Downlink:
         except ValidationError as exc:
             reason = f"the message cannot be read: {exc.errors()[0]['msg']}"
             await self._failed(row, WriteError(reason, permanent=True))
+            return False
+        if not isinstance(body, OnlineOrder | OrderCancel):
+            # Reference data has no writer of its own yet: it waits here, kept and retried.
+            reason = f"no writer takes {body.kind} messages at this store"
+            await self._failed(row, WriteError(reason, permanent=False))
             return False
         prior = None
         if body.kind == "order_cancel":

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from agent import _failpoints as failpoints
-from contract import DownMessage
+from contract import DownMessage, OnlineOrder, OrderCancel
 
 __all__ = ["DownRow", "DownSummary", "DownlinkStore"]
 
@@ -87,6 +87,8 @@ def _order_of(message: DownMessage) -> tuple[str, str]:
         body = message.read()
     except ValidationError:
         return f"unreadable:{message.seq}", "?"
+    if not isinstance(body, OnlineOrder | OrderCancel):
+        return f"{body.kind}:{message.key}", "-"  # reference data: no order
     return f"{body.target}:{body.order_id}", body.order_number
 
 

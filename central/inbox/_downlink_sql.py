@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from contract import OnlineOrder, down_body_adapter
+from contract import OnlineOrder, OrderCancel, down_body_adapter
 
 from ._model import DownlinkSummary, DownRow, utcnow
 from ._sql import Conn, SqlInbox, _chunks, _marks
@@ -61,12 +61,14 @@ class DownlinkSql(SqlInbox):
             raise ValueError(
                 f"downlink message for {store} is invalid: {exc.errors()[0]['msg']}"
             ) from None
-        if message.kind != kind or message.store != store:
+        # Orders name their store; reference data is fanned out to the stores it concerns.
+        named = message.store if isinstance(message, OnlineOrder | OrderCancel) else store
+        if message.kind != kind or named != store:
             raise ValueError(
-                f"downlink message is a {message.kind} for {message.store}, "
-                f"not a {kind} for {store}"
+                f"downlink message is a {message.kind} for {named}, not a {kind} for {store}"
             )
         promised = message.promised_by if isinstance(message, OnlineOrder) else None
+        number = message.order_number if isinstance(message, OnlineOrder | OrderCancel) else None
         at = self._ts(now or utcnow())
 
         async def work(c: Conn) -> tuple[int, bool]:
@@ -92,7 +94,7 @@ class DownlinkSql(SqlInbox):
                     seq,
                     kind,
                     key,
-                    message.order_number,
+                    number,
                     None if promised is None else self._ts(promised),
                     body,
                     at,

@@ -139,3 +139,35 @@ def test_a_fulfillment_is_a_record_kind() -> None:
     )
     assert isinstance(record, Fulfillment)
     assert record.lines[0].handed_over == Decimal(1)
+
+
+def test_reference_data_rides_the_downlink_with_one_key_per_entity_and_version() -> None:
+    from contract import RefCustomer, RefItem, reference_entity, reference_key
+
+    customer = RefCustomer(
+        source="salesforce",
+        customer_id="003xx1",
+        version="2026-12-05T10:00:00Z",
+        loyalty_id="L-77",
+        tier="Gold",
+        changed_at=NOW,
+    )
+    item = RefItem(
+        source="commercetools",
+        sku="4711",
+        commerce_sku="SKU-4711",
+        version="12",
+        prices=[{"amount": "2.49", "currency": "EUR", "channel": "berlin-mitte"}],
+        changed_at=NOW,
+    )
+    assert reference_entity(customer) == "customer:salesforce:003xx1"
+    assert reference_key(customer) == "customer:customer:salesforce:003xx1:2026-12-05T10:00:00Z"
+    assert reference_key(item) == "item:item:commercetools:4711:12"
+    message = DownMessage(
+        seq=3,
+        kind="item",
+        key=reference_key(item),
+        issued_at=NOW,
+        body=item.model_dump(mode="json"),
+    )
+    assert message.read() == item
