@@ -152,6 +152,15 @@ class Heartbeat(_Model):
         description="Of those, how many have waited past the agent's alert time: the POS "
         "does not take them (the agent keeps trying).",
     )
+    resync: list[Literal["customers", "items"]] = Field(
+        default_factory=list,
+        description="Reference data the store wants whole again (`tillbridge-agent resync`, or "
+        "a reference store that was lost): central queues the current state of every "
+        "entity that concerns the store once, and the store stops asking when it has it.",
+    )
+    resync_requested_at: AwareDatetime | None = Field(
+        default=None, description="When the store asked: central answers each request once."
+    )
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
