@@ -206,7 +206,8 @@ def stats(
 ) -> None:
     """Records by state, stores, exceptions, duplicates, refused batches and gaps; each
     store's downlink: messages pending and delivered, the oldest waiting, orders past
-    their promised time."""
+    their promised time, and, as the store's heartbeat said, orders not yet written to
+    the POS and those past the agent's alert time."""
     cfg = load_or_exit(config)
     data = asyncio.run(_stats(cfg))
     if as_json:
@@ -249,7 +250,16 @@ def render_stats(data: dict[str, Any], backend: str, *, width: int | None = None
     downlink: dict[str, dict[str, Any]] = data.get("downlink") or {}
     if downlink:
         down = Table(title="Downlink by store")
-        for heading in ("store", "pending", "delivered", "oldest waiting", "past promise"):
+        # The last two are the store's own word, from its heartbeat.
+        for heading in (
+            "store",
+            "pending",
+            "delivered",
+            "oldest waiting",
+            "past promise",
+            "not in POS",
+            "POS alert",
+        ):
             down.add_column(heading, justify="left" if heading == "store" else "right")
         for store, figures_of in sorted(downlink.items()):
             oldest = figures_of.get("oldest_waiting")
@@ -259,9 +269,16 @@ def render_stats(data: dict[str, Any], backend: str, *, width: int | None = None
                 str(figures_of["delivered"]),
                 oldest.replace("T", " ")[:19] + " UTC" if oldest else "-",
                 str(figures_of["past_promise"]),
+                _count(figures_of.get("orders_waiting")),
+                _count(figures_of.get("orders_alert")),
             )
         console.print(down)
     return out.getvalue()
+
+
+def _count(value: object) -> str:
+    """A count the store may not have reported yet (an agent before the downlink)."""
+    return "-" if value is None else str(value)
 
 
 async def _stats(cfg: CentralConfig) -> dict[str, Any]:

@@ -5,6 +5,10 @@ confirmed — by kind, tender type and tax code, in the same rule the agent used
 order total commercetools or Adobe Commerce answered), that figure stands for the
 target, not the POS's. A line differs when a count differs or an amount differs by
 more than the tolerance.
+
+Online orders sent down to the store are counted beside it (`OrderDay`): received,
+handed to the store, fulfilled by the POS's status. Central knows no store's business
+day for an order, so an order counts on the UTC day central first queued it.
 """
 
 from __future__ import annotations
@@ -26,11 +30,22 @@ from contract import (
     record_adapter,
 )
 
-from .inbox import DayRecord, Views
+from .inbox import DayRecord, OrderDay, Views
 
-__all__ = ["ReconDay", "ReconLine", "reconcile", "reconcile_day", "to_csv"]
+__all__ = [
+    "FULFILMENT",
+    "ReconDay",
+    "ReconLine",
+    "order_lines",
+    "reconcile",
+    "reconcile_day",
+    "to_csv",
+]
 
 GROUPS = ("kind", "tender", "tax")
+FULFILMENT = ("picked_up", "partially_picked_up", "shipped", "cancelled")
+"""What the POS did with an online order (the `fulfillment` record's status), in the
+order reconciliation shows them."""
 ZERO = Decimal(0)
 
 
@@ -210,8 +225,24 @@ def csv_cell(value: object) -> object:
     return value
 
 
-def to_csv(days: Sequence[ReconDay]) -> str:
-    """The days as CSV: one row per line, POS beside received beside each target."""
+def order_lines(orders: OrderDay) -> list[tuple[str, int]]:
+    """The day's online orders as (name, count), in the order the page and the CSV show
+    them: received, handed to the store, fulfilled, then each fulfilment status, then
+    those the platform cancelled."""
+    statuses = [*FULFILMENT, *sorted(set(orders.fulfilled) - set(FULFILMENT))]
+    return [
+        ("received", orders.received),
+        ("handed_to_store", orders.handed),
+        ("fulfilled", orders.fulfilled_total),
+        *((status, orders.fulfilled.get(status, 0)) for status in statuses),
+        ("cancelled_online", orders.cancelled_online),
+    ]
+
+
+def to_csv(days: Sequence[ReconDay], orders: OrderDay | None = None) -> str:
+    """The days as CSV: one row per line, POS beside received beside each target. A day
+    with online orders ends with one row per figure of `order_lines`: group `orders`, no
+    currency, the count in `received_count`, the other columns empty."""
     targets = sorted({t for day in days for line in day.lines for t in line.targets})
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -229,4 +260,9 @@ def to_csv(days: Sequence[ReconDay]) -> str:
                 theirs = line.targets.get(target)
                 row += [theirs.count, theirs.amount] if theirs else ["", ""]
             writer.writerow([*(csv_cell(v) for v in row), "yes" if line.differs else "no"])
+    if orders is not None and orders.received:
+        for name, count in order_lines(orders):
+            figure: list[object] = [orders.store, orders.day, "", "orders", name, "", ""]
+            figure += [count, "", *([""] * 2 * len(targets))]
+            writer.writerow([*(csv_cell(v) for v in figure), "no"])
     return out.getvalue()

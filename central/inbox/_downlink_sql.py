@@ -267,14 +267,40 @@ class DownlinkSql(SqlInbox):
         return bool(await self._run(work))
 
     async def downlink_stats(self) -> dict[str, dict[str, Any]]:
-        """`downlink_summary` as plain JSON values, per store, for `stats` and the API."""
-        return {
-            s.store: {
+        """`downlink_summary` as plain JSON values, per store, for `stats` and the API, with
+        what the store's last heartbeat said: orders it holds and has not yet written to
+        the POS, and how many of them are past its alert time (None before it said)."""
+
+        async def work(c: Conn) -> list[tuple[Any, ...]]:
+            return await c.fetch(
+                "SELECT store, orders_waiting, orders_alert FROM stores "
+                "WHERE orders_waiting IS NOT NULL OR orders_alert IS NOT NULL"
+            )
+
+        at_store = {store: (waiting, alert) for store, waiting, alert in await self._run(work)}
+        shown: dict[str, dict[str, Any]] = {}
+        for s in await self.downlink_summary():
+            waiting, alert = at_store.pop(s.store, (None, None))
+            shown[s.store] = {
                 "pending": s.pending,
                 "delivered": s.delivered,
                 "oldest_waiting": _utc(s.oldest_waiting),
                 "last_settled": _utc(s.last_settled),
                 "past_promise": s.past_promise,
+                "orders_waiting": waiting,
+                "orders_alert": alert,
             }
-            for s in await self.downlink_summary()
-        }
+        for store, (waiting, alert) in sorted(at_store.items()):
+            if not (waiting or alert):
+                continue  # a store with no downlink that holds no order: nothing to show
+            # A store still holding orders that central no longer has in its queue.
+            shown[store] = {
+                "pending": 0,
+                "delivered": 0,
+                "oldest_waiting": None,
+                "last_settled": None,
+                "past_promise": 0,
+                "orders_waiting": waiting,
+                "orders_alert": alert,
+            }
+        return shown

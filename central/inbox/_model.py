@@ -147,6 +147,11 @@ class StoreStatus:
     duplicates: int
     gaps: list[Gap] = field(default_factory=list)
     last_release: Released | None = None
+    orders_waiting: int | None = None
+    """Downlink messages the store holds and has not yet written to the POS, as its last
+    online heartbeat said (None until one said it)."""
+    orders_alert: int | None = None
+    """Of those, how many waited past the agent's alert time: the POS does not take them."""
 
 
 @dataclass(frozen=True)
@@ -477,6 +482,12 @@ class Views(Protocol):
 
     async def day_records(self, store: str, business_date: date) -> list[DayRecord]: ...
 
+    async def order_day(self, store: str, day: date) -> OrderDay:
+        """The online orders central received for `store` on `day` (UTC date of the
+        first version's queued_at), each counted once, in the state of its newest
+        version."""
+        ...
+
     async def closed_days(self, limit: int = 200) -> list[tuple[str, date]]: ...
 
     async def search_records(
@@ -512,6 +523,23 @@ class DownRow:
     sent_at: datetime | None = None
     sends: int = 0
     settled_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class OrderDay:
+    """A store's online orders of one day for reconciliation: each order number counted
+    once, on the UTC day central first queued it, in the state of its newest version."""
+
+    store: str
+    day: date
+    received: int = 0
+    handed: int = 0  # the store acknowledged the newest version (settled_at set)
+    fulfilled: dict[str, int] = field(default_factory=dict)  # by the POS's status
+    cancelled_online: int = 0  # the platform sent a cancellation for the order
+
+    @property
+    def fulfilled_total(self) -> int:
+        return sum(self.fulfilled.values())
 
 
 @dataclass(frozen=True)

@@ -444,11 +444,13 @@ class SqlInbox:
         at = self._ts(now or utcnow())
         agent_id = heartbeat.agent.id if heartbeat.agent else None
         version = heartbeat.agent.version if heartbeat.agent else None
+        online = heartbeat.state == "online"  # an offline notice does not know the orders
 
         async def body(c: Conn) -> None:
             await c.run(
                 "INSERT INTO stores (store, state, first_seen, last_seen, agent_id, agent_version, "
-                "backlog_rows, oldest_unacked_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "backlog_rows, oldest_unacked_seconds, orders_waiting, orders_alert) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (store) DO UPDATE SET state = excluded.state, "
                 "last_seen = CASE WHEN excluded.state = 'online' THEN excluded.last_seen "
                 "ELSE stores.last_seen END, "
@@ -459,7 +461,12 @@ class SqlInbox:
                 "backlog_rows = CASE WHEN excluded.state = 'online' THEN excluded.backlog_rows "
                 "ELSE stores.backlog_rows END, "
                 "oldest_unacked_seconds = CASE WHEN excluded.state = 'online' "
-                "THEN excluded.oldest_unacked_seconds ELSE stores.oldest_unacked_seconds END",
+                "THEN excluded.oldest_unacked_seconds ELSE stores.oldest_unacked_seconds END, "
+                # Likewise the orders the store holds and has not written to the POS.
+                "orders_waiting = CASE WHEN excluded.state = 'online' "
+                "THEN excluded.orders_waiting ELSE stores.orders_waiting END, "
+                "orders_alert = CASE WHEN excluded.state = 'online' "
+                "THEN excluded.orders_alert ELSE stores.orders_alert END",
                 (
                     heartbeat.store,
                     heartbeat.state,
@@ -469,6 +476,8 @@ class SqlInbox:
                     version,
                     heartbeat.backlog_rows,
                     heartbeat.oldest_unacked_seconds,
+                    heartbeat.orders_waiting if online else None,
+                    heartbeat.orders_alert if online else None,
                 ),
             )
 
@@ -780,7 +789,7 @@ class SqlInbox:
             return await c.fetch(
                 "SELECT store, state, first_seen, last_seen, agent_id, agent_version, "
                 "backlog_rows, oldest_unacked_seconds, contiguous_seq, max_seq, records, "
-                "duplicates FROM stores ORDER BY store"
+                "duplicates, orders_waiting, orders_alert FROM stores ORDER BY store"
             )
 
         rows = await self._run(body)
@@ -800,6 +809,8 @@ class SqlInbox:
                 duplicates=r[11],
                 gaps=[g for g in gaps if g.store == r[0]],
                 last_release=latest.get(r[0]),
+                orders_waiting=r[12],
+                orders_alert=r[13],
             )
             for r in rows
         ]

@@ -1,6 +1,6 @@
 """What people and reconciliation read from the inbox: one store's records of one business
-day with the targets that confirmed each, the days stores have closed, and the searches
-and counts behind the dashboard and the API."""
+day with the targets that confirmed each, its online orders of a day, the days stores
+have closed, and the searches and counts behind the dashboard and the API."""
 
 # ruff: noqa: S608  (SQL here is joined from constant fragments and `?` marks; values are bound)
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from ._model import DayRecord
+from ._model import DayRecord, OrderDay
 from ._sql import Conn, SqlInbox, _chunks, _marks
 
 __all__ = ["ViewsSql"]
@@ -50,6 +50,38 @@ class _ReconSql(SqlInbox):
             ]
 
         return await self._run(body)
+
+    async def order_day(self, store: str, day: date) -> OrderDay:
+        # An order belongs to the UTC day its first version was queued (an amendment is
+        # not a new order); its newest version says whether the store holds it.
+        start = datetime.combine(day, time(0), tzinfo=UTC)
+        end = start + timedelta(days=1)
+
+        async def body(c: Conn) -> list[tuple[Any, ...]]:
+            return await c.fetch(
+                "SELECT n.settled_at IS NOT NULL, n.fulfilled, CASE WHEN EXISTS (SELECT 1 "
+                "FROM downlink x WHERE x.store = n.store AND x.order_number = n.order_number "
+                "AND x.kind = 'order_cancel') THEN 1 ELSE 0 END FROM downlink n JOIN ("
+                "SELECT order_number, MIN(queued_at) AS first_at, MAX(seq) AS last_seq "
+                "FROM downlink WHERE store = ? AND kind = 'order' GROUP BY order_number"
+                ") o ON o.last_seq = n.seq "
+                "WHERE n.store = ? AND o.first_at >= ? AND o.first_at < ?",
+                (store, store, self._ts(start), self._ts(end)),
+            )
+
+        rows = await self._run(body)
+        fulfilled: dict[str, int] = {}
+        for _, status, _ in rows:
+            if status is not None:
+                fulfilled[status] = fulfilled.get(status, 0) + 1
+        return OrderDay(
+            store=store,
+            day=day,
+            received=len(rows),
+            handed=sum(1 for held, _, _ in rows if held),
+            fulfilled=fulfilled,
+            cancelled_online=sum(1 for _, _, withdrawn in rows if withdrawn),
+        )
 
     async def closed_days(self, limit: int = 200) -> list[tuple[str, date]]:
         """(store, business date) of the latest end-of-day records, newest first."""

@@ -43,7 +43,9 @@ async def stats(request: Request, _: Signed) -> dict[str, Any]:
 @router.get(
     "/fleet",
     summary="Each store: online or offline, last seen, backlog, lag, version, and its "
-    "downlink (orders pending, delivered, oldest waiting, past their promised time)",
+    "downlink (orders pending, delivered, oldest waiting, past their promised time) and "
+    "what its heartbeat said of orders not yet written to the POS (orders_waiting, "
+    "orders_alert)",
 )
 async def fleet(request: Request, _: Signed) -> list[dict[str, Any]]:
     return await _views.fleet(state(request).inbox)
@@ -133,8 +135,9 @@ async def recon_days(request: Request, _: Signed) -> list[dict[str, Any]]:
 )
 async def recon_csv(request: Request, store: StoreId, business_date: date, _: Signed) -> Any:
     days = await _views.recon_day(state(request), store, business_date)
+    orders = await state(request).inbox.order_day(store, business_date)
     return PlainTextResponse(
-        to_csv(days),
+        to_csv(days, orders),
         media_type="text/csv",
         headers={
             "Content-Disposition": f'attachment; filename="{download_name(store, business_date)}"'
@@ -147,6 +150,17 @@ async def recon_day(
     request: Request, store: StoreId, business_date: date, _: Signed
 ) -> list[dict[str, Any]]:
     return _views.day_json(await _views.recon_day(state(request), store, business_date))
+
+
+@router.get(
+    "/recon/{store}/{business_date}/orders",
+    summary="One store's online orders of a day (UTC, the day central first queued each): "
+    "received, handed to the store, fulfilled by status, cancelled online",
+)
+async def recon_orders(
+    request: Request, store: StoreId, business_date: date, _: Signed
+) -> dict[str, Any]:
+    return _views.orders_json(await state(request).inbox.order_day(store, business_date))
 
 
 @router.get("/throughput", summary="Records received per minute, last hour, oldest first")

@@ -181,6 +181,14 @@ async def recon(request: Request) -> Response:
 async def recon_day(request: Request, store: StoreId, business_date: date) -> Response:
     days = await _views.recon_day(state(request), store, business_date)
     targets = [t.name for t in state(request).config.targets]
+    orders = await state(request).inbox.order_day(store, business_date)
     return await _page(
-        request, "recon_day.html", days=days, store=store, day=business_date, targets=targets
+        request,
+        "recon_day.html",
+        days=days,
+        store=store,
+        day=business_date,
+        targets=targets,
+        orders=orders,
+        order_rows=_views.order_table(orders),
     )

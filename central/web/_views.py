@@ -7,14 +7,16 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from central.exception_queue import GROUP_SCAN, describe, groups
-from central.inbox import DownlinkSummary, ExceptionItem, Inbox
-from central.recon import ReconDay, reconcile_day
+from central.inbox import DownlinkSummary, ExceptionItem, Inbox, OrderDay
+from central.recon import ReconDay, order_lines, reconcile_day
 from common.redact import redact_value
 
 from ._deps import AppState
 
 __all__ = [
     "fleet",
+    "order_table",
+    "orders_json",
     "recon_day",
     "recon_days",
     "record_detail",
@@ -88,6 +90,9 @@ async def fleet(inbox: Inbox) -> list[dict[str, Any]]:
                 else None
             ),
             "downlink": _downlink(down.pop(s.store, None), now),
+            # The store's own word (its heartbeat): held, not yet written to the POS.
+            "orders_waiting": s.orders_waiting,
+            "orders_alert": s.orders_alert,
         }
         for s in await inbox.stores()
     ]
@@ -106,6 +111,8 @@ async def fleet(inbox: Inbox) -> list[dict[str, Any]]:
                 "missing": 0,
                 "release": None,
                 "downlink": _downlink(summary, now),
+                "orders_waiting": None,
+                "orders_alert": None,
             }
         )
     return shown
@@ -173,6 +180,40 @@ async def recon_days(app: AppState, limit: int = 60) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+_ORDER_LABELS = {
+    "received": "received at central",
+    "handed_to_store": "handed to the store (acknowledged by it)",
+    "fulfilled": "fulfilled at the POS",
+    "cancelled_online": "cancelled by the platform",
+}
+
+
+def order_table(orders: OrderDay) -> list[tuple[str, str, int]]:
+    """The recon page's "Online orders" rows: (figure, label, count)."""
+    return [
+        (name, _ORDER_LABELS.get(name, f"fulfilled: {name.replace('_', ' ')}"), count)
+        for name, count in order_lines(orders)
+    ]
+
+
+def orders_json(orders: OrderDay) -> dict[str, Any]:
+    """A store's online orders of a day (the UTC day central first queued each)."""
+    figures = dict(order_lines(orders))
+    return {
+        "store": orders.store,
+        "day": orders.day.isoformat(),
+        "received": orders.received,
+        "handed_to_store": orders.handed,
+        "fulfilled": orders.fulfilled_total,
+        "by_status": {
+            name: n
+            for name, n in figures.items()
+            if name not in ("received", "handed_to_store", "fulfilled", "cancelled_online")
+        },
+        "cancelled_online": orders.cancelled_online,
+    }
 
 
 def day_json(days: list[ReconDay]) -> list[dict[str, Any]]:

@@ -393,6 +393,33 @@ async def test_heartbeats_feed_the_store_registry(inbox: Inbox) -> None:
     assert (stats["stores"], stats["online"]) == (1, 1)
 
 
+async def test_the_orders_a_store_has_not_written_to_the_pos_are_kept(inbox: Inbox) -> None:
+    await inbox.record_heartbeat(Heartbeat(store="0042", state="online"), now=T0)
+    (store,) = await inbox.stores()
+    assert (store.orders_waiting, store.orders_alert) == (0, 0)
+    holding = Heartbeat(store="0042", state="online", orders_waiting=4, orders_alert=1)
+    await inbox.record_heartbeat(holding, now=T0 + timedelta(minutes=1))
+    (store,) = await inbox.stores()
+    assert (store.orders_waiting, store.orders_alert) == (4, 1)
+    # The last will knows nothing of the orders: the last reported figures stay.
+    await inbox.record_heartbeat(
+        Heartbeat(store="0042", state="offline"), now=T0 + timedelta(minutes=2)
+    )
+    (store,) = await inbox.stores()
+    assert (store.state, store.orders_waiting, store.orders_alert) == ("offline", 4, 1)
+    # A store first heard of by its last will has reported no figure.
+    await inbox.record_heartbeat(Heartbeat(store="0043", state="offline"), now=T0)
+    assert [(s.store, s.orders_waiting) for s in await inbox.stores()] == [
+        ("0042", 4),
+        ("0043", None),
+    ]
+    await inbox.record_heartbeat(
+        Heartbeat(store="0042", state="online"), now=T0 + timedelta(minutes=3)
+    )
+    (store, _) = await inbox.stores()
+    assert (store.orders_waiting, store.orders_alert) == (0, 0)
+
+
 async def test_refusals_are_counted(inbox: Inbox) -> None:
     await inbox.record_refusal("spoofed", "0042", "0043", "b1", "envelope store differs")
     await inbox.record_refusal("invalid", "0042", None, None, "not gzip")
@@ -548,6 +575,56 @@ async def test_an_order_is_found_by_number_and_late_orders_are_counted(inbox: In
     stats = await inbox.stats()
     assert stats["downlink"]["0042"]["delivered"] == 7
     assert stats["downlink"]["0043"]["pending"] == 1
+
+
+async def test_a_days_online_orders_count_each_order_once_in_its_newest_state(
+    inbox: Inbox,
+) -> None:
+    day = T0.date()
+    before, after = T0 - timedelta(days=1), T0 + timedelta(days=1)
+    # Queued the day before at 23:59:59 UTC, then amended on the day: yesterday's order.
+    late = datetime.combine(day, datetime.min.time(), tzinfo=UTC) - timedelta(seconds=1)
+    await inbox.enqueue(*queued(order("0042", "A0")), now=late)
+    await inbox.enqueue(*queued(order("0042", "A0", version=2)), now=T0)
+    # The day's orders: A1 in two versions, A2 to A6 once.
+    for number in ("A1", "A2", "A3", "A4", "A5", "A6"):
+        await inbox.enqueue(*queued(order("0042", number)), now=T0)
+    await inbox.enqueue(*queued(order("0042", "A1", version=2)), now=T0 + timedelta(hours=1))
+    await inbox.enqueue(*queued(cancel("0042", "A6")), now=T0 + timedelta(hours=2))
+    # The next day's order, another store's order, and an order placed at midnight.
+    await inbox.enqueue(*queued(order("0042", "B1")), now=after)
+    await inbox.enqueue(*queued(order("0043", "A1")), now=T0)
+    midnight = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    await inbox.enqueue(*queued(order("0042", "A7")), now=midnight)
+    # Seqs: A0 1 and 2, A1 to A6 3 to 8, A1 v2 9, A6's cancellation 10, B1 11, A7 12.
+    # The store holds 1 to 8: A1's first version, not its newest.
+    await inbox.settle_down("0042", [], 8, now=T0)
+    await inbox.mark_fulfilled("0042", "A2", "picked_up")
+    await inbox.mark_fulfilled("0042", "A3", "partially_picked_up")
+    await inbox.mark_fulfilled("0042", "A4", "shipped")
+    await inbox.mark_fulfilled("0042", "A5", "picked_up")
+    await inbox.mark_fulfilled("0042", "A0", "picked_up")
+
+    counted = await inbox.order_day("0042", day)
+    assert (counted.store, counted.day) == ("0042", day)
+    # A1 to A7 (A1 once, though two versions), not A0 (yesterday's) nor B1 (tomorrow's).
+    assert counted.received == 7
+    # A2 to A6. A1's newest version has not been answered (the store lacks the current
+    # order), nor has A7.
+    assert counted.handed == 5
+    assert counted.fulfilled == {"picked_up": 2, "partially_picked_up": 1, "shipped": 1}
+    assert counted.fulfilled_total == 4
+    assert counted.cancelled_online == 1
+    await inbox.settle_down("0042", [9, 12], 8, now=T0)
+    assert (await inbox.order_day("0042", day)).handed == 7
+
+    yesterday = await inbox.order_day("0042", before.date())
+    assert (yesterday.received, yesterday.handed, yesterday.fulfilled) == (1, 1, {"picked_up": 1})
+    assert (await inbox.order_day("0042", after.date())).received == 1
+    other = await inbox.order_day("0043", day)
+    assert (other.received, other.handed, other.fulfilled_total) == (1, 0, 0)
+    empty = await inbox.order_day("0099", day)
+    assert (empty.received, empty.handed, empty.fulfilled, empty.cancelled_online) == (0, 0, {}, 0)
 
 
 async def test_a_source_cursor_moves_only_from_where_it_was(inbox: Inbox) -> None:

@@ -88,15 +88,25 @@ async def test_heartbeats_and_last_wills_feed_the_fleet_registry(
 ) -> None:
     config = central_config(mosquitto.url, f"sqlite:///{tmp_path / 'inbox.db'}", tmp_path)
     beat = Heartbeat(
-        store="0042", state="online", agent=AgentInfo(id="bo-1", version="0.1.0"), backlog_rows=3
+        store="0042",
+        state="online",
+        agent=AgentInfo(id="bo-1", version="0.1.0"),
+        backlog_rows=3,
+        orders_waiting=2,
+        orders_alert=1,
     )
     async with running_relay(config) as (_, inbox), TestAgent(mosquitto.port) as agent:
         await agent.publish("0042", beat.model_dump_json(by_alias=True).encode(), "status")
         (store,) = await wait_for(inbox.stores)
         assert (store.state, store.agent_version, store.backlog_rows) == ("online", "0.1.0", 3)
+        # Orders the store holds and has not written to the POS, as its heartbeat said.
+        assert (store.orders_waiting, store.orders_alert) == (2, 1)
         offline = Heartbeat(store="0042", state="offline")
         await agent.publish("0042", offline.model_dump_json(by_alias=True).encode(), "status")
         await wait_for(lambda: _offline(inbox))
+        (store,) = await inbox.stores()
+        assert (store.orders_waiting, store.orders_alert) == (2, 1)  # last reported, kept
+        assert (await inbox.stats())["downlink"]["0042"]["orders_waiting"] == 2
 
 
 _LEASE = timedelta(minutes=5)

@@ -3,11 +3,13 @@ beside what the relay received and what each target confirmed."""
 
 from __future__ import annotations
 
+import csv
+import io
 from decimal import Decimal
 from typing import Any
 
 from central.connectors import DeliveryResult, Outcome
-from central.inbox import Inbox
+from central.inbox import Inbox, OrderDay
 from central.recon import reconcile_day, to_csv
 from contract import EndOfDay, EndOfDayTotals, Transaction, day_totals, make_key
 
@@ -221,3 +223,42 @@ async def test_a_sale_posted_off_balance_is_flagged(inbox: Inbox) -> None:
     assert line.targets == {"sandbox": EndOfDayTotals(count=1, amount=Decimal("0.50"))}
     assert line.differs
     assert day.off_balance == 1
+
+
+async def test_a_days_online_orders_end_the_csv_and_leave_its_columns_as_they_were(
+    inbox: Inbox,
+) -> None:
+    sales = [samples.sale("1"), samples.sale("2")]
+    await put(inbox, *sales)
+    await put(inbox, closing(sales))  # type: ignore[arg-type]
+    (day,) = await reconcile_day(inbox, samples.STORE, samples.DAY, {"sandbox": ["sale"]})
+    orders = OrderDay(
+        store=samples.STORE,
+        day=samples.DAY,
+        received=4,
+        handed=3,
+        fulfilled={"picked_up": 1, "shipped": 1},
+        cancelled_online=1,
+    )
+    plain = to_csv([day])
+    assert to_csv([day], OrderDay(store=samples.STORE, day=samples.DAY)) == plain  # none
+    text = to_csv([day], orders)
+    assert text.startswith(plain), "the existing rows and columns stay as they were"
+    rows = list(csv.reader(io.StringIO(text)))
+    header = rows[0]
+    assert all(len(row) == len(header) for row in rows)
+    added = [dict(zip(header, row, strict=True)) for row in rows[len(plain.splitlines()) :]]
+    assert [(r["group"], r["name"], r["received_count"]) for r in added] == [
+        ("orders", "received", "4"),
+        ("orders", "handed_to_store", "3"),
+        ("orders", "fulfilled", "2"),
+        ("orders", "picked_up", "1"),
+        ("orders", "partially_picked_up", "0"),
+        ("orders", "shipped", "1"),
+        ("orders", "cancelled", "0"),
+        ("orders", "cancelled_online", "1"),
+    ]
+    for row in added:
+        assert (row["store"], row["business_date"], row["currency"]) == ("0042", "2026-11-20", "")
+        assert row["pos_count"] == row["received_amount"] == row["sandbox_count"] == ""
+        assert row["differs"] == "no"

@@ -11,6 +11,7 @@ from central.config import CentralConfig, InboxSettings
 from central.delivery import Delivery
 from central.inbox import open_inbox
 from central.routing import StoreRoute
+from contract import Heartbeat
 from tests.support.online_orders import order, queued
 
 from .connectors import samples
@@ -58,6 +59,14 @@ async def test_the_downlink_is_a_table_of_stores(tmp_path: Path) -> None:
         for number in ("A1", "A2", "A3"):
             await inbox.enqueue(*queued(order("0042", number)), now=QUEUED)
         await inbox.settle_down("0042", [1], 0)
+        # The store holds A1 and has not written it to the POS: past the alert time.
+        await inbox.record_heartbeat(
+            Heartbeat(store="0042", state="online", orders_waiting=1, orders_alert=1)
+        )
+        # A store that holds orders central no longer queues is listed; one that holds
+        # none and has no downlink is not.
+        await inbox.record_heartbeat(Heartbeat(store="0043", state="online", orders_waiting=3))
+        await inbox.record_heartbeat(Heartbeat(store="0044", state="online"))
         data = await inbox.stats()
     finally:
         await inbox.close()
@@ -68,12 +77,26 @@ async def test_the_downlink_is_a_table_of_stores(tmp_path: Path) -> None:
             "oldest_waiting": "2024-05-01T10:15:00+00:00",
             "last_settled": data["downlink"]["0042"]["last_settled"],
             "past_promise": 1,  # A1, promised for 11:00 that day, is at the store
-        }
+            "orders_waiting": 1,
+            "orders_alert": 1,
+        },
+        "0043": {
+            "pending": 0,
+            "delivered": 0,
+            "oldest_waiting": None,
+            "last_settled": None,
+            "past_promise": 0,
+            "orders_waiting": 3,
+            "orders_alert": 0,
+        },
     }
     text = render_stats(data, "sqlite", width=100)
     assert "{" not in text
     lines = text.splitlines()
-    header = next(line for line in lines if "pending" in line and "past promise" in line)
+    header = next(line for line in lines if "pending" in line and "not in POS" in line)
     row = next(line for line in lines if "0042" in line)
     cells = [c.strip() for c in row.split("│")[1:-1]]
-    assert cells == ["0042", "2", "1", "2024-05-01 10:15:00 UTC", "1"], (header, row)
+    assert cells == ["0042", "2", "1", "2024-05-01 10:15:00 UTC", "1", "1", "1"], (header, row)
+    row = next(line for line in lines if "0043" in line)
+    assert [c.strip() for c in row.split("│")[1:-1]] == ["0043", "0", "0", "-", "0", "3", "0"]
+    assert not any("0044" in line for line in lines)

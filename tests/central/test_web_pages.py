@@ -1,6 +1,7 @@
 """The dashboard as field support uses it with no internet: the API docs from files
-installed with the package, Records paged, times with their zone, and an offline store's
-last reported backlog and lag on Fleet."""
+installed with the package, Records paged, times with their zone, an offline store's
+last reported backlog and lag on Fleet, the orders a store has not written to its POS,
+and a day's online orders in reconciliation."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from central.web._docs import swagger_ui_files
 from contract import AgentInfo, Heartbeat
+from tests.support.online_orders import order, queued
 
 from .connectors import samples
 from .test_delivery import put
@@ -85,3 +87,77 @@ async def test_an_offline_store_shows_its_last_reported_backlog_and_lag(relay) -
     assert backlog.startswith("17 (last reported ")
     assert backlog.endswith(" UTC)")
     assert row.split('class="lag">')[1].startswith("42 s (last reported ")
+
+
+async def test_fleet_shows_the_orders_a_store_has_not_written_to_the_pos(relay) -> None:  # type: ignore[no-untyped-def]
+    _, inbox, client = relay
+    await inbox.record_heartbeat(
+        Heartbeat(store="0042", state="online", orders_waiting=3, orders_alert=1)
+    )
+    await inbox.record_heartbeat(Heartbeat(store="0043", state="online", orders_waiting=2))
+    await inbox.record_heartbeat(Heartbeat(store="0044", state="offline"))  # never reported
+    await sign_in(client, "vera")
+    page = (await client.get("/fleet")).text
+    assert "<th>Orders down</th><th>Orders at store</th>" in page
+    at_store = r'<tr data-store="(\d+)".*?(<td class="at-store[^"]*".*?</td>)'
+    cells = dict(re.findall(at_store, page, re.S))
+    assert set(cells) == {"0042", "0043", "0044"}
+    # An order past the agent's alert time is a problem, like the other fleet problems.
+    assert 'class="at-store bad"' in cells["0042"]
+    assert "3 not yet in POS · 1 alert" in " ".join(cells["0042"].split())
+    assert "bad" not in cells["0043"]
+    assert "2 not yet in POS" in cells["0043"]
+    assert "alert" not in cells["0043"]
+    assert ">–</td>" in cells["0044"]
+    fleet = (await client.get("/api/v1/fleet", headers=basic("vera"))).json()
+    assert {s["store"]: (s["orders_waiting"], s["orders_alert"]) for s in fleet} == {
+        "0042": (3, 1),
+        "0043": (2, 0),
+        "0044": (None, None),
+    }
+
+
+async def test_the_recon_day_shows_its_online_orders(relay) -> None:  # type: ignore[no-untyped-def]
+    _, inbox, client = relay
+    await put(inbox, samples.sale("1"))
+    at = datetime.combine(samples.DAY, datetime.min.time(), tzinfo=UTC) + timedelta(hours=9)
+    for number in ("W1", "W2", "W3"):
+        await inbox.enqueue(*queued(order("0042", number)), now=at)
+    await inbox.enqueue(*queued(order("0042", "W9")), now=at + timedelta(days=1))
+    await inbox.settle_down("0042", [], 2, now=at)
+    await inbox.mark_fulfilled("0042", "W1", "partially_picked_up")
+    await sign_in(client, "vera")
+    day = samples.DAY.isoformat()
+    page = (await client.get(f"/recon/0042/{day}")).text
+    assert "<h2>Online orders</h2>" in page
+    figures = dict(re.findall(r'<tr data-figure="(\w+)"><td>[^<]*</td><td>(\d+)</td>', page))
+    assert figures == {
+        "received": "3",
+        "handed_to_store": "2",
+        "fulfilled": "1",
+        "picked_up": "0",
+        "partially_picked_up": "1",
+        "shipped": "0",
+        "cancelled": "0",
+        "cancelled_online": "0",
+    }
+    assert "fulfilled: partially picked up" in page
+    csv = (await client.get(f"/api/v1/recon/0042/{day}.csv", headers=basic("vera"))).text
+    assert "kind,sale,,,1,29.97,0,0,yes" in csv  # the day's lines as before
+    assert f"0042,{day},,orders,received,,,3,,,,no" in csv
+    assert f"0042,{day},,orders,partially_picked_up,,,1,,,,no" in csv
+    orders = (await client.get(f"/api/v1/recon/0042/{day}/orders", headers=basic("vera"))).json()
+    assert orders == {
+        "store": "0042",
+        "day": day,
+        "received": 3,
+        "handed_to_store": 2,
+        "fulfilled": 1,
+        "by_status": {"picked_up": 0, "partially_picked_up": 1, "shipped": 0, "cancelled": 0},
+        "cancelled_online": 0,
+    }
+    # A day without orders says so, and its CSV has no order rows.
+    quiet = (samples.DAY - timedelta(days=1)).isoformat()
+    assert "No online order was queued" in (await client.get(f"/recon/0042/{quiet}")).text
+    csv = (await client.get(f"/api/v1/recon/0042/{quiet}.csv", headers=basic("vera"))).text
+    assert ",orders," not in csv
