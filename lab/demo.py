@@ -346,10 +346,10 @@ def run(
     print(f"  business day {demo.business_day()} closes at {demo.close} UTC: see Reconciliation")
     print(f"  one sale of store 0044 sells {UNMAPPED[0]}, not in the SKU table: see Exceptions")
     print(f"  a store    tillbridge-agent status --config {workdir / '0043' / 'agent.toml'}")
+    print(f"  orders     store {PICKUP_STORE}'s POS import folder {import_folder(workdir)}")
     print(
-        f"  orders     a sandbox shop takes pickup orders for store {PICKUP_STORE}; they land in"
-        f" {import_folder(workdir)}, the till hands them over (every third partly) and the"
-        f' fulfilment is posted to {TARGET}: see Fleet "Orders down" and Records'
+        "             a sandbox shop takes pickup orders, the till hands them over (every"
+        f' third partly), the fulfilment goes to {TARGET}: see Fleet "Orders down", Records'
     )
     print("Press Ctrl-C to stop.", flush=True)
     try:
