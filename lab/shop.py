@@ -87,7 +87,8 @@ class SandboxShop:
         return number
 
     def queue(self) -> int:
-        """Queue every order placed and not yet queued; returns how many are queued now."""
+        """Queue every order placed and not yet queued; returns how many it handed to the
+        inbox (one the inbox holds already under its key stays there once)."""
         if not self._waiting:
             return 0
         file = self.inbox_url.removeprefix("sqlite:///")
