@@ -268,9 +268,14 @@ class ReferenceSettings(Section):
 
     @model_validator(mode="after")
     def _folder_for_writers(self) -> ReferenceSettings:
-        if self.enabled and self.folder is None and (self.customers, self.items) != (
-            "none",
-            "none",
+        if (
+            self.enabled
+            and self.folder is None
+            and (self.customers, self.items)
+            != (
+                "none",
+                "none",
+            )
         ):
             raise ValueError("a reference writer needs `folder`, the POS's import folder")
         return self

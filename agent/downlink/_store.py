@@ -110,6 +110,9 @@ class DownlinkStore:
                 "PRAGMA journal_mode=WAL",
                 "PRAGMA synchronous=FULL",
                 "PRAGMA busy_timeout=10000",
+                # Freed content is overwritten: a dropped body (a customer's contact) does
+                # not linger in free pages of the file.
+                "PRAGMA secure_delete=ON",
             ):
                 conn.execute(pragma)
             conn.executescript(_SCHEMA)
@@ -224,6 +227,32 @@ class DownlinkStore:
             " WHERE seq = ?",
             (error[:1000], next_attempt, seq),
         )
+
+    async def settle_reference(
+        self, written: dict[int, str], now: float | None = None, *, scrub: bool = False
+    ) -> None:
+        """Mark reference messages written (where each went) and drop their bodies at once:
+        their state lives on in `reference.db` (contact sealed), so a customer's contact
+        is not kept in the clear here. `scrub` (a purge was among them) also empties the
+        write-ahead log, which still holds the bodies as they came in."""
+
+        def settle(at: float) -> None:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "UPDATE downlink SET written_at = ?, written_as = ?, last_error = NULL,"
+                    " attempts = attempts + 1, body = '' WHERE seq = ?",
+                    [(at, where, seq) for seq, where in written.items()],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if scrub:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._run(settle, now or time.time())
 
     def _write_sql(self, sql: str, params: tuple[Any, ...]) -> None:
         self._conn.execute(sql, params)

@@ -25,7 +25,14 @@ from typing import Any, Literal, TypeVar
 from agent._seal import Sealer
 from contract import CustomerPurge, RefCustomer, RefItem, reference_entity
 
-__all__ = ["RESYNC_KINDS", "RefState", "ReferenceStore", "ReferenceSummary", "summarise_reference"]
+__all__ = [
+    "RESYNC_KINDS",
+    "RefState",
+    "ReferenceStore",
+    "ReferenceSummary",
+    "request_resync",
+    "summarise_reference",
+]
 
 log = logging.getLogger("tillbridge.agent.reference")
 
@@ -160,18 +167,21 @@ class ReferenceStore:
             answered = []
             for kind, asked in conn.execute("SELECT kind, requested_at FROM resync").fetchall():
                 since = datetime.fromisoformat(asked)
-                if any(
-                    resync_kind(s.body) == kind and s.issued_at >= since for s in states
-                ):
+                if any(resync_kind(s.body) == kind and s.issued_at >= since for s in states):
                     answered.append(kind)
             for kind in answered:
                 conn.execute("DELETE FROM resync WHERE kind = ?", (kind,))
             if states:
-                _set_meta(conn, "last_change_at", datetime.fromtimestamp(now).astimezone().isoformat())
+                _set_meta(
+                    conn, "last_change_at", datetime.fromtimestamp(now).astimezone().isoformat()
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if any(isinstance(s.body, CustomerPurge) for s in states):
+            # The write-ahead log still holds the purged rows' pages: empty it too.
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return answered
 
     def _apply_one(self, state: RefState) -> None:
@@ -212,8 +222,7 @@ class ReferenceStore:
 
         def query() -> list[dict[str, Any]]:
             rows = self._conn.execute(
-                "SELECT entity, data, contact FROM customers WHERE loyalty_id = ?"
-                " ORDER BY entity",
+                "SELECT entity, data, contact FROM customers WHERE loyalty_id = ? ORDER BY entity",
                 (loyalty_id,),
             ).fetchall()
             return [self._customer(*row) for row in rows]
@@ -231,8 +240,7 @@ class ReferenceStore:
 
         def query() -> dict[str, Any] | None:
             row = self._conn.execute(
-                "SELECT data FROM items WHERE sku = ? ORDER BY changed_at DESC, seq DESC"
-                " LIMIT 1",
+                "SELECT data FROM items WHERE sku = ? ORDER BY changed_at DESC, seq DESC LIMIT 1",
                 (sku,),
             ).fetchone()
             return None if row is None else dict(json.loads(row[0]))
@@ -264,6 +272,7 @@ def _connect(path: Path) -> sqlite3.Connection:
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=FULL",
             "PRAGMA busy_timeout=10000",
+            "PRAGMA secure_delete=ON",  # a purged customer's row does not linger in free pages
         ):
             conn.execute(pragma)
         conn.executescript(_SCHEMA)
