@@ -273,3 +273,73 @@ async def test_a_damaged_reference_store_is_moved_aside_and_asks_for_everything(
         assert make_reference_writers(config) == []
     finally:
         await reference.store.close()
+
+
+class _Peer:
+    def __init__(self, peer: object) -> None:
+        self.peer = peer
+
+    def get_extra_info(self, name: str) -> object:
+        return self.peer if name == "peername" else None
+
+
+@pytest.mark.parametrize(
+    ("peer", "allowed"),
+    [
+        (("127.0.0.1", 50000), True),
+        (("127.8.9.10", 50000), True),
+        (("::1", 50000, 0, 0), True),
+        (("::ffff:127.0.0.1", 50000, 0, 0), True),
+        (("192.168.1.20", 50000), False),
+        (("::ffff:10.0.0.5", 50000, 0, 0), False),
+        (("fe80::1%eth0", 50000, 0, 2), False),
+        (None, False),
+    ],
+)
+def test_only_the_loopback_address_is_answered(peer: object, allowed: bool) -> None:
+    from agent.daemon import _from_loopback
+
+    assert _from_loopback(_Peer(peer)) is allowed  # type: ignore[arg-type]
+
+
+def test_the_poslog_item_maintenance_document() -> None:
+    from xml.etree import ElementTree as ET
+
+    from agent.writers.poslog import NAMESPACE, PoslogItemWriter
+
+    data = PoslogItemWriter(Path("."), STORE).render(
+        [(5, item("4711", "2", amount="19.90", active=False))]
+    )
+    ns = {"a": NAMESPACE}
+    root = ET.fromstring(data)  # noqa: S314 - our own output
+    entry = root.find("a:Transaction/a:ItemMaintenance/a:Item", ns)
+    assert entry is not None
+    assert entry.get("Action") == "AddUpdate"
+    assert entry.findtext("a:ItemID", namespaces=ns) == "4711"
+    assert entry.findtext("a:POSIdentity/a:POSItemID", namespaces=ns) == "ESP-4711"
+    assert entry.findtext("a:Status", namespaces=ns) == "Inactive"
+    prices = entry.findall("a:RegularSalesUnitPrice", ns)
+    assert [(p.text, p.get("Channel"), p.get("CustomerGroup")) for p in prices] == [
+        ("19.90", "store-0042", None),
+        ("16.90", None, "staff"),
+    ]
+    assert root.findtext("a:Transaction/a:RetailStoreID", namespaces=ns) == STORE
+
+
+def test_reference_data_needs_the_downlink_and_a_folder_for_its_writers(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="travels on the downlink"):
+        AgentConfig(store=STORE, reference=ReferenceSettings(enabled=True))
+    with pytest.raises(ValidationError, match="needs `folder`"):
+        ReferenceSettings(enabled=True, customers="customer_csv")
+
+
+async def test_a_non_numeric_pos_item_id_is_left_out_of_the_micros_file(
+    tmp_path: Path, downlink: Downlink
+) -> None:
+    await downlink.handle(payload(ref(1, item("ABC-1")), ref(2, item("815"))))
+    await downlink.write_due()
+    (prices,) = _files(tmp_path / "ref-in", "menuitemprices")
+    assert [line.split(",")[2] for line in prices.read_text().splitlines()[1:]] == ["815"]
+    assert await _ref(downlink).store.item("ABC-1") is not None  # still there for lookup
