@@ -343,3 +343,26 @@ async def test_a_non_numeric_pos_item_id_is_left_out_of_the_micros_file(
     (prices,) = _files(tmp_path / "ref-in", "menuitemprices")
     assert [line.split(",")[2] for line in prices.read_text().splitlines()[1:]] == ["815"]
     assert await _ref(downlink).store.item("ABC-1") is not None  # still there for lookup
+
+
+async def test_a_pass_repeated_after_a_crash_writes_no_second_file(
+    tmp_path: Path, downlink: Downlink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "ref-in"
+    await downlink.handle(payload(ref(1, customer("003A1")), ref(2, item("4711"))))
+
+    async def crash(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")  # the files are out, the marks not
+
+    settle = downlink.store.settle_reference
+    monkeypatch.setattr(downlink.store, "settle_reference", crash)
+    with pytest.raises(sqlite3.OperationalError):
+        await downlink.write_due()
+    written = sorted(p.name for p in folder.iterdir())
+    assert len(written) == 2
+    assert (await downlink.summary()).waiting == 2
+
+    monkeypatch.setattr(downlink.store, "settle_reference", settle)
+    await downlink.write_due()
+    assert sorted(p.name for p in folder.iterdir()) == written
+    assert (await downlink.summary()).waiting == 0
