@@ -366,3 +366,18 @@ async def test_a_pass_repeated_after_a_crash_writes_no_second_file(
     await downlink.write_due()
     assert sorted(p.name for p in folder.iterdir()) == written
     assert (await downlink.summary()).waiting == 0
+
+
+async def test_status_of_a_stopped_agent_reads_reference_db(
+    tmp_path: Path, downlink: Downlink
+) -> None:
+    from agent.support import reference_stats
+
+    await downlink.handle(payload(ref(1, customer("003A1")), ref(2, item("4711"))))
+    await downlink.write_due()
+    stats = reference_stats(downlink.config)
+    assert stats is not None
+    assert (stats["customers"], stats["items"]) == (1, 1)
+    assert stats["last_change_at"] is not None
+    assert sorted(stats["resync"]) == ["customers", "items"]  # asked at the first start
+    assert reference_stats(_config(tmp_path, enabled=False, customers="none", items="none")) is None
