@@ -243,13 +243,12 @@ class Downlink:
         try:
             written = await self.reference.take(states)
         except WriteError as exc:
-            for row in taken:
-                await self._failed(row, exc, quiet=row is not taken[0])
+            await self._pass_failed(taken, exc)
             return
         except Exception as exc:  # noqa: BLE001 - a writer's bug keeps the data pending
-            error = WriteError(f"the writer failed: {type(exc).__name__}: {exc}")
-            for row in taken:
-                await self._failed(row, error, quiet=row is not taken[0])
+            await self._pass_failed(
+                taken, WriteError(f"the writer failed: {type(exc).__name__}: {exc}")
+            )
             return
         purged = any(isinstance(s.body, CustomerPurge) for s in states)
         await self.store.settle_reference({**superseded, **written}, self.clock(), scrub=purged)
@@ -269,18 +268,37 @@ class Downlink:
             },
         )
 
-    async def _failed(self, row: DownRow, error: WriteError, *, quiet: bool = False) -> None:
+    def _delay(self, attempts: int, error: WriteError) -> float:
         settings = self.settings
-        attempts = row.attempts + 1
         if error.permanent:
-            delay = settings.retry_max_seconds
-        else:
-            backoff = settings.retry_min_seconds * 2 ** (attempts - 1)
-            delay = min(settings.retry_max_seconds, backoff) * random.uniform(0.8, 1.0)
+            return settings.retry_max_seconds
+        backoff: float = settings.retry_min_seconds * 2 ** (attempts - 1)
+        return min(settings.retry_max_seconds, backoff) * random.uniform(0.8, 1.0)
+
+    async def _pass_failed(self, rows: list[DownRow], error: WriteError) -> None:
+        """A pass of reference data the POS did not take: all of it waits together, one
+        commit and one log line however many messages (a resync brings thousands)."""
+        attempts = max(row.attempts for row in rows) + 1
+        delay = self._delay(attempts, error)
+        now = self.clock()
+        await self.store.mark_failed_many([r.seq for r in rows], error.reason, now + delay)
+        log.warning(
+            "Reference data not written to the POS; it stays pending and is tried again.",
+            extra={
+                "messages": len(rows),
+                "first_seq": rows[0].seq,
+                "error": error.reason,
+                "attempts": attempts,
+                "retry_in_seconds": round(delay, 1),
+            },
+        )
+        self._alert(rows[0], now)
+
+    async def _failed(self, row: DownRow, error: WriteError) -> None:
+        attempts = row.attempts + 1
+        delay = self._delay(attempts, error)
         now = self.clock()
         await self.store.mark_failed(row.seq, error.reason, now + delay)
-        if quiet:  # one line for a pass of reference data, not one per message
-            return
         log.warning(
             "Order not written to the POS; it stays pending and is tried again.",
             extra={

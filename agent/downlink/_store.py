@@ -254,6 +254,25 @@ class DownlinkStore:
 
         await self._run(settle, now or time.time())
 
+    async def mark_failed_many(self, seqs: Sequence[int], error: str, next_attempt: float) -> None:
+        """`mark_failed` for many messages in one commit."""
+
+        def mark() -> None:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "UPDATE downlink SET attempts = attempts + 1, last_error = ?,"
+                    " next_attempt = ? WHERE seq = ?",
+                    [(error[:1000], next_attempt, seq) for seq in seqs],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._run(mark)
+
     def _write_sql(self, sql: str, params: tuple[Any, ...]) -> None:
         self._conn.execute(sql, params)
 
