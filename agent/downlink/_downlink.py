@@ -250,8 +250,8 @@ class Downlink:
                 taken, WriteError(f"the writer failed: {type(exc).__name__}: {exc}")
             )
             return
-        purged = any(isinstance(s.body, CustomerPurge) for s in states)
-        await self.store.settle_reference({**superseded, **written}, self.clock(), scrub=purged)
+        purged = [s.entity for s in states if isinstance(s.body, CustomerPurge)]
+        await self.store.settle_reference({**superseded, **written}, self.clock(), purged=purged)
         for row in taken:
             self._alerted.discard(row.seq)
         kinds: dict[str, int] = {}

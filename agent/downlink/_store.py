@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import sqlite3
 import threading
@@ -80,6 +81,12 @@ class DownSummary:
     alert_count: int
     alerts: list[dict[str, Any]]
     """The first 50 of them, oldest first."""
+
+
+def purged_key(key: str) -> str:
+    """What a purged customer's message key becomes: a resend of it is still recognised,
+    but the customer's id is no longer readable in the file."""
+    return "purged:" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def _order_of(message: DownMessage) -> tuple[str, str]:
@@ -162,7 +169,8 @@ class DownlinkStore:
                 if row is not None:
                     # Held already (a resend) - unless central now numbers another message
                     # with it (its queue was rebuilt): then it is not this store's to settle.
-                    (clashes if row[0] != message.key else held).append(message.seq)
+                    same = row[0] in (message.key, purged_key(message.key))
+                    (held if same else clashes).append(message.seq)
                     continue
                 ref, number = _order_of(message)
                 conn.execute(
@@ -229,12 +237,13 @@ class DownlinkStore:
         )
 
     async def settle_reference(
-        self, written: dict[int, str], now: float | None = None, *, scrub: bool = False
+        self, written: dict[int, str], now: float | None = None, *, purged: Sequence[str] = ()
     ) -> None:
         """Mark reference messages written (where each went) and drop their bodies at once:
         their state lives on in `reference.db` (contact sealed), so a customer's contact
-        is not kept in the clear here. `scrub` (a purge was among them) also empties the
-        write-ahead log, which still holds the bodies as they came in."""
+        is not kept in the clear here. For each `purged` entity the keys of its messages
+        are replaced by a hash (`purged_key`), and the write-ahead log, which still holds
+        the bodies as they came in, is emptied."""
 
         def settle(at: float) -> None:
             conn = self._conn
@@ -245,11 +254,22 @@ class DownlinkStore:
                     " attempts = attempts + 1, body = '' WHERE seq = ?",
                     [(at, where, seq) for seq, where in written.items()],
                 )
+                for entity in purged:
+                    for kind in ("customer", "customer_purge"):
+                        prefix = f"{kind}:{entity}:"
+                        rows = conn.execute(
+                            "SELECT seq, key FROM downlink WHERE substr(key, 1, ?) = ?",
+                            (len(prefix), prefix),
+                        ).fetchall()
+                        conn.executemany(
+                            "UPDATE downlink SET key = ?, order_ref = ? WHERE seq = ?",
+                            [(purged_key(k), purged_key(k), seq) for seq, k in rows],
+                        )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            if scrub:
+            if purged:
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
         await self._run(settle, now or time.time())

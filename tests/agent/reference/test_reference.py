@@ -208,6 +208,12 @@ async def test_a_purge_leaves_no_trace_at_the_store(tmp_path: Path, downlink: Do
         assert conn.execute("SELECT count(*) FROM downlink WHERE body != ''").fetchone()[0] == 0
     raw = b"".join(p.read_bytes() for p in (tmp_path / "data").iterdir() if p.is_file())
     assert b"erika.003a1@example.org" not in raw
+    assert b"003A1" not in raw  # not even the CRM's id: message keys are hashed
+    # A resend of a purged customer's messages is still known: held, not a clash.
+    ack = await downlink.handle(payload(ref(1, customer("003A1")), ref(3, purge("003A1"))))
+    assert ack is not None
+    assert ack.committed == [1, 3]
+    assert downlink.clashes == 0
 
     # A file holding only the purged customer is removed, not left empty.
     await downlink.handle(payload(ref(4, customer("003C3"))))
