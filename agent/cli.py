@@ -227,7 +227,7 @@ def status(
     Exit codes as systemd's: 0 running and healthy, 1 running with a problem (named on
     stderr), 3 not running."""
     from agent.daemon import read_status
-    from agent.support import downlink_stats, outbox_stats
+    from agent.support import downlink_stats, outbox_stats, reference_stats
 
     cfg = load_or_exit(config)
     data = _ask_running_agent(cfg.data_dir)
@@ -241,6 +241,7 @@ def status(
         data["connected"] = False
         data["database"] = outbox_stats(cfg)
         data["downlink"] = downlink_stats(cfg)
+        data["reference"] = reference_stats(cfg)
     problems = _status_problems(data) if running else ["the agent is not running"]
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -300,6 +301,8 @@ def _status_problems(data: dict[str, Any]) -> list[str]:
             f"central sent {clashes} order message(s) under seqs this store holds for others; "
             "not acknowledged (see the log)"
         )
+    for kind, asked in sorted(((data.get("reference") or {}).get("resync") or {}).items()):
+        problems.append(f"resync of {kind} asked of central at {asked}, not answered yet")
     for alert in (data.get("downlink") or {}).get("alerts") or []:
         problems.append(
             f"order {alert['order_number']} (downlink seq {alert['seq']}) not written to the "
@@ -354,7 +357,66 @@ def _print_status(data: dict[str, Any]) -> None:
     if "quarantined_files" in data:
         lines.append(f"quarantine   {data['quarantined_files']} file(s) (quarantine list)")
     lines.extend(_downlink_lines(data.get("downlink")))
+    lines.extend(_reference_lines(data.get("reference")))
     typer.echo("\n".join(lines))
+
+
+def _reference_lines(ref: dict[str, Any] | None) -> list[str]:
+    """Reference data: how many customers and items the store holds, its last change,
+    and any resync still waiting for central."""
+    if not ref:
+        return []
+    if ref.get("error"):
+        return [f"reference    reference.db unreadable: {ref['error']}"]
+    writers = ", ".join(ref.get("writers") or []) or "lookup only"
+    lines = [
+        f"reference    {ref.get('customers', 0)} customer(s), {ref.get('items', 0)} item(s), "
+        f"last change {ref.get('last_change_at') or 'never'} ({writers})"
+    ]
+    for kind, asked in sorted((ref.get("resync") or {}).items()):
+        lines.append(f"RESYNC       {kind} asked of central at {asked}; waiting for its answer")
+    return lines
+
+
+@app.command()
+def resync(
+    config: ConfigOption,
+    kinds: Annotated[
+        list[str],
+        typer.Argument(help="customers, items, or both", metavar="customers|items"),
+    ],
+) -> None:
+    """Ask central for customers or items whole again: the next heartbeat carries the
+    request until central's answer has arrived (status shows it meanwhile). Works whether
+    the daemon runs or not."""
+    import contextlib
+    import sqlite3
+
+    from agent.reference import RESYNC_KINDS, request_resync
+
+    cfg = load_or_exit(config)
+    if not cfg.reference.enabled:
+        typer.echo("reference data is off here: enable [agent.reference] first", err=True)
+        raise typer.Exit(2)
+    unknown = [k for k in kinds if k not in RESYNC_KINDS]
+    if unknown:
+        typer.echo(f"unknown kind {', '.join(unknown)}: say customers or items", err=True)
+        raise typer.Exit(2)
+    wanted = [k for k in RESYNC_KINDS if k in kinds]
+    path = cfg.reference_path
+    if not path.exists():
+        typer.echo(f"{path} does not exist yet: the agent asks for everything when it starts")
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None, timeout=10)) as conn:
+            at = request_resync(conn, wanted, "tillbridge-agent resync")
+    except sqlite3.Error as exc:
+        typer.echo(f"could not record the request in {path}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"resync of {' and '.join(wanted)} requested at {at.isoformat()}; central is asked "
+        "with the next heartbeat"
+    )
 
 
 def _downlink_lines(down: dict[str, Any] | None) -> list[str]:

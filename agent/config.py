@@ -33,6 +33,7 @@ __all__ = [
     "DownlinkSettings",
     "MicrosStsSettings",
     "OutboxSettings",
+    "ReferenceSettings",
     "SourceSettings",
     "UplinkSettings",
     "load_agent_config",
@@ -234,6 +235,52 @@ class DownlinkSettings(Section):
         return self
 
 
+class ReferenceSettings(Section):
+    """Reference data central sends on the downlink (customers, items and prices): kept in
+    `reference.db`, written to the POS as import files, served to the till on loopback."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Take customer and item messages (needs [agent.downlink] enabled): keep "
+        "the newest state of each in reference.db and write it to the POS.",
+    )
+    folder: Path | None = Field(
+        default=None,
+        description="The POS's import folder for reference files (needed when a writer is set).",
+    )
+    customers: Literal["none", "customer_csv"] = Field(
+        default="none", description="How customers reach the POS (a writer by name)."
+    )
+    items: Literal["none", "micros_csv", "poslog"] = Field(
+        default="none", description="How items and prices reach the POS (a writer by name)."
+    )
+    revenue_center: int = Field(
+        default=1, ge=0, description="`micros_csv`: the revenue center number of the prices."
+    )
+    price_level: int = Field(
+        default=1, ge=1, description="`micros_csv`: the price level the store's price goes to."
+    )
+    resync_when_lost: bool = Field(
+        default=True,
+        description="Ask central for all customers and items when reference.db is new or was "
+        "lost (first start, a damaged file moved aside).",
+    )
+
+    @model_validator(mode="after")
+    def _folder_for_writers(self) -> ReferenceSettings:
+        if (
+            self.enabled
+            and self.folder is None
+            and (self.customers, self.items)
+            != (
+                "none",
+                "none",
+            )
+        ):
+            raise ValueError("a reference writer needs `folder`, the POS's import folder")
+        return self
+
+
 class AgentLimits(Limits):
     """The relay's limits (keep both alike: a record over the relay's is refused there),
     applied while files are read, and how many transactions one file may hold."""
@@ -280,6 +327,7 @@ class AgentConfig(Section):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     uplink: UplinkSettings = Field(default_factory=UplinkSettings)
     downlink: DownlinkSettings = Field(default_factory=DownlinkSettings)
+    reference: ReferenceSettings = Field(default_factory=ReferenceSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     limits: AgentLimits = Field(default_factory=AgentLimits)
     archive_days: int = Field(
@@ -331,6 +379,21 @@ class AgentConfig(Section):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _reference_rides_the_downlink(self) -> AgentConfig:
+        reference = self.reference
+        if reference.enabled and not self.downlink.enabled:
+            raise ValueError("reference data travels on the downlink: enable [agent.downlink]")
+        folder = reference.folder
+        if reference.enabled and folder is not None:
+            for source in self.sources:
+                if folder == source.path or folder.is_relative_to(source.path):
+                    raise ValueError(
+                        f"reference.folder {folder} lies in source {source.name!r}'s folder: "
+                        "the agent would read its own files back"
+                    )
+        return self
+
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
@@ -346,6 +409,10 @@ class AgentConfig(Section):
     @property
     def downlink_path(self) -> Path:
         return self.data_dir / "downlink.db"
+
+    @property
+    def reference_path(self) -> Path:
+        return self.data_dir / "reference.db"
 
     @property
     def outbox_key_file(self) -> Path:
@@ -399,6 +466,8 @@ def _anchor(config: AgentConfig, base: Path) -> None:
         downlink.folder = _anchored(downlink.folder, base)
     if downlink.micros_sts.token_file is not None:
         downlink.micros_sts.token_file = _anchored(downlink.micros_sts.token_file, base)
+    if config.reference.folder is not None:
+        config.reference.folder = _anchored(config.reference.folder, base)
     broker = config.broker
     for name in ("password_file", "ca_file", "cert_file", "key_file"):
         value = getattr(broker, name)

@@ -22,7 +22,7 @@ from typing import Any
 
 from agent import _acl
 from agent import _failpoints as failpoints
-from agent._seal import SealError, key_id, load_or_create_key
+from agent._seal import SealError, key_id, load_key, load_or_create_key
 from agent._version import __version__
 from agent.config import AgentConfig
 from agent.downlink import Downlink, DownlinkStore
@@ -30,6 +30,14 @@ from agent.eod import DayCounts, summarise_day
 from agent.lock import data_dir_lock
 from agent.outbox import Outbox
 from agent.parsers import MASKED, ParseContext, Parsed, ParseError, parse_stream
+from agent.reference import (
+    Reference,
+    answer_lookup,
+    heartbeat_resync,
+    is_lookup,
+    open_reference,
+    reference_status,
+)
 from agent.scheduler import Scheduler
 from agent.sources import (
     IngestFile,
@@ -58,6 +66,25 @@ STATUS_ADDRESS_FILE = "status.address"
 """Where the running daemon answers `GET /status`, written at start to its data folder:
 the `status` command reads the address there, never the port in a config that may have
 changed since the daemon started (and `status_listen` may be port 0: any free port)."""
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error"}
+
+
+def _from_loopback(writer: asyncio.StreamWriter) -> bool:
+    """Whether the peer is on this machine (127.0.0.0/8, ::1, v4-mapped loopback)."""
+    import ipaddress
+
+    peer = writer.get_extra_info("peername")
+    if not peer:
+        return False
+    try:
+        address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 def closed_before(now: datetime, close: str) -> date:
@@ -162,6 +189,7 @@ class Agent:
         self.outbox: Outbox | None = None
         self.uplink: Uplink | None = None
         self.downlink: Downlink | None = None
+        self.reference: Reference | None = None
         self.watchers: Watchers | None = None
         self.scheduler = Scheduler(config.zone)
         self.started_at = datetime.now(UTC)
@@ -193,8 +221,13 @@ class Agent:
             if not key_was_there:
                 await self._key_made_anew()
             if config.downlink.enabled:
+                if config.reference.enabled:
+                    key = await asyncio.to_thread(load_key, key_file)
+                    self.reference = await open_reference(config, key)
                 store = await DownlinkStore.open(config.downlink_path)
-                self.downlink = Downlink(config, store, make_writer(config.downlink))
+                self.downlink = Downlink(
+                    config, store, make_writer(config.downlink), reference=self.reference
+                )
                 downlink_task = asyncio.create_task(self.downlink.run(stop), name="downlink")
             uplink = Uplink(config, outbox, self.heartbeat, downlink=self.downlink)
             self.uplink = uplink
@@ -246,6 +279,8 @@ class Agent:
                     await sealing
             if self.downlink is not None:
                 await self.downlink.store.close()
+            if self.reference is not None:
+                await self.reference.store.close()
             await outbox.close()
         log.info("Agent stopped.", extra={"store": config.store})
 
@@ -531,9 +566,19 @@ class Agent:
         try:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             first = request.split(b"\r\n", 1)[0].split()
-            if len(first) >= 2 and first[0] == b"GET" and first[1] in (b"/status", b"/"):
+            target = first[1].decode("ascii", "replace") if len(first) >= 2 else ""
+            if not _from_loopback(writer):
+                # No credentials here: the loopback address is the only way in.
+                body, head = b'{"error": "loopback only"}', "HTTP/1.1 403 Forbidden\r\n"
+            elif len(first) >= 2 and first[0] == b"GET" and first[1] in (b"/status", b"/"):
                 body = json.dumps(await self.status(), default=str).encode()
                 head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            elif first[:1] == [b"GET"] and is_lookup(target):
+                code, data = await answer_lookup(
+                    self.reference.store if self.reference else None, target
+                )
+                body = json.dumps(data, default=str).encode()
+                head = f"HTTP/1.1 {code} {_REASONS[code]}\r\nContent-Type: application/json\r\n"
             else:
                 body, head = b'{"error": "not found"}', "HTTP/1.1 404 Not Found\r\n"
             writer.write(
@@ -568,6 +613,7 @@ class Agent:
             seq_floor_wanted=outbox.floor_pending,
             orders_waiting=orders.waiting if orders else 0,
             orders_alert=orders.alert_count if orders else 0,
+            **await heartbeat_resync(self.reference),
         )
 
     async def _quarantined_now(self) -> int:
@@ -612,6 +658,7 @@ class Agent:
             },
             "next_end_of_day": self.scheduler.next_run("end_of_day"),
             "downlink": await self._downlink_status(),
+            "reference": await reference_status(self.reference),
         }
 
     async def _downlink_status(self) -> dict[str, Any] | None:

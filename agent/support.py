@@ -139,6 +139,20 @@ def _folder_checks(config: AgentConfig) -> Iterator[Check]:
                 f"{down.folder}" + (f": {problem}" if problem else " is writable"),
                 "Give the service user write access to the POS's order import folder.",
             )
+    ref = config.reference
+    if ref.enabled and ref.folder is not None:
+        problem = (
+            _writable(ref.folder)
+            if ref.folder.is_dir()
+            else "does not exist or is not reachable; reference data waits in downlink.db"
+        )
+        yield Check(
+            "reference import folder",
+            problem is None,
+            f"{ref.folder}" + (f": {problem}" if problem else " is writable"),
+            "Create the POS's reference import folder, give the service user write access, "
+            "or correct [agent.reference] folder.",
+        )
 
 
 def _protected(config: AgentConfig) -> list[tuple[str, Path]]:
@@ -595,6 +609,24 @@ def downlink_stats(config: AgentConfig) -> dict[str, Any] | None:
     except sqlite3.DatabaseError as exc:
         return {"error": str(exc), "alerts": []}
     return {**dataclasses.asdict(summary), "writer": settings.writer}
+
+
+def reference_stats(config: AgentConfig) -> dict[str, Any] | None:
+    """Reference data as `reference.db` holds it, read-only (the agent is not answering);
+    None when reference data is off."""
+    from agent.reference import summarise_reference
+
+    if not config.reference.enabled:
+        return None
+    path = config.reference_path
+    if not path.exists():
+        return {"customers": 0, "items": 0, "last_change_at": None, "resync": {}}
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+            summary = summarise_reference(conn)
+    except sqlite3.DatabaseError as exc:
+        return {"error": str(exc)}
+    return dataclasses.asdict(summary)
 
 
 def _versions() -> dict[str, str]:

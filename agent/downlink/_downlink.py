@@ -4,8 +4,11 @@ a writer loop then hands them to the POS.
 
 The loop writes in seq order. A message the POS does not take stays pending and is tried
 again with exponential backoff; the messages of the same order after it (its
-cancellation) wait behind it, other orders go on. A message waiting longer than
-`alert_after_seconds` raises an alert in status and the heartbeat. Nothing is dropped.
+cancellation) wait behind it, other orders go on. Reference data (customers, items) goes
+to `agent.reference` instead, all that is due in one pass, coalesced to the newest state
+of each entity: a store back from an absence writes each entity once, as it is now.
+A message waiting longer than `alert_after_seconds` raises an alert in status and the
+heartbeat. Nothing is dropped.
 """
 
 from __future__ import annotations
@@ -22,14 +25,20 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from agent.config import AgentConfig
+from agent.reference import Reference, RefState
 from agent.writers import DownItem, WriteError, Writer
 from contract import (
+    REFERENCE_KINDS,
+    CustomerPurge,
     DownAck,
     EnvelopeError,
     OnlineOrder,
     OrderCancel,
+    RefCustomer,
+    RefItem,
     decode_down,
     down_body_adapter,
+    reference_entity,
 )
 
 from ._store import DownlinkStore, DownRow, DownSummary
@@ -51,8 +60,11 @@ class Downlink:
         writer: Writer,
         *,
         clock: Callable[[], float] = time.time,
+        reference: Reference | None = None,
     ) -> None:
         self.config = config
+        self.reference = reference
+        """Where customer and item messages go; None: they wait (reference data is off)."""
         self.settings = config.downlink
         self.store = store
         self.writer = writer
@@ -133,7 +145,20 @@ class Downlink:
         now = self.clock()
         blocked: set[str] = set()
         next_due = now + _IDLE_SECONDS
-        for row in await self.store.unwritten():
+        rows = await self.store.unwritten()
+        if self.reference is not None:
+            reference = [r for r in rows if r.kind in REFERENCE_KINDS]
+            rows = [r for r in rows if r.kind not in REFERENCE_KINDS]
+            if reference:
+                # They fail and wait together (one file per pass), so the pass is due when
+                # the last of them is; a message that came meanwhile joins it.
+                due = max(r.next_attempt for r in reference)
+                if due > now:
+                    next_due = min(next_due, due)
+                    self._alert(reference[0], now)
+                else:
+                    await self._write_reference(reference)
+        for row in rows:
             if row.order_ref in blocked:
                 continue
             if row.next_attempt > now:
@@ -153,8 +178,8 @@ class Downlink:
             await self._failed(row, WriteError(reason, permanent=True))
             return False
         if not isinstance(body, OnlineOrder | OrderCancel):
-            # Reference data has no writer of its own yet: it waits here, kept and retried.
-            reason = f"no writer takes {body.kind} messages at this store"
+            # Reference data is off at this store: it waits here, kept and retried.
+            reason = f"{body.kind} messages wait: reference data is off here ([agent.reference])"
             await self._failed(row, WriteError(reason, permanent=False))
             return False
         prior = None
@@ -191,14 +216,87 @@ class Downlink:
         )
         return True
 
-    async def _failed(self, row: DownRow, error: WriteError) -> None:
+    async def _write_reference(self, rows: list[DownRow]) -> None:
+        """One pass of reference data: the newest state of each entity is stored and
+        written once; the older ones are settled as superseded by it."""
+        assert self.reference is not None
+        newest: dict[str, RefState] = {}
+        superseded: dict[int, str] = {}
+        taken: list[DownRow] = []
+        for row in rows:  # seq order: a later state replaces an earlier one
+            try:
+                body = down_body_adapter.validate_json(row.body)
+            except ValidationError as exc:
+                reason = f"the message cannot be read: {exc.errors()[0]['msg']}"
+                await self._failed(row, WriteError(reason, permanent=True))
+                continue
+            assert isinstance(body, RefCustomer | CustomerPurge | RefItem)
+            entity = reference_entity(body)
+            earlier = newest.get(entity)
+            if earlier is not None:
+                superseded[earlier.seq] = f"superseded by seq {row.seq}"
+            newest[entity] = RefState(row.seq, body, datetime.fromisoformat(row.issued_at))
+            taken.append(row)
+        if not newest:
+            return
+        states = sorted(newest.values(), key=lambda s: s.seq)
+        try:
+            written = await self.reference.take(states)
+        except WriteError as exc:
+            await self._pass_failed(taken, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a writer's bug keeps the data pending
+            await self._pass_failed(
+                taken, WriteError(f"the writer failed: {type(exc).__name__}: {exc}")
+            )
+            return
+        purged = [s.entity for s in states if isinstance(s.body, CustomerPurge)]
+        await self.store.settle_reference({**superseded, **written}, self.clock(), purged=purged)
+        for row in taken:
+            self._alerted.discard(row.seq)
+        kinds: dict[str, int] = {}
+        for state in states:
+            kinds[state.body.kind] = kinds.get(state.body.kind, 0) + 1
+        log.info(
+            "Reference data stored and written to the POS.",
+            extra={
+                "messages": len(taken),
+                "entities": len(states),
+                "kinds": kinds,
+                "through_seq": states[-1].seq,
+                "written_as": sorted(set(written.values())),
+            },
+        )
+
+    def _delay(self, attempts: int, error: WriteError) -> float:
         settings = self.settings
-        attempts = row.attempts + 1
         if error.permanent:
-            delay = settings.retry_max_seconds
-        else:
-            backoff = settings.retry_min_seconds * 2 ** (attempts - 1)
-            delay = min(settings.retry_max_seconds, backoff) * random.uniform(0.8, 1.0)
+            return settings.retry_max_seconds
+        backoff: float = settings.retry_min_seconds * 2 ** (attempts - 1)
+        return min(settings.retry_max_seconds, backoff) * random.uniform(0.8, 1.0)
+
+    async def _pass_failed(self, rows: list[DownRow], error: WriteError) -> None:
+        """A pass of reference data the POS did not take: all of it waits together, one
+        commit and one log line however many messages (a resync brings thousands)."""
+        attempts = max(row.attempts for row in rows) + 1
+        delay = self._delay(attempts, error)
+        now = self.clock()
+        await self.store.mark_failed_many([r.seq for r in rows], error.reason, now + delay)
+        log.warning(
+            "Reference data not written to the POS; it stays pending and is tried again.",
+            extra={
+                "messages": len(rows),
+                "first_seq": rows[0].seq,
+                "error": error.reason,
+                "attempts": attempts,
+                "retry_in_seconds": round(delay, 1),
+            },
+        )
+        self._alert(rows[0], now)
+
+    async def _failed(self, row: DownRow, error: WriteError) -> None:
+        attempts = row.attempts + 1
+        delay = self._delay(attempts, error)
         now = self.clock()
         await self.store.mark_failed(row.seq, error.reason, now + delay)
         log.warning(

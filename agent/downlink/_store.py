@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import sqlite3
 import threading
@@ -82,6 +83,12 @@ class DownSummary:
     """The first 50 of them, oldest first."""
 
 
+def purged_key(key: str) -> str:
+    """What a purged customer's message key becomes: a resend of it is still recognised,
+    but the customer's id is no longer readable in the file."""
+    return "purged:" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
 def _order_of(message: DownMessage) -> tuple[str, str]:
     try:
         body = message.read()
@@ -110,6 +117,9 @@ class DownlinkStore:
                 "PRAGMA journal_mode=WAL",
                 "PRAGMA synchronous=FULL",
                 "PRAGMA busy_timeout=10000",
+                # Freed content is overwritten: a dropped body (a customer's contact) does
+                # not linger in free pages of the file.
+                "PRAGMA secure_delete=ON",
             ):
                 conn.execute(pragma)
             conn.executescript(_SCHEMA)
@@ -159,7 +169,8 @@ class DownlinkStore:
                 if row is not None:
                     # Held already (a resend) - unless central now numbers another message
                     # with it (its queue was rebuilt): then it is not this store's to settle.
-                    (clashes if row[0] != message.key else held).append(message.seq)
+                    same = row[0] in (message.key, purged_key(message.key))
+                    (held if same else clashes).append(message.seq)
                     continue
                 ref, number = _order_of(message)
                 conn.execute(
@@ -224,6 +235,63 @@ class DownlinkStore:
             " WHERE seq = ?",
             (error[:1000], next_attempt, seq),
         )
+
+    async def settle_reference(
+        self, written: dict[int, str], now: float | None = None, *, purged: Sequence[str] = ()
+    ) -> None:
+        """Mark reference messages written (where each went) and drop their bodies at once:
+        their state lives on in `reference.db` (contact sealed), so a customer's contact
+        is not kept in the clear here. For each `purged` entity the keys of its messages
+        are replaced by a hash (`purged_key`), and the write-ahead log, which still holds
+        the bodies as they came in, is emptied."""
+
+        def settle(at: float) -> None:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "UPDATE downlink SET written_at = ?, written_as = ?, last_error = NULL,"
+                    " attempts = attempts + 1, body = '' WHERE seq = ?",
+                    [(at, where, seq) for seq, where in written.items()],
+                )
+                for entity in purged:
+                    for kind in ("customer", "customer_purge"):
+                        prefix = f"{kind}:{entity}:"
+                        rows = conn.execute(
+                            "SELECT seq, key FROM downlink WHERE substr(key, 1, ?) = ?",
+                            (len(prefix), prefix),
+                        ).fetchall()
+                        conn.executemany(
+                            "UPDATE downlink SET key = ?, order_ref = ? WHERE seq = ?",
+                            [(purged_key(k), purged_key(k), seq) for seq, k in rows],
+                        )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            if purged:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._run(settle, now or time.time())
+
+    async def mark_failed_many(self, seqs: Sequence[int], error: str, next_attempt: float) -> None:
+        """`mark_failed` for many messages in one commit."""
+
+        def mark() -> None:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "UPDATE downlink SET attempts = attempts + 1, last_error = ?,"
+                    " next_attempt = ? WHERE seq = ?",
+                    [(error[:1000], next_attempt, seq) for seq in seqs],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        await self._run(mark)
 
     def _write_sql(self, sql: str, params: tuple[Any, ...]) -> None:
         self._conn.execute(sql, params)
