@@ -12,7 +12,8 @@ import logging
 import re
 import zlib
 from collections import Counter
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -62,6 +63,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("tillbridge.central.intake")
+
+Resync = Callable[[str, Sequence[str], datetime], Awaitable[int]]
+"""(store, scopes, requested_at) → messages queued: a store wants its reference data whole."""
 
 validate_record = record_adapter.validate_python
 
@@ -273,8 +277,11 @@ class Intake:
         inbox: Records,
         transport: Transport | None = None,
         validated: Validated | None = None,
+        resync: Resync | None = None,
     ) -> None:
         self.config = config
+        self.resync = resync
+        """Answers a heartbeat's `resync` (the feeds' fan-out); None: no reference data."""
         self.validated = validated
         """Where the records this intake committed are kept validated, for routing."""
         self._transport = transport
@@ -556,6 +563,9 @@ class Intake:
                 topic(self.prefix, store, "command"), command.model_dump_json(by_alias=True)
             )
             log.info("Highest seq sent to a rebuilt agent.", extra={"store": store, "seq": highest})
+        if heartbeat.resync and heartbeat.resync_requested_at and self.resync is not None:
+            # Answered once per request, however often the store repeats it.
+            await self.resync(store, heartbeat.resync, heartbeat.resync_requested_at)
 
     # -- completeness and parking ---------------------------------------------------------
 
