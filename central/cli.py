@@ -252,8 +252,11 @@ def render_stats(data: dict[str, Any], backend: str, *, width: int | None = None
     for state, count in data["by_state"].items():
         figures.add_row(f"  {state}", str(count))
     for name, value in data.items():
-        if name not in ("records", "by_state", "deliveries", "downlink"):
+        if name not in ("records", "by_state", "deliveries", "downlink", "reference"):
             figures.add_row(name, str(value))
+    # Reference data held to fan out: customers and items, one figure each.
+    for kind, count in sorted((data.get("reference") or {}).items()):
+        figures.add_row(f"reference {kind}s", str(count))
     out = io.StringIO()
     console = Console(file=out, width=width or 100, color_system=None, highlight=False)
     console.print(figures)
