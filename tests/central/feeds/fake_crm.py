@@ -185,7 +185,7 @@ class FakeCrm:
             if field in _DATETIME_FIELDS and have is not None:
                 have = _instant(str(have))
             if have is None or value is None:
-                return op in ("=",) and have is value
+                return bool(op == "=" and have is value)
             return {
                 "=": have == value,
                 "!=": have != value,
