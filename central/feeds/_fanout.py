@@ -58,6 +58,7 @@ class StoreScope:
     customer_group: str = ""
     currency: str = ""
     salesforce_location: str = ""
+    adobe_source: str = ""
 
 
 def scopes_of(
@@ -74,6 +75,7 @@ def scopes_of(
         tables = route.tables if route is not None else {}
         ct = tables.get("commercetools", {})
         sf = tables.get("salesforce", {})
+        adobe = tables.get("adobe_commerce", {})
         found[store] = StoreScope(
             store=store,
             channel=x.commercetools_channel
@@ -81,12 +83,21 @@ def scopes_of(
             customer_group=x.customer_group or str(ct.get("customer_group") or ""),
             currency=x.currency or (route.currency if route is not None else ""),
             salesforce_location=x.salesforce_location or str(sf.get("location") or ""),
+            adobe_source=x.adobe_source or str(adobe.get("source_code") or ""),
         )
     return found
 
 
 def store_view(body: RefItem, scope: StoreScope) -> RefItem:
-    """The item with only the prices that apply at the store."""
+    """The item with only the prices that apply at the store, and the stock of the
+    store's own source only (`stock@SOURCE` becomes `stock`)."""
+    attributes: dict[str, str] = {}
+    for name, value in body.attributes.items():
+        base, at, source = name.partition("@")
+        if not at:
+            attributes[name] = value
+        elif source == scope.adobe_source:
+            attributes[base] = value
     prices = [
         p
         for p in body.prices
@@ -94,7 +105,7 @@ def store_view(body: RefItem, scope: StoreScope) -> RefItem:
         and (not p.customer_group or p.customer_group == scope.customer_group)
         and (not scope.currency or p.currency == scope.currency)
     ]
-    return body.model_copy(update={"prices": prices})
+    return body.model_copy(update={"prices": prices, "attributes": attributes})
 
 
 def digest_of(body: RefCustomer | RefItem) -> str:

@@ -165,6 +165,13 @@ def build_feed(
         return CommercetoolsFeed(
             name, settings, connector, sku_map, locale=getattr(target, "locale", "en")
         )
+    if settings.type == "adobe_commerce":
+        from ..connectors.adobe_commerce.connector import AdobeCommerceConnector
+        from .adobe_commerce import AdobeCommerceFeed
+
+        assert isinstance(connector, AdobeCommerceConnector)
+        sku_map = SkuMap(skus or SkuTable(), target, config.routing.sku_mode)
+        return AdobeCommerceFeed(name, settings, connector, sku_map)
     from ..connectors.salesforce.connector import SalesforceConnector
     from .salesforce import SalesforceFeed
 

@@ -1,6 +1,6 @@
 """`[central.feeds.NAME]`: where reference data for the stores comes from (customers from
-Salesforce, items and prices from commercetools) and which stores each part goes to.
-Kept apart from the pollers so the relay's config can import it."""
+Salesforce, items and prices from commercetools or Adobe Commerce) and which stores each
+part goes to. Kept apart from the pollers so the relay's config can import it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from common.settings import Section
 
 __all__ = ["CONTACT_FIELDS", "FEED_TYPES", "FeedSettings"]
 
-FEED_TYPES = ("salesforce", "commercetools")
+FEED_TYPES = ("salesforce", "commercetools", "adobe_commerce")
 
 CONTACT_FIELDS = ("email", "phone")
 """Fields of a customer that leave the CRM only where its consent rule says so."""
@@ -42,8 +42,9 @@ _DEFAULT_CONSENT = {"email": "!HasOptedOutOfEmail", "phone": "!DoNotCall"}
 class FeedSettings(Section):
     """One feed: a platform read for what changed since its durable cursor."""
 
-    type: Literal["salesforce", "commercetools"] = Field(
-        description="The platform: salesforce (customers) or commercetools (items, prices)."
+    type: Literal["salesforce", "commercetools", "adobe_commerce"] = Field(
+        description="The platform: salesforce (customers), commercetools or adobe_commerce "
+        "(items and prices)."
     )
     target: str = Field(
         min_length=1,
@@ -93,8 +94,17 @@ class FeedSettings(Section):
         description="salesforce: an extra SOQL condition (e.g. Loyalty_Member__c = true).",
     )
 
+    currency: str = Field(
+        default="",
+        pattern=r"^([A-Z]{3})?$",
+        description="adobe_commerce: the currency of the products' prices (the website's "
+        "base currency).",
+    )
+
     @model_validator(mode="after")
     def _known_fields(self) -> FeedSettings:
+        if self.type == "adobe_commerce" and not self.currency:
+            raise ValueError("an adobe_commerce feed needs currency (its prices' currency)")
         if self.type != "salesforce":
             return self
         unknown = sorted(set(self.fields) - set(_CUSTOMER_FIELDS))

@@ -31,7 +31,7 @@ def example_feeds() -> dict[str, Any]:
 
 def test_the_documented_example_loads() -> None:
     feeds = example_feeds()
-    assert set(feeds) == {"catalog", "crm"}
+    assert set(feeds) == {"catalog", "crm", "shop"}
     targets = [
         {
             "name": "ct-eu",
@@ -42,6 +42,7 @@ def test_the_documented_example_loads() -> None:
             "client_id": "relay",
         },
         {"name": "sf", "type": "salesforce", "client_id": "app"},
+        {"name": "shop", "type": "adobe_commerce", "base_url": "https://shop.test"},
     ]
     cfg = CentralConfig.model_validate({"targets": targets, "feeds": feeds})
     assert cfg.feeds["crm"].consent == {"email": "!HasOptedOutOfEmail", "phone": "!DoNotCall"}
@@ -54,6 +55,7 @@ def test_the_documented_example_loads() -> None:
         ({"consent": {"tier": "Ok__c"}}, "consent.tier: consent rules are for"),
         ({"customers_to": "home_store"}, "customers_to = home_store needs fields.home_store"),
         ({"preferences": {"x": "Bad Field"}}, "is not a Salesforce field name"),
+        ({"type": "adobe_commerce"}, "an adobe_commerce feed needs currency"),
     ],
 )
 def test_a_wrong_feed_is_named(extra: dict[str, Any], problem: str) -> None:
