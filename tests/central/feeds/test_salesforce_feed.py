@@ -5,6 +5,7 @@ several changes, a withdrawn customer purged, and no contact field in any log li
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -246,3 +247,24 @@ async def test_an_expired_session_is_refused() -> None:
     async with httpx.AsyncClient(transport=httpx.MockTransport(crm.handler)) as client:
         answer = await client.get(f"{MY_DOMAIN}/services/data/v62.0/query", params={"q": "x"})
     assert answer.status_code == 401
+
+
+async def test_two_relays_polling_at_once_queue_each_customer_once(inbox_url: str) -> None:
+    crm = FakeCrm()
+    for ident in ("003A", "003B", "003C", "003D", "003E"):
+        crm.save(ident, FirstName=ident)
+    relays = [await open_inbox(inbox_url, relay_id=name) for name in ("a", "b")]
+    await relays[0].put_xref([StoreXref(s) for s in STORES])
+    both = [await feeds_for(crm, inbox) for inbox in relays]
+    try:
+        now = crm.clock + timedelta(seconds=1)
+        for _ in range(3):
+            await asyncio.gather(*(f.poll_once(now=now) for f in both))
+        for store in STORES:
+            got = [c.customer_id for c in await customers(relays[0], store)]
+            assert got == ["003A", "003B", "003C", "003D", "003E"]
+    finally:
+        for feeds in both:
+            await feeds.aclose()
+        for inbox in relays:
+            await inbox.close()
