@@ -5,7 +5,8 @@ store's ids across systems) loaded from CSV and shown.
 The CSV's header names its columns (any order): `store` (the POS store id the agent runs
 as) and any of `name`, `commercetools_store`, `commercetools_channel`, `customer_group`,
 `currency`, `adobe_source`, `salesforce_location`, `oms_store`. A row replaces that
-store's row whole; stores not in the file stay as they were.
+store's row whole; stores not in the file stay as they were. A store whose scope changed
+is queued its new view of the reference data central holds.
 """
 
 from __future__ import annotations
@@ -73,14 +74,32 @@ def stores_import(
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         typer.echo(f"{file}: {exc}", err=True)
         raise typer.Exit(2) from None
-    count = asyncio.run(_put(cfg, rows))
-    typer.echo(f"{count} stores imported")
+    count, queued = asyncio.run(_put(cfg, rows))
+    typer.echo(f"{count} stores imported; {queued} reference messages queued for changed stores")
 
 
-async def _put(cfg: CentralConfig, rows: Sequence[StoreXref]) -> int:
+async def _put(cfg: CentralConfig, rows: Sequence[StoreXref]) -> tuple[int, int]:
+    """Import the rows; a store whose scope changed (another price channel, source, home
+    location) is queued its new view of every entity central holds that differs from
+    what it was sent (the digests decide), so its data follows the sheet at once."""
+    from contract import RefCustomer, RefItem, down_body_adapter
+
+    from .feeds import fanout_for
+
     inbox = await open_inbox(cfg.inbox_url, relay_id=cfg.relay_id)
     try:
-        return await inbox.put_xref(rows)
+        fanout = fanout_for(cfg, inbox)
+        before = await fanout.scopes()
+        count = await inbox.put_xref(rows)
+        after = await fanout.scopes()
+        changed = {s: scope for s, scope in after.items() if before.get(s) != scope}
+        queued = 0
+        if changed:
+            for row in await inbox.reference_rows():
+                body = down_body_adapter.validate_json(row.body)
+                if isinstance(body, RefCustomer | RefItem):
+                    queued += await fanout.send(body, changed)
+        return count, queued
     finally:
         await inbox.close()
 

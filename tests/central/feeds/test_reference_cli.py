@@ -11,11 +11,12 @@ import pytest
 from typer.testing import CliRunner
 
 from central.cli import app
+from central.feeds import Fanout
 from central.inbox import open_inbox
 from central.reference_cli import read_xref
-from contract import CustomerPurge, down_body_adapter
+from contract import CustomerPurge, RefItem, down_body_adapter, reference_entity
 
-from .reference import customer
+from .reference import T0, customer, item, price
 
 CONFIG = """
 [central]
@@ -53,7 +54,7 @@ def test_stores_are_imported_from_csv_and_listed(tmp_path: Path) -> None:
     runner = CliRunner()
     done = runner.invoke(app, ["stores", "import", str(sheet), "--config", str(file)])
     assert done.exit_code == 0, done.output
-    assert "2 stores imported" in done.output
+    assert "2 stores imported; 0 reference messages queued" in done.output
     listed = runner.invoke(app, ["stores", "list", "--config", str(file)])
     assert listed.exit_code == 0, listed.output
     lines = listed.output.splitlines()
@@ -112,6 +113,46 @@ def test_a_purge_reaches_every_known_store_and_leaves_central(tmp_path: Path) ->
                 assert isinstance(body, CustomerPurge)
                 assert (body.source, body.customer_id) == ("crm", "003A")
             assert await inbox.reference_rows() == []
+        finally:
+            await inbox.close()
+
+    asyncio.run(check())
+
+
+def test_a_store_moved_to_another_channel_gets_its_new_prices_at_once(tmp_path: Path) -> None:
+    file = config(tmp_path)
+    sheet = tmp_path / "stores.csv"
+    sheet.write_text(CSV, encoding="utf-8")
+    runner = CliRunner()
+    assert runner.invoke(app, ["stores", "import", str(sheet), "-c", str(file)]).exit_code == 0
+    pen = item("PEN", 1, price("1.00", "berlin"), price("1.10", "hamburg"))
+
+    async def hold() -> None:
+        inbox = await open_inbox(f"sqlite:///{tmp_path / 'inbox.db'}")
+        try:
+            await inbox.put_reference(
+                reference_entity(pen), "item", pen.source, pen.version, pen.model_dump_json(), T0
+            )
+            await Fanout(inbox, {}, {}).send(pen)
+        finally:
+            await inbox.close()
+
+    asyncio.run(hold())
+    sheet.write_text(CSV.replace("0043,Hamburg,hamburg", "0043,Hamburg,berlin"), encoding="utf-8")
+    done = runner.invoke(app, ["stores", "import", str(sheet), "-c", str(file)])
+    assert "2 stores imported; 1 reference messages queued" in done.output
+
+    async def check() -> None:
+        inbox = await open_inbox(f"sqlite:///{tmp_path / 'inbox.db'}")
+        try:
+            assert len(await inbox.pending_down("0042")) == 1  # unchanged: nothing new
+            first, moved = (
+                down_body_adapter.validate_json(r.body) for r in await inbox.pending_down("0043")
+            )
+            assert isinstance(first, RefItem)
+            assert isinstance(moved, RefItem)
+            assert [p.channel for p in first.prices] == ["hamburg"]
+            assert [p.channel for p in moved.prices] == ["berlin"]
         finally:
             await inbox.close()
 
