@@ -281,6 +281,7 @@ class Intake:
     ) -> None:
         self.config = config
         self.resync = resync
+        self._resyncs: set[asyncio.Task[None]] = set()
         """Answers a heartbeat's `resync` (the feeds' fan-out); None: no reference data."""
         self.validated = validated
         """Where the records this intake committed are kept validated, for routing."""
@@ -564,8 +565,22 @@ class Intake:
             )
             log.info("Highest seq sent to a rebuilt agent.", extra={"store": store, "seq": highest})
         if heartbeat.resync and heartbeat.resync_requested_at and self.resync is not None:
-            # Answered once per request, however often the store repeats it.
-            await self.resync(store, heartbeat.resync, heartbeat.resync_requested_at)
+            # Answered once per request, however often the store repeats it, beside the
+            # intake: a whole catalog must not hold up the store's batches.
+            task = asyncio.create_task(
+                self._answer_resync(store, heartbeat.resync, heartbeat.resync_requested_at)
+            )
+            self._resyncs.add(task)
+            task.add_done_callback(self._resyncs.discard)
+
+    async def _answer_resync(self, store: str, wanted: Sequence[str], at: datetime) -> None:
+        assert self.resync is not None
+        try:
+            queued = await self.resync(store, wanted, at)
+        except Exception:  # the next heartbeat asks again; what was queued stays once
+            log.exception("Resync request could not be answered.", extra={"store": store})
+            return
+        self.counters["resync_queued"] += queued
 
     # -- completeness and parking ---------------------------------------------------------
 

@@ -191,15 +191,17 @@ class Fanout:
 
     async def resync(self, store: str, wanted: Sequence[str], requested_at: datetime) -> int:
         """Answer a store's request for its reference data whole: every current entity of
-        each scope it wants that concerns it, queued once per request (also with several
-        relays hearing the same heartbeat). Returns how many messages were queued."""
+        each scope it wants that concerns it, queued once per request. Each message's key
+        names the request, so a relay that stopped midway, or two relays hearing the same
+        heartbeat, queue nothing twice; the request counts as answered only once all of it
+        is queued. Returns how many messages were queued now."""
         stamp = requested_at.isoformat()
         scopes = await self.scopes()
         scope = scopes.get(store) or scopes_of([], self._stores, [store])[store]
         queued = 0
         for part in wanted:
             kind = _SCOPE_KIND.get(part)
-            if kind is None or not await self.inbox.claim_resync(store, part, stamp):
+            if kind is None or await self.inbox.resync_answered(store, part, stamp):
                 continue
             for row in await self.inbox.reference_rows(kind):
                 body = down_body_adapter.validate_json(row.body)
@@ -208,6 +210,8 @@ class Fanout:
                 view = store_view(body, scope) if isinstance(body, RefItem) else body
                 queued += await self._queue(store, view, f"{reference_key(view)}:resync:{stamp}")
                 await self.inbox.note_sent(store, row.entity, digest_of(view))
+            if not await self.inbox.claim_resync(store, part, stamp):
+                continue  # another relay answered it alongside (the keys kept it once)
             log.info(
                 "Reference data queued again for a store that asked.",
                 extra={"store": store, "scope": part, "requested_at": stamp},

@@ -85,6 +85,10 @@ class Reference(Protocol):
         self, store: str, entity: str, digest: str, *, now: datetime | None = None
     ) -> None: ...
 
+    async def resync_answered(self, store: str, scope: str, requested_at: str) -> bool:
+        """Whether that request of the store was answered already."""
+        ...
+
     async def claim_resync(
         self, store: str, scope: str, requested_at: str, *, now: datetime | None = None
     ) -> bool:

@@ -116,6 +116,16 @@ class ReferenceSql(SqlInbox):
 
         await self._run(work)
 
+    async def resync_answered(self, store: str, scope: str, requested_at: str) -> bool:
+        async def work(c: Conn) -> list[tuple[Any, ...]]:
+            return await c.fetch(
+                "SELECT 1 FROM reference_resyncs WHERE store = ? AND scope = ? "
+                "AND requested_at = ?",
+                (store, scope, requested_at),
+            )
+
+        return bool(await self._run(work))
+
     async def claim_resync(
         self, store: str, scope: str, requested_at: str, *, now: datetime | None = None
     ) -> bool:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from central.feeds import Fanout, scopes_of
 from central.inbox import Inbox, StoreXref
 from central.routing import StoreRoute
@@ -131,3 +133,36 @@ async def test_a_purge_reaches_every_store_and_forgets_the_customer(inbox: Inbox
         assert isinstance(last, CustomerPurge)
         assert last.customer_id == "003A"
     assert await inbox.reference_rows("customer") == []
+
+
+class _Stops:
+    """The inbox of a relay that stops after `left` messages were queued."""
+
+    def __init__(self, inbox: Inbox, left: int) -> None:
+        self._inbox = inbox
+        self.left = left
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inbox, name)
+
+    async def enqueue(self, store: str, kind: str, key: str, body: str) -> tuple[int, bool]:
+        if self.left == 0:
+            raise RuntimeError("relay stopped")
+        self.left -= 1
+        return await self._inbox.enqueue(store, kind, key, body)
+
+
+async def test_a_resync_cut_short_is_finished_by_the_next_heartbeat(inbox: Inbox) -> None:
+    await fleet(inbox)
+    for sku in ("A", "B", "C"):
+        body = item(sku)
+        await inbox.put_reference(
+            reference_entity(body), "item", body.source, body.version, body.model_dump_json(), T0
+        )
+    stopping = Fanout(_Stops(inbox, 2), {}, {})  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        await stopping.resync("0042", ["items"], T0)
+    assert not await inbox.resync_answered("0042", "items", T0.isoformat())
+    assert await Fanout(inbox, {}, {}).resync("0042", ["items"], T0) == 1
+    assert sorted(b.sku for b in await queued(inbox, "0042")) == ["A", "B", "C"]
+    assert await inbox.resync_answered("0042", "items", T0.isoformat())
