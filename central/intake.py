@@ -320,9 +320,10 @@ class Intake:
             )
         finally:
             upkeep.cancel()
-            for task in workers:
+            for task in [*workers, *self._resyncs]:
+                # A resync cut short is finished when the store asks again (its keys).
                 task.cancel()
-            await asyncio.gather(upkeep, *workers, return_exceptions=True)
+            await asyncio.gather(upkeep, *workers, *self._resyncs, return_exceptions=True)
             log.info("Intake stopped.", extra=dict(self.counters))
 
     async def _on_connect(self, client: Connection) -> None:
