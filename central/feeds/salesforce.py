@@ -12,6 +12,10 @@ sforce_api_calls_soql_select_dateformats.htm); answers write them `…T18:00:00.
 `SystemModstamp` moves on every change, by a user or by automation, and is indexed (the
 documented field for replication-style polling).
 
+Deletion: the feed reads through `/queryAll`, which also returns records deleted or
+merged away (api_rest/resources_queryall.htm) with `IsDeleted` true; such a customer is
+purged at every store that was sent them.
+
 Consent: a contact field (email, phone) leaves the CRM only when its rule says so:
 `consent.email = "!HasOptedOutOfEmail"` sends the address only while the opt-out box is
 clear. A field without a rule never leaves. With `share_field`, a customer whose box is
@@ -75,7 +79,7 @@ class SalesforceFeed:
     @property
     def selected(self) -> list[str]:
         """The fields the query reads: ids, the map, preferences, consent boxes."""
-        names = ["Id", "SystemModstamp"]
+        names = ["Id", "SystemModstamp", "IsDeleted"]
         wanted = [
             *self._s.fields.values(),
             *self._s.preferences.values(),
@@ -110,19 +114,21 @@ class SalesforceFeed:
     async def page(self, cursor: str | None, now: datetime) -> FeedPage:
         try:
             response = await self._api.request(
-                "GET", "/query", params={"q": self.query(cursor, now)}
+                "GET", "/queryAll", params={"q": self.query(cursor, now)}
             )
         except (ConnectorError, httpx.HTTPError) as exc:
             raise FeedError(f"customers cannot be read: {exc}") from None
         if response.status_code != 200:
-            raise FeedError(f"GET /query answered {response.status_code}: {response.text[:300]}")
+            raise FeedError(f"GET /queryAll answered {response.status_code}: {response.text[:300]}")
         records: list[dict[str, Any]] = response.json().get("records") or []
         page = FeedPage(
             cursor=f"{records[-1]['SystemModstamp']}|{records[-1]['Id']}" if records else None,
             more=len(records) >= self._s.page_size,
         )
         for record in records:
-            if self._s.share_field and _path(record, self._s.share_field) is not True:
+            if record.get("IsDeleted") is True or (
+                self._s.share_field and _path(record, self._s.share_field) is not True
+            ):
                 page.withdrawn.append(Withdrawn(self.name, str(record["Id"])))
                 continue
             try:

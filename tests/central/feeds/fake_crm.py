@@ -1,7 +1,8 @@
 """An in-memory Salesforce org for the customer feed: the OAuth client-credentials token
-on the org's My Domain, and REST `/query` running the SOQL the feed sends over Contacts,
-written from the documented behaviour. Each rule can be switched off (`without=`) so a
-test shows the feed's suite notices:
+on the org's My Domain, and REST `/query` and `/queryAll` running the SOQL the feed sends
+over Contacts, written from the documented behaviour (`/query` leaves out deleted records,
+`/queryAll` returns them with `IsDeleted` true: api_rest/resources_queryall.htm). Each
+rule can be switched off (`without=`) so a test shows the feed's suite notices:
 
 - `datetime-literal`: a dateTime field compared with a quoted value, or a value not in a
   documented dateTime format, is refused 400 INVALID_FIELD / MALFORMED_QUERY
@@ -36,6 +37,7 @@ RULES = ("datetime-literal", "unknown-field", "no-order", "session")
 FIELDS = {
     "Id",
     "SystemModstamp",
+    "IsDeleted",
     "FirstName",
     "LastName",
     "Email",
@@ -87,11 +89,16 @@ class FakeCrm:
         """Create or change a contact; SystemModstamp moves to the org's clock."""
         assert set(fields) <= FIELDS, set(fields) - FIELDS
         row = self.contacts.setdefault(
-            ident, {"Id": ident, "HasOptedOutOfEmail": False, "DoNotCall": False}
+            ident,
+            {"Id": ident, "IsDeleted": False, "HasOptedOutOfEmail": False, "DoNotCall": False},
         )
         row.update(fields)
         row["SystemModstamp"] = stamp(self.clock if same_second else self.tick())
         return row
+
+    def delete(self, ident: str) -> None:
+        """Move a contact to the recycle bin: IsDeleted, SystemModstamp moves."""
+        self.save(ident, IsDeleted=True)
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -109,11 +116,11 @@ class FakeCrm:
         bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
         if self.enforces("session") and bearer not in self._tokens:
             return Refused(401, "INVALID_SESSION_ID", "Session expired or invalid").response
-        assert request.url.path == f"{API}/query", request.url.path
+        assert request.url.path in (f"{API}/query", f"{API}/queryAll"), request.url.path
         query = request.url.params["q"]
         self.queries.append(query)
         try:
-            records = self.run(query)
+            records = self.run(query, deleted=request.url.path.endswith("/queryAll"))
         except Refused as exc:
             return exc.response
         return httpx.Response(
@@ -122,7 +129,7 @@ class FakeCrm:
 
     # -- SOQL, as much as the feed's queries use ------------------------------------------
 
-    def run(self, query: str) -> list[dict[str, Any]]:
+    def run(self, query: str, *, deleted: bool = False) -> list[dict[str, Any]]:
         m = re.fullmatch(
             r"SELECT (?P<fields>.+?) FROM (?P<obj>\w+)(?: WHERE (?P<where>.+?))?"
             r"(?: ORDER BY (?P<order>.+?))?(?: LIMIT (?P<limit>\d+))?",
@@ -133,7 +140,7 @@ class FakeCrm:
         fields = [f.strip() for f in m["fields"].split(",")]
         for field in fields:
             self._known(field)
-        rows = list(self.contacts.values())
+        rows = [r for r in self.contacts.values() if deleted or not r["IsDeleted"]]
         if m["where"]:
             tokens = _TOKEN.findall(m["where"])
             predicate, rest = self._or(tokens)

@@ -268,3 +268,24 @@ async def test_two_relays_polling_at_once_queue_each_customer_once(inbox_url: st
             await feeds.aclose()
         for inbox in relays:
             await inbox.close()
+
+
+async def test_a_contact_deleted_in_the_crm_is_purged_at_every_store(inbox: Inbox) -> None:
+    crm = FakeCrm()
+    ada(crm)
+    crm.save("003B", FirstName="Grace")
+    feeds = await feeds_for(crm, inbox)
+    try:
+        assert await feeds.poll_once(now=crm.clock + timedelta(seconds=1)) == 2 * len(STORES)
+        crm.delete("003A")
+        assert crm.run("SELECT Id FROM Contact ORDER BY Id ASC") == [
+            {"attributes": {"type": "Contact"}, "Id": "003B"}
+        ]  # /query no longer sees them: only /queryAll tells the feed
+        assert await feeds.poll_once(now=crm.clock + timedelta(seconds=1)) == len(STORES)
+    finally:
+        await feeds.aclose()
+    for store in STORES:
+        last = (await customers(inbox, store))[-1]
+        assert isinstance(last, CustomerPurge)
+        assert last.customer_id == "003A"
+    assert [r.entity for r in await inbox.reference_rows("customer")] == ["customer:crm:003B"]
