@@ -12,7 +12,6 @@ with the inbox's refusals (`stats`: spoofed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -20,13 +19,13 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 
 from pydantic import ValidationError
 
 from central.config import CentralConfig
-from central.inbox import Downlink, DownRow
+from central.inbox import Downlink, DownRow, Refusals
 from central.inbox._model import utcnow
 from common.messaging import (
     Backoff,
@@ -37,6 +36,7 @@ from common.messaging import (
     Transport,
     keep_connected,
     options_for,
+    until_stopped,
 )
 from contract import (
     DownBatch,
@@ -62,20 +62,9 @@ STATUS_BYTES = 64 * 1024
 _STORE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
-class DownlinkInbox(Downlink, Protocol):
+class DownlinkInbox(Downlink, Refusals, Protocol):
     """What the sender uses of the inbox: the downlink, and the register of refused
     messages (a forged answer is kept there beside forged batches)."""
-
-    async def record_refusal(
-        self,
-        kind: str,
-        topic_store: str,
-        envelope_store: str | None,
-        batch_id: str | None,
-        reason: str,
-        *,
-        now: datetime | None = None,
-    ) -> None: ...
 
 
 def _shared(prefix: str, channel: str, shared_group: str | None) -> str:
@@ -194,16 +183,7 @@ class DownlinkSender:
         self.connected.clear()
 
     async def _read(self, client: Connection, *, stop: asyncio.Event) -> None:
-        reader = asyncio.create_task(self._pump(client))
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if reader in done:
-            reader.result()
-            return
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        await until_stopped(self._pump(client), stop)
 
     async def _pump(self, client: Connection) -> None:
         async for message in client.messages():

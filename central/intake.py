@@ -32,6 +32,7 @@ from common.messaging import (
     Transport,
     keep_connected,
     options_for,
+    until_stopped,
 )
 from common.redact import mask_pans_json
 from contract import (
@@ -347,16 +348,8 @@ class Intake:
         self.connected.clear()
 
     async def _read(self, client: Connection, *, stop: asyncio.Event) -> None:
-        reader = asyncio.create_task(self._pump(client))
-        stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        stopper.cancel()
-        if reader in done:
-            reader.result()
+        if not await until_stopped(self._pump(client), stop):
             return
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
         # Finish what was taken from the broker while the connection can still carry acks.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues)), DRAIN_SECONDS)

@@ -4,7 +4,12 @@ an agent beside a till that writes export files at a steady pace. Every page has
 something to show: one sale carries an item the SKU table lacks (Exceptions), the
 business day closes a few minutes after start (Reconciliation), and midway one store's
 link is cut for a while, its agent running on, and it drains when the link is back.
-Ctrl-C stops it all.
+
+The downlink too: a sandbox shop takes pickup orders for the POSLog store and queues
+them at the relay; the store's agent writes each into its POS import folder, the pickup
+counter hands it over (every third customer takes only the first line and cancels the
+rest), the till's POSLog says so, and the fulfilment goes up and is posted to the
+dry-run target the order came from (Fleet "Orders down", Records). Ctrl-C stops it all.
 """
 
 from __future__ import annotations
@@ -30,11 +35,18 @@ from central.web import add_user
 from .broker import Mosquitto, free_port
 from .chaos import Process, _command
 from .link import Link
-from .pos import ITEMS, MagestorePos, MicrosPos, PoslogPos, write_atomic
+from .pos import ITEMS, MagestorePos, MicrosPos, PickupCounter, PoslogPos, write_atomic
+from .shop import SandboxShop
 
 __all__ = ["Demo", "main", "write_configs"]
 
 STORES = (("0042", PoslogPos), ("0043", MicrosPos), ("0044", MagestorePos))
+PICKUP_STORE = "0042"
+"""The store the sandbox shop sends pickup orders to: its till writes POSLog, where
+Xstore records a hand-over."""
+TARGET = "commerce-dry-run"
+ORDER_EVERY = 4
+"""Steps between two orders the sandbox shop takes."""
 SOURCE_EXTRA = {
     "micros": 'columns = { "tmed.101" = "cash", "tmed.201" = "card" }\n',
     "magestore": "",
@@ -117,14 +129,17 @@ protocol = "3.1.1"
 listen = "127.0.0.1:{web_port}"
 [central.intake]
 gap_grace_seconds = 10
+[central.downlink]
+resend_seconds = 5
+poll_seconds = 0.5
 [central.routing]
 sku_mode = "table"
 sku_table = "{workdir / "skus.csv"}"
 [[central.targets]]
-name = "commerce-dry-run"
+name = "{TARGET}"
 type = "http"
 url = "http://commerce.invalid"
-kinds = ["sale", "return", "void", "inventory"]
+kinds = ["sale", "return", "void", "inventory", "fulfillment"]
 dry_run = true
 [central.stores.default]
 country = "DE"
@@ -135,7 +150,7 @@ currency = "EUR"
     for store, pos in STORES:
         folder = workdir / store
         folder.mkdir(parents=True, exist_ok=True)
-        inventory = ""
+        inventory = downlink = ""
         if pos is PoslogPos:
             inventory = f"""[[agent.sources]]
 name = "stock"
@@ -143,6 +158,16 @@ path = "{folder / "stock"}"
 format = "inventory"
 include = ["**/*.csv"]
 settle_seconds = 0.5
+"""
+        if store == PICKUP_STORE:
+            import_folder(workdir).mkdir(exist_ok=True)  # the POS's, there before the agent
+            downlink = f"""[agent.downlink]
+enabled = true
+writer = "file"
+folder = "{import_folder(workdir)}"
+format = "json"
+retry_min_seconds = 0.5
+retry_max_seconds = 5
 """
         (folder / "agent.toml").write_text(
             f"""[agent]
@@ -162,9 +187,14 @@ settle_seconds = 0.5
 {SOURCE_EXTRA[pos.format]}{inventory}[agent.uplink]
 heartbeat_seconds = 5
 reconnect_max_seconds = 5
-""",
+{downlink}""",
             encoding="utf-8",
         )
+
+
+def import_folder(workdir: Path) -> Path:
+    """Where the pickup store's agent writes the online orders for its POS to import."""
+    return workdir / PICKUP_STORE / "orders-in"
 
 
 def _stock(folder: Path, n: int) -> None:
@@ -180,7 +210,9 @@ class Demo:
     writes a file; one sale of store 0044 sells an item the SKU table lacks; the tills'
     business day closes `close_in` seconds after start (Reconciliation shows it); store
     0043's link is cut after `outage_after` seconds and restored `outage_for` later, its
-    agent running all along with its backlog growing, then draining."""
+    agent running all along with its backlog growing, then draining. Every `ORDER_EVERY`
+    steps the sandbox shop takes a pickup order for store 0042; every step its pickup
+    counter hands over what the agent has written into the import folder."""
 
     OFFLINE = "0043"
 
@@ -223,6 +255,12 @@ class Demo:
         }
         self.tills = {store: pos(store, workdir / store / "pos") for store, pos in STORES}
         self.tills["0044"].sell_once(*UNMAPPED)
+        till = self.tills[PICKUP_STORE]
+        assert isinstance(till, PoslogPos)
+        self.shop = SandboxShop(
+            f"sqlite:///{workdir / 'relay' / 'inbox.db'}", PICKUP_STORE, TARGET, name="demo"
+        )
+        self.counter = PickupCounter(till, import_folder(workdir))
         self.password = secrets.token_urlsafe(9)
         self.cut_state = "before"
         self.steps = 0
@@ -252,6 +290,7 @@ class Demo:
             till.write(5)
         if self.steps % 10 == 1:
             _stock(self.workdir / "0042", self.steps)
+        self.orders()
         elapsed = time.monotonic() - self.started
         if self.cut_state == "before" and elapsed > self.outage_after:
             self.link.cut()
@@ -262,6 +301,15 @@ class Demo:
             self.cut_state = "after"
             return f"Store {self.OFFLINE} is back online and drains its backlog."
         return None
+
+    def orders(self) -> list[str]:
+        """The sandbox shop takes an order every `ORDER_EVERY` steps and queues what it
+        has; the counter hands over every order waiting in the import folder, every
+        third one partly. Returns the numbers handed over now."""
+        if self.steps % ORDER_EVERY == 1:
+            self.shop.place()
+        self.shop.queue()
+        return self.counter.serve(partial=lambda number: int(number[-5:]) % 3 == 0)
 
     def stop(self) -> None:
         for agent in self.agents.values():
@@ -298,6 +346,11 @@ def run(
     print(f"  business day {demo.business_day()} closes at {demo.close} UTC: see Reconciliation")
     print(f"  one sale of store 0044 sells {UNMAPPED[0]}, not in the SKU table: see Exceptions")
     print(f"  a store    tillbridge-agent status --config {workdir / '0043' / 'agent.toml'}")
+    print(f"  orders     store {PICKUP_STORE}'s POS import folder {import_folder(workdir)}")
+    print(
+        "             a sandbox shop takes pickup orders, the till hands them over (every"
+        f' third partly), the fulfilment goes to {TARGET}: see Fleet "Orders down", Records'
+    )
     print("Press Ctrl-C to stop.", flush=True)
     try:
         while not stop.is_set():

@@ -288,6 +288,9 @@ class PickupCounter:
         self.handed: dict[str, dict[str, Decimal]] = {}
         """order number → POS item → quantity handed over."""
         self.cancelled: dict[str, dict[str, Decimal]] = {}
+        self.slips: dict[str, bytes] = {}
+        """order number → the POSLog the till wrote for its hand-over (the agent archives
+        the file itself once it has read it)."""
 
     def waiting(self) -> list[Path]:
         if not self.imports.is_dir():
@@ -310,7 +313,8 @@ class PickupCounter:
                 for line in order["lines"]
             ]
             cut = partial(number) and len(lines) > 1
-            self.pos.hand_over(number, lines, keep=1 if cut else len(lines))
+            slip = self.pos.hand_over(number, lines, keep=1 if cut else len(lines))
+            self.slips[number] = slip.read_bytes()
             self.handed[number] = {sku: q for sku, q, _ in (lines[:1] if cut else lines)}
             self.cancelled[number] = {sku: q for sku, q, _ in lines[1:]} if cut else {}
             path.replace(self._done(path))

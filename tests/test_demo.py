@@ -1,9 +1,12 @@
 """`make demo`'s moving parts without the processes: configs written once and never
 again (an outage is the store's link cut, the agent running on), an item the SKU table
-lacks, a business day that closes minutes after start."""
+lacks, a business day that closes minutes after start, and the downlink's sandbox shop
+and pickup counter: orders queued in the relay's inbox once each, written by the agent's
+own file writer, handed over at the till in a POSLog the parser reads as fulfilments."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -12,8 +15,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from agent.parsers import ParseContext, parse_bytes
-from lab.demo import UNMAPPED, Demo
+from agent.writers import DownItem
+from agent.writers.file import FileWriter
+from central.inbox import DownRow, open_inbox
+from contract import Fulfillment, down_body_adapter
+from lab.demo import PICKUP_STORE, TARGET, UNMAPPED, Demo, import_folder
 from lab.link import Link
+from lab.shop import SandboxShop
 from tests.support.mosquitto import free_port
 
 
@@ -111,5 +119,70 @@ def test_the_demo_never_rewrites_a_config_and_gives_every_page_something(
             assert f"\n{sku}," in table
         # The tills trade on the day the close ends.
         assert all(t.till.business_date == demo.business_day() for t in demo.tills.values())
+    finally:
+        demo.link.close()
+
+
+def _queued(url: str) -> list[DownRow]:
+    async def read() -> list[DownRow]:
+        inbox = await open_inbox(url, relay_id="test")
+        try:
+            due = await inbox.due_down(resend_after=timedelta(0))
+        finally:
+            await inbox.close()
+        return due.get(PICKUP_STORE, [])
+
+    return asyncio.run(read())
+
+
+def test_the_sandbox_shop_queues_orders_the_till_hands_them_over(tmp_path: Path) -> None:
+    demo = Demo(tmp_path, close_in=600, web_port=free_port())
+    try:
+        relay = tomllib.loads((tmp_path / "central.toml").read_text())["central"]
+        (target,) = relay["targets"]
+        assert (target["name"], target["dry_run"]) == (TARGET, True)
+        assert "fulfillment" in target["kinds"]
+        agent = tomllib.loads((tmp_path / PICKUP_STORE / "agent.toml").read_text())["agent"]
+        assert Path(agent["downlink"]["folder"]) == import_folder(tmp_path)
+        assert import_folder(tmp_path).is_dir()  # the POS's folder, there before the agent
+        url = f"sqlite:///{tmp_path / 'relay' / 'inbox.db'}"
+        assert demo.shop.queue() == 0  # no order yet
+        demo.shop.place()
+        assert demo.shop.queue() == 0  # the relay has not opened its inbox yet
+        assert demo.shop.error == "the relay has not opened its inbox yet"
+        (tmp_path / "relay").mkdir()
+        assert _queued(url) == []  # opened, as the relay does at start
+        demo.steps = 1
+        assert demo.orders() == []  # a second order, both queued; none written yet
+        demo.shop.place()
+        assert demo.shop.queue() == 1
+        rows = _queued(url)
+        assert [down_body_adapter.validate_json(r.body).order_number for r in rows] == [
+            f"SBX-{PICKUP_STORE}-0000{n}" for n in (1, 2, 3)
+        ]
+        again = SandboxShop(url, PICKUP_STORE, TARGET, name="demo")
+        again.place()  # the first order again, under its number and key
+        assert again.queue() == 1
+        assert len(_queued(url)) == 3  # queued once each
+        # The agent's own writer puts them into the import folder; the counter hands each
+        # over once, the third customer taking only the first line.
+        writer = FileWriter(import_folder(tmp_path), "json")
+        for row in rows:
+            body = down_body_adapter.validate_json(row.body)
+            asyncio.run(writer.write(DownItem(seq=row.seq, key=row.key, body=body)))
+        assert len(demo.orders()) == 3
+        assert demo.orders() == []
+        assert len(list((import_folder(tmp_path) / "imported").iterdir())) == 3
+        said: dict[str, str] = {}
+        for file in sorted((tmp_path / PICKUP_STORE / "pos").glob("*.xml")):
+            context = ParseContext(file_name=file.name, sha256="0" * 64, store=PICKUP_STORE)
+            for record in parse_bytes(file.read_bytes(), "poslog", context=context):
+                if isinstance(record, Fulfillment):
+                    said[record.order_number] = record.status
+        assert said == {
+            f"SBX-{PICKUP_STORE}-00001": "picked_up",
+            f"SBX-{PICKUP_STORE}-00002": "picked_up",
+            f"SBX-{PICKUP_STORE}-00003": "partially_picked_up",
+        }
     finally:
         demo.link.close()

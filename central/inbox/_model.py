@@ -34,6 +34,7 @@ __all__ = [
     "InvalidRecord",
     "RecordState",
     "Records",
+    "Refusals",
     "Released",
     "RouteDecision",
     "StoreStatus",
@@ -313,7 +314,23 @@ def link_key(record: Record) -> str | None:
     return None
 
 
-class Records(Protocol):
+class Refusals(Protocol):
+    """The register of what the relay refused whole (a forged batch or answer, an order
+    no store can take), counted in `stats`."""
+
+    async def record_refusal(
+        self,
+        kind: str,
+        topic_store: str,
+        envelope_store: str | None,
+        batch_id: str | None,
+        reason: str,
+        *,
+        now: datetime | None = None,
+    ) -> None: ...
+
+
+class Records(Refusals, Protocol):
     """Records in and out of the inbox: each store's batches stored once, the gap-free
     stream per store (gaps, releases, heartbeats, refusals), and a record's state as it is
     claimed and moved on."""
@@ -378,17 +395,6 @@ class Records(Protocol):
 
     async def record_heartbeat(
         self, heartbeat: Heartbeat, *, now: datetime | None = None
-    ) -> None: ...
-
-    async def record_refusal(
-        self,
-        kind: str,
-        topic_store: str,
-        envelope_store: str | None,
-        batch_id: str | None,
-        reason: str,
-        *,
-        now: datetime | None = None,
     ) -> None: ...
 
     async def gaps(self, store: str | None = None) -> list[Gap]: ...

@@ -20,7 +20,7 @@ from typing import Protocol
 from contract import OnlineOrder, OrderCancel
 
 from ..connectors import TargetSettings
-from ..inbox import Downlink
+from ..inbox import Downlink, Refusals
 from ..routing import SkuTable, StoreRoute
 
 __all__ = [
@@ -69,20 +69,9 @@ class Platform(Protocol):
     async def aclose(self) -> None: ...
 
 
-class SourceInbox(Downlink, Protocol):
+class SourceInbox(Downlink, Refusals, Protocol):
     """What a source writes: the downlink queue and cursors, and a refusal the relay's
     stats count (the intake's own `refusals`)."""
-
-    async def record_refusal(
-        self,
-        kind: str,
-        topic_store: str,
-        envelope_store: str | None,
-        batch_id: str | None,
-        reason: str,
-        *,
-        now: datetime | None = None,
-    ) -> None: ...
 
 
 class StoreMap:

@@ -3,7 +3,7 @@ client factory (`make_client`, `MqttTransport`), the one reconnect loop
 (`keep_connected` with a jittered `Backoff`) and, in `common.messaging.memory`, a broker in
 memory for unit tests. The agent's uplink and the relay's intake both stand on it."""
 
-from ._link import Backoff, keep_connected
+from ._link import Backoff, keep_connected, until_stopped
 from ._mqtt import MqttTransport, make_client, options_for
 from ._seam import (
     SESSION_EXPIRY_SECONDS,
@@ -32,4 +32,5 @@ __all__ = [
     "keep_connected",
     "make_client",
     "options_for",
+    "until_stopped",
 ]

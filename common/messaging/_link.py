@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from ._seam import Connection, MessagingError, Transport
 
@@ -86,3 +87,19 @@ async def _enter(
             await entering
         return None
     return entering.result()  # the connection's error, if it failed
+
+
+async def until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run `work` (a connection's read loop) until it ends or `stop` is set. True when
+    `stop` ended it, after cancelling it; an error of its own is raised."""
+    reader = asyncio.create_task(work)
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    stopper.cancel()
+    if reader in done:
+        reader.result()
+        return False
+    reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+    return True

@@ -1,20 +1,26 @@
 """The demo's data in a real headless Chromium with no network but the relay: sign in,
 walk Fleet (the offline store with its last reported backlog), Records (paged, times with
 their zone), one record, Exceptions (the item the SKU table lacks; retry it), a
-reconciled business day and the API docs. Screenshots land in test-output/."""
+reconciled business day, the downlink (the sandbox shop's orders in the store's import
+folder once each, handed over, their fulfilment posted to the dry-run target) and the
+API docs. Screenshots land in test-output/."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import shutil
 import threading
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 
-from lab.demo import UNMAPPED, Demo
+from agent.parsers import ParseContext, parse_bytes
+from contract import Fulfillment
+from lab.demo import PICKUP_STORE, TARGET, UNMAPPED, Demo, import_folder
 from tests.support.mosquitto import free_port
 
 from .test_dashboard_browser import _until, browser
@@ -136,6 +142,46 @@ async def test_the_demo_in_a_real_browser_offline(browser, tmp_path: Path) -> No
         assert (await sale.locator("td").all_inner_texts())[2] not in ("", "–")
         await page.screenshot(path=str(shots / "demo-recon-day.png"), full_page=True)
 
+        # The downlink: the sandbox shop's orders went down to store 0042 (Fleet counts
+        # them), each into its import folder once; the till handed them over and each
+        # fulfilment was posted to the dry-run target the order came from. The tills stop
+        # first, so the folder holds still while it is read.
+        stop.set()
+        writer.join(10)
+
+        async def orders_down() -> str:
+            await page.goto(f"{base}/fleet")
+            cell = page.locator(f"tr[data-store='{PICKUP_STORE}'] td.downlink")
+            text = " ".join((await cell.inner_text()).split())
+            found = re.search(r"(\d+) delivered", text)
+            return text if found and int(found.group(1)) >= 1 else ""
+
+        down = await _until_value(orders_down, timeout=30)
+        assert re.match(r"\d+ pending · \d+ delivered", down)
+        await page.screenshot(path=str(shots / "demo-fleet-orders-down.png"), full_page=True)
+        folder = import_folder(demo.workdir)
+        files = [*folder.glob("*.json"), *(folder / "imported").glob("*.json")]
+        written = [json.loads(f.read_text())["order_number"] for f in files]
+        served = list(demo.counter.handed)
+        assert served, "the till handed over an order"
+        assert sorted(set(written)) == sorted(written), "each order written once"
+        assert set(served) <= set(written) <= set(demo.shop.queued)
+        first = _fulfilment(demo.counter.slips[served[0]])
+
+        async def fulfilment_posted() -> bool:
+            await page.goto(f"{base}/records?{urlencode({'q': first.key})}")
+            return await page.locator("#records tbody td.state").all_inner_texts() == ["posted"]
+
+        await _until(fulfilment_posted, timeout=30)
+        await page.locator("#records tbody tr a").first.click()
+        delivered = await page.locator("#deliveries tbody tr td").all_inner_texts()
+        assert delivered[:2] == [TARGET, "posted"]
+        # The audit keeps what the dry run would have sent, the order named in it.
+        sent = await page.text_content("#audit") or ""
+        assert "dry_run" in sent
+        assert first.order_number in sent
+        await page.screenshot(path=str(shots / "demo-fulfilment.png"), full_page=True)
+
         # The API docs render from the relay's own files.
         await page.goto(f"{base}/docs")
         await page.wait_for_selector(".opblock", timeout=20_000)
@@ -164,3 +210,11 @@ async def _until_value(check, timeout: float) -> str:  # type: ignore[no-untyped
 
     await _until(done, timeout=timeout)
     return found[-1]
+
+
+def _fulfilment(slip: bytes) -> Fulfillment:
+    """The fulfilment record a hand-over's POSLog holds, as the agent's parser reads it."""
+    context = ParseContext(file_name="handover.xml", sha256="0" * 64, store=PICKUP_STORE)
+    (record,) = parse_bytes(slip, "poslog", context=context)
+    assert isinstance(record, Fulfillment)
+    return record

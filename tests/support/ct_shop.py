@@ -12,6 +12,9 @@ __all__ = ["Admin", "expanded", "place", "set_up"]
 
 
 class Admin:
+    """Direct calls to the mock with the project's admin scope: seeding a project and
+    reading back what the relay wrote."""
+
     def __init__(self, url: str, project: str) -> None:
         token = httpx.post(
             f"{url}/oauth/token",
@@ -27,6 +30,12 @@ class Admin:
         assert response.status_code in (200, 201), response.text
         result: dict[str, Any] = response.json()
         return result
+
+    def query(self, path: str, where: str) -> list[dict[str, Any]]:
+        response = self.http.get(path, params={"where": where, "limit": 500})
+        assert response.status_code == 200, response.text
+        results: list[dict[str, Any]] = response.json()["results"]
+        return results
 
     def get(self, path: str) -> dict[str, Any]:
         response = self.http.get(path)

@@ -192,7 +192,7 @@ class AdobeCommerceConnector:
         self._stated: dict[int, Decimal] = {}
         """Per record id: the grand total Magento answered for a sale (the POS's sign)."""
         self._admin_until = 0.0
-        self._fulfilments = Fulfilments(self._send, _answer, _read)
+        self._fulfilments = Fulfilments(self._send, _answer, _read, dry_run=settings.dry_run)
 
     async def aclose(self) -> None:
         return None
@@ -560,4 +560,6 @@ def dry_run_response(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"entity_id": 1, "grand_total": 0, "total_invoiced": 0})
     if path.endswith("/inventory/source-items"):
         return httpx.Response(200, json=[])
+    if path.endswith("/cancel"):
+        return httpx.Response(200, json=True)
     return httpx.Response(200, json=1)

@@ -156,7 +156,9 @@ class CommercetoolsConnector:
         self._expires = 0.0
         self._stock = Inventories(self._call, _answer, settings.inventory_entry_type)
         self._drafts = OrderDrafts(settings.locale, settings.line_item_type)
-        self._fulfilments = Fulfilments(self._call, self._update_order, _answer)
+        self._fulfilments = Fulfilments(
+            self._call, self._update_order, _answer, dry_run=settings.dry_run
+        )
         self._stated: dict[int, Decimal] = {}
         """Per record id: the order total commercetools answered for a sale."""
 

@@ -18,12 +18,12 @@ fake (`test_commercetools.py`).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
 import pytest
 
 from central.connectors.commercetools.connector import CommercetoolsConnector, CommercetoolsSettings
+from tests.support.ct_shop import Admin
 from tests.support.ctmock import commercetools_mock
 
 from . import samples
@@ -37,35 +37,9 @@ def mock_url() -> Iterator[str]:
         yield url
 
 
-class Admin:
-    """Direct calls to the mock: seeding and reading back what the connector wrote."""
-
-    def __init__(self, url: str) -> None:
-        token = httpx.post(
-            f"{url}/oauth/token",
-            data={"grant_type": "client_credentials", "scope": f"manage_project:{PROJECT}"},
-            auth=("admin", "admin"),
-        ).json()["access_token"]
-        self.http = httpx.Client(
-            base_url=f"{url}/{PROJECT}", headers={"Authorization": f"Bearer {token}"}
-        )
-
-    def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.post(path, json=body)
-        assert response.status_code in (200, 201), response.text
-        result: dict[str, Any] = response.json()
-        return result
-
-    def query(self, path: str, where: str) -> list[dict[str, Any]]:
-        response = self.http.get(path, params={"where": where, "limit": 500})
-        assert response.status_code == 200, response.text
-        results: list[dict[str, Any]] = response.json()["results"]
-        return results
-
-
 @pytest.fixture(scope="module")
 def admin(mock_url: str) -> Admin:
-    admin = Admin(mock_url)
+    admin = Admin(mock_url, PROJECT)
     kind = admin.post("/product-types", {"key": "pen", "name": "Pen", "description": "Pens"})
     admin.post(
         "/products",
