@@ -34,5 +34,9 @@ async def stores(request: Request) -> Response:
             for store, scope in scopes.items()
         ],
         counts=await app.inbox.reference_counts(),
-        feeds=sorted(app.config.feeds),
+        # Each feed's durable cursor: how far it has read (its platform's change stamp).
+        feeds=[
+            (name, await app.inbox.source_cursor(f"feed:{name}"))
+            for name in sorted(app.config.feeds)
+        ],
     )

@@ -4,9 +4,15 @@ held — never a customer's fields."""
 
 from __future__ import annotations
 
-from central.inbox import StoreXref
+from pathlib import Path
+
+import httpx
+
+from central.config import CentralConfig
+from central.inbox import StoreXref, open_inbox
+from central.web import add_user, create_app
 from contract import reference_entity
-from tests.central.test_web import relay, sign_in
+from tests.central.test_web import PASSWORD, relay, sign_in
 
 from .reference import customer
 
@@ -37,3 +43,28 @@ async def test_the_stores_page_shows_the_cross_reference(relay) -> None:  # type
     assert "EUR" in page
     assert "ada@example.test" not in page
     assert "Ada" not in page
+
+
+async def test_the_stores_page_shows_how_far_each_feed_has_read(tmp_path: Path) -> None:
+    cfg = CentralConfig.model_validate(
+        {
+            "data_dir": str(tmp_path),
+            "inbox": {"url": f"sqlite:///{tmp_path / 'inbox.db'}"},
+            "targets": [
+                {"name": "sf", "type": "salesforce", "client_id": "app", "kinds": ["sale"]}
+            ],
+            "feeds": {"crm": {"type": "salesforce", "target": "sf"}},
+        }
+    )
+    add_user(cfg.users_file, "vera", "viewer", PASSWORD)
+    inbox = await open_inbox(cfg.inbox_url)
+    try:
+        transport = httpx.ASGITransport(app=create_app(cfg, inbox))
+        async with httpx.AsyncClient(transport=transport, base_url="http://relay.test") as client:
+            await sign_in(client, "vera")
+            assert "<td>crm</td><td>not read yet</td>" in (await client.get("/stores")).text
+            stamp = "2026-12-01T09:00:05.000+0000"
+            await inbox.advance_cursor("feed:crm", None, f"{stamp}|003A")
+            assert f"<td>crm</td><td>{stamp}</td>" in (await client.get("/stores")).text
+    finally:
+        await inbox.close()
