@@ -149,9 +149,10 @@ class Fanout:
         whose home moved away is purged at the store that held them. Returns how many
         messages were queued now."""
         entity = reference_entity(body)
+        sent = await self.inbox.sent_digests(entity)
         queued = 0
         for scope in (scopes if scopes is not None else await self.scopes()).values():
-            held = await self.inbox.sent_digest(scope.store, entity)
+            held = sent.get(scope.store)
             if not self.concerns(body, scope):
                 if isinstance(body, RefCustomer) and held not in (None, PURGED):
                     queued += await self._purge_at(scope.store, body.source, body.customer_id)

@@ -81,6 +81,11 @@ class Reference(Protocol):
         """The digest of what `store` was last queued of `entity` (None: nothing yet)."""
         ...
 
+    async def sent_digests(self, entity: str) -> dict[str, str]:
+        """Per store, the digest of what it was last queued of `entity` (one read for the
+        whole fleet, as the fan-out needs it)."""
+        ...
+
     async def note_sent(
         self, store: str, entity: str, digest: str, *, now: datetime | None = None
     ) -> None: ...

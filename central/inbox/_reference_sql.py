@@ -101,6 +101,14 @@ class ReferenceSql(SqlInbox):
         rows = await self._run(work)
         return str(rows[0][0]) if rows else None
 
+    async def sent_digests(self, entity: str) -> dict[str, str]:
+        async def work(c: Conn) -> list[tuple[Any, ...]]:
+            return await c.fetch(
+                "SELECT store, digest FROM reference_sent WHERE entity = ?", (entity,)
+            )
+
+        return {str(store): str(digest) for store, digest in await self._run(work)}
+
     async def note_sent(
         self, store: str, entity: str, digest: str, *, now: datetime | None = None
     ) -> None:

@@ -48,6 +48,9 @@ async def test_dropping_an_entity_forgets_its_digests(inbox: Inbox) -> None:
     assert await inbox.sent_digest("0042", "customer:crm:003A") == "d1"
     await inbox.note_sent("0042", "customer:crm:003A", "d2")
     assert await inbox.sent_digest("0042", "customer:crm:003A") == "d2"
+    await inbox.note_sent("0043", "customer:crm:003A", "d3")
+    await inbox.note_sent("0043", "item:crm:X", "d4")
+    assert await inbox.sent_digests("customer:crm:003A") == {"0042": "d2", "0043": "d3"}
     assert await inbox.drop_reference("customer:crm:003A")
     assert not await inbox.drop_reference("customer:crm:003A")
     assert await inbox.sent_digest("0042", "customer:crm:003A") is None
