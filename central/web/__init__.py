@@ -75,6 +75,7 @@ def create_app(config: CentralConfig, inbox: Inbox) -> FastAPI:
     app.include_router(_api.router)
     app.include_router(_pages.router)
     app.include_router(_stores.router)
+    app.include_router(_stores.api)
 
     @app.exception_handler(StarletteHTTPException)
     async def _errors(request: Request, exc: StarletteHTTPException) -> Response:

@@ -5,18 +5,22 @@ No customer is shown: the page lists stores and counts only."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from central.feeds import scopes_of
 from central.inbox import XREF_COLUMNS
 
-from ._deps import state
+from ._deps import Viewer, state, viewer
 from ._pages import _page
 
-__all__ = ["router"]
+__all__ = ["api", "router"]
 
 router = APIRouter(include_in_schema=False)
+api = APIRouter(prefix="/api/v1", tags=["api"])
 
 
 @router.get("/stores")
@@ -40,3 +44,8 @@ async def stores(request: Request) -> Response:
             for name in sorted(app.config.feeds)
         ],
     )
+
+
+@api.get("/stores/xref", summary="The store cross-reference: each store's ids across systems")
+async def xref(request: Request, _: Annotated[Viewer, Depends(viewer)]) -> list[dict[str, Any]]:
+    return [asdict(row) for row in await state(request).inbox.store_xref()]

@@ -12,7 +12,7 @@ from central.config import CentralConfig
 from central.inbox import StoreXref, open_inbox
 from central.web import add_user, create_app
 from contract import reference_entity
-from tests.central.test_web import PASSWORD, relay, sign_in
+from tests.central.test_web import PASSWORD, basic, relay, sign_in
 
 from .reference import customer
 
@@ -43,6 +43,10 @@ async def test_the_stores_page_shows_the_cross_reference(relay) -> None:  # type
     assert "EUR" in page
     assert "ada@example.test" not in page
     assert "Ada" not in page
+    client.cookies.clear()  # signed out: the API wants credentials
+    assert (await client.get("/api/v1/stores/xref")).status_code == 401
+    (row,) = (await client.get("/api/v1/stores/xref", headers=basic("vera"))).json()
+    assert (row["store"], row["name"], row["commercetools_channel"]) == ("0050", "Köln", "cologne")
 
 
 async def test_the_stores_page_shows_how_far_each_feed_has_read(tmp_path: Path) -> None:
