@@ -18,6 +18,7 @@ import typer.core
 from central._version import __version__
 from central.config import CentralConfig, load_central_config
 from central.exception_queue import app as exceptions_app
+from central.reference_cli import customers_app, stores_app
 from common.cli import config_option, group, program
 from common.cli import load_or_exit as _load_or_exit
 from common.modes import modes_checked, private_dir, too_open
@@ -26,6 +27,7 @@ from common.redact import redact_text
 from common.runtime import run_daemon
 
 if TYPE_CHECKING:
+    from central.feeds import Feeds
     from central.inbox import Inbox
     from central.sources import OrderSources
 
@@ -88,7 +90,10 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
 
     # Intake validates each record once; routing and delivery reuse that validation.
     validated = Validated()
-    intake = Intake(cfg, inbox, validated=validated)
+    from central.feeds import fanout_for
+
+    # A store's heartbeat asking for its reference data whole is answered by the fan-out.
+    intake = Intake(cfg, inbox, validated=validated, resync=fanout_for(cfg, inbox).resync)
     notifier = Notifier()
     if cfg.delivery.enabled:
         from central.delivery import Delivery
@@ -127,6 +132,10 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
     if sources is not None:
         helpers.append(asyncio.create_task(sources.run(stop), name="order-sources"))
         log.info("Order sources polling.", extra={"sources": [r.name for r in sources.runners]})
+    feeds = _feeds(cfg, inbox)
+    if feeds is not None:
+        helpers.append(asyncio.create_task(feeds.run(stop), name="feeds"))
+        log.info("Reference feeds polling.", extra={"feeds": [r.name for r in feeds.runners]})
     if cfg.web.enabled:
         from central.web import create_app, serve
 
@@ -152,6 +161,8 @@ async def _serve(cfg: CentralConfig, stop: asyncio.Event) -> None:
         await asyncio.gather(*helpers, return_exceptions=True)
         if sources is not None:
             await sources.aclose()
+        if feeds is not None:
+            await feeds.aclose()
         await inbox.close()
     log.info("Relay stopped.", extra={"relay_id": cfg.relay_id})
 
@@ -163,6 +174,15 @@ def _order_sources(cfg: CentralConfig, inbox: Inbox) -> OrderSources | None:
     from central.sources import OrderSources
 
     return OrderSources(cfg, inbox)
+
+
+def _feeds(cfg: CentralConfig, inbox: Inbox) -> Feeds | None:
+    """The relay's reference feeds, None when none is enabled."""
+    if not any(f.enabled for f in cfg.feeds.values()):
+        return None
+    from central.feeds import Feeds
+
+    return Feeds(cfg, inbox)
 
 
 @app.command("doctor")
@@ -232,8 +252,11 @@ def render_stats(data: dict[str, Any], backend: str, *, width: int | None = None
     for state, count in data["by_state"].items():
         figures.add_row(f"  {state}", str(count))
     for name, value in data.items():
-        if name not in ("records", "by_state", "deliveries", "downlink"):
+        if name not in ("records", "by_state", "deliveries", "downlink", "reference"):
             figures.add_row(name, str(value))
+    # Reference data held to fan out: customers and items, one figure each.
+    for kind, count in sorted((data.get("reference") or {}).items()):
+        figures.add_row(f"reference {kind}s", str(count))
     out = io.StringIO()
     console = Console(file=out, width=width or 100, color_system=None, highlight=False)
     console.print(figures)
@@ -454,6 +477,8 @@ def _exceptions_config(ctx: typer.Context, config: OptionalConfig = None) -> Non
 
 exceptions_app.callback()(_exceptions_config)
 app.add_typer(exceptions_app, name="exceptions")
+app.add_typer(customers_app, name="customers")
+app.add_typer(stores_app, name="stores")
 
 
 def main() -> None:

@@ -28,6 +28,7 @@ from common.settings import (
 from contract import Limits
 
 from .connectors import CONNECTORS, TargetConfig
+from .feeds._settings import FeedSettings
 from .routing import RoutingSettings, StoreRoute
 from .sources._settings import OrderSourceSettings
 
@@ -238,6 +239,11 @@ class CentralConfig(Section):
         default_factory=dict,
         description="Platforms whose online orders go down to the stores, by name.",
     )
+    feeds: dict[str, FeedSettings] = Field(
+        default_factory=dict,
+        description="Platforms whose customers, items and prices go down to the stores, by "
+        "name (the name is the messages' source).",
+    )
 
     @model_validator(mode="after")
     def _known_targets(self) -> CentralConfig:
@@ -271,6 +277,13 @@ class CentralConfig(Section):
                     f"order_sources.{name}.target: target {source.target} must take the "
                     '"fulfillment" kind (add it to its kinds), so what the store does with '
                     "an order reaches the platform"
+                )
+        for name, feed in self.feeds.items():
+            target = by_name.get(feed.target)
+            if target is None or target.type != feed.type:
+                raise ValueError(
+                    f"feeds.{name}.target: no {feed.type} target is named {feed.target!r} in "
+                    "[[central.targets]]"
                 )
         for table_name in ("payments", "tax_codes"):
             for key in getattr(self.routing, table_name):

@@ -43,9 +43,10 @@ from .inbox import (
     Inbox,
     RecordState,
     RouteDecision,
+    StoreXref,
     utcnow,
 )
-from .routing import Router, load_sku_table
+from .routing import Router, load_sku_table, stores_with_xref
 from .validated import Validated
 
 __all__ = ["Breaker", "Delivery", "TargetWorker", "retry_delay"]
@@ -424,7 +425,10 @@ class Delivery:
         if config.routing.sku_table is not None:
             self._sku_stamp = _stamp(config.routing.sku_table)
             skus = load_sku_table(config.routing.sku_table)
-        self.router = Router(config.targets, config.stores, config.routing, skus)
+        self._skus = skus
+        self._stores = dict(config.stores)
+        self._xref: list[StoreXref] | None = None
+        self.router = Router(config.targets, self._stores, config.routing, skus)
         self._clients: list[httpx.AsyncClient] = []
         self.workers: list[TargetWorker] = []
         for settings in config.targets:
@@ -473,8 +477,20 @@ class Delivery:
             )
             return
         cfg = self.config
-        self.router = Router(cfg.targets, cfg.stores, cfg.routing, skus)
+        self._skus = skus
+        self.router = Router(cfg.targets, self._stores, cfg.routing, skus)
         log.info("SKU table read again.", extra={"file": str(path)})
+
+    async def _fresh_stores(self) -> None:
+        """Lay the store cross-reference (`stores import`) over the config's store tables
+        again when it changed, so a store imported while the relay runs routes at once."""
+        xref = await self.inbox.store_xref()
+        if xref == self._xref:
+            return
+        self._xref = xref
+        cfg = self.config
+        self._stores = stores_with_xref(cfg.stores, cfg.targets, xref)
+        self.router = Router(cfg.targets, self._stores, cfg.routing, self._skus)
 
     async def route_once(self, *, now: datetime | None = None) -> int:
         """Route a batch of received records; returns how many."""
@@ -488,6 +504,7 @@ class Delivery:
         )
         if not claimed:
             return 0
+        await self._fresh_stores()
         decisions = []
         fulfilled: list[Fulfillment] = []
         for record in claimed:

@@ -12,7 +12,8 @@ import logging
 import re
 import zlib
 from collections import Counter
-from datetime import timedelta
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
@@ -63,6 +64,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("tillbridge.central.intake")
+
+Resync = Callable[[str, Sequence[str], datetime], Awaitable[int]]
+"""(store, scopes, requested_at) → messages queued: a store wants its reference data whole."""
 
 validate_record = record_adapter.validate_python
 
@@ -274,8 +278,12 @@ class Intake:
         inbox: Records,
         transport: Transport | None = None,
         validated: Validated | None = None,
+        resync: Resync | None = None,
     ) -> None:
         self.config = config
+        self.resync = resync
+        self._resyncs: set[asyncio.Task[None]] = set()
+        """Answers a heartbeat's `resync` (the feeds' fan-out); None: no reference data."""
         self.validated = validated
         """Where the records this intake committed are kept validated, for routing."""
         self._transport = transport
@@ -313,9 +321,10 @@ class Intake:
             )
         finally:
             upkeep.cancel()
-            for task in workers:
+            for task in [*workers, *self._resyncs]:
+                # A resync cut short is finished when the store asks again (its keys).
                 task.cancel()
-            await asyncio.gather(upkeep, *workers, return_exceptions=True)
+            await asyncio.gather(upkeep, *workers, *self._resyncs, return_exceptions=True)
             log.info("Intake stopped.", extra=dict(self.counters))
 
     async def _on_connect(self, client: Connection) -> None:
@@ -549,6 +558,23 @@ class Intake:
                 topic(self.prefix, store, "command"), command.model_dump_json(by_alias=True)
             )
             log.info("Highest seq sent to a rebuilt agent.", extra={"store": store, "seq": highest})
+        if heartbeat.resync and heartbeat.resync_requested_at and self.resync is not None:
+            # Answered once per request, however often the store repeats it, beside the
+            # intake: a whole catalog must not hold up the store's batches.
+            task = asyncio.create_task(
+                self._answer_resync(store, heartbeat.resync, heartbeat.resync_requested_at)
+            )
+            self._resyncs.add(task)
+            task.add_done_callback(self._resyncs.discard)
+
+    async def _answer_resync(self, store: str, wanted: Sequence[str], at: datetime) -> None:
+        assert self.resync is not None
+        try:
+            queued = await self.resync(store, wanted, at)
+        except Exception:  # the next heartbeat asks again; what was queued stays once
+            log.exception("Resync request could not be answered.", extra={"store": store})
+            return
+        self.counters["resync_queued"] += queued
 
     # -- completeness and parking ---------------------------------------------------------
 

@@ -29,7 +29,7 @@ from contract import (
 )
 
 from .connectors import CONNECTORS, TargetSettings
-from .inbox import RouteDecision
+from .inbox import RouteDecision, StoreXref
 
 __all__ = [
     "Router",
@@ -37,7 +37,16 @@ __all__ = [
     "SkuTable",
     "StoreRoute",
     "load_sku_table",
+    "stores_with_xref",
 ]
+
+XREF_ROUTE = {
+    "commercetools_store": ("commercetools", "store"),
+    "commercetools_channel": ("commercetools", "distribution_channel"),
+    "adobe_source": ("adobe_commerce", "source_code"),
+    "salesforce_location": ("salesforce", "location"),
+}
+"""Store cross-reference column → the target type and route key it fills."""
 
 
 class StoreRoute(Section):
@@ -138,6 +147,33 @@ def load_sku_table(path: Path, config_file: Path | None = None) -> SkuTable:
 
 class Unroutable(Exception):
     """The exact reason a record cannot go to a target."""
+
+
+def stores_with_xref(
+    stores: Mapping[str, StoreRoute],
+    targets: Sequence[TargetSettings],
+    xref: Sequence[StoreXref],
+) -> dict[str, StoreRoute]:
+    """The config's store tables with the cross-reference laid over them: a store's
+    imported ids win where the sheet names them (its commercetools store and channel,
+    Adobe source, Salesforce location, currency), the config's tables fill the rest, and
+    a store only the sheet knows starts from the `default` table."""
+    merged = dict(stores)
+    for row in xref:
+        base = stores.get(row.store) or stores.get("default") or StoreRoute()
+        data = base.model_dump()
+        for column, (kind, key) in XREF_ROUTE.items():
+            value = getattr(row, column)
+            if not value:
+                continue
+            # The table a target of that type reads: its name's if the config has one.
+            names = [t.name for t in targets if t.type == kind and t.name in data] or [kind]
+            for name in names:
+                data[name] = {**(data.get(name) or {}), key: value}
+        if row.currency:
+            data["currency"] = row.currency
+        merged[row.store] = StoreRoute.model_validate(data)
+    return merged
 
 
 class Router:

@@ -4,7 +4,8 @@ stream and the fleet registry, on SQLite (one relay) or PostgreSQL (several).
 It is one protocol per role, each small: `Records` (batches in, the stream per store,
 a record's state), `Deliveries` (per target, with the audit trail), `ExceptionQueue`,
 `Views` (what people and reconciliation read) and `Downlink` (each store's queue of
-messages going down, with its own gap-free seq). `Inbox` is all of them over one
+messages going down, with its own gap-free seq) and `Reference` (the latest state of
+the reference data the feeds read, and the store cross-reference). `Inbox` is all of them over one
 database; a part of the relay asks for the role it uses. `open_inbox(url)` picks the
 backend from the URL's scheme; both backends pass one contract suite.
 """
@@ -43,9 +44,11 @@ from ._model import (
     link_key,
     utcnow,
 )
+from ._reference import XREF_COLUMNS, Reference, ReferenceRow, StoreXref
 
 __all__ = [
     "CLAIMABLE",
+    "XREF_COLUMNS",
     "AuditEntry",
     "ClaimedRecord",
     "DayRecord",
@@ -66,10 +69,13 @@ __all__ = [
     "OrderDay",
     "RecordState",
     "Records",
+    "Reference",
+    "ReferenceRow",
     "Refusals",
     "Released",
     "RouteDecision",
     "StoreStatus",
+    "StoreXref",
     "Views",
     "link_key",
     "open_inbox",

@@ -12,6 +12,8 @@ from typing import Any, NamedTuple, Protocol
 
 from contract import Heartbeat, Record, Release, Transaction, make_key
 
+from ._reference import Reference
+
 __all__ = [
     "CLAIMABLE",
     "AuditEntry",
@@ -614,10 +616,10 @@ class Downlink(Protocol):
         ...
 
 
-class Inbox(Records, Deliveries, ExceptionQueue, Views, Downlink, Protocol):
+class Inbox(Records, Deliveries, ExceptionQueue, Views, Downlink, Reference, Protocol):
     """The relay's durable store, every role over one database: every record once, its
-    state, each store's stream, delivery, the exception queue, the views and the way
-    down."""
+    state, each store's stream, delivery, the exception queue, the views, the way
+    down and the reference data it fans out."""
 
     relay_id: str
 

@@ -87,7 +87,16 @@ class StoreMap:
         route_key: str,
     ) -> None:
         self._explicit = dict(explicit)
+        self._route_key = route_key
+        self._target = target
         self._found: dict[str, list[str]] = {}
+        self.use(stores)
+
+    def use(self, stores: Mapping[str, StoreRoute]) -> None:
+        """Map by these store tables from now on (the config's with the store
+        cross-reference laid over them: `routing.stores_with_xref`)."""
+        target, route_key = self._target, self._route_key
+        self._found = {}
         for store, route in stores.items():
             if store == "default":
                 continue
@@ -96,8 +105,6 @@ class StoreMap:
             value = str(table.get(route_key, "")).strip()
             if value:
                 self._found.setdefault(value, []).append(store)
-        self._route_key = route_key
-        self._target = target
 
     def store_for(self, platform_store: str) -> str:
         """The POS store id, or ValueError saying what to configure."""

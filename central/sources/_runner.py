@@ -28,8 +28,8 @@ import httpx
 from contract import OnlineOrder, OrderCancel, down_body_adapter, order_key
 
 from ..connectors import CONNECTORS, TargetSettings
-from ..inbox import utcnow
-from ..routing import SkuTable, load_sku_table
+from ..inbox import StoreXref, utcnow
+from ..routing import SkuTable, load_sku_table, stores_with_xref
 from ._base import Page, Platform, SkuMap, SourceError, SourceInbox, StoreMap
 from ._settings import OrderSourceSettings
 
@@ -71,12 +71,18 @@ class SourceRunner:
         settings: OrderSourceSettings,
         platform: Platform,
         inbox: SourceInbox,
+        *,
+        config: CentralConfig | None = None,
+        store_map: StoreMap | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
         self.platform = platform
         self.inbox = inbox
         self.counts = PollCounts()
+        self._config = config
+        self._store_map = store_map
+        self._xref: list[StoreXref] | None = None
 
     @property
     def cursor_name(self) -> str:
@@ -86,6 +92,7 @@ class SourceRunner:
         """Read and queue until the platform has nothing more, another relay takes over,
         or `MAX_PAGES_PER_POLL` pages were read; returns the messages queued now."""
         queued = 0
+        await self._fresh_stores()
         for _ in range(MAX_PAGES_PER_POLL):
             moment = now or utcnow()
             before = await self.inbox.source_cursor(self.cursor_name)
@@ -113,6 +120,18 @@ class SourceRunner:
             if not page.more:
                 break
         return queued
+
+    async def _fresh_stores(self) -> None:
+        """Map the platform's stores by the store cross-reference (`stores import`) laid
+        over the config's tables, read again when it changed."""
+        reader = getattr(self.inbox, "store_xref", None)
+        if self._store_map is None or self._config is None or reader is None:
+            return
+        xref: list[StoreXref] = await reader()
+        if xref != self._xref:
+            self._xref = xref
+            cfg = self._config
+            self._store_map.use(stores_with_xref(cfg.stores, cfg.targets, xref))
 
     async def _queue(self, page: Page) -> int:
         queued = 0
@@ -249,7 +268,16 @@ class OrderSources:
             )
             self._clients.append(client)
             platform = build_platform(name, source, config, client, skus)
-            self.runners.append(SourceRunner(name, source, platform, inbox))
+            self.runners.append(
+                SourceRunner(
+                    name,
+                    source,
+                    platform,
+                    inbox,
+                    config=config,
+                    store_map=getattr(platform, "store_map", None),
+                )
+            )
 
     async def poll_once(self, *, now: datetime | None = None) -> int:
         counts = await asyncio.gather(*(r.poll_once(now=now) for r in self.runners))

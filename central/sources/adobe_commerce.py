@@ -65,6 +65,11 @@ class AdobeCommerceSource:
         self._stores = stores
         self._skus = skus
 
+    @property
+    def store_map(self) -> StoreMap:
+        """The platform's store → the POS store (the runner refreshes its tables)."""
+        return self._stores
+
     async def aclose(self) -> None:
         await self._api.aclose()
 

@@ -79,6 +79,11 @@ class CommercetoolsSource:
         self._skus = skus
         self._locale = locale
 
+    @property
+    def store_map(self) -> StoreMap:
+        """The platform's store → the POS store (the runner refreshes its tables)."""
+        return self._stores
+
     async def aclose(self) -> None:
         await self._api.aclose()
 

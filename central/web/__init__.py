@@ -29,7 +29,7 @@ from central._version import __version__
 from central.config import CentralConfig
 from central.inbox import Inbox
 
-from . import _api, _pages
+from . import _api, _pages, _stores
 from ._deps import AppState
 from ._docs import mount_docs
 from ._guard import SecurityHeaders, Throttle
@@ -74,6 +74,8 @@ def create_app(config: CentralConfig, inbox: Inbox) -> FastAPI:
     mount_docs(app)
     app.include_router(_api.router)
     app.include_router(_pages.router)
+    app.include_router(_stores.router)
+    app.include_router(_stores.api)
 
     @app.exception_handler(StarletteHTTPException)
     async def _errors(request: Request, exc: StarletteHTTPException) -> Response:

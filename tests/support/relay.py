@@ -43,8 +43,11 @@ def central_config(
 @contextlib.asynccontextmanager
 async def running_relay(config: CentralConfig) -> AsyncIterator[tuple[Intake, Inbox]]:
     """An intake task on its own inbox connection, connected and subscribed."""
+    from central.feeds import fanout_for
+
     inbox = await open_inbox(config.inbox_url, relay_id=config.relay_id)
-    intake = Intake(config, inbox)
+    # As the relay runs it: a heartbeat's resync is answered by the feeds' fan-out.
+    intake = Intake(config, inbox, resync=fanout_for(config, inbox).resync)
     stop = asyncio.Event()
     task = asyncio.create_task(intake.run(stop))
     try:

@@ -200,6 +200,11 @@ class SalesforceConnector:
             self._check_hold()  # this answer is the limit itself: hold, do not burn a try
         return response
 
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An authorised call to the org's REST API outside delivery (`path` after
+        /services/data/vXX.X): the customer feed reads with the target's credentials."""
+        return await self._api(method, path, [], **kwargs)
+
     # -- the org's daily request limit ----------------------------------------------------
 
     def _read_limits(self, response: httpx.Response) -> None:

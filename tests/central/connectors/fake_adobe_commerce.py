@@ -42,6 +42,7 @@ REST = "/rest/all/V1"
 SALES = "Magento_Sales::sales"
 SOURCE_ITEMS = "Magento_InventoryApi::stock_source_item_assign"
 SOURCE_READ = "Magento_InventoryApi::source"
+CATALOG = "Magento_Catalog::products"
 
 
 def _error(status: int, message: str, parameters: Any = None) -> httpx.Response:
@@ -69,6 +70,8 @@ CONDITIONS = {
     "gteq": lambda a, b: a >= b,
     "lt": lambda a, b: a < b,
     "lteq": lambda a, b: a <= b,
+    # "in": the value is a comma-separated list (performing-searches, condition types).
+    "in": lambda a, b: str(a) in str(b).split(","),
 }
 
 
@@ -98,6 +101,12 @@ def _search(request: httpx.Request) -> tuple[list[list[tuple[str, str, str]]], l
         for _, g in sorted(groups.items())
     ]
     return filters, [sorts[i] for i in sorted(sorts)], size, page
+
+
+def _field(row: dict[str, Any], name: str) -> Any:
+    """A row's field as searchCriteria names it: a product answers its `entity_id` as
+    `id` (catalog_product_entity.entity_id; ProductInterface::getId)."""
+    return row.get(name, row.get("id") if name == "entity_id" else None)
 
 
 def _sort_value(value: Any) -> Any:
@@ -161,7 +170,7 @@ class FakeAdobeCommerce(Ruled):
         without: Iterable[str] = (),
         bearer_allowed: bool = False,
         two_factor: bool = True,
-        resources: Iterable[str] = (SALES, SOURCE_ITEMS, SOURCE_READ),
+        resources: Iterable[str] = (SALES, SOURCE_ITEMS, SOURCE_READ, CATALOG),
     ) -> None:
         self._init_rules(without)
         self.resources = set(resources)
@@ -176,6 +185,7 @@ class FakeAdobeCommerce(Ruled):
         self.creditmemos: dict[int, dict[str, Any]] = {}
         self.shipments: dict[int, dict[str, Any]] = {}
         self.source_items: dict[tuple[str, str], Decimal] = {}
+        self.products: dict[int, dict[str, Any]] = {}
         self.reservations: dict[str, Decimal] = {}
         self.known_skus = {"SKU-PEN-BLUE", "SKU-PEN-RED", "SKU-APPLES"}
         self._fail: list[tuple[int, dict[str, str], str]] = []
@@ -325,6 +335,8 @@ class FakeAdobeCommerce(Ruled):
         needed = SALES
         if path.startswith("/inventory/"):
             needed = SOURCE_READ if request.method == "GET" else SOURCE_ITEMS
+        if path.startswith("/products"):
+            needed = CATALOG  # Magento/Catalog/etc/webapi.xml: GET /V1/products
         if not admin and needed not in self.resources and self.enforces("acl-resources"):
             return _error(
                 401, "The consumer isn't authorized to access %resources.", {"resources": needed}
@@ -363,6 +375,7 @@ class FakeAdobeCommerce(Ruled):
         pool = {
             "/inventory/source-items": stock,
             "/orders": self.orders,
+            "/products": self.products,
             "/creditmemos": self.creditmemos,
             "/shipments": self.shipments,
         }[path]
@@ -371,7 +384,7 @@ class FakeAdobeCommerce(Ruled):
             for row in pool.values()
             if all(
                 any(
-                    CONDITIONS.get(c, CONDITIONS["eq"])(_sort_value(row.get(f)), _sort_value(v))
+                    CONDITIONS.get(c, CONDITIONS["eq"])(_sort_value(_field(row, f)), _sort_value(v))
                     for f, v, c in group
                 )
                 for group in filters
@@ -380,7 +393,7 @@ class FakeAdobeCommerce(Ruled):
         for order in reversed(sorts):
             field = order["field"]
             found.sort(
-                key=lambda row: _sort_value(row.get(field)),
+                key=lambda row: _sort_value(_field(row, field)),
                 reverse=order.get("direction", "ASC") == "DESC",
             )
         total = len(found)
