@@ -59,7 +59,15 @@ def test_every_key_is_documented_in_the_example(model: type, table: str) -> None
         section, _, key = dotted.rpartition(".")
         tables = {"broker", "sources", "outbox", "uplink", "logging", "inbox", "intake", "web"}
         tables |= {"delivery", "audit", "routing", "targets", "stores", "payments", "tax_codes"}
-        tables |= {"recon", "limits", "downlink", "order_sources", "micros_sts", "reference", "feeds"}
+        tables |= {
+            "recon",
+            "limits",
+            "downlink",
+            "order_sources",
+            "micros_sts",
+            "reference",
+            "feeds",
+        }
         if key in tables:
             continue
         pattern = rf"^#? ?{re.escape(key)} = "
