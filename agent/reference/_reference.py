@@ -44,11 +44,14 @@ class Reference:
         """Store the states, then write them to the POS; where each seq went. Raises
         `WriteError` when a writer fails: the caller keeps them all pending and tries the
         same again (storing and writing are both idempotent)."""
-        answered = await self.store.apply(states)
+        answered, held = await self.store.apply(states)
         for kind in answered:
             log.info("Resync answered: central sent the current state.", extra={"kind": kind})
         purges = [s.body for s in states if isinstance(s.body, CustomerPurge)]
         written: dict[int, str] = {s.seq: STORED_ONLY for s in states}
+        # A version the store held already (a resync answer, a resend) reached the POS
+        # with its first copy: it is not written again.
+        states = [s for s in states if s.seq not in held]
         for writer in self.writers:
             if purges and "customer_purge" in writer.kinds:
                 changed = await writer.forget(purges)
@@ -64,6 +67,7 @@ class Reference:
             if name is not None:
                 for seq, _ in entries:
                     written[seq] = name
+        await self.store.mark_written(states)
         return written
 
 

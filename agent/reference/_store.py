@@ -65,6 +65,12 @@ CREATE TABLE IF NOT EXISTS items (
     data        TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS items_sku ON items (sku);
+-- The version of each entity the POS was given: the same version again (a resync
+-- answer, a resend under a new seq) is not written again.
+CREATE TABLE IF NOT EXISTS written (
+    entity   TEXT PRIMARY KEY,
+    version  TEXT NOT NULL
+);
 -- An open request to central for a kind of reference data whole (`resync`).
 CREATE TABLE IF NOT EXISTS resync (
     kind          TEXT PRIMARY KEY,  -- customers | items
@@ -152,18 +158,24 @@ class ReferenceStore:
 
     # -- taking states --------------------------------------------------------------------
 
-    async def apply(self, states: Sequence[RefState], now: float | None = None) -> list[str]:
+    async def apply(
+        self, states: Sequence[RefState], now: float | None = None
+    ) -> tuple[list[str], set[int]]:
         """Store each state in one transaction (a customer purge deletes the customer);
         a state older than the stored one is skipped. Open resync requests that these
-        messages answer are closed. Returns the resync kinds closed."""
+        messages answer are closed. Returns the resync kinds closed, and the seqs of the
+        states the store held already, version for version (a resync answer, a resend):
+        the POS has them, they are not written again."""
         return await self._run(self._apply, states, now or time.time())
 
-    def _apply(self, states: Sequence[RefState], now: float) -> list[str]:
+    def _apply(self, states: Sequence[RefState], now: float) -> tuple[list[str], set[int]]:
         conn = self._conn
+        held: set[int] = set()
         conn.execute("BEGIN IMMEDIATE")
         try:
             for state in states:
-                self._apply_one(state)
+                if self._apply_one(state):
+                    held.add(state.seq)
             answered = []
             for kind, asked in conn.execute("SELECT kind, requested_at FROM resync").fetchall():
                 since = datetime.fromisoformat(asked)
@@ -182,19 +194,24 @@ class ReferenceStore:
         if any(isinstance(s.body, CustomerPurge) for s in states):
             # The write-ahead log still holds the purged rows' pages: empty it too.
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return answered
+        return answered, held
 
-    def _apply_one(self, state: RefState) -> None:
+    def _apply_one(self, state: RefState) -> bool:
+        """Store one state; True when the store held this very version already."""
         conn = self._conn
         body = state.body
         entity = state.entity
         if isinstance(body, CustomerPurge):
             conn.execute("DELETE FROM customers WHERE entity = ?", (entity,))
-            return
+            conn.execute("DELETE FROM written WHERE entity = ?", (entity,))
+            return False
         table = "items" if isinstance(body, RefItem) else "customers"
         row = conn.execute(f"SELECT seq FROM {table} WHERE entity = ?", (entity,)).fetchone()  # noqa: S608 - table is one of two names
         if row is not None and row[0] > state.seq:
-            return  # a newer state is held already
+            return False  # a newer state is held already
+        given = conn.execute("SELECT version FROM written WHERE entity = ?", (entity,)).fetchone()
+        if given is not None and given[0] == body.version:
+            return True  # the POS was given this very version already
         data = body.model_dump(mode="json")
         changed = body.changed_at.isoformat()
         if isinstance(body, RefItem):
@@ -204,7 +221,7 @@ class ReferenceStore:
                 " changed_at = excluded.changed_at, data = excluded.data",
                 (entity, body.sku, state.seq, changed, json.dumps(data)),
             )
-            return
+            return False
         contact = {name: data.pop(name) for name in CONTACT}
         sealed = self._sealer.seal(json.dumps(contact).encode(), entity)
         conn.execute(
@@ -214,6 +231,23 @@ class ReferenceStore:
             " changed_at = excluded.changed_at, data = excluded.data, contact = excluded.contact",
             (entity, body.loyalty_id, state.seq, changed, json.dumps(data), sealed),
         )
+        return False
+
+    async def mark_written(self, states: Sequence[RefState]) -> None:
+        """The POS was given these states (each entity's version, for `apply`)."""
+
+        def mark() -> None:
+            rows = [
+                (s.entity, s.body.version) for s in states if not isinstance(s.body, CustomerPurge)
+            ]
+            with self._conn:
+                self._conn.executemany(
+                    "INSERT INTO written (entity, version) VALUES (?, ?) ON CONFLICT (entity)"
+                    " DO UPDATE SET version = excluded.version",
+                    rows,
+                )
+
+        await self._run(mark)
 
     # -- looking up -----------------------------------------------------------------------
 

@@ -387,3 +387,22 @@ async def test_status_of_a_stopped_agent_reads_reference_db(
     assert stats["last_change_at"] is not None
     assert sorted(stats["resync"]) == ["customers", "items"]  # asked at the first start
     assert reference_stats(_config(tmp_path, enabled=False, customers="none", items="none")) is None
+
+
+async def test_a_version_the_pos_was_given_is_not_written_again(
+    tmp_path: Path, downlink: Downlink
+) -> None:
+    folder = tmp_path / "ref-in"
+    await downlink.handle(payload(ref(1, customer("003A1", "1")), ref(2, item("4711"))))
+    await downlink.write_due()
+    assert len(_files(folder, "customers")) == len(_files(folder, "menuitemprices")) == 1
+    # A resync answer (or a resend under a new seq) of the same versions: nothing new.
+    await downlink.handle(payload(ref(3, customer("003A1", "1")), ref(4, item("4711"))))
+    await downlink.write_due()
+    assert (await downlink.summary()).waiting == 0
+    assert len(_files(folder, "customers")) == len(_files(folder, "menuitemprices")) == 1
+    # A new version is written.
+    await downlink.handle(payload(ref(5, customer("003A1", "2", tier="platinum"))))
+    await downlink.write_due()
+    newest = sorted(_files(folder, "customers"))[-1]
+    assert [r["tier"] for r in _rows(newest)] == ["platinum"]
