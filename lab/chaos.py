@@ -36,12 +36,13 @@ from .broker import Mosquitto, free_port
 from .pos import PoslogPos, expected_totals
 from .postgres import PostgresCluster
 
-__all__ = ["ChaosResult", "run_chaos"]
+__all__ = ["ChaosResult", "Process", "program_command", "run_chaos"]
 
 BIN = Path(sys.executable).parent
 
 
-def _command(name: str) -> list[str]:
+def program_command(name: str) -> list[str]:
+    """How to start one of our programs: its installed script, else `python -m`."""
     found = BIN / name
     return [str(found)] if found.exists() else [sys.executable, "-m", name.replace("-", ".")]
 
@@ -159,7 +160,12 @@ class Stage:
         self.inbox = workdir / "relay" / "inbox.db"
         self.inbox_url = self.postgres.url if self.postgres else f"sqlite:///{self.inbox}"
         self.relay = Process(
-            [*_command("tillbridge-central"), "run", "--config", str(workdir / "central.toml")],
+            [
+                *program_command("tillbridge-central"),
+                "run",
+                "--config",
+                str(workdir / "central.toml"),
+            ],
             workdir / "relay.out",
         )
         self.stores = [f"{n:04d}" for n in range(101, 101 + stores)]
@@ -169,7 +175,12 @@ class Stage:
         }
         self.agents = {
             s: Process(
-                [*_command("tillbridge-agent"), "run", "--config", str(workdir / s / "agent.toml")],
+                [
+                    *program_command("tillbridge-agent"),
+                    "run",
+                    "--config",
+                    str(workdir / s / "agent.toml"),
+                ],
                 workdir / s / "agent.out",
             )
             for s in self.stores

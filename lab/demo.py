@@ -33,7 +33,7 @@ from agent.daemon import closed_before
 from central.web import add_user
 
 from .broker import Mosquitto, free_port
-from .chaos import Process, _command
+from .chaos import Process, program_command
 from .link import Link
 from .pos import ITEMS, MagestorePos, MicrosPos, PickupCounter, PoslogPos, write_atomic
 from .shop import SandboxShop
@@ -238,13 +238,18 @@ class Demo:
         urls[self.OFFLINE] = self.link.url
         write_configs(workdir, urls, self.web_port, close=self.close)
         self.relay = Process(
-            [*_command("tillbridge-central"), "run", "--config", str(workdir / "central.toml")],
+            [
+                *program_command("tillbridge-central"),
+                "run",
+                "--config",
+                str(workdir / "central.toml"),
+            ],
             workdir / "relay.out",
         )
         self.agents = {
             store: Process(
                 [
-                    *_command("tillbridge-agent"),
+                    *program_command("tillbridge-agent"),
                     "run",
                     "--config",
                     str(workdir / store / "agent.toml"),

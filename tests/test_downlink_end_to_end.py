@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from lab.chaos import Process, _command
+from lab.chaos import Process, program_command
 from lab.pos import PickupCounter, PoslogPos
 from tests.support.ct_shop import Admin, place, set_up
 from tests.support.ctmock import commercetools_mock
@@ -150,11 +150,13 @@ def test_orders_reach_the_store_once_and_their_pickup_reaches_the_shop(
     shop: tuple[str, Admin], mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     url, admin = shop
-    relay = Process([*_command("tillbridge-central"), "run", "--config"], tmp_path / "relay.out")
+    relay = Process(
+        [*program_command("tillbridge-central"), "run", "--config"], tmp_path / "relay.out"
+    )
     relay.args.append(str(_relay_config(tmp_path, mosquitto.url, url)))
     agent = Process(
         [
-            *_command("tillbridge-agent"),
+            *program_command("tillbridge-agent"),
             "run",
             "--config",
             str(_agent_config(tmp_path, mosquitto.url)),

@@ -32,7 +32,7 @@ from central.downlink import DownlinkSender
 from central.feeds import Feeds, fanout_for
 from central.inbox import Inbox, StoreXref, open_inbox
 from central.intake import Intake
-from lab.chaos import Process, _command
+from lab.chaos import Process, program_command
 from tests.central.feeds.fake_crm import CLIENT_ID, CLIENT_SECRET, MY_DOMAIN, FakeCrm
 from tests.support.ct_shop import Admin
 from tests.support.ctmock import commercetools_mock
@@ -208,7 +208,7 @@ items = "micros_csv"
         encoding="utf-8",
     )
     process = Process(
-        [*_command("tillbridge-agent"), "run", "--config", str(config)], folder / "agent.out"
+        [*program_command("tillbridge-agent"), "run", "--config", str(config)], folder / "agent.out"
     )
     return process, port, folder / "reference-in"
 
