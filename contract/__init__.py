@@ -80,6 +80,7 @@ from ._reference import (
     ItemPrice,
     RefCustomer,
     RefItem,
+    ResyncDone,
     reference_entity,
     reference_key,
 )
@@ -142,6 +143,7 @@ __all__ = [
     "Refused",
     "Rejection",
     "Release",
+    "ResyncDone",
     "SourceRef",
     "Tax",
     "Tender",

@@ -24,7 +24,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, V
 from ._envelope import SCHEMA_VERSION, EnvelopeError, StoreId
 from ._limits import LimitError, Limits, inflate, loads
 from ._money import Amount, Quantity, Rate
-from ._reference import CustomerPurge, RefCustomer, RefItem
+from ._reference import CustomerPurge, RefCustomer, RefItem, ResyncDone
 
 __all__ = [
     "DOWN_KINDS",
@@ -137,10 +137,10 @@ class OrderCancel(_Model):
     reason: str = Field(default="", max_length=500)
 
 
-AnyDown = OnlineOrder | OrderCancel | RefCustomer | CustomerPurge | RefItem
+AnyDown = OnlineOrder | OrderCancel | RefCustomer | CustomerPurge | RefItem | ResyncDone
 DownBody = Annotated[AnyDown, Field(discriminator="kind")]
 down_body_adapter: TypeAdapter[AnyDown] = TypeAdapter(DownBody)
-DOWN_KINDS = ("order", "order_cancel", "customer", "customer_purge", "item")
+DOWN_KINDS = ("order", "order_cancel", "customer", "customer_purge", "item", "resync_done")
 
 
 def order_key(body: OnlineOrder | OrderCancel) -> str:
@@ -153,7 +153,7 @@ class DownMessage(_Model):
     """One message in a store's downlink queue."""
 
     seq: int = Field(ge=1, le=2**63 - 1, description="Per store, gap-free, central's downlink seq.")
-    kind: Literal["order", "order_cancel", "customer", "customer_purge", "item"]
+    kind: Literal["order", "order_cancel", "customer", "customer_purge", "item", "resync_done"]
     key: str = Field(min_length=1, max_length=512)
     issued_at: AwareDatetime = Field(description="When central queued it.")
     body: dict[str, Any] = Field(description="The message as JSON (`down_body_adapter`).")

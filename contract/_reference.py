@@ -22,6 +22,7 @@ __all__ = [
     "ItemPrice",
     "RefCustomer",
     "RefItem",
+    "ResyncDone",
     "reference_entity",
     "reference_key",
 ]
@@ -29,7 +30,7 @@ __all__ = [
 _ID = Annotated[str, Field(min_length=1, max_length=128)]
 _CURRENCY = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")]
 
-REFERENCE_KINDS = ("customer", "customer_purge", "item")
+REFERENCE_KINDS = ("customer", "customer_purge", "item", "resync_done")
 
 
 class _Model(BaseModel):
@@ -94,6 +95,15 @@ class RefItem(_Model):
     prices: list[ItemPrice] = Field(default_factory=list, max_length=50)
     attributes: dict[str, str] = Field(default_factory=dict, max_length=100)
     changed_at: AwareDatetime
+
+
+class ResyncDone(_Model):
+    """Central queued everything of `scope` that concerns the store for the request made
+    at `requested_at` (possibly nothing at all): the store's request is answered."""
+
+    kind: Literal["resync_done"] = "resync_done"
+    scope: Literal["customers", "items"]
+    requested_at: AwareDatetime
 
 
 def reference_entity(body: RefCustomer | CustomerPurge | RefItem) -> str:

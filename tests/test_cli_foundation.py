@@ -62,6 +62,7 @@ def test_schema_prints_the_record_contract() -> None:
         "customer",
         "customer_purge",
         "item",
+        "resync_done",
     }
     assert "messages" in doc["down_batch"]["properties"]
     assert "through" in doc["down_ack"]["properties"]

@@ -36,6 +36,7 @@ from contract import (
     OrderCancel,
     RefCustomer,
     RefItem,
+    ResyncDone,
     decode_down,
     down_body_adapter,
     reference_entity,
@@ -230,6 +231,16 @@ class Downlink:
                 reason = f"the message cannot be read: {exc.errors()[0]['msg']}"
                 await self._failed(row, WriteError(reason, permanent=True))
                 continue
+            if isinstance(body, ResyncDone):
+                # Central has queued all of it (maybe nothing): the request is answered.
+                if await self.reference.store.close_resync(body.scope, body.requested_at):
+                    log.info(
+                        "Resync answered: central sent the current state.",
+                        extra={"kind": body.scope},
+                    )
+                superseded[row.seq] = "resync answered"
+                taken.append(row)
+                continue
             assert isinstance(body, RefCustomer | CustomerPurge | RefItem)
             entity = reference_entity(body)
             earlier = newest.get(entity)
@@ -238,6 +249,8 @@ class Downlink:
             newest[entity] = RefState(row.seq, body, datetime.fromisoformat(row.issued_at))
             taken.append(row)
         if not newest:
+            if superseded:
+                await self.store.settle_reference(superseded, self.clock(), purged=[])
             return
         states = sorted(newest.values(), key=lambda s: s.seq)
         try:

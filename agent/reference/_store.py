@@ -233,6 +233,22 @@ class ReferenceStore:
         )
         return False
 
+    async def close_resync(self, kind: str, requested_at: datetime) -> bool:
+        """Central answered the request made at `requested_at`: close it, unless the store
+        asked again since. True when a request was closed."""
+
+        def close() -> bool:
+            row = self._conn.execute(
+                "SELECT requested_at FROM resync WHERE kind = ?", (kind,)
+            ).fetchone()
+            if row is None or datetime.fromisoformat(row[0]) > requested_at:
+                return False
+            with self._conn:
+                self._conn.execute("DELETE FROM resync WHERE kind = ?", (kind,))
+            return True
+
+        return await self._run(close)
+
     async def mark_written(self, states: Sequence[RefState]) -> None:
         """The POS was given these states (each entity's version, for `apply`)."""
 

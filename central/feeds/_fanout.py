@@ -27,6 +27,7 @@ from contract import (
     CustomerPurge,
     RefCustomer,
     RefItem,
+    ResyncDone,
     down_body_adapter,
     reference_entity,
     reference_key,
@@ -211,6 +212,12 @@ class Fanout:
                 view = store_view(body, scope) if isinstance(body, RefItem) else body
                 queued += await self._queue(store, view, f"{reference_key(view)}:resync:{stamp}")
                 await self.inbox.note_sent(store, row.entity, digest_of(view))
+            # Then say it is all there, so the store closes its request even when nothing
+            # of this scope concerns it.
+            done = ResyncDone.model_validate({"scope": part, "requested_at": requested_at})
+            text = down_body_adapter.dump_json(done).decode()
+            _, new = await self.inbox.enqueue(store, done.kind, f"resync_done:{part}:{stamp}", text)
+            queued += int(new)
             if not await self.inbox.claim_resync(store, part, stamp):
                 continue  # another relay answered it alongside (the keys kept it once)
             log.info(

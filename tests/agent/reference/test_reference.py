@@ -20,6 +20,7 @@ from agent.config import AgentConfig, DownlinkSettings, ReferenceSettings
 from agent.downlink import Downlink, DownlinkStore
 from agent.reference import Reference, ReferenceStore, answer_lookup, open_reference
 from agent.writers import make_reference_writers, make_writer
+from contract import DownMessage, ResyncDone
 from tests.agent.downlink.orders import STORE, payload
 from tests.agent.reference.refdata import ISSUED, customer, item, purge, ref
 
@@ -255,6 +256,34 @@ async def test_a_resync_request_closes_when_central_answers(downlink: Downlink) 
     await downlink.handle(payload(ref(2, item("4711"), issued_at=since + timedelta(seconds=1))))
     await downlink.write_due()
     assert sorted(await store.pending_resync()) == ["customers"]
+
+
+async def test_central_saying_all_is_sent_closes_a_request_it_had_nothing_for(
+    downlink: Downlink,
+) -> None:
+    store = _ref(downlink).store
+    asked = await store.pending_resync()
+    done = ResyncDone(scope="customers", requested_at=asked["customers"])
+    message = DownMessage(
+        seq=1,
+        kind="resync_done",
+        key="resync_done:customers",
+        issued_at=ISSUED,
+        body=done.model_dump(mode="json"),
+    )
+    await downlink.handle(payload(message))
+    await downlink.write_due()
+    assert sorted(await store.pending_resync()) == ["items"]
+    assert (await downlink.summary()).waiting == 0
+    # An answer to an earlier request does not close one made since.
+    later = await store.request_resync(["customers"], "asked again")
+    old = done.model_copy(update={"requested_at": later - timedelta(hours=1)})
+    again = message.model_copy(
+        update={"seq": 2, "key": "resync_done:old", "body": old.model_dump(mode="json")}
+    )
+    await downlink.handle(payload(again))
+    await downlink.write_due()
+    assert sorted(await store.pending_resync()) == ["customers", "items"]
 
 
 async def test_a_damaged_reference_store_is_moved_aside_and_asks_for_everything(

@@ -12,7 +12,14 @@ import pytest
 from central.feeds import Fanout, scopes_of
 from central.inbox import Inbox, StoreXref
 from central.routing import StoreRoute
-from contract import CustomerPurge, RefCustomer, RefItem, down_body_adapter, reference_entity
+from contract import (
+    CustomerPurge,
+    RefCustomer,
+    RefItem,
+    ResyncDone,
+    down_body_adapter,
+    reference_entity,
+)
 
 from .reference import T0, customer, item, price
 
@@ -110,13 +117,26 @@ async def test_a_resync_queues_every_current_entity_once(inbox: Inbox) -> None:
         )
         await fanout.send(body)
     before = len(await queued(inbox, "0042"))
-    assert await fanout.resync("0042", ["items"], T0) == 2
+    # Both items, then the word that that is all of them.
+    assert await fanout.resync("0042", ["items"], T0) == 3
     again = await queued(inbox, "0042")
-    assert len(again) == before + 2
+    assert len(again) == before + 3
     assert {b.sku for b in again[before:] if isinstance(b, RefItem)} == {"PEN", "INK"}
+    done = again[-1]
+    assert isinstance(done, ResyncDone)
+    assert (done.scope, done.requested_at) == ("items", T0)
     # The same request heard again (another heartbeat, another relay) queues nothing.
     assert await fanout.resync("0042", ["items"], T0) == 0
-    assert await fanout.resync("0042", ["customers"], T0) == 1
+    assert await fanout.resync("0042", ["customers"], T0) == 2
+
+
+async def test_a_resync_of_nothing_is_answered_too(inbox: Inbox) -> None:
+    await fleet(inbox)
+    fanout = Fanout(inbox, {}, {})
+    assert await fanout.resync("0043", ["customers"], T0) == 1
+    (done,) = await queued(inbox, "0043")
+    assert isinstance(done, ResyncDone)
+    assert done.scope == "customers"
 
 
 async def test_a_purge_reaches_every_store_and_forgets_the_customer(inbox: Inbox) -> None:
@@ -163,6 +183,8 @@ async def test_a_resync_cut_short_is_finished_by_the_next_heartbeat(inbox: Inbox
     with pytest.raises(RuntimeError):
         await stopping.resync("0042", ["items"], T0)
     assert not await inbox.resync_answered("0042", "items", T0.isoformat())
-    assert await Fanout(inbox, {}, {}).resync("0042", ["items"], T0) == 1
-    assert sorted(b.sku for b in await queued(inbox, "0042")) == ["A", "B", "C"]
+    assert await Fanout(inbox, {}, {}).resync("0042", ["items"], T0) == 2  # C, then done
+    *items, done = await queued(inbox, "0042")
+    assert sorted(b.sku for b in items) == ["A", "B", "C"]
+    assert isinstance(done, ResyncDone)
     assert await inbox.resync_answered("0042", "items", T0.isoformat())

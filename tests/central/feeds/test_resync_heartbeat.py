@@ -38,15 +38,17 @@ async def test_a_heartbeats_resync_is_answered_once(mosquitto: Mosquitto, tmp_pa
         beat = Heartbeat(store="0042", state="online", resync=["items"], resync_requested_at=T0)
         for _ in range(3):
             await agent.publish("0042", beat.model_dump_json(by_alias=True).encode(), "status")
-        await wait_for(lambda: _pending(inbox, 2))
+        # The two items and the word that that is all, once for three heartbeats.
+        await wait_for(lambda: _pending(inbox, 3))
         await wait_for(lambda: _heard(intake.counters, 3))
         rows = await inbox.pending_down("0042")
-        assert len(rows) == 2
+        assert len(rows) == 3
         pen = down_body_adapter.validate_json(rows[1].body)
         assert [p.channel for p in getattr(pen, "prices", [])] == ["berlin"]
+        assert down_body_adapter.validate_json(rows[2].body).kind == "resync_done"
         again = beat.model_copy(update={"resync_requested_at": T0 + timedelta(hours=1)})
         await agent.publish("0042", again.model_dump_json(by_alias=True).encode(), "status")
-        await wait_for(lambda: _pending(inbox, 4))
+        await wait_for(lambda: _pending(inbox, 6))
         assert await fanout_for(config, inbox).resync("0042", ["items"], T0) == 0
 
 
