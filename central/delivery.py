@@ -26,6 +26,7 @@ from common.redact import redact_text
 from common.settings import ConfigError
 from contract import Fulfillment, OnlineOrder, Record, Transaction, down_body_adapter
 
+from ._polling import TransportFactory, target_client
 from .config import CentralConfig
 from .connectors import (
     CONNECTORS,
@@ -53,7 +54,6 @@ __all__ = ["Breaker", "Delivery", "TargetWorker", "retry_delay"]
 
 log = logging.getLogger("tillbridge.central.delivery")
 
-TransportFactory = Callable[[TargetSettings], httpx.AsyncBaseTransport | None]
 RETRY_AFTER_CAP = 24 * 3600.0
 
 
@@ -438,11 +438,10 @@ class Delivery:
                 transport = DryRunTransport(registration.dry_run)
             else:
                 transport = transport_for(settings) if transport_for else None
-            client = httpx.AsyncClient(
+            client = target_client(
+                settings,
                 transport=transport,
-                timeout=settings.timeout_seconds,
                 limits=httpx.Limits(max_connections=settings.concurrency * 2),
-                headers={"User-Agent": "tillbridge-central"},
             )
             self._clients.append(client)
             self.workers.append(

@@ -15,9 +15,7 @@ One poll of a feed, page by page:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -26,7 +24,8 @@ import httpx
 
 from contract import RefItem, down_body_adapter, reference_entity
 
-from ..connectors import CONNECTORS, TargetSettings
+from .._polling import TransportFactory, poll_forever, target_client
+from ..connectors import CONNECTORS
 from ..inbox import utcnow
 from ..routing import SkuTable, load_sku_table
 from ..sources import SkuMap
@@ -42,8 +41,6 @@ __all__ = ["FeedCounts", "FeedRunner", "Feeds", "build_feed"]
 log = logging.getLogger("tillbridge.central.feeds")
 
 MAX_PAGES_PER_POLL = 20
-
-TransportFactory = Callable[[TargetSettings], httpx.AsyncBaseTransport | None]
 
 
 @dataclass
@@ -135,15 +132,15 @@ class FeedRunner:
         return queued
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.poll_once()
-            except Exception as exc:  # the loop outlives a bad poll; it is logged
-                self.counts.errors += 1
-                self.counts.last_error = str(exc)[:300]
-                log.exception("Feed poll failed.", extra={"feed": self.name})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.interval_seconds)
+        await poll_forever(
+            self.poll_once,
+            stop,
+            self.settings.interval_seconds,
+            self.counts,
+            failed="Feed poll failed.",
+            extra={"feed": self.name},
+            log=log,
+        )
 
 
 def build_feed(
@@ -198,12 +195,7 @@ class Feeds:
             if not settings.enabled:
                 continue
             target = next(t for t in config.targets if t.name == settings.target)
-            transport = transport_for(target) if transport_for else None
-            client = httpx.AsyncClient(
-                transport=transport,
-                timeout=target.timeout_seconds,
-                headers={"User-Agent": "tillbridge-central"},
-            )
+            client = target_client(target, transport_for)
             self._clients.append(client)
             feed = build_feed(name, settings, config, client, skus)
             self.runners.append(FeedRunner(name, settings, feed, inbox, self.fanout))

@@ -16,9 +16,7 @@ One poll of a source, page by page:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -27,7 +25,8 @@ import httpx
 
 from contract import OnlineOrder, OrderCancel, down_body_adapter, order_key
 
-from ..connectors import CONNECTORS, TargetSettings
+from .._polling import TransportFactory, poll_forever, target_client
+from ..connectors import CONNECTORS
 from ..inbox import StoreXref, utcnow
 from ..routing import SkuTable, load_sku_table, stores_with_xref
 from ._base import Page, Platform, SkuMap, SourceError, SourceInbox, StoreMap
@@ -43,8 +42,6 @@ log = logging.getLogger("tillbridge.central.sources")
 MAX_PAGES_PER_POLL = 20
 REFUSAL_KIND = "order"
 """The `kind` of a refused online order among the relay's refusals (stats: refused)."""
-
-TransportFactory = Callable[[TargetSettings], httpx.AsyncBaseTransport | None]
 
 
 @dataclass
@@ -195,15 +192,15 @@ class SourceRunner:
             )
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self.poll_once()
-            except Exception as exc:  # the loop outlives a bad poll; it is logged
-                self.counts.errors += 1
-                self.counts.last_error = str(exc)[:300]
-                log.exception("Order source poll failed.", extra={"source": self.name})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.interval_seconds)
+        await poll_forever(
+            self.poll_once,
+            stop,
+            self.settings.interval_seconds,
+            self.counts,
+            failed="Order source poll failed.",
+            extra={"source": self.name},
+            log=log,
+        )
 
 
 def build_platform(
@@ -260,12 +257,7 @@ class OrderSources:
                     extra={"source": name, "target": target.name},
                 )
                 continue
-            transport = transport_for(target) if transport_for else None
-            client = httpx.AsyncClient(
-                transport=transport,
-                timeout=target.timeout_seconds,
-                headers={"User-Agent": "tillbridge-central"},
-            )
+            client = target_client(target, transport_for)
             self._clients.append(client)
             platform = build_platform(name, source, config, client, skus)
             self.runners.append(
