@@ -432,8 +432,10 @@ def _downlink_lines(down: dict[str, Any] | None) -> list[str]:
         + f", {down.get('written', 0)} written ({down.get('writer', '?')})"
     ]
     for alert in down.get("alerts") or []:
+        # Reference data has no order number: it is named by its kind and seq.
+        what = "ORDER ALERT" if alert["kind"].startswith("order") else "DATA ALERT "
         lines.append(
-            f"ORDER ALERT  {alert['kind']} {alert['order_number']} (seq {alert['seq']}) "
+            f"{what}  {alert['kind']} {alert['order_number']} (seq {alert['seq']}) "
             f"waiting {alert['waiting_seconds']} s, {alert['attempts']} attempt(s): "
             f"{alert.get('last_error') or 'not tried yet'}"
         )
