@@ -106,6 +106,10 @@ class SourceRunner:
             if page.cursor is None:
                 break
             queued += await self._queue(page)
+            # Refusals are kept before the cursor moves past them: a relay that dies in
+            # between reads the page again and keeps them again (two relays on the same
+            # page may both keep one), but an order no store can take is never unseen.
+            await self._refuse(page)
             if not await self.inbox.advance_cursor(self.cursor_name, before, page.cursor):
                 self.counts.lost_race += 1
                 log.info(
@@ -113,7 +117,6 @@ class SourceRunner:
                 )
                 break
             self.counts.skipped += page.skipped
-            await self._refuse(page)
             if not page.more:
                 break
         return queued
