@@ -16,7 +16,7 @@ read them by.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +28,7 @@ from contract import ItemPrice, RefItem
 from ..connectors._base import ConnectorError
 from ..connectors.adobe_commerce.connector import AdobeCommerceConnector
 from ..sources import SkuMap
-from ..sources.adobe_commerce import parse_time
+from ..sources.adobe_commerce import magento_time, parse_time, updated_between
 from ._base import FeedError, FeedPage
 from ._settings import FeedSettings
 
@@ -38,10 +38,6 @@ MAX_TIE_PAGES = 50
 _EPOCH = "1970-01-01 00:00:00"
 _ENABLED = 1  # Magento\Catalog\Model\Product\Attribute\Source\Status::STATUS_ENABLED
 _MAX_ATTRIBUTES = 90  # the contract's 100, with room for the stock of a few sources
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 class AdobeCommerceFeed:
@@ -74,25 +70,8 @@ class AdobeCommerceFeed:
         )
         return items
 
-    def _criteria(self, since: str, condition: str, settled: str, page: int) -> dict[str, str]:
-        f = "searchCriteria[filter_groups]"
-        return {
-            f"{f}[0][filters][0][field]": "updated_at",
-            f"{f}[0][filters][0][value]": since,
-            f"{f}[0][filters][0][condition_type]": condition,
-            f"{f}[1][filters][0][field]": "updated_at",
-            f"{f}[1][filters][0][value]": settled,
-            f"{f}[1][filters][0][condition_type]": "lt",
-            "searchCriteria[sortOrders][0][field]": "updated_at",
-            "searchCriteria[sortOrders][0][direction]": "ASC",
-            "searchCriteria[sortOrders][1][field]": "entity_id",
-            "searchCriteria[sortOrders][1][direction]": "ASC",
-            "searchCriteria[pageSize]": str(self._s.page_size),
-            "searchCriteria[currentPage]": str(page),
-        }
-
     async def page(self, cursor: str | None, now: datetime) -> FeedPage:
-        settled = _stamp(now - timedelta(seconds=self._s.lag_seconds))
+        settled = magento_time(now - timedelta(seconds=self._s.lag_seconds))
         last: tuple[str, int] | None = None
         since, condition = _EPOCH, "gt"
         if cursor is not None:
@@ -100,7 +79,8 @@ class AdobeCommerceFeed:
             since, condition, last = at, "gteq", (at, int(ident))
         for number in range(1, MAX_TIE_PAGES + 1):
             products = await self._get(
-                "/products", self._criteria(since, condition, settled, number)
+                "/products",
+                updated_between(since, condition, settled, number, self._s.page_size),
             )
             fresh = [
                 p for p in products if last is None or (str(p["updated_at"]), int(p["id"])) > last

@@ -38,8 +38,32 @@ def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace(" ", "T")).replace(tzinfo=UTC)
 
 
-def _stamp(moment: datetime) -> str:
+def magento_time(moment: datetime) -> str:
+    """A moment as Magento writes `updated_at`: UTC, whole seconds, no zone."""
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def updated_between(
+    since: str, condition: str, settled: str, page: int, page_size: int
+) -> dict[str, str]:
+    """searchCriteria for one page of entities with `updated_at` `condition` (gt, gteq)
+    `since` and before `settled`, oldest first then by `entity_id` (Magento's REST
+    search: filter groups are ANDed, the filters inside one ORed)."""
+    f = "searchCriteria[filter_groups]"
+    return {
+        f"{f}[0][filters][0][field]": "updated_at",
+        f"{f}[0][filters][0][value]": since,
+        f"{f}[0][filters][0][condition_type]": condition,
+        f"{f}[1][filters][0][field]": "updated_at",
+        f"{f}[1][filters][0][value]": settled,
+        f"{f}[1][filters][0][condition_type]": "lt",
+        "searchCriteria[sortOrders][0][field]": "updated_at",
+        "searchCriteria[sortOrders][0][direction]": "ASC",
+        "searchCriteria[sortOrders][1][field]": "entity_id",
+        "searchCriteria[sortOrders][1][direction]": "ASC",
+        "searchCriteria[pageSize]": str(page_size),
+        "searchCriteria[currentPage]": str(page),
+    }
 
 
 def _after(order: dict[str, Any], cursor: tuple[str, int] | None) -> bool:
@@ -73,33 +97,16 @@ class AdobeCommerceSource:
     async def aclose(self) -> None:
         await self._api.aclose()
 
-    def _criteria(self, since: str, condition: str, settled: str, page: int) -> dict[str, str]:
-        f = "searchCriteria[filter_groups]"
-        return {
-            f"{f}[0][filters][0][field]": "updated_at",
-            f"{f}[0][filters][0][value]": since,
-            f"{f}[0][filters][0][condition_type]": condition,
-            f"{f}[1][filters][0][field]": "updated_at",
-            f"{f}[1][filters][0][value]": settled,
-            f"{f}[1][filters][0][condition_type]": "lt",
-            "searchCriteria[sortOrders][0][field]": "updated_at",
-            "searchCriteria[sortOrders][0][direction]": "ASC",
-            "searchCriteria[sortOrders][1][field]": "entity_id",
-            "searchCriteria[sortOrders][1][direction]": "ASC",
-            "searchCriteria[pageSize]": str(self._s.page_size),
-            "searchCriteria[currentPage]": str(page),
-        }
-
     async def page(self, cursor: str | None, now: datetime) -> Page:
-        settled = _stamp(now - timedelta(seconds=self._s.lag_seconds))
+        settled = magento_time(now - timedelta(seconds=self._s.lag_seconds))
         last: tuple[str, int] | None = None
         if cursor is None:
-            since, condition = _stamp(now - timedelta(hours=self._s.first_run_hours)), "gt"
+            since, condition = magento_time(now - timedelta(hours=self._s.first_run_hours)), "gt"
         else:
             at, _, entity = cursor.partition("|")
             since, condition, last = at, "gteq", (at, int(entity))
         for number in range(1, MAX_TIE_PAGES + 1):
-            params = self._criteria(since, condition, settled, number)
+            params = updated_between(since, condition, settled, number, self._s.page_size)
             try:
                 response = await self._api.request("GET", "/orders", params=params)
             except (ConnectorError, httpx.HTTPError) as exc:
