@@ -31,36 +31,33 @@ refused here with that said, before any call. An Order has no tax of its own: wi
 `order_tax_field` the tax the POS charged on top of its prices goes into that field, and
 with `order_total_field` the orders' totals as Salesforce states them are read back for
 reconciliation.
+
+This module wires the parts: the token and the daily limit (`_session`), the Contact
+match (`_contacts`), payment rows (`_payments`), reduction orders' item links
+(`_returns`) and the totals read back (`_totals`).
 """
 
 # ruff: noqa: S608  (SOQL here is joined from configured names and soql_quote()d values)
 from __future__ import annotations
 
-import base64
 import json
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 
 from contract import (
-    Customer,
     CustomerRecord,
     Transaction,
 )
 
 from .._base import (
-    Answered,
     ConnectorError,
     DeliveryResult,
     Exchange,
-    Held,
     Outcome,
     Routed,
     Traced,
@@ -69,8 +66,15 @@ from .._base import (
     outcome_for,
     settle,
 )
+from ._contacts import matched_contact
 from ._items import priced_lines, tax_outside
+from ._payments import payment_rows
+from ._returns import original_items
+from ._session import CALL_OPTIONS, Session, call_client, patch, soql_quote
+from ._session import answer as _answer
+from ._session import reason as _reason
 from ._settings import SalesforceSettings
+from ._totals import confirm_totals
 
 __all__ = [
     "SalesforceConnector",
@@ -85,24 +89,6 @@ CREATE_ONLY_ORDER = ("IsReductionOrder", "OriginalOrderId")
 # Set when an order is created, never again: a repeat must not undo a void's status.
 FIRST_ONLY_ORDER = (*CREATE_ONLY_ORDER, "Status")
 RETRYABLE_CODES = frozenset({"UNABLE_TO_LOCK_ROW", "REQUEST_LIMIT_EXCEEDED", "SERVER_UNAVAILABLE"})
-CALL_OPTIONS = "Sforce-Call-Options"
-
-
-def call_client(correlation_id: str) -> str:
-    """The call options header's value: its `client` field, this program and then the
-    record's correlation id (developer.salesforce.com/docs/atlas.en-us.api_rest.meta/
-    api_rest/headers_calloptions.htm). The id comes from a store: anything but letters,
-    digits, `_`, `.` and `-` becomes `_`, so it can never add a field of its own."""
-    return "client=tillbridge/" + re.sub(r"[^A-Za-z0-9_.-]", "_", correlation_id)
-
-
-def soql_quote(value: str) -> str:
-    """A SOQL string literal: backslash and quote escaped."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 class SalesforceConnector:
@@ -117,116 +103,23 @@ class SalesforceConnector:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._s = settings
-        self._http = Traced(
+        http = Traced(
             client,
             keep_full=settings.dry_run,
             correlation_header=CALL_OPTIONS,
             correlation_value=call_client,
         )
-        self._clock = clock
-        self._token: str | None = None
-        self._instance = ""
+        self._session = Session(settings, http, clock)
+        self._api = self._session.api
         self._entries: dict[tuple[str, str], str] = {}
-        self._hold_until = 0.0
-        self._hold_reason = ""
 
     async def aclose(self) -> None:
         return None
-
-    # -- auth -----------------------------------------------------------------------------
-
-    def _assertion(self) -> str:
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
-        if not self._s.private_key_file:
-            raise Unfit("the JWT flow needs private_key_file")
-        key = serialization.load_pem_private_key(
-            Path(self._s.private_key_file).read_bytes(), password=None
-        )
-        assert isinstance(key, rsa.RSAPrivateKey)
-        header = _b64(json.dumps({"alg": "RS256"}).encode())
-        claims = {
-            "iss": self._s.client_id,
-            "sub": self._s.username,
-            "aud": self._s.jwt_audience.rstrip("/"),
-            "exp": int(self._clock()) + 180,
-        }
-        body = _b64(json.dumps(claims).encode())
-        signature = key.sign(f"{header}.{body}".encode(), padding.PKCS1v15(), hashes.SHA256())
-        return f"{header}.{body}.{_b64(signature)}"
-
-    async def _bearer(self, fresh: bool) -> str:
-        if self._token is None or fresh:
-            if self._s.auth_flow == "jwt":
-                form = {
-                    "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
-                    "assertion": self._assertion(),
-                }
-            else:
-                secret = self._s.client_secret.get_secret_value() if self._s.client_secret else ""
-                form = {
-                    "grant_type": "client_credentials",
-                    "client_id": self._s.client_id,
-                    "client_secret": secret,
-                }
-            response = await self._http.request("POST", self._s.token_url, None, data=form)
-            if response.status_code != 200:
-                raise _answer(response, f"token refused: {_oauth_error(response)}")
-            body = response.json()
-            granted = body.get("scope")
-            if isinstance(granted, str) and "api" not in granted.split():
-                # The one scope the connector needs; without it every REST call answers
-                # 401 "This session is not valid for use with the REST API".
-                raise _answer(
-                    httpx.Response(403, request=response.request),
-                    f"the connected app's token has the scopes '{granted}' but not api "
-                    "('Manage user data via APIs'), the one this connector needs: add it to "
-                    "the connected app",
-                )
-            self._token = str(body["access_token"])
-            self._instance = str(body["instance_url"]).rstrip("/")
-        return self._token
-
-    async def _api(
-        self, method: str, path: str, trace: list[Exchange], **kwargs: Any
-    ) -> httpx.Response:
-        self._check_hold()
-        await self._bearer(False)  # the instance URL comes with the token
-        url = f"{self._instance}/services/data/{self._s.api_version}{path}"
-        response = await self._http.authorized(method, url, trace, self._bearer, **kwargs)
-        self._read_limits(response)
-        if response.status_code == 403 and "REQUEST_LIMIT_EXCEEDED" in response.text:
-            self._check_hold()  # this answer is the limit itself: hold, do not burn a try
-        return response
 
     async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """An authorised call to the org's REST API outside delivery (`path` after
         /services/data/vXX.X): the customer feed reads with the target's credentials."""
         return await self._api(method, path, [], **kwargs)
-
-    # -- the org's daily request limit ----------------------------------------------------
-
-    def _read_limits(self, response: httpx.Response) -> None:
-        """Note `Sforce-Limit-Info: api-usage=used/max`; hold once too little remains, or
-        when Salesforce says the limit is reached."""
-        info = response.headers.get("sforce-limit-info", "")
-        if m := re.search(r"api-usage=(\d+)/(\d+)", info):
-            used, most = int(m.group(1)), int(m.group(2))
-            left = most - used
-            if most and left * 100 <= most * self._s.limit_reserve_percent:
-                self._hold(f"daily API requests nearly used up ({used}/{most})")
-        if response.status_code == 403 and "REQUEST_LIMIT_EXCEEDED" in response.text:
-            self._hold("daily API request limit reached (REQUEST_LIMIT_EXCEEDED)")
-
-    def _hold(self, reason: str) -> None:
-        self._hold_until = self._clock() + self._s.limit_wait_seconds
-        self._hold_reason = reason
-
-    def _check_hold(self) -> None:
-        wait = self._hold_until - self._clock()
-        if wait > 0:
-            raise Held(self._hold_reason, wait)
 
     # -- the seam -------------------------------------------------------------------------
 
@@ -238,7 +131,9 @@ class SalesforceConnector:
             correlation.set(routed.correlation_id)
             try:
                 if isinstance(routed.record, CustomerRecord):
-                    contact = await self._contact(routed.record.customer, trace)
+                    contact = await matched_contact(
+                        self._api, self._s, routed.record.customer, trace
+                    )
                     if contact is None:
                         raise Unfit("the customer has nothing the match rule can use")
                     result.accepted.append(
@@ -266,8 +161,11 @@ class SalesforceConnector:
         if not routed.original_ref:
             raise Unfit("a void of a sale Salesforce never received")
         obj = self._s.order_object
-        await self._patch(
-            f"/sobjects/{obj}/{routed.original_ref}", {"Status": self._s.void_status}, trace
+        await patch(
+            self._api,
+            f"/sobjects/{obj}/{routed.original_ref}",
+            {"Status": self._s.void_status},
+            trace,
         )
         return routed.original_ref
 
@@ -287,7 +185,11 @@ class SalesforceConnector:
                     "Salesforce (a reduction order), or negative_quantities where the org "
                     "allows them"
                 )
-        contact = await self._contact(record.customer, trace) if record.customer else None
+        contact = (
+            await matched_contact(self._api, self._s, record.customer, trace)
+            if record.customer
+            else None
+        )
         account = self._s.account_id
         if not account:
             raise Unfit("orders need an account: set account_id for this target")
@@ -315,7 +217,7 @@ class SalesforceConnector:
             assert routed.original_ref is not None
             order["IsReductionOrder"] = True
             order["OriginalOrderId"] = routed.original_ref
-            originals = await self._original_items(routed, record, trace)
+            originals = await original_items(self._api, self._s, routed, record, trace)
         entries = await self._pricebook_entries(routed, record, trace)
         items = []
         for line, (quantity, unit, note) in priced_lines(record):
@@ -334,70 +236,8 @@ class SalesforceConnector:
             if reduction:
                 item["OriginalOrderItemId"] = originals[line.number]
                 item["Quantity"] = -abs(quantity)
-        return _Order(routed, order, items, self._payments(routed, record), trace)
-
-    async def _original_items(
-        self, routed: Routed, record: Transaction, trace: list[Exchange]
-    ) -> dict[str, str]:
-        """Return line number → the Id of the OrderItem it gives back, by the original
-        line's external id (from the line's link), else by its product."""
-        wanted: dict[str, tuple[str | None, str]] = {}
-        for line in record.lines:
-            if line.voided or not line.sku:
-                continue
-            link = line.link
-            original = (link.key if link else None) or next(
-                (t.key for t in record.links if t.key), None
-            )
-            key = f"{original}#{link.line}" if original and link and link.line else None
-            wanted[line.number] = (key, routed.skus.get(line.sku, line.sku))
-        field = self._s.order_item_external_id
-        query = (
-            f"SELECT Id, {field}, Product2.StockKeepingUnit FROM {self._s.order_item_object} "
-            f"WHERE OrderId = {soql_quote(routed.original_ref or '')}"
-        )
-        response = await self._api("GET", "/query", trace, params={"q": query})
-        if response.status_code != 200:
-            raise _answer(response)
-        rows = response.json().get("records", [])
-        by_key = {r.get(field): r["Id"] for r in rows}
-        by_sku = {(r.get("Product2") or {}).get("StockKeepingUnit"): r["Id"] for r in rows}
-        found: dict[str, str] = {}
-        for number, (key, sku) in wanted.items():
-            item = by_key.get(key) if key else None
-            item = item or by_sku.get(sku)
-            if item is None:
-                raise Unfit(f"line {number}: SKU {sku} is not on order {routed.original_ref}")
-            found[number] = item
-        return found
-
-    def _payments(self, routed: Routed, record: Transaction) -> list[dict[str, Any]]:
-        """One row per tender in the configured payment object and field map (none for a
-        cancelled basket: nothing was paid)."""
-        if not self._s.payment_object or record.kind == "cancel":
-            return []
-        fields = self._s.payment_fields
-        rows = []
-        for index, tender in enumerate(record.tenders):
-            values: dict[str, Any] = {
-                "order": {self._s.order_external_id: routed.key},
-                "amount": tender.amount - (tender.change or 0),
-                "method": routed.payments.get(tender.type.value, tender.type.value),
-                "date": record.occurred_at.isoformat(),
-                "auth_code": tender.auth_code,
-                "card_brand": tender.card.brand if tender.card else None,
-                "card_last4": tender.card.last4 if tender.card else None,
-            }
-            row: dict[str, Any] = {
-                "attributes": {"type": self._s.payment_object},
-                self._s.payment_external_id: f"{routed.key}#t{index}",
-                **self._s.payment_static,
-            }
-            for name, value in values.items():
-                if name in fields and value is not None:
-                    row[fields[name]] = value
-            rows.append(row)
-        return rows
+        payments = payment_rows(self._s, routed, record)
+        return _Order(routed, order, items, payments, trace)
 
     async def _pricebook_entries(
         self, routed: Routed, record: Transaction, trace: list[Exchange]
@@ -421,63 +261,6 @@ class SalesforceConnector:
         if unknown:
             raise Unfit(f"no price book entry in {book} for SKU {', '.join(unknown)}")
         return {s: self._entries[(book, s)] for s in wanted}
-
-    # -- customers ------------------------------------------------------------------------
-
-    async def _contact(self, customer: Customer, trace: list[Exchange]) -> str | None:
-        """The matched or created Contact's id, by the configured rule."""
-        obj = self._s.customer_object
-        profile = {
-            k: v
-            for k, v in {
-                "FirstName": customer.first_name,
-                "LastName": customer.last_name or "POS customer",
-                self._s.match_fields["email"]: customer.email,
-                self._s.match_fields["phone"]: customer.phone,
-            }.items()
-            if v
-        }
-        for key in self._s.match_rule:
-            value = getattr(customer, key)
-            if not value:
-                continue
-            field = self._s.match_fields[key]
-            if key in ("loyalty_id", "pos_customer_id"):
-                path = f"/sobjects/{obj}/{field}/{quote(value, safe='')}"
-                found = await self._api("GET", path, trace)
-                if found.status_code == 300:
-                    raise Unfit(f"{field} {key} matches several {obj} records: {_ids(found)}")
-                if found.status_code == 200:
-                    contact = str(found.json()["Id"])
-                    if self._s.profile_owner == "pos":
-                        await self._patch(f"/sobjects/{obj}/{contact}", profile, trace)
-                    return contact
-                if found.status_code != 404:
-                    raise _answer(found)
-                # Upsert by the external id: creates the Contact under that id.
-                created = await self._api("PATCH", path, trace, json=profile)
-                if created.status_code not in (200, 201):
-                    raise _answer(created)
-                return str(created.json()["id"])
-            query = f"SELECT Id FROM {obj} WHERE {field} = {soql_quote(value)} LIMIT 2"
-            response = await self._api("GET", "/query", trace, params={"q": query})
-            if response.status_code != 200:
-                raise _answer(response)
-            rows = response.json().get("records", [])
-            if len(rows) > 1:
-                ids = ", ".join(r["Id"] for r in rows)
-                raise Unfit(f"{key} matches several {obj} records: {ids}")
-            if rows:
-                contact = str(rows[0]["Id"])
-                if self._s.profile_owner == "pos":
-                    await self._patch(f"/sobjects/{obj}/{contact}", profile, trace)
-                return contact
-        return None
-
-    async def _patch(self, path: str, body: dict[str, Any], trace: list[Exchange]) -> None:
-        response = await self._api("PATCH", path, trace, json=body)
-        if response.status_code not in (200, 204):
-            raise _answer(response)
 
     # -- orders ---------------------------------------------------------------------------
 
@@ -581,45 +364,16 @@ class SalesforceConnector:
             else:
                 outcome = Outcome(o.routed.id, status=200, ref=order_id, exchanges=o.trace + shared)
                 result.accepted.append(outcome)
-        await self._confirm_totals(batch, result.accepted, shared)
+        routed = [o.routed for o in batch]
+        await confirm_totals(self._api, self._s, routed, result.accepted, shared)
         return result
-
-    async def _confirm_totals(
-        self, batch: list[_Order], accepted: list[Outcome], trace: list[Exchange]
-    ) -> None:
-        """Set on each accepted order the total Salesforce sums from its items (one query
-        for the collection). The orders are posted whatever this read answers: without
-        an answer, reconciliation keeps the POS's figure for them."""
-        field, key = self._s.order_total_field, self._s.order_external_id
-        by_id = {o.routed.id: o.routed.key for o in batch}
-        keys = [by_id[a.id] for a in accepted if a.id in by_id]
-        if not field or not keys:
-            return
-        query = (
-            f"SELECT {key}, {field} FROM {self._s.order_object} "
-            f"WHERE {key} IN ({', '.join(soql_quote(k) for k in keys)})"
-        )
-        try:
-            response = await self._api("GET", "/query", trace, params={"q": query})
-        except (ConnectorError, httpx.HTTPError):
-            return
-        if response.status_code != 200:
-            return
-        totals = {
-            row.get(key): row.get(field)
-            for row in json.loads(response.content, parse_float=Decimal).get("records", [])
-        }
-        for outcome in accepted:
-            total = totals.get(by_id.get(outcome.id))
-            if isinstance(total, int | Decimal):
-                outcome.confirmed = Decimal(total)
 
     def _failed(
         self, o: _Order, verdict: tuple[Literal["retry", "rejected"], str], trace: list[Exchange]
     ) -> Outcome:
         held = "REQUEST_LIMIT_EXCEEDED" in verdict[1]
         if held:
-            self._hold("daily API request limit reached (REQUEST_LIMIT_EXCEEDED)")
+            self._session.hold("daily API request limit reached (REQUEST_LIMIT_EXCEEDED)")
         return Outcome(
             o.routed.id,
             reason=verdict[1],
@@ -658,45 +412,6 @@ def _verdict(answer: dict[str, Any]) -> tuple[Literal["retry", "rejected"], str]
     reason = "; ".join(f"{e.get('statusCode')}: {e.get('message')}" for e in errors) or "failed"
     codes = {e.get("statusCode") for e in errors}
     return ("retry" if codes & RETRYABLE_CODES else "rejected"), reason
-
-
-def _oauth_error(response: httpx.Response) -> str:
-    """`status error: description` of an OAuth refusal (it names no secret)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and body.get("error"):
-        described = f": {body['error_description']}" if body.get("error_description") else ""
-        return f"{response.status_code} {body['error']}{described}"
-    return str(response.status_code)
-
-
-def _ids(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, list):
-        return ", ".join(str(url).rsplit("/", 1)[-1] for url in body)
-    return str(body)
-
-
-def _answer(response: httpx.Response, reason: str = "") -> Answered:
-    return Answered(response, reason or _reason(response))
-
-
-def _reason(response: httpx.Response) -> str:
-    request = response.request
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, list) and body and isinstance(body[0], dict):
-        detail = "; ".join(f"{e.get('errorCode')}: {e.get('message')}" for e in body)
-    else:
-        detail = response.text[:200]
-    return f"{request.method} {request.url.path} answered {response.status_code}: {detail}"
 
 
 def dry_run_response(request: httpx.Request) -> httpx.Response:
