@@ -18,26 +18,17 @@ import os
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import _acl
 from agent import _failpoints as failpoints
 from agent._seal import SealError, key_id, load_key, load_or_create_key
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.downlink import Downlink, DownlinkStore
 from agent.eod import DayCounts, summarise_day
 from agent.lock import data_dir_lock
 from agent.outbox import Outbox
 from agent.parsers import MASKED, ParseContext, Parsed, ParseError, parse_stream
-from agent.reference import (
-    Reference,
-    answer_lookup,
-    heartbeat_resync,
-    is_lookup,
-    open_reference,
-    reference_status,
-)
 from agent.scheduler import Scheduler
 from agent.sources import (
     IngestFile,
@@ -52,10 +43,13 @@ from agent.sources import (
     sealed_key_ids,
 )
 from agent.uplink import Uplink
-from agent.writers import make_writer
 from common.logs import bind, new_correlation_id
 from common.notify import Notifier
 from contract import AgentInfo, Heartbeat
+
+if TYPE_CHECKING:  # loaded when [agent.downlink] is on: an agent without it stays lean
+    from agent.downlink import Downlink
+    from agent.reference import Reference
 
 __all__ = ["Agent", "closed_before", "protect_data", "read_status", "read_status_address"]
 
@@ -221,6 +215,10 @@ class Agent:
             if not key_was_there:
                 await self._key_made_anew()
             if config.downlink.enabled:
+                from agent.downlink import Downlink, DownlinkStore
+                from agent.reference import open_reference
+                from agent.writers import make_writer
+
                 if config.reference.enabled:
                     key = await asyncio.to_thread(load_key, key_file)
                     self.reference = await open_reference(config, key)
@@ -573,7 +571,9 @@ class Agent:
             elif len(first) >= 2 and first[0] == b"GET" and first[1] in (b"/status", b"/"):
                 body = json.dumps(await self.status(), default=str).encode()
                 head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            elif first[:1] == [b"GET"] and is_lookup(target):
+            elif first[:1] == [b"GET"] and _lookup_path(target):
+                from agent.reference import answer_lookup
+
                 code, data = await answer_lookup(
                     self.reference.store if self.reference else None, target
                 )
@@ -613,7 +613,7 @@ class Agent:
             seq_floor_wanted=outbox.floor_pending,
             orders_waiting=orders.waiting if orders else 0,
             orders_alert=orders.alert_count if orders else 0,
-            **await heartbeat_resync(self.reference),
+            **(await _resync_of(self.reference)),
         )
 
     async def _quarantined_now(self) -> int:
@@ -658,7 +658,7 @@ class Agent:
             },
             "next_end_of_day": self.scheduler.next_run("end_of_day"),
             "downlink": await self._downlink_status(),
-            "reference": await reference_status(self.reference),
+            "reference": await _reference_status(self.reference),
         }
 
     async def _downlink_status(self) -> dict[str, Any] | None:
@@ -694,3 +694,26 @@ class Agent:
             await asyncio.to_thread(write)
         except OSError as exc:
             log.warning("Status file could not be written.", extra={"error": str(exc)})
+
+
+async def _resync_of(reference: Reference | None) -> dict[str, Any]:
+    if reference is None:
+        return {}
+    from agent.reference import heartbeat_resync
+
+    return await heartbeat_resync(reference)
+
+
+async def _reference_status(reference: Reference | None) -> dict[str, Any] | None:
+    if reference is None:
+        return None
+    from agent.reference import reference_status
+
+    return await reference_status(reference)
+
+
+def _lookup_path(target: str) -> bool:
+    """The till's lookup paths (`agent.reference.is_lookup`), told apart without loading
+    the reference modules an agent without reference data never needs."""
+    path = target.partition("?")[0]
+    return path == "/customers" or path.startswith("/items/")

@@ -20,13 +20,13 @@ import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from agent._probe import scheme_mismatch
 from agent._version import __version__
 from agent.config import AgentConfig
-from agent.downlink import Downlink
 from agent.outbox import Outbox, OutRow
 from common.logs import bind
 from common.messaging import (
@@ -52,6 +52,9 @@ from contract import (
     encode_records,
     topic,
 )
+
+if TYPE_CHECKING:  # the downlink is loaded by the daemon only when it is on
+    from agent.downlink import Downlink
 
 __all__ = ["Uplink", "offline_status"]
 
