@@ -2,7 +2,15 @@
 xcenter schema writes customer-order lines: `CustomerOrderForPickup` /
 `CustomerOrderForDelivery` with an `OrderStatus` attribute and the order in
 `AccountNumber`. A line of an order taken now (`New`) stays a sale line; a line of an
-earlier order the store handed over, shipped or cancelled becomes a `fulfillment`."""
+earlier order the store handed over, shipped or cancelled becomes a `fulfillment`.
+
+Provenance: the element and attribute names come from the xcenter POSLog v21 schema as
+its JAXB binding `dtv.xcenter.poslog.ws.v21.CustomerOrderForPickupType` declares them
+(`OrderStatus` a free string attribute, `AccountNumber`, `Pickup`), and `New` from the
+published Xstore day in `realworld/oracle_xstore_day`. The other `OrderStatus` values
+(PickedUp, Complete, Partial, Shipped, Cancelled) are not taken from a real export: no
+public export of a pickup was found, so they are the vocabulary this parser accepts, and
+these files are hand-made in the schema's shape."""
 
 from __future__ import annotations
 
